@@ -1,0 +1,219 @@
+//! CBOR encoding of frames. Decoding refuses an oversized frame before it
+//! reads a byte of it, and never trusts a length inside the frame beyond the
+//! bytes actually present.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::limits::MAX_FRAME_BYTES;
+use crate::messages::{ClientMessage, ServerMessage};
+
+/// Why bytes could not become a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The frame is larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The frame's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not a valid message.
+    #[error("frame is not a valid sotto message: {0}")]
+    Malformed(String),
+}
+
+/// Why a value could not be encoded (only possible for a broken value).
+#[derive(Debug, thiserror::Error)]
+#[error("could not encode frame: {0}")]
+pub struct EncodeError(String);
+
+/// Encodes any protocol value as CBOR.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(128);
+    ciborium::into_writer(value, &mut out).map_err(|e| EncodeError(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes a value from a frame, checking the size limit first and refusing
+/// trailing bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge { size: bytes.len(), limit: MAX_FRAME_BYTES });
+    }
+    let mut reader = bytes;
+    let value = ciborium::from_reader(&mut reader).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(DecodeError::Malformed(format!("{} trailing bytes after the message", reader.len())));
+    }
+    Ok(value)
+}
+
+/// Decodes a client-to-server frame.
+pub fn decode_client(bytes: &[u8]) -> Result<ClientMessage, DecodeError> {
+    decode(bytes)
+}
+
+/// Decodes a server-to-client frame.
+pub fn decode_server(bytes: &[u8]) -> Result<ServerMessage, DecodeError> {
+    decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorBody, ErrorCode};
+    use crate::messages::*;
+
+    fn dev(h: &str) -> DeviceRef {
+        DeviceRef { handle: h.into(), device_id: 1 }
+    }
+
+    fn info() -> DeviceInfo {
+        DeviceInfo { device_id: 1, device_key: vec![1; 32], certificate: vec![2; 64] }
+    }
+
+    fn delivery() -> Delivery {
+        Delivery {
+            group_id: vec![9; 16],
+            seq: 3,
+            epoch: 2,
+            sender: dev("a"),
+            kind: MessageKind::Application,
+            payload: vec![0, 255, 7],
+            stored_at: 1_700_000_000_000,
+        }
+    }
+
+    fn all_requests() -> Vec<Request> {
+        vec![
+            Request::Register {
+                handle: "alice".into(),
+                account_key: vec![1; 32],
+                device: info(),
+                invite: Some("code".into()),
+                signature: vec![3; 64],
+            },
+            Request::Login { handle: "alice".into(), device_id: 1, signature: vec![3; 64] },
+            Request::UploadKeyPackages {
+                packages: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
+                last_resort: Some(serde_bytes::ByteBuf::from(vec![3])),
+            },
+            Request::ClaimKeyPackages { handle: "bob".into() },
+            Request::LookupUser { handle: "bob".into() },
+            Request::CreateGroup { group_id: vec![4; 16] },
+            Request::Commit {
+                group_id: vec![4; 16],
+                epoch: 0,
+                client_id: vec![5; 16],
+                commit: vec![6; 10],
+                welcome: Some(serde_bytes::ByteBuf::from(vec![7; 3])),
+                added: vec![dev("bob")],
+                removed: vec![dev("carol")],
+            },
+            Request::Send { group_id: vec![4; 16], epoch: 1, client_id: vec![5; 16], payload: vec![8; 4] },
+            Request::Ack { group_id: vec![4; 16], seq: 9 },
+            Request::AckWelcome { welcome_id: 4 },
+            Request::Fetch { group_id: vec![4; 16], after_seq: 0, limit: 10 },
+            Request::GroupState { group_id: vec![4; 16] },
+            Request::Sync,
+        ]
+    }
+
+    fn all_server_messages() -> Vec<ServerMessage> {
+        let responses = vec![
+            Response::Done,
+            Response::LoggedIn { device: dev("a"), key_packages: 3 },
+            Response::KeyPackagesStored { key_packages: 5 },
+            Response::KeyPackages {
+                handle: "b".into(),
+                account_key: vec![1; 32],
+                packages: vec![ClaimedKeyPackage { device: info(), package: vec![1, 2, 3] }],
+            },
+            Response::User(UserInfo { handle: "b".into(), account_key: vec![1; 32], devices: vec![info()] }),
+            Response::Appended { seq: 1, epoch: 2, duplicate: false },
+            Response::Messages { messages: vec![delivery()] },
+            Response::Group { epoch: 3, members: vec![dev("a"), dev("b")], last_seq: 7 },
+        ];
+        let mut out: Vec<ServerMessage> = responses
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| ServerMessage::Response { id: i as u64, result: Ok(r) })
+            .collect();
+        for code in ErrorCode::ALL {
+            let mut body = ErrorBody::new(code);
+            if code == ErrorCode::StaleEpoch {
+                body.current_epoch = Some(4);
+            }
+            out.push(ServerMessage::Response { id: 99, result: Err(body) });
+        }
+        out.push(ServerMessage::Hello(Hello {
+            protocol_version: crate::PROTOCOL_VERSION,
+            server_id: vec![1; 32],
+            challenge: vec![2; 32],
+            invite_only: true,
+        }));
+        out.push(ServerMessage::Push(Push::Deliver(delivery())));
+        out.push(ServerMessage::Push(Push::Welcome {
+            welcome_id: 1,
+            group_id: vec![4; 16],
+            sender: dev("a"),
+            welcome: vec![1, 2],
+        }));
+        out.push(ServerMessage::Push(Push::SyncDone));
+        out.push(ServerMessage::Push(Push::KeyPackagesLow { remaining: 2 }));
+        out.push(ServerMessage::Goodbye(ErrorBody::new(ErrorCode::Banned)));
+        out
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for (i, request) in all_requests().into_iter().enumerate() {
+            let msg = ClientMessage { id: i as u64, request };
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(decode_client(&bytes).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn every_server_message_round_trips() {
+        for msg in all_server_messages() {
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(decode_server(&bytes).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn byte_fields_are_cbor_byte_strings() {
+        // A 1000-byte payload must cost about 1000 bytes, not one CBOR
+        // integer per byte (which a missing serde_bytes would give).
+        let msg = ClientMessage {
+            id: 1,
+            request: Request::Send { group_id: vec![0; 16], epoch: 0, client_id: vec![0; 16], payload: vec![200; 1000] },
+        };
+        assert!(encode(&msg).unwrap().len() < 1150);
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_decoding() {
+        let big = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(decode_client(&big), Err(DecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_malformed_not_panics() {
+        let good = encode(&ClientMessage { id: 1, request: Request::Sync }).unwrap();
+        for cut in 0..good.len() {
+            assert!(matches!(decode_client(&good[..cut]), Err(DecodeError::Malformed(_))));
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_client(&trailing).is_err());
+        // A byte string that claims 4 GiB but carries three bytes.
+        assert!(decode_client(&[0x5a, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]).is_err());
+        // Deep nesting must not overflow the stack.
+        let deep = vec![0x81u8; 100_000];
+        assert!(decode_client(&deep).is_err());
+        assert!(decode_server(b"\xff\x00 not cbor").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Hard limits shared by both sides. They are checked before any decoding,
+//! so an oversized frame costs the receiver nothing but its length.
+
+/// Largest WebSocket message (one protocol frame) either side accepts.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Largest MLS payload (application message, commit or welcome) in a frame.
+pub const MAX_PAYLOAD_BYTES: usize = 900 * 1024;
+/// Most KeyPackages one upload may carry.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 100;
+/// Most KeyPackages one device may keep stocked on the server.
+pub const MAX_KEY_PACKAGES_STOCK: usize = 500;
+/// Below this many unclaimed KeyPackages the server tells the device to refill.
+pub const KEY_PACKAGES_LOW_WATER: usize = 10;
+/// Most messages returned by one `Fetch` or pushed per group per wake-up.
+pub const MAX_FETCH: u32 = 500;
+/// Most devices one commit may add or remove.
+pub const MAX_MEMBERSHIP_CHANGE: usize = 1000;
+/// Seconds an unauthenticated connection may live.
+pub const AUTH_TIMEOUT_SECS: u64 = 10;
+/// Length of a group id in bytes.
+pub const GROUP_ID_LEN: usize = 16;

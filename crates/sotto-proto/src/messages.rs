@@ -1,0 +1,341 @@
+//! Every message of the protocol. Byte fields are CBOR byte strings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+
+/// A device of an account: the unit of routing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceRef {
+    /// The account's handle.
+    pub handle: String,
+    /// The device number within the account.
+    pub device_id: u32,
+}
+
+impl std::fmt::Display for DeviceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "@{}/{}", self.handle, self.device_id)
+    }
+}
+
+/// A device's public key and the account key's certificate over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The device number within the account.
+    pub device_id: u32,
+    /// Ed25519 public key (32 bytes); also the device's MLS signature key.
+    #[serde(with = "serde_bytes")]
+    pub device_key: Vec<u8>,
+    /// Ed25519 signature by the account key over
+    /// [`crate::signing::device_certificate_payload`].
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
+}
+
+/// What the server tells a client as soon as the WebSocket opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The server's protocol version.
+    pub protocol_version: u16,
+    /// The server's identity, which login signatures are bound to: the
+    /// SHA-256 pin of its TLS key, or a stored random id without TLS.
+    #[serde(with = "serde_bytes")]
+    pub server_id: Vec<u8>,
+    /// A fresh random challenge for this connection.
+    #[serde(with = "serde_bytes")]
+    pub challenge: Vec<u8>,
+    /// Whether registration needs an invite.
+    pub invite_only: bool,
+}
+
+/// A client-to-server frame: a request with an id the response will carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMessage {
+    /// Chosen by the client; echoed in the response.
+    pub id: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// Whether a log entry changes the group or carries content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An MLS commit: moves the group to the next epoch.
+    Commit,
+    /// An MLS application message.
+    Application,
+}
+
+/// Everything a client can ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Create an account and its first device, and log that device in.
+    Register {
+        /// The wanted handle.
+        handle: String,
+        /// Ed25519 account public key (32 bytes).
+        #[serde(with = "serde_bytes")]
+        account_key: Vec<u8>,
+        /// The first device, certified by the account key.
+        device: DeviceInfo,
+        /// Invite code, needed unless registration is open.
+        #[serde(default)]
+        invite: Option<String>,
+        /// The device key's signature over [`crate::signing::login_payload`].
+        #[serde(with = "serde_bytes")]
+        signature: Vec<u8>,
+    },
+    /// Log a registered device in.
+    Login {
+        /// The account's handle.
+        handle: String,
+        /// The device.
+        device_id: u32,
+        /// The device key's signature over [`crate::signing::login_payload`].
+        #[serde(with = "serde_bytes")]
+        signature: Vec<u8>,
+    },
+    /// Add KeyPackages (TLS-serialized MLS KeyPackages) to this device's stock.
+    UploadKeyPackages {
+        /// One-time packages.
+        packages: Vec<serde_bytes::ByteBuf>,
+        /// A package handed out when the one-time stock is empty; replaces
+        /// the previous one.
+        #[serde(default)]
+        last_resort: Option<serde_bytes::ByteBuf>,
+    },
+    /// Take one KeyPackage for every device of an account.
+    ClaimKeyPackages {
+        /// The account.
+        handle: String,
+    },
+    /// The account key and devices of a handle.
+    LookupUser {
+        /// The account.
+        handle: String,
+    },
+    /// Create an empty group whose only member is this device, at epoch 0.
+    CreateGroup {
+        /// 16 random bytes chosen by the creator.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+    },
+    /// Post a commit for the group's current epoch.
+    Commit {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// The epoch the commit was made in; must be the current one.
+        epoch: u64,
+        /// Idempotency key: a retry with the same id is answered with the
+        /// first result.
+        #[serde(with = "serde_bytes")]
+        client_id: Vec<u8>,
+        /// The MLS commit message.
+        #[serde(with = "serde_bytes")]
+        commit: Vec<u8>,
+        /// The MLS welcome for the devices this commit adds.
+        #[serde(default)]
+        welcome: Option<serde_bytes::ByteBuf>,
+        /// Devices the commit adds (routing only).
+        #[serde(default)]
+        added: Vec<DeviceRef>,
+        /// Devices the commit removes (routing only).
+        #[serde(default)]
+        removed: Vec<DeviceRef>,
+    },
+    /// Post an application message in the group's current epoch.
+    Send {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// The epoch it was encrypted in; must be the current one.
+        epoch: u64,
+        /// Idempotency key, as for [`Request::Commit`].
+        #[serde(with = "serde_bytes")]
+        client_id: Vec<u8>,
+        /// The MLS application message.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Mark every message of a group up to `seq` as received by this device.
+    Ack {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// The highest sequence number processed.
+        seq: u64,
+    },
+    /// Mark a welcome as processed; the server deletes it.
+    AckWelcome {
+        /// The welcome's id from [`Push::Welcome`].
+        welcome_id: u64,
+    },
+    /// Read a group's log after a sequence number (members only).
+    Fetch {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Return messages with a larger sequence number.
+        after_seq: u64,
+        /// At most this many (capped by the server).
+        limit: u32,
+    },
+    /// The group's current epoch and member devices (members only).
+    GroupState {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+    },
+    /// Start delivery: the server pushes every pending welcome and message
+    /// from this device's cursors, then [`Push::SyncDone`], then live ones.
+    Sync,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// The request was done; nothing to return.
+    Done,
+    /// The device is logged in.
+    LoggedIn {
+        /// The device.
+        device: DeviceRef,
+        /// Unclaimed one-time KeyPackages in stock.
+        key_packages: u32,
+    },
+    /// KeyPackages were stored.
+    KeyPackagesStored {
+        /// Unclaimed one-time KeyPackages now in stock.
+        key_packages: u32,
+    },
+    /// One KeyPackage per device of the account.
+    KeyPackages {
+        /// The account.
+        handle: String,
+        /// Its account key.
+        #[serde(with = "serde_bytes")]
+        account_key: Vec<u8>,
+        /// Per device: the device and its package.
+        packages: Vec<ClaimedKeyPackage>,
+    },
+    /// An account's public keys.
+    User(UserInfo),
+    /// A commit or message is durably in the group's log.
+    Appended {
+        /// Its sequence number.
+        seq: u64,
+        /// The group's epoch after it.
+        epoch: u64,
+        /// True when this was a retry of something already stored.
+        duplicate: bool,
+    },
+    /// Messages of a group, in order.
+    Messages {
+        /// The messages.
+        messages: Vec<Delivery>,
+    },
+    /// A group's routing state.
+    Group {
+        /// Current epoch.
+        epoch: u64,
+        /// Member devices.
+        members: Vec<DeviceRef>,
+        /// Sequence number of the newest message.
+        last_seq: u64,
+    },
+}
+
+/// A KeyPackage handed out for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    /// The device's keys.
+    pub device: DeviceInfo,
+    /// The TLS-serialized KeyPackage.
+    #[serde(with = "serde_bytes")]
+    pub package: Vec<u8>,
+}
+
+/// An account's public keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The account.
+    pub handle: String,
+    /// Ed25519 account public key.
+    #[serde(with = "serde_bytes")]
+    pub account_key: Vec<u8>,
+    /// Its devices.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// One entry of a group's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The group.
+    #[serde(with = "serde_bytes")]
+    pub group_id: Vec<u8>,
+    /// Server-assigned position in the group's log, from 1.
+    pub seq: u64,
+    /// The epoch the message was sent in.
+    pub epoch: u64,
+    /// The device that posted it.
+    pub sender: DeviceRef,
+    /// Commit or application message.
+    pub kind: MessageKind,
+    /// The MLS message.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// When the server stored it (milliseconds since the Unix epoch).
+    pub stored_at: i64,
+}
+
+/// Something the server sends without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Push {
+    /// A group message for this device.
+    Deliver(Delivery),
+    /// A welcome into a group for this device.
+    Welcome {
+        /// Id to acknowledge with [`Request::AckWelcome`].
+        welcome_id: u64,
+        /// The group joined.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Who added the device.
+        sender: DeviceRef,
+        /// The MLS welcome.
+        #[serde(with = "serde_bytes")]
+        welcome: Vec<u8>,
+    },
+    /// Everything pending at the time of [`Request::Sync`] has been pushed.
+    SyncDone,
+    /// The device's one-time KeyPackage stock is low; upload more.
+    KeyPackagesLow {
+        /// Unclaimed packages left.
+        remaining: u32,
+    },
+}
+
+/// A server-to-client frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First frame of every connection.
+    Hello(Hello),
+    /// The answer to the request with the same id.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        result: Result<Response, ErrorBody>,
+    },
+    /// Something pushed.
+    Push(Push),
+    /// The server closes the connection after this, saying why.
+    Goodbye(ErrorBody),
+}
