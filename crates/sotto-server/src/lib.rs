@@ -1,1 +1,9 @@
-//! sotto-server
+//! The sotto relay: a blind, ordered mailbox and MLS delivery service.
+//!
+//! It routes ciphertext between member devices of groups, keeps it until
+//! every member device acknowledged it, and can read none of it. The store
+//! sits behind the [`store::Store`] trait; transport is HTTPS + WebSocket on
+//! one port ([`server::run`]).
+#![deny(missing_docs)]
+
+pub mod store;

@@ -1,0 +1,213 @@
+//! The behaviour every [`Store`] backend must show. A backend's tests call
+//! [`run_all`] with a constructor that gives a fresh, empty store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sotto_proto::{DeviceInfo, DeviceRef, MessageKind};
+
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn dev(h: &str) -> DeviceRef {
+    DeviceRef { handle: h.into(), device_id: 1 }
+}
+
+fn info() -> DeviceInfo {
+    DeviceInfo { device_id: 1, device_key: vec![7; 32], certificate: vec![8; 64] }
+}
+
+fn register(s: &impl Store, h: &str) {
+    s.register(h, &[1; 32], &info(), None, false, NOW).unwrap();
+}
+
+fn msg<'a>(g: &'a [u8], sender: &'a DeviceRef, epoch: u64, cid: &'a [u8], kind: MessageKind) -> NewMessage<'a> {
+    NewMessage { group_id: g, sender, epoch, kind, client_id: cid, payload: b"ciphertext", added: &[], removed: &[], welcome: None }
+}
+
+/// Runs every conformance check, each on a fresh store from `make`.
+pub fn run_all<S: Store>(make: impl Fn() -> S) {
+    registration_and_invites(&make());
+    key_packages_are_claimed_once(Arc::new(make()));
+    group_log_rules(&make());
+    ack_then_delete(&make());
+    removed_member_reads_nothing(&make());
+    retention(&make());
+}
+
+/// Data written through one store value is there after reopening with `open`.
+pub fn durability<S: Store>(open: impl Fn() -> S) {
+    {
+        let s = open();
+        register(&s, "alice");
+        register(&s, "bob");
+        s.create_group(b"g-durable", &dev("alice"), NOW).unwrap();
+        let bob = [dev("bob")];
+        let alice = dev("alice");
+        let mut commit = msg(b"g-durable", &alice, 0, b"c1", MessageKind::Commit);
+        commit.added = &bob;
+        commit.welcome = Some(b"welcome");
+        s.append(&commit, NOW).unwrap();
+        s.append(&msg(b"g-durable", &alice, 1, b"m1", MessageKind::Application), NOW).unwrap();
+    }
+    let s = open();
+    let got = s.fetch(b"g-durable", &dev("bob"), 0, 100).unwrap();
+    assert_eq!(got.len(), 1, "bob sees the message after the commit that added him");
+    assert_eq!(got[0].payload, b"ciphertext");
+    assert_eq!(s.welcomes(&dev("bob")).unwrap().len(), 1);
+}
+
+fn registration_and_invites(s: &impl Store) {
+    assert_eq!(s.register("a", &[1; 32], &info(), None, true, NOW), Err(StoreError::InviteRequired));
+    assert_eq!(s.register("a", &[1; 32], &info(), Some("nope"), true, NOW), Err(StoreError::InviteInvalid));
+    s.create_invite("twice", 2, None, NOW).unwrap();
+    s.register("a", &[1; 32], &info(), Some("twice"), true, NOW).unwrap();
+    assert_eq!(s.register("a", &[1; 32], &info(), Some("twice"), true, NOW), Err(StoreError::HandleTaken));
+    s.register("b", &[1; 32], &info(), Some("twice"), true, NOW).unwrap();
+    assert_eq!(
+        s.register("c", &[1; 32], &info(), Some("twice"), true, NOW),
+        Err(StoreError::InviteInvalid),
+        "an invite is used up after its count"
+    );
+    s.create_invite("old", 5, Some(NOW - 1), NOW).unwrap();
+    assert_eq!(s.register("c", &[1; 32], &info(), Some("old"), true, NOW), Err(StoreError::InviteInvalid));
+    let acc = s.account("a").unwrap().unwrap();
+    assert_eq!(acc.devices, vec![info()]);
+    assert!(!acc.banned);
+    s.set_banned("a", true).unwrap();
+    assert!(s.account("a").unwrap().unwrap().banned);
+    assert_eq!(s.set_banned("zz", true), Err(StoreError::UnknownHandle));
+    assert!(s.account("zz").unwrap().is_none());
+}
+
+fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
+    register(&*s, "bob");
+    assert_eq!(s.claim_key_packages("nobody").unwrap_err(), StoreError::UnknownHandle);
+    assert_eq!(s.claim_key_packages("bob").unwrap_err(), StoreError::NoKeyPackages);
+    let packages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 8]).collect();
+    assert_eq!(s.add_key_packages(&dev("bob"), &packages, Some(b"last")).unwrap(), 40);
+    // 8 threads race for 40 packages, 6 claims each: 48 claims, so exactly
+    // 40 distinct one-time packages and 8 last-resort answers.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || (0..6).map(|_| s.claim_key_packages("bob").unwrap()[0].1.clone()).collect::<Vec<_>>())
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().unwrap());
+    }
+    let one_time: Vec<_> = all.iter().filter(|p| p.as_slice() != b"last").collect();
+    let distinct: HashSet<_> = one_time.iter().collect();
+    assert_eq!(one_time.len(), 40);
+    assert_eq!(distinct.len(), 40, "no one-time package was handed out twice");
+    assert_eq!(s.key_package_count(&dev("bob")).unwrap(), 0);
+}
+
+fn group_log_rules(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    register(s, "eve");
+    let (alice, bob, eve) = (dev("alice"), dev("bob"), dev("eve"));
+    let g: &[u8] = b"group-one";
+    s.create_group(g, &alice, NOW).unwrap();
+    assert_eq!(s.create_group(g, &eve, NOW), Err(StoreError::GroupExists));
+    let added = [bob.clone()];
+    let mut commit = msg(g, &alice, 0, b"c1", MessageKind::Commit);
+    commit.added = &added;
+    commit.welcome = Some(b"welcome-bytes");
+    let a = s.append(&commit, NOW).unwrap();
+    assert_eq!((a.seq, a.epoch, a.duplicate), (1, 1, false));
+    assert_eq!(a.members, vec![alice.clone(), bob.clone()]);
+    // Retrying the same client id is answered with the first result.
+    let again = s.append(&commit, NOW).unwrap();
+    assert_eq!((again.seq, again.epoch, again.duplicate), (1, 1, true));
+    // A second commit for epoch 0 loses.
+    let mut late = msg(g, &bob, 0, b"c2", MessageKind::Commit);
+    late.added = &[];
+    assert_eq!(s.append(&late, NOW), Err(StoreError::StaleEpoch { current: 1 }));
+    assert_eq!(s.append(&msg(g, &alice, 0, b"m0", MessageKind::Application), NOW), Err(StoreError::StaleEpoch { current: 1 }));
+    // Outsiders can neither post nor read.
+    assert_eq!(s.append(&msg(g, &eve, 1, b"e", MessageKind::Application), NOW), Err(StoreError::NotMember));
+    assert_eq!(s.fetch(g, &eve, 0, 10), Err(StoreError::NotMember));
+    assert_eq!(s.append(&msg(b"nope", &eve, 0, b"e", MessageKind::Application), NOW), Err(StoreError::UnknownGroup));
+    let m = s.append(&msg(g, &bob, 1, b"m1", MessageKind::Application), NOW).unwrap();
+    assert_eq!((m.seq, m.epoch), (2, 1));
+    // Bob reads only from after his join; alice reads everything.
+    assert_eq!(s.fetch(g, &bob, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(s.fetch(g, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(s.fetch(g, &alice, 1, 10).unwrap()[0].sender, bob);
+    let w = s.welcomes(&bob).unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].group_id.as_slice(), w[0].welcome.as_slice(), &w[0].sender), (g, &b"welcome-bytes"[..], &alice));
+    s.ack_welcome(&eve, w[0].id).unwrap();
+    assert_eq!(s.welcomes(&bob).unwrap().len(), 1, "another device cannot delete bob's welcome");
+    s.ack_welcome(&bob, w[0].id).unwrap();
+    assert!(s.welcomes(&bob).unwrap().is_empty());
+    let unknown = [DeviceRef { handle: "ghost".into(), device_id: 1 }];
+    let mut bad = msg(g, &alice, 1, b"c3", MessageKind::Commit);
+    bad.added = &unknown;
+    assert!(matches!(s.append(&bad, NOW), Err(StoreError::UnknownDevice(_))));
+    let state = s.group(g).unwrap().unwrap();
+    assert_eq!((state.epoch, state.last_seq), (1, 2), "a failed append changes nothing");
+    assert_eq!(s.memberships(&bob).unwrap(), vec![Membership { group_id: g.to_vec(), cursor: 1 }]);
+}
+
+fn ack_then_delete(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let g: &[u8] = b"group-ack";
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    s.append(&commit, NOW).unwrap();
+    for i in 0..3u8 {
+        s.append(&msg(g, &alice, 1, &[i], MessageKind::Application), NOW).unwrap();
+    }
+    assert_eq!(s.stats().unwrap().messages, 4);
+    s.ack(g, &bob, 4).unwrap();
+    assert_eq!(s.stats().unwrap().messages, 4, "alice has not acknowledged yet");
+    s.ack(g, &alice, 3).unwrap();
+    assert_eq!(s.stats().unwrap().messages, 1, "what both acknowledged is gone");
+    s.ack(g, &alice, 2).unwrap();
+    assert_eq!(s.memberships(&alice).unwrap()[0].cursor, 3, "cursors never move back");
+    s.ack(g, &alice, 99).unwrap();
+    assert_eq!(s.memberships(&alice).unwrap()[0].cursor, 4, "cursors stop at the end of the log");
+    assert_eq!(s.stats().unwrap().messages, 0);
+    assert_eq!(s.ack(g, &dev("nobody"), 1), Err(StoreError::NotMember));
+}
+
+fn removed_member_reads_nothing(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let g: &[u8] = b"group-rm";
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    s.append(&commit, NOW).unwrap();
+    let mut remove = msg(g, &alice, 1, b"r", MessageKind::Commit);
+    remove.removed = &added;
+    let r = s.append(&remove, NOW).unwrap();
+    assert_eq!(r.members, vec![alice.clone()]);
+    s.append(&msg(g, &alice, 2, b"secret", MessageKind::Application), NOW).unwrap();
+    assert_eq!(s.fetch(g, &bob, 0, 10), Err(StoreError::NotMember));
+    assert!(s.memberships(&bob).unwrap().is_empty());
+}
+
+fn retention(s: &impl Store) {
+    register(s, "alice");
+    let alice = dev("alice");
+    let g: &[u8] = b"group-old";
+    s.create_group(g, &alice, NOW).unwrap();
+    s.append(&msg(g, &alice, 0, b"old", MessageKind::Application), NOW - 10_000).unwrap();
+    s.append(&msg(g, &alice, 0, b"new", MessageKind::Application), NOW).unwrap();
+    s.create_invite("expired", 1, Some(NOW - 1), NOW).unwrap();
+    assert!(s.purge_expired(NOW, 5_000).unwrap() >= 2);
+    assert_eq!(s.fetch(g, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+}

@@ -1,0 +1,226 @@
+//! The server's storage as a domain trait. The relay logic speaks only this
+//! trait, so a second backend (PostgreSQL, say) implements it once and runs
+//! the same [`conformance`] suite.
+//!
+//! Every method is one atomic step: when it returns `Ok`, what it wrote is
+//! durable. The relay acknowledges a client only after that.
+
+pub mod conformance;
+pub mod sqlite;
+
+use sotto_proto::{DeviceInfo, DeviceRef, Delivery, MessageKind};
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in a store call. The domain variants map one to one
+/// onto protocol error codes; `Backend` is a failure of the store itself.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The handle is registered already.
+    #[error("handle is taken")]
+    HandleTaken,
+    /// Registration needs an invite and none was given.
+    #[error("an invite is required")]
+    InviteRequired,
+    /// The invite is unknown, used up or expired.
+    #[error("invite is unknown, used up or expired")]
+    InviteInvalid,
+    /// No account has this handle.
+    #[error("unknown handle")]
+    UnknownHandle,
+    /// No device has this id in the account.
+    #[error("unknown device {0}")]
+    UnknownDevice(DeviceRef),
+    /// The account's devices have no KeyPackage left.
+    #[error("no key packages left")]
+    NoKeyPackages,
+    /// The group does not exist.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// The group exists already.
+    #[error("group exists")]
+    GroupExists,
+    /// The device is not in the group.
+    #[error("not a member of the group")]
+    NotMember,
+    /// The message's epoch is not the group's.
+    #[error("stale epoch; current is {current}")]
+    StaleEpoch {
+        /// The group's current epoch.
+        current: u64,
+    },
+    /// A stock or size limit.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// The backend failed.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Its handle.
+    pub handle: String,
+    /// Ed25519 account key.
+    pub account_key: Vec<u8>,
+    /// Whether the operator banned it.
+    pub banned: bool,
+    /// Its devices.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A message to append to a group's log.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The group.
+    pub group_id: &'a [u8],
+    /// The posting device.
+    pub sender: &'a DeviceRef,
+    /// The epoch it claims.
+    pub epoch: u64,
+    /// Commit or application.
+    pub kind: MessageKind,
+    /// The sender's idempotency key.
+    pub client_id: &'a [u8],
+    /// The MLS message.
+    pub payload: &'a [u8],
+    /// For commits: devices added (get `welcome` in their inbox).
+    pub added: &'a [DeviceRef],
+    /// For commits: devices removed from routing.
+    pub removed: &'a [DeviceRef],
+    /// For commits that add: the MLS welcome.
+    pub welcome: Option<&'a [u8]>,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The message's sequence number.
+    pub seq: u64,
+    /// The group's epoch after the append.
+    pub epoch: u64,
+    /// True when the client id was seen before; nothing was written.
+    pub duplicate: bool,
+    /// Devices to wake: every member after the change.
+    pub members: Vec<DeviceRef>,
+}
+
+/// A group's routing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Current epoch.
+    pub epoch: u64,
+    /// Newest sequence number (0 when empty).
+    pub last_seq: u64,
+    /// Member devices.
+    pub members: Vec<DeviceRef>,
+}
+
+/// A welcome waiting in a device's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWelcome {
+    /// Inbox id.
+    pub id: u64,
+    /// The group joined.
+    pub group_id: Vec<u8>,
+    /// Who added the device.
+    pub sender: DeviceRef,
+    /// The MLS welcome.
+    pub welcome: Vec<u8>,
+}
+
+/// A device's membership in a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The group.
+    pub group_id: Vec<u8>,
+    /// Highest sequence number the device acknowledged.
+    pub cursor: u64,
+}
+
+/// Counts for operators and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Registered accounts.
+    pub accounts: u64,
+    /// Groups.
+    pub groups: u64,
+    /// Messages waiting for at least one device.
+    pub messages: u64,
+    /// Welcomes waiting.
+    pub welcomes: u64,
+}
+
+/// The relay's storage. Synchronous on purpose: the server calls it from a
+/// blocking thread pool, and a synchronous trait is easy to implement for
+/// any backend.
+pub trait Store: Send + Sync + 'static {
+    /// Mints an invite; only the SHA-256 of the code is kept.
+    fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()>;
+
+    /// Creates an account with its first device. With `require_invite`, the
+    /// invite is checked and one use consumed in the same step.
+    fn register(
+        &self,
+        handle: &str,
+        account_key: &[u8],
+        device: &DeviceInfo,
+        invite: Option<&str>,
+        require_invite: bool,
+        now: i64,
+    ) -> StoreResult<()>;
+
+    /// An account and its devices.
+    fn account(&self, handle: &str) -> StoreResult<Option<AccountRecord>>;
+
+    /// Sets or clears the ban flag.
+    fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()>;
+
+    /// Adds KeyPackages (and replaces the last-resort one); returns the
+    /// one-time stock after.
+    fn add_key_packages(&self, device: &DeviceRef, packages: &[Vec<u8>], last_resort: Option<&[u8]>) -> StoreResult<u32>;
+
+    /// One-time KeyPackages in stock for a device.
+    fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32>;
+
+    /// Takes one KeyPackage per device of the account: a one-time package,
+    /// deleted as it is handed out, or else the last-resort one. Returns the
+    /// devices' keys with their packages, and the devices that are now low.
+    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
+
+    /// Creates a group at epoch 0 with one member.
+    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()>;
+
+    /// A group's routing state.
+    fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>>;
+
+    /// Appends to a group's log: checks membership, idempotency and epoch,
+    /// applies a commit's membership change and stores its welcomes.
+    fn append(&self, message: &NewMessage<'_>, now: i64) -> StoreResult<Appended>;
+
+    /// Messages after `after_seq` that the device may read (from its join on).
+    fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>>;
+
+    /// Groups the device is in, with its cursors.
+    fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>>;
+
+    /// Moves the device's cursor forward and deletes what every member has.
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;
+
+    /// Welcomes waiting for the device, oldest first.
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>>;
+
+    /// Deletes a welcome from the device's inbox.
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()>;
+
+    /// Deletes messages, welcomes and idempotency keys older than the
+    /// retention period, and expired invites. Returns rows deleted.
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64>;
+
+    /// Counts.
+    fn stats(&self) -> StoreResult<StoreStats>;
+}

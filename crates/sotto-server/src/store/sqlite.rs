@@ -1,0 +1,601 @@
+//! The embedded default store: SQLite in WAL mode with `synchronous=FULL`,
+//! so a transaction that returned is on disk before the client hears "ok".
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use sotto_proto::{DeviceInfo, DeviceRef, Delivery, MessageKind};
+
+use super::*;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts(
+    handle TEXT PRIMARY KEY,
+    account_key BLOB NOT NULL,
+    banned INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices(
+    handle TEXT NOT NULL REFERENCES accounts(handle) ON DELETE CASCADE,
+    device_id INTEGER NOT NULL,
+    device_key BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
+CREATE TABLE IF NOT EXISTS invites(
+    code_hash BLOB PRIMARY KEY,
+    uses_left INTEGER NOT NULL,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_packages(
+    id INTEGER PRIMARY KEY,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    last_resort INTEGER NOT NULL,
+    package BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_packages_device ON key_packages(handle, device_id, last_resort, id);
+CREATE TABLE IF NOT EXISTS groups(
+    group_id BLOB PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    joined_seq INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    PRIMARY KEY(group_id, handle, device_id)
+);
+CREATE INDEX IF NOT EXISTS members_device ON members(handle, device_id);
+CREATE TABLE IF NOT EXISTS messages(
+    group_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    stored_at INTEGER NOT NULL,
+    PRIMARY KEY(group_id, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_age ON messages(stored_at);
+CREATE TABLE IF NOT EXISTS sent_ids(
+    group_id BLOB NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    client_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL,
+    PRIMARY KEY(group_id, sender_handle, sender_device, client_id)
+);
+CREATE TABLE IF NOT EXISTS welcomes(
+    id INTEGER PRIMARY KEY,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    group_id BLOB NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    welcome BLOB NOT NULL,
+    stored_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS welcomes_device ON welcomes(handle, device_id, id);
+"#;
+
+/// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
+/// writers anyway, and one connection makes every call one transaction with
+/// no lock dance.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn invite_hash(code: &str) -> Vec<u8> {
+    Sha256::digest(code.trim().as_bytes()).to_vec()
+}
+
+fn kind_code(kind: MessageKind) -> i64 {
+    match kind {
+        MessageKind::Commit => 1,
+        MessageKind::Application => 2,
+    }
+}
+
+fn kind_from(code: i64) -> MessageKind {
+    if code == 1 {
+        MessageKind::Commit
+    } else {
+        MessageKind::Application
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> StoreResult<Self> {
+        Self::setup(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn setup(conn: Connection) -> StoreResult<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        // FULL: in WAL mode NORMAL may lose the last commits on power loss,
+        // and we promise that an acknowledged message survives.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        // A poisoned lock only means another thread panicked mid-call; its
+        // transaction was rolled back when the guard dropped, so go on.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+fn devices_of(tx: &Connection, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT device_id, device_key, certificate FROM devices WHERE handle=? ORDER BY device_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([handle], |r| Ok(DeviceInfo { device_id: r.get(0)?, device_key: r.get(1)?, certificate: r.get(2)? }))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+fn members_of(tx: &Connection, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT handle, device_id FROM members WHERE group_id=? ORDER BY handle, device_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([group_id], |r| Ok(DeviceRef { handle: r.get(0)?, device_id: r.get(1)? }))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+fn member_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
+    tx.query_row(
+        "SELECT joined_seq, cursor FROM members WHERE group_id=? AND handle=? AND device_id=?",
+        params![group_id, device.handle, device.device_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn group_row(tx: &Connection, group_id: &[u8]) -> StoreResult<Option<(u64, u64)>> {
+    tx.query_row("SELECT epoch, last_seq FROM groups WHERE group_id=?", [group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)
+}
+
+fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
+    tx.query_row(
+        "SELECT count(*) FROM key_packages WHERE handle=? AND device_id=? AND last_resort=0",
+        params![device.handle, device.device_id],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+/// Deletes the group's messages that every member has acknowledged.
+fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM messages WHERE group_id=?1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)",
+        [group_id],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT INTO invites(code_hash, uses_left, expires_at, created_at) VALUES(?,?,?,?)",
+                params![invite_hash(code), uses, expires_at, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn register(
+        &self,
+        handle: &str,
+        account_key: &[u8],
+        device: &DeviceInfo,
+        invite: Option<&str>,
+        require_invite: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let exists: bool = tx
+                .query_row("SELECT count(*) FROM accounts WHERE handle=?", [handle], |r| r.get::<_, i64>(0))
+                .map_err(backend)?
+                > 0;
+            if exists {
+                return Err(StoreError::HandleTaken);
+            }
+            if require_invite {
+                let code = invite.ok_or(StoreError::InviteRequired)?;
+                let changed = tx
+                    .execute(
+                        "UPDATE invites SET uses_left = uses_left - 1
+                         WHERE code_hash=? AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)",
+                        params![invite_hash(code), now],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(StoreError::InviteInvalid);
+                }
+            }
+            tx.execute(
+                "INSERT INTO accounts(handle, account_key, created_at) VALUES(?,?,?)",
+                params![handle, account_key, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO devices(handle, device_id, device_key, certificate, created_at) VALUES(?,?,?,?,?)",
+                params![handle, device.device_id, device.device_key, device.certificate, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn account(&self, handle: &str) -> StoreResult<Option<AccountRecord>> {
+        self.with_tx(|tx| {
+            let row = tx
+                .query_row("SELECT account_key, banned FROM accounts WHERE handle=?", [handle], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some((account_key, banned)) = row else { return Ok(None) };
+            Ok(Some(AccountRecord { handle: handle.to_owned(), account_key, banned, devices: devices_of(tx, handle)? }))
+        })
+    }
+
+    fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let n = tx.execute("UPDATE accounts SET banned=? WHERE handle=?", params![banned, handle]).map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::UnknownHandle);
+            }
+            Ok(())
+        })
+    }
+
+    fn add_key_packages(&self, device: &DeviceRef, packages: &[Vec<u8>], last_resort: Option<&[u8]>) -> StoreResult<u32> {
+        self.with_tx(|tx| {
+            let have = one_time_count(tx, device)? as usize;
+            if have + packages.len() > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
+                return Err(StoreError::LimitExceeded(format!(
+                    "a device may keep at most {} key packages",
+                    sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
+                )));
+            }
+            {
+                let mut stmt = tx
+                    .prepare_cached("INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES(?,?,?,?)")
+                    .map_err(backend)?;
+                for p in packages {
+                    stmt.execute(params![device.handle, device.device_id, 0, p]).map_err(backend)?;
+                }
+                if let Some(lr) = last_resort {
+                    tx.execute(
+                        "DELETE FROM key_packages WHERE handle=? AND device_id=? AND last_resort=1",
+                        params![device.handle, device.device_id],
+                    )
+                    .map_err(backend)?;
+                    stmt.execute(params![device.handle, device.device_id, 1, lr]).map_err(backend)?;
+                }
+            }
+            one_time_count(tx, device)
+        })
+    }
+
+    fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32> {
+        self.with_tx(|tx| one_time_count(tx, device))
+    }
+
+    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+        self.with_tx(|tx| {
+            let devices = devices_of(tx, handle)?;
+            if devices.is_empty() {
+                return Err(StoreError::UnknownHandle);
+            }
+            let mut out = Vec::new();
+            for device in devices {
+                // One-time packages first (oldest), the last-resort one only
+                // when none is left.
+                let row: Option<(i64, Vec<u8>, bool)> = tx
+                    .query_row(
+                        "SELECT id, package, last_resort FROM key_packages WHERE handle=? AND device_id=?
+                         ORDER BY last_resort ASC, id ASC LIMIT 1",
+                        params![handle, device.device_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some((id, package, last_resort)) = row else { continue };
+                if !last_resort {
+                    tx.execute("DELETE FROM key_packages WHERE id=?", [id]).map_err(backend)?;
+                }
+                let dref = DeviceRef { handle: handle.to_owned(), device_id: device.device_id };
+                let left = one_time_count(tx, &dref)?;
+                out.push((device, package, left));
+            }
+            if out.is_empty() {
+                return Err(StoreError::NoKeyPackages);
+            }
+            Ok(out)
+        })
+    }
+
+    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_some() {
+                return Err(StoreError::GroupExists);
+            }
+            tx.execute("INSERT INTO groups(group_id, epoch, last_seq, created_at) VALUES(?,0,0,?)", params![group_id, now])
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,0,0)",
+                params![group_id, creator.handle, creator.device_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>> {
+        self.with_tx(|tx| {
+            let Some((epoch, last_seq)) = group_row(tx, group_id)? else { return Ok(None) };
+            Ok(Some(GroupRecord { epoch, last_seq, members: members_of(tx, group_id)? }))
+        })
+    }
+
+    fn append(&self, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+        self.with_tx(|tx| {
+            let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
+            if member_row(tx, m.group_id, m.sender)?.is_none() {
+                return Err(StoreError::NotMember);
+            }
+            let seen: Option<(u64, u64)> = tx
+                .query_row(
+                    "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
+                    params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some((seq, epoch_after)) = seen {
+                return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
+            }
+            if m.epoch != epoch {
+                return Err(StoreError::StaleEpoch { current: epoch });
+            }
+            let seq = last_seq + 1;
+            let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
+            if m.kind == MessageKind::Commit {
+                for d in m.added {
+                    let known: i64 = tx
+                        .query_row(
+                            "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
+                            params![d.handle, d.device_id],
+                            |r| r.get(0),
+                        )
+                        .map_err(backend)?;
+                    if known == 0 {
+                        return Err(StoreError::UnknownDevice(d.clone()));
+                    }
+                    // The new member reads from after the commit that adds it.
+                    tx.execute(
+                        "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
+                        params![m.group_id, d.handle, d.device_id, seq, seq],
+                    )
+                    .map_err(backend)?;
+                    if let Some(w) = m.welcome {
+                        tx.execute(
+                            "INSERT INTO welcomes(handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at)
+                             VALUES(?,?,?,?,?,?,?)",
+                            params![d.handle, d.device_id, m.group_id, m.sender.handle, m.sender.device_id, w, now],
+                        )
+                        .map_err(backend)?;
+                    }
+                }
+                for d in m.removed {
+                    tx.execute(
+                        "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+                        params![m.group_id, d.handle, d.device_id],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
+                 VALUES(?,?,?,?,?,?,?,?)",
+                params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                 VALUES(?,?,?,?,?,?,?)",
+                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
+            )
+            .map_err(backend)?;
+            tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
+                .map_err(backend)?;
+            if !m.removed.is_empty() {
+                delete_fully_acked(tx, m.group_id)?;
+            }
+            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: members_of(tx, m.group_id)? })
+        })
+    }
+
+    fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            let (joined, _) = member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
+                     WHERE group_id=? AND seq > ? ORDER BY seq LIMIT ?",
+                )
+                .map_err(backend)?;
+            let limit = limit.min(sotto_proto::limits::MAX_FETCH);
+            let rows = stmt
+                .query_map(params![group_id, after_seq.max(joined), limit], |r| {
+                    Ok(Delivery {
+                        group_id: group_id.to_vec(),
+                        seq: r.get(0)?,
+                        epoch: r.get(1)?,
+                        sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
+                        kind: kind_from(r.get(4)?),
+                        payload: r.get(5)?,
+                        stored_at: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT group_id, cursor FROM members WHERE handle=? AND device_id=? ORDER BY group_id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![device.handle, device.device_id], |r| {
+                    Ok(Membership { group_id: r.get(0)?, cursor: r.get(1)? })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            let (_, cursor) = member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            // Cursors only move forward, and never past the end of the log.
+            let new = seq.min(last_seq);
+            if new > cursor {
+                tx.execute(
+                    "UPDATE members SET cursor=? WHERE group_id=? AND handle=? AND device_id=?",
+                    params![new, group_id, device.handle, device.device_id],
+                )
+                .map_err(backend)?;
+                delete_fully_acked(tx, group_id)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, group_id, sender_handle, sender_device, welcome FROM welcomes
+                     WHERE handle=? AND device_id=? ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![device.handle, device.device_id], |r| {
+                    Ok(StoredWelcome {
+                        id: r.get(0)?,
+                        group_id: r.get(1)?,
+                        sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
+                        welcome: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "DELETE FROM welcomes WHERE id=? AND handle=? AND device_id=?",
+                params![welcome_id, device.handle, device.device_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
+        let cutoff = now.saturating_sub(retention_ms);
+        self.with_tx(|tx| {
+            let mut n = 0;
+            n += tx.execute("DELETE FROM messages WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.execute("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.execute("DELETE FROM sent_ids WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx
+                .execute("DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0", [now])
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+    }
+
+    fn stats(&self) -> StoreResult<StoreStats> {
+        self.with_tx(|tx| {
+            let count = |table: &str| -> StoreResult<u64> {
+                tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(backend)
+            };
+            Ok(StoreStats {
+                accounts: count("accounts")?,
+                groups: count("groups")?,
+                messages: count("messages")?,
+                welcomes: count("welcomes")?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance_in_memory() {
+        conformance::run_all(|| SqliteStore::open_in_memory().unwrap());
+    }
+
+    #[test]
+    fn conformance_on_disk_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        conformance::run_all(|| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            SqliteStore::open(&dir.path().join(format!("c{i}.db"))).unwrap()
+        });
+        conformance::durability(|| SqliteStore::open(&path).unwrap());
+    }
+}
