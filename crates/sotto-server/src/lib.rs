@@ -7,3 +7,9 @@
 #![deny(missing_docs)]
 
 pub mod store;
+pub mod hub;
+pub mod invite;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod tls;

@@ -1,0 +1,140 @@
+//! Who is connected: the live connections of each device, and the wake-ups
+//! the relay sends them. A wake-up says only "look at group G" (or "look at
+//! your inbox"); the connection then reads the store from where it is, so a
+//! lost or merged wake-up can never reorder or drop a message.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sotto_proto::{DeviceRef, ErrorBody};
+use tokio::sync::Notify;
+
+/// What a connection should look at when it wakes. Merging is the point:
+/// a thousand messages to one group while the connection is busy are one
+/// entry here, so memory stays bounded by the number of groups.
+#[derive(Default, Debug)]
+pub struct Pending {
+    /// Groups with new log entries.
+    pub groups: HashSet<Vec<u8>>,
+    /// New welcomes.
+    pub inbox: bool,
+    /// The device's KeyPackage stock fell to this.
+    pub key_packages_low: Option<u32>,
+    /// Close the connection with this reason (ban, removal).
+    pub kick: Option<ErrorBody>,
+}
+
+/// A connection's mailbox for wake-ups.
+#[derive(Default)]
+pub struct Mailbox {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl Mailbox {
+    /// Takes everything pending.
+    pub fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Waits until something is pending.
+    pub async fn wait(&self) {
+        self.notify.notified().await
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        // notify_one stores a permit, so a wake between take() and wait()
+        // is not lost.
+        self.notify.notify_one();
+    }
+}
+
+/// Live connections by device.
+#[derive(Default)]
+pub struct Hub {
+    next_id: AtomicU64,
+    devices: Mutex<HashMap<DeviceRef, Vec<(u64, Arc<Mailbox>)>>>,
+}
+
+/// Removes the connection from the hub when dropped.
+pub struct Registration<'a> {
+    hub: &'a Hub,
+    device: DeviceRef,
+    id: u64,
+    /// The connection's mailbox.
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut devices = self.hub.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = devices.get_mut(&self.device) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                devices.remove(&self.device);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Registers a logged-in connection of `device`.
+    pub fn register(&self, device: DeviceRef) -> Registration<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mailbox = Arc::new(Mailbox::default());
+        self.devices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(device.clone())
+            .or_default()
+            .push((id, mailbox.clone()));
+        Registration { hub: self, device, id, mailbox }
+    }
+
+    fn each(&self, devices: &[DeviceRef], f: impl Fn(&mut Pending)) {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        for d in devices {
+            for (_, mb) in map.get(d).into_iter().flatten() {
+                mb.update(&f);
+            }
+        }
+    }
+
+    /// Tells the devices' connections that a group has new entries.
+    pub fn wake_group(&self, devices: &[DeviceRef], group_id: &[u8]) {
+        self.each(devices, |p| {
+            p.groups.insert(group_id.to_vec());
+        });
+    }
+
+    /// Tells the devices' connections that their inbox has new welcomes.
+    pub fn wake_inbox(&self, devices: &[DeviceRef]) {
+        self.each(devices, |p| p.inbox = true);
+    }
+
+    /// Tells a device its KeyPackage stock is low.
+    pub fn key_packages_low(&self, device: &DeviceRef, remaining: u32) {
+        self.each(std::slice::from_ref(device), |p| p.key_packages_low = Some(remaining));
+    }
+
+    /// Closes every connection of the account's devices.
+    pub fn kick_account(&self, handle: &str, reason: ErrorBody) {
+        let devices: Vec<DeviceRef> = {
+            let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+            map.keys().filter(|d| d.handle == handle).cloned().collect()
+        };
+        self.each(&devices, |p| p.kick = Some(reason.clone()));
+    }
+
+    /// Number of live authenticated connections.
+    pub fn connections(&self) -> usize {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
+    }
+
+    /// Whether any connection of the device is live.
+    pub fn is_online(&self, device: &DeviceRef) -> bool {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner()).contains_key(device)
+    }
+}

@@ -1,0 +1,321 @@
+//! The relay's request logic: checks, store calls and wake-ups, with no
+//! socket in sight. The WebSocket session hands every request here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sotto_proto::limits::{GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE, MAX_PAYLOAD_BYTES};
+use sotto_proto::{signing, ClaimedKeyPackage, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Request, Response, UserInfo};
+
+use crate::hub::Hub;
+use crate::store::{NewMessage, Store, StoreError};
+
+/// Settings the relay logic needs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Anyone may register without an invite.
+    pub open_registration: bool,
+    /// How long undelivered messages are kept.
+    pub retention: Duration,
+    /// How long a connection may stay unauthenticated.
+    pub auth_timeout: Duration,
+    /// How often the server pings an idle WebSocket.
+    pub ping_interval: Duration,
+    /// A connection silent for this long is dropped.
+    pub idle_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            open_registration: false,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            auth_timeout: Duration::from_secs(sotto_proto::limits::AUTH_TIMEOUT_SECS),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the relay shares between connections.
+pub struct Relay {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Live connections.
+    pub hub: Hub,
+    /// Settings.
+    pub config: RelayConfig,
+    /// What login signatures are bound to (the TLS key pin, or a stored id).
+    pub server_id: Vec<u8>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl From<StoreError> for ErrorBody {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::HandleTaken => ErrorCode::HandleTaken,
+            StoreError::InviteRequired => ErrorCode::InviteRequired,
+            StoreError::InviteInvalid => ErrorCode::InviteInvalid,
+            StoreError::UnknownHandle | StoreError::UnknownDevice(_) => ErrorCode::UnknownHandle,
+            StoreError::NoKeyPackages => ErrorCode::NoKeyPackages,
+            StoreError::UnknownGroup => ErrorCode::UnknownGroup,
+            StoreError::GroupExists => ErrorCode::GroupExists,
+            StoreError::NotMember => ErrorCode::NotMember,
+            StoreError::StaleEpoch { current } => {
+                return ErrorBody { code: ErrorCode::StaleEpoch, message: e.to_string(), current_epoch: Some(*current) };
+            }
+            StoreError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            StoreError::Backend(detail) => {
+                tracing::error!(%detail, "store failure");
+                return ErrorBody::new(ErrorCode::Internal);
+            }
+        };
+        ErrorBody::with_message(code, e.to_string())
+    }
+}
+
+fn bad(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::with_message(ErrorCode::BadRequest, message)
+}
+
+fn verify(key: &[u8], payload: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = <[u8; 32]>::try_from(key) else { return false };
+    let Ok(key) = VerifyingKey::from_bytes(&key) else { return false };
+    let Ok(sig) = Signature::from_slice(signature) else { return false };
+    key.verify(payload, &sig).is_ok()
+}
+
+fn check_group_id(group_id: &[u8]) -> Result<(), ErrorBody> {
+    if group_id.len() != GROUP_ID_LEN {
+        return Err(bad(format!("a group id is {GROUP_ID_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn check_client_id(client_id: &[u8]) -> Result<(), ErrorBody> {
+    if client_id.is_empty() || client_id.len() > 32 {
+        return Err(bad("a client id is 1 to 32 bytes"));
+    }
+    Ok(())
+}
+
+/// Runs a store call on the blocking pool: SQLite must not stall the
+/// async workers that serve everyone else.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ErrorBody> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ErrorBody::from),
+        Err(e) => {
+            tracing::error!(error = %e, "store task failed");
+            Err(ErrorBody::new(ErrorCode::Internal))
+        }
+    }
+}
+
+impl Relay {
+    /// Handles `Register` or `Login` on an unauthenticated connection.
+    /// Returns the device now logged in.
+    pub async fn authenticate(&self, challenge: &[u8], request: Request) -> Result<(DeviceRef, Response), ErrorBody> {
+        let payload = signing::login_payload(&self.server_id, challenge);
+        match request {
+            Request::Register { handle, account_key, device, invite, signature } => {
+                sotto_proto::validate_handle(&handle).map_err(|m| ErrorBody::with_message(ErrorCode::InvalidHandle, m))?;
+                if account_key.len() != 32 || device.device_key.len() != 32 {
+                    return Err(bad("keys are 32-byte Ed25519 public keys"));
+                }
+                let cert_payload = signing::device_certificate_payload(&handle, device.device_id, &device.device_key);
+                if !verify(&account_key, &cert_payload, &device.certificate) {
+                    return Err(ErrorBody::new(ErrorCode::BadCertificate));
+                }
+                if !verify(&device.device_key, &payload, &signature) {
+                    return Err(ErrorBody::new(ErrorCode::AuthFailed));
+                }
+                let store = self.store.clone();
+                let require = !self.config.open_registration;
+                let (h, d) = (handle.clone(), device.clone());
+                blocking(move || store.register(&h, &account_key, &d, invite.as_deref(), require, now_ms())).await?;
+                tracing::info!(handle = %handle, "account registered");
+                let dref = DeviceRef { handle, device_id: device.device_id };
+                Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
+            }
+            Request::Login { handle, device_id, signature } => {
+                let store = self.store.clone();
+                let h = handle.clone();
+                let account = blocking(move || store.account(&h)).await?;
+                // Unknown handle and bad signature answer alike, so login
+                // does not tell a stranger which handles exist.
+                let Some(account) = account else { return Err(ErrorBody::new(ErrorCode::AuthFailed)) };
+                let Some(device) = account.devices.iter().find(|d| d.device_id == device_id) else {
+                    return Err(ErrorBody::new(ErrorCode::AuthFailed));
+                };
+                if !verify(&device.device_key, &payload, &signature) {
+                    return Err(ErrorBody::new(ErrorCode::AuthFailed));
+                }
+                if account.banned {
+                    return Err(ErrorBody::new(ErrorCode::Banned));
+                }
+                let dref = DeviceRef { handle, device_id };
+                let store = self.store.clone();
+                let d = dref.clone();
+                let key_packages = blocking(move || store.key_package_count(&d)).await?;
+                Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages }))
+            }
+            _ => Err(ErrorBody::new(ErrorCode::NotAuthenticated)),
+        }
+    }
+
+    /// Handles a request from a logged-in device (everything but `Sync`,
+    /// which the session drives).
+    pub async fn handle(&self, me: &DeviceRef, request: Request) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        match request {
+            Request::Register { .. } | Request::Login { .. } => Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated)),
+            Request::Sync => Err(bad("sync is handled by the session")),
+            Request::UploadKeyPackages { packages, last_resort } => {
+                if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+                    return Err(bad(format!("at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload")));
+                }
+                if packages.iter().chain(last_resort.iter()).any(|p| p.is_empty() || p.len() > 16 * 1024) {
+                    return Err(bad("a key package is 1 byte to 16 KiB"));
+                }
+                let me = me.clone();
+                let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
+                let n = blocking(move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
+                    .await?;
+                Ok(Response::KeyPackagesStored { key_packages: n })
+            }
+            Request::ClaimKeyPackages { handle } => {
+                let h = handle.clone();
+                let s2 = store.clone();
+                let claimed = blocking(move || s2.claim_key_packages(&h)).await?;
+                let h = handle.clone();
+                let account = blocking(move || store.account(&h)).await?.ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
+                let mut packages = Vec::with_capacity(claimed.len());
+                for (device, package, left) in claimed {
+                    if (left as usize) < KEY_PACKAGES_LOW_WATER {
+                        self.hub.key_packages_low(&DeviceRef { handle: handle.clone(), device_id: device.device_id }, left);
+                    }
+                    packages.push(ClaimedKeyPackage { device, package });
+                }
+                Ok(Response::KeyPackages { handle, account_key: account.account_key, packages })
+            }
+            Request::LookupUser { handle } => {
+                let account = blocking(move || store.account(&handle)).await?.ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
+                Ok(Response::User(UserInfo { handle: account.handle, account_key: account.account_key, devices: account.devices }))
+            }
+            Request::CreateGroup { group_id } => {
+                check_group_id(&group_id)?;
+                let me = me.clone();
+                blocking(move || store.create_group(&group_id, &me, now_ms())).await?;
+                Ok(Response::Done)
+            }
+            Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
+                check_group_id(&group_id)?;
+                check_client_id(&client_id)?;
+                if commit.len() > MAX_PAYLOAD_BYTES || welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_BYTES) {
+                    return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
+                }
+                if added.len() + removed.len() > MAX_MEMBERSHIP_CHANGE {
+                    return Err(bad("too many membership changes in one commit"));
+                }
+                if !added.is_empty() && welcome.is_none() {
+                    return Err(bad("a commit that adds devices must carry a welcome"));
+                }
+                let me2 = me.clone();
+                let added2 = added.clone();
+                let gid = group_id.clone();
+                let appended = blocking(move || {
+                    store.append(
+                        &NewMessage {
+                            group_id: &gid,
+                            sender: &me2,
+                            epoch,
+                            kind: MessageKind::Commit,
+                            client_id: &client_id,
+                            payload: &commit,
+                            added: &added2,
+                            removed: &removed,
+                            welcome: welcome.as_deref().map(|v| &v[..]),
+                        },
+                        now_ms(),
+                    )
+                })
+                .await?;
+                if !appended.duplicate {
+                    self.hub.wake_inbox(&added);
+                    self.hub.wake_group(&appended.members, &group_id);
+                }
+                Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
+            }
+            Request::Send { group_id, epoch, client_id, payload } => {
+                check_group_id(&group_id)?;
+                check_client_id(&client_id)?;
+                if payload.len() > MAX_PAYLOAD_BYTES {
+                    return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
+                }
+                let me2 = me.clone();
+                let gid = group_id.clone();
+                let appended = blocking(move || {
+                    store.append(
+                        &NewMessage {
+                            group_id: &gid,
+                            sender: &me2,
+                            epoch,
+                            kind: MessageKind::Application,
+                            client_id: &client_id,
+                            payload: &payload,
+                            added: &[],
+                            removed: &[],
+                            welcome: None,
+                        },
+                        now_ms(),
+                    )
+                })
+                .await?;
+                if !appended.duplicate {
+                    self.hub.wake_group(&appended.members, &group_id);
+                }
+                Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
+            }
+            Request::Ack { group_id, seq } => {
+                let me = me.clone();
+                blocking(move || store.ack(&group_id, &me, seq)).await?;
+                Ok(Response::Done)
+            }
+            Request::AckWelcome { welcome_id } => {
+                let me = me.clone();
+                blocking(move || store.ack_welcome(&me, welcome_id)).await?;
+                Ok(Response::Done)
+            }
+            Request::Fetch { group_id, after_seq, limit } => {
+                let me = me.clone();
+                let messages = blocking(move || store.fetch(&group_id, &me, after_seq, limit)).await?;
+                Ok(Response::Messages { messages })
+            }
+            Request::GroupState { group_id } => {
+                let me = me.clone();
+                let group = blocking(move || {
+                    let g = store.group(&group_id)?.ok_or(StoreError::UnknownGroup)?;
+                    if !g.members.contains(&me) {
+                        return Err(StoreError::NotMember);
+                    }
+                    Ok(g)
+                })
+                .await?;
+                Ok(Response::Group { epoch: group.epoch, members: group.members, last_seq: group.last_seq })
+            }
+        }
+    }
+}
+
+/// Verifies a device certificate; used by tests and operator tools.
+pub fn certificate_valid(handle: &str, account_key: &[u8], device: &DeviceInfo) -> bool {
+    verify(account_key, &signing::device_certificate_payload(handle, device.device_id, &device.device_key), &device.certificate)
+}

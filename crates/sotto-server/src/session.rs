@@ -1,0 +1,246 @@
+//! One WebSocket connection: hello, authentication within the deadline,
+//! then requests, pushes and liveness. The only code that owns the socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use rand::RngCore;
+use sotto_proto::codec::{self, DecodeError};
+use sotto_proto::{DeviceRef, ErrorBody, ErrorCode, Hello, Push, Request, Response, ServerMessage, PROTOCOL_VERSION};
+use tokio::time::{interval, timeout_at, Instant, MissedTickBehavior};
+
+use crate::relay::Relay;
+
+/// A closed or failed socket: the session ends.
+struct Gone;
+
+/// Malformed frames tolerated before the connection is closed.
+const MAX_MALFORMED: u32 = 3;
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), Gone> {
+    let bytes = codec::encode(msg).map_err(|_| Gone)?;
+    socket.send(Message::Binary(bytes.into())).await.map_err(|_| Gone)
+}
+
+async fn respond(socket: &mut WebSocket, id: u64, result: Result<Response, ErrorBody>) -> Result<(), Gone> {
+    send(socket, &ServerMessage::Response { id, result }).await
+}
+
+async fn goodbye(socket: &mut WebSocket, reason: ErrorBody) {
+    let _ = send(socket, &ServerMessage::Goodbye(reason)).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// What one incoming WebSocket message turned out to be.
+enum Incoming {
+    Request(u64, Request),
+    Malformed(DecodeError),
+    Other,
+    Closed,
+}
+
+fn classify(msg: Option<Result<Message, axum::Error>>) -> Incoming {
+    match msg {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
+        Some(Ok(Message::Binary(bytes))) => match codec::decode_client(&bytes) {
+            Ok(m) => Incoming::Request(m.id, m.request),
+            Err(e) => Incoming::Malformed(e),
+        },
+        Some(Ok(Message::Text(_))) => Incoming::Malformed(DecodeError::Malformed("text frames are not part of the protocol".into())),
+        Some(Ok(_)) => Incoming::Other,
+    }
+}
+
+fn malformed_error(e: &DecodeError) -> ErrorBody {
+    let code = match e {
+        DecodeError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        DecodeError::Malformed(_) => ErrorCode::MalformedFrame,
+    };
+    ErrorBody::with_message(code, e.to_string())
+}
+
+/// Serves one WebSocket until it closes.
+pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>) {
+    let mut challenge = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut challenge);
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        server_id: relay.server_id.clone(),
+        challenge: challenge.to_vec(),
+        invite_only: !relay.config.open_registration,
+    };
+    if send(&mut socket, &ServerMessage::Hello(hello)).await.is_err() {
+        return;
+    }
+    let Some(me) = authenticate(&mut socket, &relay, &challenge).await else { return };
+    tracing::debug!(device = %me, "logged in");
+    let _ = Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0 }
+        .run(&mut socket)
+        .await;
+}
+
+async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -> Option<DeviceRef> {
+    let deadline = Instant::now() + relay.config.auth_timeout;
+    let mut malformed = 0;
+    loop {
+        let Ok(msg) = timeout_at(deadline, socket.recv()).await else {
+            goodbye(socket, ErrorBody::with_message(ErrorCode::NotAuthenticated, "authentication timed out")).await;
+            return None;
+        };
+        match classify(msg) {
+            Incoming::Closed => return None,
+            Incoming::Other => {}
+            Incoming::Malformed(e) => {
+                malformed += 1;
+                if malformed >= MAX_MALFORMED {
+                    goodbye(socket, malformed_error(&e)).await;
+                    return None;
+                }
+                respond(socket, 0, Err(malformed_error(&e))).await.ok()?;
+            }
+            Incoming::Request(id, req @ (Request::Register { .. } | Request::Login { .. })) => match relay.authenticate(challenge, req).await {
+                Ok((me, response)) => {
+                    respond(socket, id, Ok(response)).await.ok()?;
+                    return Some(me);
+                }
+                Err(e) => respond(socket, id, Err(e)).await.ok()?,
+            },
+            Incoming::Request(id, _) => respond(socket, id, Err(ErrorBody::new(ErrorCode::NotAuthenticated))).await.ok()?,
+        }
+    }
+}
+
+/// State of a logged-in connection.
+struct Session<'a> {
+    relay: &'a Relay,
+    me: DeviceRef,
+    /// Whether the client asked for delivery; before that nothing is pushed.
+    synced: bool,
+    /// Per group, the highest sequence number pushed on this connection.
+    sent_upto: HashMap<Vec<u8>, u64>,
+    /// Highest welcome id pushed on this connection.
+    welcome_upto: u64,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        let registration = self.relay.hub.register(self.me.clone());
+        let mut ping = interval(self.relay.config.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut malformed = 0;
+        loop {
+            tokio::select! {
+                msg = socket.recv() => {
+                    last_heard = Instant::now();
+                    match classify(msg) {
+                        Incoming::Closed => return Ok(()),
+                        Incoming::Other => {}
+                        Incoming::Malformed(e) => {
+                            malformed += 1;
+                            if malformed >= MAX_MALFORMED {
+                                goodbye(socket, malformed_error(&e)).await;
+                                return Ok(());
+                            }
+                            respond(socket, 0, Err(malformed_error(&e))).await?;
+                        }
+                        Incoming::Request(id, Request::Sync) => {
+                            respond(socket, id, Ok(Response::Done)).await?;
+                            self.synced = true;
+                            self.drain_everything(socket).await?;
+                            send(socket, &ServerMessage::Push(Push::SyncDone)).await?;
+                        }
+                        Incoming::Request(id, request) => {
+                            let result = self.relay.handle(&self.me, request).await;
+                            respond(socket, id, result).await?;
+                        }
+                    }
+                }
+                _ = registration.mailbox.wait() => {
+                    let pending = registration.mailbox.take();
+                    if let Some(reason) = pending.kick {
+                        goodbye(socket, reason).await;
+                        return Ok(());
+                    }
+                    if let Some(remaining) = pending.key_packages_low {
+                        send(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
+                    }
+                    if self.synced {
+                        if pending.inbox {
+                            self.drain_welcomes(socket).await?;
+                        }
+                        for group in pending.groups {
+                            self.drain_group(socket, &group).await?;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.relay.config.idle_timeout {
+                        tracing::debug!(device = %self.me, "peer silent past the idle timeout; closing");
+                        return Ok(());
+                    }
+                    socket.send(Message::Ping(Vec::new().into())).await.map_err(|_| Gone)?;
+                }
+            }
+        }
+    }
+
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn crate::store::Store) -> crate::store::StoreResult<T> + Send + 'static,
+    ) -> Result<T, Gone> {
+        let store = self.relay.store.clone();
+        match tokio::task::spawn_blocking(move || f(&*store)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if matches!(e, crate::store::StoreError::Backend(_)) {
+                    tracing::error!(error = %e, "store failure while delivering");
+                }
+                Err(Gone)
+            }
+            Err(_) => Err(Gone),
+        }
+    }
+
+    async fn drain_everything(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        self.drain_welcomes(socket).await?;
+        let me = self.me.clone();
+        let memberships = self.store(move |s| s.memberships(&me)).await?;
+        for m in memberships {
+            let upto = self.sent_upto.entry(m.group_id.clone()).or_insert(0);
+            *upto = (*upto).max(m.cursor);
+            self.drain_group(socket, &m.group_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain_welcomes(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        let me = self.me.clone();
+        let welcomes = self.store(move |s| s.welcomes(&me)).await?;
+        let upto = self.welcome_upto;
+        for w in welcomes.into_iter().filter(|w| w.id > upto) {
+            self.welcome_upto = w.id;
+            let push = Push::Welcome { welcome_id: w.id, group_id: w.group_id, sender: w.sender, welcome: w.welcome };
+            send(socket, &ServerMessage::Push(push)).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain_group(&mut self, socket: &mut WebSocket, group_id: &[u8]) -> Result<(), Gone> {
+        loop {
+            let after = self.sent_upto.get(group_id).copied().unwrap_or(0);
+            let (me, gid) = (self.me.clone(), group_id.to_vec());
+            let batch = match self.store(move |s| s.fetch(&gid, &me, after, sotto_proto::limits::MAX_FETCH)).await {
+                Ok(b) => b,
+                // Removed from the group since the wake-up: nothing to send.
+                Err(Gone) => return Ok(()),
+            };
+            let Some(last) = batch.last().map(|d| d.seq) else { return Ok(()) };
+            for delivery in batch {
+                send(socket, &ServerMessage::Push(Push::Deliver(delivery))).await?;
+            }
+            self.sent_upto.insert(group_id.to_vec(), last);
+        }
+    }
+}
