@@ -1,1 +1,13 @@
-//! sotto-client
+//! The async driver of the sotto protocol: a pinned TLS WebSocket to the
+//! relay, requests with ids, and the server's pushes in order.
+//!
+//! It knows nothing of MLS or keys: the caller signs the login payload and
+//! interprets what arrives (that is `sotto-core`'s job).
+#![deny(missing_docs)]
+
+mod connection;
+mod error;
+mod tls;
+
+pub use connection::{connect_with_retry, Connection};
+pub use error::ClientError;

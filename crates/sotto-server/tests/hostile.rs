@@ -1,0 +1,162 @@
+//! Hostile and broken peers: each gets a clear error or a close, and no
+//! other connection notices.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sotto_proto::{codec, ErrorCode, Request, ServerMessage};
+use sotto_server::relay::RelayConfig;
+use sotto_server::server::ListenConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A real client doing real work must finish well within this, whatever
+/// else is going on.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn real_client_works(server: &TestServer, handle: &str) {
+    tokio::time::timeout(PATIENCE, async {
+        let acct = Account::new(handle);
+        let mut conn = acct.online(server).await;
+        conn.request(Request::CreateGroup { group_id: vec![7; 16] }).await.ok();
+        conn.request(Request::LookupUser { handle: handle.into() }).await.unwrap();
+    })
+    .await
+    .expect("a real client is served while others misbehave");
+}
+
+/// Reads until the peer closes; true if it closed within the deadline.
+async fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(deadline, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn garbage_instead_of_tls_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut raw = TcpStream::connect(server.address.authority()).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage garbage").await.unwrap();
+    assert!(closed_within(&mut raw, PATIENCE).await);
+    real_client_works(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn hundreds_of_silent_connections_do_not_slow_a_real_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = ListenConfig { handshake_timeout: Duration::from_secs(2), ..Default::default() };
+    let server = TestServer::start_with(dir.path(), open(), listen).await;
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(server.address.authority()).await.unwrap();
+        if i % 2 == 0 {
+            // Half send the first bytes of a TLS record and stall.
+            s.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+        }
+        idle.push(s);
+    }
+    real_client_works(&server, "alice").await;
+    // The stalled handshakes are cut off at the handshake deadline.
+    assert!(closed_within(&mut idle[0], Duration::from_secs(5)).await);
+    assert!(closed_within(&mut idle[1], Duration::from_secs(5)).await);
+    real_client_works(&server, "bob").await;
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_are_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RelayConfig { auth_timeout: Duration::from_millis(500), ..open() };
+    let server = TestServer::start(dir.path(), config).await;
+    let mut conn = server.connect().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let err = conn.read_any().await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::NotAuthenticated, "the server says why it closes: {err}");
+    real_client_works(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn oversized_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = Account::new("alice");
+    let mut bystander = alice.online(&server).await;
+    let mut conn = Account::new("mallory").online(&server).await;
+    let _ = conn.send_raw(vec![0u8; sotto_proto::limits::MAX_FRAME_BYTES + 1024]).await;
+    assert!(conn.read_any().await.is_err(), "the connection is closed");
+    // The bystander carries on.
+    bystander.request(Request::LookupUser { handle: "alice".into() }).await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_cbor_gets_an_error_then_a_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut conn = Account::new("mallory").online(&server).await;
+    // Valid CBOR, not a message; then not CBOR at all.
+    conn.send_raw(codec::encode(&vec![1u32, 2, 3]).unwrap()).await.unwrap();
+    match conn.read_any().await.unwrap() {
+        ServerMessage::Response { result: Err(e), .. } => assert_eq!(e.code, ErrorCode::MalformedFrame),
+        other => panic!("{other:?}"),
+    }
+    // The connection still works after one bad frame.
+    conn.request(Request::LookupUser { handle: "mallory".into() }).await.unwrap();
+    conn.send_raw(b"\xff\xff\xff".to_vec()).await.unwrap();
+    assert!(matches!(conn.read_any().await.unwrap(), ServerMessage::Response { result: Err(_), .. }));
+    // The third strike closes it, with the reason.
+    conn.send_raw(b"\x00".to_vec()).await.unwrap();
+    let err = conn.read_any().await.unwrap_err();
+    assert!(matches!(err, sotto_client::ClientError::Closed(Some(ref r)) if r.code == ErrorCode::MalformedFrame), "{err}");
+    real_client_works(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut conn = Account::new("alice").online(&server).await;
+    let bad_group = conn.request(Request::CreateGroup { group_id: vec![1; 3] }).await.unwrap_err();
+    assert_eq!(code(&bad_group), ErrorCode::BadRequest);
+    let too_many = (0..101).map(|_| serde_bytes::ByteBuf::from(vec![1u8])).collect();
+    let err = conn.request(Request::UploadKeyPackages { packages: too_many, last_resort: None }).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::BadRequest);
+    let err = conn.request(Request::ClaimKeyPackages { handle: "nobody".into() }).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::UnknownHandle);
+    let err = conn
+        .request(Request::Commit {
+            group_id: vec![5; 16],
+            epoch: 0,
+            client_id: vec![1],
+            commit: vec![1],
+            welcome: None,
+            added: vec![],
+            removed: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::UnknownGroup);
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RelayConfig { ping_interval: Duration::from_millis(100), idle_timeout: Duration::from_millis(500), ..open() };
+    let server = TestServer::start(dir.path(), config).await;
+    let alice = Account::new("alice");
+    let conn = alice.online(&server).await;
+    assert!(server.relay.hub.is_online(&alice.me()));
+    // The client reads nothing, so it answers no ping.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!server.relay.hub.is_online(&alice.me()), "the silent peer was dropped");
+    drop(conn);
+}

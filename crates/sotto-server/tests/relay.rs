@@ -1,0 +1,311 @@
+//! The relay end to end over real TLS and WebSocket on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_bytes::ByteBuf;
+use sotto_proto::{ErrorCode, MessageKind, Push, Request, Response};
+use sotto_server::relay::RelayConfig;
+
+fn gid(n: u8) -> Vec<u8> {
+    vec![n; 16]
+}
+
+async fn claim(conn: &mut sotto_client::Connection, handle: &str) -> Result<Response, sotto_client::ClientError> {
+    conn.request(Request::ClaimKeyPackages { handle: handle.into() }).await
+}
+
+/// Creates a group of `owner` and adds `others` with one commit at epoch 0.
+async fn group_with(conn: &mut sotto_client::Connection, g: &[u8], others: &[&Account]) -> u64 {
+    conn.request(Request::CreateGroup { group_id: g.to_vec() }).await.unwrap();
+    let r = conn
+        .request(Request::Commit {
+            group_id: g.to_vec(),
+            epoch: 0,
+            client_id: b"add".to_vec(),
+            commit: b"commit".to_vec(),
+            welcome: Some(ByteBuf::from(b"welcome".to_vec())),
+            added: others.iter().map(|a| a.me()).collect(),
+            removed: vec![],
+        })
+        .await
+        .unwrap();
+    match r {
+        Response::Appended { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn send(conn: &mut sotto_client::Connection, g: &[u8], epoch: u64, id: &[u8], body: &[u8]) -> Result<Response, sotto_client::ClientError> {
+    conn.request(Request::Send { group_id: g.to_vec(), epoch, client_id: id.to_vec(), payload: body.to_vec() }).await
+}
+
+/// Collects pushes until SyncDone.
+async fn sync(conn: &mut sotto_client::Connection) -> Vec<Push> {
+    conn.request(Request::Sync).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        match conn.next_push_within(Duration::from_secs(10)).await.unwrap().expect("sync finishes") {
+            Push::SyncDone => return out,
+            p => out.push(p),
+        }
+    }
+}
+
+#[tokio::test]
+async fn registration_is_invite_only_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), RelayConfig::default()).await;
+    let alice = Account::new("alice");
+
+    let mut conn = server.connect().await;
+    assert!(conn.hello().invite_only);
+    assert_eq!(code(&alice.register(&mut conn, None).await.unwrap_err()), ErrorCode::InviteRequired);
+    assert_eq!(code(&alice.register(&mut conn, Some("wrong".into())).await.unwrap_err()), ErrorCode::InviteInvalid);
+    let invite = server.invite(1);
+    let r = alice.register(&mut conn, Some(invite.clone())).await.unwrap();
+    assert!(matches!(r, Response::LoggedIn { .. }));
+
+    // The invite is used up: bob cannot reuse it.
+    let bob = Account::new("bob");
+    let mut conn2 = server.connect().await;
+    assert_eq!(code(&bob.register(&mut conn2, Some(invite)).await.unwrap_err()), ErrorCode::InviteInvalid);
+    // Handles are unique and validated.
+    let mut conn3 = server.connect().await;
+    let two = server.invite(2);
+    assert_eq!(code(&Account::new("alice").register(&mut conn3, Some(two.clone())).await.unwrap_err()), ErrorCode::HandleTaken);
+    assert_eq!(code(&Account::new("Bad Name").register(&mut conn3, Some(two)).await.unwrap_err()), ErrorCode::InvalidHandle);
+
+    // Log in again on a new connection.
+    let mut conn4 = server.connect().await;
+    assert!(matches!(alice.login(&mut conn4).await.unwrap(), Response::LoggedIn { .. }));
+}
+
+#[tokio::test]
+async fn login_needs_a_signature_over_this_connections_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = Account::new("alice");
+    alice.online(&server).await;
+
+    // A signature over another connection's challenge is refused.
+    let other = server.connect().await;
+    let mut conn = server.connect().await;
+    use ed25519_dalek::Signer;
+    let stale = alice.device.sign(&other.login_payload()).to_bytes().to_vec();
+    let err = conn.request(Request::Login { handle: "alice".into(), device_id: 1, signature: stale }).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::AuthFailed);
+    // So is a signature by the wrong key, and an unknown handle answers the same.
+    let mallory = Account { handle: "alice".into(), ..Account::new("x") };
+    assert_eq!(code(&mallory.login(&mut conn).await.unwrap_err()), ErrorCode::AuthFailed);
+    assert_eq!(code(&Account::new("nobody").login(&mut conn).await.unwrap_err()), ErrorCode::AuthFailed);
+    // A registration whose certificate is not by the account key is refused.
+    let mut forged = Account::new("forger");
+    let genuine = forged.device_info();
+    forged.account = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let req = match forged.register_request(&conn, None) {
+        Request::Register { handle, account_key, invite, signature, .. } => Request::Register { handle, account_key, device: genuine, invite, signature },
+        _ => unreachable!(),
+    };
+    assert_eq!(code(&conn.request(req).await.unwrap_err()), ErrorCode::BadCertificate);
+    // Before login nothing else works.
+    assert_eq!(code(&claim(&mut conn, "alice").await.unwrap_err()), ErrorCode::NotAuthenticated);
+    assert_eq!(code(&conn.request(Request::Sync).await.unwrap_err()), ErrorCode::NotAuthenticated);
+    // And the connection still works for a proper login.
+    assert!(alice.login(&mut conn).await.is_ok());
+    // Logging in twice on one connection is refused.
+    assert_eq!(code(&alice.login(&mut conn).await.unwrap_err()), ErrorCode::AlreadyAuthenticated);
+}
+
+#[tokio::test]
+async fn key_packages_are_claimed_once_even_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let bob = Account::new("bob");
+    let mut bob_conn = bob.online(&server).await;
+    let packages: Vec<ByteBuf> = (0..20u8).map(|i| ByteBuf::from(vec![i; 32])).collect();
+    let r = bob_conn.request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) }).await.unwrap();
+    assert_eq!(r, Response::KeyPackagesStored { key_packages: 20 });
+
+    // Five claimers on five connections, five claims each, all at once.
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let acct = Account::new(&format!("claimer{i}"));
+        let mut conn = acct.online(&server).await;
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..5 {
+                match claim(&mut conn, "bob").await.unwrap() {
+                    Response::KeyPackages { packages, .. } => got.push(packages[0].package.clone()),
+                    other => panic!("{other:?}"),
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let one_time: Vec<_> = all.iter().filter(|p| p.as_slice() != b"last").collect();
+    let distinct: std::collections::HashSet<_> = one_time.iter().collect();
+    assert_eq!(one_time.len(), 20);
+    assert_eq!(distinct.len(), 20, "no package handed out twice");
+    assert_eq!(all.len() - one_time.len(), 5, "the last-resort package answers when the stock is empty");
+
+    // Bob was told his stock is low.
+    let mut low = false;
+    while let Some(p) = bob_conn.next_push_within(Duration::from_millis(500)).await.unwrap() {
+        low |= matches!(p, Push::KeyPackagesLow { .. });
+    }
+    assert!(low);
+
+    // Unknown handles and empty stocks have their own codes.
+    let mut c = Account::new("carol").online(&server).await;
+    assert_eq!(code(&claim(&mut c, "nobody").await.unwrap_err()), ErrorCode::UnknownHandle);
+    assert_eq!(code(&claim(&mut c, "claimer0").await.unwrap_err()), ErrorCode::NoKeyPackages);
+}
+
+#[tokio::test]
+async fn first_commit_of_an_epoch_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob, eve) = (Account::new("alice"), Account::new("bob"), Account::new("eve"));
+    let mut a = alice.online(&server).await;
+    let mut b = bob.online(&server).await;
+    let mut e = eve.online(&server).await;
+    let g = gid(1);
+    group_with(&mut a, &g, &[&bob]).await;
+
+    let commit = |who: &[u8]| Request::Commit {
+        group_id: g.clone(),
+        epoch: 1,
+        client_id: who.to_vec(),
+        commit: b"update".to_vec(),
+        welcome: None,
+        added: vec![],
+        removed: vec![],
+    };
+    let first = a.request(commit(b"a-update")).await.unwrap();
+    assert!(matches!(first, Response::Appended { epoch: 2, duplicate: false, .. }));
+    let err = b.request(commit(b"b-update")).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::StaleEpoch);
+    assert!(matches!(err, sotto_client::ClientError::Server(ref body) if body.current_epoch == Some(2)));
+    // Application messages of an old epoch are stale too.
+    assert_eq!(code(&send(&mut b, &g, 1, b"m", b"x").await.unwrap_err()), ErrorCode::StaleEpoch);
+    // A retry of the accepted commit is answered, not applied twice.
+    assert!(matches!(a.request(commit(b"a-update")).await.unwrap(), Response::Appended { epoch: 2, duplicate: true, .. }));
+
+    // Outsiders can neither commit, post, read nor inspect.
+    assert_eq!(code(&e.request(commit(b"e")).await.unwrap_err()), ErrorCode::NotMember);
+    assert_eq!(code(&send(&mut e, &g, 2, b"e", b"x").await.unwrap_err()), ErrorCode::NotMember);
+    let fetch = Request::Fetch { group_id: g.clone(), after_seq: 0, limit: 100 };
+    assert_eq!(code(&e.request(fetch.clone()).await.unwrap_err()), ErrorCode::NotMember);
+    assert_eq!(code(&e.request(Request::GroupState { group_id: g.clone() }).await.unwrap_err()), ErrorCode::NotMember);
+    assert_eq!(code(&e.request(Request::Fetch { group_id: gid(9), after_seq: 0, limit: 1 }).await.unwrap_err()), ErrorCode::UnknownGroup);
+    // Members can.
+    let state = a.request(Request::GroupState { group_id: g.clone() }).await.unwrap();
+    assert_eq!(state, Response::Group { epoch: 2, members: vec![alice.me(), bob.me()], last_seq: 2 });
+}
+
+#[tokio::test]
+async fn sync_resumes_from_the_cursor_and_acked_messages_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    bob.online(&server).await.close().await;
+    let g = gid(2);
+    let add_seq = group_with(&mut a, &g, &[&bob]).await;
+    for i in 0..5u8 {
+        send(&mut a, &g, 1, &[i], &[b'm', i]).await.unwrap();
+    }
+
+    // Bob comes online: his welcome, then the five messages after his join.
+    let mut b = bob.online(&server).await;
+    let pushes = sync(&mut b).await;
+    assert!(matches!(&pushes[0], Push::Welcome { group_id, welcome, .. } if *group_id == g && welcome == b"welcome"));
+    let seqs: Vec<u64> = pushes[1..].iter().map(|p| match p { Push::Deliver(d) => d.seq, other => panic!("{other:?}") }).collect();
+    assert_eq!(seqs, vec![add_seq + 1, add_seq + 2, add_seq + 3, add_seq + 4, add_seq + 5]);
+    // He processes three, acknowledges them, and drops off.
+    b.request(Request::Ack { group_id: g.clone(), seq: add_seq + 3 }).await.unwrap();
+    let welcome_id = match &pushes[0] { Push::Welcome { welcome_id, .. } => *welcome_id, _ => unreachable!() };
+    b.request(Request::AckWelcome { welcome_id }).await.unwrap();
+    b.close().await;
+
+    // On reconnect he gets exactly what he did not acknowledge.
+    let mut b = bob.online(&server).await;
+    let pushes = sync(&mut b).await;
+    let seqs: Vec<u64> = pushes.iter().map(|p| match p { Push::Deliver(d) => d.seq, other => panic!("{other:?}") }).collect();
+    assert_eq!(seqs, vec![add_seq + 4, add_seq + 5]);
+
+    // Live: a new message arrives as a push without asking.
+    send(&mut a, &g, 1, b"live", b"hello live").await.unwrap();
+    match b.next_push_within(Duration::from_secs(5)).await.unwrap() {
+        Some(Push::Deliver(d)) => assert_eq!(d.payload, b"hello live"),
+        other => panic!("{other:?}"),
+    }
+
+    // Once both acknowledged everything, the server holds nothing.
+    assert!(server.relay.store.stats().unwrap().messages > 0);
+    b.request(Request::Ack { group_id: g.clone(), seq: add_seq + 6 }).await.unwrap();
+    a.request(Request::Ack { group_id: g.clone(), seq: add_seq + 6 }).await.unwrap();
+    assert_eq!(server.relay.store.stats().unwrap().messages, 0);
+    assert_eq!(server.relay.store.stats().unwrap().welcomes, 0);
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    bob.online(&server).await.close().await;
+    let g = gid(3);
+    group_with(&mut a, &g, &[&bob]).await;
+    let mut acked = Vec::new();
+    for i in 0..10u8 {
+        // Each `Appended` is the server's promise that the message is durable.
+        if let Response::Appended { seq, .. } = send(&mut a, &g, 1, &[i], &[i; 100]).await.unwrap() {
+            acked.push(seq);
+        }
+    }
+    a.close().await;
+    server.stop().await;
+
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut b = bob.online(&server).await;
+    let pushes = sync(&mut b).await;
+    let got: Vec<u64> = pushes.iter().filter_map(|p| match p { Push::Deliver(d) => Some(d.seq), _ => None }).collect();
+    assert_eq!(got, acked);
+    assert!(pushes.iter().any(|p| matches!(p, Push::Welcome { .. })));
+}
+
+#[tokio::test]
+async fn removed_members_get_nothing_after_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    let mut b = bob.online(&server).await;
+    let g = gid(4);
+    group_with(&mut a, &g, &[&bob]).await;
+    a.request(Request::Commit {
+        group_id: g.clone(),
+        epoch: 1,
+        client_id: b"rm".to_vec(),
+        commit: b"remove bob".to_vec(),
+        welcome: None,
+        added: vec![],
+        removed: vec![bob.me()],
+    })
+    .await
+    .unwrap();
+    send(&mut a, &g, 2, b"after", b"not for bob").await.unwrap();
+    let fetch = Request::Fetch { group_id: g.clone(), after_seq: 0, limit: 100 };
+    assert_eq!(code(&b.request(fetch).await.unwrap_err()), ErrorCode::NotMember);
+    let pushes = sync(&mut b).await;
+    assert!(pushes.iter().all(|p| !matches!(p, Push::Deliver(d) if d.kind == MessageKind::Application)));
+}
