@@ -1,1 +1,23 @@
-//! sotto-core
+//! The sotto client's heart: identity, MLS conversations and the encrypted
+//! local store, with no sockets. Feed it what the server delivered, ask it
+//! what to send, tell it what the server accepted.
+//!
+//! Every conversation, one-to-one included, is an MLS group (RFC 9420, via
+//! `openmls`). State lives in one SQLCipher database per profile, keyed from
+//! a passphrase with Argon2id; MLS state is in the same database, and each
+//! step that changes it commits together with its effect on history, so a
+//! crash never leaves the two apart.
+#![deny(missing_docs)]
+
+pub mod content;
+pub mod db;
+pub mod error;
+pub mod identity;
+pub mod messenger;
+mod provider;
+
+pub use content::{Body, Content};
+pub use db::ProfileKey;
+pub use error::CoreError;
+pub use identity::{Identity, SottoCredential};
+pub use messenger::{Contact, Event, Messenger, OutboxItem, PendingCommit, StoredMessage};

@@ -1,0 +1,831 @@
+//! The client state machine. Sans-I/O: each method takes what arrived or
+//! what the person asked for, changes the encrypted store in one
+//! transaction, and returns what must be sent.
+
+use std::path::{Path, PathBuf};
+
+use openmls::prelude::{tls_codec::*, *};
+use openmls_rust_crypto::RustCrypto;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_bytes::ByteBuf;
+use sotto_proto::{ClaimedKeyPackage, Delivery, DeviceRef, MessageKind, Request};
+
+use crate::content::{Body, Content};
+use crate::db::{self, ProfileKey};
+use crate::error::{CoreError, CoreResult};
+use crate::identity::{Identity, SottoCredential};
+use crate::provider::{self, Provider};
+
+const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Past epochs whose secrets are kept so that messages sent just before a
+/// commit still decrypt. The server rejects messages of old epochs, so this
+/// only covers the window between a commit being accepted and a member
+/// processing it; three is ample, and fewer kept secrets means less to lose
+/// if the device is compromised.
+const MAX_PAST_EPOCHS: usize = 3;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings(k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts(
+    handle TEXT PRIMARY KEY,
+    account_key BLOB NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    key_changed INTEGER NOT NULL DEFAULT 0,
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups(
+    group_id BLOB PRIMARY KEY,
+    conversation TEXT NOT NULL,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
+CREATE TABLE IF NOT EXISTS messages(
+    n INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    conversation TEXT NOT NULL,
+    group_id BLOB,
+    seq INTEGER,
+    sender TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation, n);
+CREATE TABLE IF NOT EXISTS outbox(
+    client_id BLOB PRIMARY KEY,
+    group_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    message_id BLOB,
+    welcome BLOB,
+    added BLOB,
+    create_group INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+"#;
+
+/// A message in the local history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The sender's message id.
+    pub id: Vec<u8>,
+    /// `@handle` for one-to-one, `#name` for groups.
+    pub conversation: String,
+    /// The sender's handle (without `@`).
+    pub sender: String,
+    /// Sent by this device.
+    pub outgoing: bool,
+    /// Sender's clock (ms).
+    pub sent_at: i64,
+    /// When this device stored it (ms).
+    pub received_at: i64,
+    /// The content.
+    pub body: Body,
+    /// `pending` (not yet accepted by the server), `sent`, `received`, or
+    /// `system` for markers such as "messages may be missing".
+    pub state: String,
+    /// Server sequence number in its group, once known.
+    pub seq: Option<u64>,
+}
+
+/// A contact: someone this device shares a conversation with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Handle without `@`.
+    pub handle: String,
+    /// The account key first seen (trust on first use).
+    pub account_key: Vec<u8>,
+    /// The person compared safety numbers.
+    pub verified: bool,
+    /// A different account key was seen since.
+    pub key_changed: bool,
+}
+
+/// Something that waits for the server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Idempotency key.
+    pub client_id: Vec<u8>,
+    /// The group.
+    pub group_id: Vec<u8>,
+    /// The epoch it was made in.
+    pub epoch: u64,
+    /// Commit or application message.
+    pub kind: MessageKind,
+    /// The MLS message.
+    pub payload: Vec<u8>,
+    /// For application messages: the content id in history.
+    pub message_id: Option<Vec<u8>>,
+    /// For commits that add devices: the welcome.
+    pub welcome: Option<Vec<u8>>,
+    /// For commits: devices added.
+    pub added: Vec<DeviceRef>,
+    /// The group must be created on the server first.
+    pub create_group: bool,
+}
+
+/// A commit waiting for the server (the same shape as any outbox item).
+pub type PendingCommit = OutboxItem;
+
+impl OutboxItem {
+    /// The request that posts it.
+    pub fn to_request(&self) -> Request {
+        match self.kind {
+            MessageKind::Application => Request::Send {
+                group_id: self.group_id.clone(),
+                epoch: self.epoch,
+                client_id: self.client_id.clone(),
+                payload: self.payload.clone(),
+            },
+            MessageKind::Commit => Request::Commit {
+                group_id: self.group_id.clone(),
+                epoch: self.epoch,
+                client_id: self.client_id.clone(),
+                commit: self.payload.clone(),
+                welcome: self.welcome.clone().map(ByteBuf::from),
+                added: self.added.clone(),
+                removed: vec![],
+            },
+        }
+    }
+}
+
+/// What processing produced, for the front end to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new message in history.
+    Message(StoredMessage),
+    /// This device joined a conversation.
+    Joined {
+        /// Its name.
+        conversation: String,
+    },
+    /// Something the person should know (a marker is also in history).
+    Warning {
+        /// Where, if anywhere.
+        conversation: Option<String>,
+        /// What.
+        text: String,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(32)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(32)
+        .build()
+}
+
+fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Commit => "commit",
+        MessageKind::Application => "application",
+    }
+}
+
+fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("encodes");
+    out
+}
+
+/// Reads a credential of a member this device already validated (on add or
+/// welcome); MLS authenticated the sender as that member.
+fn member_credential(credential: &Credential) -> CoreResult<SottoCredential> {
+    let basic = BasicCredential::try_from(credential.clone()).map_err(|e| CoreError::BadCredential(e.to_string()))?;
+    ciborium::from_reader(basic.identity()).map_err(|e| CoreError::BadCredential(e.to_string()))
+}
+
+/// The messenger of one profile.
+pub struct Messenger {
+    conn: Connection,
+    crypto: RustCrypto,
+    identity: Identity,
+    dir: PathBuf,
+}
+
+impl Messenger {
+    /// Creates a profile with a fresh identity for `handle` on `server`.
+    pub fn create(dir: &Path, key: &ProfileKey, handle: &str, server: &str) -> CoreResult<Self> {
+        let identity = Identity::generate(handle)?;
+        let mut conn = db::create(dir, key)?;
+        let result = (|| -> CoreResult<()> {
+            conn.execute_batch(SCHEMA)?;
+            provider::migrate(&mut conn).map_err(CoreError::Mls)?;
+            conn.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+            conn.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            drop(conn);
+            db::remove(dir);
+            return Err(e);
+        }
+        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: dir.to_owned() })
+    }
+
+    /// Opens an existing profile.
+    pub fn open(dir: &Path, key: &ProfileKey) -> CoreResult<Self> {
+        let conn = db::open(dir, key)?;
+        conn.execute_batch(SCHEMA)?;
+        let bytes: Vec<u8> = conn
+            .query_row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
+        let identity = Identity::from_bytes(&bytes)?;
+        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: dir.to_owned() })
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// This device on the server.
+    pub fn me(&self) -> DeviceRef {
+        DeviceRef { handle: self.identity.handle.clone(), device_id: self.identity.device_id }
+    }
+
+    fn setting(&self, k: &str) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self.conn.query_row("SELECT v FROM settings WHERE k=?", [k], |r| r.get(0)).optional()?)
+    }
+
+    fn set_setting(&self, k: &str, v: &[u8]) -> CoreResult<()> {
+        self.conn.execute("INSERT OR REPLACE INTO settings(k, v) VALUES(?, ?)", params![k, v])?;
+        Ok(())
+    }
+
+    /// The server address this profile belongs to.
+    pub fn server(&self) -> CoreResult<String> {
+        let v = self.setting("server")?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Whether the server accepted the registration.
+    pub fn is_registered(&self) -> CoreResult<bool> {
+        Ok(self.setting("registered")?.is_some())
+    }
+
+    /// Records that the server accepted the registration.
+    pub fn mark_registered(&self) -> CoreResult<()> {
+        self.set_setting("registered", b"1")
+    }
+
+    /// The `Register` request, signed for this connection.
+    pub fn register_request(&self, login_payload: &[u8], invite: Option<String>) -> Request {
+        Request::Register {
+            handle: self.identity.handle.clone(),
+            account_key: self.identity.account_key(),
+            device: self.identity.device_info(),
+            invite,
+            signature: self.identity.sign_login(login_payload),
+        }
+    }
+
+    /// The `Login` request, signed for this connection.
+    pub fn login_request(&self, login_payload: &[u8]) -> Request {
+        Request::Login { handle: self.identity.handle.clone(), device_id: self.identity.device_id, signature: self.identity.sign_login(login_payload) }
+    }
+
+    /// Runs `f` in one transaction; on error nothing it wrote stays.
+    fn tx<T>(&self, f: impl FnOnce(&Self) -> CoreResult<T>) -> CoreResult<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn provider(&self) -> Provider<'_> {
+        Provider::new(&self.crypto, &self.conn)
+    }
+
+    fn load_group(&self, group_id: &[u8]) -> CoreResult<MlsGroup> {
+        MlsGroup::load(self.provider().storage(), &GroupId::from_slice(group_id))
+            .map_err(CoreError::mls)?
+            .ok_or_else(|| CoreError::NotFound("conversation state is missing".into()))
+    }
+
+    /// A request that uploads `n` fresh one-time KeyPackages and a new
+    /// last-resort one.
+    pub fn key_package_upload(&self, n: usize) -> CoreResult<Request> {
+        self.tx(|me| {
+            let provider = me.provider();
+            let signer = me.identity.signer();
+            let mut packages = Vec::with_capacity(n);
+            let build = |last_resort: bool| -> CoreResult<Vec<u8>> {
+                let mut b = KeyPackage::builder();
+                if last_resort {
+                    b = b.mark_as_last_resort();
+                }
+                let bundle = b.build(CIPHERSUITE, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
+                bundle.key_package().tls_serialize_detached().map_err(CoreError::mls)
+            };
+            for _ in 0..n {
+                packages.push(ByteBuf::from(build(false)?));
+            }
+            Ok(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(build(true)?)) })
+        })
+    }
+
+    /// Records a contact's account key on first sight; on a different key
+    /// later, marks the contact changed and refuses.
+    fn check_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
+        if handle == self.identity.handle {
+            return Ok(());
+        }
+        let known: Option<Vec<u8>> =
+            self.conn.query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+        match known {
+            None => {
+                self.conn.execute(
+                    "INSERT INTO contacts(handle, account_key, added_at) VALUES(?,?,?)",
+                    params![handle, account_key, now_ms()],
+                )?;
+                Ok(())
+            }
+            Some(k) if k == account_key => Ok(()),
+            Some(_) => Err(CoreError::KeyChanged(handle.to_owned())),
+        }
+    }
+
+    fn flag_key_change(&self, handle: &str) {
+        let _ = self.conn.execute("UPDATE contacts SET key_changed=1, verified=0 WHERE handle=?", [handle]);
+    }
+
+    /// The canonical group of a conversation: when both people started a
+    /// chat at once there are two groups; both sides pick the smaller id, so
+    /// they converge on one without talking about it.
+    pub fn conversation_group(&self, conversation: &str) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT group_id FROM groups WHERE conversation=? AND active=1 ORDER BY group_id LIMIT 1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Starts a one-to-one conversation from the peer's claimed KeyPackages:
+    /// a new two-party group and the commit that adds every device of the
+    /// peer. Returns the commit to post (after `CreateGroup`).
+    pub fn start_direct(&self, handle: &str, account_key: &[u8], claimed: &[ClaimedKeyPackage]) -> CoreResult<PendingCommit> {
+        if handle == self.identity.handle {
+            return Err(CoreError::Invalid("you cannot start a conversation with yourself".into()));
+        }
+        let result = self.tx(|me| {
+            me.check_contact(handle, account_key)?;
+            let provider = me.provider();
+            let mut packages = Vec::new();
+            let mut added = Vec::new();
+            for c in claimed {
+                let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
+                    .map_err(|e| CoreError::decode("key package", e))?
+                    .validate(provider.crypto(), ProtocolVersion::Mls10)
+                    .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
+                let leaf = kp.leaf_node();
+                let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                if cred.handle != handle || cred.account_key != account_key || cred.device_id != c.device.device_id || leaf.signature_key().as_slice() != c.device.device_key.as_slice() {
+                    return Err(CoreError::BadCredential(format!("the server gave a key package that is not @{handle}'s")));
+                }
+                added.push(DeviceRef { handle: handle.to_owned(), device_id: cred.device_id });
+                packages.push(kp);
+            }
+            if packages.is_empty() {
+                return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
+            }
+            let group_id: [u8; 16] = rand::random();
+            let signer = me.identity.signer();
+            let mut group = MlsGroup::new_with_group_id(&provider, &signer, &create_config(), GroupId::from_slice(&group_id), me.identity.credential())
+                .map_err(CoreError::mls)?;
+            let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
+            let item = OutboxItem {
+                client_id: rand::random::<[u8; 16]>().to_vec(),
+                group_id: group_id.to_vec(),
+                epoch: 0,
+                kind: MessageKind::Commit,
+                payload: commit.tls_serialize_detached().map_err(CoreError::mls)?,
+                message_id: None,
+                welcome: Some(welcome.tls_serialize_detached().map_err(CoreError::mls)?),
+                added,
+                create_group: true,
+            };
+            me.conn.execute(
+                "INSERT INTO groups(group_id, conversation, created_at) VALUES(?,?,?)",
+                params![item.group_id, format!("@{handle}"), now_ms()],
+            )?;
+            me.put_outbox(&item)?;
+            Ok(item)
+        });
+        if let Err(CoreError::KeyChanged(h)) = &result {
+            self.flag_key_change(h);
+        }
+        result
+    }
+
+    fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group, created_at)
+             VALUES(?,?,?,?,?,?,?,?,?,?)",
+            params![
+                item.client_id,
+                item.group_id,
+                item.epoch,
+                kind_name(item.kind),
+                item.payload,
+                item.message_id,
+                item.welcome,
+                cbor(&item.added),
+                item.create_group,
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Everything waiting for the server, oldest first.
+    pub fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group FROM outbox ORDER BY created_at, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let added: Vec<u8> = r.get(7)?;
+            Ok(OutboxItem {
+                client_id: r.get(0)?,
+                group_id: r.get(1)?,
+                epoch: r.get(2)?,
+                kind: if r.get::<_, String>(3)? == "commit" { MessageKind::Commit } else { MessageKind::Application },
+                payload: r.get(4)?,
+                message_id: r.get(5)?,
+                welcome: r.get(6)?,
+                added: ciborium::from_reader(added.as_slice()).unwrap_or_default(),
+                create_group: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The server accepted an outbox item at `seq`: merge a commit, mark a
+    /// message sent.
+    pub fn accepted(&self, client_id: &[u8], seq: u64) -> CoreResult<()> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(()) };
+            if item.kind == MessageKind::Commit {
+                let mut group = me.load_group(&item.group_id)?;
+                if group.pending_commit().is_some() {
+                    group.merge_pending_commit(&me.provider()).map_err(CoreError::mls)?;
+                }
+            }
+            if let Some(mid) = &item.message_id {
+                me.conn.execute("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
+            }
+            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            Ok(())
+        })
+    }
+
+    /// The server refused a commit as stale: forget it, so the group can
+    /// catch up and the intent be made again on the new epoch.
+    pub fn commit_rejected(&self, client_id: &[u8]) -> CoreResult<()> {
+        self.tx(|me| {
+            if let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) {
+                let mut group = me.load_group(&item.group_id)?;
+                group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
+            }
+            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            Ok(())
+        })
+    }
+
+    /// Encrypts a text for a conversation and queues it. The message shows
+    /// in history as pending until [`Messenger::accepted`].
+    pub fn prepare_text(&self, conversation: &str, text: &str) -> CoreResult<OutboxItem> {
+        let content = Content::text(text, now_ms())?;
+        self.prepare_content(conversation, &content)
+    }
+
+    fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
+        if let Some(handle) = conversation.strip_prefix('@') {
+            let changed: Option<bool> =
+                self.conn.query_row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+            if changed == Some(true) {
+                return Err(CoreError::KeyChanged(handle.to_owned()));
+            }
+        }
+        let group_id = self
+            .conversation_group(conversation)?
+            .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
+        self.tx(|me| {
+            let now = now_ms();
+            me.conn.execute(
+                "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
+                 VALUES(?,?,?,?,1,?,?,?,'pending',1)",
+                params![content.id, conversation, group_id, me.identity.handle, content.sent_at, now, cbor(&content.body)],
+            )?;
+            let item = me.encrypt(&group_id, content, rand::random::<[u8; 16]>().to_vec())?;
+            me.put_outbox(&item)?;
+            Ok(item)
+        })
+    }
+
+    fn encrypt(&self, group_id: &[u8], content: &Content, client_id: Vec<u8>) -> CoreResult<OutboxItem> {
+        let mut group = self.load_group(group_id)?;
+        if !group.is_active() {
+            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+        }
+        let provider = self.provider();
+        let msg = group.create_message(&provider, &self.identity.signer(), &content.encode()).map_err(CoreError::mls)?;
+        Ok(OutboxItem {
+            client_id,
+            group_id: group_id.to_vec(),
+            epoch: group.epoch().as_u64(),
+            kind: MessageKind::Application,
+            payload: msg.tls_serialize_detached().map_err(CoreError::mls)?,
+            message_id: Some(content.id.clone()),
+            welcome: None,
+            added: vec![],
+            create_group: false,
+        })
+    }
+
+    /// Re-encrypts a queued message in the group's current epoch (after the
+    /// server said the epoch was stale and the group caught up).
+    pub fn reencrypt(&self, client_id: &[u8]) -> CoreResult<Option<OutboxItem>> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
+            let Some(mid) = item.message_id.clone() else { return Ok(None) };
+            let (body, sent_at): (Vec<u8>, i64) =
+                me.conn.query_row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let body: Body = ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
+            // A fresh client id: the old one may be remembered by the server
+            // with the stale epoch.
+            let new = me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
+            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            me.put_outbox(&new)?;
+            Ok(Some(new))
+        })
+    }
+
+    /// Processes a welcome into a group. A welcome for a group this device
+    /// already has (re-delivered because its acknowledgement was lost) is
+    /// accepted silently.
+    pub fn handle_welcome(&self, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
+        let known: Option<i64> = self.conn.query_row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
+        if known.is_some() {
+            return Ok(vec![]);
+        }
+        let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| CoreError::decode("welcome", e))?;
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return Err(CoreError::decode("welcome", "not a welcome message"));
+        };
+        self.tx(|me| {
+            let provider = me.provider();
+            let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None).map_err(CoreError::mls)?;
+            if staged.group_context().group_id().as_slice() != group_id {
+                return Err(CoreError::decode("welcome", "group id differs from the server's"));
+            }
+            let mut others = Vec::new();
+            for m in staged.members() {
+                let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
+                if cred.handle != me.identity.handle {
+                    others.push(cred);
+                }
+            }
+            for o in &others {
+                me.check_contact(&o.handle, &o.account_key)?;
+            }
+            let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
+            handles.sort();
+            handles.dedup();
+            let conversation = match handles.as_slice() {
+                [one] => format!("@{one}"),
+                _ => format!("#{}", hex::encode(&group_id[..4])),
+            };
+            staged.into_group(&provider).map_err(CoreError::mls)?;
+            me.conn.execute(
+                "INSERT INTO groups(group_id, conversation, created_at) VALUES(?,?,?)",
+                params![group_id, conversation, now_ms()],
+            )?;
+            Ok(vec![Event::Joined { conversation }])
+        })
+    }
+
+    /// This device's cursor in a group (highest processed sequence number).
+    pub fn cursor(&self, group_id: &[u8]) -> CoreResult<Option<u64>> {
+        Ok(self.conn.query_row("SELECT cursor FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?)
+    }
+
+    /// Processes one entry of a group's log. Returns what to show; the
+    /// caller acknowledges `delivery.seq` afterwards. Entries at or below
+    /// the cursor are duplicates and change nothing.
+    pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
+        let row: Option<(String, u64)> = self
+            .conn
+            .query_row("SELECT conversation, cursor FROM groups WHERE group_id=?", [&d.group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((conversation, cursor)) = row else {
+            return Ok(vec![Event::Warning { conversation: None, text: "a message arrived for a conversation this device never joined".into() }]);
+        };
+        if d.seq <= cursor {
+            return Ok(vec![]);
+        }
+        self.tx(|me| {
+            me.conn.execute_batch("SAVEPOINT process")?;
+            let outcome = me.process(d, &conversation);
+            let events = match outcome {
+                Ok(events) => {
+                    me.conn.execute_batch("RELEASE process")?;
+                    events
+                }
+                Err(e) => {
+                    // Undo whatever openmls half-wrote, keep the marker, and
+                    // move on: one bad message must not block the rest.
+                    me.conn.execute_batch("ROLLBACK TO process; RELEASE process")?;
+                    let text = format!("messages may be missing ({e})");
+                    let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
+                    vec![Event::Warning { conversation: Some(conversation.clone()), text }, Event::Message(marker)]
+                }
+            };
+            me.conn.execute("UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?", params![d.seq, d.group_id, d.seq])?;
+            Ok(events)
+        })
+    }
+
+    fn process(&self, d: &Delivery, conversation: &str) -> CoreResult<Vec<Event>> {
+        let mut group = self.load_group(&d.group_id)?;
+        let provider = self.provider();
+        if d.sender == self.me() {
+            // Our own entry coming back. A commit the server accepted but we
+            // did not merge (we crashed in between) is merged now.
+            if d.kind == MessageKind::Commit && group.pending_commit().is_some() && group.epoch().as_u64() == d.epoch {
+                group.merge_pending_commit(&provider).map_err(CoreError::mls)?;
+            }
+            return Ok(vec![]);
+        }
+        let msg = MlsMessageIn::tls_deserialize_exact(d.payload.as_slice()).map_err(|e| CoreError::decode("MLS message", e))?;
+        let protocol = msg.try_into_protocol_message().map_err(|e| CoreError::decode("MLS message", e))?;
+        if group.pending_commit().is_some() {
+            // Someone else's commit won this epoch; ours is void.
+            group.clear_pending_commit(provider.storage()).map_err(CoreError::mls)?;
+        }
+        let processed = group.process_message(&provider, protocol).map_err(CoreError::mls)?;
+        let sender = member_credential(processed.credential())?;
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                let content = Content::decode(&app.into_bytes())?;
+                let exists: Option<i64> =
+                    self.conn.query_row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
+                if exists.is_some() {
+                    return Ok(vec![]);
+                }
+                let m = StoredMessage {
+                    id: content.id,
+                    conversation: conversation.to_owned(),
+                    sender: sender.handle,
+                    outgoing: false,
+                    sent_at: content.sent_at,
+                    received_at: now_ms(),
+                    body: content.body,
+                    state: "received".into(),
+                    seq: Some(d.seq),
+                };
+                self.conn.execute(
+                    "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
+                     VALUES(?,?,?,?,?,0,?,?,?,'received',0)",
+                    params![m.id, m.conversation, d.group_id, d.seq, m.sender, m.sent_at, m.received_at, cbor(&m.body)],
+                )?;
+                Ok(vec![Event::Message(m)])
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                for add in staged.add_proposals() {
+                    let leaf = add.add_proposal().key_package().leaf_node();
+                    let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                    self.check_contact(&cred.handle, &cred.account_key)?;
+                }
+                let removed = staged.self_removed();
+                group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
+                if removed {
+                    self.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
+                    let text = "you were removed from this conversation".to_owned();
+                    let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
+                    return Ok(vec![Event::Warning { conversation: Some(conversation.to_owned()), text }, Event::Message(marker)]);
+                }
+                Ok(vec![])
+            }
+            // Standalone proposals are not used by sotto clients; a commit
+            // that references one will carry it.
+            ProcessedMessageContent::ProposalMessage(_) | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(vec![]),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn insert_system(&self, conversation: &str, group_id: &[u8], seq: u64, text: &str) -> CoreResult<StoredMessage> {
+        let now = now_ms();
+        let m = StoredMessage {
+            id: rand::random::<[u8; 16]>().to_vec(),
+            conversation: conversation.to_owned(),
+            sender: String::new(),
+            outgoing: false,
+            sent_at: now,
+            received_at: now,
+            body: Body::Text { text: text.to_owned() },
+            state: "system".into(),
+            seq: Some(seq),
+        };
+        self.conn.execute(
+            "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
+             VALUES(?,?,?,?,'',0,?,?,?,'system',0)",
+            params![m.id, conversation, group_id, seq, now, now, cbor(&m.body)],
+        )?;
+        Ok(m)
+    }
+
+    fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE {clause} ORDER BY n"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([arg], |r| {
+            let body: Vec<u8> = r.get(6)?;
+            Ok(StoredMessage {
+                id: r.get(0)?,
+                conversation: r.get(1)?,
+                sender: r.get(2)?,
+                outgoing: r.get(3)?,
+                sent_at: r.get(4)?,
+                received_at: r.get(5)?,
+                body: ciborium::from_reader(body.as_slice()).unwrap_or(Body::Unknown),
+                state: r.get(7)?,
+                seq: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incoming messages not yet handed out by `receive`, marking them so.
+    pub fn take_unfetched(&self) -> CoreResult<Vec<StoredMessage>> {
+        self.tx(|me| {
+            let out = me.messages_where("fetched=0 AND outgoing=?", &0)?;
+            me.conn.execute("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
+            Ok(out)
+        })
+    }
+
+    /// A conversation's history, in order.
+    pub fn history(&self, conversation: &str) -> CoreResult<Vec<StoredMessage>> {
+        self.messages_where("conversation=?", &conversation)
+    }
+
+    /// Every contact.
+    pub fn contacts(&self) -> CoreResult<Vec<Contact>> {
+        let mut stmt = self.conn.prepare("SELECT handle, account_key, verified, key_changed FROM contacts ORDER BY handle")?;
+        let rows = stmt.query_map([], |r| Ok(Contact { handle: r.get(0)?, account_key: r.get(1)?, verified: r.get(2)?, key_changed: r.get(3)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every conversation name, with its newest activity first.
+    pub fn conversations(&self) -> CoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT g.conversation, max(coalesce(m.n, 0)) AS last FROM groups g LEFT JOIN messages m ON m.conversation = g.conversation
+             GROUP BY g.conversation ORDER BY last DESC, g.conversation",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
