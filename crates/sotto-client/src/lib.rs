@@ -7,7 +7,9 @@
 
 mod connection;
 mod error;
+mod session;
 mod tls;
 
 pub use connection::{connect_with_retry, Connection};
 pub use error::ClientError;
+pub use session::{Session, SessionError, SessionResult};

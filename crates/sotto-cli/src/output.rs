@@ -1,0 +1,72 @@
+//! How messages and contacts are printed: a line for people, or one JSON
+//! object per line for scripts.
+
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use serde_json::json;
+use sotto_core::{Body, Contact, StoredMessage};
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn text_of(body: &Body) -> &str {
+    match body {
+        Body::Text { text } => text,
+        Body::Unknown => "[a kind of message this version cannot show]",
+    }
+}
+
+/// A message as one JSON object.
+pub fn message_json(m: &StoredMessage) -> serde_json::Value {
+    let kind = if m.state == "system" { "system" } else { m.body.kind() };
+    json!({
+        "id": hex::encode(&m.id),
+        "conversation": m.conversation,
+        "from": m.sender,
+        "kind": kind,
+        "text": text_of(&m.body),
+        "sent_at": rfc3339(m.sent_at),
+        "outgoing": m.outgoing,
+        "state": m.state,
+        "seq": m.seq,
+    })
+}
+
+/// A message as a line for people.
+pub fn message_line(m: &StoredMessage) -> String {
+    let when = DateTime::<Utc>::from_timestamp_millis(m.sent_at).unwrap_or_default().with_timezone(&Local).format("%Y-%m-%d %H:%M");
+    if m.state == "system" {
+        return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
+    }
+    let mark = if m.state == "pending" { " (not yet sent)" } else { "" };
+    format!("{when} {} <{}> {}{mark}", m.conversation, m.sender, text_of(&m.body))
+}
+
+/// Prints a message in the chosen format.
+pub fn print_message(m: &StoredMessage, as_json: bool) {
+    if as_json {
+        println!("{}", message_json(m));
+    } else {
+        println!("{}", message_line(m));
+    }
+}
+
+/// Prints a contact in the chosen format.
+pub fn print_contact(c: &Contact, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"handle": c.handle, "account_key": hex::encode(&c.account_key), "verified": c.verified, "key_changed": c.key_changed})
+        );
+    } else {
+        let mut flags = Vec::new();
+        if c.verified {
+            flags.push("verified");
+        }
+        if c.key_changed {
+            flags.push("KEY CHANGED");
+        }
+        let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
+        println!("@{}{flags}", c.handle);
+    }
+}

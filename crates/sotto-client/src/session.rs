@@ -1,0 +1,255 @@
+//! A logged-in session: the glue between one [`Connection`] and one
+//! [`Messenger`]. It logs in, keeps KeyPackages stocked, re-sends what the
+//! server has not acknowledged, processes deliveries in order and
+//! acknowledges each only after it is stored.
+
+use std::time::Duration;
+
+use sotto_core::{CoreError, Event, Messenger, OutboxItem};
+use sotto_proto::limits::KEY_PACKAGES_LOW_WATER;
+use sotto_proto::{ErrorCode, MessageKind, Push, Request, Response, ServerAddress};
+
+use crate::{connect_with_retry, ClientError, Connection};
+
+/// KeyPackages uploaded when the stock is low.
+const KEY_PACKAGE_BATCH: usize = 50;
+/// Tries for a message whose epoch keeps going stale under it.
+const STALE_RETRIES: usize = 5;
+
+/// What can go wrong in a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The connection or the server.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The local state.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result of a session call.
+pub type SessionResult<T> = Result<T, SessionError>;
+
+/// A logged-in connection bound to a messenger.
+pub struct Session<'m> {
+    messenger: &'m Messenger,
+    conn: Connection,
+    synced: bool,
+}
+
+impl<'m> Session<'m> {
+    /// Connects (retrying while the server is unreachable), logs in, refills
+    /// KeyPackages if low and re-sends the outbox.
+    pub async fn open(messenger: &'m Messenger) -> SessionResult<Self> {
+        let address = ServerAddress::parse(&messenger.server()?).map_err(|e| SessionError::Other(e.to_string()))?;
+        let mut conn = connect_with_retry(&address, 4).await?;
+        let login = messenger.login_request(&conn.login_payload());
+        let stock = match conn.request(login).await {
+            Ok(Response::LoggedIn { key_packages, .. }) => key_packages,
+            Ok(other) => return Err(SessionError::Other(format!("unexpected answer to login: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::AuthFailed) => {
+                return Err(SessionError::Other(format!(
+                    "the server at {address} does not know this device as @{}; was the profile registered on this server? (`sotto init`)",
+                    messenger.identity().handle
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut session = Self { messenger, conn, synced: false };
+        if (stock as usize) < KEY_PACKAGE_BATCH / 2 {
+            session.upload_key_packages().await?;
+        }
+        session.flush_outbox().await?;
+        Ok(session)
+    }
+
+    /// Registers a freshly created profile on its server.
+    pub async fn register(messenger: &'m Messenger, invite: Option<String>) -> SessionResult<Self> {
+        let address = ServerAddress::parse(&messenger.server()?).map_err(|e| SessionError::Other(e.to_string()))?;
+        let mut conn = connect_with_retry(&address, 2).await?;
+        let req = messenger.register_request(&conn.login_payload(), invite);
+        conn.request(req).await?;
+        messenger.mark_registered()?;
+        let mut session = Self { messenger, conn, synced: false };
+        session.upload_key_packages().await?;
+        Ok(session)
+    }
+
+    /// The underlying connection.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    async fn upload_key_packages(&mut self) -> SessionResult<()> {
+        let req = self.messenger.key_package_upload(KEY_PACKAGE_BATCH)?;
+        self.conn.request(req).await?;
+        Ok(())
+    }
+
+    /// Posts one outbox item; returns false if the server says its epoch is
+    /// stale (the caller catches up and retries).
+    async fn post(&mut self, item: &OutboxItem) -> SessionResult<bool> {
+        if item.create_group {
+            match self.conn.request(Request::CreateGroup { group_id: item.group_id.clone() }).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(ErrorCode::GroupExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.conn.request(item.to_request()).await {
+            Ok(Response::Appended { seq, .. }) => {
+                self.messenger.accepted(&item.client_id, seq)?;
+                Ok(true)
+            }
+            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-sends everything the server has not acknowledged, catching up and
+    /// re-encrypting where the epoch moved on.
+    pub async fn flush_outbox(&mut self) -> SessionResult<()> {
+        for item in self.messenger.outbox()? {
+            self.post_with_retry(item).await?;
+        }
+        Ok(())
+    }
+
+    async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<()> {
+        for _ in 0..STALE_RETRIES {
+            if self.post(&item).await? {
+                return Ok(());
+            }
+            if item.kind == MessageKind::Commit {
+                // A lost commit race: drop ours; the winner's arrives in order.
+                self.messenger.commit_rejected(&item.client_id)?;
+                return Ok(());
+            }
+            self.catch_up(&item.group_id).await?;
+            match self.messenger.reencrypt(&item.client_id)? {
+                Some(next) => item = next,
+                None => return Ok(()),
+            }
+        }
+        Err(SessionError::Other("the conversation kept changing while sending; try again".into()))
+    }
+
+    /// Reads and processes a group's log from the local cursor.
+    async fn catch_up(&mut self, group_id: &[u8]) -> SessionResult<Vec<Event>> {
+        let mut events = Vec::new();
+        loop {
+            let after = self.messenger.cursor(group_id)?.unwrap_or(0);
+            let req = Request::Fetch { group_id: group_id.to_vec(), after_seq: after, limit: sotto_proto::limits::MAX_FETCH };
+            let Response::Messages { messages } = self.conn.request(req).await? else {
+                return Err(SessionError::Other("unexpected answer to fetch".into()));
+            };
+            let Some(last) = messages.last().map(|d| d.seq) else { return Ok(events) };
+            for d in &messages {
+                events.extend(self.messenger.handle_delivery(d)?);
+            }
+            self.conn.request(Request::Ack { group_id: group_id.to_vec(), seq: last }).await?;
+        }
+    }
+
+    async fn handle_push(&mut self, push: Push) -> SessionResult<Vec<Event>> {
+        match push {
+            Push::Welcome { welcome_id, group_id, welcome, sender } => {
+                let events = match self.messenger.handle_welcome(&group_id, &welcome) {
+                    Ok(ev) => ev,
+                    // A welcome we cannot use stays unusable; say so and
+                    // drop it rather than stall every later delivery.
+                    Err(e) => vec![Event::Warning { conversation: None, text: format!("could not join a conversation started by @{}: {e}", sender.handle) }],
+                };
+                self.conn.request(Request::AckWelcome { welcome_id }).await?;
+                Ok(events)
+            }
+            Push::Deliver(d) => {
+                let events = self.messenger.handle_delivery(&d)?;
+                self.conn.request(Request::Ack { group_id: d.group_id.clone(), seq: d.seq }).await?;
+                Ok(events)
+            }
+            Push::KeyPackagesLow { remaining } => {
+                if (remaining as usize) < KEY_PACKAGES_LOW_WATER {
+                    self.upload_key_packages().await?;
+                }
+                Ok(vec![])
+            }
+            Push::SyncDone => Ok(vec![]),
+        }
+    }
+
+    /// Processes everything pending on the server, then switches to live
+    /// delivery. Returns what happened.
+    pub async fn sync(&mut self) -> SessionResult<Vec<Event>> {
+        self.conn.request(Request::Sync).await?;
+        self.synced = true;
+        let mut events = Vec::new();
+        loop {
+            let push = tokio::time::timeout(Duration::from_secs(60), self.conn.next_push())
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            if push == Push::SyncDone {
+                return Ok(events);
+            }
+            events.extend(self.handle_push(push).await?);
+        }
+    }
+
+    /// Waits up to `wait` for live deliveries and processes what comes.
+    /// Returns as soon as something produced events.
+    pub async fn pump(&mut self, wait: Duration) -> SessionResult<Vec<Event>> {
+        if !self.synced {
+            return self.sync().await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
+            let events = self.handle_push(push).await?;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Makes sure a one-to-one conversation with `handle` exists, starting
+    /// it if needed.
+    pub async fn ensure_direct(&mut self, handle: &str) -> SessionResult<()> {
+        let conversation = format!("@{handle}");
+        if self.messenger.conversation_group(&conversation)?.is_some() {
+            return Ok(());
+        }
+        let claimed = match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned() }).await {
+            Ok(Response::KeyPackages { account_key, packages, .. }) => (account_key, packages),
+            Ok(other) => return Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => {
+                return Err(SessionError::Other(format!("there is no @{handle} on this server; check the spelling")))
+            }
+            Err(e) if e.code() == Some(ErrorCode::NoKeyPackages) => {
+                return Err(SessionError::Other(format!("@{handle} cannot be reached yet: their device has no key packages left; it refills when they come online")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let commit = self.messenger.start_direct(handle, &claimed.0, &claimed.1)?;
+        self.post_with_retry(commit).await
+    }
+
+    /// Sends a text to a conversation (`@handle` starts one if needed) and
+    /// returns once the server acknowledged it.
+    pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
+        if let Some(handle) = conversation.strip_prefix('@') {
+            self.ensure_direct(handle).await?;
+        }
+        let item = self.messenger.prepare_text(conversation, text)?;
+        self.post_with_retry(item).await
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.conn.close().await;
+    }
+}
