@@ -1,0 +1,159 @@
+//! End-to-end harness: the real `sotto-server` binary on 127.0.0.1 with a
+//! temporary data directory, and the real `sotto` binary with temporary
+//! profiles.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+
+pub const PASSPHRASE: &str = "test passphrase";
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sotto")).parent().unwrap().to_owned()
+}
+
+/// The server binary, built once if `cargo test -p sotto-cli` ran alone.
+pub fn server_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let path = bin_dir().join("sotto-server");
+    BUILD.call_once(|| {
+        if !path.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo).args(["build", "-p", "sotto-server"]).status().unwrap().success();
+            assert!(ok, "building sotto-server failed");
+        }
+    });
+    path
+}
+
+pub struct Server {
+    pub data: PathBuf,
+    pub address: String,
+    pub port: u16,
+    pub first_invite: Option<String>,
+    child: Child,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Self {
+        Self::start_on(data, 0, &[])
+    }
+
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Self {
+        let mut child = Command::new(server_bin())
+            .args(["--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sotto-server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut first_invite = None;
+        let address = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(code) = line.strip_prefix("invite: ") {
+                first_invite = Some(code.to_owned());
+            }
+            if let Some(a) = line.strip_prefix("address: ") {
+                break a.to_owned();
+            }
+        };
+        let port = address.rsplit_once(':').unwrap().1.split('#').next().unwrap().parse().unwrap();
+        Self { data: data.to_owned(), address, port, first_invite, child }
+    }
+
+    pub fn invite(&self) -> String {
+        let out = Command::new(server_bin()).args(["invite", "--data", self.data.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().strip_prefix("invite: ").unwrap().to_owned()
+    }
+
+    /// SIGKILL: no chance to flush anything that was not already durable.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Kills and starts again on the same port and data.
+    pub fn restart(self) -> Self {
+        let (data, port) = (self.data.clone(), self.port);
+        self.kill();
+        Self::start_on(&data, port, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct User {
+    pub name: String,
+    pub profile: PathBuf,
+}
+
+impl User {
+    pub fn new(root: &Path, name: &str) -> Self {
+        Self { name: name.into(), profile: root.join(format!("profile-{name}")) }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sotto"));
+        c.arg("--profile").arg(&self.profile).env("SOTTO_PASSPHRASE", PASSPHRASE).stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sotto {args:?} as {} failed:\n{}\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn init(&self, server: &Server, invite: &str) {
+        self.ok(&["init", "--server", &server.address, "--name", &self.name, "--invite", invite]);
+    }
+
+    pub fn receive_json(&self) -> Vec<serde_json::Value> {
+        self.ok(&["receive", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| std::fs::read(p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false))
+        .collect()
+}
