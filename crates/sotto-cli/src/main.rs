@@ -113,7 +113,8 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(e) => {
                     drop(messenger);
                     sotto_core::db::remove(&dir);
-                    return Err(anyhow::Error::new(e).context("registration failed; nothing was kept, fix the cause and run init again"));
+                    return Err(anyhow::Error::new(e)
+                        .context("registration failed; nothing was kept, fix the cause and run init again"));
                 }
             }
             println!("registered @{name} on {address}");
@@ -124,7 +125,10 @@ async fn run(cli: Cli) -> Result<()> {
             let messenger = profile::open(&dir)?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
-            session.send_text(&conversation, &text).await.with_context(|| format!("could not send to {conversation}"))?;
+            session
+                .send_text(&conversation, &text)
+                .await
+                .with_context(|| format!("could not send to {conversation}"))?;
             session.close().await;
         }
         Command::Receive { json, wait } => {

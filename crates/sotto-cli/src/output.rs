@@ -34,7 +34,10 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
 
 /// A message as a line for people.
 pub fn message_line(m: &StoredMessage) -> String {
-    let when = DateTime::<Utc>::from_timestamp_millis(m.sent_at).unwrap_or_default().with_timezone(&Local).format("%Y-%m-%d %H:%M");
+    let when = DateTime::<Utc>::from_timestamp_millis(m.sent_at)
+        .unwrap_or_default()
+        .with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M");
     if m.state == "system" {
         return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
     }

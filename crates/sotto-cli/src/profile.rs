@@ -11,7 +11,8 @@ use zeroize::Zeroizing;
 /// The default profile directory: `$XDG_DATA_HOME/sotto/default` or the
 /// platform's equivalent.
 pub fn default_dir() -> Result<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", "sotto").context("cannot find a home directory; pass --profile DIR")?;
+    let dirs =
+        directories::ProjectDirs::from("", "", "sotto").context("cannot find a home directory; pass --profile DIR")?;
     Ok(dirs.data_dir().join("default"))
 }
 

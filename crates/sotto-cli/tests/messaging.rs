@@ -50,10 +50,14 @@ fn offline_delivery_survives_a_server_crash_and_leaves_no_plaintext() {
     assert_eq!((got[0]["from"].as_str(), got[0]["text"].as_str()), (Some("bob"), Some(reply)));
 
     // History in order on both sides.
-    let hist: Vec<String> = alice.ok(&["history", "@bob", "--json"]).lines().map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        v["text"].as_str().unwrap().to_owned()
-    }).collect();
+    let hist: Vec<String> = alice
+        .ok(&["history", "@bob", "--json"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
     assert_eq!(hist, vec![secret.to_owned(), reply.to_owned()]);
     let contacts = bob.ok(&["contacts", "--json"]);
     assert!(contacts.contains("\"handle\":\"alice\""), "{contacts}");
@@ -79,7 +83,8 @@ fn a_third_user_cannot_read_the_conversation_even_by_asking_the_server() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("server");
     let server = Server::start(&data);
-    let (alice, bob, carol) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"), User::new(root.path(), "carol"));
+    let (alice, bob, carol) =
+        (User::new(root.path(), "alice"), User::new(root.path(), "bob"), User::new(root.path(), "carol"));
     alice.init(&server, server.first_invite.as_deref().unwrap());
     bob.init(&server, &server.invite());
     carol.init(&server, &server.invite());

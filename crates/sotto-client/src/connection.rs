@@ -8,7 +8,9 @@ use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use sotto_proto::address::base64url_encode;
 use sotto_proto::codec;
-use sotto_proto::{ClientMessage, Hello, Push, Request, Response, ServerAddress, ServerMessage, Transport, PROTOCOL_VERSION};
+use sotto_proto::{
+    ClientMessage, Hello, Push, Request, Response, ServerAddress, ServerMessage, Transport, PROTOCOL_VERSION,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -71,10 +73,13 @@ impl Connection {
         let url = format!("{scheme}://{authority}/v1/ws");
         let limit = sotto_proto::limits::MAX_FRAME_BYTES;
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::client_async_with_config(url, io, Some(config)))
-            .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async_with_config(url, io, Some(config)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)?
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
         let mut conn = Self {
             ws,
             hello: Hello { protocol_version: 0, server_id: vec![], challenge: vec![], invite_only: true },
@@ -149,7 +154,8 @@ impl Connection {
         self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         loop {
-            let frame = tokio::time::timeout_at(deadline, self.read_frame()).await.map_err(|_| ClientError::Timeout)??;
+            let frame =
+                tokio::time::timeout_at(deadline, self.read_frame()).await.map_err(|_| ClientError::Timeout)??;
             match frame {
                 ServerMessage::Response { id: rid, result } if rid == id => return result.map_err(ClientError::Server),
                 ServerMessage::Response { id: 0, result: Err(e) } => return Err(ClientError::Server(e)),
@@ -189,8 +195,13 @@ impl Connection {
     }
 }
 
-async fn handshake(config: rustls::ClientConfig, host: &str, tcp: TcpStream) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls(format!("bad host name {host:?}: {e}")))?;
+async fn handshake(
+    config: rustls::ClientConfig,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls(format!("bad host name {host:?}: {e}")))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
         .await

@@ -143,7 +143,8 @@ impl<'m> Session<'m> {
         let mut events = Vec::new();
         loop {
             let after = self.messenger.cursor(group_id)?.unwrap_or(0);
-            let req = Request::Fetch { group_id: group_id.to_vec(), after_seq: after, limit: sotto_proto::limits::MAX_FETCH };
+            let req =
+                Request::Fetch { group_id: group_id.to_vec(), after_seq: after, limit: sotto_proto::limits::MAX_FETCH };
             let Response::Messages { messages } = self.conn.request(req).await? else {
                 return Err(SessionError::Other("unexpected answer to fetch".into()));
             };
@@ -162,7 +163,10 @@ impl<'m> Session<'m> {
                     Ok(ev) => ev,
                     // A welcome we cannot use stays unusable; say so and
                     // drop it rather than stall every later delivery.
-                    Err(e) => vec![Event::Warning { conversation: None, text: format!("could not join a conversation started by @{}: {e}", sender.handle) }],
+                    Err(e) => vec![Event::Warning {
+                        conversation: None,
+                        text: format!("could not join a conversation started by @{}: {e}", sender.handle),
+                    }],
                 };
                 self.conn.request(Request::AckWelcome { welcome_id }).await?;
                 Ok(events)

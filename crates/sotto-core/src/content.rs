@@ -52,7 +52,11 @@ impl Content {
         if text.len() > MAX_TEXT_BYTES {
             return Err(CoreError::Invalid(format!("a message may hold at most {MAX_TEXT_BYTES} bytes of text")));
         }
-        Ok(Self { id: rand::random::<[u8; 16]>().to_vec(), sent_at: now_ms, body: Body::Text { text: text.to_owned() } })
+        Ok(Self {
+            id: rand::random::<[u8; 16]>().to_vec(),
+            sent_at: now_ms,
+            body: Body::Text { text: text.to_owned() },
+        })
     }
 
     /// CBOR bytes.
@@ -95,7 +99,11 @@ mod tests {
             Poll { question: String },
         }
         let mut bytes = Vec::new();
-        ciborium::into_writer(&Future { id: vec![1; 16], sent_at: 1, body: FutureBody::Poll { question: "?".into() } }, &mut bytes).unwrap();
+        ciborium::into_writer(
+            &Future { id: vec![1; 16], sent_at: 1, body: FutureBody::Poll { question: "?".into() } },
+            &mut bytes,
+        )
+        .unwrap();
         assert_eq!(Content::decode(&bytes).unwrap().body, Body::Unknown);
         assert!(Content::decode(b"garbage").is_err());
         assert!(Content::text(&"x".repeat(MAX_TEXT_BYTES + 1), 0).is_err());

@@ -49,7 +49,9 @@ fn derive(passphrase: &str, salt: &[u8], m: u32, t: u32, p: u32) -> CoreResult<Z
     let params = argon2::Params::new(m, t, p, Some(32)).map_err(|e| CoreError::Invalid(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut key = Zeroizing::new([0u8; 32]);
-    argon.hash_password_into(passphrase.as_bytes(), salt, key.as_mut()).map_err(|e| CoreError::Invalid(e.to_string()))?;
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
+        .map_err(|e| CoreError::Invalid(e.to_string()))?;
     Ok(key)
 }
 
@@ -99,7 +101,9 @@ fn key_for(dir: &Path, key: &ProfileKey, create: bool) -> CoreResult<Zeroizing<[
                     .find_map(|w| w.strip_prefix(name))
                     .ok_or_else(|| CoreError::decode("profile.kdf", format!("missing {name}")))
             };
-            let num = |name: &str| -> CoreResult<u32> { field(name)?.parse().map_err(|e| CoreError::decode("profile.kdf", e)) };
+            let num = |name: &str| -> CoreResult<u32> {
+                field(name)?.parse().map_err(|e| CoreError::decode("profile.kdf", e))
+            };
             let salt = hex::decode(field("salt=")?).map_err(|e| CoreError::decode("profile.kdf", e))?;
             derive(pass, &salt, num("m=")?, num("t=")?, num("p=")?)
         }

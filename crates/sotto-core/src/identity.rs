@@ -66,7 +66,12 @@ impl Identity {
     pub fn generate(handle: &str) -> CoreResult<Self> {
         sotto_proto::validate_handle(handle).map_err(CoreError::Invalid)?;
         let mut rng = rand::rngs::OsRng;
-        Ok(Self { handle: handle.to_owned(), device_id: 1, account: SigningKey::generate(&mut rng), device: SigningKey::generate(&mut rng) })
+        Ok(Self {
+            handle: handle.to_owned(),
+            device_id: 1,
+            account: SigningKey::generate(&mut rng),
+            device: SigningKey::generate(&mut rng),
+        })
     }
 
     /// The account public key.
@@ -99,10 +104,18 @@ impl Identity {
     /// The MLS credential with the device's signature key.
     pub(crate) fn credential(&self) -> CredentialWithKey {
         let info = self.device_info();
-        let cred = SottoCredential { handle: self.handle.clone(), account_key: self.account_key(), device_id: self.device_id, certificate: info.certificate };
+        let cred = SottoCredential {
+            handle: self.handle.clone(),
+            account_key: self.account_key(),
+            device_id: self.device_id,
+            certificate: info.certificate,
+        };
         let mut identity = Vec::new();
         ciborium::into_writer(&cred, &mut identity).expect("credential encodes");
-        CredentialWithKey { credential: BasicCredential::new(identity).into(), signature_key: SignaturePublicKey::from(self.device_key()) }
+        CredentialWithKey {
+            credential: BasicCredential::new(identity).into(),
+            signature_key: SignaturePublicKey::from(self.device_key()),
+        }
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
@@ -120,9 +133,16 @@ impl Identity {
     pub(crate) fn from_bytes(bytes: &[u8]) -> CoreResult<Self> {
         let s: StoredIdentity = ciborium::from_reader(bytes).map_err(|e| CoreError::decode("stored identity", e))?;
         let key = |b: &[u8]| -> CoreResult<SigningKey> {
-            Ok(SigningKey::from_bytes(b.try_into().map_err(|_| CoreError::decode("stored identity", "bad key length"))?))
+            Ok(SigningKey::from_bytes(
+                b.try_into().map_err(|_| CoreError::decode("stored identity", "bad key length"))?,
+            ))
         };
-        Ok(Self { handle: s.handle.clone(), device_id: s.device_id, account: key(&s.account)?, device: key(&s.device)? })
+        Ok(Self {
+            handle: s.handle.clone(),
+            device_id: s.device_id,
+            account: key(&s.account)?,
+            device: key(&s.device)?,
+        })
     }
 }
 
@@ -131,13 +151,17 @@ impl SottoCredential {
     /// with: the credential must be ours, the handle valid, and the account
     /// key must have certified exactly this device key.
     pub fn validate(credential: &Credential, signature_key: &[u8]) -> CoreResult<Self> {
-        let basic = BasicCredential::try_from(credential.clone()).map_err(|e| CoreError::BadCredential(e.to_string()))?;
-        let cred: SottoCredential =
-            ciborium::from_reader(basic.identity()).map_err(|e| CoreError::BadCredential(format!("not a sotto credential: {e}")))?;
+        let basic =
+            BasicCredential::try_from(credential.clone()).map_err(|e| CoreError::BadCredential(e.to_string()))?;
+        let cred: SottoCredential = ciborium::from_reader(basic.identity())
+            .map_err(|e| CoreError::BadCredential(format!("not a sotto credential: {e}")))?;
         sotto_proto::validate_handle(&cred.handle).map_err(CoreError::BadCredential)?;
         let payload = signing::device_certificate_payload(&cred.handle, cred.device_id, signature_key);
         if !verify(&cred.account_key, &payload, &cred.certificate) {
-            return Err(CoreError::BadCredential(format!("the device key of @{} is not certified by its account key", cred.handle)));
+            return Err(CoreError::BadCredential(format!(
+                "the device key of @{} is not certified by its account key",
+                cred.handle
+            )));
         }
         Ok(cred)
     }

@@ -313,7 +313,11 @@ impl Messenger {
 
     /// The `Login` request, signed for this connection.
     pub fn login_request(&self, login_payload: &[u8]) -> Request {
-        Request::Login { handle: self.identity.handle.clone(), device_id: self.identity.device_id, signature: self.identity.sign_login(login_payload) }
+        Request::Login {
+            handle: self.identity.handle.clone(),
+            device_id: self.identity.device_id,
+            signature: self.identity.sign_login(login_payload),
+        }
     }
 
     /// Runs `f` in one transaction; on error nothing it wrote stays.
@@ -353,7 +357,8 @@ impl Messenger {
                 if last_resort {
                     b = b.mark_as_last_resort();
                 }
-                let bundle = b.build(CIPHERSUITE, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
+                let bundle =
+                    b.build(CIPHERSUITE, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
                 bundle.key_package().tls_serialize_detached().map_err(CoreError::mls)
             };
             for _ in 0..n {
@@ -369,8 +374,10 @@ impl Messenger {
         if handle == self.identity.handle {
             return Ok(());
         }
-        let known: Option<Vec<u8>> =
-            self.conn.query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+        let known: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0))
+            .optional()?;
         match known {
             None => {
                 self.conn.execute(
@@ -405,7 +412,12 @@ impl Messenger {
     /// Starts a one-to-one conversation from the peer's claimed KeyPackages:
     /// a new two-party group and the commit that adds every device of the
     /// peer. Returns the commit to post (after `CreateGroup`).
-    pub fn start_direct(&self, handle: &str, account_key: &[u8], claimed: &[ClaimedKeyPackage]) -> CoreResult<PendingCommit> {
+    pub fn start_direct(
+        &self,
+        handle: &str,
+        account_key: &[u8],
+        claimed: &[ClaimedKeyPackage],
+    ) -> CoreResult<PendingCommit> {
         if handle == self.identity.handle {
             return Err(CoreError::Invalid("you cannot start a conversation with yourself".into()));
         }
@@ -421,8 +433,14 @@ impl Messenger {
                     .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
                 let leaf = kp.leaf_node();
                 let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
-                if cred.handle != handle || cred.account_key != account_key || cred.device_id != c.device.device_id || leaf.signature_key().as_slice() != c.device.device_key.as_slice() {
-                    return Err(CoreError::BadCredential(format!("the server gave a key package that is not @{handle}'s")));
+                if cred.handle != handle
+                    || cred.account_key != account_key
+                    || cred.device_id != c.device.device_id
+                    || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
+                {
+                    return Err(CoreError::BadCredential(format!(
+                        "the server gave a key package that is not @{handle}'s"
+                    )));
                 }
                 added.push(DeviceRef { handle: handle.to_owned(), device_id: cred.device_id });
                 packages.push(kp);
@@ -432,8 +450,14 @@ impl Messenger {
             }
             let group_id: [u8; 16] = rand::random();
             let signer = me.identity.signer();
-            let mut group = MlsGroup::new_with_group_id(&provider, &signer, &create_config(), GroupId::from_slice(&group_id), me.identity.credential())
-                .map_err(CoreError::mls)?;
+            let mut group = MlsGroup::new_with_group_id(
+                &provider,
+                &signer,
+                &create_config(),
+                GroupId::from_slice(&group_id),
+                me.identity.credential(),
+            )
+            .map_err(CoreError::mls)?;
             let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
             let item = OutboxItem {
                 client_id: rand::random::<[u8; 16]>().to_vec(),
@@ -542,8 +566,10 @@ impl Messenger {
 
     fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
-            let changed: Option<bool> =
-                self.conn.query_row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+            let changed: Option<bool> = self
+                .conn
+                .query_row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0))
+                .optional()?;
             if changed == Some(true) {
                 return Err(CoreError::KeyChanged(handle.to_owned()));
             }
@@ -570,7 +596,8 @@ impl Messenger {
             return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
         }
         let provider = self.provider();
-        let msg = group.create_message(&provider, &self.identity.signer(), &content.encode()).map_err(CoreError::mls)?;
+        let msg =
+            group.create_message(&provider, &self.identity.signer(), &content.encode()).map_err(CoreError::mls)?;
         Ok(OutboxItem {
             client_id,
             group_id: group_id.to_vec(),
@@ -591,11 +618,15 @@ impl Messenger {
             let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
             let Some(mid) = item.message_id.clone() else { return Ok(None) };
             let (body, sent_at): (Vec<u8>, i64) =
-                me.conn.query_row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let body: Body = ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
+                me.conn.query_row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let body: Body =
+                ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
-            let new = me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
+            let new =
+                me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
             me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             me.put_outbox(&new)?;
             Ok(Some(new))
@@ -606,7 +637,8 @@ impl Messenger {
     /// already has (re-delivered because its acknowledgement was lost) is
     /// accepted silently.
     pub fn handle_welcome(&self, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
-        let known: Option<i64> = self.conn.query_row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
+        let known: Option<i64> =
+            self.conn.query_row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
         if known.is_some() {
             return Ok(vec![]);
         }
@@ -616,7 +648,8 @@ impl Messenger {
         };
         self.tx(|me| {
             let provider = me.provider();
-            let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None).map_err(CoreError::mls)?;
+            let staged =
+                StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None).map_err(CoreError::mls)?;
             if staged.group_context().group_id().as_slice() != group_id {
                 return Err(CoreError::decode("welcome", "group id differs from the server's"));
             }
@@ -657,10 +690,15 @@ impl Messenger {
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
         let row: Option<(String, u64)> = self
             .conn
-            .query_row("SELECT conversation, cursor FROM groups WHERE group_id=?", [&d.group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT conversation, cursor FROM groups WHERE group_id=?", [&d.group_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let Some((conversation, cursor)) = row else {
-            return Ok(vec![Event::Warning { conversation: None, text: "a message arrived for a conversation this device never joined".into() }]);
+            return Ok(vec![Event::Warning {
+                conversation: None,
+                text: "a message arrived for a conversation this device never joined".into(),
+            }]);
         };
         if d.seq <= cursor {
             return Ok(vec![]);
@@ -682,7 +720,10 @@ impl Messenger {
                     vec![Event::Warning { conversation: Some(conversation.clone()), text }, Event::Message(marker)]
                 }
             };
-            me.conn.execute("UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?", params![d.seq, d.group_id, d.seq])?;
+            me.conn.execute(
+                "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
+                params![d.seq, d.group_id, d.seq],
+            )?;
             Ok(events)
         })
     }
@@ -698,7 +739,8 @@ impl Messenger {
             }
             return Ok(vec![]);
         }
-        let msg = MlsMessageIn::tls_deserialize_exact(d.payload.as_slice()).map_err(|e| CoreError::decode("MLS message", e))?;
+        let msg = MlsMessageIn::tls_deserialize_exact(d.payload.as_slice())
+            .map_err(|e| CoreError::decode("MLS message", e))?;
         let protocol = msg.try_into_protocol_message().map_err(|e| CoreError::decode("MLS message", e))?;
         if group.pending_commit().is_some() {
             // Someone else's commit won this epoch; ours is void.
@@ -744,13 +786,18 @@ impl Messenger {
                     self.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
                     let text = "you were removed from this conversation".to_owned();
                     let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
-                    return Ok(vec![Event::Warning { conversation: Some(conversation.to_owned()), text }, Event::Message(marker)]);
+                    return Ok(vec![
+                        Event::Warning { conversation: Some(conversation.to_owned()), text },
+                        Event::Message(marker),
+                    ]);
                 }
                 Ok(vec![])
             }
             // Standalone proposals are not used by sotto clients; a commit
             // that references one will carry it.
-            ProcessedMessageContent::ProposalMessage(_) | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(vec![]),
+            ProcessedMessageContent::ProposalMessage(_) | ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
+                Ok(vec![])
+            }
             _ => Ok(vec![]),
         }
     }
@@ -814,8 +861,11 @@ impl Messenger {
 
     /// Every contact.
     pub fn contacts(&self) -> CoreResult<Vec<Contact>> {
-        let mut stmt = self.conn.prepare("SELECT handle, account_key, verified, key_changed FROM contacts ORDER BY handle")?;
-        let rows = stmt.query_map([], |r| Ok(Contact { handle: r.get(0)?, account_key: r.get(1)?, verified: r.get(2)?, key_changed: r.get(3)? }))?;
+        let mut stmt =
+            self.conn.prepare("SELECT handle, account_key, verified, key_changed FROM contacts ORDER BY handle")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Contact { handle: r.get(0)?, account_key: r.get(1)?, verified: r.get(2)?, key_changed: r.get(3)? })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

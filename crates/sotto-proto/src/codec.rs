@@ -189,7 +189,12 @@ mod tests {
         // integer per byte (which a missing serde_bytes would give).
         let msg = ClientMessage {
             id: 1,
-            request: Request::Send { group_id: vec![0; 16], epoch: 0, client_id: vec![0; 16], payload: vec![200; 1000] },
+            request: Request::Send {
+                group_id: vec![0; 16],
+                epoch: 0,
+                client_id: vec![0; 16],
+                payload: vec![200; 1000],
+            },
         };
         assert!(encode(&msg).unwrap().len() < 1150);
     }

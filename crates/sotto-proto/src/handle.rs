@@ -4,18 +4,12 @@
 /// `_`, `-` and `.`. Returns a sentence a person can act on when it fails.
 pub fn validate_handle(handle: &str) -> Result<(), String> {
     if handle.is_empty() || handle.len() > 32 {
-        return Err(format!(
-            "handle must be 1 to 32 characters long (got {})",
-            handle.chars().count()
-        ));
+        return Err(format!("handle must be 1 to 32 characters long (got {})", handle.chars().count()));
     }
-    if let Some(bad) = handle
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')))
+    if let Some(bad) =
+        handle.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(format!(
-            "handle may contain only lower-case letters, digits, '_', '-' and '.' (found {bad:?})"
-        ));
+        return Err(format!("handle may contain only lower-case letters, digits, '_', '-' and '.' (found {bad:?})"));
     }
     Ok(())
 }

@@ -38,9 +38,6 @@ mod tests {
     #[test]
     fn fields_cannot_slide() {
         assert_ne!(login_payload(b"ab", b"c"), login_payload(b"a", b"bc"));
-        assert_ne!(
-            device_certificate_payload("a", 1, b"k"),
-            device_certificate_payload("a", 2, b"k")
-        );
+        assert_ne!(device_certificate_payload("a", 1, b"k"), device_certificate_payload("a", 2, b"k"));
     }
 }

@@ -51,11 +51,14 @@ impl Mailbox {
     }
 }
 
+/// The live connections of one device, by connection id.
+type Connections = Vec<(u64, Arc<Mailbox>)>;
+
 /// Live connections by device.
 #[derive(Default)]
 pub struct Hub {
     next_id: AtomicU64,
-    devices: Mutex<HashMap<DeviceRef, Vec<(u64, Arc<Mailbox>)>>>,
+    devices: Mutex<HashMap<DeviceRef, Connections>>,
 }
 
 /// Removes the connection from the hub when dropped.

@@ -6,10 +6,10 @@
 //! one port ([`server::run`]).
 #![deny(missing_docs)]
 
-pub mod store;
 pub mod hub;
 pub mod invite;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod tls;

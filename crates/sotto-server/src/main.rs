@@ -15,7 +15,11 @@ use sotto_server::{invite, tls};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Parser)]
-#[command(name = "sotto-server", version, about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages")]
+#[command(
+    name = "sotto-server",
+    version,
+    about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -178,7 +182,11 @@ async fn run(args: RunArgs) -> Result<()> {
     let relay = Arc::new(Relay {
         store: store.clone(),
         hub: Default::default(),
-        config: RelayConfig { open_registration: args.open_registration, retention: args.retention, ..Default::default() },
+        config: RelayConfig {
+            open_registration: args.open_registration,
+            retention: args.retention,
+            ..Default::default()
+        },
         server_id,
     });
 
@@ -225,7 +233,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -5,8 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use sotto_proto::limits::{GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE, MAX_PAYLOAD_BYTES};
-use sotto_proto::{signing, ClaimedKeyPackage, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Request, Response, UserInfo};
+use sotto_proto::limits::{
+    GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE, MAX_PAYLOAD_BYTES,
+};
+use sotto_proto::{
+    signing, ClaimedKeyPackage, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Request, Response, UserInfo,
+};
 
 use crate::hub::Hub;
 use crate::store::{NewMessage, Store, StoreError};
@@ -52,10 +56,7 @@ pub struct Relay {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl From<StoreError> for ErrorBody {
@@ -70,7 +71,11 @@ impl From<StoreError> for ErrorBody {
             StoreError::GroupExists => ErrorCode::GroupExists,
             StoreError::NotMember => ErrorCode::NotMember,
             StoreError::StaleEpoch { current } => {
-                return ErrorBody { code: ErrorCode::StaleEpoch, message: e.to_string(), current_epoch: Some(*current) };
+                return ErrorBody {
+                    code: ErrorCode::StaleEpoch,
+                    message: e.to_string(),
+                    current_epoch: Some(*current),
+                };
             }
             StoreError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             StoreError::Backend(detail) => {
@@ -109,7 +114,9 @@ fn check_client_id(client_id: &[u8]) -> Result<(), ErrorBody> {
 
 /// Runs a store call on the blocking pool: SQLite must not stall the
 /// async workers that serve everyone else.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ErrorBody> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ErrorBody> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ErrorBody::from),
         Err(e) => {
@@ -126,7 +133,8 @@ impl Relay {
         let payload = signing::login_payload(&self.server_id, challenge);
         match request {
             Request::Register { handle, account_key, device, invite, signature } => {
-                sotto_proto::validate_handle(&handle).map_err(|m| ErrorBody::with_message(ErrorCode::InvalidHandle, m))?;
+                sotto_proto::validate_handle(&handle)
+                    .map_err(|m| ErrorBody::with_message(ErrorCode::InvalidHandle, m))?;
                 if account_key.len() != 32 || device.device_key.len() != 32 {
                     return Err(bad("keys are 32-byte Ed25519 public keys"));
                 }
@@ -187,8 +195,9 @@ impl Relay {
                 }
                 let me = me.clone();
                 let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
-                let n = blocking(move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
-                    .await?;
+                let n =
+                    blocking(move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
+                        .await?;
                 Ok(Response::KeyPackagesStored { key_packages: n })
             }
             Request::ClaimKeyPackages { handle } => {
@@ -196,19 +205,28 @@ impl Relay {
                 let s2 = store.clone();
                 let claimed = blocking(move || s2.claim_key_packages(&h)).await?;
                 let h = handle.clone();
-                let account = blocking(move || store.account(&h)).await?.ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
+                let account = blocking(move || store.account(&h))
+                    .await?
+                    .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
                 let mut packages = Vec::with_capacity(claimed.len());
                 for (device, package, left) in claimed {
                     if (left as usize) < KEY_PACKAGES_LOW_WATER {
-                        self.hub.key_packages_low(&DeviceRef { handle: handle.clone(), device_id: device.device_id }, left);
+                        self.hub
+                            .key_packages_low(&DeviceRef { handle: handle.clone(), device_id: device.device_id }, left);
                     }
                     packages.push(ClaimedKeyPackage { device, package });
                 }
                 Ok(Response::KeyPackages { handle, account_key: account.account_key, packages })
             }
             Request::LookupUser { handle } => {
-                let account = blocking(move || store.account(&handle)).await?.ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
-                Ok(Response::User(UserInfo { handle: account.handle, account_key: account.account_key, devices: account.devices }))
+                let account = blocking(move || store.account(&handle))
+                    .await?
+                    .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
+                Ok(Response::User(UserInfo {
+                    handle: account.handle,
+                    account_key: account.account_key,
+                    devices: account.devices,
+                }))
             }
             Request::CreateGroup { group_id } => {
                 check_group_id(&group_id)?;
@@ -317,5 +335,9 @@ impl Relay {
 
 /// Verifies a device certificate; used by tests and operator tools.
 pub fn certificate_valid(handle: &str, account_key: &[u8], device: &DeviceInfo) -> bool {
-    verify(account_key, &signing::device_certificate_payload(handle, device.device_id, &device.device_key), &device.certificate)
+    verify(
+        account_key,
+        &signing::device_certificate_payload(handle, device.device_id, &device.device_key),
+        &device.certificate,
+    )
 }

@@ -33,23 +33,22 @@ pub struct ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { handshake_timeout: Duration::from_secs(10), header_timeout: Duration::from_secs(10), max_connections: 10_000 }
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
     }
 }
 
 /// The HTTP routes.
 pub fn router(relay: Arc<Relay>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/v1/ws", get(websocket))
-        .with_state(relay)
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/v1/ws", get(websocket)).with_state(relay)
 }
 
 async fn websocket(ws: WebSocketUpgrade, State(relay): State<Arc<Relay>>) -> impl IntoResponse {
     let limit = sotto_proto::limits::MAX_FRAME_BYTES;
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| crate::session::serve(socket, relay))
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| crate::session::serve(socket, relay))
 }
 
 /// Accepts connections until `shutdown` completes.

@@ -47,7 +47,9 @@ fn classify(msg: Option<Result<Message, axum::Error>>) -> Incoming {
             Ok(m) => Incoming::Request(m.id, m.request),
             Err(e) => Incoming::Malformed(e),
         },
-        Some(Ok(Message::Text(_))) => Incoming::Malformed(DecodeError::Malformed("text frames are not part of the protocol".into())),
+        Some(Ok(Message::Text(_))) => {
+            Incoming::Malformed(DecodeError::Malformed("text frames are not part of the protocol".into()))
+        }
         Some(Ok(_)) => Incoming::Other,
     }
 }
@@ -75,9 +77,8 @@ pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>) {
     }
     let Some(me) = authenticate(&mut socket, &relay, &challenge).await else { return };
     tracing::debug!(device = %me, "logged in");
-    let _ = Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0 }
-        .run(&mut socket)
-        .await;
+    let _ =
+        Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0 }.run(&mut socket).await;
 }
 
 async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -> Option<DeviceRef> {
@@ -99,14 +100,18 @@ async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -
                 }
                 respond(socket, 0, Err(malformed_error(&e))).await.ok()?;
             }
-            Incoming::Request(id, req @ (Request::Register { .. } | Request::Login { .. })) => match relay.authenticate(challenge, req).await {
-                Ok((me, response)) => {
-                    respond(socket, id, Ok(response)).await.ok()?;
-                    return Some(me);
+            Incoming::Request(id, req @ (Request::Register { .. } | Request::Login { .. })) => {
+                match relay.authenticate(challenge, req).await {
+                    Ok((me, response)) => {
+                        respond(socket, id, Ok(response)).await.ok()?;
+                        return Some(me);
+                    }
+                    Err(e) => respond(socket, id, Err(e)).await.ok()?,
                 }
-                Err(e) => respond(socket, id, Err(e)).await.ok()?,
-            },
-            Incoming::Request(id, _) => respond(socket, id, Err(ErrorBody::new(ErrorCode::NotAuthenticated))).await.ok()?,
+            }
+            Incoming::Request(id, _) => {
+                respond(socket, id, Err(ErrorBody::new(ErrorCode::NotAuthenticated))).await.ok()?
+            }
         }
     }
 }

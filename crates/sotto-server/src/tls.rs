@@ -50,7 +50,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io { path: path.to_owned(), source }
 }
 
-fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -77,7 +80,8 @@ pub fn self_signed(dir: &Path, names: &[String]) -> Result<TlsSetup, TlsError> {
     };
     let cert_der = if cert_path.exists() {
         let pem = fs::read(&cert_path).map_err(io_err(&cert_path))?;
-        CertificateDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem { path: cert_path.clone(), reason: e.to_string() })?
+        CertificateDer::from_pem_slice(&pem)
+            .map_err(|e| TlsError::Pem { path: cert_path.clone(), reason: e.to_string() })?
     } else {
         let mut all = vec!["localhost".to_owned(), "sotto".to_owned()];
         all.extend(names.iter().cloned());
@@ -105,7 +109,8 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<TlsSetup, TlsError> {
     if chain.is_empty() {
         return Err(TlsError::Pem { path: cert.to_owned(), reason: "no certificate in the file".into() });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem { path: key.to_owned(), reason: e.to_string() })?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem { path: key.to_owned(), reason: e.to_string() })?;
     Ok(TlsSetup { config: server_config(chain, key_der)?, pin: None })
 }
 

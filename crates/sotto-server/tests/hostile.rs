@@ -116,7 +116,10 @@ async fn invalid_cbor_gets_an_error_then_a_close() {
     // The third strike closes it, with the reason.
     conn.send_raw(b"\x00".to_vec()).await.unwrap();
     let err = conn.read_any().await.unwrap_err();
-    assert!(matches!(err, sotto_client::ClientError::Closed(Some(ref r)) if r.code == ErrorCode::MalformedFrame), "{err}");
+    assert!(
+        matches!(err, sotto_client::ClientError::Closed(Some(ref r)) if r.code == ErrorCode::MalformedFrame),
+        "{err}"
+    );
     real_client_works(&server, "alice").await;
 }
 
@@ -150,7 +153,8 @@ async fn bad_requests_get_codes() {
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let config = RelayConfig { ping_interval: Duration::from_millis(100), idle_timeout: Duration::from_millis(500), ..open() };
+    let config =
+        RelayConfig { ping_interval: Duration::from_millis(100), idle_timeout: Duration::from_millis(500), ..open() };
     let server = TestServer::start(dir.path(), config).await;
     let alice = Account::new("alice");
     let conn = alice.online(&server).await;

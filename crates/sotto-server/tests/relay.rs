@@ -38,7 +38,13 @@ async fn group_with(conn: &mut sotto_client::Connection, g: &[u8], others: &[&Ac
     }
 }
 
-async fn send(conn: &mut sotto_client::Connection, g: &[u8], epoch: u64, id: &[u8], body: &[u8]) -> Result<Response, sotto_client::ClientError> {
+async fn send(
+    conn: &mut sotto_client::Connection,
+    g: &[u8],
+    epoch: u64,
+    id: &[u8],
+    body: &[u8],
+) -> Result<Response, sotto_client::ClientError> {
     conn.request(Request::Send { group_id: g.to_vec(), epoch, client_id: id.to_vec(), payload: body.to_vec() }).await
 }
 
@@ -75,8 +81,14 @@ async fn registration_is_invite_only_by_default() {
     // Handles are unique and validated.
     let mut conn3 = server.connect().await;
     let two = server.invite(2);
-    assert_eq!(code(&Account::new("alice").register(&mut conn3, Some(two.clone())).await.unwrap_err()), ErrorCode::HandleTaken);
-    assert_eq!(code(&Account::new("Bad Name").register(&mut conn3, Some(two)).await.unwrap_err()), ErrorCode::InvalidHandle);
+    assert_eq!(
+        code(&Account::new("alice").register(&mut conn3, Some(two.clone())).await.unwrap_err()),
+        ErrorCode::HandleTaken
+    );
+    assert_eq!(
+        code(&Account::new("Bad Name").register(&mut conn3, Some(two)).await.unwrap_err()),
+        ErrorCode::InvalidHandle
+    );
 
     // Log in again on a new connection.
     let mut conn4 = server.connect().await;
@@ -95,7 +107,8 @@ async fn login_needs_a_signature_over_this_connections_challenge() {
     let mut conn = server.connect().await;
     use ed25519_dalek::Signer;
     let stale = alice.device.sign(&other.login_payload()).to_bytes().to_vec();
-    let err = conn.request(Request::Login { handle: "alice".into(), device_id: 1, signature: stale }).await.unwrap_err();
+    let err =
+        conn.request(Request::Login { handle: "alice".into(), device_id: 1, signature: stale }).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::AuthFailed);
     // So is a signature by the wrong key, and an unknown handle answers the same.
     let mallory = Account { handle: "alice".into(), ..Account::new("x") };
@@ -106,7 +119,9 @@ async fn login_needs_a_signature_over_this_connections_challenge() {
     let genuine = forged.device_info();
     forged.account = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let req = match forged.register_request(&conn, None) {
-        Request::Register { handle, account_key, invite, signature, .. } => Request::Register { handle, account_key, device: genuine, invite, signature },
+        Request::Register { handle, account_key, invite, signature, .. } => {
+            Request::Register { handle, account_key, device: genuine, invite, signature }
+        }
         _ => unreachable!(),
     };
     assert_eq!(code(&conn.request(req).await.unwrap_err()), ErrorCode::BadCertificate);
@@ -126,7 +141,10 @@ async fn key_packages_are_claimed_once_even_concurrently() {
     let bob = Account::new("bob");
     let mut bob_conn = bob.online(&server).await;
     let packages: Vec<ByteBuf> = (0..20u8).map(|i| ByteBuf::from(vec![i; 32])).collect();
-    let r = bob_conn.request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) }).await.unwrap();
+    let r = bob_conn
+        .request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) })
+        .await
+        .unwrap();
     assert_eq!(r, Response::KeyPackagesStored { key_packages: 20 });
 
     // Five claimers on five connections, five claims each, all at once.
@@ -196,7 +214,10 @@ async fn first_commit_of_an_epoch_wins() {
     // Application messages of an old epoch are stale too.
     assert_eq!(code(&send(&mut b, &g, 1, b"m", b"x").await.unwrap_err()), ErrorCode::StaleEpoch);
     // A retry of the accepted commit is answered, not applied twice.
-    assert!(matches!(a.request(commit(b"a-update")).await.unwrap(), Response::Appended { epoch: 2, duplicate: true, .. }));
+    assert!(matches!(
+        a.request(commit(b"a-update")).await.unwrap(),
+        Response::Appended { epoch: 2, duplicate: true, .. }
+    ));
 
     // Outsiders can neither commit, post, read nor inspect.
     assert_eq!(code(&e.request(commit(b"e")).await.unwrap_err()), ErrorCode::NotMember);
@@ -204,7 +225,10 @@ async fn first_commit_of_an_epoch_wins() {
     let fetch = Request::Fetch { group_id: g.clone(), after_seq: 0, limit: 100 };
     assert_eq!(code(&e.request(fetch.clone()).await.unwrap_err()), ErrorCode::NotMember);
     assert_eq!(code(&e.request(Request::GroupState { group_id: g.clone() }).await.unwrap_err()), ErrorCode::NotMember);
-    assert_eq!(code(&e.request(Request::Fetch { group_id: gid(9), after_seq: 0, limit: 1 }).await.unwrap_err()), ErrorCode::UnknownGroup);
+    assert_eq!(
+        code(&e.request(Request::Fetch { group_id: gid(9), after_seq: 0, limit: 1 }).await.unwrap_err()),
+        ErrorCode::UnknownGroup
+    );
     // Members can.
     let state = a.request(Request::GroupState { group_id: g.clone() }).await.unwrap();
     assert_eq!(state, Response::Group { epoch: 2, members: vec![alice.me(), bob.me()], last_seq: 2 });
@@ -227,18 +251,33 @@ async fn sync_resumes_from_the_cursor_and_acked_messages_are_deleted() {
     let mut b = bob.online(&server).await;
     let pushes = sync(&mut b).await;
     assert!(matches!(&pushes[0], Push::Welcome { group_id, welcome, .. } if *group_id == g && welcome == b"welcome"));
-    let seqs: Vec<u64> = pushes[1..].iter().map(|p| match p { Push::Deliver(d) => d.seq, other => panic!("{other:?}") }).collect();
+    let seqs: Vec<u64> = pushes[1..]
+        .iter()
+        .map(|p| match p {
+            Push::Deliver(d) => d.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(seqs, vec![add_seq + 1, add_seq + 2, add_seq + 3, add_seq + 4, add_seq + 5]);
     // He processes three, acknowledges them, and drops off.
     b.request(Request::Ack { group_id: g.clone(), seq: add_seq + 3 }).await.unwrap();
-    let welcome_id = match &pushes[0] { Push::Welcome { welcome_id, .. } => *welcome_id, _ => unreachable!() };
+    let welcome_id = match &pushes[0] {
+        Push::Welcome { welcome_id, .. } => *welcome_id,
+        _ => unreachable!(),
+    };
     b.request(Request::AckWelcome { welcome_id }).await.unwrap();
     b.close().await;
 
     // On reconnect he gets exactly what he did not acknowledge.
     let mut b = bob.online(&server).await;
     let pushes = sync(&mut b).await;
-    let seqs: Vec<u64> = pushes.iter().map(|p| match p { Push::Deliver(d) => d.seq, other => panic!("{other:?}") }).collect();
+    let seqs: Vec<u64> = pushes
+        .iter()
+        .map(|p| match p {
+            Push::Deliver(d) => d.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(seqs, vec![add_seq + 4, add_seq + 5]);
 
     // Live: a new message arrives as a push without asking.
@@ -278,7 +317,13 @@ async fn acknowledged_messages_survive_a_restart() {
     let server = TestServer::start(dir.path(), open()).await;
     let mut b = bob.online(&server).await;
     let pushes = sync(&mut b).await;
-    let got: Vec<u64> = pushes.iter().filter_map(|p| match p { Push::Deliver(d) => Some(d.seq), _ => None }).collect();
+    let got: Vec<u64> = pushes
+        .iter()
+        .filter_map(|p| match p {
+            Push::Deliver(d) => Some(d.seq),
+            _ => None,
+        })
+        .collect();
     assert_eq!(got, acked);
     assert!(pushes.iter().any(|p| matches!(p, Push::Welcome { .. })));
 }

@@ -23,7 +23,17 @@ fn register(s: &impl Store, h: &str) {
 }
 
 fn msg<'a>(g: &'a [u8], sender: &'a DeviceRef, epoch: u64, cid: &'a [u8], kind: MessageKind) -> NewMessage<'a> {
-    NewMessage { group_id: g, sender, epoch, kind, client_id: cid, payload: b"ciphertext", added: &[], removed: &[], welcome: None }
+    NewMessage {
+        group_id: g,
+        sender,
+        epoch,
+        kind,
+        client_id: cid,
+        payload: b"ciphertext",
+        added: &[],
+        removed: &[],
+        welcome: None,
+    }
 }
 
 /// Runs every conformance check, each on a fresh store from `make`.
@@ -92,7 +102,9 @@ fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
-            std::thread::spawn(move || (0..6).map(|_| s.claim_key_packages("bob").unwrap()[0].1.clone()).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..6).map(|_| s.claim_key_packages("bob").unwrap()[0].1.clone()).collect::<Vec<_>>()
+            })
         })
         .collect();
     let mut all = Vec::new();
@@ -128,7 +140,10 @@ fn group_log_rules(s: &impl Store) {
     let mut late = msg(g, &bob, 0, b"c2", MessageKind::Commit);
     late.added = &[];
     assert_eq!(s.append(&late, NOW), Err(StoreError::StaleEpoch { current: 1 }));
-    assert_eq!(s.append(&msg(g, &alice, 0, b"m0", MessageKind::Application), NOW), Err(StoreError::StaleEpoch { current: 1 }));
+    assert_eq!(
+        s.append(&msg(g, &alice, 0, b"m0", MessageKind::Application), NOW),
+        Err(StoreError::StaleEpoch { current: 1 })
+    );
     // Outsiders can neither post nor read.
     assert_eq!(s.append(&msg(g, &eve, 1, b"e", MessageKind::Application), NOW), Err(StoreError::NotMember));
     assert_eq!(s.fetch(g, &eve, 0, 10), Err(StoreError::NotMember));

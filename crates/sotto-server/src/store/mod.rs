@@ -8,7 +8,7 @@
 pub mod conformance;
 pub mod sqlite;
 
-use sotto_proto::{DeviceInfo, DeviceRef, Delivery, MessageKind};
+use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 
 pub use sqlite::SqliteStore;
 
@@ -182,7 +182,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds KeyPackages (and replaces the last-resort one); returns the
     /// one-time stock after.
-    fn add_key_packages(&self, device: &DeviceRef, packages: &[Vec<u8>], last_resort: Option<&[u8]>) -> StoreResult<u32>;
+    fn add_key_packages(
+        &self,
+        device: &DeviceRef,
+        packages: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+    ) -> StoreResult<u32>;
 
     /// One-time KeyPackages in stock for a device.
     fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32>;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
-use sotto_proto::{DeviceInfo, DeviceRef, Delivery, MessageKind};
+use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 
 use super::*;
 
@@ -166,9 +166,8 @@ fn members_of(tx: &Connection, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
     let mut stmt = tx
         .prepare_cached("SELECT handle, device_id FROM members WHERE group_id=? ORDER BY handle, device_id")
         .map_err(backend)?;
-    let rows = stmt
-        .query_map([group_id], |r| Ok(DeviceRef { handle: r.get(0)?, device_id: r.get(1)? }))
-        .map_err(backend)?;
+    let rows =
+        stmt.query_map([group_id], |r| Ok(DeviceRef { handle: r.get(0)?, device_id: r.get(1)? })).map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
 }
 
@@ -278,7 +277,8 @@ impl Store for SqliteStore {
 
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()> {
         self.with_tx(|tx| {
-            let n = tx.execute("UPDATE accounts SET banned=? WHERE handle=?", params![banned, handle]).map_err(backend)?;
+            let n =
+                tx.execute("UPDATE accounts SET banned=? WHERE handle=?", params![banned, handle]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::UnknownHandle);
             }
@@ -286,7 +286,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn add_key_packages(&self, device: &DeviceRef, packages: &[Vec<u8>], last_resort: Option<&[u8]>) -> StoreResult<u32> {
+    fn add_key_packages(
+        &self,
+        device: &DeviceRef,
+        packages: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+    ) -> StoreResult<u32> {
         self.with_tx(|tx| {
             let have = one_time_count(tx, device)? as usize;
             if have + packages.len() > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
@@ -358,8 +363,11 @@ impl Store for SqliteStore {
             if group_row(tx, group_id)?.is_some() {
                 return Err(StoreError::GroupExists);
             }
-            tx.execute("INSERT INTO groups(group_id, epoch, last_seq, created_at) VALUES(?,0,0,?)", params![group_id, now])
-                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO groups(group_id, epoch, last_seq, created_at) VALUES(?,0,0,?)",
+                params![group_id, now],
+            )
+            .map_err(backend)?;
             tx.execute(
                 "INSERT INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,0,0)",
                 params![group_id, creator.handle, creator.device_id],
@@ -557,7 +565,10 @@ impl Store for SqliteStore {
             n += tx.execute("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
             n += tx.execute("DELETE FROM sent_ids WHERE stored_at < ?", [cutoff]).map_err(backend)?;
             n += tx
-                .execute("DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0", [now])
+                .execute(
+                    "DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0",
+                    [now],
+                )
                 .map_err(backend)?;
             Ok(n as u64)
         })
