@@ -163,3 +163,47 @@ fn simultaneous_first_messages_end_in_one_conversation() {
     assert_eq!(ma.history("@bob").unwrap().len(), 4);
     assert_eq!(mb.history("@alice").unwrap().len(), 4);
 }
+
+#[test]
+fn unacknowledged_sends_are_resent_once_and_shown_once() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("server");
+    let server = Server::start(&data);
+    let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
+    alice.init(&server, server.first_invite.as_deref().unwrap());
+    bob.init(&server, &server.invite());
+    alice.ok(&["send", "@bob", "first"]);
+
+    // Alice's client encrypts and queues a message, then "crashes" before
+    // the server heard of it.
+    {
+        let m = open_profile(&alice);
+        m.prepare_text("@bob", "queued before the crash").unwrap();
+        assert_eq!(m.outbox().unwrap().len(), 1);
+    }
+    let hist = alice.ok(&["history", "@bob"]);
+    assert!(hist.contains("queued before the crash (not yet sent)"), "{hist}");
+
+    // And one that reached the server, but whose answer was lost: the
+    // outbox still holds it, so it goes out a second time.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let m = open_profile(&alice);
+        let item = m.prepare_text("@bob", "answer lost").unwrap();
+        let address = ServerAddress::parse(&m.server().unwrap()).unwrap();
+        let mut conn = Connection::connect(&address).await.unwrap();
+        let login = m.login_request(&conn.login_payload());
+        conn.request(login).await.unwrap();
+        conn.request(item.to_request()).await.unwrap();
+        // No `accepted` call: the client never learnt of the success.
+    });
+
+    // The next session re-sends both; the server de-duplicates the second.
+    alice.ok(&["receive"]);
+    assert!(open_profile(&alice).outbox().unwrap().is_empty());
+    let texts: Vec<String> = bob.receive_json().iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    // Server order: the lost-answer message reached the server first.
+    assert_eq!(texts, vec!["first", "answer lost", "queued before the crash"]);
+    let hist = alice.ok(&["history", "@bob"]);
+    assert!(!hist.contains("not yet sent"), "{hist}");
+}

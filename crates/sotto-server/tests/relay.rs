@@ -354,3 +354,33 @@ async fn removed_members_get_nothing_after_removal() {
     let pushes = sync(&mut b).await;
     assert!(pushes.iter().all(|p| !matches!(p, Push::Deliver(d) if d.kind == MessageKind::Application)));
 }
+
+#[tokio::test]
+async fn plain_http_mode_behind_a_proxy_and_healthz() {
+    use sotto_proto::{ServerAddress, Transport};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn sotto_server::store::Store> =
+        std::sync::Arc::new(sotto_server::store::SqliteStore::open(&dir.path().join("relay.db")).unwrap());
+    let relay = std::sync::Arc::new(sotto_server::relay::Relay {
+        store,
+        hub: Default::default(),
+        config: open(),
+        server_id: vec![9; 32],
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(sotto_server::server::run(listener, None, relay, Default::default(), std::future::pending()));
+
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"), "{answer}");
+
+    let address = ServerAddress { host: "127.0.0.1".into(), port, transport: Transport::Insecure };
+    let mut conn = sotto_client::Connection::connect(&address).await.unwrap();
+    assert_eq!(conn.hello().server_id, vec![9; 32]);
+    let alice = Account::new("alice");
+    assert!(alice.register(&mut conn, None).await.is_ok());
+}
