@@ -41,7 +41,7 @@ enum Command {
     },
     /// Send a message; exits 0 once the server has it.
     Send {
-        /// `@handle`.
+        /// `@handle` or `#group`.
         to: String,
         /// The text.
         text: String,
@@ -63,11 +63,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List contacts.
+    /// List contacts (and who of them is online).
     Contacts {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Manage group conversations.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List group conversations.
+    Groups {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one message to many conversations, each copy encrypted for its own.
+    Broadcast {
+        /// The text.
+        text: String,
+        /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group with these people.
+    Create {
+        /// Group name.
+        name: String,
+        /// Members, as `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Add people.
+    Add {
+        /// Group name.
+        name: String,
+        /// As `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove people.
+    Remove {
+        /// Group name.
+        name: String,
+        /// As `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name.
+        name: String,
+    },
+    /// Rename a group.
+    Rename {
+        /// Current name.
+        name: String,
+        /// New name.
+        new: String,
     },
 }
 
@@ -83,11 +140,31 @@ fn main() {
 }
 
 fn conversation_arg(s: &str) -> Result<String> {
+    if let Some(name) = s.strip_prefix('#') {
+        sotto_core::validate_group_name(name)?;
+        return Ok(s.to_owned());
+    }
     let Some(handle) = s.strip_prefix('@') else {
-        bail!("name a person as @handle (got {s:?})");
+        bail!("name a person as @handle or a group as #name (got {s:?})");
     };
     sotto_proto::validate_handle(handle).map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
     Ok(s.to_owned())
+}
+
+fn group_arg(s: &str) -> Result<String> {
+    let name = s.strip_prefix('#').unwrap_or(s);
+    sotto_core::validate_group_name(name)?;
+    Ok(format!("#{name}"))
+}
+
+fn handles_arg(list: &[String]) -> Result<Vec<String>> {
+    list.iter()
+        .map(|h| {
+            let handle = h.strip_prefix('@').unwrap_or(h);
+            sotto_proto::validate_handle(handle).map_err(|e| anyhow::anyhow!("{h}: {e}"))?;
+            Ok(handle.to_owned())
+        })
+        .collect()
 }
 
 fn report(events: &[Event]) {
@@ -170,9 +247,85 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Contacts { json } => {
             let messenger = profile::open(&dir)?;
-            for c in messenger.contacts()? {
-                output::print_contact(&c, json);
+            let contacts = messenger.contacts()?;
+            let handles: Vec<String> = contacts.iter().map(|c| c.handle.clone()).collect();
+            // Presence needs the server; the list does not.
+            let online = match Session::open(&messenger).await {
+                Ok(mut session) => {
+                    let p = session.presence(&handles).await.ok().flatten();
+                    session.close().await;
+                    p
+                }
+                Err(e) => {
+                    eprintln!("warning: cannot tell who is online: {e}");
+                    None
+                }
+            };
+            for c in contacts {
+                let on = online.as_ref().map(|list| list.iter().any(|(h, on)| *h == c.handle && *on));
+                output::print_contact(&c, on, json);
             }
+        }
+        Command::Groups { json } => {
+            let messenger = profile::open(&dir)?;
+            for g in messenger.groups()? {
+                if json {
+                    println!("{}", serde_json::to_string(&g)?);
+                } else {
+                    let state = if g.active { String::new() } else { " (left)".to_owned() };
+                    let members: Vec<String> = g.members.iter().map(|m| format!("@{m}")).collect();
+                    println!("{}{state}: {}", g.conversation, members.join(" "));
+                }
+            }
+        }
+        Command::Group(cmd) => {
+            let messenger = profile::open(&dir)?;
+            let mut session = Session::open(&messenger).await?;
+            report(&session.sync().await?);
+            match cmd {
+                GroupCommand::Create { name, members } => {
+                    let conversation = group_arg(&name)?;
+                    session.create_group(&conversation[1..], &handles_arg(&members)?).await?;
+                    println!("created {conversation}");
+                }
+                GroupCommand::Add { name, members } => {
+                    session.add_to_group(&group_arg(&name)?, &handles_arg(&members)?).await?;
+                }
+                GroupCommand::Remove { name, members } => {
+                    session.remove_from_group(&group_arg(&name)?, &handles_arg(&members)?).await?;
+                }
+                GroupCommand::Leave { name } => session.leave_group(&group_arg(&name)?).await?,
+                GroupCommand::Rename { name, new } => {
+                    let new_conv = group_arg(&new)?;
+                    session.rename_group(&group_arg(&name)?, &new_conv[1..]).await?;
+                }
+            }
+            session.close().await;
+        }
+        Command::Broadcast { text, to } => {
+            let messenger = profile::open(&dir)?;
+            let targets: Vec<String> = if to.is_empty() {
+                messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
+            } else {
+                to.iter().map(|t| conversation_arg(t.trim())).collect::<Result<_>>()?
+            };
+            if targets.is_empty() {
+                bail!("nobody to broadcast to: start a conversation first, or name recipients with --to");
+            }
+            let mut session = Session::open(&messenger).await?;
+            report(&session.sync().await?);
+            let mut failed = Vec::new();
+            for t in &targets {
+                if let Err(e) = session.send_text(t, &text).await {
+                    eprintln!("error: {t}: {e}");
+                    failed.push(t.clone());
+                }
+            }
+            session.close().await;
+            if !failed.is_empty() {
+                bail!("not delivered to {} of {}: {}", failed.len(), targets.len(), failed.join(", "));
+            }
+            println!("sent to {}", targets.join(", "));
         }
     }
     Ok(())

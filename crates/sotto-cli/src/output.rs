@@ -12,7 +12,7 @@ fn rfc3339(ms: i64) -> String {
 fn text_of(body: &Body) -> &str {
     match body {
         Body::Text { text } => text,
-        Body::Unknown => "[a kind of message this version cannot show]",
+        Body::GroupMeta { .. } | Body::Leave | Body::Unknown => "[a kind of message this version cannot show]",
     }
 }
 
@@ -55,14 +55,25 @@ pub fn print_message(m: &StoredMessage, as_json: bool) {
 }
 
 /// Prints a contact in the chosen format.
-pub fn print_contact(c: &Contact, as_json: bool) {
+pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
     if as_json {
         println!(
             "{}",
-            json!({"handle": c.handle, "account_key": hex::encode(&c.account_key), "verified": c.verified, "key_changed": c.key_changed})
+            json!({
+                "handle": c.handle,
+                "account_key": hex::encode(&c.account_key),
+                "verified": c.verified,
+                "key_changed": c.key_changed,
+                "online": online,
+            })
         );
     } else {
         let mut flags = Vec::new();
+        match online {
+            Some(true) => flags.push("online"),
+            Some(false) => flags.push("offline"),
+            None => {}
+        }
         if c.verified {
             flags.push("verified");
         }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sotto_core::{CoreError, Event, Messenger, OutboxItem};
+use sotto_core::{CoreError, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem};
 use sotto_proto::limits::KEY_PACKAGES_LOW_WATER;
 use sotto_proto::{ErrorCode, MessageKind, Push, Request, Response, ServerAddress};
 
@@ -14,7 +14,10 @@ use crate::{connect_with_retry, ClientError, Connection};
 /// KeyPackages uploaded when the stock is low.
 const KEY_PACKAGE_BATCH: usize = 50;
 /// Tries for a message whose epoch keeps going stale under it.
-const STALE_RETRIES: usize = 5;
+const STALE_RETRIES: usize = 8;
+/// A device refreshes its keys in each group at least this often, and on
+/// the first session after being offline longer (post-compromise security).
+pub const SELF_UPDATE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What can go wrong in a session.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,7 @@ impl<'m> Session<'m> {
             session.upload_key_packages().await?;
         }
         session.flush_outbox().await?;
+        session.update_keys_older_than(SELF_UPDATE_INTERVAL).await?;
         Ok(session)
     }
 
@@ -111,10 +115,30 @@ impl<'m> Session<'m> {
     }
 
     /// Re-sends everything the server has not acknowledged, catching up and
-    /// re-encrypting where the epoch moved on.
+    /// re-encrypting (or re-committing) where the epoch moved on.
     pub async fn flush_outbox(&mut self) -> SessionResult<()> {
-        for item in self.messenger.outbox()? {
-            self.post_with_retry(item).await?;
+        // Posting may process deliveries that queue more (a departure
+        // queues a removal), so go until the outbox is empty.
+        for _ in 0..16 {
+            let items = self.messenger.outbox()?;
+            if items.is_empty() {
+                return Ok(());
+            }
+            for item in items {
+                self.post_with_retry(item).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Issues an update commit in every group where this device's keys are
+    /// older than `max_age`.
+    pub async fn update_keys_older_than(&mut self, max_age: Duration) -> SessionResult<()> {
+        for group_id in self.messenger.updates_due(max_age.as_millis() as i64)? {
+            self.catch_up(&group_id).await?;
+            if let Some(item) = self.messenger.update_keys(&group_id)? {
+                self.post_with_retry(item).await?;
+            }
         }
         Ok(())
     }
@@ -122,15 +146,25 @@ impl<'m> Session<'m> {
     async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<()> {
         for _ in 0..STALE_RETRIES {
             if self.post(&item).await? {
+                if item.kind == MessageKind::Commit
+                    && matches!(item.intent, Some(Intent::Add(_)))
+                    && GroupKind::of(&item.group_id) == GroupKind::Group
+                {
+                    // New members learn the group's name from this.
+                    let conversation = self.messenger.conversation_of(&item.group_id)?;
+                    let announce = self.messenger.announce(&conversation)?;
+                    Box::pin(self.post_with_retry(announce)).await?;
+                }
                 return Ok(());
             }
-            if item.kind == MessageKind::Commit {
-                // A lost commit race: drop ours; the winner's arrives in order.
-                self.messenger.commit_rejected(&item.client_id)?;
-                return Ok(());
-            }
+            // Someone else changed the group first: catch up, then make the
+            // message (or commit) again on the new epoch.
             self.catch_up(&item.group_id).await?;
-            match self.messenger.reencrypt(&item.client_id)? {
+            let next = match item.kind {
+                MessageKind::Commit => self.messenger.redo_commit(&item.client_id)?,
+                MessageKind::Application => self.messenger.reencrypt(&item.client_id)?,
+            };
+            match next {
                 Some(next) => item = next,
                 None => return Ok(()),
             }
@@ -197,6 +231,7 @@ impl<'m> Session<'m> {
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if push == Push::SyncDone {
+                self.flush_outbox().await?;
                 return Ok(events);
             }
             events.extend(self.handle_push(push).await?);
@@ -214,9 +249,27 @@ impl<'m> Session<'m> {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
             let events = self.handle_push(push).await?;
+            self.flush_outbox().await?;
             if !events.is_empty() {
                 return Ok(events);
             }
+        }
+    }
+
+    /// Claims KeyPackages for every device of `handle`.
+    pub async fn claim(&mut self, handle: &str) -> SessionResult<Invitee> {
+        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned() }).await {
+            Ok(Response::KeyPackages { account_key, packages, .. }) => {
+                Ok(Invitee { handle: handle.to_owned(), account_key, packages })
+            }
+            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => {
+                Err(SessionError::Other(format!("there is no @{handle} on this server; check the spelling")))
+            }
+            Err(e) if e.code() == Some(ErrorCode::NoKeyPackages) => Err(SessionError::Other(format!(
+                "@{handle} cannot be reached yet: their device has no key packages left; it refills when they come online"
+            ))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -227,19 +280,70 @@ impl<'m> Session<'m> {
         if self.messenger.conversation_group(&conversation)?.is_some() {
             return Ok(());
         }
-        let claimed = match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned() }).await {
-            Ok(Response::KeyPackages { account_key, packages, .. }) => (account_key, packages),
-            Ok(other) => return Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
-            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => {
-                return Err(SessionError::Other(format!("there is no @{handle} on this server; check the spelling")))
-            }
-            Err(e) if e.code() == Some(ErrorCode::NoKeyPackages) => {
-                return Err(SessionError::Other(format!("@{handle} cannot be reached yet: their device has no key packages left; it refills when they come online")))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let commit = self.messenger.start_direct(handle, &claimed.0, &claimed.1)?;
+        let invitee = self.claim(handle).await?;
+        let commit = self.messenger.start_direct(invitee)?;
         self.post_with_retry(commit).await
+    }
+
+    /// Creates the group `#name` with these people.
+    pub async fn create_group(&mut self, name: &str, handles: &[String]) -> SessionResult<()> {
+        sotto_core::validate_group_name(name)?;
+        let mut invitees = Vec::new();
+        for h in handles {
+            invitees.push(self.claim(h).await?);
+        }
+        let commit = self.messenger.create_group(name, invitees)?;
+        self.post_with_retry(commit).await
+    }
+
+    /// Adds people to a group.
+    pub async fn add_to_group(&mut self, conversation: &str, handles: &[String]) -> SessionResult<()> {
+        let mut invitees = Vec::new();
+        for h in handles {
+            invitees.push(self.claim(h).await?);
+        }
+        if let Some(commit) = self.messenger.add_to_group(conversation, invitees)? {
+            self.post_with_retry(commit).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes people from a group.
+    pub async fn remove_from_group(&mut self, conversation: &str, handles: &[String]) -> SessionResult<()> {
+        match self.messenger.remove_from_group(conversation, handles.to_vec())? {
+            Some(commit) => self.post_with_retry(commit).await,
+            None => Err(SessionError::Other(format!("none of them is in {conversation}"))),
+        }
+    }
+
+    /// Renames a group for everyone in it.
+    pub async fn rename_group(&mut self, conversation: &str, new_name: &str) -> SessionResult<()> {
+        let item = self.messenger.rename_group(conversation, new_name)?;
+        self.post_with_retry(item).await
+    }
+
+    /// Leaves a group: tells the members, stops the server routing to this
+    /// device, and marks it left here.
+    pub async fn leave_group(&mut self, conversation: &str) -> SessionResult<()> {
+        let item = self.messenger.leave_message(conversation)?;
+        self.post_with_retry(item).await?;
+        let group_id = self.messenger.mark_left(conversation)?;
+        match self.conn.request(Request::Leave { group_id }).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::NotMember) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Which of these people are online now (only those you share a
+    /// conversation with are answered). `None` when the server keeps
+    /// presence private.
+    pub async fn presence(&mut self, handles: &[String]) -> SessionResult<Option<Vec<(String, bool)>>> {
+        match self.conn.request(Request::Presence { handles: handles.to_vec() }).await? {
+            Response::Presence { enabled: true, online } => Ok(Some(online)),
+            Response::Presence { enabled: false, .. } => Ok(None),
+            other => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+        }
     }
 
     /// Sends a text to a conversation (`@handle` starts one if needed) and
@@ -247,6 +351,8 @@ impl<'m> Session<'m> {
     pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
         if let Some(handle) = conversation.strip_prefix('@') {
             self.ensure_direct(handle).await?;
+        } else if self.messenger.conversation_group(conversation)?.is_none() {
+            return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
         let item = self.messenger.prepare_text(conversation, text)?;
         self.post_with_retry(item).await

@@ -28,6 +28,13 @@ pub enum Body {
         /// The text.
         text: String,
     },
+    /// Names (or renames) a group. A control message: applied, not shown.
+    GroupMeta {
+        /// The group's name.
+        name: String,
+    },
+    /// The sender leaves the group; members remove its devices.
+    Leave,
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -38,8 +45,15 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Text { .. } => "text",
+            Body::GroupMeta { .. } => "group_meta",
+            Body::Leave => "leave",
             Body::Unknown => "unknown",
         }
+    }
+
+    /// Control messages change the conversation instead of being shown.
+    pub fn is_control(&self) -> bool {
+        matches!(self, Body::GroupMeta { .. } | Body::Leave)
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod content;
 pub mod db;
 pub mod error;
+pub mod groups;
 pub mod identity;
 pub mod messenger;
 mod provider;
@@ -19,5 +20,6 @@ mod provider;
 pub use content::{Body, Content};
 pub use db::ProfileKey;
 pub use error::CoreError;
+pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
-pub use messenger::{Contact, Event, Messenger, OutboxItem, PendingCommit, StoredMessage};
+pub use messenger::{Contact, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem, PendingCommit, StoredMessage};

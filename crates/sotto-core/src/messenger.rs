@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS groups(
     conversation TEXT NOT NULL,
     cursor INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
+    last_update INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
@@ -67,6 +68,8 @@ CREATE TABLE IF NOT EXISTS outbox(
     welcome BLOB,
     added BLOB,
     create_group INTEGER NOT NULL DEFAULT 0,
+    removed BLOB,
+    intent BLOB,
     created_at INTEGER NOT NULL
 );
 "#;
@@ -127,8 +130,37 @@ pub struct OutboxItem {
     pub welcome: Option<Vec<u8>>,
     /// For commits: devices added.
     pub added: Vec<DeviceRef>,
+    /// For commits: devices removed.
+    pub removed: Vec<DeviceRef>,
     /// The group must be created on the server first.
     pub create_group: bool,
+    /// For commits: what the commit is for, so it can be made again on a
+    /// newer epoch when another member's commit wins.
+    pub intent: Option<Intent>,
+}
+
+/// What a commit is meant to do. Kept with the commit so that a commit that
+/// lost an epoch race can be rebuilt on the winner's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Intent {
+    /// Add these people (with the KeyPackages claimed for them).
+    Add(Vec<Invitee>),
+    /// Remove every device of these handles.
+    Remove(Vec<String>),
+    /// Refresh this device's keys (post-compromise security).
+    Update,
+}
+
+/// Someone to add, with the KeyPackages the server handed out for them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Invitee {
+    /// Handle.
+    pub handle: String,
+    /// The account key the server reported.
+    #[serde(with = "serde_bytes")]
+    pub account_key: Vec<u8>,
+    /// One package per device.
+    pub packages: Vec<ClaimedKeyPackage>,
 }
 
 /// A commit waiting for the server (the same shape as any outbox item).
@@ -151,7 +183,7 @@ impl OutboxItem {
                 commit: self.payload.clone(),
                 welcome: self.welcome.clone().map(ByteBuf::from),
                 added: self.added.clone(),
-                removed: vec![],
+                removed: self.removed.clone(),
             },
         }
     }
@@ -166,6 +198,13 @@ pub enum Event {
     Joined {
         /// Its name.
         conversation: String,
+    },
+    /// A conversation got a new name.
+    Renamed {
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
     },
     /// Something the person should know (a marker is also in history).
     Warning {
@@ -222,10 +261,34 @@ fn member_credential(credential: &Credential) -> CoreResult<SottoCredential> {
 
 /// The messenger of one profile.
 pub struct Messenger {
-    conn: Connection,
+    pub(crate) conn: Connection,
     crypto: RustCrypto,
-    identity: Identity,
+    pub(crate) identity: Identity,
     dir: PathBuf,
+}
+
+/// Whether a group is a one-to-one chat or a named group. Stored in the
+/// first byte of the group id, so a member joining by welcome knows before
+/// any message arrives. The server sees it, but it could tell from the
+/// member count anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GroupKind {
+    /// One-to-one.
+    Direct = 1,
+    /// Named group.
+    Group = 2,
+}
+
+impl GroupKind {
+    /// The kind a group id says.
+    pub fn of(group_id: &[u8]) -> Self {
+        if group_id.first() == Some(&2) {
+            Self::Group
+        } else {
+            Self::Direct
+        }
+    }
 }
 
 impl Messenger {
@@ -321,7 +384,7 @@ impl Messenger {
     }
 
     /// Runs `f` in one transaction; on error nothing it wrote stays.
-    fn tx<T>(&self, f: impl FnOnce(&Self) -> CoreResult<T>) -> CoreResult<T> {
+    pub(crate) fn tx<T>(&self, f: impl FnOnce(&Self) -> CoreResult<T>) -> CoreResult<T> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         match f(self) {
             Ok(v) => {
@@ -335,11 +398,11 @@ impl Messenger {
         }
     }
 
-    fn provider(&self) -> Provider<'_> {
+    pub(crate) fn provider(&self) -> Provider<'_> {
         Provider::new(&self.crypto, &self.conn)
     }
 
-    fn load_group(&self, group_id: &[u8]) -> CoreResult<MlsGroup> {
+    pub(crate) fn load_group(&self, group_id: &[u8]) -> CoreResult<MlsGroup> {
         MlsGroup::load(self.provider().storage(), &GroupId::from_slice(group_id))
             .map_err(CoreError::mls)?
             .ok_or_else(|| CoreError::NotFound("conversation state is missing".into()))
@@ -370,7 +433,7 @@ impl Messenger {
 
     /// Records a contact's account key on first sight; on a different key
     /// later, marks the contact changed and refuses.
-    fn check_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
+    pub(crate) fn check_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
         if handle == self.identity.handle {
             return Ok(());
         }
@@ -391,7 +454,7 @@ impl Messenger {
         }
     }
 
-    fn flag_key_change(&self, handle: &str) {
+    pub(crate) fn flag_key_change(&self, handle: &str) {
         let _ = self.conn.execute("UPDATE contacts SET key_changed=1, verified=0 WHERE handle=?", [handle]);
     }
 
@@ -411,69 +474,44 @@ impl Messenger {
 
     /// Starts a one-to-one conversation from the peer's claimed KeyPackages:
     /// a new two-party group and the commit that adds every device of the
-    /// peer. Returns the commit to post (after `CreateGroup`).
-    pub fn start_direct(
-        &self,
-        handle: &str,
-        account_key: &[u8],
-        claimed: &[ClaimedKeyPackage],
-    ) -> CoreResult<PendingCommit> {
+    /// peer. Returns the commit to post (the group is created on the server
+    /// first).
+    pub fn start_direct(&self, invitee: Invitee) -> CoreResult<PendingCommit> {
+        let handle = invitee.handle.clone();
         if handle == self.identity.handle {
             return Err(CoreError::Invalid("you cannot start a conversation with yourself".into()));
         }
+        self.start_group(GroupKind::Direct, &format!("@{handle}"), vec![invitee])
+    }
+
+    /// Creates a group conversation and the commit that adds everyone.
+    pub(crate) fn start_group(
+        &self,
+        kind: GroupKind,
+        conversation: &str,
+        invitees: Vec<Invitee>,
+    ) -> CoreResult<PendingCommit> {
         let result = self.tx(|me| {
-            me.check_contact(handle, account_key)?;
             let provider = me.provider();
-            let mut packages = Vec::new();
-            let mut added = Vec::new();
-            for c in claimed {
-                let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
-                    .map_err(|e| CoreError::decode("key package", e))?
-                    .validate(provider.crypto(), ProtocolVersion::Mls10)
-                    .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
-                let leaf = kp.leaf_node();
-                let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
-                if cred.handle != handle
-                    || cred.account_key != account_key
-                    || cred.device_id != c.device.device_id
-                    || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
-                {
-                    return Err(CoreError::BadCredential(format!(
-                        "the server gave a key package that is not @{handle}'s"
-                    )));
-                }
-                added.push(DeviceRef { handle: handle.to_owned(), device_id: cred.device_id });
-                packages.push(kp);
-            }
-            if packages.is_empty() {
-                return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
-            }
-            let group_id: [u8; 16] = rand::random();
-            let signer = me.identity.signer();
-            let mut group = MlsGroup::new_with_group_id(
+            let mut group_id: [u8; 16] = rand::random();
+            group_id[0] = kind as u8;
+            MlsGroup::new_with_group_id(
                 &provider,
-                &signer,
+                &me.identity.signer(),
                 &create_config(),
                 GroupId::from_slice(&group_id),
                 me.identity.credential(),
             )
             .map_err(CoreError::mls)?;
-            let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
-            let item = OutboxItem {
-                client_id: rand::random::<[u8; 16]>().to_vec(),
-                group_id: group_id.to_vec(),
-                epoch: 0,
-                kind: MessageKind::Commit,
-                payload: commit.tls_serialize_detached().map_err(CoreError::mls)?,
-                message_id: None,
-                welcome: Some(welcome.tls_serialize_detached().map_err(CoreError::mls)?),
-                added,
-                create_group: true,
-            };
+            let now = now_ms();
             me.conn.execute(
-                "INSERT INTO groups(group_id, conversation, created_at) VALUES(?,?,?)",
-                params![item.group_id, format!("@{handle}"), now_ms()],
+                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
+                params![group_id.to_vec(), conversation, now, now],
             )?;
+            let mut item = me
+                .build_commit(&group_id, Intent::Add(invitees))?
+                .ok_or_else(|| CoreError::NotFound("nobody to add".into()))?;
+            item.create_group = true;
             me.put_outbox(&item)?;
             Ok(item)
         });
@@ -483,10 +521,149 @@ impl Messenger {
         result
     }
 
-    fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
+    /// Validates claimed KeyPackages against the handle and account key the
+    /// server reported, and the credential chain inside each.
+    fn validate_invitee(&self, invitee: &Invitee) -> CoreResult<Vec<(KeyPackage, DeviceRef)>> {
+        let handle = &invitee.handle;
+        self.check_contact(handle, &invitee.account_key)?;
+        let provider = self.provider();
+        let mut out = Vec::new();
+        for c in &invitee.packages {
+            let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
+                .map_err(|e| CoreError::decode("key package", e))?
+                .validate(provider.crypto(), ProtocolVersion::Mls10)
+                .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
+            let leaf = kp.leaf_node();
+            let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+            if &cred.handle != handle
+                || cred.account_key != invitee.account_key
+                || cred.device_id != c.device.device_id
+                || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
+            {
+                return Err(CoreError::BadCredential(format!("the server gave a key package that is not @{handle}'s")));
+            }
+            out.push((kp, DeviceRef { handle: handle.clone(), device_id: cred.device_id }));
+        }
+        if out.is_empty() {
+            return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
+        }
+        Ok(out)
+    }
+
+    /// The handles of a group's current members.
+    pub(crate) fn member_handles_of(group: &MlsGroup) -> Vec<String> {
+        Self::member_handles(group).into_iter().map(|(_, c)| c.handle).collect()
+    }
+
+    /// The handles of a group's current members (by their credentials).
+    fn member_handles(group: &MlsGroup) -> Vec<(LeafNodeIndex, SottoCredential)> {
+        group.members().filter_map(|m| member_credential(&m.credential).ok().map(|c| (m.index, c))).collect()
+    }
+
+    /// Makes the commit for `intent` on the group's current epoch, leaving
+    /// it pending in the MLS state. `None` when there is nothing left to do
+    /// (for example, the person was added by someone else meanwhile).
+    pub(crate) fn build_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<OutboxItem>> {
+        let mut group = self.load_group(group_id)?;
+        if !group.is_active() {
+            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+        }
+        let provider = self.provider();
+        let signer = self.identity.signer();
+        let members = Self::member_handles(&group);
+        let (commit, welcome, added, removed) = match &intent {
+            Intent::Add(invitees) => {
+                let mut packages = Vec::new();
+                let mut added = Vec::new();
+                for inv in invitees {
+                    if members.iter().any(|(_, c)| c.handle == inv.handle) {
+                        continue;
+                    }
+                    for (kp, d) in self.validate_invitee(inv)? {
+                        packages.push(kp);
+                        added.push(d);
+                    }
+                }
+                if packages.is_empty() {
+                    return Ok(None);
+                }
+                let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
+                (commit, Some(welcome), added, vec![])
+            }
+            Intent::Remove(handles) => {
+                let targets: Vec<(LeafNodeIndex, DeviceRef)> = members
+                    .iter()
+                    .filter(|(_, c)| handles.contains(&c.handle) && c.handle != self.identity.handle)
+                    .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
+                    .collect();
+                if targets.is_empty() {
+                    return Ok(None);
+                }
+                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+                let (commit, welcome, _) = group.remove_members(&provider, &signer, &leaves).map_err(CoreError::mls)?;
+                (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
+            }
+            Intent::Update => {
+                let bundle =
+                    group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
+                self.conn.execute("UPDATE groups SET last_update=? WHERE group_id=?", params![now_ms(), group_id])?;
+                (bundle.commit().clone(), None, vec![], vec![])
+            }
+        };
+        Ok(Some(OutboxItem {
+            client_id: rand::random::<[u8; 16]>().to_vec(),
+            group_id: group_id.to_vec(),
+            epoch: group.epoch().as_u64(),
+            kind: MessageKind::Commit,
+            payload: commit.tls_serialize_detached().map_err(CoreError::mls)?,
+            message_id: None,
+            welcome: match welcome {
+                Some(w) => Some(w.tls_serialize_detached().map_err(CoreError::mls)?),
+                None => None,
+            },
+            added,
+            removed,
+            create_group: false,
+            intent: Some(intent),
+        }))
+    }
+
+    /// Queues a commit for `intent` in a conversation.
+    pub(crate) fn queue_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<PendingCommit>> {
+        let result = self.tx(|me| {
+            let Some(item) = me.build_commit(group_id, intent)? else { return Ok(None) };
+            me.put_outbox(&item)?;
+            Ok(Some(item))
+        });
+        if let Err(CoreError::KeyChanged(h)) = &result {
+            self.flag_key_change(h);
+        }
+        result
+    }
+
+    /// A commit lost its epoch to another member's: after catching up,
+    /// rebuild it from its intent on the current epoch. `None` when nothing
+    /// is left to do.
+    pub fn redo_commit(&self, client_id: &[u8]) -> CoreResult<Option<PendingCommit>> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
+            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            let mut group = me.load_group(&item.group_id)?;
+            if group.pending_commit().is_some() {
+                group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
+            }
+            let Some(intent) = item.intent else { return Ok(None) };
+            let Some(new) = me.build_commit(&item.group_id, intent)? else { return Ok(None) };
+            me.put_outbox(&new)?;
+            Ok(Some(new))
+        })
+    }
+
+    pub(crate) fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group, created_at)
-             VALUES(?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group,
+             removed, intent, created_at)
+             VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             params![
                 item.client_id,
                 item.group_id,
@@ -497,6 +674,8 @@ impl Messenger {
                 item.welcome,
                 cbor(&item.added),
                 item.create_group,
+                cbor(&item.removed),
+                item.intent.as_ref().map(cbor),
                 now_ms()
             ],
         )?;
@@ -506,7 +685,8 @@ impl Messenger {
     /// Everything waiting for the server, oldest first.
     pub fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare(
-            "SELECT client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group FROM outbox ORDER BY created_at, rowid",
+            "SELECT client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group, removed, intent
+             FROM outbox ORDER BY created_at, rowid",
         )?;
         let rows = stmt.query_map([], |r| {
             let added: Vec<u8> = r.get(7)?;
@@ -520,6 +700,11 @@ impl Messenger {
                 welcome: r.get(6)?,
                 added: ciborium::from_reader(added.as_slice()).unwrap_or_default(),
                 create_group: r.get(8)?,
+                removed: r
+                    .get::<_, Option<Vec<u8>>>(9)?
+                    .and_then(|b| ciborium::from_reader(b.as_slice()).ok())
+                    .unwrap_or_default(),
+                intent: r.get::<_, Option<Vec<u8>>>(10)?.and_then(|b| ciborium::from_reader(b.as_slice()).ok()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -544,19 +729,6 @@ impl Messenger {
         })
     }
 
-    /// The server refused a commit as stale: forget it, so the group can
-    /// catch up and the intent be made again on the new epoch.
-    pub fn commit_rejected(&self, client_id: &[u8]) -> CoreResult<()> {
-        self.tx(|me| {
-            if let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) {
-                let mut group = me.load_group(&item.group_id)?;
-                group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
-            }
-            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
-            Ok(())
-        })
-    }
-
     /// Encrypts a text for a conversation and queues it. The message shows
     /// in history as pending until [`Messenger::accepted`].
     pub fn prepare_text(&self, conversation: &str, text: &str) -> CoreResult<OutboxItem> {
@@ -564,7 +736,7 @@ impl Messenger {
         self.prepare_content(conversation, &content)
     }
 
-    fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
+    pub(crate) fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
             let changed: Option<bool> = self
                 .conn
@@ -581,8 +753,17 @@ impl Messenger {
             let now = now_ms();
             me.conn.execute(
                 "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
-                 VALUES(?,?,?,?,1,?,?,?,'pending',1)",
-                params![content.id, conversation, group_id, me.identity.handle, content.sent_at, now, cbor(&content.body)],
+                 VALUES(?,?,?,?,1,?,?,?,?,1)",
+                params![
+                    content.id,
+                    conversation,
+                    group_id,
+                    me.identity.handle,
+                    content.sent_at,
+                    now,
+                    cbor(&content.body),
+                    if content.body.is_control() { "control" } else { "pending" }
+                ],
             )?;
             let item = me.encrypt(&group_id, content, rand::random::<[u8; 16]>().to_vec())?;
             me.put_outbox(&item)?;
@@ -607,7 +788,9 @@ impl Messenger {
             message_id: Some(content.id.clone()),
             welcome: None,
             added: vec![],
+            removed: vec![],
             create_group: false,
+            intent: None,
         })
     }
 
@@ -666,17 +849,28 @@ impl Messenger {
             let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
             handles.sort();
             handles.dedup();
-            let conversation = match handles.as_slice() {
-                [one] => format!("@{one}"),
-                _ => format!("#{}", hex::encode(&group_id[..4])),
+            let conversation = match (GroupKind::of(group_id), handles.as_slice()) {
+                (GroupKind::Direct, [one]) => format!("@{one}"),
+                // The name arrives in the group's first message; until then
+                // the conversation goes by a placeholder.
+                _ => format!("#new-{}", hex::encode(&group_id[1..5])),
             };
             staged.into_group(&provider).map_err(CoreError::mls)?;
+            let now = now_ms();
             me.conn.execute(
-                "INSERT INTO groups(group_id, conversation, created_at) VALUES(?,?,?)",
-                params![group_id, conversation, now_ms()],
+                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
+                params![group_id, conversation, now, now],
             )?;
             Ok(vec![Event::Joined { conversation }])
         })
+    }
+
+    /// The conversation a group belongs to.
+    pub fn conversation_of(&self, group_id: &[u8]) -> CoreResult<String> {
+        self.conn
+            .query_row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CoreError::NotFound("unknown conversation".into()))
     }
 
     /// This device's cursor in a group (highest processed sequence number).
@@ -742,8 +936,9 @@ impl Messenger {
         let msg = MlsMessageIn::tls_deserialize_exact(d.payload.as_slice())
             .map_err(|e| CoreError::decode("MLS message", e))?;
         let protocol = msg.try_into_protocol_message().map_err(|e| CoreError::decode("MLS message", e))?;
-        if group.pending_commit().is_some() {
-            // Someone else's commit won this epoch; ours is void.
+        if d.kind == MessageKind::Commit && group.pending_commit().is_some() {
+            // Someone else's commit won this epoch; ours is void. It stays
+            // in the outbox and is rebuilt from its intent when re-sent.
             group.clear_pending_commit(provider.storage()).map_err(CoreError::mls)?;
         }
         let processed = group.process_message(&provider, protocol).map_err(CoreError::mls)?;
@@ -751,6 +946,9 @@ impl Messenger {
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let content = Content::decode(&app.into_bytes())?;
+                if content.body.is_control() {
+                    return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);
+                }
                 let exists: Option<i64> =
                     self.conn.query_row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
                 if exists.is_some() {
@@ -781,6 +979,17 @@ impl Messenger {
                     self.check_contact(&cred.handle, &cred.account_key)?;
                 }
                 let removed = staged.self_removed();
+                let gone: Vec<String> = staged
+                    .remove_proposals()
+                    .filter_map(|r| group.member(r.remove_proposal().removed()).and_then(|c| member_credential(c).ok()))
+                    .map(|c| c.handle)
+                    .filter(|h| h != &self.identity.handle)
+                    .collect();
+                let joined: Vec<String> = staged
+                    .add_proposals()
+                    .filter_map(|a| member_credential(a.add_proposal().key_package().leaf_node().credential()).ok())
+                    .map(|c| c.handle)
+                    .collect();
                 group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
                 if removed {
                     self.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
@@ -791,7 +1000,18 @@ impl Messenger {
                         Event::Message(marker),
                     ]);
                 }
-                Ok(vec![])
+                let mut events = Vec::new();
+                if GroupKind::of(&d.group_id) == GroupKind::Group {
+                    for h in joined {
+                        let text = format!("@{} added @{h}", sender.handle);
+                        events.push(Event::Message(self.insert_system(conversation, &d.group_id, d.seq, &text)?));
+                    }
+                    for h in gone {
+                        let text = format!("@{h} is no longer in the group");
+                        events.push(Event::Message(self.insert_system(conversation, &d.group_id, d.seq, &text)?));
+                    }
+                }
+                Ok(events)
             }
             // Standalone proposals are not used by sotto clients; a commit
             // that references one will carry it.
@@ -802,7 +1022,13 @@ impl Messenger {
         }
     }
 
-    fn insert_system(&self, conversation: &str, group_id: &[u8], seq: u64, text: &str) -> CoreResult<StoredMessage> {
+    pub(crate) fn insert_system(
+        &self,
+        conversation: &str,
+        group_id: &[u8],
+        seq: u64,
+        text: &str,
+    ) -> CoreResult<StoredMessage> {
         let now = now_ms();
         let m = StoredMessage {
             id: rand::random::<[u8; 16]>().to_vec(),
@@ -825,7 +1051,7 @@ impl Messenger {
 
     fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
         let sql = format!(
-            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE {clause} ORDER BY n"
+            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND {clause} ORDER BY n"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {

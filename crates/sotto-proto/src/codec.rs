@@ -117,6 +117,8 @@ mod tests {
             Request::Fetch { group_id: vec![4; 16], after_seq: 0, limit: 10 },
             Request::GroupState { group_id: vec![4; 16] },
             Request::Sync,
+            Request::Leave { group_id: vec![4; 16] },
+            Request::Presence { handles: vec!["a".into(), "b".into()] },
         ]
     }
 
@@ -134,6 +136,7 @@ mod tests {
             Response::Appended { seq: 1, epoch: 2, duplicate: false },
             Response::Messages { messages: vec![delivery()] },
             Response::Group { epoch: 3, members: vec![dev("a"), dev("b")], last_seq: 7 },
+            Response::Presence { enabled: true, online: vec![("a".into(), true), ("b".into(), false)] },
         ];
         let mut out: Vec<ServerMessage> = responses
             .into_iter()

@@ -193,6 +193,19 @@ pub enum Request {
     /// Start delivery: the server pushes every pending welcome and message
     /// from this device's cursors, then [`Push::SyncDone`], then live ones.
     Sync,
+    /// Stop being routed messages of a group, at once. The remaining
+    /// members remove the device from the MLS group by a later commit.
+    Leave {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+    },
+    /// Which of these accounts have a device online. Answered only for
+    /// accounts that share a group with the asker; others are left out.
+    Presence {
+        /// The accounts.
+        handles: Vec<String>,
+    },
 }
 
 /// A successful answer.
@@ -238,6 +251,15 @@ pub enum Response {
     Messages {
         /// The messages.
         messages: Vec<Delivery>,
+    },
+    /// Who is online, among the asked accounts the asker shares a group
+    /// with.
+    Presence {
+        /// False when the operator switched presence off (then `online`
+        /// is empty).
+        enabled: bool,
+        /// Handle and whether any of its devices is connected.
+        online: Vec<(String, bool)>,
     },
     /// A group's routing state.
     Group {

@@ -136,6 +136,11 @@ impl Hub {
         self.devices.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
     }
 
+    /// Whether any device of the account has a live connection.
+    pub fn account_online(&self, handle: &str) -> bool {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner()).keys().any(|d| d.handle == handle)
+    }
+
     /// Whether any connection of the device is live.
     pub fn is_online(&self, device: &DeviceRef) -> bool {
         self.devices.lock().unwrap_or_else(|p| p.into_inner()).contains_key(device)

@@ -47,6 +47,9 @@ struct RunArgs {
     /// Let anyone register without an invite.
     #[arg(long)]
     open_registration: bool,
+    /// Do not tell anyone who is online.
+    #[arg(long)]
+    no_presence: bool,
     /// Host name clients use, when listening on all interfaces.
     #[arg(long)]
     public_host: Option<String>,

@@ -28,6 +28,8 @@ pub struct RelayConfig {
     pub ping_interval: Duration,
     /// A connection silent for this long is dropped.
     pub idle_timeout: Duration,
+    /// Whether members may see which of their co-members are online.
+    pub presence: bool,
 }
 
 impl Default for RelayConfig {
@@ -38,6 +40,7 @@ impl Default for RelayConfig {
             auth_timeout: Duration::from_secs(sotto_proto::limits::AUTH_TIMEOUT_SECS),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            presence: true,
         }
     }
 }
@@ -316,6 +319,27 @@ impl Relay {
                 let me = me.clone();
                 let messages = blocking(move || store.fetch(&group_id, &me, after_seq, limit)).await?;
                 Ok(Response::Messages { messages })
+            }
+            Request::Leave { group_id } => {
+                check_group_id(&group_id)?;
+                let me = me.clone();
+                blocking(move || store.leave(&group_id, &me)).await?;
+                Ok(Response::Done)
+            }
+            Request::Presence { handles } => {
+                if !self.config.presence {
+                    return Ok(Response::Presence { enabled: false, online: vec![] });
+                }
+                if handles.len() > 1000 {
+                    return Err(bad("ask about at most 1000 accounts at once"));
+                }
+                let me = me.clone();
+                let shared = blocking(move || store.co_members(&me, &handles)).await?;
+                let online = shared.into_iter().map(|h| {
+                    let on = self.hub.account_online(&h);
+                    (h, on)
+                });
+                Ok(Response::Presence { enabled: true, online: online.collect() })
             }
             Request::GroupState { group_id } => {
                 let me = me.clone();

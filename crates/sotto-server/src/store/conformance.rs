@@ -43,6 +43,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     group_log_rules(&make());
     ack_then_delete(&make());
     removed_member_reads_nothing(&make());
+    leaving(&make());
     retention(&make());
 }
 
@@ -213,6 +214,27 @@ fn removed_member_reads_nothing(s: &impl Store) {
     s.append(&msg(g, &alice, 2, b"secret", MessageKind::Application), NOW).unwrap();
     assert_eq!(s.fetch(g, &bob, 0, 10), Err(StoreError::NotMember));
     assert!(s.memberships(&bob).unwrap().is_empty());
+    assert_eq!(s.co_members(&alice, &["bob".into(), "alice".into()]).unwrap(), vec!["alice".to_owned()]);
+}
+
+fn leaving(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    register(s, "eve");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let g: &[u8] = b"group-leave";
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    s.append(&commit, NOW).unwrap();
+    assert_eq!(s.co_members(&alice, &["bob".into(), "eve".into()]).unwrap(), vec!["bob".to_owned()]);
+    s.leave(g, &bob).unwrap();
+    assert_eq!(s.leave(g, &bob), Err(StoreError::NotMember));
+    assert_eq!(s.leave(b"nope", &bob), Err(StoreError::UnknownGroup));
+    s.append(&msg(g, &alice, 1, b"m", MessageKind::Application), NOW).unwrap();
+    assert_eq!(s.fetch(g, &bob, 0, 10), Err(StoreError::NotMember));
+    assert!(s.co_members(&alice, &["bob".into()]).unwrap().is_empty());
 }
 
 fn retention(s: &impl Store) {

@@ -213,6 +213,12 @@ pub trait Store: Send + Sync + 'static {
     /// Groups the device is in, with its cursors.
     fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>>;
 
+    /// Removes the device from the group's routing (it left).
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;
+
+    /// Of `handles`, those that share at least one group with `device`.
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>>;
+
     /// Moves the device's cursor forward and deletes what every member has.
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;
 

@@ -506,6 +506,43 @@ impl Store for SqliteStore {
         })
     }
 
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+                    params![group_id, device.handle, device.device_id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotMember);
+            }
+            delete_fully_acked(tx, group_id)
+        })
+    }
+
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
+                     WHERE a.handle=? AND a.device_id=? AND b.handle=? LIMIT 1",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for h in handles {
+                let shared = stmt.exists(params![device.handle, device.device_id, h]).map_err(backend)?;
+                if shared {
+                    out.push(h.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
         self.with_tx(|tx| {
             let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
