@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use sotto_client::{Connection, Session};
-use sotto_core::{Messenger, ProfileKey};
 use sotto_proto::{ErrorCode, Request, ServerAddress};
 
 fn group_ids(data: &std::path::Path) -> Vec<Vec<u8>> {
@@ -13,9 +12,6 @@ fn group_ids(data: &std::path::Path) -> Vec<Vec<u8>> {
     stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
-fn open_profile(u: &User) -> Messenger {
-    Messenger::open(&u.profile, &ProfileKey::Passphrase(PASSPHRASE.to_owned().into())).unwrap()
-}
 
 #[test]
 fn offline_delivery_survives_a_server_crash_and_leaves_no_plaintext() {

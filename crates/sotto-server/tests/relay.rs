@@ -349,10 +349,17 @@ async fn removed_members_get_nothing_after_removal() {
     .await
     .unwrap();
     send(&mut a, &g, 2, b"after", b"not for bob").await.unwrap();
-    let fetch = Request::Fetch { group_id: g.clone(), after_seq: 0, limit: 100 };
-    assert_eq!(code(&b.request(fetch).await.unwrap_err()), ErrorCode::NotMember);
+    // Bob gets the commit that removed him, and nothing after it.
     let pushes = sync(&mut b).await;
-    assert!(pushes.iter().all(|p| !matches!(p, Push::Deliver(d) if d.kind == MessageKind::Application)));
+    let kinds: Vec<MessageKind> =
+        pushes.iter().filter_map(|p| if let Push::Deliver(d) = p { Some(d.kind) } else { None }).collect();
+    assert_eq!(kinds, vec![MessageKind::Commit]);
+    let fetch = Request::Fetch { group_id: g.clone(), after_seq: 0, limit: 100 };
+    let Response::Messages { messages } = b.request(fetch.clone()).await.unwrap() else { panic!() };
+    assert!(messages.iter().all(|d| d.payload != b"not for bob"));
+    // Once he acknowledged it, he is out for good.
+    b.request(Request::Ack { group_id: g.clone(), seq: messages.last().unwrap().seq }).await.unwrap();
+    assert_eq!(code(&b.request(fetch).await.unwrap_err()), ErrorCode::NotMember);
 }
 
 #[tokio::test]

@@ -157,3 +157,37 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .filter(|p| std::fs::read(p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false))
         .collect()
 }
+
+pub fn open_profile(u: &User) -> sotto_core::Messenger {
+    sotto_core::Messenger::open(&u.profile, &sotto_core::ProfileKey::Passphrase(PASSPHRASE.to_owned().into())).unwrap()
+}
+
+/// Texts (kind `text`) in a receive --json batch, as (conversation, from, text).
+pub fn texts(batch: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    batch
+        .iter()
+        .filter(|m| m["kind"] == "text")
+        .map(|m| {
+            (
+                m["conversation"].as_str().unwrap().to_owned(),
+                m["from"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A server with these users registered.
+pub fn server_with(root: &Path, names: &[&str]) -> (Server, Vec<User>) {
+    let server = Server::start(&root.join("server"));
+    let users: Vec<User> = names.iter().map(|n| User::new(root, n)).collect();
+    for (i, u) in users.iter().enumerate() {
+        let invite = if i == 0 { server.first_invite.clone().unwrap() } else { server.invite() };
+        u.init(&server, &invite);
+    }
+    (server, users)
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}

@@ -210,8 +210,13 @@ fn removed_member_reads_nothing(s: &impl Store) {
     let mut remove = msg(g, &alice, 1, b"r", MessageKind::Commit);
     remove.removed = &added;
     let r = s.append(&remove, NOW).unwrap();
-    assert_eq!(r.members, vec![alice.clone()]);
+    assert_eq!(r.members, vec![alice.clone(), bob.clone()], "bob is woken to read his removal");
     s.append(&msg(g, &alice, 2, b"secret", MessageKind::Application), NOW).unwrap();
+    // Bob may read the commit that removed him, and nothing after it.
+    assert_eq!(s.fetch(g, &bob, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![r.seq]);
+    assert_eq!(s.append(&msg(g, &bob, 2, b"b", MessageKind::Application), NOW), Err(StoreError::NotMember));
+    assert_eq!(s.group(g).unwrap().unwrap().members, vec![alice.clone()]);
+    s.ack(g, &bob, r.seq).unwrap();
     assert_eq!(s.fetch(g, &bob, 0, 10), Err(StoreError::NotMember));
     assert!(s.memberships(&bob).unwrap().is_empty());
     assert_eq!(s.co_members(&alice, &["bob".into(), "alice".into()]).unwrap(), vec!["alice".to_owned()]);

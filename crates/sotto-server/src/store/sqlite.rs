@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS members(
     device_id INTEGER NOT NULL,
     joined_seq INTEGER NOT NULL,
     cursor INTEGER NOT NULL,
+    -- Set when the device was removed by the commit at this seq: it may
+    -- still read up to that commit (so it learns of its removal), nothing
+    -- after, and may not post. The row goes once it acknowledged the commit.
+    until_seq INTEGER,
     PRIMARY KEY(group_id, handle, device_id)
 );
 CREATE INDEX IF NOT EXISTS members_device ON members(handle, device_id);
@@ -164,18 +168,26 @@ fn devices_of(tx: &Connection, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
 
 fn members_of(tx: &Connection, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
     let mut stmt = tx
-        .prepare_cached("SELECT handle, device_id FROM members WHERE group_id=? ORDER BY handle, device_id")
+        .prepare_cached(
+            "SELECT handle, device_id FROM members WHERE group_id=? AND until_seq IS NULL ORDER BY handle, device_id",
+        )
         .map_err(backend)?;
     let rows =
         stmt.query_map([group_id], |r| Ok(DeviceRef { handle: r.get(0)?, device_id: r.get(1)? })).map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
 }
 
+/// A current member's (joined_seq, cursor).
 fn member_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
+    Ok(reader_row(tx, group_id, device)?.filter(|r| r.2.is_none()).map(|r| (r.0, r.1)))
+}
+
+/// A device that may still read: (joined_seq, cursor, until_seq).
+fn reader_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
     tx.query_row(
-        "SELECT joined_seq, cursor FROM members WHERE group_id=? AND handle=? AND device_id=?",
+        "SELECT joined_seq, cursor, until_seq FROM members WHERE group_id=? AND handle=? AND device_id=?",
         params![group_id, device.handle, device.device_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()
     .map_err(backend)
@@ -435,8 +447,8 @@ impl Store for SqliteStore {
                 }
                 for d in m.removed {
                     tx.execute(
-                        "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
-                        params![m.group_id, d.handle, d.device_id],
+                        "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
+                        params![seq, m.group_id, d.handle, d.device_id],
                     )
                     .map_err(backend)?;
                 }
@@ -455,10 +467,10 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
                 .map_err(backend)?;
-            if !m.removed.is_empty() {
-                delete_fully_acked(tx, m.group_id)?;
-            }
-            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: members_of(tx, m.group_id)? })
+            // Removed devices are woken too, to read the commit removing them.
+            let mut wake = members_of(tx, m.group_id)?;
+            wake.extend(m.removed.iter().cloned());
+            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
         })
     }
 
@@ -467,16 +479,17 @@ impl Store for SqliteStore {
             if group_row(tx, group_id)?.is_none() {
                 return Err(StoreError::UnknownGroup);
             }
-            let (joined, _) = member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let (joined, _, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
-                     WHERE group_id=? AND seq > ? ORDER BY seq LIMIT ?",
+                     WHERE group_id=? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 )
                 .map_err(backend)?;
             let limit = limit.min(sotto_proto::limits::MAX_FETCH);
+            let until = until.map(|u| u as i64).unwrap_or(i64::MAX);
             let rows = stmt
-                .query_map(params![group_id, after_seq.max(joined), limit], |r| {
+                .query_map(params![group_id, after_seq.max(joined), until, limit], |r| {
                     Ok(Delivery {
                         group_id: group_id.to_vec(),
                         seq: r.get(0)?,
@@ -529,7 +542,8 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
-                     WHERE a.handle=? AND a.device_id=? AND b.handle=? LIMIT 1",
+                     WHERE a.handle=? AND a.device_id=? AND b.handle=? AND a.until_seq IS NULL AND b.until_seq IS NULL
+                     LIMIT 1",
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
@@ -546,7 +560,18 @@ impl Store for SqliteStore {
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
         self.with_tx(|tx| {
             let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
-            let (_, cursor) = member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let (_, cursor, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            if let Some(until) = until {
+                if seq >= until {
+                    // A removed device has read its removal: it is gone.
+                    tx.execute(
+                        "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+                        params![group_id, device.handle, device.device_id],
+                    )
+                    .map_err(backend)?;
+                    return delete_fully_acked(tx, group_id);
+                }
+            }
             // Cursors only move forward, and never past the end of the log.
             let new = seq.min(last_seq);
             if new > cursor {
