@@ -11,7 +11,10 @@ fn groups_json(u: &User) -> Vec<serde_json::Value> {
 }
 
 fn members(u: &User, conversation: &str) -> Vec<String> {
-    let g = groups_json(u).into_iter().find(|g| g["conversation"] == conversation).unwrap_or_else(|| panic!("{} has no {conversation}", u.name));
+    let g = groups_json(u)
+        .into_iter()
+        .find(|g| g["conversation"] == conversation)
+        .unwrap_or_else(|| panic!("{} has no {conversation}", u.name));
     g["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
 }
 
@@ -87,7 +90,10 @@ fn removed_and_departed_members_get_nothing_after() {
     alice.ok(&["send", "#club", "after bob left"]);
     let bob_sees = bob.receive_json();
     assert!(texts(&bob_sees).is_empty(), "{bob_sees:?}");
-    assert!(bob_sees.iter().any(|m| m["kind"] == "system" && m["text"].as_str().unwrap().contains("removed")), "{bob_sees:?}");
+    assert!(
+        bob_sees.iter().any(|m| m["kind"] == "system" && m["text"].as_str().unwrap().contains("removed")),
+        "{bob_sees:?}"
+    );
     assert!(bob.run(&["send", "#club", "let me in"]).status.code() != Some(0));
 
     // Bob keeps polling with his own credentials: the server refuses him.
@@ -97,7 +103,8 @@ fn removed_and_departed_members_get_nothing_after() {
         let mut conn = Connection::connect(&address).await.unwrap();
         let login = m.login_request(&conn.login_payload());
         conn.request(login).await.unwrap();
-        let err = conn.request(Request::Fetch { group_id: group_id.clone(), after_seq: 0, limit: 100 }).await.unwrap_err();
+        let err =
+            conn.request(Request::Fetch { group_id: group_id.clone(), after_seq: 0, limit: 100 }).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::NotMember));
     });
     let carol_sees = carol.receive_json();
@@ -125,7 +132,10 @@ fn rename_reaches_everyone() {
     bob.ok(&["group", "rename", "#team", "crew"]);
     bob.ok(&["send", "#crew", "after"]);
     let got = alice.receive_json();
-    assert!(got.iter().any(|m| m["kind"] == "system" && m["text"].as_str().unwrap().contains("renamed the group to #crew")), "{got:?}");
+    assert!(
+        got.iter().any(|m| m["kind"] == "system" && m["text"].as_str().unwrap().contains("renamed the group to #crew")),
+        "{got:?}"
+    );
     assert_eq!(texts(&got), vec![("#crew".into(), "bob".into(), "after".into())]);
     assert_eq!(groups_json(alice)[0]["conversation"], "#crew");
     let hist = alice.ok(&["history", "#crew"]);
@@ -152,7 +162,8 @@ fn broadcast_to_three_contacts_and_presence() {
     assert!(texts(&dave.receive_json()).is_empty());
 
     // Presence: Bob is connected (listening); Carol is not.
-    let mut listening = bob.cmd().args(["receive", "--wait", "20"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut listening =
+        bob.cmd().args(["receive", "--wait", "20"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let online = |who: &User| -> Vec<(String, Option<bool>)> {
         who.ok(&["contacts", "--json"])
             .lines()

@@ -12,7 +12,6 @@ fn group_ids(data: &std::path::Path) -> Vec<Vec<u8>> {
     stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
-
 #[test]
 fn offline_delivery_survives_a_server_crash_and_leaves_no_plaintext() {
     let root = tempfile::tempdir().unwrap();
