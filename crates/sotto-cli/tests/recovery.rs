@@ -72,4 +72,11 @@ fn a_device_that_lost_state_shows_that_messages_may_be_missing() {
     assert_eq!(marker["conversation"], "@alice");
     let hist = bob.ok(&["history", "@alice"]);
     assert!(hist.contains("messages may be missing"), "{hist}");
+    // The device rejoined by external commit: talk goes on both ways.
+    assert!(hist.contains("rejoined the conversation"), "{hist}");
+    bob.ok(&["send", "@alice", "back in step"]);
+    let got = texts(&alice.receive_json());
+    assert_eq!(got, vec![("@bob".into(), "bob".into(), "back in step".into())]);
+    alice.ok(&["send", "@bob", "welcome back"]);
+    assert_eq!(texts(&bob.receive_json()), vec![("@alice".into(), "alice".into(), "welcome back".into())]);
 }

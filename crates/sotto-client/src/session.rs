@@ -146,6 +146,9 @@ impl<'m> Session<'m> {
     async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<()> {
         for _ in 0..STALE_RETRIES {
             if self.post(&item).await? {
+                if item.kind == MessageKind::Commit {
+                    self.publish_group_info(&item.group_id).await?;
+                }
                 if item.kind == MessageKind::Commit
                     && matches!(item.intent, Some(Intent::Add(_)))
                     && GroupKind::of(&item.group_id) == GroupKind::Group
@@ -156,6 +159,17 @@ impl<'m> Session<'m> {
                     Box::pin(self.post_with_retry(announce)).await?;
                 }
                 return Ok(());
+            }
+            if item.intent == Some(Intent::Rejoin) {
+                // The group moved on while we rejoined: start from its
+                // newest GroupInfo again.
+                match self.fresh_rejoin(&item.group_id).await? {
+                    Some(next) => {
+                        item = next;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
             }
             // Someone else changed the group first: catch up, then make the
             // message (or commit) again on the new epoch.
@@ -170,6 +184,42 @@ impl<'m> Session<'m> {
             }
         }
         Err(SessionError::Other("the conversation kept changing while sending; try again".into()))
+    }
+
+    /// Stores the group's GroupInfo on the server after a commit of ours, so
+    /// a member that loses step can rejoin.
+    async fn publish_group_info(&mut self, group_id: &[u8]) -> SessionResult<()> {
+        let (epoch, group_info) = self.messenger.export_group_info(group_id)?;
+        let req = Request::PutGroupInfo { group_id: group_id.to_vec(), epoch, group_info };
+        match self.conn.request(req).await {
+            Ok(_) => Ok(()),
+            // Someone committed meanwhile; they publish theirs.
+            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An external commit from the group's latest GroupInfo, or `None` if
+    /// the server has none.
+    async fn fresh_rejoin(&mut self, group_id: &[u8]) -> SessionResult<Option<OutboxItem>> {
+        match self.conn.request(Request::GetGroupInfo { group_id: group_id.to_vec() }).await {
+            Ok(Response::GroupInfo { epoch, group_info }) => {
+                Ok(Some(self.messenger.rejoin(group_id, epoch, &group_info)?))
+            }
+            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+            Err(e) if matches!(e.code(), Some(ErrorCode::UnknownGroup | ErrorCode::NotMember)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Rejoins every group this device fell out of step with.
+    pub async fn repair(&mut self) -> SessionResult<()> {
+        for group_id in self.messenger.broken_groups()? {
+            if let Some(item) = self.fresh_rejoin(&group_id).await? {
+                self.post_with_retry(item).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads and processes a group's log from the local cursor.
@@ -232,6 +282,7 @@ impl<'m> Session<'m> {
                 .map_err(|_| ClientError::Timeout)??;
             if push == Push::SyncDone {
                 self.flush_outbox().await?;
+                self.repair().await?;
                 return Ok(events);
             }
             events.extend(self.handle_push(push).await?);
@@ -250,6 +301,7 @@ impl<'m> Session<'m> {
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
             let events = self.handle_push(push).await?;
             self.flush_outbox().await?;
+            self.repair().await?;
             if !events.is_empty() {
                 return Ok(events);
             }

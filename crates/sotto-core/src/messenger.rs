@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS groups(
     cursor INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
     last_update INTEGER NOT NULL DEFAULT 0,
+    -- 1 when a delivery could not be processed: the device is out of step
+    -- and rejoins by external commit.
+    broken INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
@@ -149,6 +152,8 @@ pub enum Intent {
     Remove(Vec<String>),
     /// Refresh this device's keys (post-compromise security).
     Update,
+    /// Rejoin by external commit after losing step with the group.
+    Rejoin,
 }
 
 /// Someone to add, with the KeyPackages the server handed out for them.
@@ -603,6 +608,7 @@ impl Messenger {
                 let (commit, welcome, _) = group.remove_members(&provider, &signer, &leaves).map_err(CoreError::mls)?;
                 (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
             }
+            Intent::Rejoin => return Err(CoreError::Invalid("a rejoin is made from the group's GroupInfo".into())),
             Intent::Update => {
                 let bundle =
                     group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
@@ -720,6 +726,15 @@ impl Messenger {
                 if group.pending_commit().is_some() {
                     group.merge_pending_commit(&me.provider()).map_err(CoreError::mls)?;
                 }
+            }
+            if item.intent == Some(Intent::Rejoin) {
+                // Everything before our external commit is unreadable to us.
+                me.conn.execute(
+                    "UPDATE groups SET broken=0, cursor=max(cursor, ?) WHERE group_id=?",
+                    params![seq, item.group_id],
+                )?;
+                let conversation = me.conversation_of(&item.group_id)?;
+                me.insert_system(&conversation, &item.group_id, seq, "rejoined the conversation")?;
             }
             if let Some(mid) = &item.message_id {
                 me.conn.execute("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
@@ -865,6 +880,73 @@ impl Messenger {
         })
     }
 
+    /// Groups this device is out of step with and must rejoin.
+    pub fn broken_groups(&self) -> CoreResult<Vec<Vec<u8>>> {
+        let mut stmt = self.conn.prepare("SELECT group_id FROM groups WHERE broken=1 AND active=1")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The group's GroupInfo (with ratchet tree) for its current epoch, to
+    /// store on the server after a commit of ours.
+    pub fn export_group_info(&self, group_id: &[u8]) -> CoreResult<(u64, Vec<u8>)> {
+        let group = self.load_group(group_id)?;
+        let gi =
+            group.export_group_info(self.provider().crypto(), &self.identity.signer(), true).map_err(CoreError::mls)?;
+        Ok((group.epoch().as_u64(), gi.tls_serialize_detached().map_err(CoreError::mls)?))
+    }
+
+    /// Replaces this device's state of a group by joining it afresh with an
+    /// external commit built from the group's GroupInfo. Returns the commit
+    /// to post; the old state is gone.
+    pub fn rejoin(&self, group_id: &[u8], epoch: u64, group_info: &[u8]) -> CoreResult<OutboxItem> {
+        let msg = MlsMessageIn::tls_deserialize_exact(group_info).map_err(|e| CoreError::decode("group info", e))?;
+        let MlsMessageBodyIn::GroupInfo(verifiable) = msg.extract() else {
+            return Err(CoreError::decode("group info", "not a GroupInfo"));
+        };
+        self.tx(|me| {
+            let provider = me.provider();
+            if let Some(mut old) =
+                MlsGroup::load(provider.storage(), &GroupId::from_slice(group_id)).map_err(CoreError::mls)?
+            {
+                old.delete(provider.storage()).map_err(CoreError::mls)?;
+            }
+            me.conn.execute("DELETE FROM outbox WHERE group_id=? AND intent IS NOT NULL", [group_id])?;
+            let (group, bundle) = MlsGroup::external_commit_builder()
+                .with_config(join_config())
+                .build_group(&provider, verifiable, me.identity.credential())
+                .map_err(CoreError::mls)?
+                .load_psks(provider.storage())
+                .map_err(CoreError::mls)?
+                .build(provider.rand(), provider.crypto(), &me.identity.signer(), |_| true)
+                .map_err(CoreError::mls)?
+                .finalize(&provider)
+                .map_err(CoreError::mls)?;
+            if group.group_id().as_slice() != group_id {
+                return Err(CoreError::decode("group info", "it describes another group"));
+            }
+            for m in group.members() {
+                let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
+                me.check_contact(&cred.handle, &cred.account_key)?;
+            }
+            let item = OutboxItem {
+                client_id: rand::random::<[u8; 16]>().to_vec(),
+                group_id: group_id.to_vec(),
+                epoch,
+                kind: MessageKind::Commit,
+                payload: bundle.commit().tls_serialize_detached().map_err(CoreError::mls)?,
+                message_id: None,
+                welcome: None,
+                added: vec![],
+                removed: vec![],
+                create_group: false,
+                intent: Some(Intent::Rejoin),
+            };
+            me.put_outbox(&item)?;
+            Ok(item)
+        })
+    }
+
     /// The conversation a group belongs to.
     pub fn conversation_of(&self, group_id: &[u8]) -> CoreResult<String> {
         self.conn
@@ -882,19 +964,28 @@ impl Messenger {
     /// caller acknowledges `delivery.seq` afterwards. Entries at or below
     /// the cursor are duplicates and change nothing.
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
-        let row: Option<(String, u64)> = self
+        let row: Option<(String, u64, bool)> = self
             .conn
-            .query_row("SELECT conversation, cursor FROM groups WHERE group_id=?", [&d.group_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            .query_row("SELECT conversation, cursor, broken FROM groups WHERE group_id=?", [&d.group_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let Some((conversation, cursor)) = row else {
+        let Some((conversation, cursor, broken)) = row else {
             return Ok(vec![Event::Warning {
                 conversation: None,
                 text: "a message arrived for a conversation this device never joined".into(),
             }]);
         };
         if d.seq <= cursor {
+            return Ok(vec![]);
+        }
+        if broken {
+            // Out of step already (the marker is shown); what arrives
+            // until the rejoin cannot be read.
+            self.conn.execute(
+                "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
+                params![d.seq, d.group_id, d.seq],
+            )?;
             return Ok(vec![]);
         }
         self.tx(|me| {
@@ -909,8 +1000,9 @@ impl Messenger {
                     // Undo whatever openmls half-wrote, keep the marker, and
                     // move on: one bad message must not block the rest.
                     me.conn.execute_batch("ROLLBACK TO process; RELEASE process")?;
-                    let text = format!("messages may be missing ({e})");
+                    let text = format!("messages may be missing ({e}); rejoining");
                     let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
+                    me.conn.execute("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
                     vec![Event::Warning { conversation: Some(conversation.clone()), text }, Event::Message(marker)]
                 }
             };
@@ -973,6 +1065,9 @@ impl Messenger {
                 Ok(vec![Event::Message(m)])
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
+                if let Some(leaf) = staged.update_path_leaf_node() {
+                    SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                }
                 for add in staged.add_proposals() {
                     let leaf = add.add_proposal().key_package().leaf_node();
                     let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;

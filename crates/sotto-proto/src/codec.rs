@@ -119,6 +119,8 @@ mod tests {
             Request::Sync,
             Request::Leave { group_id: vec![4; 16] },
             Request::Presence { handles: vec!["a".into(), "b".into()] },
+            Request::PutGroupInfo { group_id: vec![4; 16], epoch: 3, group_info: vec![1, 2, 3] },
+            Request::GetGroupInfo { group_id: vec![4; 16] },
         ]
     }
 
@@ -136,6 +138,7 @@ mod tests {
             Response::Appended { seq: 1, epoch: 2, duplicate: false },
             Response::Messages { messages: vec![delivery()] },
             Response::Group { epoch: 3, members: vec![dev("a"), dev("b")], last_seq: 7 },
+            Response::GroupInfo { epoch: 3, group_info: vec![9, 9] },
             Response::Presence { enabled: true, online: vec![("a".into(), true), ("b".into(), false)] },
         ];
         let mut out: Vec<ServerMessage> = responses

@@ -200,6 +200,24 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         group_id: Vec<u8>,
     },
+    /// Store the group's public GroupInfo for the current epoch, so a
+    /// member that lost its state can rejoin by external commit.
+    PutGroupInfo {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// The epoch the GroupInfo describes; must be current.
+        epoch: u64,
+        /// The MLS GroupInfo message (with ratchet tree).
+        #[serde(with = "serde_bytes")]
+        group_info: Vec<u8>,
+    },
+    /// The latest stored GroupInfo of a group (members only).
+    GetGroupInfo {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+    },
     /// Which of these accounts have a device online. Answered only for
     /// accounts that share a group with the asker; others are left out.
     Presence {
@@ -260,6 +278,14 @@ pub enum Response {
         enabled: bool,
         /// Handle and whether any of its devices is connected.
         online: Vec<(String, bool)>,
+    },
+    /// A group's latest GroupInfo.
+    GroupInfo {
+        /// The epoch it describes.
+        epoch: u64,
+        /// The MLS GroupInfo message.
+        #[serde(with = "serde_bytes")]
+        group_info: Vec<u8>,
     },
     /// A group's routing state.
     Group {

@@ -320,6 +320,24 @@ impl Relay {
                 let messages = blocking(move || store.fetch(&group_id, &me, after_seq, limit)).await?;
                 Ok(Response::Messages { messages })
             }
+            Request::PutGroupInfo { group_id, epoch, group_info } => {
+                check_group_id(&group_id)?;
+                if group_info.len() > MAX_PAYLOAD_BYTES {
+                    return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
+                }
+                let me = me.clone();
+                blocking(move || store.put_group_info(&group_id, &me, epoch, &group_info)).await?;
+                Ok(Response::Done)
+            }
+            Request::GetGroupInfo { group_id } => {
+                let me = me.clone();
+                match blocking(move || store.group_info(&group_id, &me)).await? {
+                    Some((epoch, group_info)) => Ok(Response::GroupInfo { epoch, group_info }),
+                    None => {
+                        Err(ErrorBody::with_message(ErrorCode::UnknownGroup, "no group info stored for this group yet"))
+                    }
+                }
+            }
             Request::Leave { group_id } => {
                 check_group_id(&group_id)?;
                 let me = me.clone();

@@ -14,14 +14,24 @@ fn bin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sotto")).parent().unwrap().to_owned()
 }
 
-/// The server binary, built once if `cargo test -p sotto-cli` ran alone.
+/// Newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    files_under(dir).iter().filter_map(|p| p.metadata().and_then(|m| m.modified()).ok()).max().unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// The server binary. `cargo test --workspace` builds it; `cargo test -p
+/// sotto-cli` alone would not (it is another package's binary), so build it
+/// when it is missing or older than the server's or protocol's sources.
 pub fn server_bin() -> PathBuf {
     static BUILD: Once = Once::new();
     let path = bin_dir().join("sotto-server");
     BUILD.call_once(|| {
-        if !path.exists() {
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let built = path.metadata().and_then(|m| m.modified()).ok();
+        let sources = newest(&crates.join("sotto-server/src")).max(newest(&crates.join("sotto-proto/src")));
+        if built.is_none_or(|b| b < sources) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let ok = Command::new(cargo).args(["build", "-p", "sotto-server"]).status().unwrap().success();
+            let ok = Command::new(cargo).args(["build", "--quiet", "-p", "sotto-server"]).status().unwrap().success();
             assert!(ok, "building sotto-server failed");
         }
     });

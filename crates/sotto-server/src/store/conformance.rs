@@ -169,6 +169,13 @@ fn group_log_rules(s: &impl Store) {
     let state = s.group(g).unwrap().unwrap();
     assert_eq!((state.epoch, state.last_seq), (1, 2), "a failed append changes nothing");
     assert_eq!(s.memberships(&bob).unwrap(), vec![Membership { group_id: g.to_vec(), cursor: 1 }]);
+    // GroupInfo: members store it for the current epoch only, members read it.
+    assert_eq!(s.group_info(g, &bob).unwrap(), None);
+    assert_eq!(s.put_group_info(g, &bob, 0, b"old"), Err(StoreError::StaleEpoch { current: 1 }));
+    assert_eq!(s.put_group_info(g, &eve, 1, b"gi"), Err(StoreError::NotMember));
+    s.put_group_info(g, &bob, 1, b"gi").unwrap();
+    assert_eq!(s.group_info(g, &alice).unwrap(), Some((1, b"gi".to_vec())));
+    assert_eq!(s.group_info(g, &eve), Err(StoreError::NotMember));
 }
 
 fn ack_then_delete(s: &impl Store) {

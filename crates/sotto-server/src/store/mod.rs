@@ -213,6 +213,13 @@ pub trait Store: Send + Sync + 'static {
     /// Groups the device is in, with its cursors.
     fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>>;
 
+    /// Stores the group's GroupInfo for `epoch` (which must be current) as
+    /// given by a member.
+    fn put_group_info(&self, group_id: &[u8], device: &DeviceRef, epoch: u64, group_info: &[u8]) -> StoreResult<()>;
+
+    /// The group's stored GroupInfo and its epoch, for a member.
+    fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>>;
+
     /// Removes the device from the group's routing (it left).
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;
 

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS groups(
     group_id BLOB PRIMARY KEY,
     epoch INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
+    group_info BLOB,
+    group_info_epoch INTEGER,
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS members(
@@ -516,6 +518,35 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn put_group_info(&self, group_id: &[u8], device: &DeviceRef, epoch: u64, group_info: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let (current, _) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            if epoch != current {
+                return Err(StoreError::StaleEpoch { current });
+            }
+            tx.execute(
+                "UPDATE groups SET group_info=?, group_info_epoch=? WHERE group_id=?",
+                params![group_info, epoch, group_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        self.with_tx(|tx| {
+            group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let row: (Option<u64>, Option<Vec<u8>>) = tx
+                .query_row("SELECT group_info_epoch, group_info FROM groups WHERE group_id=?", [group_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(backend)?;
+            Ok(row.0.zip(row.1))
         })
     }
 
