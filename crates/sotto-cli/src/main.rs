@@ -1,5 +1,6 @@
 //! `sotto`: the command-line client.
 
+mod export;
 mod output;
 mod profile;
 
@@ -15,9 +16,23 @@ use sotto_proto::ServerAddress;
 #[derive(Parser)]
 #[command(name = "sotto", version, about = "End-to-end encrypted messaging over MLS")]
 struct Cli {
-    /// Profile directory (one per server account).
+    /// Profile: a NAME (a folder in sotto's data directory) or a path
+    /// (containing `/`). One profile per server account.
     #[arg(long, global = true, env = "SOTTO_PROFILE")]
-    profile: Option<PathBuf>,
+    profile: Option<String>,
+    /// Keep identity and history in memory only: register a throwaway
+    /// identity with --server/--name, run the command, leave nothing behind.
+    #[arg(long)]
+    ephemeral: bool,
+    /// With --ephemeral: the server address.
+    #[arg(long = "server", requires = "ephemeral", value_name = "ADDRESS")]
+    ephemeral_server: Option<String>,
+    /// With --ephemeral: the handle to register.
+    #[arg(long = "as", requires = "ephemeral", value_name = "HANDLE")]
+    ephemeral_name: Option<String>,
+    /// With --ephemeral: an invite code.
+    #[arg(long = "invite", requires = "ephemeral", value_name = "CODE")]
+    ephemeral_invite: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +93,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the safety number shared with a contact, or confirm it matches.
+    Verify {
+        /// `@handle`.
+        contact: String,
+        /// The digits the other person reads out; marks them verified if equal.
+        #[arg(long, value_name = "DIGITS")]
+        confirm: Option<String>,
+    },
+    /// Accept a contact's changed account key (after comparing safety numbers).
+    Trust {
+        /// `@handle`.
+        contact: String,
+    },
+    /// Export a conversation (or all of them) with time and sender of every message.
+    Export {
+        /// `@handle` or `#group` (or use --all).
+        conversation: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "txt")]
+        format: export::Format,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Export every conversation into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["conversation", "output"])]
+        all: Option<PathBuf>,
+    },
+    /// Encrypted backups of the whole profile.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List profiles (server and handle of those that can be opened).
+    Profiles,
+    /// Change the profile's passphrase (re-keys the local database).
+    Passphrase {
+        /// Switch to a key file instead of a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
+    },
     /// Send one message to many conversations, each copy encrypted for its own.
     Broadcast {
         /// The text.
@@ -85,6 +138,24 @@ enum Command {
         /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
         #[arg(long, value_delimiter = ',')]
         to: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Write an encrypted backup of the profile (asks for a backup passphrase,
+    /// or reads SOTTO_BACKUP_PASSPHRASE).
+    Create {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Restore a backup into a new profile (the --profile location).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Protect the restored profile with a key file instead of a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
     },
 }
 
@@ -167,6 +238,19 @@ fn handles_arg(list: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Writes a file that must not exist yet: an export never overwrites
+/// anything silently.
+fn write_new(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it may exist already)", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 fn report(events: &[Event]) {
     for e in events {
         if let Event::Warning { conversation, text } = e {
@@ -175,17 +259,38 @@ fn report(events: &[Event]) {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let dir = match cli.profile {
-        Some(d) => d,
-        None => profile::default_dir()?,
+/// Opens the profile, or with --ephemeral registers a throwaway identity in
+/// memory.
+async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<sotto_core::Messenger> {
+    if !cli.ephemeral {
+        return profile::open(dir);
+    }
+    let (Some(server), Some(name)) = (&cli.ephemeral_server, &cli.ephemeral_name) else {
+        bail!("--ephemeral needs --server ADDRESS and --as HANDLE");
     };
-    match cli.command {
+    let address = ServerAddress::parse(server)?;
+    let m = sotto_core::Messenger::create_ephemeral(name, &address.to_string())?;
+    Session::register(&m, cli.ephemeral_invite.clone()).await?.close().await;
+    Ok(m)
+}
+
+fn contact_arg(s: &str) -> Result<String> {
+    let handle = s.strip_prefix('@').unwrap_or(s);
+    sotto_proto::validate_handle(handle).map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    Ok(handle.to_owned())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = profile::resolve(cli.profile.as_deref())?;
+    if cli.ephemeral && matches!(cli.command, Command::Init { .. } | Command::Backup(_) | Command::Passphrase { .. }) {
+        bail!("--ephemeral keeps nothing, so init, backup and passphrase do not apply");
+    }
+    match &cli.command {
         Command::Init { server, name, invite, no_passphrase } => {
-            let address = ServerAddress::parse(&server)?;
-            sotto_proto::validate_handle(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-            let messenger = profile::create(&dir, no_passphrase, &name, &address.to_string())?;
-            match Session::register(&messenger, invite).await {
+            let address = ServerAddress::parse(server)?;
+            sotto_proto::validate_handle(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let messenger = profile::create(&dir, *no_passphrase, name, &address.to_string())?;
+            match Session::register(&messenger, invite.clone()).await {
                 Ok(session) => session.close().await,
                 Err(e) => {
                     drop(messenger);
@@ -209,7 +314,8 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
         }
         Command::Receive { json, wait } => {
-            let messenger = profile::open(&dir)?;
+            let (json, wait) = (*json, *wait);
+            let messenger = messenger(&cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             for m in messenger.take_unfetched()? {
@@ -239,14 +345,15 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
         }
         Command::History { conversation, json } => {
-            let conversation = conversation_arg(&conversation)?;
-            let messenger = profile::open(&dir)?;
+            let conversation = conversation_arg(conversation)?;
+            let messenger = messenger(&cli, &dir).await?;
             for m in messenger.history(&conversation)? {
-                output::print_message(&m, json);
+                output::print_message(&m, *json);
             }
         }
         Command::Contacts { json } => {
-            let messenger = profile::open(&dir)?;
+            let json = *json;
+            let messenger = messenger(&cli, &dir).await?;
             let contacts = messenger.contacts()?;
             let handles: Vec<String> = contacts.iter().map(|c| c.handle.clone()).collect();
             // Presence needs the server; the list does not.
@@ -267,9 +374,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Groups { json } => {
-            let messenger = profile::open(&dir)?;
+            let messenger = messenger(&cli, &dir).await?;
             for g in messenger.groups()? {
-                if json {
+                if *json {
                     println!("{}", serde_json::to_string(&g)?);
                 } else {
                     let state = if g.active { String::new() } else { " (left)".to_owned() };
@@ -279,31 +386,31 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Group(cmd) => {
-            let messenger = profile::open(&dir)?;
+            let messenger = messenger(&cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             match cmd {
                 GroupCommand::Create { name, members } => {
-                    let conversation = group_arg(&name)?;
-                    session.create_group(&conversation[1..], &handles_arg(&members)?).await?;
+                    let conversation = group_arg(name)?;
+                    session.create_group(&conversation[1..], &handles_arg(members)?).await?;
                     println!("created {conversation}");
                 }
                 GroupCommand::Add { name, members } => {
-                    session.add_to_group(&group_arg(&name)?, &handles_arg(&members)?).await?;
+                    session.add_to_group(&group_arg(name)?, &handles_arg(members)?).await?;
                 }
                 GroupCommand::Remove { name, members } => {
-                    session.remove_from_group(&group_arg(&name)?, &handles_arg(&members)?).await?;
+                    session.remove_from_group(&group_arg(name)?, &handles_arg(members)?).await?;
                 }
-                GroupCommand::Leave { name } => session.leave_group(&group_arg(&name)?).await?,
+                GroupCommand::Leave { name } => session.leave_group(&group_arg(name)?).await?,
                 GroupCommand::Rename { name, new } => {
-                    let new_conv = group_arg(&new)?;
-                    session.rename_group(&group_arg(&name)?, &new_conv[1..]).await?;
+                    let new_conv = group_arg(new)?;
+                    session.rename_group(&group_arg(name)?, &new_conv[1..]).await?;
                 }
             }
             session.close().await;
         }
         Command::Broadcast { text, to } => {
-            let messenger = profile::open(&dir)?;
+            let messenger = messenger(&cli, &dir).await?;
             let targets: Vec<String> = if to.is_empty() {
                 messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
             } else {
@@ -316,7 +423,7 @@ async fn run(cli: Cli) -> Result<()> {
             report(&session.sync().await?);
             let mut failed = Vec::new();
             for t in &targets {
-                if let Err(e) = session.send_text(t, &text).await {
+                if let Err(e) = session.send_text(t, text).await {
                     eprintln!("error: {t}: {e}");
                     failed.push(t.clone());
                 }
@@ -327,6 +434,88 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("sent to {}", targets.join(", "));
         }
+        Command::Verify { contact, confirm } => {
+            let handle = contact_arg(contact)?;
+            let messenger = messenger(&cli, &dir).await?;
+            match confirm {
+                Some(digits) => {
+                    messenger.confirm_verified(&handle, digits)?;
+                    println!("@{handle} is verified");
+                }
+                None => {
+                    let number = messenger.safety_number(&handle)?;
+                    println!("safety number: {}", sotto_core::trust::grouped(&number));
+                    println!("{}", output::qr(&number));
+                    println!(
+                        "Compare these digits with @{handle} in person or on a call; if they match, run\n  sotto verify @{handle} --confirm '{}'",
+                        sotto_core::trust::grouped(&number)
+                    );
+                }
+            }
+        }
+        Command::Trust { contact } => {
+            let handle = contact_arg(contact)?;
+            let messenger = messenger(&cli, &dir).await?;
+            if messenger.trust(&handle)? {
+                println!("now trusting the new key of @{handle}; compare safety numbers to verify it (`sotto verify @{handle}`)");
+            } else {
+                println!("the key of @{handle} has not changed; nothing to do");
+            }
+        }
+        Command::Export { conversation, format, output, all } => {
+            let messenger = messenger(&cli, &dir).await?;
+            let me = messenger.identity().handle.clone();
+            if let Some(folder) = all {
+                std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+                let mut n = 0;
+                for c in messenger.conversations()? {
+                    let path = folder.join(export::file_name(&c, *format));
+                    write_new(&path, &export::render(&c, &me, &messenger.history(&c)?, *format))?;
+                    n += 1;
+                }
+                println!("exported {n} conversations to {}", folder.display());
+            } else {
+                let Some(c) = conversation else { bail!("name a conversation (@handle or #group), or use --all DIR") };
+                let c = conversation_arg(c)?;
+                let history = messenger.history(&c)?;
+                if history.is_empty() && messenger.conversation_group(&c)?.is_none() {
+                    bail!("no conversation {c}");
+                }
+                let text = export::render(&c, &me, &history, *format);
+                match output {
+                    Some(path) => write_new(path, &text)?,
+                    None => print!("{text}"),
+                }
+            }
+        }
+        Command::Backup(BackupCommand::Create { file }) => {
+            let messenger = profile::open(&dir)?;
+            let pass = profile::backup_passphrase(true)?;
+            messenger.backup(file, &pass)?;
+            println!("backup written to {} (keep the backup passphrase; without it the file is useless)", file.display());
+        }
+        Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
+            let pass = profile::backup_passphrase(false)?;
+            let key = profile::new_key(*no_passphrase)?;
+            let messenger = sotto_core::Messenger::restore(file, &pass, &dir, &key)?;
+            println!("restored @{} into {}", messenger.identity().handle, dir.display());
+        }
+        Command::Profiles => profile::list()?,
+        Command::Passphrase { no_passphrase } => {
+            let messenger = profile::open(&dir)?;
+            let key = profile::new_key(*no_passphrase)?;
+            messenger.change_key(&key)?;
+            println!("the profile is now protected by {}", if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" });
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -84,3 +84,16 @@ pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
         println!("@{}{flags}", c.handle);
     }
 }
+
+/// A QR code of the digits, drawn with half-block characters so it fits a
+/// terminal (two rows of modules per line).
+pub fn qr(digits: &str) -> String {
+    match qrcode::QrCode::new(digits.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build(),
+        Err(_) => String::new(),
+    }
+}

@@ -8,12 +8,87 @@ use sotto_core::db;
 use sotto_core::{Messenger, ProfileKey};
 use zeroize::Zeroizing;
 
-/// The default profile directory: `$XDG_DATA_HOME/sotto/default` or the
-/// platform's equivalent.
-pub fn default_dir() -> Result<PathBuf> {
+/// sotto's data directory: `$XDG_DATA_HOME/sotto` or the platform's
+/// equivalent. Named profiles are folders in it.
+pub fn data_dir() -> Result<PathBuf> {
     let dirs =
         directories::ProjectDirs::from("", "", "sotto").context("cannot find a home directory; pass --profile DIR")?;
-    Ok(dirs.data_dir().join("default"))
+    Ok(dirs.data_dir().to_owned())
+}
+
+/// The profile folder for `--profile`: a path when it contains a `/` (or
+/// is `.`/`..`), else a name in the data directory; `default` when absent.
+pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
+    match arg {
+        Some(a) if a.contains('/') || a == "." || a == ".." => Ok(PathBuf::from(a)),
+        Some(name) => {
+            sotto_proto::validate_handle(name)
+                .map_err(|e| anyhow::anyhow!("profile name {name:?}: {e} (or give a path containing '/')"))?;
+            Ok(data_dir()?.join(name))
+        }
+        None => Ok(data_dir()?.join("default")),
+    }
+}
+
+/// The key for a new or re-keyed profile: a passphrase (asked twice, or
+/// from SOTTO_NEW_PASSPHRASE, else SOTTO_PASSPHRASE), or a key file.
+pub fn new_key(no_passphrase: bool) -> Result<ProfileKey> {
+    if no_passphrase {
+        eprintln!(
+            "warning: no passphrase: the profile's key is stored in a file next to the data. \
+             Anyone who can read that folder can read your messages. This is weaker than a passphrase."
+        );
+        return Ok(ProfileKey::KeyFile);
+    }
+    if let Ok(p) = std::env::var("SOTTO_NEW_PASSPHRASE") {
+        return Ok(ProfileKey::Passphrase(Zeroizing::new(p)));
+    }
+    Ok(ProfileKey::Passphrase(passphrase("Choose a passphrase for this profile: ", true)?))
+}
+
+/// The passphrase of a backup file.
+pub fn backup_passphrase(confirm: bool) -> Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("SOTTO_BACKUP_PASSPHRASE") {
+        return Ok(Zeroizing::new(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("a backup passphrase is needed: set SOTTO_BACKUP_PASSPHRASE, or run on a terminal to be asked");
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("Backup passphrase: ")?);
+    if confirm && *first != rpassword::prompt_password("Repeat the backup passphrase: ")? {
+        bail!("the two passphrases differ");
+    }
+    Ok(first)
+}
+
+/// Prints every profile in the data directory, with handle and server for
+/// those that open without asking (key file, or SOTTO_PASSPHRASE fits).
+pub fn list() -> Result<()> {
+    let root = data_dir()?;
+    let mut entries: Vec<_> = std::fs::read_dir(&root).map(|r| r.flatten().collect()).unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    let mut found = false;
+    for e in entries {
+        let dir = e.path();
+        if !db::exists(&dir) {
+            continue;
+        }
+        found = true;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let key = if db::uses_key_file(&dir) {
+            Some(ProfileKey::KeyFile)
+        } else {
+            std::env::var("SOTTO_PASSPHRASE").ok().map(|p| ProfileKey::Passphrase(Zeroizing::new(p)))
+        };
+        match key.map(|k| Messenger::open(&dir, &k)) {
+            Some(Ok(m)) => println!("{name}\t@{}\t{}", m.identity().handle, m.server().unwrap_or_default()),
+            _ => println!("{name}\t(locked)"),
+        }
+    }
+    if !found {
+        println!("no profiles in {}; create one with `sotto --profile NAME init ...`", root.display());
+    }
+    Ok(())
 }
 
 fn passphrase(prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
@@ -55,15 +130,9 @@ pub fn open(dir: &Path) -> Result<Messenger> {
 
 /// Creates a profile in `dir`.
 pub fn create(dir: &Path, no_passphrase: bool, handle: &str, server: &str) -> Result<Messenger> {
-    let key = if no_passphrase {
-        eprintln!(
-            "warning: no passphrase: the profile's key is stored in {} next to the data. \
-             Anyone who can read that folder can read your messages. This is weaker than a passphrase.",
-            db::db_path(dir).with_file_name("profile.key").display()
-        );
-        ProfileKey::KeyFile
-    } else {
-        ProfileKey::Passphrase(passphrase("Choose a passphrase for this profile: ", true)?)
-    };
+    if db::exists(dir) {
+        bail!("a profile exists already in {}; choose another --profile", dir.display());
+    }
+    let key = new_key(no_passphrase)?;
     Ok(Messenger::create(dir, &key, handle, server)?)
 }

@@ -157,6 +157,58 @@ pub fn open(dir: &Path, key: &ProfileKey) -> CoreResult<Connection> {
     keyed(&dir.join(DB), &k)
 }
 
+/// Makes a fresh key for a new database in `dir` (writing `profile.kdf`
+/// or `profile.key`).
+pub(crate) fn new_key(dir: &Path, key: &ProfileKey) -> CoreResult<Zeroizing<[u8; 32]>> {
+    for f in [KDF, KEYFILE] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+    key_for(dir, key, true)
+}
+
+/// The key of an existing `profile.kdf`/`profile.key` in `dir`.
+pub(crate) fn key_from_files(dir: &Path, key: &ProfileKey) -> CoreResult<Zeroizing<[u8; 32]>> {
+    key_for(dir, key, false)
+}
+
+/// SQLCipher's raw-key literal for a key.
+pub(crate) fn key_literal(key: &[u8; 32]) -> Zeroizing<String> {
+    Zeroizing::new(format!("x'{}'", hex::encode(key)))
+}
+
+/// Opens a SQLCipher database file with a raw key, checking the key.
+pub(crate) fn open_keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
+    keyed(path, key)
+}
+
+/// Re-keys the open profile database in `dir` under `new` (a passphrase or
+/// a key file). The new key's parameters are written beside the old ones
+/// first and moved into place after the re-key, so a crash leaves a profile
+/// that opens with one of the two.
+pub fn rekey(conn: &Connection, dir: &Path, new: &ProfileKey) -> CoreResult<()> {
+    let staging = tempfile_dir(dir)?;
+    let k = key_for(&staging, new, true)?;
+    // Re-keying rewrites every page; WAL would keep old pages around.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")?;
+    conn.pragma_update(None, "rekey", key_literal(&k).as_str())?;
+    conn.execute_batch("PRAGMA journal_mode=WAL;")?;
+    for f in [KDF, KEYFILE] {
+        let _ = fs::remove_file(dir.join(f));
+        if staging.join(f).exists() {
+            fs::rename(staging.join(f), dir.join(f))?;
+        }
+    }
+    let _ = fs::remove_dir(&staging);
+    Ok(())
+}
+
+fn tempfile_dir(dir: &Path) -> CoreResult<PathBuf> {
+    let staging = dir.join(".rekey");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir(&staging)?;
+    Ok(staging)
+}
+
 /// Removes a profile's files (used when `init` fails half-way).
 pub fn remove(dir: &Path) {
     for f in [DB, KDF, KEYFILE, "profile.db-wal", "profile.db-shm"] {

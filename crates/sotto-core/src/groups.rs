@@ -54,6 +54,7 @@ impl Messenger {
     /// The commit adding people to a group, or `None` if all are in it.
     pub fn add_to_group(&self, conversation: &str, invitees: Vec<Invitee>) -> CoreResult<Option<PendingCommit>> {
         let g = self.group_of(conversation)?;
+        self.precheck(&invitees)?;
         self.queue_commit(&g, Intent::Add(invitees))
     }
 

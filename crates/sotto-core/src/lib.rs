@@ -9,12 +9,14 @@
 //! crash never leaves the two apart.
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod content;
 pub mod db;
 pub mod error;
 pub mod groups;
 pub mod identity;
 pub mod messenger;
+pub mod trust;
 mod provider;
 
 pub use content::{Body, Content};

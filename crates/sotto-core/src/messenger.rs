@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS contacts(
     account_key BLOB NOT NULL,
     verified INTEGER NOT NULL DEFAULT 0,
     key_changed INTEGER NOT NULL DEFAULT 0,
+    -- The new account key seen, held until the person trusts it.
+    pending_key BLOB,
     added_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS groups(
@@ -220,6 +222,14 @@ pub enum Event {
     },
 }
 
+/// The warning shown when a contact's account key changes.
+pub(crate) fn key_change_text(handle: &str) -> String {
+    format!(
+        "the account key of @{handle} changed: they may have a new device, or someone may be impersonating them. \
+         Compare safety numbers (`sotto verify @{handle}`), then `sotto trust @{handle}`"
+    )
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -316,9 +326,38 @@ impl Messenger {
         Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: dir.to_owned() })
     }
 
+    /// An ephemeral messenger: identity and history live in memory only and
+    /// vanish with the process; nothing touches the disk.
+    pub fn create_ephemeral(handle: &str, server: &str) -> CoreResult<Self> {
+        let identity = Identity::generate(handle)?;
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        provider::migrate(&mut conn).map_err(CoreError::Mls)?;
+        conn.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+        conn.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: PathBuf::new() })
+    }
+
+    /// Re-keys the profile database under a new passphrase or key file.
+    pub fn change_key(&self, key: &ProfileKey) -> CoreResult<()> {
+        if self.is_ephemeral() {
+            return Err(CoreError::Invalid("an ephemeral profile has no key".into()));
+        }
+        db::rekey(&self.conn, &self.dir, key)
+    }
+
+    /// Whether this messenger keeps nothing on disk.
+    pub fn is_ephemeral(&self) -> bool {
+        self.dir.as_os_str().is_empty()
+    }
+
     /// Opens an existing profile.
     pub fn open(dir: &Path, key: &ProfileKey) -> CoreResult<Self> {
         let conn = db::open(dir, key)?;
+        Self::from_connection(conn, dir)
+    }
+
+    pub(crate) fn from_connection(conn: Connection, dir: &Path) -> CoreResult<Self> {
         conn.execute_batch(SCHEMA)?;
         let bytes: Vec<u8> = conn
             .query_row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
@@ -438,29 +477,59 @@ impl Messenger {
 
     /// Records a contact's account key on first sight; on a different key
     /// later, marks the contact changed and refuses.
-    pub(crate) fn check_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
+    /// Records a contact's account key on first sight (trust on first use).
+    /// A different key later is held as pending, the contact is marked
+    /// changed and unverified, and `true` is returned; nothing fails, so a
+    /// key change never loses a message.
+    pub(crate) fn note_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<bool> {
         if handle == self.identity.handle {
-            return Ok(());
+            return Ok(false);
         }
-        let known: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0))
-            .optional()?;
+        let known: Option<Vec<u8>> =
+            self.conn.query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
         match known {
             None => {
                 self.conn.execute(
                     "INSERT INTO contacts(handle, account_key, added_at) VALUES(?,?,?)",
                     params![handle, account_key, now_ms()],
                 )?;
-                Ok(())
+                Ok(false)
             }
-            Some(k) if k == account_key => Ok(()),
-            Some(_) => Err(CoreError::KeyChanged(handle.to_owned())),
+            Some(k) if k == account_key => Ok(false),
+            Some(_) => {
+                self.conn.execute(
+                    "UPDATE contacts SET key_changed=1, verified=0, pending_key=? WHERE handle=?",
+                    params![account_key, handle],
+                )?;
+                Ok(true)
+            }
         }
     }
 
-    pub(crate) fn flag_key_change(&self, handle: &str) {
-        let _ = self.conn.execute("UPDATE contacts SET key_changed=1, verified=0 WHERE handle=?", [handle]);
+    /// Refuses to build anything for a contact whose key changed and is not
+    /// yet trusted, or whose key differs from the one given.
+    fn require_trusted(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
+        let row: Option<(Vec<u8>, bool)> = self
+            .conn
+            .query_row("SELECT account_key, key_changed FROM contacts WHERE handle=?", [handle], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match row {
+            Some((k, false)) if k == account_key => Ok(()),
+            None => Ok(()),
+            _ => Err(CoreError::KeyChanged(handle.to_owned())),
+        }
+    }
+
+    /// Notes the invitees' keys (outside any transaction, so a change is
+    /// remembered even though the operation is refused).
+    pub(crate) fn precheck(&self, invitees: &[Invitee]) -> CoreResult<()> {
+        for inv in invitees {
+            self.note_contact(&inv.handle, &inv.account_key)?;
+            self.require_trusted(&inv.handle, &inv.account_key)?;
+        }
+        Ok(())
     }
 
     /// The canonical group of a conversation: when both people started a
@@ -520,9 +589,6 @@ impl Messenger {
             me.put_outbox(&item)?;
             Ok(item)
         });
-        if let Err(CoreError::KeyChanged(h)) = &result {
-            self.flag_key_change(h);
-        }
         result
     }
 
@@ -530,7 +596,8 @@ impl Messenger {
     /// server reported, and the credential chain inside each.
     fn validate_invitee(&self, invitee: &Invitee) -> CoreResult<Vec<(KeyPackage, DeviceRef)>> {
         let handle = &invitee.handle;
-        self.check_contact(handle, &invitee.account_key)?;
+        self.note_contact(handle, &invitee.account_key)?;
+        self.require_trusted(handle, &invitee.account_key)?;
         let provider = self.provider();
         let mut out = Vec::new();
         for c in &invitee.packages {
@@ -553,6 +620,12 @@ impl Messenger {
             return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
         }
         Ok(out)
+    }
+
+    /// The credentials of a group's current members.
+    pub(crate) fn member_credentials(&self, group_id: &[u8]) -> CoreResult<Vec<SottoCredential>> {
+        let group = self.load_group(group_id)?;
+        Ok(Self::member_handles(&group).into_iter().map(|(_, c)| c).collect())
     }
 
     /// The handles of a group's current members.
@@ -641,9 +714,6 @@ impl Messenger {
             me.put_outbox(&item)?;
             Ok(Some(item))
         });
-        if let Err(CoreError::KeyChanged(h)) = &result {
-            self.flag_key_change(h);
-        }
         result
     }
 
@@ -858,8 +928,11 @@ impl Messenger {
                     others.push(cred);
                 }
             }
+            let mut events = Vec::new();
             for o in &others {
-                me.check_contact(&o.handle, &o.account_key)?;
+                if me.note_contact(&o.handle, &o.account_key)? {
+                    events.push(Event::Warning { conversation: None, text: key_change_text(&o.handle) });
+                }
             }
             let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
             handles.sort();
@@ -876,7 +949,8 @@ impl Messenger {
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id, conversation, now, now],
             )?;
-            Ok(vec![Event::Joined { conversation }])
+            events.insert(0, Event::Joined { conversation });
+            Ok(events)
         })
     }
 
@@ -927,7 +1001,7 @@ impl Messenger {
             }
             for m in group.members() {
                 let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
-                me.check_contact(&cred.handle, &cred.account_key)?;
+                me.note_contact(&cred.handle, &cred.account_key)?;
             }
             let item = OutboxItem {
                 client_id: rand::random::<[u8; 16]>().to_vec(),
@@ -1071,7 +1145,7 @@ impl Messenger {
                 for add in staged.add_proposals() {
                     let leaf = add.add_proposal().key_package().leaf_node();
                     let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
-                    self.check_contact(&cred.handle, &cred.account_key)?;
+                    self.note_contact(&cred.handle, &cred.account_key)?;
                 }
                 let removed = staged.self_removed();
                 let gone: Vec<String> = staged

@@ -1,0 +1,146 @@
+//! Exporting a conversation as text, JSON or a self-contained HTML page.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use sotto_core::{Body, StoredMessage};
+
+/// The formats `sotto export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per message.
+    Txt,
+    /// One JSON document with every message.
+    Json,
+    /// A page that opens in any browser, offline.
+    Html,
+}
+
+impl Format {
+    /// File extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Txt => "txt",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+}
+
+fn when(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn text(m: &StoredMessage) -> &str {
+    match &m.body {
+        Body::Text { text } => text,
+        _ => "[a kind of message this version cannot show]",
+    }
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders a conversation in `format`.
+pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: Format) -> String {
+    let exported = when(chrono::Utc::now().timestamp_millis());
+    match format {
+        Format::Txt => {
+            let mut out = format!("sotto conversation {conversation}, exported by @{me} at {exported}\n\n");
+            for m in messages {
+                if m.state == "system" {
+                    out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m)));
+                } else {
+                    out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m)));
+                }
+            }
+            out
+        }
+        Format::Json => {
+            let list: Vec<_> = messages.iter().map(crate::output::message_json).collect();
+            let doc = json!({"conversation": conversation, "exported_by": me, "exported_at": exported, "messages": list});
+            serde_json::to_string_pretty(&doc).expect("json") + "\n"
+        }
+        Format::Html => {
+            let mut body = String::new();
+            for m in messages {
+                let class = if m.state == "system" {
+                    "sys"
+                } else if m.outgoing {
+                    "out"
+                } else {
+                    "in"
+                };
+                let who = if m.state == "system" { String::new() } else { format!("<b>{}</b> ", escape_html(&m.sender)) };
+                body.push_str(&format!(
+                    "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
+                    escape_html(text(m)),
+                    t = when(m.sent_at)
+                ));
+            }
+            format!(
+                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>sotto: {c}</title><style>\
+body{{font:16px/1.45 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;background:#fff;color:#111}}\
+h1{{font-size:1.3rem}}.msg{{margin:.6rem 0;padding:.5rem .8rem;border-radius:.6rem;background:#f1f1f4}}\
+.out{{background:#dcecff;margin-left:3rem}}.in{{margin-right:3rem}}.sys{{background:none;color:#555;font-style:italic;text-align:center}}\
+.meta{{font-size:.8rem;color:#444}}p{{margin:.2rem 0 0;white-space:pre-wrap;overflow-wrap:anywhere}}\
+@media (prefers-color-scheme:dark){{body{{background:#111;color:#eee}}.msg{{background:#23232a}}.out{{background:#1d3552}}.meta{{color:#bbb}}.sys{{color:#aaa}}}}\
+</style></head><body><h1>Conversation {c}</h1><p class=\"meta\">Exported by @{me} at {exported}</p>\n{body}</body></html>\n",
+                c = escape_html(conversation),
+                me = escape_html(me),
+            )
+        }
+    }
+}
+
+/// A file name for a conversation that cannot leave the target folder.
+pub fn file_name(conversation: &str, format: Format) -> String {
+    let safe: String = conversation
+        .chars()
+        .map(|c| match c {
+            '@' => "dm-".to_owned(),
+            '#' => "group-".to_owned(),
+            c if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') => c.to_string(),
+            _ => "_".to_owned(),
+        })
+        .collect();
+    format!("{}.{}", safe.trim_start_matches('.'), format.extension())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_and_names_stay_inside() {
+        let m = StoredMessage {
+            id: vec![1],
+            conversation: "@bob".into(),
+            sender: "bob".into(),
+            outgoing: false,
+            sent_at: 0,
+            received_at: 0,
+            body: Body::Text { text: "<script>alert(1)</script> & \"x\"".into() },
+            state: "received".into(),
+            seq: Some(1),
+        };
+        let html = render("@bob", "alice", &[m], Format::Html);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"));
+        assert_eq!(file_name("#../../etc", Format::Txt), "group-.._.._etc.txt");
+        assert_eq!(file_name("@bob", Format::Json), "dm-bob.json");
+    }
+}
