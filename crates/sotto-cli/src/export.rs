@@ -69,7 +69,8 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
         }
         Format::Json => {
             let list: Vec<_> = messages.iter().map(crate::output::message_json).collect();
-            let doc = json!({"conversation": conversation, "exported_by": me, "exported_at": exported, "messages": list});
+            let doc =
+                json!({"conversation": conversation, "exported_by": me, "exported_at": exported, "messages": list});
             serde_json::to_string_pretty(&doc).expect("json") + "\n"
         }
         Format::Html => {
@@ -82,7 +83,8 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
                 } else {
                     "in"
                 };
-                let who = if m.state == "system" { String::new() } else { format!("<b>{}</b> ", escape_html(&m.sender)) };
+                let who =
+                    if m.state == "system" { String::new() } else { format!("<b>{}</b> ", escape_html(&m.sender)) };
                 body.push_str(&format!(
                     "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
                     escape_html(text(m)),

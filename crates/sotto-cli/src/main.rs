@@ -303,12 +303,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("profile: {}", dir.display());
         }
         Command::Send { to, text } => {
-            let conversation = conversation_arg(&to)?;
-            let messenger = profile::open(&dir)?;
+            let conversation = conversation_arg(to)?;
+            let messenger = messenger(&cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             session
-                .send_text(&conversation, &text)
+                .send_text(&conversation, text)
                 .await
                 .with_context(|| format!("could not send to {conversation}"))?;
             session.close().await;
@@ -492,7 +492,10 @@ async fn run(cli: Cli) -> Result<()> {
             let messenger = profile::open(&dir)?;
             let pass = profile::backup_passphrase(true)?;
             messenger.backup(file, &pass)?;
-            println!("backup written to {} (keep the backup passphrase; without it the file is useless)", file.display());
+            println!(
+                "backup written to {} (keep the backup passphrase; without it the file is useless)",
+                file.display()
+            );
         }
         Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
             let pass = profile::backup_passphrase(false)?;
@@ -505,7 +508,10 @@ async fn run(cli: Cli) -> Result<()> {
             let messenger = profile::open(&dir)?;
             let key = profile::new_key(*no_passphrase)?;
             messenger.change_key(&key)?;
-            println!("the profile is now protected by {}", if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" });
+            println!(
+                "the profile is now protected by {}",
+                if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" }
+            );
         }
     }
     Ok(())

@@ -112,9 +112,7 @@ fn key_for(dir: &Path, key: &ProfileKey, create: bool) -> CoreResult<Zeroizing<[
 
 fn keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
     let conn = Connection::open(path)?;
-    let mut hexkey = Zeroizing::new(format!("x'{}'", hex::encode(key)));
-    conn.pragma_update(None, "key", hexkey.as_str())?;
-    hexkey.zeroize();
+    conn.pragma_update(None, "key", key_literal(key).as_str())?;
     // PRAGMA key always succeeds; a wrong key shows at the first read.
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => {}

@@ -16,8 +16,8 @@ pub mod error;
 pub mod groups;
 pub mod identity;
 pub mod messenger;
-pub mod trust;
 mod provider;
+pub mod trust;
 
 pub use content::{Body, Content};
 pub use db::ProfileKey;

@@ -485,8 +485,10 @@ impl Messenger {
         if handle == self.identity.handle {
             return Ok(false);
         }
-        let known: Option<Vec<u8>> =
-            self.conn.query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+        let known: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0))
+            .optional()?;
         match known {
             None => {
                 self.conn.execute(
@@ -565,7 +567,7 @@ impl Messenger {
         conversation: &str,
         invitees: Vec<Invitee>,
     ) -> CoreResult<PendingCommit> {
-        let result = self.tx(|me| {
+        self.tx(|me| {
             let provider = me.provider();
             let mut group_id: [u8; 16] = rand::random();
             group_id[0] = kind as u8;
@@ -588,8 +590,7 @@ impl Messenger {
             item.create_group = true;
             me.put_outbox(&item)?;
             Ok(item)
-        });
-        result
+        })
     }
 
     /// Validates claimed KeyPackages against the handle and account key the
@@ -709,12 +710,11 @@ impl Messenger {
 
     /// Queues a commit for `intent` in a conversation.
     pub(crate) fn queue_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<PendingCommit>> {
-        let result = self.tx(|me| {
+        self.tx(|me| {
             let Some(item) = me.build_commit(group_id, intent)? else { return Ok(None) };
             me.put_outbox(&item)?;
             Ok(Some(item))
-        });
-        result
+        })
     }
 
     /// A commit lost its epoch to another member's: after catching up,

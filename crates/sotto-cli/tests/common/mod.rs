@@ -16,7 +16,11 @@ fn bin_dir() -> PathBuf {
 
 /// Newest modification time of the files under `dir`.
 fn newest(dir: &Path) -> std::time::SystemTime {
-    files_under(dir).iter().filter_map(|p| p.metadata().and_then(|m| m.modified()).ok()).max().unwrap_or(std::time::UNIX_EPOCH)
+    files_under(dir)
+        .iter()
+        .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// The server binary. `cargo test --workspace` builds it; `cargo test -p
