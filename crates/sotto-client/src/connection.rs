@@ -82,7 +82,13 @@ impl Connection {
         .map_err(|e| ClientError::Transport(e.to_string()))?;
         let mut conn = Self {
             ws,
-            hello: Hello { protocol_version: 0, server_id: vec![], challenge: vec![], invite_only: true },
+            hello: Hello {
+                protocol_version: 0,
+                server_id: vec![],
+                challenge: vec![],
+                invite_only: true,
+                max_blob_bytes: 0,
+            },
             next_id: 1,
             pushes: VecDeque::new(),
             request_timeout: Duration::from_secs(30),

@@ -121,6 +121,9 @@ mod tests {
             Request::Presence { handles: vec!["a".into(), "b".into()] },
             Request::PutGroupInfo { group_id: vec![4; 16], epoch: 3, group_info: vec![1, 2, 3] },
             Request::GetGroupInfo { group_id: vec![4; 16] },
+            Request::BlobToken,
+            Request::ShareBlob { blob_id: vec![1; 16], group_id: vec![4; 16] },
+            Request::BlobFetched { blob_id: vec![1; 16] },
         ]
     }
 
@@ -139,6 +142,7 @@ mod tests {
             Response::Messages { messages: vec![delivery()] },
             Response::Group { epoch: 3, members: vec![dev("a"), dev("b")], last_seq: 7 },
             Response::GroupInfo { epoch: 3, group_info: vec![9, 9] },
+            Response::BlobToken { token: vec![7; 32], expires_in: 3600 },
             Response::Presence { enabled: true, online: vec![("a".into(), true), ("b".into(), false)] },
         ];
         let mut out: Vec<ServerMessage> = responses
@@ -158,6 +162,7 @@ mod tests {
             server_id: vec![1; 32],
             challenge: vec![2; 32],
             invite_only: true,
+            max_blob_bytes: 1 << 31,
         }));
         out.push(ServerMessage::Push(Push::Deliver(delivery())));
         out.push(ServerMessage::Push(Push::Welcome {

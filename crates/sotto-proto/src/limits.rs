@@ -19,3 +19,7 @@ pub const MAX_MEMBERSHIP_CHANGE: usize = 1000;
 pub const AUTH_TIMEOUT_SECS: u64 = 10;
 /// Length of a group id in bytes.
 pub const GROUP_ID_LEN: usize = 16;
+/// Default largest file (encrypted blob) a server accepts: 2 GiB.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Length of a blob id in bytes.
+pub const BLOB_ID_LEN: usize = 16;

@@ -47,6 +47,9 @@ pub struct Hello {
     pub challenge: Vec<u8>,
     /// Whether registration needs an invite.
     pub invite_only: bool,
+    /// Largest file (encrypted blob) the server accepts, in bytes.
+    #[serde(default)]
+    pub max_blob_bytes: u64,
 }
 
 /// A client-to-server frame: a request with an id the response will carry.
@@ -218,6 +221,27 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         group_id: Vec<u8>,
     },
+    /// A bearer token for the blob endpoints (`/v1/blobs/...`), valid for
+    /// an hour.
+    BlobToken,
+    /// Let the members of a group fetch a blob this device uploaded. Each
+    /// member device (but the uploader) must confirm with `BlobFetched`
+    /// before the server deletes the blob.
+    ShareBlob {
+        /// The blob (16 bytes).
+        #[serde(with = "serde_bytes")]
+        blob_id: Vec<u8>,
+        /// The group whose current members may fetch it.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+    },
+    /// This device fetched and verified the blob; it may be deleted once
+    /// every recipient did.
+    BlobFetched {
+        /// The blob.
+        #[serde(with = "serde_bytes")]
+        blob_id: Vec<u8>,
+    },
     /// Which of these accounts have a device online. Answered only for
     /// accounts that share a group with the asker; others are left out.
     Presence {
@@ -278,6 +302,14 @@ pub enum Response {
         enabled: bool,
         /// Handle and whether any of its devices is connected.
         online: Vec<(String, bool)>,
+    },
+    /// A token for the blob endpoints.
+    BlobToken {
+        /// Send as `Authorization: Bearer <hex of token>`.
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+        /// Seconds it stays valid.
+        expires_in: u64,
     },
     /// A group's latest GroupInfo.
     GroupInfo {

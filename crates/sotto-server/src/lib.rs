@@ -6,6 +6,7 @@
 //! one port ([`server::run`]).
 #![deny(missing_docs)]
 
+pub mod blobs;
 pub mod hub;
 pub mod invite;
 pub mod relay;

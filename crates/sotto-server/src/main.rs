@@ -62,6 +62,12 @@ struct RunArgs {
     /// Serve plain HTTP, for running behind a TLS-terminating proxy.
     #[arg(long, conflicts_with = "tls_cert")]
     insecure_http: bool,
+    /// Largest file accepted, in bytes (encrypted size).
+    #[arg(long, default_value_t = sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES)]
+    max_file_size: u64,
+    /// Most bytes of files one account may have waiting on the server.
+    #[arg(long, default_value_t = 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES)]
+    quota: u64,
     /// How long undelivered messages are kept (e.g. 30d, 12h).
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     retention: Duration,
@@ -182,16 +188,21 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let address = ServerAddress { host, port: local.port(), transport };
 
-    let relay = Arc::new(Relay {
-        store: store.clone(),
-        hub: Default::default(),
-        config: RelayConfig {
+    let blob_dir = args.data.join("blobs");
+    std::fs::create_dir_all(&blob_dir).with_context(|| format!("cannot create {}", blob_dir.display()))?;
+    let relay = Arc::new(Relay::new(
+        store.clone(),
+        RelayConfig {
             open_registration: args.open_registration,
             retention: args.retention,
+            presence: !args.no_presence,
+            max_blob_bytes: args.max_file_size,
+            blob_quota: args.quota,
             ..Default::default()
         },
         server_id,
-    });
+        blob_dir,
+    ));
 
     let mut out = tokio::io::stdout();
     if first_start && !args.open_registration {
@@ -212,17 +223,26 @@ async fn run(args: RunArgs) -> Result<()> {
     out.write_all(format!("address: {address}\n").as_bytes()).await?;
     out.flush().await?;
 
-    let purge_store = store.clone();
+    let purge_relay = relay.clone();
     let retention_ms = args.retention.as_millis() as i64;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let s = purge_store.clone();
+            let s = purge_relay.store.clone();
             match tokio::task::spawn_blocking(move || s.purge_expired(now_ms(), retention_ms)).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention purge"),
                 Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
                 _ => {}
+            }
+            let s = purge_relay.store.clone();
+            if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || s.expire_blobs(now_ms() - retention_ms)).await {
+                for id in &ids {
+                    sotto_server::blobs::remove_bytes(&purge_relay.blob_dir, id).await;
+                }
+                if !ids.is_empty() {
+                    tracing::info!(deleted = ids.len(), "expired files removed");
+                }
             }
         }
     });

@@ -1,7 +1,9 @@
 //! The relay's request logic: checks, store calls and wake-ups, with no
 //! socket in sight. The WebSocket session hands every request here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
@@ -30,6 +32,10 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// Whether members may see which of their co-members are online.
     pub presence: bool,
+    /// Largest blob (encrypted file) accepted.
+    pub max_blob_bytes: u64,
+    /// Most blob bytes one account may have stored at once.
+    pub blob_quota: u64,
 }
 
 impl Default for RelayConfig {
@@ -41,6 +47,8 @@ impl Default for RelayConfig {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             presence: true,
+            max_blob_bytes: sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
+            blob_quota: 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
         }
     }
 }
@@ -55,6 +63,39 @@ pub struct Relay {
     pub config: RelayConfig,
     /// What login signatures are bound to (the TLS key pin, or a stored id).
     pub server_id: Vec<u8>,
+    /// Where blob bytes live.
+    pub blob_dir: PathBuf,
+    /// Bearer tokens for the blob endpoints: token -> (device, expiry).
+    pub tokens: Mutex<HashMap<[u8; 32], (DeviceRef, std::time::Instant)>>,
+    /// Blobs being uploaded right now: one writer per blob.
+    pub uploading: Mutex<std::collections::HashSet<Vec<u8>>>,
+}
+
+/// How long a blob token is valid.
+pub const BLOB_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+impl Relay {
+    /// A relay over `store`, keeping blobs in `blob_dir`.
+    pub fn new(store: Arc<dyn Store>, config: RelayConfig, server_id: Vec<u8>, blob_dir: PathBuf) -> Self {
+        Self {
+            store,
+            hub: Hub::default(),
+            config,
+            server_id,
+            blob_dir,
+            tokens: Mutex::default(),
+            uploading: Mutex::default(),
+        }
+    }
+
+    /// The device a blob token belongs to, if it is valid.
+    pub fn token_device(&self, token: &[u8]) -> Option<DeviceRef> {
+        let token: [u8; 32] = token.try_into().ok()?;
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        tokens.retain(|_, (_, expiry)| *expiry > now);
+        tokens.get(&token).map(|(d, _)| d.clone())
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -319,6 +360,25 @@ impl Relay {
                 let me = me.clone();
                 let messages = blocking(move || store.fetch(&group_id, &me, after_seq, limit)).await?;
                 Ok(Response::Messages { messages })
+            }
+            Request::BlobToken => {
+                let token: [u8; 32] = rand::random();
+                let expiry = std::time::Instant::now() + BLOB_TOKEN_TTL;
+                self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token, (me.clone(), expiry));
+                Ok(Response::BlobToken { token: token.to_vec(), expires_in: BLOB_TOKEN_TTL.as_secs() })
+            }
+            Request::ShareBlob { blob_id, group_id } => {
+                let me = me.clone();
+                blocking(move || store.share_blob(&blob_id, &me, &group_id)).await?;
+                Ok(Response::Done)
+            }
+            Request::BlobFetched { blob_id } => {
+                let me = me.clone();
+                let id = blob_id.clone();
+                if blocking(move || store.blob_fetched(&id, &me)).await? {
+                    crate::blobs::remove_bytes(&self.blob_dir, &blob_id).await;
+                }
+                Ok(Response::Done)
             }
             Request::PutGroupInfo { group_id, epoch, group_info } => {
                 check_group_id(&group_id)?;

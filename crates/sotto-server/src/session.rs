@@ -71,6 +71,7 @@ pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>) {
         server_id: relay.server_id.clone(),
         challenge: challenge.to_vec(),
         invite_only: !relay.config.open_registration,
+        max_blob_bytes: relay.config.max_blob_bytes,
     };
     if send(&mut socket, &ServerMessage::Hello(hello)).await.is_err() {
         return;

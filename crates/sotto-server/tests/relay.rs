@@ -369,12 +369,8 @@ async fn plain_http_mode_behind_a_proxy_and_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let store: std::sync::Arc<dyn sotto_server::store::Store> =
         std::sync::Arc::new(sotto_server::store::SqliteStore::open(&dir.path().join("relay.db")).unwrap());
-    let relay = std::sync::Arc::new(sotto_server::relay::Relay {
-        store,
-        hub: Default::default(),
-        config: open(),
-        server_id: vec![9; 32],
-    });
+    let relay =
+        std::sync::Arc::new(sotto_server::relay::Relay::new(store, open(), vec![9; 32], dir.path().join("blobs")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(sotto_server::server::run(listener, None, relay, Default::default(), std::future::pending()));

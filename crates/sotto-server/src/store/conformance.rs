@@ -44,6 +44,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     ack_then_delete(&make());
     removed_member_reads_nothing(&make());
     leaving(&make());
+    blobs(&make());
     retention(&make());
 }
 
@@ -259,4 +260,38 @@ fn retention(s: &impl Store) {
     s.create_invite("expired", 1, Some(NOW - 1), NOW).unwrap();
     assert!(s.purge_expired(NOW, 5_000).unwrap() >= 2);
     assert_eq!(s.fetch(g, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+}
+
+fn blobs(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    register(s, "eve");
+    let (alice, bob, eve) = (dev("alice"), dev("bob"), dev("eve"));
+    let g: &[u8] = b"group-blob";
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    s.append(&commit, NOW).unwrap();
+
+    assert!(matches!(s.begin_blob(b"big", &alice, 101, 100, 1000, NOW), Err(StoreError::LimitExceeded(_))));
+    let b = s.begin_blob(b"b1", &alice, 100, 100, 150, NOW).unwrap();
+    assert!(!b.complete);
+    assert_eq!(s.begin_blob(b"b1", &alice, 100, 100, 150, NOW).unwrap(), b, "resuming finds the same blob");
+    assert!(matches!(s.begin_blob(b"b1", &eve, 100, 100, 150, NOW), Err(StoreError::LimitExceeded(_))));
+    assert!(matches!(s.begin_blob(b"b2", &alice, 60, 100, 150, NOW), Err(StoreError::LimitExceeded(_))), "quota");
+    assert!(s.may_read_blob(b"b1", &alice).unwrap());
+    assert!(!s.may_read_blob(b"b1", &bob).unwrap());
+    assert_eq!(s.share_blob(b"b1", &eve, g), Err(StoreError::NotMember));
+    s.share_blob(b"b1", &alice, g).unwrap();
+    assert!(s.may_read_blob(b"b1", &bob).unwrap());
+    assert!(!s.may_read_blob(b"b1", &eve).unwrap());
+    s.complete_blob(b"b1").unwrap();
+    assert!(s.blob(b"b1").unwrap().unwrap().complete);
+    assert!(!s.blob_fetched(b"b1", &eve).unwrap(), "a stranger's confirmation counts for nothing");
+    assert!(s.blob_fetched(b"b1", &bob).unwrap(), "every recipient fetched it");
+    assert!(s.blob(b"b1").unwrap().is_none());
+    s.begin_blob(b"old", &alice, 10, 100, 150, NOW - 10).unwrap();
+    assert_eq!(s.expire_blobs(NOW - 5).unwrap(), vec![b"old".to_vec()]);
+    assert_eq!(s.stats().unwrap().blobs, 0);
 }

@@ -142,6 +142,21 @@ pub struct Membership {
     pub cursor: u64,
 }
 
+/// A blob's record (the bytes live in files; see `blobs.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Id.
+    pub id: Vec<u8>,
+    /// The uploading device.
+    pub owner: DeviceRef,
+    /// Declared total size in bytes.
+    pub size: u64,
+    /// All bytes are stored.
+    pub complete: bool,
+    /// When the upload started (ms).
+    pub created_at: i64,
+}
+
 /// Counts for operators and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -153,6 +168,10 @@ pub struct StoreStats {
     pub messages: u64,
     /// Welcomes waiting.
     pub welcomes: u64,
+    /// Blobs stored (complete or not).
+    pub blobs: u64,
+    /// Their declared bytes.
+    pub blob_bytes: u64,
 }
 
 /// The relay's storage. Synchronous on purpose: the server calls it from a
@@ -219,6 +238,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// The group's stored GroupInfo and its epoch, for a member.
     fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>>;
+
+    /// Starts (or finds) a blob upload. A new blob must fit `max_size` and
+    /// the owner's `quota` (sum of the account's blob sizes). An existing
+    /// blob of another device is refused as not found.
+    fn begin_blob(
+        &self,
+        id: &[u8],
+        owner: &DeviceRef,
+        size: u64,
+        max_size: u64,
+        quota: u64,
+        now: i64,
+    ) -> StoreResult<BlobRecord>;
+
+    /// A blob's record.
+    fn blob(&self, id: &[u8]) -> StoreResult<Option<BlobRecord>>;
+
+    /// Marks a blob's bytes complete.
+    fn complete_blob(&self, id: &[u8]) -> StoreResult<()>;
+
+    /// Lets the group's current members (but the owner) fetch the blob.
+    fn share_blob(&self, id: &[u8], owner: &DeviceRef, group_id: &[u8]) -> StoreResult<()>;
+
+    /// Whether the device may read the blob (owner or shared with it).
+    fn may_read_blob(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool>;
+
+    /// Records that a recipient fetched the blob; returns true when every
+    /// recipient has, and the record is deleted (the caller deletes bytes).
+    fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool>;
+
+    /// Deletes the records of blobs older than `cutoff` and returns their ids.
+    fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>>;
 
     /// Removes the device from the group's routing (it left).
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;

@@ -93,6 +93,22 @@ CREATE TABLE IF NOT EXISTS welcomes(
     stored_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS welcomes_device ON welcomes(handle, device_id, id);
+CREATE TABLE IF NOT EXISTS blobs(
+    id BLOB PRIMARY KEY,
+    owner_handle TEXT NOT NULL,
+    owner_device INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_owner ON blobs(owner_handle);
+CREATE TABLE IF NOT EXISTS blob_readers(
+    blob_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(blob_id, handle, device_id)
+);
 "#;
 
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
@@ -199,6 +215,20 @@ fn group_row(tx: &Connection, group_id: &[u8]) -> StoreResult<Option<(u64, u64)>
     tx.query_row("SELECT epoch, last_seq FROM groups WHERE group_id=?", [group_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)
+}
+
+fn blob_row(tx: &Connection, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+    tx.query_row("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=?", [id], |r| {
+        Ok(BlobRecord {
+            id: id.to_vec(),
+            owner: DeviceRef { handle: r.get(0)?, device_id: r.get(1)? },
+            size: r.get(2)?,
+            complete: r.get(3)?,
+            created_at: r.get(4)?,
+        })
+    })
+    .optional()
+    .map_err(backend)
 }
 
 fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
@@ -550,6 +580,131 @@ impl Store for SqliteStore {
         })
     }
 
+    fn begin_blob(
+        &self,
+        id: &[u8],
+        owner: &DeviceRef,
+        size: u64,
+        max_size: u64,
+        quota: u64,
+        now: i64,
+    ) -> StoreResult<BlobRecord> {
+        self.with_tx(|tx| {
+            if let Some(b) = blob_row(tx, id)? {
+                if &b.owner != owner || b.size != size {
+                    return Err(StoreError::LimitExceeded("that blob id is taken".into()));
+                }
+                return Ok(b);
+            }
+            if size > max_size {
+                return Err(StoreError::LimitExceeded(format!(
+                    "the file is {size} bytes; this server takes at most {max_size}"
+                )));
+            }
+            let used: u64 = tx
+                .query_row("SELECT coalesce(sum(size), 0) FROM blobs WHERE owner_handle=?", [&owner.handle], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            if used.saturating_add(size) > quota {
+                return Err(StoreError::LimitExceeded(format!(
+                    "your storage quota ({quota} bytes) is used up until recipients fetch your files"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO blobs(id, owner_handle, owner_device, size, created_at) VALUES(?,?,?,?,?)",
+                params![id, owner.handle, owner.device_id, size, now],
+            )
+            .map_err(backend)?;
+            Ok(BlobRecord { id: id.to_vec(), owner: owner.clone(), size, complete: false, created_at: now })
+        })
+    }
+
+    fn blob(&self, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+        self.with_tx(|tx| blob_row(tx, id))
+    }
+
+    fn complete_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.execute("UPDATE blobs SET complete=1 WHERE id=?", [id]).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn share_blob(&self, id: &[u8], owner: &DeviceRef, group_id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let b = blob_row(tx, id)?.ok_or(StoreError::UnknownGroup)?;
+            if &b.owner != owner {
+                return Err(StoreError::NotMember);
+            }
+            member_row(tx, group_id, owner)?.ok_or(StoreError::NotMember)?;
+            for m in members_of(tx, group_id)? {
+                if &m != owner {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO blob_readers(blob_id, handle, device_id) VALUES(?,?,?)",
+                        params![id, m.handle, m.device_id],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn may_read_blob(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            let Some(b) = blob_row(tx, id)? else { return Ok(false) };
+            if &b.owner == device {
+                return Ok(true);
+            }
+            tx.query_row(
+                "SELECT count(*) FROM blob_readers WHERE blob_id=? AND handle=? AND device_id=?",
+                params![id, device.handle, device.device_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(backend)
+        })
+    }
+
+    fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE blob_readers SET fetched=1 WHERE blob_id=? AND handle=? AND device_id=?",
+                params![id, device.handle, device.device_id],
+            )
+            .map_err(backend)?;
+            let (readers, waiting): (i64, i64) = tx
+                .query_row(
+                    "SELECT count(*), coalesce(sum(fetched = 0), 0) FROM blob_readers WHERE blob_id=?",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            if readers > 0 && waiting == 0 {
+                tx.execute("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.execute("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+
+    fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.with_tx(|tx| {
+            let ids: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare_cached("SELECT id FROM blobs WHERE created_at < ?").map_err(backend)?;
+                let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.execute("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+            }
+            Ok(ids)
+        })
+    }
+
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
         self.with_tx(|tx| {
             if group_row(tx, group_id)?.is_none() {
@@ -677,6 +832,10 @@ impl Store for SqliteStore {
                 groups: count("groups")?,
                 messages: count("messages")?,
                 welcomes: count("welcomes")?,
+                blobs: count("blobs")?,
+                blob_bytes: tx
+                    .query_row("SELECT coalesce(sum(size), 0) FROM blobs", [], |r| r.get(0))
+                    .map_err(backend)?,
             })
         })
     }

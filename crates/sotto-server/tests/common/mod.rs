@@ -30,7 +30,9 @@ impl TestServer {
         let tls = sotto_server::tls::self_signed(&data.join("tls"), &[]).unwrap();
         let pin = tls.pin.unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("relay.db")).unwrap());
-        let relay = Arc::new(Relay { store, hub: Default::default(), config, server_id: pin.to_vec() });
+        let blobs = data.join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let relay = Arc::new(Relay::new(store, config, pin.to_vec(), blobs));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel();

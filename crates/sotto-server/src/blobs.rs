@@ -1,0 +1,248 @@
+//! Blob endpoints: encrypted files, streamed to and from disk, never held
+//! in memory. The server sees only opaque ciphertext and its size.
+//!
+//! - `PUT /v1/blobs/{id}?offset=N` with `x-sotto-size: TOTAL`: write the
+//!   body at N (N may not exceed what is stored; a smaller N truncates, so a
+//!   client resumes from a chunk boundary). Answers 201 when complete, 200
+//!   with `x-sotto-stored` otherwise.
+//! - `HEAD /v1/blobs/{id}`: `x-sotto-size`, `x-sotto-stored`, `x-sotto-complete`.
+//! - `GET /v1/blobs/{id}` with optional `Range: bytes=N-`: the ciphertext.
+//!
+//! All need `Authorization: Bearer <hex token>` from the `BlobToken` request.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::Router;
+use futures_util::StreamExt;
+use sotto_proto::DeviceRef;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::relay::{now_ms, Relay};
+use crate::store::StoreError;
+
+/// The blob routes.
+pub fn routes() -> Router<Arc<Relay>> {
+    Router::new().route("/v1/blobs/{id}", put(upload).head(status).get(download))
+}
+
+fn reply(code: StatusCode, text: &str) -> Response {
+    (code, format!("{text}\n")).into_response()
+}
+
+fn auth(relay: &Relay, headers: &HeaderMap) -> Result<DeviceRef, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| hex::decode(t.trim()).ok());
+    token
+        .and_then(|t| relay.token_device(&t))
+        .ok_or_else(|| reply(StatusCode::UNAUTHORIZED, "a valid blob token is needed (request blob_token)"))
+}
+
+fn blob_id(hex_id: &str) -> Result<Vec<u8>, Response> {
+    hex::decode(hex_id)
+        .ok()
+        .filter(|b| b.len() == sotto_proto::limits::BLOB_ID_LEN)
+        .ok_or_else(|| reply(StatusCode::BAD_REQUEST, "a blob id is 32 hex digits"))
+}
+
+/// Where a blob's bytes are (complete) and are written (in progress).
+fn paths(dir: &Path, id: &[u8]) -> (PathBuf, PathBuf) {
+    let name = hex::encode(id);
+    (dir.join(&name), dir.join(format!("{name}.part")))
+}
+
+/// Deletes a blob's bytes, complete or partial.
+pub async fn remove_bytes(dir: &Path, id: &[u8]) {
+    let (done, part) = paths(dir, id);
+    let _ = tokio::fs::remove_file(done).await;
+    let _ = tokio::fs::remove_file(part).await;
+}
+
+async fn store<T: Send + 'static>(
+    relay: &Arc<Relay>,
+    f: impl FnOnce(&dyn crate::store::Store) -> crate::store::StoreResult<T> + Send + 'static,
+) -> Result<T, Response> {
+    let s = relay.store.clone();
+    match tokio::task::spawn_blocking(move || f(&*s)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(StoreError::LimitExceeded(m))) => Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &m)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "blob store failure");
+            Err(reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure"))
+        }
+        Err(_) => Err(reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure")),
+    }
+}
+
+/// Releases the one-writer-per-blob lock.
+struct Writing<'a>(&'a Relay, Vec<u8>);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.uploading.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UploadQuery {
+    #[serde(default)]
+    offset: u64,
+}
+
+async fn upload(
+    State(relay): State<Arc<Relay>>,
+    UrlPath(hex_id): UrlPath<String>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match upload_inner(&relay, &hex_id, q.offset, &headers, body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn upload_inner(
+    relay: &Arc<Relay>,
+    hex_id: &str,
+    offset: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Response> {
+    let me = auth(relay, headers)?;
+    let id = blob_id(hex_id)?;
+    let size: u64 = headers
+        .get("x-sotto-size")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| reply(StatusCode::BAD_REQUEST, "x-sotto-size (the total size) is required"))?;
+    let (max, quota) = (relay.config.max_blob_bytes, relay.config.blob_quota);
+    let (idc, mec) = (id.clone(), me.clone());
+    // Checked before a byte of the body is read: an oversized file is
+    // refused before it is sent.
+    let record = store(relay, move |s| s.begin_blob(&idc, &mec, size, max, quota, now_ms())).await?;
+    if record.complete {
+        return Ok(stored_reply(StatusCode::OK, size, size));
+    }
+    if !relay.uploading.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+        return Err(reply(StatusCode::CONFLICT, "this blob is being uploaded on another connection"));
+    }
+    let _writing = Writing(relay, id.clone());
+    let (done_path, part_path) = paths(&relay.blob_dir, &id);
+    let io = |e: std::io::Error| {
+        tracing::error!(error = %e, "blob write failed");
+        reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure")
+    };
+    let mut file =
+        tokio::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&part_path).await.map_err(io)?;
+    let have = file.metadata().await.map_err(io)?.len();
+    if offset > have {
+        return Err(stored_reply(StatusCode::CONFLICT, size, have));
+    }
+    file.set_len(offset).await.map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+    let mut written = offset;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if written + bytes.len() as u64 > size {
+                    file.set_len(written).await.map_err(io)?;
+                    return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than the declared size"));
+                }
+                file.write_all(&bytes).await.map_err(io)?;
+                written += bytes.len() as u64;
+            }
+            // The client went away: keep what arrived for a resume.
+            Err(_) => break,
+        }
+    }
+    file.flush().await.map_err(io)?;
+    file.sync_data().await.map_err(io)?;
+    drop(file);
+    if written < size {
+        return Ok(stored_reply(StatusCode::OK, size, written));
+    }
+    tokio::fs::rename(&part_path, &done_path).await.map_err(io)?;
+    store(relay, move |s| s.complete_blob(&id)).await?;
+    Ok(stored_reply(StatusCode::CREATED, size, size))
+}
+
+fn stored_reply(code: StatusCode, size: u64, stored: u64) -> Response {
+    let mut r = (code, "").into_response();
+    let h = r.headers_mut();
+    h.insert("x-sotto-size", HeaderValue::from(size));
+    h.insert("x-sotto-stored", HeaderValue::from(stored));
+    h.insert("x-sotto-complete", HeaderValue::from_static(if stored == size { "1" } else { "0" }));
+    r
+}
+
+async fn readable(relay: &Arc<Relay>, headers: &HeaderMap, hex_id: &str) -> Result<crate::store::BlobRecord, Response> {
+    let me = auth(relay, headers)?;
+    let id = blob_id(hex_id)?;
+    let idc = id.clone();
+    let allowed = store(relay, move |s| s.may_read_blob(&idc, &me)).await?;
+    // Unknown and forbidden look the same: no probing for blob ids.
+    let record = if allowed { store(relay, move |s| s.blob(&id)).await? } else { None };
+    record.ok_or_else(|| reply(StatusCode::NOT_FOUND, "no such file, or it is not for you"))
+}
+
+async fn status(State(relay): State<Arc<Relay>>, UrlPath(hex_id): UrlPath<String>, headers: HeaderMap) -> Response {
+    let record = match readable(&relay, &headers, &hex_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let (_, part) = paths(&relay.blob_dir, &record.id);
+    let stored =
+        if record.complete { record.size } else { tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0) };
+    stored_reply(StatusCode::OK, record.size, stored)
+}
+
+async fn download(State(relay): State<Arc<Relay>>, UrlPath(hex_id): UrlPath<String>, headers: HeaderMap) -> Response {
+    let record = match readable(&relay, &headers, &hex_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if !record.complete {
+        return reply(StatusCode::CONFLICT, "the upload of this file has not finished");
+    }
+    let start = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => 0,
+        Some(r) => match r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) if n <= record.size => n,
+            _ => return reply(StatusCode::RANGE_NOT_SATISFIABLE, "only `bytes=N-` ranges within the file are served"),
+        },
+    };
+    let (done, _) = paths(&relay.blob_dir, &record.id);
+    let mut file = match tokio::fs::File::open(&done).await {
+        Ok(f) => f,
+        Err(_) => return reply(StatusCode::NOT_FOUND, "no such file"),
+    };
+    if file.seek(SeekFrom::Start(start)).await.is_err() {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure");
+    }
+    let len = record.size - start;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if headers.contains_key(header::RANGE) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {start}-{}/{}", record.size.saturating_sub(1), record.size))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    r
+}
