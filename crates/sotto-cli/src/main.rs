@@ -1,6 +1,7 @@
 //! `sotto`: the command-line client.
 
 mod export;
+mod progress;
 mod output;
 mod profile;
 
@@ -54,12 +55,25 @@ enum Command {
         #[arg(long)]
         no_passphrase: bool,
     },
-    /// Send a message; exits 0 once the server has it.
+    /// Send a message or a file; exits 0 once the server has it.
     Send {
         /// `@handle` or `#group`.
         to: String,
-        /// The text.
-        text: String,
+        /// The text (with --file: a caption).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file, end-to-end encrypted (an interrupted upload
+        /// resumes when the same command runs again).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Fetch, decrypt and verify a received file.
+    Download {
+        /// The file message's id (from `receive --json`).
+        id: String,
+        /// Where to write it (default: the profile's download folder).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Fetch and print new messages.
     Receive {
@@ -133,8 +147,12 @@ enum Command {
     },
     /// Send one message to many conversations, each copy encrypted for its own.
     Broadcast {
-        /// The text.
-        text: String,
+        /// The text (with --file: a caption).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file (uploaded once, fetched by every recipient).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
         #[arg(long, value_delimiter = ',')]
         to: Vec<String>,
@@ -302,14 +320,21 @@ async fn run(cli: Cli) -> Result<()> {
             println!("registered @{name} on {address}");
             println!("profile: {}", dir.display());
         }
-        Command::Send { to, text } => {
+        Command::Send { to, text, file } => {
             let conversation = conversation_arg(to)?;
             let messenger = messenger(&cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
-            session
-                .send_text(&conversation, text)
-                .await
+            let sent = match file {
+                Some(path) => {
+                    let bar = progress::bar("upload");
+                    let r = session.send_file(std::slice::from_ref(&conversation), path, text.clone(), bar.callback()).await;
+                    bar.finish(r.is_ok());
+                    r
+                }
+                None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
+            };
+            sent
                 .with_context(|| format!("could not send to {conversation}"))?;
             session.close().await;
         }
@@ -409,7 +434,17 @@ async fn run(cli: Cli) -> Result<()> {
             }
             session.close().await;
         }
-        Command::Broadcast { text, to } => {
+        Command::Download { id, output } => {
+            let messenger = messenger(&cli, &dir).await?;
+            let mut session = Session::open(&messenger).await?;
+            let bar = progress::bar("download");
+            let r = session.download_file(id, output.as_deref(), bar.callback()).await;
+            bar.finish(r.is_ok());
+            let path = r?;
+            session.close().await;
+            println!("saved: {}", path.display());
+        }
+        Command::Broadcast { text, file, to } => {
             let messenger = messenger(&cli, &dir).await?;
             let targets: Vec<String> = if to.is_empty() {
                 messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
@@ -422,10 +457,18 @@ async fn run(cli: Cli) -> Result<()> {
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             let mut failed = Vec::new();
-            for t in &targets {
-                if let Err(e) = session.send_text(t, text).await {
-                    eprintln!("error: {t}: {e}");
-                    failed.push(t.clone());
+            if let Some(path) = file {
+                // One upload, one message per conversation.
+                let bar = progress::bar("upload");
+                let r = session.send_file(&targets, path, text.clone(), bar.callback()).await;
+                bar.finish(r.is_ok());
+                r?;
+            } else {
+                for t in &targets {
+                    if let Err(e) = session.send_text(t, text.as_deref().unwrap_or_default()).await {
+                        eprintln!("error: {t}: {e}");
+                        failed.push(t.clone());
+                    }
                 }
             }
             session.close().await;

@@ -12,6 +12,7 @@ fn rfc3339(ms: i64) -> String {
 fn text_of(body: &Body) -> &str {
     match body {
         Body::Text { text } => text,
+        Body::File { file, caption } => caption.as_deref().unwrap_or(&file.name),
         Body::GroupMeta { .. } | Body::Leave | Body::Unknown => "[a kind of message this version cannot show]",
     }
 }
@@ -19,7 +20,7 @@ fn text_of(body: &Body) -> &str {
 /// A message as one JSON object.
 pub fn message_json(m: &StoredMessage) -> serde_json::Value {
     let kind = if m.state == "system" { "system" } else { m.body.kind() };
-    json!({
+    let mut v = json!({
         "id": hex::encode(&m.id),
         "conversation": m.conversation,
         "from": m.sender,
@@ -29,7 +30,17 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
         "outgoing": m.outgoing,
         "state": m.state,
         "seq": m.seq,
-    })
+    });
+    if let Body::File { file, caption } = &m.body {
+        v["file"] = json!({
+            "id": hex::encode(&m.id),
+            "name": sotto_core::files::safe_file_name(&file.name),
+            "size": file.size,
+            "media_type": file.media_type,
+        });
+        v["text"] = json!(caption.clone().unwrap_or_default());
+    }
+    v
 }
 
 /// A message as a line for people.
@@ -42,6 +53,17 @@ pub fn message_line(m: &StoredMessage) -> String {
         return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
     }
     let mark = if m.state == "pending" { " (not yet sent)" } else { "" };
+    if let Body::File { file, caption } = &m.body {
+        let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+        return format!(
+            "{when} {} <{}> [file {} ({} bytes); sotto download {}]{caption}{mark}",
+            m.conversation,
+            m.sender,
+            sotto_core::files::safe_file_name(&file.name),
+            file.size,
+            hex::encode(&m.id)
+        );
+    }
     format!("{when} {} <{}> {}{mark}", m.conversation, m.sender, text_of(&m.body))
 }
 

@@ -1,33 +1,24 @@
 //! One connection to a relay.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::ServerName;
-use sotto_proto::address::base64url_encode;
 use sotto_proto::codec;
 use sotto_proto::{
     ClientMessage, Hello, Push, Request, Response, ServerAddress, ServerMessage, Transport, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ClientError;
-use crate::tls;
 
-/// Any byte stream: TLS or plain TCP.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A WebSocket to the relay with requests matched to responses. Pushes that
 /// arrive while a request waits are kept, in order, for [`Connection::next_push`].
 pub struct Connection {
-    ws: WebSocketStream<Box<dyn Io>>,
+    ws: WebSocketStream<Box<dyn crate::transport::Io>>,
     hello: Hello,
     next_id: u64,
     pushes: VecDeque<Push>,
@@ -40,36 +31,8 @@ impl Connection {
     /// server's hello.
     pub async fn connect(address: &ServerAddress) -> Result<Self, ClientError> {
         let authority = address.authority();
-        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&authority))
-            .await
-            .map_err(|_| ClientError::Unreachable {
-                address: authority.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-            })?
-            .map_err(|source| ClientError::Unreachable { address: authority.clone(), source })?;
-        let _ = tcp.set_nodelay(true);
-        let (io, scheme): (Box<dyn Io>, &str) = match &address.transport {
-            Transport::Insecure => (Box::new(tcp), "ws"),
-            Transport::Pinned(pin) => {
-                let verifier = Arc::new(tls::PinVerifier::new(*pin, tls::provider()));
-                let config = tls::config_pinned(verifier.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
-                let stream = handshake(config, &address.host, tcp).await.map_err(|e| {
-                    let seen = *verifier.seen.lock().unwrap_or_else(|p| p.into_inner());
-                    match seen {
-                        Some(actual) if actual != *pin => ClientError::PinMismatch {
-                            expected: base64url_encode(pin),
-                            actual: base64url_encode(&actual),
-                        },
-                        _ => e,
-                    }
-                })?;
-                (Box::new(stream), "wss")
-            }
-            Transport::WebPki => {
-                let config = tls::config_webpki().map_err(|e| ClientError::Tls(e.to_string()))?;
-                (Box::new(handshake(config, &address.host, tcp).await?), "wss")
-            }
-        };
+        let (io, tls) = crate::transport::open(address).await?;
+        let scheme = if tls { "wss" } else { "ws" };
         let url = format!("{scheme}://{authority}/v1/ws");
         let limit = sotto_proto::limits::MAX_FRAME_BYTES;
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
@@ -199,20 +162,6 @@ impl Connection {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
-}
-
-async fn handshake(
-    config: rustls::ClientConfig,
-    host: &str,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
-    let name =
-        ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls(format!("bad host name {host:?}: {e}")))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-        .await
-        .map_err(|_| ClientError::Timeout)?
-        .map_err(|e| ClientError::Tls(e.to_string()))
 }
 
 /// Connects, retrying with exponential backoff (0.25 s doubling to 8 s)

@@ -5,11 +5,15 @@
 //! interprets what arrives (that is `sotto-core`'s job).
 #![deny(missing_docs)]
 
+pub mod blobs;
 mod connection;
 mod error;
+mod files;
 mod session;
 mod tls;
+mod transport;
 
 pub use connection::{connect_with_retry, Connection};
 pub use error::ClientError;
+pub use files::Progress;
 pub use session::{Session, SessionError, SessionResult};

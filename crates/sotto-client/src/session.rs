@@ -87,6 +87,17 @@ impl<'m> Session<'m> {
         &mut self.conn
     }
 
+    /// The messenger this session drives.
+    pub fn messenger(&self) -> &'m Messenger {
+        self.messenger
+    }
+
+    /// Posts one outbox item (re-encrypting or re-committing if the epoch
+    /// moved on).
+    pub async fn post_item(&mut self, item: OutboxItem) -> SessionResult<()> {
+        self.post_with_retry(item).await
+    }
+
     async fn upload_key_packages(&mut self) -> SessionResult<()> {
         let req = self.messenger.key_package_upload(KEY_PACKAGE_BATCH)?;
         self.conn.request(req).await?;

@@ -28,6 +28,15 @@ pub enum Body {
         /// The text.
         text: String,
     },
+    /// A file: the blob to fetch and everything needed to decrypt and
+    /// check it, with an optional caption.
+    File {
+        /// The file.
+        file: crate::files::FileInfo,
+        /// Text sent with it.
+        #[serde(default)]
+        caption: Option<String>,
+    },
     /// Names (or renames) a group. A control message: applied, not shown.
     GroupMeta {
         /// The group's name.
@@ -45,6 +54,7 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Text { .. } => "text",
+            Body::File { .. } => "file",
             Body::GroupMeta { .. } => "group_meta",
             Body::Leave => "leave",
             Body::Unknown => "unknown",

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod content;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod groups;
 pub mod identity;
 pub mod messenger;

@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS messages(
     fetched INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation, n);
+CREATE TABLE IF NOT EXISTS uploads(
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    blob_id BLOB NOT NULL,
+    key BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox(
     client_id BLOB PRIMARY KEY,
     group_id BLOB NOT NULL,
@@ -1218,7 +1227,7 @@ impl Messenger {
         Ok(m)
     }
 
-    fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
+    pub(crate) fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
         let sql = format!(
             "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND {clause} ORDER BY n"
         );

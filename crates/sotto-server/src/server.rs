@@ -43,7 +43,11 @@ impl Default for ListenConfig {
 
 /// The HTTP routes.
 pub fn router(relay: Arc<Relay>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/v1/ws", get(websocket)).with_state(relay)
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/ws", get(websocket))
+        .merge(crate::blobs::routes())
+        .with_state(relay)
 }
 
 async fn websocket(ws: WebSocketUpgrade, State(relay): State<Arc<Relay>>) -> impl IntoResponse {
