@@ -1,9 +1,9 @@
 //! `sotto`: the command-line client.
 
 mod export;
-mod progress;
 mod output;
 mod profile;
+mod progress;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -328,14 +328,15 @@ async fn run(cli: Cli) -> Result<()> {
             let sent = match file {
                 Some(path) => {
                     let bar = progress::bar("upload");
-                    let r = session.send_file(std::slice::from_ref(&conversation), path, text.clone(), bar.callback()).await;
+                    let r = session
+                        .send_file(std::slice::from_ref(&conversation), path, text.clone(), bar.callback())
+                        .await;
                     bar.finish(r.is_ok());
                     r
                 }
                 None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
             };
-            sent
-                .with_context(|| format!("could not send to {conversation}"))?;
+            sent.with_context(|| format!("could not send to {conversation}"))?;
             session.close().await;
         }
         Command::Receive { json, wait } => {

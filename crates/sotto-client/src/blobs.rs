@@ -92,7 +92,13 @@ impl BlobClient {
 
     /// Uploads from `offset`, streaming what arrives on `chunks`. Returns
     /// the bytes stored afterwards (the size when complete).
-    pub async fn upload(&self, id: &[u8], size: u64, offset: u64, chunks: mpsc::Receiver<Bytes>) -> Result<u64, ClientError> {
+    pub async fn upload(
+        &self,
+        id: &[u8],
+        size: u64,
+        offset: u64,
+        chunks: mpsc::Receiver<Bytes>,
+    ) -> Result<u64, ClientError> {
         let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
             rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
         });
@@ -105,14 +111,20 @@ impl BlobClient {
         let r = self.send(req).await?;
         match r.status() {
             s if s.is_success() => Ok(header_u64(&r, "x-sotto-stored").unwrap_or(0)),
-            StatusCode::PAYLOAD_TOO_LARGE => Err(ClientError::Protocol(format!("the server refused the file: {}", error_text(r).await))),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ClientError::Protocol(format!("the server refused the file: {}", error_text(r).await)))
+            }
             _ => Err(ClientError::Protocol(error_text(r).await)),
         }
     }
 
     /// Starts downloading from byte `from`; returns the body to read.
     pub async fn download(&self, id: &[u8], from: u64) -> Result<Incoming, ClientError> {
-        let req = self.request("GET", id).header("range", format!("bytes={from}-")).body(Empty::<Bytes>::new()).expect("request");
+        let req = self
+            .request("GET", id)
+            .header("range", format!("bytes={from}-"))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
         let r = self.send(req).await?;
         match r.status() {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(r.into_body()),

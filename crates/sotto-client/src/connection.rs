@@ -14,7 +14,6 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::error::ClientError;
 
-
 /// A WebSocket to the relay with requests matched to responses. Pushes that
 /// arrive while a request waits are kept, in order, for [`Connection::next_push`].
 pub struct Connection {

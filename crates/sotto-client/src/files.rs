@@ -38,7 +38,13 @@ impl Session<'_> {
     /// Uploads a file once and sends it to every conversation, each message
     /// encrypted for its own group. Running it again after an interruption
     /// resumes the upload where the server's copy ends.
-    pub async fn send_file(&mut self, conversations: &[String], path: &Path, caption: Option<String>, progress: Progress) -> SessionResult<()> {
+    pub async fn send_file(
+        &mut self,
+        conversations: &[String],
+        path: &Path,
+        caption: Option<String>,
+        progress: Progress,
+    ) -> SessionResult<()> {
         let meta = std::fs::metadata(path).map_err(|e| other(format!("{}: {e}", path.display())))?;
         if !meta.is_file() {
             return Err(other(format!("{} is not a file", path.display())));
@@ -61,7 +67,12 @@ impl Session<'_> {
         }
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let key = canonical.to_string_lossy().into_owned();
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let state = self.messenger().upload_for(&key, size, mtime)?;
         let client = self.blob_client().await?;
         let total = cipher_size(size);
@@ -78,7 +89,8 @@ impl Session<'_> {
             let mut buf = vec![0u8; CHUNK];
             for index in 0..cipher.chunks() {
                 let want = CHUNK.min((size - index * CHUNK as u64) as usize);
-                f.read_exact(&mut buf[..want]).map_err(|e| format!("{}: {e} (did the file change?)", file_path.display()))?;
+                f.read_exact(&mut buf[..want])
+                    .map_err(|e| format!("{}: {e} (did the file change?)", file_path.display()))?;
                 hasher.update(&buf[..want]);
                 if index >= start_chunk {
                     let sealed = cipher.seal(index, &buf[..want]).map_err(|e| e.to_string())?;
@@ -108,9 +120,18 @@ impl Session<'_> {
 
         let media_type = mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-        let info = FileInfo { blob_id: state.blob_id.clone(), key: state.key, nonce: state.nonce, size, name, media_type, sha256 };
+        let info = FileInfo {
+            blob_id: state.blob_id.clone(),
+            key: state.key,
+            nonce: state.nonce,
+            size,
+            name,
+            media_type,
+            sha256,
+        };
         for c in conversations {
-            let group_id = self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
+            let group_id =
+                self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
             self.connection().request(Request::ShareBlob { blob_id: state.blob_id.clone(), group_id }).await?;
             let item = self.messenger().prepare_file(c, info.clone(), caption.clone())?;
             self.post_item(item).await?;
@@ -123,7 +144,12 @@ impl Session<'_> {
     /// to `output`, or into the profile's download folder under a safe name
     /// (never over an existing file). Running it again after an
     /// interruption resumes. Returns where the file is.
-    pub async fn download_file(&mut self, id_hex: &str, output: Option<&Path>, progress: Progress) -> SessionResult<PathBuf> {
+    pub async fn download_file(
+        &mut self,
+        id_hex: &str,
+        output: Option<&Path>,
+        progress: Progress,
+    ) -> SessionResult<PathBuf> {
         let (_, info) = self.messenger().file_message(id_hex)?;
         let (dir, target) = match output {
             Some(p) => {
@@ -133,7 +159,12 @@ impl Session<'_> {
                 let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
                 (dir, Some(p.to_owned()))
             }
-            None => (self.messenger().downloads_dir().ok_or_else(|| other("give -o PATH: an ephemeral profile has no download folder"))?, None),
+            None => (
+                self.messenger()
+                    .downloads_dir()
+                    .ok_or_else(|| other("give -o PATH: an ephemeral profile has no download folder"))?,
+                None,
+            ),
         };
         std::fs::create_dir_all(&dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
         let part = dir.join(format!(".{}.part", hex::encode(&info.blob_id)));
@@ -141,7 +172,11 @@ impl Session<'_> {
         let client = self.blob_client().await?;
         let total = cipher_size(info.size);
         match client.status(&info.blob_id).await? {
-            None => return Err(other("the server has no such file for this device (not shared with you, or already removed)")),
+            None => {
+                return Err(other(
+                    "the server has no such file for this device (not shared with you, or already removed)",
+                ))
+            }
             Some(s) if s.size != total => {
                 let _ = std::fs::remove_file(&part);
                 return Err(other("the server's copy has the wrong size: it was damaged or tampered with"));
@@ -168,17 +203,31 @@ impl Session<'_> {
         };
         // Without overwriting: link the finished file to its name.
         std::fs::hard_link(&part, &final_path)
-            .or_else(|_| if final_path.exists() { Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)) } else { std::fs::rename(&part, &final_path) })
+            .or_else(|_| {
+                if final_path.exists() {
+                    Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+                } else {
+                    std::fs::rename(&part, &final_path)
+                }
+            })
             .map_err(|e| other(format!("{}: {e}", final_path.display())))?;
         let _ = std::fs::remove_file(&part);
         self.connection().request(Request::BlobFetched { blob_id: info.blob_id.clone() }).await?;
         Ok(final_path)
     }
 
-    async fn fetch_into(&mut self, client: &BlobClient, info: &FileInfo, part: &Path, progress: Progress) -> Result<(), Fetch> {
+    async fn fetch_into(
+        &mut self,
+        client: &BlobClient,
+        info: &FileInfo,
+        part: &Path,
+        progress: Progress,
+    ) -> Result<(), Fetch> {
         let io = |e: std::io::Error| Fetch::Interrupted(format!("{}: {e}", part.display()));
-        let cipher = ChunkCipher::new(&info.key, &info.nonce, &info.blob_id, info.size).map_err(|e| Fetch::Integrity(e.to_string()))?;
-        let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(part).map_err(io)?;
+        let cipher = ChunkCipher::new(&info.key, &info.nonce, &info.blob_id, info.size)
+            .map_err(|e| Fetch::Integrity(e.to_string()))?;
+        let mut file =
+            std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(part).map_err(io)?;
         let have = file.metadata().map_err(io)?.len().min(info.size);
         // Resume at the last whole chunk, re-hashing what is there.
         let mut index = have / CHUNK as u64;
@@ -198,7 +247,10 @@ impl Session<'_> {
             left -= n as u64;
         }
         let mut out = std::io::BufWriter::with_capacity(4 * CHUNK, file);
-        let mut body = client.download(&info.blob_id, index * CIPHER_CHUNK as u64).await.map_err(|e| Fetch::Interrupted(e.to_string()))?;
+        let mut body = client
+            .download(&info.blob_id, index * CIPHER_CHUNK as u64)
+            .await
+            .map_err(|e| Fetch::Interrupted(e.to_string()))?;
         let chunk_len = |i: u64| -> usize {
             if i + 1 == cipher.chunks() {
                 (info.size - i * CHUNK as u64) as usize + TAG
@@ -229,7 +281,9 @@ impl Session<'_> {
                         progress(done, info.size);
                     }
                     if index == cipher.chunks() && !pending.is_empty() {
-                        return Err(Fetch::Integrity("the file has extra bytes after its end: it was tampered with".into()));
+                        return Err(Fetch::Integrity(
+                            "the file has extra bytes after its end: it was tampered with".into(),
+                        ));
                     }
                 }
             }

@@ -233,7 +233,8 @@ impl crate::Messenger {
             return Ok(f);
         }
         let (key, nonce) = ChunkCipher::new_key();
-        let state = UploadState { blob_id: rand::random::<[u8; 16]>().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
+        let state =
+            UploadState { blob_id: rand::random::<[u8; 16]>().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
         self.conn.execute(
             "INSERT OR REPLACE INTO uploads(path, size, mtime, blob_id, key, nonce, created_at) VALUES(?,?,?,?,?,?,?)",
             rusqlite::params![path, size, mtime, state.blob_id, state.key, state.nonce, crate::messenger::now_ms()],
@@ -264,9 +265,12 @@ impl crate::Messenger {
 
     /// A file message by its id (hex, as `receive --json` prints it).
     pub fn file_message(&self, id_hex: &str) -> CoreResult<(crate::StoredMessage, FileInfo)> {
-        let id = hex::decode(id_hex.trim()).map_err(|_| CoreError::Invalid(format!("{id_hex:?} is not a message id")))?;
+        let id =
+            hex::decode(id_hex.trim()).map_err(|_| CoreError::Invalid(format!("{id_hex:?} is not a message id")))?;
         let Some(m) = self.messages_where("id=?", &id)?.into_iter().next() else {
-            return Err(CoreError::NotFound(format!("no file with id {id_hex}; see `sotto receive` or `sotto history`")));
+            return Err(CoreError::NotFound(format!(
+                "no file with id {id_hex}; see `sotto receive` or `sotto history`"
+            )));
         };
         match &m.body {
             crate::Body::File { file, .. } => {

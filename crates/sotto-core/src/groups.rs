@@ -163,7 +163,7 @@ impl Messenger {
                     format!("@{sender} renamed the group to {new_conv}")
                 };
                 let m = self.insert_system(&new_conv, group_id, seq, &text)?;
-                Ok(vec![Event::Renamed { from: conversation.to_owned(), to: new_conv }, Event::Message(m)])
+                Ok(vec![Event::Renamed { from: conversation.to_owned(), to: new_conv }, Event::Message(Box::new(m))])
             }
             Body::Leave => {
                 let m = self.insert_system(conversation, group_id, seq, &format!("@{sender} left the group"))?;
@@ -172,7 +172,7 @@ impl Messenger {
                 if let Some(item) = self.build_commit(group_id, Intent::Remove(vec![sender.to_owned()]))? {
                     self.put_outbox(&item)?;
                 }
-                Ok(vec![Event::Message(m)])
+                Ok(vec![Event::Message(Box::new(m))])
             }
             _ => Ok(vec![]),
         }

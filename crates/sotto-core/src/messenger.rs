@@ -209,7 +209,7 @@ impl OutboxItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A new message in history.
-    Message(StoredMessage),
+    Message(Box<StoredMessage>),
     /// This device joined a conversation.
     Joined {
         /// Its name.
@@ -1086,7 +1086,10 @@ impl Messenger {
                     let text = format!("messages may be missing ({e}); rejoining");
                     let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
                     me.conn.execute("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
-                    vec![Event::Warning { conversation: Some(conversation.clone()), text }, Event::Message(marker)]
+                    vec![
+                        Event::Warning { conversation: Some(conversation.clone()), text },
+                        Event::Message(Box::new(marker)),
+                    ]
                 }
             };
             me.conn.execute(
@@ -1145,7 +1148,7 @@ impl Messenger {
                      VALUES(?,?,?,?,?,0,?,?,?,'received',0)",
                     params![m.id, m.conversation, d.group_id, d.seq, m.sender, m.sent_at, m.received_at, cbor(&m.body)],
                 )?;
-                Ok(vec![Event::Message(m)])
+                Ok(vec![Event::Message(Box::new(m))])
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 if let Some(leaf) = staged.update_path_leaf_node() {
@@ -1175,18 +1178,28 @@ impl Messenger {
                     let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
                     return Ok(vec![
                         Event::Warning { conversation: Some(conversation.to_owned()), text },
-                        Event::Message(marker),
+                        Event::Message(Box::new(marker)),
                     ]);
                 }
                 let mut events = Vec::new();
                 if GroupKind::of(&d.group_id) == GroupKind::Group {
                     for h in joined {
                         let text = format!("@{} added @{h}", sender.handle);
-                        events.push(Event::Message(self.insert_system(conversation, &d.group_id, d.seq, &text)?));
+                        events.push(Event::Message(Box::new(self.insert_system(
+                            conversation,
+                            &d.group_id,
+                            d.seq,
+                            &text,
+                        )?)));
                     }
                     for h in gone {
                         let text = format!("@{h} is no longer in the group");
-                        events.push(Event::Message(self.insert_system(conversation, &d.group_id, d.seq, &text)?));
+                        events.push(Event::Message(Box::new(self.insert_system(
+                            conversation,
+                            &d.group_id,
+                            d.seq,
+                            &text,
+                        )?)));
                     }
                 }
                 Ok(events)
