@@ -11,7 +11,7 @@ mod error;
 mod files;
 mod session;
 mod tls;
-mod transport;
+pub mod transport;
 
 pub use connection::{connect_with_retry, Connection};
 pub use error::ClientError;

@@ -1,0 +1,246 @@
+//! `sotto-bench`: measures a real `sotto-server` (TLS, WebSocket, durable
+//! SQLite store) and the client's MLS work, against the ceiling of a
+//! minimal relay on the same machine. Figures go to docs/performance.md.
+
+mod baseline;
+mod client;
+mod files;
+mod idle;
+mod mls;
+mod proc;
+mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use sotto_proto::ServerAddress;
+
+#[derive(Parser)]
+#[command(name = "sotto-bench", about = "Benchmarks of sotto against a real server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every scenario, then a table (and with --json a last line of JSON).
+    All {
+        /// Short runs (for CI: proves the bench works, asserts nothing).
+        #[arg(long)]
+        quick: bool,
+        /// Print the figures as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        /// Sender/receiver pairs for relay.
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Idle connections.
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// File size for the files scenario, MiB.
+        #[arg(long, default_value_t = 1024)]
+        file_mib: u64,
+    },
+    /// Runs a server for the bench (internal).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        data: std::path::PathBuf,
+    },
+    /// Runs the minimal relay (internal).
+    #[command(hide = true)]
+    BaselineServe,
+    /// Runs the file transfer (internal).
+    #[command(hide = true)]
+    FilesChild {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        size: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve { data } => rt.block_on(serve(&data)),
+        Command::BaselineServe => rt.block_on(baseline::serve()),
+        Command::FilesChild { server, size } => rt.block_on(files::child(&server, size)),
+        Command::All { quick, json, pairs, idle, file_mib } => rt.block_on(all(quick, json, pairs, idle, file_mib)),
+    }
+}
+
+async fn serve(data: &std::path::Path) -> Result<()> {
+    use sotto_server::relay::{Relay, RelayConfig};
+    use sotto_server::store::SqliteStore;
+    std::fs::create_dir_all(data.join("blobs"))?;
+    let tls = sotto_server::tls::self_signed(&data.join("tls"), &[])?;
+    let pin = tls.pin.context("pin")?;
+    let store = Arc::new(SqliteStore::open(&data.join("relay.db"))?);
+    let config = RelayConfig { open_registration: true, ..Default::default() };
+    let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = ServerAddress {
+        host: "127.0.0.1".into(),
+        port: listener.local_addr()?.port(),
+        transport: sotto_proto::Transport::Pinned(pin),
+    };
+    println!("{address}");
+    let listen = sotto_server::server::ListenConfig { max_connections: 100_000, ..Default::default() };
+    sotto_server::server::run(listener, Some(tls.config), relay, listen, std::future::pending()).await?;
+    Ok(())
+}
+
+fn start_server(dir: &std::path::Path) -> Result<(proc::Proc, ServerAddress)> {
+    let p = proc::Proc::spawn(&["serve", "--data", dir.to_str().context("path")?])?;
+    let address = ServerAddress::parse(&p.line)?;
+    Ok((p, address))
+}
+
+async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: u64) -> Result<()> {
+    let fd_limit = proc::raise_fd_limit();
+    let (pairs, idle_n, file_mib) =
+        if quick { (pairs.min(10), idle_n.min(500), file_mib.min(64)) } else { (pairs, idle_n, file_mib) };
+    let run_for = if quick { Duration::from_secs(2) } else { Duration::from_secs(10) };
+    let tmp = tempfile::tempdir()?;
+    eprintln!(
+        "server: real sotto-server code, TLS 1.3 (pinned, self-signed), SQLite store in {} with synchronous=FULL",
+        tmp.path().display()
+    );
+
+    // baseline
+    let base = proc::Proc::spawn(&["baseline-serve"])?;
+    let (b_count, b_secs) = baseline::run(&base.line, pairs as u32, run_for).await?;
+    drop(base);
+    let baseline_rate = b_count as f64 / b_secs;
+    eprintln!("baseline: {baseline_rate:.0} msgs/s");
+
+    // relay
+    let (server, address) = start_server(&tmp.path().join("relay"))?;
+    let set = relay::pairs(&address, pairs, "p").await?;
+    let cpu0 = proc::cpu_secs(server.pid());
+    let r = relay::run(set, run_for, 64, None).await?;
+    let cpu_used = proc::cpu_secs(server.pid()) - cpu0;
+    let relay_rate = r.received as f64 / r.elapsed;
+    let relay_rss = proc::rss_kib(server.pid());
+    eprintln!("relay: {relay_rate:.0} msgs/s, lost {}, duplicated {}", r.lost, r.duplicated);
+
+    // latency at fixed rates
+    let mut latency = Vec::new();
+    let rates: &[u64] = if quick { &[1000] } else { &[1000, 10_000] };
+    for &rate in rates {
+        let set = relay::pairs(&address, 10, &format!("l{rate}x")).await?;
+        let lr = relay::run(set, run_for, 1024, Some(rate)).await?;
+        let l = &lr.latencies_ns;
+        latency.push(json!({
+            "rate": rate,
+            "received": lr.received,
+            "p50_ms": relay::quantile_ms(l, 0.5),
+            "p90_ms": relay::quantile_ms(l, 0.9),
+            "p99_ms": relay::quantile_ms(l, 0.99),
+            "max_ms": relay::quantile_ms(l, 1.0),
+        }));
+        eprintln!("latency at {rate}/s: p99 {:.2} ms", relay::quantile_ms(l, 0.99));
+    }
+    drop(server);
+
+    // idle
+    let (server, address) = start_server(&tmp.path().join("idle"))?;
+    let idle = idle::run(&address, server.pid(), idle_n, fd_limit).await?;
+    drop(server);
+    eprintln!("idle: {} connections, {:.1} KiB each", idle.connections, idle.rss_per_conn_kib);
+
+    // mls
+    let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
+    let (msgs, backlog) = if quick { (500, 1000) } else { (5000, 10_000) };
+    let m = tokio::task::spawn_blocking(move || mls::run(msgs, backlog, sizes)).await??;
+    eprintln!("mls: {:.0} msgs/s", m.msgs_per_s);
+
+    // files
+    let (server, address) = start_server(&tmp.path().join("files"))?;
+    let child =
+        proc::Proc::spawn(&["files-child", "--server", &address.to_string(), "--size", &(file_mib << 20).to_string()])?;
+    let f = files::parse(&child.line)?;
+    drop(child);
+    let server_peak = proc::peak_rss_kib(server.pid());
+    drop(server);
+
+    let ratio = |x: f64| if baseline_rate > 0.0 { x / baseline_rate } else { 0.0 };
+    let report = json!({
+        "quick": quick,
+        "baseline": {"msgs_per_s": baseline_rate, "pairs": pairs},
+        "relay": {
+            "msgs_per_s": relay_rate, "pairs": pairs, "sent": r.sent, "acknowledged": r.acked,
+            "received": r.received, "lost": r.lost, "duplicated": r.duplicated,
+            "server_cpu_percent": cpu_used / r.elapsed * 100.0, "server_rss_kib": relay_rss,
+            "ratio_to_baseline": ratio(relay_rate),
+        },
+        "latency": {
+            "p99_ms": latency.first().map(|l| l["p99_ms"].clone()).unwrap_or(json!(0.0)),
+            "rates": latency,
+        },
+        "idle": {"connections": idle.connections, "rss_per_conn_kib": idle.rss_per_conn_kib,
+                 "idle_cpu_percent": idle.idle_cpu_percent, "fd_limit": idle.fd_limit},
+        "mls": {
+            "msgs_per_s": m.msgs_per_s, "backlog": m.backlog, "backlog_secs": m.backlog_secs,
+            "groups": m.groups.iter().map(|g| json!({"size": g.size, "add_member_ms": g.add_ms, "join_ms": g.join_ms, "commit_bytes": g.commit_bytes})).collect::<Vec<_>>(),
+        },
+        "files": {"bytes": f.bytes, "upload_mb_s": f.upload_mb_s, "download_mb_s": f.download_mb_s,
+                  "client_peak_rss_kib": f.client_peak_rss_kib, "server_peak_rss_kib": server_peak},
+    });
+    print_table(&report);
+    if as_json {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn print_table(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    println!("{:<34} {:>14}", "scenario", "figure");
+    println!("{:<34} {:>14.0}", "baseline msgs/s", f(&r["baseline"]["msgs_per_s"]));
+    println!("{:<34} {:>14.0}", "relay msgs/s (end to end)", f(&r["relay"]["msgs_per_s"]));
+    println!("{:<34} {:>14.2}", "relay / baseline", f(&r["relay"]["ratio_to_baseline"]));
+    println!(
+        "{:<34} {:>14}",
+        "relay lost / duplicated",
+        format!("{} / {}", r["relay"]["lost"], r["relay"]["duplicated"])
+    );
+    for l in r["latency"]["rates"].as_array().into_iter().flatten() {
+        println!(
+            "{:<34} {:>14}",
+            format!("latency @{}/s p50/p99 ms", l["rate"]),
+            format!("{:.2} / {:.2}", f(&l["p50_ms"]), f(&l["p99_ms"]))
+        );
+    }
+    println!("{:<34} {:>14.1}", "idle KiB per connection", f(&r["idle"]["rss_per_conn_kib"]));
+    println!("{:<34} {:>14.2}", "idle server CPU %", f(&r["idle"]["idle_cpu_percent"]));
+    println!("{:<34} {:>14.0}", "mls encrypt+decrypt msgs/s", f(&r["mls"]["msgs_per_s"]));
+    println!("{:<34} {:>14.2}", format!("mls backlog of {} s", r["mls"]["backlog"]), f(&r["mls"]["backlog_secs"]));
+    for g in r["mls"]["groups"].as_array().into_iter().flatten() {
+        println!(
+            "{:<34} {:>14}",
+            format!("add member to {} (ms) / join", g["size"]),
+            format!("{:.1} / {:.1}", f(&g["add_member_ms"]), f(&g["join_ms"]))
+        );
+    }
+    println!(
+        "{:<34} {:>14}",
+        "file up / down MB/s",
+        format!("{:.0} / {:.0}", f(&r["files"]["upload_mb_s"]), f(&r["files"]["download_mb_s"]))
+    );
+    println!(
+        "{:<34} {:>14}",
+        "file peak RSS client/server MiB",
+        format!(
+            "{} / {}",
+            r["files"]["client_peak_rss_kib"].as_u64().unwrap_or(0) / 1024,
+            r["files"]["server_peak_rss_kib"].as_u64().unwrap_or(0) / 1024
+        )
+    );
+}

@@ -1,0 +1,100 @@
+//! `mls`: the client's real MLS work through `sotto-core`: encrypt +
+//! decrypt of 1 KiB messages, a backlog processed into the real SQLCipher
+//! store, and adding a member to (and joining) groups of various sizes.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use sotto_core::{Invitee, Messenger, ProfileKey};
+use sotto_proto::{ClaimedKeyPackage, Delivery, MessageKind, Request};
+
+fn invitee(m: &Messenger) -> Result<Invitee> {
+    let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
+    Ok(Invitee {
+        handle: m.identity().handle.clone(),
+        account_key: m.identity().account_key(),
+        packages: vec![ClaimedKeyPackage { device: m.identity().device_info(), package: packages[0].to_vec() }],
+    })
+}
+
+/// A two-person conversation from `a` to `b`, with no server: the commit
+/// and welcome are handed over directly.
+fn pair(a: &Messenger, b: &Messenger) -> Result<Vec<u8>> {
+    let commit = a.start_direct(invitee(b)?)?;
+    a.accepted(&commit.client_id, 1)?;
+    b.handle_welcome(&commit.group_id, commit.welcome.as_deref().unwrap_or_default())?;
+    Ok(commit.group_id)
+}
+
+/// Sends `n` 1 KiB texts from `a` and processes each at `b`; msgs/s.
+fn exchange(a: &Messenger, b: &Messenger, group: &[u8], n: u64) -> Result<f64> {
+    let text = "x".repeat(1024);
+    let t = Instant::now();
+    for seq in 2..n + 2 {
+        let item = a.prepare_text(&format!("@{}", b.identity().handle), &text)?;
+        a.accepted(&item.client_id, seq)?;
+        b.handle_delivery(&Delivery {
+            group_id: group.to_vec(),
+            seq,
+            epoch: item.epoch,
+            sender: a.me(),
+            kind: MessageKind::Application,
+            payload: item.payload,
+            stored_at: 0,
+        })?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+pub struct GroupTiming {
+    pub size: usize,
+    pub add_ms: f64,
+    pub join_ms: f64,
+    pub commit_bytes: usize,
+}
+
+pub struct MlsResult {
+    pub msgs_per_s: f64,
+    pub backlog: u64,
+    pub backlog_secs: f64,
+    pub groups: Vec<GroupTiming>,
+}
+
+pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
+    // In memory (ephemeral store): the cost of the cryptography and state.
+    let (a, b) =
+        (Messenger::create_ephemeral("alice", "sotto://x:1")?, Messenger::create_ephemeral("bob", "sotto://x:1")?);
+    let g = pair(&a, &b)?;
+    let msgs_per_s = exchange(&a, &b, &g, messages)?;
+
+    // Into a real SQLCipher profile on disk, one transaction per message.
+    let dir = tempfile::tempdir()?;
+    let c = Messenger::create(&dir.path().join("carol"), &ProfileKey::KeyFile, "carol", "sotto://x:1")?;
+    let d = Messenger::create_ephemeral("dave", "sotto://x:1")?;
+    let g2 = pair(&d, &c)?;
+    let t = Instant::now();
+    exchange(&d, &c, &g2, backlog)?;
+    let backlog_secs = t.elapsed().as_secs_f64();
+
+    let mut groups = Vec::new();
+    for &size in sizes {
+        let owner = Messenger::create_ephemeral("owner", "sotto://x:1")?;
+        let members: Vec<Messenger> = (1..size - 1)
+            .map(|i| Messenger::create_ephemeral(&format!("m{i}"), "sotto://x:1"))
+            .collect::<Result<_, _>>()?;
+        let invitees: Vec<Invitee> = members.iter().map(invitee).collect::<Result<_>>()?;
+        let commit = owner.create_group("bench", invitees)?;
+        owner.accepted(&commit.client_id, 1)?;
+        // The member that makes the group `size` strong.
+        let last = Messenger::create_ephemeral("last", "sotto://x:1")?;
+        let t = Instant::now();
+        let add = owner.add_to_group("#bench", vec![invitee(&last)?])?.expect("someone to add");
+        owner.accepted(&add.client_id, 2)?;
+        let add_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        last.handle_welcome(&add.group_id, add.welcome.as_deref().unwrap_or_default())?;
+        let join_ms = t.elapsed().as_secs_f64() * 1000.0;
+        groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len() });
+    }
+    Ok(MlsResult { msgs_per_s, backlog, backlog_secs, groups })
+}

@@ -1,0 +1,243 @@
+//! `relay` and `latency`: sender/receiver pairs exchanging opaque 1 KiB
+//! payloads through one group each, over the real server.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures_util::{SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
+use sotto_proto::{codec, Push, Request, ServerAddress, ServerMessage};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{frame, Account, Conn};
+
+pub const PAYLOAD: usize = 1024;
+
+/// One pair, set up: the sender's and receiver's connections and the group.
+pub struct Pair {
+    pub sender: Conn,
+    pub receiver: Conn,
+    pub group: Vec<u8>,
+}
+
+/// Registers `n` pairs, each in its own group, receivers synced.
+pub async fn pairs(address: &ServerAddress, n: usize, tag: &str) -> Result<Vec<Pair>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (sa, ra) = (Account::new(&format!("{tag}s{i}")), Account::new(&format!("{tag}r{i}")));
+        let mut sender = Conn::open(address, &sa, true).await?;
+        let mut receiver = Conn::open(address, &ra, true).await?;
+        let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
+        group[0] = 2;
+        sender.request(Request::CreateGroup { group_id: group.clone() }).await?;
+        sender
+            .request(Request::Commit {
+                group_id: group.clone(),
+                epoch: 0,
+                client_id: vec![1],
+                commit: vec![0; 64],
+                welcome: Some(ByteBuf::from(vec![0; 64])),
+                added: vec![sotto_proto::DeviceRef { handle: ra.handle.clone(), device_id: 1 }],
+                removed: vec![],
+            })
+            .await?;
+        // The sender acknowledges its own commit so deliveries can be freed.
+        sender.request(Request::Ack { group_id: group.clone(), seq: 1 }).await?;
+        receiver.request(Request::Sync).await?;
+        loop {
+            match receiver.read().await? {
+                ServerMessage::Push(Push::SyncDone) => break,
+                ServerMessage::Push(Push::Welcome { welcome_id, .. }) => {
+                    let id = receiver.take_id();
+                    receiver.sink.send(frame(id, Request::AckWelcome { welcome_id })).await?;
+                }
+                _ => {}
+            }
+        }
+        out.push(Pair { sender, receiver, group });
+    }
+    Ok(out)
+}
+
+/// Counts of one run.
+#[derive(Default)]
+pub struct Counts {
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub received: AtomicU64,
+    pub duplicated: AtomicU64,
+}
+
+fn payload(t0: Instant) -> Vec<u8> {
+    let mut p = vec![0x5a; PAYLOAD];
+    p[..8].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_le_bytes());
+    p
+}
+
+/// Receiver loop: counts deliveries, notes duplicates, acknowledges every 64
+/// and records latencies. Ends when `stop` is set and nothing came for 300 ms.
+async fn receive(
+    mut pair_rx: Conn,
+    group: Vec<u8>,
+    counts: Arc<Counts>,
+    t0: Instant,
+    stop: Arc<AtomicU64>,
+    latencies: Arc<std::sync::Mutex<Vec<u64>>>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    let mut pending = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_millis(300), pair_rx.stream.next()).await;
+        let msg = match next {
+            Err(_) if stop.load(Ordering::Relaxed) == 1 => break,
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(m)) => m?,
+        };
+        let Message::Binary(b) = msg else { continue };
+        if let ServerMessage::Push(Push::Deliver(d)) = codec::decode_server(&b)? {
+            if !seen.insert(d.seq) {
+                counts.duplicated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            counts.received.fetch_add(1, Ordering::Relaxed);
+            let sent_ns = u64::from_le_bytes(d.payload[..8].try_into().unwrap_or([0; 8]));
+            let now_ns = t0.elapsed().as_nanos() as u64;
+            latencies.lock().unwrap_or_else(|p| p.into_inner()).push(now_ns.saturating_sub(sent_ns));
+            last = last.max(d.seq);
+            pending += 1;
+            if pending >= 64 {
+                pending = 0;
+                let id = pair_rx.take_id();
+                pair_rx.sink.send(frame(id, Request::Ack { group_id: group.clone(), seq: last })).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Result of a run.
+pub struct RelayResult {
+    pub elapsed: f64,
+    pub sent: u64,
+    pub acked: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub latencies_ns: Vec<u64>,
+}
+
+/// Runs the pairs for `duration`: at full speed with `window` outstanding
+/// sends per sender, or at `rate` messages/s in all when given.
+pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Option<u64>) -> Result<RelayResult> {
+    let counts = Arc::new(Counts::default());
+    let stop = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t0 = Instant::now();
+    let n = pairs.len() as u64;
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for p in pairs {
+        receivers.push(tokio::spawn(receive(
+            p.receiver,
+            p.group.clone(),
+            counts.clone(),
+            t0,
+            stop.clone(),
+            latencies.clone(),
+        )));
+        let (mut sink, mut stream) = (p.sender.sink, p.sender.stream);
+        let permits = Arc::new(Semaphore::new(window));
+        let c2 = counts.clone();
+        let p2 = permits.clone();
+        // Responses come back on the stream: each frees a window slot.
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Binary(b) = m {
+                    if let Ok(ServerMessage::Response { result: Ok(_), .. }) = codec::decode_server(&b) {
+                        c2.acked.fetch_add(1, Ordering::Relaxed);
+                        p2.add_permits(1);
+                    }
+                }
+            }
+        });
+        let counts = counts.clone();
+        let group = p.group;
+        senders.push(tokio::spawn(async move {
+            let deadline = t0 + duration;
+            let mut i: u64 = 0;
+            let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r as f64));
+            let mut tick = interval.map(|iv| {
+                let mut t = tokio::time::interval(iv);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
+            while Instant::now() < deadline {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                let Ok(permit) = permits.acquire().await else { break };
+                permit.forget();
+                i += 1;
+                let req = Request::Send {
+                    group_id: group.clone(),
+                    epoch: 1,
+                    client_id: i.to_le_bytes().to_vec(),
+                    payload: payload(t0),
+                };
+                if sink.send(frame(i, req)).await.is_err() {
+                    break;
+                }
+                counts.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            // Wait for the window to drain, then hang up.
+            let _ = tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(window as u32)).await;
+            reader.abort();
+            let _ = sink.close().await;
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let sending_done = t0.elapsed().as_secs_f64();
+    // Let the receivers drain what is in flight.
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while counts.received.load(Ordering::Relaxed) < counts.acked.load(Ordering::Relaxed) && Instant::now() < drain_until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(1, Ordering::Relaxed);
+    for r in receivers {
+        r.await??;
+    }
+    let (sent, acked, received) = (
+        counts.sent.load(Ordering::Relaxed),
+        counts.acked.load(Ordering::Relaxed),
+        counts.received.load(Ordering::Relaxed),
+    );
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    lat.sort_unstable();
+    Ok(RelayResult {
+        elapsed: sending_done,
+        sent,
+        acked,
+        received,
+        lost: acked.saturating_sub(received),
+        duplicated: counts.duplicated.load(Ordering::Relaxed),
+        latencies_ns: lat,
+    })
+}
+
+/// The q-th quantile of sorted latencies, in milliseconds.
+pub fn quantile_ms(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i] as f64 / 1e6
+}
