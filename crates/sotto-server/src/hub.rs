@@ -51,8 +51,38 @@ impl Mailbox {
     }
 }
 
+/// What operators see of a live connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub remote: std::net::SocketAddr,
+    /// When it logged in.
+    pub since: std::time::SystemTime,
+    /// WebSocket bytes received.
+    pub bytes_in: AtomicU64,
+    /// WebSocket bytes sent.
+    pub bytes_out: AtomicU64,
+}
+
+/// A live session as `sotto-server sessions` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    /// Handle.
+    pub handle: String,
+    /// Device.
+    pub device_id: u32,
+    /// Client address.
+    pub remote: String,
+    /// Logged in at (seconds since the Unix epoch).
+    pub since: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+}
+
 /// The live connections of one device, by connection id.
-type Connections = Vec<(u64, Arc<Mailbox>)>;
+type Connections = Vec<(u64, Arc<Mailbox>, Arc<ConnInfo>)>;
 
 /// Live connections by device.
 #[derive(Default)]
@@ -68,13 +98,15 @@ pub struct Registration<'a> {
     id: u64,
     /// The connection's mailbox.
     pub mailbox: Arc<Mailbox>,
+    /// The connection's counters.
+    pub info: Arc<ConnInfo>,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         let mut devices = self.hub.devices.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = devices.get_mut(&self.device) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|(id, _, _)| *id != self.id);
             if list.is_empty() {
                 devices.remove(&self.device);
             }
@@ -83,23 +115,49 @@ impl Drop for Registration<'_> {
 }
 
 impl Hub {
-    /// Registers a logged-in connection of `device`.
-    pub fn register(&self, device: DeviceRef) -> Registration<'_> {
+    /// Registers a logged-in connection of `device` from `remote`.
+    pub fn register(&self, device: DeviceRef, remote: std::net::SocketAddr) -> Registration<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
+        let info = Arc::new(ConnInfo {
+            remote,
+            since: std::time::SystemTime::now(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        });
         self.devices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(device.clone())
             .or_default()
-            .push((id, mailbox.clone()));
-        Registration { hub: self, device, id, mailbox }
+            .push((id, mailbox.clone(), info.clone()));
+        Registration { hub: self, device, id, mailbox, info }
+    }
+
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SessionView> = map
+            .iter()
+            .flat_map(|(d, list)| {
+                list.iter().map(move |(_, _, i)| SessionView {
+                    handle: d.handle.clone(),
+                    device_id: d.device_id,
+                    remote: i.remote.to_string(),
+                    since: i.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                    bytes_in: i.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: i.bytes_out.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.handle, a.device_id, a.since).cmp(&(&b.handle, b.device_id, b.since)));
+        out
     }
 
     fn each(&self, devices: &[DeviceRef], f: impl Fn(&mut Pending)) {
         let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         for d in devices {
-            for (_, mb) in map.get(d).into_iter().flatten() {
+            for (_, mb, _) in map.get(d).into_iter().flatten() {
                 mb.update(&f);
             }
         }

@@ -6,9 +6,12 @@
 //! one port ([`server::run`]).
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod blobs;
+pub mod config;
 pub mod hub;
 pub mod invite;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod session;

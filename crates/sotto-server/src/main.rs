@@ -7,19 +7,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 use sotto_proto::{ServerAddress, Transport};
+use sotto_server::config::{self, FileConfig, Settings};
 use sotto_server::relay::{now_ms, Relay, RelayConfig};
 use sotto_server::server::{self, ListenConfig};
 use sotto_server::store::{SqliteStore, Store};
-use sotto_server::{invite, tls};
+use sotto_server::{admin, invite, tls};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Parser)]
-#[command(
-    name = "sotto-server",
-    version,
-    about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages"
-)]
+#[command(name = "sotto-server", version, about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages")]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -32,18 +30,45 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Run(RunArgs),
-    /// Mint an invite code (works while the server runs).
+    /// Mint, list or revoke invite codes (works while the server runs).
     Invite(InviteArgs),
+    /// List, show or remove accounts.
+    Users(UsersArgs),
+    /// Live connections of the running server.
+    Sessions(DataArg),
+    /// Ban an account: its connections close at once and it cannot log in.
+    Ban(HandleArg),
+    /// Lift a ban.
+    Unban(HandleArg),
+    /// What the server stores and how many are connected.
+    Stats(DataArg),
+    /// Check a configuration file and explain each mistake.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
 }
 
-#[derive(Args, Clone)]
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate FILE.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Clone, Default)]
 struct RunArgs {
-    /// Data directory (database, TLS key).
-    #[arg(long, default_value = "./sotto-data")]
-    data: PathBuf,
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "0.0.0.0:7443")]
-    listen: SocketAddr,
+    /// TOML configuration file; flags override what it says.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (database, TLS key, files) [default: ./sotto-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:7443].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Let anyone register without an invite.
     #[arg(long)]
     open_registration: bool,
@@ -62,39 +87,99 @@ struct RunArgs {
     /// Serve plain HTTP, for running behind a TLS-terminating proxy.
     #[arg(long, conflicts_with = "tls_cert")]
     insecure_http: bool,
-    /// Largest file accepted, in bytes (encrypted size).
-    #[arg(long, default_value_t = sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES)]
-    max_file_size: u64,
-    /// Most bytes of files one account may have waiting on the server.
-    #[arg(long, default_value_t = 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES)]
-    quota: u64,
-    /// How long undelivered messages are kept (e.g. 30d, 12h).
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    retention: Duration,
-    /// Log format on stderr.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Largest file accepted, in bytes [default: 2 GiB].
+    #[arg(long)]
+    max_file_size: Option<u64>,
+    /// Most bytes of files one account may have waiting [default: 8 GiB].
+    #[arg(long)]
+    quota: Option<u64>,
+    /// How long undelivered messages and files are kept (e.g. 30d) [default: 30d].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
+    /// Log format on stderr: text or json [default: text].
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Also write daily-rotated logs under DATA/logs.
+    #[arg(long)]
+    log_files: bool,
+    /// Serve Prometheus /metrics on this address (off by default).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Most simultaneous connections from one IP address [default: 200].
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+struct DataArg {
+    /// Data directory of the server.
+    #[arg(long, default_value = "./sotto-data")]
+    data: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct HandleArg {
+    /// The account.
+    handle: String,
+    #[command(flatten)]
+    data: DataArg,
 }
 
 #[derive(Args)]
 struct InviteArgs {
-    /// Data directory of the server.
-    #[arg(long, default_value = "./sotto-data")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: DataArg,
     /// How many registrations the code allows.
     #[arg(long, default_value_t = 1)]
     uses: u32,
     /// How long the code stays valid (e.g. 7d); never expires when absent.
     #[arg(long, value_parser = humantime::parse_duration)]
     expires: Option<Duration>,
+    /// List live invites (codes are not stored, so ids are shown).
+    #[arg(long, conflicts_with_all = ["revoke", "uses", "expires"])]
+    list: bool,
+    /// Revoke an invite by id (from --list) or by its code.
+    #[arg(long, value_name = "ID_OR_CODE")]
+    revoke: Option<String>,
+}
+
+#[derive(Args)]
+struct UsersArgs {
+    #[command(flatten)]
+    data: DataArg,
+    #[command(subcommand)]
+    action: Option<UsersAction>,
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Every account (the default).
+    List,
+    /// One account's devices and groups.
+    Show {
+        /// The account.
+        handle: String,
+    },
+    /// Delete an account and everything the server holds for it.
+    Remove {
+        /// The account.
+        handle: String,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Some(Command::Invite(args)) => mint_invite(&args),
-        Some(Command::Run(args)) => run(args),
-        None => run(cli.run),
+        Some(Command::Run(args)) => rt.block_on(run(args)),
+        None => rt.block_on(run(cli.run)),
+        Some(Command::Invite(a)) => invites(&a),
+        Some(Command::Users(a)) => rt.block_on(users(a)),
+        Some(Command::Sessions(d)) => rt.block_on(sessions(&d.data)),
+        Some(Command::Ban(h)) => rt.block_on(ban(&h, true)),
+        Some(Command::Unban(h)) => rt.block_on(ban(&h, false)),
+        Some(Command::Stats(d)) => rt.block_on(stats(&d.data)),
+        Some(Command::Config { action: ConfigAction::Check { file } }) => check_config(&file),
     }
 }
 
@@ -103,30 +188,204 @@ fn open_store(data: &Path) -> Result<SqliteStore> {
     SqliteStore::open(&data.join("relay.db")).with_context(|| format!("cannot open the database in {}", data.display()))
 }
 
-fn mint_invite(args: &InviteArgs) -> Result<()> {
-    if !args.data.join("relay.db").exists() {
-        bail!("no server data in {} (start the server once, or pass --data)", args.data.display());
+/// The store of an existing server (operator commands never create one).
+fn existing_store(data: &Path) -> Result<SqliteStore> {
+    if !data.join("relay.db").exists() {
+        bail!("no server data in {} (start the server once, or pass --data)", data.display());
     }
-    if args.uses == 0 {
+    open_store(data)
+}
+
+fn when(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+fn invites(a: &InviteArgs) -> Result<()> {
+    let store = existing_store(&a.data.data)?;
+    if a.list {
+        for i in store.list_invites()? {
+            let exp = i.expires_at.map(when).unwrap_or_else(|| "never".into());
+            println!("id {}\tuses left {}\texpires {exp}\tcreated {}", i.id, i.uses_left, when(i.created_at));
+        }
+        return Ok(());
+    }
+    if let Some(r) = &a.revoke {
+        if !store.revoke_invite(r)? {
+            bail!("no such invite (see `sotto-server invite --list`)");
+        }
+        println!("revoked");
+        return Ok(());
+    }
+    if a.uses == 0 {
         bail!("--uses must be at least 1");
     }
-    let store = open_store(&args.data)?;
     let code = invite::new_code();
     let now = now_ms();
-    let expires = args.expires.map(|d| now + d.as_millis() as i64);
-    store.create_invite(&code, args.uses, expires, now)?;
+    store.create_invite(&code, a.uses, a.expires.map(|d| now + d.as_millis() as i64), now)?;
     println!("invite: {code}");
     Ok(())
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+async fn users(a: UsersArgs) -> Result<()> {
+    let store = existing_store(&a.data.data)?;
+    match a.action.unwrap_or(UsersAction::List) {
+        UsersAction::List => {
+            for u in store.list_accounts()? {
+                let banned = if u.banned { "\tBANNED" } else { "" };
+                println!("@{}\tdevices {}\tgroups {}\tsince {}{banned}", u.handle, u.devices, u.groups, when(u.created_at));
+            }
+        }
+        UsersAction::Show { handle } => {
+            let acct = store.account(&handle)?.with_context(|| format!("no account @{handle}"))?;
+            let summary = store.list_accounts()?.into_iter().find(|s| s.handle == handle);
+            println!("@{}{}", acct.handle, if acct.banned { " (banned)" } else { "" });
+            println!("account key: {}", hex::encode(&acct.account_key));
+            for d in &acct.devices {
+                let dref = sotto_proto::DeviceRef { handle: handle.clone(), device_id: d.device_id };
+                println!("device {}: key {}, key packages {}", d.device_id, hex::encode(&d.device_key), store.key_package_count(&dref)?);
+            }
+            if let Some(s) = summary {
+                println!("groups: {}\nregistered: {}", s.groups, when(s.created_at));
+            }
+        }
+        UsersAction::Remove { handle } => {
+            store.remove_account(&handle).map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
+            admin::request(&a.data.data, json!({"cmd": "kick", "handle": handle})).await;
+            println!("removed @{handle}");
+        }
     }
+    Ok(())
+}
+
+async fn sessions(data: &Path) -> Result<()> {
+    let answer = admin::request(data, json!({"cmd": "sessions"}))
+        .await
+        .with_context(|| format!("no server is running on {}", data.display()))?;
+    for s in answer["sessions"].as_array().into_iter().flatten() {
+        println!(
+            "@{}/{}\t{}\tsince {}\tin {} B\tout {} B",
+            s["handle"].as_str().unwrap_or_default(),
+            s["device_id"],
+            s["remote"].as_str().unwrap_or_default(),
+            when(s["since"].as_i64().unwrap_or(0) * 1000),
+            s["bytes_in"],
+            s["bytes_out"]
+        );
+    }
+    Ok(())
+}
+
+async fn ban(h: &HandleArg, banned: bool) -> Result<()> {
+    let store = existing_store(&h.data.data)?;
+    let handle = h.handle.trim_start_matches('@');
+    store.set_banned(handle, banned).map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
+    if banned {
+        let kicked = admin::request(&h.data.data, json!({"cmd": "kick", "handle": handle})).await;
+        let n = kicked.and_then(|k| k["kicked"].as_u64()).unwrap_or(0);
+        println!("banned @{handle}; {n} live connection(s) closed");
+    } else {
+        println!("unbanned @{handle}");
+    }
+    Ok(())
+}
+
+async fn stats(data: &Path) -> Result<()> {
+    let store = existing_store(data)?;
+    let s = store.stats()?;
+    println!("accounts: {}\ngroups: {}\nmessages waiting: {}\nwelcomes waiting: {}\nfiles: {} ({} bytes)", s.accounts, s.groups, s.messages, s.welcomes, s.blobs, s.blob_bytes);
+    match admin::request(data, json!({"cmd": "stats"})).await {
+        Some(live) => println!("connected devices: {}", live["connections"]),
+        None => println!("server: not running"),
+    }
+    Ok(())
+}
+
+fn check_config(file: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match config::check(&text) {
+        Ok(s) => {
+            println!("{}: ok", file.display());
+            println!("{s:#?}");
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            bail!("{} mistake(s) in {}", errors.len(), file.display())
+        }
+    }
+}
+
+/// Defaults, then the file, then flags.
+fn settings(args: &RunArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.join("; ")))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut s = Settings::default()
+        .apply(&file)
+        .map_err(|e| anyhow::anyhow!("configuration: {} (run `sotto-server config check FILE`)", e.join("; ")))?;
+    if let Some(v) = &args.data {
+        s.data = v.clone();
+    }
+    if let Some(v) = args.listen {
+        s.listen = v;
+    }
+    s.open_registration |= args.open_registration;
+    s.presence &= !args.no_presence;
+    if let Some(v) = &args.public_host {
+        s.public_host = Some(v.clone());
+    }
+    if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        s.tls_files = Some((c.clone(), k.clone()));
+    }
+    s.insecure_http |= args.insecure_http;
+    if let Some(v) = args.max_file_size {
+        s.max_file_size = v;
+    }
+    if let Some(v) = args.quota {
+        s.quota = v;
+    }
+    if let Some(v) = args.retention {
+        s.retention = v;
+    }
+    if let Some(v) = &args.log_format {
+        s.log_format = v.clone();
+    }
+    s.log_files |= args.log_files;
+    if let Some(v) = args.metrics_listen {
+        s.metrics_listen = Some(v);
+    }
+    if let Some(v) = args.max_connections_per_ip {
+        s.max_connections_per_ip = v;
+    }
+    Ok(s)
+}
+
+fn init_logging(s: &Settings) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let json = s.log_format == "json";
+    let stderr = if json {
+        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()).boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter()).boxed()
+    };
+    let (files, guard) = if s.log_files {
+        let appender = tracing_appender::rolling::daily(s.data.join("logs"), "sotto-server.log");
+        let (writer, guard) = tracing_appender::non_blocking(appender);
+        (Some(tracing_subscriber::fmt::layer().json().with_writer(writer).with_filter(filter()).boxed()), Some(guard))
+    } else {
+        (None, None)
+    };
+    tracing_subscriber::registry().with(stderr).with(files).init();
+    guard
 }
 
 fn machine_hostname() -> String {
@@ -152,34 +411,34 @@ fn server_id(data: &Path) -> Result<Vec<u8>> {
     Ok(id.to_vec())
 }
 
-#[tokio::main]
 async fn run(args: RunArgs) -> Result<()> {
-    init_logging(&args.log_format);
-    let first_start = !args.data.join("relay.db").exists();
-    let store = Arc::new(open_store(&args.data)?);
+    let s = settings(&args)?;
+    let _log_guard = init_logging(&s);
+    let first_start = !s.data.join("relay.db").exists();
+    let store = Arc::new(open_store(&s.data)?);
 
-    let all_interfaces = args.listen.ip().is_unspecified();
-    let host = match (&args.public_host, all_interfaces) {
+    let all_interfaces = s.listen.ip().is_unspecified();
+    let host = match (&s.public_host, all_interfaces) {
         (Some(h), _) => h.clone(),
         (None, true) => machine_hostname(),
-        (None, false) => args.listen.ip().to_string(),
+        (None, false) => s.listen.ip().to_string(),
     };
-    let tls = if args.insecure_http {
+    let tls = if s.insecure_http {
         None
-    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+    } else if let Some((cert, key)) = &s.tls_files {
         Some(tls::from_files(cert, key)?)
     } else {
-        Some(tls::self_signed(&args.data.join("tls"), std::slice::from_ref(&host))?)
+        Some(tls::self_signed(&s.data.join("tls"), std::slice::from_ref(&host))?)
     };
     let pin = tls.as_ref().and_then(|t| t.pin);
     let server_id = match pin {
         Some(pin) => pin.to_vec(),
-        None => server_id(&args.data)?,
+        None => server_id(&s.data)?,
     };
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(s.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (is another server running there?)", args.listen))?;
+        .with_context(|| format!("cannot listen on {} (is another server running there?)", s.listen))?;
     let local = listener.local_addr()?;
     let transport = match (&tls, pin) {
         (None, _) => Transport::Insecure,
@@ -188,55 +447,86 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let address = ServerAddress { host, port: local.port(), transport };
 
-    let blob_dir = args.data.join("blobs");
+    let blob_dir = s.data.join("blobs");
     std::fs::create_dir_all(&blob_dir).with_context(|| format!("cannot create {}", blob_dir.display()))?;
     let relay = Arc::new(Relay::new(
         store.clone(),
         RelayConfig {
-            open_registration: args.open_registration,
-            retention: args.retention,
-            presence: !args.no_presence,
-            max_blob_bytes: args.max_file_size,
-            blob_quota: args.quota,
+            open_registration: s.open_registration,
+            retention: s.retention,
+            auth_timeout: s.auth_timeout,
+            presence: s.presence,
+            max_blob_bytes: s.max_file_size,
+            blob_quota: s.quota,
+            request_rate: s.request_rate,
+            request_burst: s.request_burst,
+            max_groups_per_device: s.max_groups_per_device,
             ..Default::default()
         },
         server_id,
         blob_dir,
     ));
 
+    #[cfg(unix)]
+    {
+        let (data, r) = (s.data.clone(), relay.clone());
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(&data, r).await {
+                tracing::warn!(error = %e, "operator socket unavailable");
+            }
+        });
+    }
+    if let Some(addr) = s.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let r = relay.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let r = r.clone();
+                async move {
+                    let st = r.store.clone();
+                    let stats = tokio::task::spawn_blocking(move || st.stats()).await.ok().and_then(Result::ok).unwrap_or_default();
+                    r.metrics.render(r.hub.connections(), &stats)
+                }
+            }),
+        );
+        tracing::info!(%addr, "metrics at /metrics");
+        tokio::spawn(async move { axum::serve(metrics_listener, app).await });
+    }
+
     let mut out = tokio::io::stdout();
-    if first_start && !args.open_registration {
+    if first_start && !s.open_registration {
         let code = invite::new_code();
         store.create_invite(&code, 1, None, now_ms())?;
         out.write_all(format!("invite: {code}\n").as_bytes()).await?;
     }
-    if all_interfaces && args.public_host.is_none() {
+    if all_interfaces && s.public_host.is_none() {
         eprintln!(
             "note: listening on all interfaces; the address uses this machine's name {:?}. Use --public-host NAME to change it.",
             address.host
         );
     }
-    if args.insecure_http {
+    if s.insecure_http {
         eprintln!("warning: plain HTTP; only run this behind a TLS-terminating proxy");
     }
-    tracing::info!(listen = %local, open_registration = args.open_registration, "sotto-server ready");
+    tracing::info!(listen = %local, open_registration = s.open_registration, "sotto-server ready");
     out.write_all(format!("address: {address}\n").as_bytes()).await?;
     out.flush().await?;
 
     let purge_relay = relay.clone();
-    let retention_ms = args.retention.as_millis() as i64;
+    let retention_ms = s.retention.as_millis() as i64;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let s = purge_relay.store.clone();
-            match tokio::task::spawn_blocking(move || s.purge_expired(now_ms(), retention_ms)).await {
+            let st = purge_relay.store.clone();
+            match tokio::task::spawn_blocking(move || st.purge_expired(now_ms(), retention_ms)).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention purge"),
                 Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
                 _ => {}
             }
-            let s = purge_relay.store.clone();
-            if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || s.expire_blobs(now_ms() - retention_ms)).await {
+            let st = purge_relay.store.clone();
+            if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || st.expire_blobs(now_ms() - retention_ms)).await {
                 for id in &ids {
                     sotto_server::blobs::remove_bytes(&purge_relay.blob_dir, id).await;
                 }
@@ -247,7 +537,17 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     });
 
-    server::run(listener, tls.map(|t| t.config), relay, ListenConfig::default(), shutdown_signal()).await?;
+    let listen = ListenConfig {
+        handshake_timeout: s.auth_timeout,
+        max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
+        ..Default::default()
+    };
+    server::run(listener, tls.map(|t| t.config), relay, listen, shutdown_signal()).await?;
+    // Every acknowledged write is already durable; fold the WAL back in so
+    // the next start is quick.
+    store.checkpoint();
+    let _ = std::fs::remove_file(admin::socket_path(&s.data));
     tracing::info!("shut down");
     Ok(())
 }
@@ -256,8 +556,7 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

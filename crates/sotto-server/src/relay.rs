@@ -36,6 +36,12 @@ pub struct RelayConfig {
     pub max_blob_bytes: u64,
     /// Most blob bytes one account may have stored at once.
     pub blob_quota: u64,
+    /// Sustained requests per second per connection.
+    pub request_rate: u32,
+    /// Requests a connection may make at once above the rate.
+    pub request_burst: u32,
+    /// Most groups one device may create.
+    pub max_groups_per_device: u64,
 }
 
 impl Default for RelayConfig {
@@ -49,6 +55,9 @@ impl Default for RelayConfig {
             presence: true,
             max_blob_bytes: sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
             blob_quota: 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
+            request_rate: 500,
+            request_burst: 2000,
+            max_groups_per_device: 10_000,
         }
     }
 }
@@ -69,6 +78,10 @@ pub struct Relay {
     pub tokens: Mutex<HashMap<[u8; 32], (DeviceRef, std::time::Instant)>>,
     /// Blobs being uploaded right now: one writer per blob.
     pub uploading: Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Counters for /metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Set to true when the server shuts down; sessions say goodbye.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long a blob token is valid.
@@ -85,6 +98,8 @@ impl Relay {
             blob_dir,
             tokens: Mutex::default(),
             uploading: Mutex::default(),
+            metrics: crate::metrics::Metrics::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -158,10 +173,14 @@ fn check_client_id(client_id: &[u8]) -> Result<(), ErrorBody> {
 
 /// Runs a store call on the blocking pool: SQLite must not stall the
 /// async workers that serve everyone else.
-async fn blocking<T: Send + 'static>(
+async fn blocking_timed<T: Send + 'static>(
+    metrics: &crate::metrics::Metrics,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ErrorBody> {
-    match tokio::task::spawn_blocking(f).await {
+    let started = std::time::Instant::now();
+    let r = tokio::task::spawn_blocking(f).await;
+    metrics.store_time(started.elapsed());
+    match r {
         Ok(r) => r.map_err(ErrorBody::from),
         Err(e) => {
             tracing::error!(error = %e, "store task failed");
@@ -192,7 +211,7 @@ impl Relay {
                 let store = self.store.clone();
                 let require = !self.config.open_registration;
                 let (h, d) = (handle.clone(), device.clone());
-                blocking(move || store.register(&h, &account_key, &d, invite.as_deref(), require, now_ms())).await?;
+                blocking_timed(&self.metrics, move || store.register(&h, &account_key, &d, invite.as_deref(), require, now_ms())).await?;
                 tracing::info!(handle = %handle, "account registered");
                 let dref = DeviceRef { handle, device_id: device.device_id };
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
@@ -200,7 +219,7 @@ impl Relay {
             Request::Login { handle, device_id, signature } => {
                 let store = self.store.clone();
                 let h = handle.clone();
-                let account = blocking(move || store.account(&h)).await?;
+                let account = blocking_timed(&self.metrics, move || store.account(&h)).await?;
                 // Unknown handle and bad signature answer alike, so login
                 // does not tell a stranger which handles exist.
                 let Some(account) = account else { return Err(ErrorBody::new(ErrorCode::AuthFailed)) };
@@ -216,7 +235,7 @@ impl Relay {
                 let dref = DeviceRef { handle, device_id };
                 let store = self.store.clone();
                 let d = dref.clone();
-                let key_packages = blocking(move || store.key_package_count(&d)).await?;
+                let key_packages = blocking_timed(&self.metrics, move || store.key_package_count(&d)).await?;
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages }))
             }
             _ => Err(ErrorBody::new(ErrorCode::NotAuthenticated)),
@@ -240,16 +259,16 @@ impl Relay {
                 let me = me.clone();
                 let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
                 let n =
-                    blocking(move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
+                    blocking_timed(&self.metrics, move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
                         .await?;
                 Ok(Response::KeyPackagesStored { key_packages: n })
             }
             Request::ClaimKeyPackages { handle } => {
                 let h = handle.clone();
                 let s2 = store.clone();
-                let claimed = blocking(move || s2.claim_key_packages(&h)).await?;
+                let claimed = blocking_timed(&self.metrics, move || s2.claim_key_packages(&h)).await?;
                 let h = handle.clone();
-                let account = blocking(move || store.account(&h))
+                let account = blocking_timed(&self.metrics, move || store.account(&h))
                     .await?
                     .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
                 let mut packages = Vec::with_capacity(claimed.len());
@@ -263,7 +282,7 @@ impl Relay {
                 Ok(Response::KeyPackages { handle, account_key: account.account_key, packages })
             }
             Request::LookupUser { handle } => {
-                let account = blocking(move || store.account(&handle))
+                let account = blocking_timed(&self.metrics, move || store.account(&handle))
                     .await?
                     .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
                 Ok(Response::User(UserInfo {
@@ -274,8 +293,16 @@ impl Relay {
             }
             Request::CreateGroup { group_id } => {
                 check_group_id(&group_id)?;
+                let (s2, me2) = (store.clone(), me.clone());
+                let created = blocking_timed(&self.metrics, move || s2.groups_created(&me2)).await?;
+                if created >= self.config.max_groups_per_device {
+                    return Err(ErrorBody::with_message(
+                        ErrorCode::LimitExceeded,
+                        format!("a device may create at most {} groups on this server", self.config.max_groups_per_device),
+                    ));
+                }
                 let me = me.clone();
-                blocking(move || store.create_group(&group_id, &me, now_ms())).await?;
+                blocking_timed(&self.metrics, move || store.create_group(&group_id, &me, now_ms())).await?;
                 Ok(Response::Done)
             }
             Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
@@ -293,7 +320,7 @@ impl Relay {
                 let me2 = me.clone();
                 let added2 = added.clone();
                 let gid = group_id.clone();
-                let appended = blocking(move || {
+                let appended = blocking_timed(&self.metrics, move || {
                     store.append(
                         &NewMessage {
                             group_id: &gid,
@@ -311,6 +338,7 @@ impl Relay {
                 })
                 .await?;
                 if !appended.duplicate {
+                    self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.hub.wake_inbox(&added);
                     self.hub.wake_group(&appended.members, &group_id);
                 }
@@ -324,7 +352,7 @@ impl Relay {
                 }
                 let me2 = me.clone();
                 let gid = group_id.clone();
-                let appended = blocking(move || {
+                let appended = blocking_timed(&self.metrics, move || {
                     store.append(
                         &NewMessage {
                             group_id: &gid,
@@ -342,23 +370,24 @@ impl Relay {
                 })
                 .await?;
                 if !appended.duplicate {
+                    self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.hub.wake_group(&appended.members, &group_id);
                 }
                 Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
             }
             Request::Ack { group_id, seq } => {
                 let me = me.clone();
-                blocking(move || store.ack(&group_id, &me, seq)).await?;
+                blocking_timed(&self.metrics, move || store.ack(&group_id, &me, seq)).await?;
                 Ok(Response::Done)
             }
             Request::AckWelcome { welcome_id } => {
                 let me = me.clone();
-                blocking(move || store.ack_welcome(&me, welcome_id)).await?;
+                blocking_timed(&self.metrics, move || store.ack_welcome(&me, welcome_id)).await?;
                 Ok(Response::Done)
             }
             Request::Fetch { group_id, after_seq, limit } => {
                 let me = me.clone();
-                let messages = blocking(move || store.fetch(&group_id, &me, after_seq, limit)).await?;
+                let messages = blocking_timed(&self.metrics, move || store.fetch(&group_id, &me, after_seq, limit)).await?;
                 Ok(Response::Messages { messages })
             }
             Request::BlobToken => {
@@ -369,13 +398,13 @@ impl Relay {
             }
             Request::ShareBlob { blob_id, group_id } => {
                 let me = me.clone();
-                blocking(move || store.share_blob(&blob_id, &me, &group_id)).await?;
+                blocking_timed(&self.metrics, move || store.share_blob(&blob_id, &me, &group_id)).await?;
                 Ok(Response::Done)
             }
             Request::BlobFetched { blob_id } => {
                 let me = me.clone();
                 let id = blob_id.clone();
-                if blocking(move || store.blob_fetched(&id, &me)).await? {
+                if blocking_timed(&self.metrics, move || store.blob_fetched(&id, &me)).await? {
                     crate::blobs::remove_bytes(&self.blob_dir, &blob_id).await;
                 }
                 Ok(Response::Done)
@@ -386,12 +415,12 @@ impl Relay {
                     return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
                 }
                 let me = me.clone();
-                blocking(move || store.put_group_info(&group_id, &me, epoch, &group_info)).await?;
+                blocking_timed(&self.metrics, move || store.put_group_info(&group_id, &me, epoch, &group_info)).await?;
                 Ok(Response::Done)
             }
             Request::GetGroupInfo { group_id } => {
                 let me = me.clone();
-                match blocking(move || store.group_info(&group_id, &me)).await? {
+                match blocking_timed(&self.metrics, move || store.group_info(&group_id, &me)).await? {
                     Some((epoch, group_info)) => Ok(Response::GroupInfo { epoch, group_info }),
                     None => {
                         Err(ErrorBody::with_message(ErrorCode::UnknownGroup, "no group info stored for this group yet"))
@@ -401,7 +430,7 @@ impl Relay {
             Request::Leave { group_id } => {
                 check_group_id(&group_id)?;
                 let me = me.clone();
-                blocking(move || store.leave(&group_id, &me)).await?;
+                blocking_timed(&self.metrics, move || store.leave(&group_id, &me)).await?;
                 Ok(Response::Done)
             }
             Request::Presence { handles } => {
@@ -412,7 +441,7 @@ impl Relay {
                     return Err(bad("ask about at most 1000 accounts at once"));
                 }
                 let me = me.clone();
-                let shared = blocking(move || store.co_members(&me, &handles)).await?;
+                let shared = blocking_timed(&self.metrics, move || store.co_members(&me, &handles)).await?;
                 let online = shared.into_iter().map(|h| {
                     let on = self.hub.account_online(&h);
                     (h, on)
@@ -421,7 +450,7 @@ impl Relay {
             }
             Request::GroupState { group_id } => {
                 let me = me.clone();
-                let group = blocking(move || {
+                let group = blocking_timed(&self.metrics, move || {
                     let g = store.group(&group_id)?.ok_or(StoreError::UnknownGroup)?;
                     if !g.members.contains(&me) {
                         return Err(StoreError::NotMember);

@@ -29,6 +29,10 @@ pub struct ListenConfig {
     pub header_timeout: Duration,
     /// Most simultaneous connections; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address; more are closed.
+    pub max_connections_per_ip: usize,
+    /// How long shutdown waits for open connections to finish.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ListenConfig {
@@ -37,6 +41,8 @@ impl Default for ListenConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_ip: 200,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -50,12 +56,42 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .with_state(relay)
 }
 
-async fn websocket(ws: WebSocketUpgrade, State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+/// The client's address, attached to each connection's requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+async fn websocket(
+    ws: WebSocketUpgrade,
+    State(relay): State<Arc<Relay>>,
+    peer: Option<axum::Extension<Peer>>,
+) -> impl IntoResponse {
     let limit = sotto_proto::limits::MAX_FRAME_BYTES;
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| crate::session::serve(socket, relay))
+    let remote = peer.map(|p| p.0 .0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| crate::session::serve(socket, relay, remote))
 }
 
-/// Accepts connections until `shutdown` completes.
+/// Counts open connections per address; the guard gives the slot back.
+struct PerIp {
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+struct IpSlot<'a>(&'a PerIp, std::net::IpAddr);
+
+impl Drop for IpSlot<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then tells every session
+/// to finish (in-flight requests complete) and waits for them, at most
+/// `drain_timeout`.
 pub async fn run(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -63,17 +99,18 @@ pub async fn run(
     config: ListenConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let app = router(relay);
+    let app = router(relay.clone());
     let acceptor = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let per_ip = Arc::new(PerIp { counts: Default::default() });
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
         };
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -84,12 +121,27 @@ pub async fn run(
                 }
             },
         };
+        {
+            let mut counts = per_ip.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(peer.ip()).or_insert(0);
+            if *n >= config.max_connections_per_ip {
+                relay.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%peer, "too many connections from this address; closed");
+                continue;
+            }
+            *n += 1;
+        }
+        relay.metrics.connections_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        let app = app.clone().layer(axum::Extension(Peer(peer)));
         let acceptor = acceptor.clone();
         let config = config.clone();
+        let relay = relay.clone();
+        let per_ip = per_ip.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = IpSlot(&per_ip, peer.ip());
+            relay.metrics.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match acceptor {
                 Some(acceptor) => match tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => serve_http(stream, app, &config).await,
@@ -98,8 +150,17 @@ pub async fn run(
                 },
                 None => serve_http(tcp, app, &config).await,
             }
+            relay.metrics.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
+    // Stop: sessions finish their current request, say goodbye and close.
+    drop(listener);
+    let _ = relay.shutdown.send(true);
+    let deadline = tokio::time::Instant::now() + config.drain_timeout;
+    while permits.available_permits() < config.max_connections && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 async fn serve_http<I>(io: I, app: Router, config: &ListenConfig)

@@ -2,6 +2,7 @@
 //! then requests, pushes and liveness. The only code that owns the socket.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -18,9 +19,18 @@ struct Gone;
 /// Malformed frames tolerated before the connection is closed.
 const MAX_MALFORMED: u32 = 3;
 
-async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), Gone> {
+/// Bytes sent on this connection, for operators.
+static NO_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+async fn send_counted(socket: &mut WebSocket, msg: &ServerMessage, counter: &AtomicU64, total: &AtomicU64) -> Result<(), Gone> {
     let bytes = codec::encode(msg).map_err(|_| Gone)?;
+    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    total.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     socket.send(Message::Binary(bytes.into())).await.map_err(|_| Gone)
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), Gone> {
+    send_counted(socket, msg, &NO_COUNTER, &NO_COUNTER).await
 }
 
 async fn respond(socket: &mut WebSocket, id: u64, result: Result<Response, ErrorBody>) -> Result<(), Gone> {
@@ -63,7 +73,7 @@ fn malformed_error(e: &DecodeError) -> ErrorBody {
 }
 
 /// Serves one WebSocket until it closes.
-pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>) {
+pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>, remote: std::net::SocketAddr) {
     let mut challenge = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut challenge);
     let hello = Hello {
@@ -79,7 +89,7 @@ pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>) {
     let Some(me) = authenticate(&mut socket, &relay, &challenge).await else { return };
     tracing::debug!(device = %me, "logged in");
     let _ =
-        Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0 }.run(&mut socket).await;
+        Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0, remote }.run(&mut socket).await;
 }
 
 async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -> Option<DeviceRef> {
@@ -127,19 +137,65 @@ struct Session<'a> {
     sent_upto: HashMap<Vec<u8>, u64>,
     /// Highest welcome id pushed on this connection.
     welcome_upto: u64,
+    /// The client's address.
+    remote: std::net::SocketAddr,
+}
+
+/// A token bucket: `rate` requests per second sustained, `burst` at once.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self { tokens: f64::from(burst), rate: f64::from(rate), burst: f64::from(burst), last: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Session<'_> {
     async fn run(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
-        let registration = self.relay.hub.register(self.me.clone());
+        let registration = self.relay.hub.register(self.me.clone(), self.remote);
+        let info = registration.info.clone();
+        let mut bucket = Bucket::new(self.relay.config.request_rate, self.relay.config.request_burst);
+        let mut shutdown = self.relay.shutdown.subscribe();
         let mut ping = interval(self.relay.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut malformed = 0;
         loop {
             tokio::select! {
+                _ = shutdown.changed() => {
+                    goodbye(socket, ErrorBody::with_message(ErrorCode::Internal, "the server is shutting down; reconnect later")).await;
+                    return Ok(());
+                }
                 msg = socket.recv() => {
                     last_heard = Instant::now();
+                    if let Some(Ok(m)) = &msg {
+                        let n = match m { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 } as u64;
+                        info.bytes_in.fetch_add(n, Ordering::Relaxed);
+                        self.relay.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
+                    }
+                    if matches!(&msg, Some(Ok(Message::Binary(_)))) && !bucket.take() {
+                        self.relay.metrics.rejected(ErrorCode::RateLimited);
+                        let id = match classify(msg) { Incoming::Request(id, _) => id, _ => 0 };
+                        respond(socket, id, Err(ErrorBody::new(ErrorCode::RateLimited))).await?;
+                        continue;
+                    }
                     match classify(msg) {
                         Incoming::Closed => return Ok(()),
                         Incoming::Other => {}
@@ -159,7 +215,11 @@ impl Session<'_> {
                         }
                         Incoming::Request(id, request) => {
                             let result = self.relay.handle(&self.me, request).await;
-                            respond(socket, id, result).await?;
+                            if let Err(e) = &result {
+                                self.relay.metrics.rejected(e.code);
+                            }
+                            let out = ServerMessage::Response { id, result };
+                            send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out).await?;
                         }
                     }
                 }
@@ -244,6 +304,7 @@ impl Session<'_> {
             };
             let Some(last) = batch.last().map(|d| d.seq) else { return Ok(()) };
             for delivery in batch {
+                self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
                 send(socket, &ServerMessage::Push(Push::Deliver(delivery))).await?;
             }
             self.sent_upto.insert(group_id.to_vec(), last);

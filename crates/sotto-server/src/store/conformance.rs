@@ -45,6 +45,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     removed_member_reads_nothing(&make());
     leaving(&make());
     blobs(&make());
+    operator_views(&make());
     retention(&make());
 }
 
@@ -294,4 +295,38 @@ fn blobs(s: &impl Store) {
     s.begin_blob(b"old", &alice, 10, 100, 150, NOW - 10).unwrap();
     assert_eq!(s.expire_blobs(NOW - 5).unwrap(), vec![b"old".to_vec()]);
     assert_eq!(s.stats().unwrap().blobs, 0);
+}
+
+fn operator_views(s: &impl Store) {
+    s.create_invite("code-one", 2, None, NOW).unwrap();
+    s.create_invite("code-two", 1, Some(NOW + 1000), NOW).unwrap();
+    let invites = s.list_invites().unwrap();
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[0].uses_left, 2);
+    assert!(s.revoke_invite("code-one").unwrap());
+    assert!(s.revoke_invite(&invites[1].id.to_string()).unwrap());
+    assert!(!s.revoke_invite("code-one").unwrap());
+    assert!(s.list_invites().unwrap().is_empty());
+
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    s.create_group(b"group-ops", &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(b"group-ops", &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    commit.welcome = Some(b"w");
+    s.append(&commit, NOW).unwrap();
+    s.add_key_packages(&bob, &[vec![1]], None).unwrap();
+    assert_eq!(s.groups_created(&alice).unwrap(), 1);
+    assert_eq!(s.groups_created(&bob).unwrap(), 0);
+    let accounts = s.list_accounts().unwrap();
+    assert_eq!(accounts.iter().map(|a| (a.handle.as_str(), a.groups)).collect::<Vec<_>>(), vec![("alice", 1), ("bob", 1)]);
+    s.remove_account("bob").unwrap();
+    assert!(s.account("bob").unwrap().is_none());
+    assert!(s.welcomes(&bob).unwrap().is_empty());
+    assert_eq!(s.group(b"group-ops").unwrap().unwrap().members, vec![alice.clone()]);
+    assert_eq!(s.remove_account("bob"), Err(StoreError::UnknownHandle));
+    // The handle is free again.
+    register(s, "bob");
 }

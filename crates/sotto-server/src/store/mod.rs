@@ -157,6 +157,34 @@ pub struct BlobRecord {
     pub created_at: i64,
 }
 
+/// An invite as operators see it (the code itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteRecord {
+    /// Row id, for revoking.
+    pub id: i64,
+    /// Registrations left.
+    pub uses_left: u32,
+    /// Expiry (ms), if any.
+    pub expires_at: Option<i64>,
+    /// Minted (ms).
+    pub created_at: i64,
+}
+
+/// An account as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// Handle.
+    pub handle: String,
+    /// Number of devices.
+    pub devices: u32,
+    /// Groups its devices are in.
+    pub groups: u32,
+    /// Banned.
+    pub banned: bool,
+    /// Registered (ms).
+    pub created_at: i64,
+}
+
 /// Counts for operators and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -270,6 +298,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the records of blobs older than `cutoff` and returns their ids.
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>>;
+
+    /// Every live invite.
+    fn list_invites(&self) -> StoreResult<Vec<InviteRecord>>;
+
+    /// Deletes an invite by id or by code; false if there was none.
+    fn revoke_invite(&self, id_or_code: &str) -> StoreResult<bool>;
+
+    /// Every account.
+    fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>>;
+
+    /// Deletes an account with its devices, KeyPackages, memberships,
+    /// welcomes and files; its handle becomes free.
+    fn remove_account(&self, handle: &str) -> StoreResult<()>;
+
+    /// Groups this device created.
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64>;
 
     /// Removes the device from the group's routing (it left).
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;

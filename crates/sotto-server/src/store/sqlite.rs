@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS groups(
     group_id BLOB PRIMARY KEY,
     epoch INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
+    creator_handle TEXT,
+    creator_device INTEGER,
     group_info BLOB,
     group_info_epoch INTEGER,
     created_at INTEGER NOT NULL
@@ -161,6 +163,12 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// Folds the write-ahead log into the database (on clean shutdown).
+    pub fn checkpoint(&self) {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
     fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
@@ -408,8 +416,9 @@ impl Store for SqliteStore {
                 return Err(StoreError::GroupExists);
             }
             tx.execute(
-                "INSERT INTO groups(group_id, epoch, last_seq, created_at) VALUES(?,0,0,?)",
-                params![group_id, now],
+                "INSERT INTO groups(group_id, epoch, last_seq, creator_handle, creator_device, created_at)
+                 VALUES(?,0,0,?,?,?)",
+                params![group_id, creator.handle, creator.device_id, now],
             )
             .map_err(backend)?;
             tx.execute(
@@ -702,6 +711,93 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
             }
             Ok(ids)
+        })
+    }
+
+    fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT rowid, uses_left, expires_at, created_at FROM invites WHERE uses_left > 0 ORDER BY rowid")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok(InviteRecord { id: r.get(0)?, uses_left: r.get(1)?, expires_at: r.get(2)?, created_at: r.get(3)? }))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn revoke_invite(&self, id_or_code: &str) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            let n = match id_or_code.parse::<i64>() {
+                Ok(id) => tx.execute("DELETE FROM invites WHERE rowid=?", [id]),
+                Err(_) => tx.execute("DELETE FROM invites WHERE code_hash=?", [invite_hash(id_or_code)]),
+            }
+            .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT a.handle, (SELECT count(*) FROM devices d WHERE d.handle = a.handle),
+                            (SELECT count(DISTINCT group_id) FROM members m WHERE m.handle = a.handle),
+                            a.banned, a.created_at
+                     FROM accounts a ORDER BY a.handle",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(AccountSummary {
+                        handle: r.get(0)?,
+                        devices: r.get(1)?,
+                        groups: r.get(2)?,
+                        banned: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn remove_account(&self, handle: &str) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let n = tx.execute("DELETE FROM accounts WHERE handle=?", [handle]).map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::UnknownHandle);
+            }
+            let groups: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare_cached("SELECT DISTINCT group_id FROM members WHERE handle=?").map_err(backend)?;
+                let rows = stmt.query_map([handle], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for sql in [
+                "DELETE FROM devices WHERE handle=?",
+                "DELETE FROM key_packages WHERE handle=?",
+                "DELETE FROM members WHERE handle=?",
+                "DELETE FROM welcomes WHERE handle=?",
+                "DELETE FROM blob_readers WHERE handle=?",
+                "DELETE FROM blobs WHERE owner_handle=?",
+            ] {
+                tx.execute(sql, [handle]).map_err(backend)?;
+            }
+            for g in groups {
+                delete_fully_acked(tx, &g)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
+        self.with_tx(|tx| {
+            tx.query_row(
+                "SELECT count(*) FROM groups WHERE creator_handle=? AND creator_device=?",
+                params![device.handle, device.device_id],
+                |r| r.get(0),
+            )
+            .map_err(backend)
         })
     }
 
