@@ -190,7 +190,10 @@ impl Settings {
             self.quota = v;
         }
         if self.quota < self.max_file_size {
-            errors.push(format!("quota ({}) is smaller than max_file_size ({}): no file that size could ever be sent", self.quota, self.max_file_size));
+            errors.push(format!(
+                "quota ({}) is smaller than max_file_size ({}): no file that size could ever be sent",
+                self.quota, self.max_file_size
+            ));
         }
         if let Some(v) = f.presence {
             self.presence = v;

@@ -125,12 +125,11 @@ impl Hub {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
         });
-        self.devices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(device.clone())
-            .or_default()
-            .push((id, mailbox.clone(), info.clone()));
+        self.devices.lock().unwrap_or_else(|p| p.into_inner()).entry(device.clone()).or_default().push((
+            id,
+            mailbox.clone(),
+            info.clone(),
+        ));
         Registration { hub: self, device, id, mailbox, info }
     }
 

@@ -17,7 +17,11 @@ use sotto_server::{admin, invite, tls};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Parser)]
-#[command(name = "sotto-server", version, about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages")]
+#[command(
+    name = "sotto-server",
+    version,
+    about = "The sotto relay: a blind, ordered mailbox for end-to-end encrypted messages"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -29,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default when no command is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Mint, list or revoke invite codes (works while the server runs).
     Invite(InviteArgs),
     /// List, show or remove accounts.
@@ -113,7 +117,7 @@ struct RunArgs {
 #[derive(Args, Clone)]
 struct DataArg {
     /// Data directory of the server.
-    #[arg(long, default_value = "./sotto-data")]
+    #[arg(long, default_value = "./sotto-data", global = true)]
     data: PathBuf,
 }
 
@@ -167,11 +171,18 @@ enum UsersAction {
     },
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Some(Command::Run(args)) => rt.block_on(run(args)),
+        Some(Command::Run(args)) => rt.block_on(run(*args)),
         None => rt.block_on(run(cli.run)),
         Some(Command::Invite(a)) => invites(&a),
         Some(Command::Users(a)) => rt.block_on(users(a)),
@@ -232,7 +243,13 @@ async fn users(a: UsersArgs) -> Result<()> {
         UsersAction::List => {
             for u in store.list_accounts()? {
                 let banned = if u.banned { "\tBANNED" } else { "" };
-                println!("@{}\tdevices {}\tgroups {}\tsince {}{banned}", u.handle, u.devices, u.groups, when(u.created_at));
+                println!(
+                    "@{}\tdevices {}\tgroups {}\tsince {}{banned}",
+                    u.handle,
+                    u.devices,
+                    u.groups,
+                    when(u.created_at)
+                );
             }
         }
         UsersAction::Show { handle } => {
@@ -242,7 +259,12 @@ async fn users(a: UsersArgs) -> Result<()> {
             println!("account key: {}", hex::encode(&acct.account_key));
             for d in &acct.devices {
                 let dref = sotto_proto::DeviceRef { handle: handle.clone(), device_id: d.device_id };
-                println!("device {}: key {}, key packages {}", d.device_id, hex::encode(&d.device_key), store.key_package_count(&dref)?);
+                println!(
+                    "device {}: key {}, key packages {}",
+                    d.device_id,
+                    hex::encode(&d.device_key),
+                    store.key_package_count(&dref)?
+                );
             }
             if let Some(s) = summary {
                 println!("groups: {}\nregistered: {}", s.groups, when(s.created_at));
@@ -292,7 +314,10 @@ async fn ban(h: &HandleArg, banned: bool) -> Result<()> {
 async fn stats(data: &Path) -> Result<()> {
     let store = existing_store(data)?;
     let s = store.stats()?;
-    println!("accounts: {}\ngroups: {}\nmessages waiting: {}\nwelcomes waiting: {}\nfiles: {} ({} bytes)", s.accounts, s.groups, s.messages, s.welcomes, s.blobs, s.blob_bytes);
+    println!(
+        "accounts: {}\ngroups: {}\nmessages waiting: {}\nwelcomes waiting: {}\nfiles: {} ({} bytes)",
+        s.accounts, s.groups, s.messages, s.welcomes, s.blobs, s.blob_bytes
+    );
     match admin::request(data, json!({"cmd": "stats"})).await {
         Some(live) => println!("connected devices: {}", live["connections"]),
         None => println!("server: not running"),
@@ -477,7 +502,9 @@ async fn run(args: RunArgs) -> Result<()> {
         });
     }
     if let Some(addr) = s.metrics_listen {
-        let metrics_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
         let r = relay.clone();
         let app = axum::Router::new().route(
             "/metrics",
@@ -485,7 +512,11 @@ async fn run(args: RunArgs) -> Result<()> {
                 let r = r.clone();
                 async move {
                     let st = r.store.clone();
-                    let stats = tokio::task::spawn_blocking(move || st.stats()).await.ok().and_then(Result::ok).unwrap_or_default();
+                    let stats = tokio::task::spawn_blocking(move || st.stats())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
                     r.metrics.render(r.hub.connections(), &stats)
                 }
             }),
@@ -556,9 +587,19 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -52,7 +52,12 @@ impl Metrics {
         };
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         metric("connections_accepted_total", "counter", "TCP connections accepted.", get(&self.connections_accepted));
-        metric("connections_refused_total", "counter", "Connections refused by a connection limit.", get(&self.connections_refused));
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Connections refused by a connection limit.",
+            get(&self.connections_refused),
+        );
         metric("connections_open", "gauge", "Connections open now.", get(&self.connections_open));
         metric("devices_authenticated", "gauge", "Logged-in connections.", authenticated as u64);
         metric("messages_in_total", "counter", "Messages and commits appended.", get(&self.messages_in));
@@ -67,10 +72,14 @@ impl Metrics {
         metric("groups", "gauge", "Groups.", stats.groups);
         metric("blobs", "gauge", "Files stored.", stats.blobs);
         metric("blob_bytes", "gauge", "Bytes of files stored.", stats.blob_bytes);
-        let _ = writeln!(out, "# HELP sotto_rejected_total Requests refused, by error code.\n# TYPE sotto_rejected_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP sotto_rejected_total Requests refused, by error code.\n# TYPE sotto_rejected_total counter"
+        );
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             let name = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let _ = writeln!(out, "sotto_rejected_total{{code=\"{name}\"}} {}", self.rejected[i].load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "sotto_rejected_total{{code=\"{name}\"}} {}", self.rejected[i].load(Ordering::Relaxed));
         }
         out
     }

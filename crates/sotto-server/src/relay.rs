@@ -211,7 +211,10 @@ impl Relay {
                 let store = self.store.clone();
                 let require = !self.config.open_registration;
                 let (h, d) = (handle.clone(), device.clone());
-                blocking_timed(&self.metrics, move || store.register(&h, &account_key, &d, invite.as_deref(), require, now_ms())).await?;
+                blocking_timed(&self.metrics, move || {
+                    store.register(&h, &account_key, &d, invite.as_deref(), require, now_ms())
+                })
+                .await?;
                 tracing::info!(handle = %handle, "account registered");
                 let dref = DeviceRef { handle, device_id: device.device_id };
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
@@ -258,9 +261,10 @@ impl Relay {
                 }
                 let me = me.clone();
                 let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
-                let n =
-                    blocking_timed(&self.metrics, move || store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..])))
-                        .await?;
+                let n = blocking_timed(&self.metrics, move || {
+                    store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..]))
+                })
+                .await?;
                 Ok(Response::KeyPackagesStored { key_packages: n })
             }
             Request::ClaimKeyPackages { handle } => {
@@ -298,7 +302,10 @@ impl Relay {
                 if created >= self.config.max_groups_per_device {
                     return Err(ErrorBody::with_message(
                         ErrorCode::LimitExceeded,
-                        format!("a device may create at most {} groups on this server", self.config.max_groups_per_device),
+                        format!(
+                            "a device may create at most {} groups on this server",
+                            self.config.max_groups_per_device
+                        ),
                     ));
                 }
                 let me = me.clone();
@@ -387,7 +394,8 @@ impl Relay {
             }
             Request::Fetch { group_id, after_seq, limit } => {
                 let me = me.clone();
-                let messages = blocking_timed(&self.metrics, move || store.fetch(&group_id, &me, after_seq, limit)).await?;
+                let messages =
+                    blocking_timed(&self.metrics, move || store.fetch(&group_id, &me, after_seq, limit)).await?;
                 Ok(Response::Messages { messages })
             }
             Request::BlobToken => {

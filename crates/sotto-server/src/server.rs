@@ -67,7 +67,9 @@ async fn websocket(
 ) -> impl IntoResponse {
     let limit = sotto_proto::limits::MAX_FRAME_BYTES;
     let remote = peer.map(|p| p.0 .0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| crate::session::serve(socket, relay, remote))
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| crate::session::serve(socket, relay, remote))
 }
 
 /// Counts open connections per address; the guard gives the slot back.

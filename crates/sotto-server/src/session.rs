@@ -22,7 +22,12 @@ const MAX_MALFORMED: u32 = 3;
 /// Bytes sent on this connection, for operators.
 static NO_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-async fn send_counted(socket: &mut WebSocket, msg: &ServerMessage, counter: &AtomicU64, total: &AtomicU64) -> Result<(), Gone> {
+async fn send_counted(
+    socket: &mut WebSocket,
+    msg: &ServerMessage,
+    counter: &AtomicU64,
+    total: &AtomicU64,
+) -> Result<(), Gone> {
     let bytes = codec::encode(msg).map_err(|_| Gone)?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     total.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -88,8 +93,9 @@ pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>, remote: std::net::S
     }
     let Some(me) = authenticate(&mut socket, &relay, &challenge).await else { return };
     tracing::debug!(device = %me, "logged in");
-    let _ =
-        Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0, remote }.run(&mut socket).await;
+    let _ = Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0, remote }
+        .run(&mut socket)
+        .await;
 }
 
 async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -> Option<DeviceRef> {

@@ -55,7 +55,8 @@ async fn garbage_instead_of_tls_is_closed() {
 #[tokio::test]
 async fn hundreds_of_silent_connections_do_not_slow_a_real_client() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = ListenConfig { handshake_timeout: Duration::from_secs(2), max_connections_per_ip: 1000, ..Default::default() };
+    let listen =
+        ListenConfig { handshake_timeout: Duration::from_secs(2), max_connections_per_ip: 1000, ..Default::default() };
     let server = TestServer::start_with(dir.path(), open(), listen).await;
     let mut idle = Vec::new();
     for i in 0..300 {

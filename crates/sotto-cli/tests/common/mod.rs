@@ -57,6 +57,7 @@ impl Server {
 
     pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(server_bin())
+            .env("RUST_LOG", std::env::var("SOTTO_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .args(["--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::piped())

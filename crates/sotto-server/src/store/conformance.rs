@@ -321,7 +321,10 @@ fn operator_views(s: &impl Store) {
     assert_eq!(s.groups_created(&alice).unwrap(), 1);
     assert_eq!(s.groups_created(&bob).unwrap(), 0);
     let accounts = s.list_accounts().unwrap();
-    assert_eq!(accounts.iter().map(|a| (a.handle.as_str(), a.groups)).collect::<Vec<_>>(), vec![("alice", 1), ("bob", 1)]);
+    assert_eq!(
+        accounts.iter().map(|a| (a.handle.as_str(), a.groups)).collect::<Vec<_>>(),
+        vec![("alice", 1), ("bob", 1)]
+    );
     s.remove_account("bob").unwrap();
     assert!(s.account("bob").unwrap().is_none());
     assert!(s.welcomes(&bob).unwrap().is_empty());

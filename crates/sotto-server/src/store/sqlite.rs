@@ -717,10 +717,19 @@ impl Store for SqliteStore {
     fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
         self.with_tx(|tx| {
             let mut stmt = tx
-                .prepare_cached("SELECT rowid, uses_left, expires_at, created_at FROM invites WHERE uses_left > 0 ORDER BY rowid")
+                .prepare_cached(
+                    "SELECT rowid, uses_left, expires_at, created_at FROM invites WHERE uses_left > 0 ORDER BY rowid",
+                )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([], |r| Ok(InviteRecord { id: r.get(0)?, uses_left: r.get(1)?, expires_at: r.get(2)?, created_at: r.get(3)? }))
+                .query_map([], |r| {
+                    Ok(InviteRecord {
+                        id: r.get(0)?,
+                        uses_left: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
         })
@@ -769,7 +778,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::UnknownHandle);
             }
             let groups: Vec<Vec<u8>> = {
-                let mut stmt = tx.prepare_cached("SELECT DISTINCT group_id FROM members WHERE handle=?").map_err(backend)?;
+                let mut stmt =
+                    tx.prepare_cached("SELECT DISTINCT group_id FROM members WHERE handle=?").map_err(backend)?;
                 let rows = stmt.query_map([handle], |r| r.get(0)).map_err(backend)?;
                 rows.collect::<Result<_, _>>().map_err(backend)?
             };

@@ -1,0 +1,323 @@
+//! Running a server for real: operator commands against the running binary,
+//! configuration, metrics, limits, graceful shutdown and idle behaviour.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use sotto_proto::{ErrorCode, Request, Response, ServerAddress};
+use sotto_server::relay::RelayConfig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sotto-server");
+
+struct Running {
+    child: Child,
+    address: ServerAddress,
+    invite: Option<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut invite = None;
+    let address = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(c) = line.strip_prefix("invite: ") {
+            invite = Some(c.to_owned());
+        }
+        if let Some(a) = line.strip_prefix("address: ") {
+            break ServerAddress::parse(a).unwrap();
+        }
+    };
+    Running { child, address, invite }
+}
+
+fn op(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).args(["--data", data.to_str().unwrap()]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn connect(address: &ServerAddress) -> sotto_client::Connection {
+    sotto_client::Connection::connect(address).await.unwrap()
+}
+
+#[tokio::test]
+async fn operator_commands_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &[]);
+    let alice = Account::new("alice");
+    let mut a = connect(&server.address).await;
+    alice.register(&mut a, server.invite.clone()).await.unwrap();
+
+    // Invites: mint with uses and expiry, list (ids, never codes), revoke.
+    let (ok, out, _) = op(&data, &["invite", "--uses", "3", "--expires", "7d"]);
+    assert!(ok);
+    let code = out.trim().strip_prefix("invite: ").unwrap().to_owned();
+    let (_, list, _) = op(&data, &["invite", "--list"]);
+    assert!(list.contains("uses left 3") && !list.contains(&code), "{list}");
+    let (ok, _, _) = op(&data, &["invite", "--revoke", &code]);
+    assert!(ok);
+    let mut b = connect(&server.address).await;
+    assert_eq!(code_of(&Account::new("bob").register(&mut b, Some(code)).await.unwrap_err()), ErrorCode::InviteInvalid);
+
+    // Users and sessions.
+    let (_, users, _) = op(&data, &["users"]);
+    assert!(users.contains("@alice\tdevices 1"), "{users}");
+    let (_, show, _) = op(&data, &["users", "show", "alice"]);
+    assert!(show.contains("device 1: key"), "{show}");
+    let (ok, sessions, err) = op(&data, &["sessions"]);
+    assert!(ok, "{err}");
+    assert!(sessions.contains("@alice/1\t127.0.0.1:"), "{sessions}");
+    let (_, stats, _) = op(&data, &["stats"]);
+    assert!(stats.contains("accounts: 1") && stats.contains("connected devices: 1"), "{stats}");
+
+    // Ban: the live connection closes at once, login is refused; unban.
+    let (ok, out, _) = op(&data, &["ban", "alice"]);
+    assert!(ok && out.contains("1 live connection(s) closed"), "{out}");
+    let err = tokio::time::timeout(Duration::from_secs(5), a.read_any()).await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Banned), "{err}");
+    let mut again = connect(&server.address).await;
+    assert_eq!(code_of(&alice.login(&mut again).await.unwrap_err()), ErrorCode::Banned);
+    op(&data, &["unban", "alice"]);
+    let mut again = connect(&server.address).await;
+    alice.login(&mut again).await.unwrap();
+
+    // Remove: the handle is free again.
+    let (ok, _, _) = op(&data, &["users", "remove", "alice"]);
+    assert!(ok);
+    let (_, users, _) = op(&data, &["users"]);
+    assert!(!users.contains("@alice"));
+}
+
+fn code_of(e: &sotto_client::ClientError) -> ErrorCode {
+    e.code().unwrap_or_else(|| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn config_files_are_checked_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"here\"\nretension = \"7d\"\n").unwrap();
+    let out = Command::new(BIN).args(["config", "check", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retension"), "{err}");
+    let bad2 = dir.path().join("bad2.toml");
+    std::fs::write(&bad2, "listen = \"here\"\nretention = \"later\"\n").unwrap();
+    let err = String::from_utf8_lossy(
+        &Command::new(BIN).args(["config", "check", bad2.to_str().unwrap()]).output().unwrap().stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("listen = \"here\"") && err.contains("retention = \"later\"") && err.contains("2 mistake"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &good,
+        format!("data = {:?}\nopen_registration = true\npresence = false\nmetrics_listen = \"127.0.0.1:0\"\n", data),
+    )
+    .unwrap();
+    assert!(Command::new(BIN).args(["config", "check", good.to_str().unwrap()]).output().unwrap().status.success());
+    // The file's settings apply; a flag overrides the file.
+    let mut child = Command::new(BIN)
+        .args(["--config", good.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    assert!(first.starts_with("address: "), "open registration: no invite line: {first}");
+    assert!(data.join("relay.db").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server =
+        start(&dir.path().join("data"), &["--open-registration", "--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let alice = Account::new("alice");
+    let mut a = connect(&server.address).await;
+    alice.register(&mut a, None).await.unwrap();
+    let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into() }).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    assert!(text.contains("sotto_devices_authenticated 1"), "{text}");
+    assert!(text.contains("sotto_accounts 1"));
+    assert!(text.contains("sotto_rejected_total{code=\"unknown_handle\"} 1"), "{text}");
+    assert!(text.contains("# TYPE sotto_messages_in_total counter"));
+}
+
+#[tokio::test]
+async fn connection_rate_and_group_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Per-address connection cap.
+    let listen = sotto_server::server::ListenConfig { max_connections_per_ip: 5, ..Default::default() };
+    let config = RelayConfig { request_rate: 5, request_burst: 10, max_groups_per_device: 2, ..open() };
+    let server = TestServer::start_with(dir.path(), config, listen).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tokio::net::TcpStream::connect(server.address.authority()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = sotto_client::Connection::connect(&server.address).await;
+    assert!(refused.is_err(), "a sixth connection from one address is closed");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Group creation cap.
+    let alice = Account::new("alice");
+    let mut a = alice.online(&server).await;
+    for n in 0..2u8 {
+        a.request(Request::CreateGroup { group_id: vec![n + 1; 16] }).await.unwrap();
+    }
+    let err = a.request(Request::CreateGroup { group_id: vec![9; 16] }).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded));
+
+    // Request rate: a burst of 10 passes, then rate_limited; others unaffected.
+    let mut limited = 0;
+    for _ in 0..30 {
+        if let Err(e) = a.request(Request::LookupUser { handle: "alice".into() }).await {
+            assert_eq!(e.code(), Some(ErrorCode::RateLimited));
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "{limited}");
+    let mut b = Account::new("bob").online(&server).await;
+    assert!(matches!(b.request(Request::LookupUser { handle: "alice".into() }).await.unwrap(), Response::User(_)));
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // utime, stime are the 12th and 13th numeric fields after the state.
+    f[10] + f[11]
+}
+
+#[tokio::test]
+async fn idle_with_stdin_closed_uses_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &["--open-registration"]);
+    let mut a = connect(&server.address).await;
+    Account::new("alice").register(&mut a, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_ticks(server.child.id());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(server.child.id()) - before;
+    assert!(used <= 3, "{used} ticks (1/100 s) of CPU in 3 s of idling");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data, &["--open-registration"]);
+    let alice = Account::new("alice");
+    let bob = Account::new("bob");
+    let mut a = connect(&server.address).await;
+    alice.register(&mut a, None).await.unwrap();
+    let mut b = connect(&server.address).await;
+    bob.register(&mut b, None).await.unwrap();
+    let g = vec![2u8; 16];
+    a.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
+    a.request(Request::Commit {
+        group_id: g.clone(),
+        epoch: 0,
+        client_id: vec![0],
+        commit: vec![1],
+        welcome: Some(serde_bytes::ByteBuf::from(vec![1])),
+        added: vec![bob.me()],
+        removed: vec![],
+    })
+    .await
+    .unwrap();
+
+    // Alice sends as fast as she can; SIGTERM lands in the middle.
+    let pid = server.child.id();
+    let sender = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0u32.. {
+            let req = Request::Send {
+                group_id: vec![2u8; 16],
+                epoch: 1,
+                client_id: i.to_le_bytes().to_vec(),
+                payload: vec![7; 512],
+            };
+            match a.request(req).await {
+                Ok(Response::Appended { seq, .. }) => acked.push(seq),
+                _ => break,
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "shutdown is bounded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
+    let acked = sender.await.unwrap();
+    assert!(acked.len() > 10, "load was running: {}", acked.len());
+    drop(server);
+
+    // Every acknowledged message is there after a restart.
+    let server = start(&data, &["--open-registration"]);
+    let mut b = connect(&server.address).await;
+    bob.login(&mut b).await.unwrap();
+    let mut got = Vec::new();
+    let mut after = 0;
+    loop {
+        let Response::Messages { messages } =
+            b.request(Request::Fetch { group_id: g.clone(), after_seq: after, limit: 500 }).await.unwrap()
+        else {
+            panic!()
+        };
+        let Some(last) = messages.last().map(|m| m.seq) else { break };
+        got.extend(messages.iter().map(|m| m.seq));
+        after = last;
+    }
+    for seq in &acked {
+        assert!(got.contains(seq), "acknowledged message {seq} lost");
+    }
+}
