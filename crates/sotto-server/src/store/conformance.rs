@@ -40,6 +40,7 @@ fn msg<'a>(g: &'a [u8], sender: &'a DeviceRef, epoch: u64, cid: &'a [u8], kind: 
 pub fn run_all<S: Store>(make: impl Fn() -> S) {
     registration_and_invites(&make());
     key_packages_are_claimed_once(Arc::new(make()));
+    concurrent_appends(Arc::new(make()));
     group_log_rules(&make());
     ack_then_delete(&make());
     removed_member_reads_nothing(&make());
@@ -332,4 +333,36 @@ fn operator_views(s: &impl Store) {
     assert_eq!(s.remove_account("bob"), Err(StoreError::UnknownHandle));
     // The handle is free again.
     register(s, "bob");
+}
+
+fn concurrent_appends<S: Store>(s: Arc<S>) {
+    register(&*s, "alice");
+    register(&*s, "eve");
+    let g: &[u8] = b"group-busy";
+    s.create_group(g, &dev("alice"), NOW).unwrap();
+    // 8 threads x 50 appends, with a refused one (eve is no member) mixed
+    // in: every good append gets its own sequence number, none is lost,
+    // and the refused ones change nothing.
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let (alice, eve) = (dev("alice"), dev("eve"));
+                let mut seqs = Vec::new();
+                for i in 0..50u8 {
+                    let id = [t, i];
+                    seqs.push(s.append(&msg(b"group-busy", &alice, 0, &id, MessageKind::Application), NOW).unwrap().seq);
+                    assert_eq!(
+                        s.append(&msg(b"group-busy", &eve, 0, &id, MessageKind::Application), NOW),
+                        Err(StoreError::NotMember)
+                    );
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>());
+    assert_eq!(s.group(g).unwrap().unwrap().last_seq, 400);
 }

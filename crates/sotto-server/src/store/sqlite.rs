@@ -2,7 +2,7 @@
 //! so a transaction that returned is on disk before the client hears "ok".
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -117,7 +117,106 @@ CREATE TABLE IF NOT EXISTS blob_readers(
 /// writers anyway, and one connection makes every call one transaction with
 /// no lock dance.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Appends go through one writer thread that commits whatever is queued
+    /// in a single transaction: one fsync for many acknowledged messages
+    /// (group commit) instead of one each.
+    jobs: mpsc::Sender<Job>,
+}
+
+/// An append waiting for the writer.
+struct Job {
+    msg: OwnedMessage,
+    now: i64,
+    reply: mpsc::SyncSender<StoreResult<Appended>>,
+}
+
+/// A [`NewMessage`] that owns its bytes, to cross to the writer thread.
+struct OwnedMessage {
+    group_id: Vec<u8>,
+    sender: DeviceRef,
+    epoch: u64,
+    kind: MessageKind,
+    client_id: Vec<u8>,
+    payload: Vec<u8>,
+    added: Vec<DeviceRef>,
+    removed: Vec<DeviceRef>,
+    welcome: Option<Vec<u8>>,
+}
+
+impl OwnedMessage {
+    fn new(m: &NewMessage<'_>) -> Self {
+        Self {
+            group_id: m.group_id.to_vec(),
+            sender: m.sender.clone(),
+            epoch: m.epoch,
+            kind: m.kind,
+            client_id: m.client_id.to_vec(),
+            payload: m.payload.to_vec(),
+            added: m.added.to_vec(),
+            removed: m.removed.to_vec(),
+            welcome: m.welcome.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn view(&self) -> NewMessage<'_> {
+        NewMessage {
+            group_id: &self.group_id,
+            sender: &self.sender,
+            epoch: self.epoch,
+            kind: self.kind,
+            client_id: &self.client_id,
+            payload: &self.payload,
+            added: &self.added,
+            removed: &self.removed,
+            welcome: self.welcome.as_deref(),
+        }
+    }
+}
+
+/// Most appends committed together.
+const MAX_BATCH: usize = 1024;
+
+fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let results = {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            commit_batch(&mut conn, &batch)
+        };
+        for (job, r) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(r);
+        }
+    }
+}
+
+/// Runs each append in its own savepoint (a refused one leaves no trace)
+/// and commits them all at once. Nobody hears "stored" before the commit.
+fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appended>> {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            return batch.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+        }
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let r = tx.execute_batch("SAVEPOINT one").map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
+        let end = if r.is_ok() { "RELEASE one" } else { "ROLLBACK TO one; RELEASE one" };
+        results.push(tx.execute_batch(end).map_err(backend).and(r));
+    }
+    if let Err(e) = tx.commit() {
+        let msg = e.to_string();
+        return results.into_iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+    }
+    results
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -162,7 +261,14 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let conn = Arc::new(Mutex::new(conn));
+        let (jobs, rx) = mpsc::channel();
+        let c = conn.clone();
+        std::thread::Builder::new()
+            .name("sotto-store-writer".into())
+            .spawn(move || writer(c, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self { conn, jobs })
     }
 
     /// Folds the write-ahead log into the database (on clean shutdown).
@@ -256,6 +362,85 @@ fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
     )
     .map_err(backend)?;
     Ok(())
+}
+
+/// One append inside an open transaction: membership, idempotency, epoch,
+/// membership change, welcomes.
+fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+
+            let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
+            if member_row(tx, m.group_id, m.sender)?.is_none() {
+                return Err(StoreError::NotMember);
+            }
+            let seen: Option<(u64, u64)> = tx
+                .query_row(
+                    "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
+                    params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some((seq, epoch_after)) = seen {
+                return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
+            }
+            if m.epoch != epoch {
+                return Err(StoreError::StaleEpoch { current: epoch });
+            }
+            let seq = last_seq + 1;
+            let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
+            if m.kind == MessageKind::Commit {
+                for d in m.added {
+                    let known: i64 = tx
+                        .query_row(
+                            "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
+                            params![d.handle, d.device_id],
+                            |r| r.get(0),
+                        )
+                        .map_err(backend)?;
+                    if known == 0 {
+                        return Err(StoreError::UnknownDevice(d.clone()));
+                    }
+                    // The new member reads from after the commit that adds it.
+                    tx.execute(
+                        "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
+                        params![m.group_id, d.handle, d.device_id, seq, seq],
+                    )
+                    .map_err(backend)?;
+                    if let Some(w) = m.welcome {
+                        tx.execute(
+                            "INSERT INTO welcomes(handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at)
+                             VALUES(?,?,?,?,?,?,?)",
+                            params![d.handle, d.device_id, m.group_id, m.sender.handle, m.sender.device_id, w, now],
+                        )
+                        .map_err(backend)?;
+                    }
+                }
+                for d in m.removed {
+                    tx.execute(
+                        "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
+                        params![seq, m.group_id, d.handle, d.device_id],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
+                 VALUES(?,?,?,?,?,?,?,?)",
+                params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                 VALUES(?,?,?,?,?,?,?)",
+                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
+            )
+            .map_err(backend)?;
+            tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
+                .map_err(backend)?;
+            // Removed devices are woken too, to read the commit removing them.
+            let mut wake = members_of(tx, m.group_id)?;
+            wake.extend(m.removed.iter().cloned());
+            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
 }
 
 impl Store for SqliteStore {
@@ -438,81 +623,11 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
-        self.with_tx(|tx| {
-            let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
-            if member_row(tx, m.group_id, m.sender)?.is_none() {
-                return Err(StoreError::NotMember);
-            }
-            let seen: Option<(u64, u64)> = tx
-                .query_row(
-                    "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
-                    params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            if let Some((seq, epoch_after)) = seen {
-                return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
-            }
-            if m.epoch != epoch {
-                return Err(StoreError::StaleEpoch { current: epoch });
-            }
-            let seq = last_seq + 1;
-            let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
-            if m.kind == MessageKind::Commit {
-                for d in m.added {
-                    let known: i64 = tx
-                        .query_row(
-                            "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
-                            params![d.handle, d.device_id],
-                            |r| r.get(0),
-                        )
-                        .map_err(backend)?;
-                    if known == 0 {
-                        return Err(StoreError::UnknownDevice(d.clone()));
-                    }
-                    // The new member reads from after the commit that adds it.
-                    tx.execute(
-                        "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
-                        params![m.group_id, d.handle, d.device_id, seq, seq],
-                    )
-                    .map_err(backend)?;
-                    if let Some(w) = m.welcome {
-                        tx.execute(
-                            "INSERT INTO welcomes(handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at)
-                             VALUES(?,?,?,?,?,?,?)",
-                            params![d.handle, d.device_id, m.group_id, m.sender.handle, m.sender.device_id, w, now],
-                        )
-                        .map_err(backend)?;
-                    }
-                }
-                for d in m.removed {
-                    tx.execute(
-                        "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
-                        params![seq, m.group_id, d.handle, d.device_id],
-                    )
-                    .map_err(backend)?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
-                 VALUES(?,?,?,?,?,?,?,?)",
-                params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
-            )
-            .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-                 VALUES(?,?,?,?,?,?,?)",
-                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
-            )
-            .map_err(backend)?;
-            tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
-                .map_err(backend)?;
-            // Removed devices are woken too, to read the commit removing them.
-            let mut wake = members_of(tx, m.group_id)?;
-            wake.extend(m.removed.iter().cloned());
-            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
-        })
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Job { msg: OwnedMessage::new(m), now, reply })
+            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?;
+        answer.recv().map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
 
     fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
