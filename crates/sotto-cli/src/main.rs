@@ -1,5 +1,6 @@
 //! `sotto`: the command-line client.
 
+mod chat;
 mod export;
 mod output;
 mod profile;
@@ -67,6 +68,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
     },
+    /// The terminal UI: conversations, live messages, slash commands.
+    Chat,
     /// Fetch, decrypt and verify a received file.
     Download {
         /// The file message's id (from `receive --json`).
@@ -434,6 +437,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
             session.close().await;
+        }
+        Command::Chat => {
+            let messenger = messenger(&cli, &dir).await?;
+            chat::run(&messenger).await?;
         }
         Command::Download { id, output } => {
             let messenger = messenger(&cli, &dir).await?;

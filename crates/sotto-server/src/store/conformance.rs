@@ -351,7 +351,9 @@ fn concurrent_appends<S: Store>(s: Arc<S>) {
                 let mut seqs = Vec::new();
                 for i in 0..50u8 {
                     let id = [t, i];
-                    seqs.push(s.append(&msg(b"group-busy", &alice, 0, &id, MessageKind::Application), NOW).unwrap().seq);
+                    seqs.push(
+                        s.append(&msg(b"group-busy", &alice, 0, &id, MessageKind::Application), NOW).unwrap().seq,
+                    );
                     assert_eq!(
                         s.append(&msg(b"group-busy", &eve, 0, &id, MessageKind::Application), NOW),
                         Err(StoreError::NotMember)

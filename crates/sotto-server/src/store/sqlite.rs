@@ -208,7 +208,8 @@ fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appende
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let r = tx.execute_batch("SAVEPOINT one").map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
+        let r =
+            tx.execute_batch("SAVEPOINT one").map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
         let end = if r.is_ok() { "RELEASE one" } else { "ROLLBACK TO one; RELEASE one" };
         results.push(tx.execute_batch(end).map_err(backend).and(r));
     }
@@ -367,80 +368,79 @@ fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
 /// One append inside an open transaction: membership, idempotency, epoch,
 /// membership change, welcomes.
 fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
-
-            let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
-            if member_row(tx, m.group_id, m.sender)?.is_none() {
-                return Err(StoreError::NotMember);
-            }
-            let seen: Option<(u64, u64)> = tx
+    let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
+    if member_row(tx, m.group_id, m.sender)?.is_none() {
+        return Err(StoreError::NotMember);
+    }
+    let seen: Option<(u64, u64)> = tx
+        .query_row(
+            "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
+            params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((seq, epoch_after)) = seen {
+        return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
+    }
+    if m.epoch != epoch {
+        return Err(StoreError::StaleEpoch { current: epoch });
+    }
+    let seq = last_seq + 1;
+    let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
+    if m.kind == MessageKind::Commit {
+        for d in m.added {
+            let known: i64 = tx
                 .query_row(
-                    "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
-                    params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
+                    params![d.handle, d.device_id],
+                    |r| r.get(0),
                 )
-                .optional()
                 .map_err(backend)?;
-            if let Some((seq, epoch_after)) = seen {
-                return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
+            if known == 0 {
+                return Err(StoreError::UnknownDevice(d.clone()));
             }
-            if m.epoch != epoch {
-                return Err(StoreError::StaleEpoch { current: epoch });
-            }
-            let seq = last_seq + 1;
-            let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
-            if m.kind == MessageKind::Commit {
-                for d in m.added {
-                    let known: i64 = tx
-                        .query_row(
-                            "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
-                            params![d.handle, d.device_id],
-                            |r| r.get(0),
-                        )
-                        .map_err(backend)?;
-                    if known == 0 {
-                        return Err(StoreError::UnknownDevice(d.clone()));
-                    }
-                    // The new member reads from after the commit that adds it.
-                    tx.execute(
-                        "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
-                        params![m.group_id, d.handle, d.device_id, seq, seq],
-                    )
-                    .map_err(backend)?;
-                    if let Some(w) = m.welcome {
-                        tx.execute(
+            // The new member reads from after the commit that adds it.
+            tx.execute(
+                "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
+                params![m.group_id, d.handle, d.device_id, seq, seq],
+            )
+            .map_err(backend)?;
+            if let Some(w) = m.welcome {
+                tx.execute(
                             "INSERT INTO welcomes(handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at)
                              VALUES(?,?,?,?,?,?,?)",
                             params![d.handle, d.device_id, m.group_id, m.sender.handle, m.sender.device_id, w, now],
                         )
                         .map_err(backend)?;
-                    }
-                }
-                for d in m.removed {
-                    tx.execute(
-                        "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
-                        params![seq, m.group_id, d.handle, d.device_id],
-                    )
-                    .map_err(backend)?;
-                }
             }
+        }
+        for d in m.removed {
             tx.execute(
-                "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
+                "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
+                params![seq, m.group_id, d.handle, d.device_id],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
                  VALUES(?,?,?,?,?,?,?,?)",
-                params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
-            )
-            .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+        params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
                  VALUES(?,?,?,?,?,?,?)",
-                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
-            )
-            .map_err(backend)?;
-            tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
-                .map_err(backend)?;
-            // Removed devices are woken too, to read the commit removing them.
-            let mut wake = members_of(tx, m.group_id)?;
-            wake.extend(m.removed.iter().cloned());
-            Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
+        params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
+    )
+    .map_err(backend)?;
+    tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
+        .map_err(backend)?;
+    // Removed devices are woken too, to read the commit removing them.
+    let mut wake = members_of(tx, m.group_id)?;
+    wake.extend(m.removed.iter().cloned());
+    Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
 }
 
 impl Store for SqliteStore {

@@ -1,0 +1,610 @@
+//! The chat screen's state: a plain struct changed by events (keys, and
+//! what the network task reports), testable without a terminal. Drawing is
+//! a pure function of it (`ui.rs`).
+
+use std::collections::BTreeMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sotto_core::StoredMessage;
+
+/// Connection state for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Connecting for the first time.
+    Connecting,
+    /// Logged in and live.
+    Online,
+    /// Lost; retrying.
+    Reconnecting(String),
+}
+
+/// One conversation in the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conversation {
+    /// `@handle` or `#group`.
+    pub name: String,
+    /// Messages in it (as loaded).
+    pub messages: Vec<StoredMessage>,
+    /// Arrived while not looking.
+    pub unread: usize,
+    /// The other person is online (one-to-one only).
+    pub online: bool,
+}
+
+/// What the network task tells the screen.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// Who we are and where.
+    Identity { me: String, server: String },
+    /// The whole history of a conversation (on start and when it changes).
+    History { conversation: String, messages: Vec<StoredMessage> },
+    /// A new or changed message.
+    Message(Box<StoredMessage>),
+    /// Connection state.
+    Link(Link),
+    /// Who is online among contacts.
+    Presence(Vec<(String, bool)>),
+    /// A line for the info area (result of a command).
+    Info(String),
+    /// A transfer's progress.
+    Progress { what: String, done: u64, total: u64 },
+    /// A conversation was renamed.
+    Renamed { from: String, to: String },
+}
+
+/// What the screen asks the network task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send text.
+    Send { to: String, text: String },
+    /// Send a file.
+    SendFile { to: String, path: String },
+    /// Text to every one-to-one contact.
+    Broadcast { text: String },
+    /// Fetch a file.
+    Download { id: String },
+    /// `/group ...` arguments.
+    Group(Vec<String>),
+    /// Show the safety number.
+    Verify { handle: String },
+    /// Export the conversation to a file.
+    Export { conversation: String },
+    /// Refresh presence.
+    Presence,
+}
+
+/// The whole screen state.
+#[derive(Debug, Default)]
+pub struct App {
+    /// Our handle.
+    pub me: String,
+    /// Server address.
+    pub server: String,
+    /// Connection state.
+    pub link: Option<Link>,
+    /// Conversations by name.
+    pub conversations: BTreeMap<String, Conversation>,
+    /// Order shown (most recent activity first).
+    pub order: Vec<String>,
+    /// Open conversation.
+    pub current: Option<String>,
+    /// The input line(s).
+    pub input: String,
+    /// Cursor position in `input` (bytes, on a char boundary).
+    pub cursor: usize,
+    /// Sent lines, for Up/Down.
+    pub sent_history: Vec<String>,
+    /// Position while browsing `sent_history`.
+    pub history_pos: Option<usize>,
+    /// Lines scrolled up from the bottom of the message view.
+    pub scroll: usize,
+    /// Last info line.
+    pub info: String,
+    /// Help overlay shown.
+    pub show_help: bool,
+    /// Set when the person quits.
+    pub quit: bool,
+}
+
+/// The commands, for `/help` and completion.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("/msg @h text", "send to someone (opens the conversation)"),
+    ("/send @h path", "send a file to @h or #group"),
+    ("/bmsg text", "broadcast to every one-to-one contact"),
+    ("/list", "contacts and who is online"),
+    ("/join #g", "open a conversation"),
+    ("/group create|add|remove|leave|rename ...", "manage groups"),
+    ("/verify @h", "show the safety number"),
+    ("/export", "export this conversation to a file"),
+    ("/download id", "fetch a received file"),
+    ("/help", "show or hide this help"),
+    ("/exit", "quit (also Ctrl-C)"),
+];
+
+impl App {
+    /// Applies something the network reported.
+    pub fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Identity { me, server } => {
+                self.me = me;
+                self.server = server;
+            }
+            NetEvent::History { conversation, messages } => {
+                let c = self.conversation(&conversation);
+                c.messages = messages;
+                self.touch(&conversation);
+                if self.current.is_none() {
+                    self.current = Some(conversation);
+                }
+            }
+            NetEvent::Message(m) => {
+                let m = *m;
+                let name = m.conversation.clone();
+                // With nothing open, the first conversation to speak opens.
+                let looking = self.current.is_none() || self.current.as_deref() == Some(name.as_str());
+                let c = self.conversation(&name);
+                match c.messages.iter_mut().find(|x| x.id == m.id) {
+                    Some(existing) => *existing = m,
+                    None => {
+                        if !m.outgoing && !looking {
+                            c.unread += 1;
+                        }
+                        c.messages.push(m);
+                    }
+                }
+                self.touch(&name);
+                if self.current.is_none() {
+                    self.current = Some(name);
+                }
+            }
+            NetEvent::Link(l) => self.link = Some(l),
+            NetEvent::Presence(list) => {
+                for (h, on) in list {
+                    if let Some(c) = self.conversations.get_mut(&format!("@{h}")) {
+                        c.online = on;
+                    }
+                }
+            }
+            NetEvent::Info(text) => self.info = text,
+            NetEvent::Renamed { from, to } => {
+                if let Some(mut c) = self.conversations.remove(&from) {
+                    c.name = to.clone();
+                    for m in &mut c.messages {
+                        m.conversation = to.clone();
+                    }
+                    self.conversations.insert(to.clone(), c);
+                }
+                for n in &mut self.order {
+                    if *n == from {
+                        *n = to.clone();
+                    }
+                }
+                if self.current.as_deref() == Some(from.as_str()) {
+                    self.current = Some(to);
+                }
+            }
+            NetEvent::Progress { what, done, total } => {
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
+                self.info = format!("{what}: {pct}% ({done} of {total} bytes)");
+            }
+        }
+    }
+
+    fn conversation(&mut self, name: &str) -> &mut Conversation {
+        self.conversations
+            .entry(name.to_owned())
+            .or_insert_with(|| Conversation { name: name.to_owned(), ..Default::default() })
+    }
+
+    /// Moves a conversation to the top of the list.
+    fn touch(&mut self, name: &str) {
+        self.order.retain(|n| n != name);
+        self.order.insert(0, name.to_owned());
+    }
+
+    /// Opens a conversation, clearing its unread count.
+    pub fn open(&mut self, name: &str) {
+        self.conversation(name).unread = 0;
+        if !self.order.iter().any(|n| n == name) {
+            self.order.push(name.to_owned());
+        }
+        self.current = Some(name.to_owned());
+        self.scroll = 0;
+    }
+
+    fn cycle(&mut self, forward: bool) {
+        if self.order.is_empty() {
+            return;
+        }
+        let i = self.current.as_ref().and_then(|c| self.order.iter().position(|n| n == c)).unwrap_or(0);
+        let n = self.order.len();
+        let next = if forward { (i + 1) % n } else { (i + n - 1) % n };
+        let name = self.order[next].clone();
+        self.open(&name);
+    }
+
+    fn insert(&mut self, s: &str) {
+        self.input.insert_str(self.cursor, s);
+        self.cursor += s.len();
+    }
+
+    fn prev_boundary(&self) -> usize {
+        self.input[..self.cursor].char_indices().next_back().map(|(i, _)| i).unwrap_or(0)
+    }
+
+    fn next_boundary(&self) -> usize {
+        self.input[self.cursor..].chars().next().map(|c| self.cursor + c.len_utf8()).unwrap_or(self.cursor)
+    }
+
+    /// Handles a key; returns a command for the network task, if any.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
+                self.quit = true;
+                None
+            }
+            KeyCode::Char('n') if ctrl => {
+                self.cycle(true);
+                None
+            }
+            KeyCode::Char('p') if ctrl => {
+                self.cycle(false);
+                None
+            }
+            KeyCode::Down if alt => {
+                self.cycle(true);
+                None
+            }
+            KeyCode::Up if alt => {
+                self.cycle(false);
+                None
+            }
+            KeyCode::Char('a') if ctrl => {
+                self.cursor = 0;
+                None
+            }
+            KeyCode::Char('e') if ctrl => {
+                self.cursor = self.input.len();
+                None
+            }
+            KeyCode::Char('u') if ctrl => {
+                self.input.drain(..self.cursor);
+                self.cursor = 0;
+                None
+            }
+            KeyCode::Char('w') if ctrl => {
+                let start = self.input[..self.cursor].trim_end().rfind(' ').map(|i| i + 1).unwrap_or(0);
+                self.input.drain(start..self.cursor);
+                self.cursor = start;
+                None
+            }
+            KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => {
+                self.insert("\n");
+                None
+            }
+            KeyCode::Enter => self.submit(),
+            KeyCode::Tab => {
+                self.complete();
+                None
+            }
+            KeyCode::BackTab => {
+                self.cycle(false);
+                None
+            }
+            KeyCode::Char(c) => {
+                let mut buf = [0u8; 4];
+                self.insert(c.encode_utf8(&mut buf));
+                self.history_pos = None;
+                None
+            }
+            KeyCode::Backspace => {
+                if self.cursor > 0 {
+                    let p = self.prev_boundary();
+                    self.input.drain(p..self.cursor);
+                    self.cursor = p;
+                }
+                None
+            }
+            KeyCode::Delete => {
+                let n = self.next_boundary();
+                self.input.drain(self.cursor..n);
+                None
+            }
+            KeyCode::Left => {
+                self.cursor = self.prev_boundary();
+                None
+            }
+            KeyCode::Right => {
+                self.cursor = self.next_boundary();
+                None
+            }
+            KeyCode::Home => {
+                self.cursor = 0;
+                None
+            }
+            KeyCode::End => {
+                self.cursor = self.input.len();
+                None
+            }
+            KeyCode::Up => {
+                self.browse_history(true);
+                None
+            }
+            KeyCode::Down => {
+                self.browse_history(false);
+                None
+            }
+            KeyCode::PageUp => {
+                self.scroll = self.scroll.saturating_add(10);
+                None
+            }
+            KeyCode::PageDown => {
+                self.scroll = self.scroll.saturating_sub(10);
+                None
+            }
+            KeyCode::Esc => {
+                self.show_help = false;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn browse_history(&mut self, back: bool) {
+        if self.sent_history.is_empty() {
+            return;
+        }
+        let last = self.sent_history.len() - 1;
+        let pos = match (self.history_pos, back) {
+            (None, true) => Some(last),
+            (None, false) => None,
+            (Some(0), true) => Some(0),
+            (Some(p), true) => Some(p - 1),
+            (Some(p), false) if p >= last => None,
+            (Some(p), false) => Some(p + 1),
+        };
+        self.history_pos = pos;
+        self.input = pos.map(|p| self.sent_history[p].clone()).unwrap_or_default();
+        self.cursor = self.input.len();
+    }
+
+    /// Completes the word before the cursor: a command, a handle or a group.
+    fn complete(&mut self) {
+        let start = self.input[..self.cursor].rfind([' ', '\n']).map(|i| i + 1).unwrap_or(0);
+        let word = self.input[start..self.cursor].to_owned();
+        if word.is_empty() {
+            self.cycle(true);
+            return;
+        }
+        let mut candidates: Vec<String> = if word.starts_with('/') && start == 0 {
+            COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or("").to_owned()).collect()
+        } else {
+            self.conversations.keys().cloned().collect()
+        };
+        candidates.retain(|c| c.starts_with(&word) && c != &word);
+        candidates.sort();
+        candidates.dedup();
+        if let Some(first) = candidates.first() {
+            let rest = first[word.len()..].to_owned();
+            self.insert(&rest);
+            if candidates.len() == 1 {
+                self.insert(" ");
+            }
+        }
+    }
+
+    /// Enter: a slash command, or text for the open conversation.
+    fn submit(&mut self) -> Option<Command> {
+        let line = std::mem::take(&mut self.input);
+        self.cursor = 0;
+        self.history_pos = None;
+        let text = line.trim_end().to_owned();
+        if text.trim().is_empty() {
+            return None;
+        }
+        self.sent_history.push(text.clone());
+        self.scroll = 0;
+        if !text.starts_with('/') {
+            let Some(to) = self.current.clone() else {
+                self.info = "no conversation open: /msg @handle text, or /join #group".into();
+                return None;
+            };
+            return Some(Command::Send { to, text });
+        }
+        let mut parts = text.splitn(3, ' ');
+        let cmd = parts.next().unwrap_or("");
+        let a = parts.next().map(str::to_owned);
+        let b = parts.next().map(str::to_owned);
+        let usage = |this: &mut Self, u: &str| {
+            this.info = format!("usage: {u}");
+            None
+        };
+        match cmd {
+            "/exit" | "/quit" => {
+                self.quit = true;
+                None
+            }
+            "/help" => {
+                self.show_help = !self.show_help;
+                None
+            }
+            "/msg" => match (a, b) {
+                (Some(to), Some(text)) if to.starts_with('@') || to.starts_with('#') => {
+                    self.open(&to);
+                    Some(Command::Send { to, text })
+                }
+                _ => usage(self, "/msg @handle text"),
+            },
+            "/send" => match (a, b) {
+                (Some(to), Some(path)) if to.starts_with('@') || to.starts_with('#') => {
+                    self.open(&to);
+                    Some(Command::SendFile { to, path })
+                }
+                _ => usage(self, "/send @handle path"),
+            },
+            "/bmsg" => {
+                let rest = text.strip_prefix("/bmsg").unwrap_or("").trim().to_owned();
+                if rest.is_empty() {
+                    return usage(self, "/bmsg text");
+                }
+                Some(Command::Broadcast { text: rest })
+            }
+            "/list" => Some(Command::Presence),
+            "/join" => match a {
+                Some(c) if c.starts_with('#') || c.starts_with('@') => {
+                    self.open(&c);
+                    None
+                }
+                _ => usage(self, "/join #group"),
+            },
+            "/group" => {
+                let args: Vec<String> = text.split_whitespace().skip(1).map(str::to_owned).collect();
+                if args.len() < 2 {
+                    return usage(self, "/group create|add|remove|leave|rename NAME [...]");
+                }
+                Some(Command::Group(args))
+            }
+            "/verify" => match a {
+                Some(h) if h.starts_with('@') => Some(Command::Verify { handle: h[1..].to_owned() }),
+                _ => usage(self, "/verify @handle"),
+            },
+            "/export" => match self.current.clone() {
+                Some(c) => Some(Command::Export { conversation: c }),
+                None => usage(self, "/export (in a conversation)"),
+            },
+            "/download" => match a {
+                Some(id) => Some(Command::Download { id }),
+                None => usage(self, "/download ID (the id shown with the file)"),
+            },
+            other => {
+                self.info = format!("unknown command {other}; /help lists them");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use sotto_core::Body;
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    fn typed(app: &mut App, s: &str) {
+        for c in s.chars() {
+            app.on_key(key(KeyCode::Char(c)));
+        }
+    }
+
+    pub(crate) fn msg(conv: &str, from: &str, text: &str, id: u8) -> StoredMessage {
+        StoredMessage {
+            id: vec![id],
+            conversation: conv.into(),
+            sender: from.into(),
+            outgoing: from == "me",
+            sent_at: 1_700_000_000_000 + i64::from(id) * 60_000,
+            received_at: 0,
+            body: Body::Text { text: text.into() },
+            state: if from == "me" { "sent".into() } else { "received".into() },
+            seq: Some(u64::from(id)),
+        }
+    }
+
+    #[test]
+    fn typing_editing_and_sending() {
+        let mut app = App::default();
+        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+        assert_eq!(app.current.as_deref(), Some("@bob"));
+        typed(&mut app, "helo");
+        app.on_key(key(KeyCode::Left));
+        app.on_key(key(KeyCode::Char('l')));
+        assert_eq!(app.input, "hello");
+        app.on_key(key(KeyCode::Home));
+        app.on_key(key(KeyCode::Delete));
+        assert_eq!(app.input, "ello");
+        app.on_key(key(KeyCode::End));
+        app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT));
+        typed(&mut app, "ö");
+        app.on_key(key(KeyCode::Backspace));
+        typed(&mut app, "x");
+        assert_eq!(app.input, "ello\nx");
+        let cmd = app.on_key(key(KeyCode::Enter));
+        assert_eq!(cmd, Some(Command::Send { to: "@bob".into(), text: "ello\nx".into() }));
+        assert!(app.input.is_empty());
+        // Up brings the sent line back.
+        app.on_key(key(KeyCode::Up));
+        assert_eq!(app.input, "ello\nx");
+        app.on_key(key(KeyCode::Down));
+        assert!(app.input.is_empty());
+    }
+
+    #[test]
+    fn unread_counts_and_switching() {
+        let mut app = App::default();
+        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "one", 1))));
+        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "two", 2))));
+        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "three", 3))));
+        assert_eq!(app.conversations["@carol"].unread, 2);
+        assert_eq!(app.conversations["@bob"].unread, 0, "the open one counts nothing");
+        assert_eq!(app.order, vec!["@carol", "@bob"]);
+        assert_eq!(app.current.as_deref(), Some("@bob"));
+        app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        assert_eq!(app.current.as_deref(), Some("@carol"));
+        assert_eq!(app.conversations["@carol"].unread, 0, "opening clears the count");
+        app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::CONTROL));
+        assert_eq!(app.current.as_deref(), Some("@bob"));
+        app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        // The same message again (its acknowledgement) replaces, not adds.
+        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "three", 3))));
+        assert_eq!(app.conversations["@carol"].messages.len(), 2);
+    }
+
+    #[test]
+    fn slash_commands_and_completion() {
+        let mut app = App::default();
+        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+        app.on_net(NetEvent::Message(Box::new(msg("#crew", "bob", "hey", 2))));
+        typed(&mut app, "/ms");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.input, "/msg ");
+        typed(&mut app, "@b");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.input, "/msg @bob ");
+        typed(&mut app, "hello there");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Some(Command::Send { to: "@bob".into(), text: "hello there".into() })
+        );
+        typed(&mut app, "/send #cr");
+        app.on_key(key(KeyCode::Tab));
+        typed(&mut app, "/tmp/a b.txt");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Some(Command::SendFile { to: "#crew".into(), path: "/tmp/a b.txt".into() })
+        );
+        assert_eq!(app.current.as_deref(), Some("#crew"));
+        typed(&mut app, "/bmsg all of you");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Broadcast { text: "all of you".into() }));
+        typed(&mut app, "/group add crew @dave");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Some(Command::Group(vec!["add".into(), "crew".into(), "@dave".into()]))
+        );
+        typed(&mut app, "/verify @bob");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Verify { handle: "bob".into() }));
+        typed(&mut app, "/nonsense");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+        assert!(app.info.contains("unknown command"));
+        typed(&mut app, "/msg");
+        app.on_key(key(KeyCode::Enter));
+        assert!(app.info.starts_with("usage"));
+        typed(&mut app, "/exit");
+        app.on_key(key(KeyCode::Enter));
+        assert!(app.quit);
+    }
+}

@@ -1,0 +1,74 @@
+//! `sotto chat`: the terminal UI. State in `app.rs` (events in, state
+//! out), drawing in `ui.rs` (a pure function of the state), the network in
+//! `net.rs`. The terminal is restored on exit, on panic and on signals.
+
+pub mod app;
+mod net;
+pub mod ui;
+
+use anyhow::Result;
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use sotto_core::Messenger;
+use tokio::sync::{mpsc, watch};
+
+use app::App;
+
+/// Runs the chat screen until the person quits.
+pub async fn run(messenger: &Messenger) -> Result<()> {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let (quit_tx, quit_rx) = watch::channel(false);
+    // ratatui::init enters raw mode and the alternate screen and installs a
+    // panic hook that restores the terminal before the panic is printed.
+    let mut terminal = ratatui::init();
+    let ui = async {
+        let mut app = App::default();
+        let mut keys = EventStream::new();
+        #[cfg(unix)]
+        let mut term_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            terminal.draw(|f| ui::draw(f, &app))?;
+            #[cfg(unix)]
+            let signal = async {
+                tokio::select! { _ = term_sig.recv() => {}, _ = hup.recv() => {} }
+            };
+            #[cfg(not(unix))]
+            let signal = std::future::pending::<()>();
+            tokio::select! {
+                k = keys.next() => match k {
+                    Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                        if let Some(cmd) = app.on_key(key) {
+                            let _ = cmd_tx.send(cmd);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => app.quit = true,
+                },
+                Some(ev) = ev_rx.recv() => {
+                    app.on_net(ev);
+                    // Take everything queued before redrawing.
+                    while let Ok(ev) = ev_rx.try_recv() {
+                        app.on_net(ev);
+                    }
+                }
+                _ = signal => app.quit = true,
+            }
+            if app.quit {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+    };
+    // Whatever ends the screen (quit or error) also stops the network side.
+    let ui = async {
+        let r = ui.await;
+        let _ = quit_tx.send(true);
+        r
+    };
+    let net = net::run(messenger, cmd_rx, ev_tx, quit_rx);
+    let (ui_result, ()) = tokio::join!(ui, net);
+    ratatui::restore();
+    ui_result
+}

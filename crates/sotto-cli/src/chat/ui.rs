@@ -1,0 +1,306 @@
+//! Drawing: a pure function of [`App`]. Works from 40x12 up; below 60
+//! columns the conversation list folds away and the title names the open
+//! conversation.
+
+use chrono::{DateTime, Local, Utc};
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph};
+use ratatui::Frame;
+use sotto_core::{Body, StoredMessage};
+use unicode_width::UnicodeWidthStr;
+
+use super::app::{App, Link, COMMANDS};
+
+fn local(ms: i64) -> DateTime<Local> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&Local)
+}
+
+fn body_text(m: &StoredMessage) -> String {
+    match &m.body {
+        Body::Text { text } => text.clone(),
+        Body::File { file, caption } => {
+            let name = sotto_core::files::safe_file_name(&file.name);
+            let cap = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+            format!("[file {name}, {} bytes; /download {}]{cap}", file.size, hex::encode(&m.id))
+        }
+        _ => "[a kind of message this version cannot show]".into(),
+    }
+}
+
+/// Splits text into rows of at most `width` columns (by display width).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    for para in text.split('\n') {
+        let mut row = String::new();
+        let mut w = 0;
+        for word in para.split_inclusive(' ') {
+            let ww = word.width();
+            if w + ww > width && !row.is_empty() {
+                rows.push(std::mem::take(&mut row));
+                w = 0;
+            }
+            if ww > width {
+                // A word longer than the row: cut it by characters.
+                for ch in word.chars() {
+                    let cw = ch.to_string().width();
+                    if w + cw > width {
+                        rows.push(std::mem::take(&mut row));
+                        w = 0;
+                    }
+                    row.push(ch);
+                    w += cw;
+                }
+            } else {
+                row.push_str(word);
+                w += ww;
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// The message view's rows for a conversation, oldest first.
+fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
+    let Some(conv) = app.current.as_ref().and_then(|c| app.conversations.get(c)) else {
+        return vec![Line::from(Span::styled(
+            "No conversation yet. /msg @handle text starts one; /help lists commands.",
+            Style::default().fg(Color::DarkGray),
+        ))];
+    };
+    let mut rows = Vec::new();
+    let mut last_day = None;
+    for m in &conv.messages {
+        let t = local(m.sent_at);
+        let day = t.date_naive();
+        if last_day != Some(day) {
+            last_day = Some(day);
+            let label = format!(" {} ", day.format("%A %-d %B %Y"));
+            let side = width.saturating_sub(label.width()) / 2;
+            rows.push(Line::from(Span::styled(
+                format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
+                Style::default().fg(Color::DarkGray),
+            )));
+        }
+        if m.state == "system" {
+            for r in wrap(&format!("-- {}", body_text(m)), width) {
+                rows.push(Line::from(Span::styled(
+                    r,
+                    Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
+                )));
+            }
+            continue;
+        }
+        let mark = match m.state.as_str() {
+            "pending" => " …",
+            "sent" => " ✓",
+            _ => "",
+        };
+        let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };
+        let head = format!("{} {}: ", t.format("%H:%M"), m.sender);
+        let text = format!("{}{mark}", body_text(m));
+        let indent = head.width();
+        let wrapped = wrap(&text, width.saturating_sub(indent).max(10));
+        for (i, r) in wrapped.into_iter().enumerate() {
+            if i == 0 {
+                rows.push(Line::from(vec![
+                    Span::styled(head.clone(), who_style.add_modifier(Modifier::BOLD)),
+                    Span::raw(r),
+                ]));
+            } else {
+                rows.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::raw(r)]));
+            }
+        }
+    }
+    rows
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let area = frame.area();
+    let input_rows = app.input.split('\n').count().clamp(1, 5) as u16;
+    let outer = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Min(3), Constraint::Length(input_rows + 2), Constraint::Length(1)])
+        .split(area);
+    let wide = area.width >= 60;
+    let (list_area, view_area) = if wide {
+        let cols = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Length(24), Constraint::Min(20)])
+            .split(outer[0]);
+        (Some(cols[0]), cols[1])
+    } else {
+        (None, outer[0])
+    };
+
+    if let Some(list_area) = list_area {
+        let items: Vec<ListItem> = app
+            .order
+            .iter()
+            .map(|name| {
+                let c = &app.conversations[name];
+                let current = app.current.as_deref() == Some(name.as_str());
+                let dot = if name.starts_with('@') {
+                    if c.online {
+                        Span::styled("● ", Style::default().fg(Color::Green))
+                    } else {
+                        Span::styled("○ ", Style::default().fg(Color::DarkGray))
+                    }
+                } else {
+                    Span::raw("  ")
+                };
+                let mut spans = vec![dot, Span::raw(name.clone())];
+                if c.unread > 0 {
+                    spans.push(Span::styled(
+                        format!(" ({})", c.unread),
+                        Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+                    ));
+                }
+                let style = if current { Style::default().add_modifier(Modifier::REVERSED) } else { Style::default() };
+                ListItem::new(Line::from(spans)).style(style)
+            })
+            .collect();
+        frame.render_widget(List::new(items).block(Block::default().borders(Borders::ALL).title(" chats ")), list_area);
+    }
+
+    let title = match &app.current {
+        Some(c) => format!(" {c} "),
+        None => " sotto ".into(),
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(view_area);
+    frame.render_widget(block, view_area);
+    let rows = message_rows(app, inner.width as usize);
+    let height = inner.height as usize;
+    let max_scroll = rows.len().saturating_sub(height);
+    let scroll = app.scroll.min(max_scroll);
+    let start = rows.len().saturating_sub(height + scroll);
+    let visible: Vec<Line> = rows.into_iter().skip(start).take(height).collect();
+    frame.render_widget(Paragraph::new(visible), inner);
+
+    let input_block = Block::default().borders(Borders::ALL).title(" message (Enter send, Alt-Enter newline, /help) ");
+    let input_inner = input_block.inner(outer[1]);
+    frame.render_widget(Paragraph::new(app.input.as_str()).block(input_block), outer[1]);
+    let before = &app.input[..app.cursor];
+    let line_no = before.matches('\n').count() as u16;
+    let col = before.rsplit('\n').next().unwrap_or("").width() as u16;
+    frame.set_cursor_position((
+        input_inner.x + col.min(input_inner.width.saturating_sub(1)),
+        input_inner.y + line_no.min(input_inner.height.saturating_sub(1)),
+    ));
+
+    let link = match &app.link {
+        Some(Link::Online) => Span::styled("online", Style::default().fg(Color::Green)),
+        Some(Link::Connecting) | None => Span::styled("connecting…", Style::default().fg(Color::Yellow)),
+        Some(Link::Reconnecting(why)) => Span::styled(format!("reconnecting ({why})"), Style::default().fg(Color::Red)),
+    };
+    let host = app.server.split("://").nth(1).and_then(|r| r.split('#').next()).unwrap_or("");
+    let status = Line::from(vec![
+        Span::styled(format!(" @{} ", app.me), Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("{host} ")),
+        link,
+        Span::raw(if app.info.is_empty() { String::new() } else { format!(" │ {}", app.info) }),
+    ]);
+    frame.render_widget(Paragraph::new(status).style(Style::default().bg(Color::Black)), outer[2]);
+
+    if app.show_help {
+        draw_help(frame, area);
+    }
+}
+
+fn draw_help(frame: &mut Frame<'_>, area: Rect) {
+    let mut lines: Vec<Line> = COMMANDS.iter().map(|(c, d)| Line::from(format!("{c:<28} {d}"))).collect();
+    lines.push(Line::from(""));
+    for (k, d) in [
+        ("Ctrl-N / Ctrl-P, Alt-↓/↑", "next / previous conversation"),
+        ("Tab", "complete a command, @handle or #group"),
+        ("PageUp / PageDown", "scroll the conversation"),
+        ("↑ / ↓", "lines you sent before"),
+        ("←/→ Home/End Ctrl-A/E", "move in the line"),
+        ("Ctrl-U / Ctrl-W", "delete to start / a word"),
+        ("Alt-Enter", "new line in the message"),
+        ("Esc", "close this help"),
+    ] {
+        lines.push(Line::from(format!("{k:<28} {d}")));
+    }
+    let w = area.width.min(78);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
+    frame.render_widget(Clear, r);
+    frame.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" help ")), r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::app::NetEvent;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn screen(app: &App, w: u16, h: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..h)
+            .map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_owned()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn sample() -> App {
+        let mut app = App::default();
+        app.on_net(NetEvent::Identity { me: "me".into(), server: "sotto://chat.example:7443#sha256=x".into() });
+        app.on_net(NetEvent::Link(Link::Online));
+        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg("@bob", "bob", "hello there", 1))));
+        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg(
+            "@bob",
+            "me",
+            "hi bob, a long line that has to wrap at the edge of a narrow screen",
+            2,
+        ))));
+        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg("#crew", "carol", "meeting at 5", 3))));
+        app.on_net(NetEvent::Presence(vec![("bob".into(), true)]));
+        app
+    }
+
+    #[test]
+    fn renders_list_messages_and_status_at_80x24() {
+        let s = screen(&sample(), 80, 24);
+        assert!(s.contains(" chats "), "{s}");
+        assert!(s.contains("● @bob"), "online marker: {s}");
+        assert!(s.contains("#crew (1)"), "unread count: {s}");
+        assert!(s.contains("bob: hello there"), "{s}");
+        assert!(s.contains("me: hi bob"), "{s}");
+        assert!(s.contains("✓"), "sent mark: {s}");
+        assert!(s.contains("@me chat.example:7443 online"), "{s}");
+        assert!(s.lines().all(|l| l.chars().count() == 80));
+    }
+
+    #[test]
+    fn small_phone_screen_folds_the_list_and_wraps() {
+        let s = screen(&sample(), 40, 14);
+        assert!(!s.contains(" chats "), "{s}");
+        assert!(s.contains(" @bob "), "title names the conversation: {s}");
+        assert!(s.contains("wrap at the edge"), "long text wraps, nothing is cut: {s}");
+    }
+
+    #[test]
+    fn help_overlay_lists_commands() {
+        let mut app = sample();
+        app.show_help = true;
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("/msg @h text") && s.contains("/download id"), "{s}");
+    }
+
+    #[test]
+    fn wrapping_respects_width() {
+        assert_eq!(wrap("abc def ghi", 7), vec!["abc ", "def ghi"]);
+        assert_eq!(wrap("abc def ghi", 6), vec!["abc ", "def ", "ghi"]);
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("a\nb", 10), vec!["a", "b"]);
+    }
+}
