@@ -1,0 +1,183 @@
+//! The real `sotto chat` in tmux against a real server: one person in the
+//! terminal UI, one on the command line, exchanging messages and files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, cols: u16, rows: u16) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("sotto-test-{}-{n}", std::process::id());
+        let session = "chat".to_owned();
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                &cols.to_string(),
+                "-y",
+                &rows.to_string(),
+                cmd,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux starts");
+        Self { socket, session }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "send-keys", "-t", &self.session]);
+        c.args(keys);
+        assert!(c.status().unwrap().success());
+    }
+
+    /// Types text literally (no key-name interpretation), then Enter.
+    fn line(&self, text: &str) {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "send-keys", "-t", &self.session, "-l", text]);
+        assert!(c.status().unwrap().success());
+        self.keys(&["Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what:?} never appeared on screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "has-session", "-t", &self.session])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+fn chat_command(u: &User) -> String {
+    format!(
+        "env SOTTO_PASSPHRASE='{PASSPHRASE}' {} --profile {} chat",
+        env!("CARGO_BIN_EXE_sotto"),
+        u.profile.display()
+    )
+}
+
+fn write_file(path: &Path, size: usize) {
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn two_people_talk_and_swap_files_through_the_tui_and_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "hello from the command line"]);
+
+    let tui = Tmux::start(&chat_command(bob), 80, 24);
+    let s = tui.wait_for("hello from the command line");
+    assert!(s.contains("@alice"), "{s}");
+    tui.wait_for("online");
+
+    // Live: a message arrives while bob looks.
+    alice.ok(&["send", "@bob", "are you there?"]);
+    tui.wait_for("are you there?");
+
+    // Bob answers from the TUI.
+    tui.line("yes, typing in the terminal UI");
+    tui.wait_for("yes, typing in the terminal UI ✓");
+    let got = texts(&alice.receive_json());
+    assert!(got.contains(&("@bob".into(), "bob".into(), "yes, typing in the terminal UI".into())), "{got:?}");
+
+    // Bob sends a file with /send.
+    let from_bob = root.path().join("from-bob.bin");
+    write_file(&from_bob, 300_000);
+    tui.line(&format!("/send @alice {}", from_bob.display()));
+    tui.wait_for("sent ");
+    let batch = alice.receive_json();
+    let file = batch.iter().find(|m| m["kind"] == "file").unwrap_or_else(|| panic!("{batch:?}"));
+    let id = file["file"]["id"].as_str().unwrap().to_owned();
+    let out = root.path().join("alice-got.bin");
+    alice.ok(&["download", &id, "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&from_bob).unwrap());
+
+    // Alice sends a file; bob downloads it with /download.
+    let from_alice = root.path().join("photo.png");
+    write_file(&from_alice, 200_000);
+    alice.ok(&["send", "@bob", "--file", from_alice.to_str().unwrap()]);
+    tui.wait_for("[file photo.png");
+    // The id bob's screen shows is the message id, the same on both sides.
+    let id = alice
+        .ok(&["history", "@bob", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|m| m["file"]["name"] == "photo.png")
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(tui.screen().contains(&id[..20]), "the screen shows the id to type");
+    tui.line(&format!("/download {id}"));
+    tui.wait_for("saved ");
+    let saved = bob.profile.join("downloads").join("photo.png");
+    assert_eq!(std::fs::read(&saved).unwrap(), std::fs::read(&from_alice).unwrap());
+
+    // Help, then quit cleanly.
+    tui.line("/help");
+    tui.wait_for("/verify @h");
+    tui.keys(&["Escape"]);
+    tui.line("/exit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tui.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!tui.alive(), "sotto chat exits on /exit");
+}
+
+#[test]
+fn a_small_phone_sized_terminal_does_not_garble() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "a message long enough to need wrapping on a narrow phone screen, word by word"]);
+    let tui = Tmux::start(&chat_command(bob), 40, 16);
+    let s = tui.wait_for("word by word");
+    assert!(s.lines().all(|l| l.chars().count() <= 40), "{s}");
+    assert!(!s.contains(" chats "), "the list folds away on a narrow screen:\n{s}");
+}
