@@ -70,6 +70,7 @@ pub struct Counts {
     pub acked: AtomicU64,
     pub received: AtomicU64,
     pub duplicated: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 fn payload(t0: Instant) -> Vec<u8> {
@@ -129,6 +130,7 @@ pub struct RelayResult {
     pub received: u64,
     pub lost: u64,
     pub duplicated: u64,
+    pub refused: u64,
     pub latencies_ns: Vec<u64>,
 }
 
@@ -159,8 +161,14 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         let reader = tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
                 if let Message::Binary(b) = m {
-                    if let Ok(ServerMessage::Response { result: Ok(_), .. }) = codec::decode_server(&b) {
-                        c2.acked.fetch_add(1, Ordering::Relaxed);
+                    // Every answer frees a window slot; only successes count
+                    // as acknowledged.
+                    if let Ok(ServerMessage::Response { result, .. }) = codec::decode_server(&b) {
+                        if result.is_ok() {
+                            c2.acked.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            c2.refused.fetch_add(1, Ordering::Relaxed);
+                        }
                         p2.add_permits(1);
                     }
                 }
@@ -181,7 +189,8 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                let Ok(permit) = permits.acquire().await else { break };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Ok(Ok(permit)) = tokio::time::timeout(left, permits.acquire()).await else { break };
                 permit.forget();
                 i += 1;
                 let req = Request::Send {
@@ -229,6 +238,7 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         received,
         lost: acked.saturating_sub(received),
         duplicated: counts.duplicated.load(Ordering::Relaxed),
+        refused: counts.refused.load(Ordering::Relaxed),
         latencies_ns: lat,
     })
 }
