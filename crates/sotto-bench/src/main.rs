@@ -66,7 +66,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Store calls run on the blocking pool; a small pool keeps memory flat
+    // under a login storm (each extra thread costs its stack and arena).
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
         Command::Serve { data } => rt.block_on(serve(&data)),
         Command::BaselineServe => rt.block_on(baseline::serve()),

@@ -180,7 +180,9 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Store calls run on the blocking pool; a small pool keeps memory flat
+    // under a login storm (each extra thread costs its stack and arena).
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
         Some(Command::Run(args)) => rt.block_on(run(*args)),
         None => rt.block_on(run(cli.run)),
