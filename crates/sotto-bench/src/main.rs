@@ -87,7 +87,12 @@ async fn serve(data: &std::path::Path) -> Result<()> {
     // The per-connection request-rate limit protects a real server from one
     // noisy client; a load generator is that client by design, so it is
     // lifted here (and the bench says so).
-    let config = RelayConfig { open_registration: true, request_rate: 1_000_000, request_burst: 1_000_000, ..Default::default() };
+    let config = RelayConfig {
+        open_registration: true,
+        request_rate: 1_000_000,
+        request_burst: 1_000_000,
+        ..Default::default()
+    };
     let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = ServerAddress {

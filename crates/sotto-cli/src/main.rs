@@ -5,6 +5,7 @@ mod export;
 mod output;
 mod profile;
 mod progress;
+mod web;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +71,15 @@ enum Command {
     },
     /// The terminal UI: conversations, live messages, slash commands.
     Chat,
+    /// A local web UI on 127.0.0.1 (the printed URL carries the access token).
+    Web {
+        /// Port (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Do not open a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Fetch, decrypt and verify a received file.
     Download {
         /// The file message's id (from `receive --json`).
@@ -437,6 +447,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
             session.close().await;
+        }
+        Command::Web { port, no_open } => {
+            let messenger = messenger(&cli, &dir).await?;
+            web::run(&messenger, *port, !*no_open, profile::summaries()).await?;
         }
         Command::Chat => {
             let messenger = messenger(&cli, &dir).await?;

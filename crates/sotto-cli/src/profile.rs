@@ -61,6 +61,31 @@ pub fn backup_passphrase(confirm: bool) -> Result<Zeroizing<String>> {
     Ok(first)
 }
 
+/// Every profile in the data directory: name and "@handle server", or
+/// "(locked)" when it cannot be opened without asking.
+pub fn summaries() -> Vec<(String, String)> {
+    let Ok(root) = data_dir() else { return vec![] };
+    let mut entries: Vec<_> = std::fs::read_dir(&root).map(|r| r.flatten().collect()).unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    entries
+        .into_iter()
+        .filter(|e| db::exists(&e.path()))
+        .map(|e| {
+            let dir = e.path();
+            let key = if db::uses_key_file(&dir) {
+                Some(ProfileKey::KeyFile)
+            } else {
+                std::env::var("SOTTO_PASSPHRASE").ok().map(|p| ProfileKey::Passphrase(Zeroizing::new(p)))
+            };
+            let detail = match key.map(|k| Messenger::open(&dir, &k)) {
+                Some(Ok(m)) => format!("@{} {}", m.identity().handle, m.server().unwrap_or_default()),
+                _ => "(locked)".into(),
+            };
+            (e.file_name().to_string_lossy().into_owned(), detail)
+        })
+        .collect()
+}
+
 /// Prints every profile in the data directory, with handle and server for
 /// those that open without asking (key file, or SOTTO_PASSPHRASE fits).
 pub fn list() -> Result<()> {

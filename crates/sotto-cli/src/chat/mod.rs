@@ -3,7 +3,7 @@
 //! `net.rs`. The terminal is restored on exit, on panic and on signals.
 
 pub mod app;
-mod net;
+pub(crate) mod net;
 pub mod ui;
 
 use anyhow::Result;

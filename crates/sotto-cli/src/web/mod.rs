@@ -1,0 +1,405 @@
+//! `sotto web`: a local web UI. The page is served on 127.0.0.1 only, and
+//! every request must carry the random access token from the printed URL
+//! (then kept in a same-site cookie). Keys and all cryptography stay in
+//! this process: it reuses the chat screen's network task and state, and
+//! the browser only renders plaintext it gets over loopback.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sotto_core::Messenger;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::chat::app::{App, Command, NetEvent};
+
+const INDEX: &str = include_str!("../../../../web/index.html");
+const SCRIPT: &str = include_str!("../../../../web/app.js");
+const STYLE: &str = include_str!("../../../../web/style.css");
+
+struct Shared {
+    token: String,
+    app: Mutex<App>,
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<Value>,
+    downloads: Option<PathBuf>,
+    profiles: Vec<(String, String)>,
+}
+
+fn message_json(m: &sotto_core::StoredMessage) -> Value {
+    crate::output::message_json(m)
+}
+
+fn event_json(ev: &NetEvent) -> Value {
+    match ev {
+        NetEvent::Identity { me, server } => json!({"type": "identity", "me": me, "server": server}),
+        NetEvent::History { conversation, .. } => json!({"type": "history", "conversation": conversation}),
+        NetEvent::Message(m) => json!({"type": "message", "message": message_json(m)}),
+        NetEvent::Link(l) => json!({"type": "link", "link": format!("{l:?}")}),
+        NetEvent::Presence(p) => json!({"type": "presence", "online": p}),
+        NetEvent::Info(t) => json!({"type": "info", "text": t}),
+        NetEvent::Progress { what, done, total } => {
+            json!({"type": "progress", "what": what, "done": done, "total": total})
+        }
+        NetEvent::Renamed { from, to } => json!({"type": "renamed", "from": from, "to": to}),
+    }
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap, query_token: Option<&str>) -> bool {
+    let from_header = headers.get("x-sotto-token").and_then(|v| v.to_str().ok());
+    let from_cookie = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').find_map(|p| p.trim().strip_prefix("sotto_token=")));
+    [query_token, from_header, from_cookie]
+        .into_iter()
+        .flatten()
+        .any(|t| constant_time_eq(t.as_bytes(), shared.token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refuse() -> Response {
+    (StatusCode::FORBIDDEN, "this page needs the access token from the URL that `sotto web` printed\n").into_response()
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn index(State(s): State<Arc<Shared>>, Query(q): Query<TokenQuery>, headers: HeaderMap) -> Response {
+    if !authorized(&s, &headers, q.token.as_deref()) {
+        return refuse();
+    }
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response();
+    let cookie = format!("sotto_token={}; HttpOnly; SameSite=Strict; Path=/", s.token);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    secure_headers(&mut r);
+    r
+}
+
+/// No framing by other pages, no inline script, nothing from elsewhere.
+fn secure_headers(r: &mut Response) {
+    let h = r.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+}
+
+fn asset(s: &Shared, headers: &HeaderMap, q: &TokenQuery, body: &'static str, kind: &'static str) -> Response {
+    if !authorized(s, headers, q.token.as_deref()) {
+        return refuse();
+    }
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, kind)], body).into_response();
+    secure_headers(&mut r);
+    r
+}
+
+async fn script(State(s): State<Arc<Shared>>, Query(q): Query<TokenQuery>, headers: HeaderMap) -> Response {
+    asset(&s, &headers, &q, SCRIPT, "text/javascript; charset=utf-8")
+}
+
+async fn style(State(s): State<Arc<Shared>>, Query(q): Query<TokenQuery>, headers: HeaderMap) -> Response {
+    asset(&s, &headers, &q, STYLE, "text/css; charset=utf-8")
+}
+
+macro_rules! guard {
+    ($s:expr, $headers:expr, $q:expr) => {
+        if !authorized(&$s, &$headers, $q) {
+            return refuse();
+        }
+    };
+}
+
+async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    guard!(s, headers, q.token.as_deref());
+    let app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+    let conversations: Vec<Value> = app
+        .order
+        .iter()
+        .filter_map(|n| app.conversations.get(n))
+        .map(|c| json!({"name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len()}))
+        .collect();
+    let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
+    Json(json!({
+        "me": app.me, "server": app.server, "link": format!("{:?}", app.link),
+        "conversations": conversations, "profiles": profiles, "info": app.info,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ConvQuery {
+    c: String,
+    token: Option<String>,
+}
+
+async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ConvQuery>) -> Response {
+    guard!(s, headers, q.token.as_deref());
+    let mut app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+    if app.conversations.contains_key(&q.c) {
+        app.open(&q.c);
+    }
+    let list: Vec<Value> =
+        app.conversations.get(&q.c).map(|c| c.messages.iter().map(message_json).collect()).unwrap_or_default();
+    Json(json!({"conversation": q.c, "messages": list})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Action {
+    action: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+async fn act(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(a): Json<Action>) -> Response {
+    guard!(s, headers, None);
+    let cmd = match a.action.as_str() {
+        "send" if !a.text.trim().is_empty() && (a.to.starts_with('@') || a.to.starts_with('#')) => {
+            Command::Send { to: a.to, text: a.text }
+        }
+        "broadcast" if !a.text.trim().is_empty() => Command::Broadcast { text: a.text },
+        "group" if a.args.len() >= 2 => Command::Group(a.args),
+        "verify" => Command::Verify { handle: a.to.trim_start_matches('@').to_owned() },
+        "presence" => Command::Presence,
+        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "not a valid action"}))).into_response(),
+    };
+    let _ = s.commands.send(cmd);
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    to: String,
+    name: String,
+}
+
+/// The browser posts the file's bytes; they are written to a private temp
+/// file (streamed, never whole in memory), then sent like `sotto send --file`.
+async fn upload(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Response {
+    guard!(s, headers, None);
+    if !(q.to.starts_with('@') || q.to.starts_with('#')) {
+        return (StatusCode::BAD_REQUEST, "to must be @handle or #group").into_response();
+    }
+    let dir = std::env::temp_dir().join(format!("sotto-web-{}", hex::encode(rand::random::<[u8; 8]>())));
+    if std::fs::create_dir(&dir).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
+    }
+    let path = dir.join(sotto_core::files::safe_file_name(&q.name));
+    let mut file = match tokio::fs::File::create(&path).await {
+        Ok(f) => f,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response(),
+    };
+    let mut stream = body.into_data_stream();
+    use tokio::io::AsyncWriteExt;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => {
+                if file.write_all(&b).await.is_err() {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
+                }
+            }
+            Err(_) => return (StatusCode::BAD_REQUEST, "the upload broke off").into_response(),
+        }
+    }
+    let _ = file.flush().await;
+    let _ = s.commands.send(Command::SendFile { to: q.to, path: path.to_string_lossy().into_owned() });
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct IdQuery {
+    id: String,
+}
+
+/// Fetches and verifies a received file, then hands it to the browser.
+async fn download(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<IdQuery>) -> Response {
+    guard!(s, headers, None);
+    let Some(dir) = s.downloads.clone() else {
+        return (StatusCode::BAD_REQUEST, "an ephemeral profile has no download folder").into_response();
+    };
+    let mut events = s.events.subscribe();
+    let _ = s.commands.send(Command::Download { id: q.id.clone() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let path = loop {
+        let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            return (StatusCode::GATEWAY_TIMEOUT, "the download did not finish").into_response();
+        };
+        if ev["type"] == "info" {
+            let text = ev["text"].as_str().unwrap_or_default();
+            if let Some(p) = text.strip_prefix("saved ") {
+                break PathBuf::from(p);
+            }
+            if text.starts_with("error:") {
+                return (StatusCode::BAD_GATEWAY, text.to_owned()).into_response();
+            }
+        }
+    };
+    if !path.starts_with(&dir) {
+        return (StatusCode::FORBIDDEN, "refused").into_response();
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let Ok(file) = tokio::fs::File::open(&path).await else {
+        return (StatusCode::NOT_FOUND, "the file is gone").into_response();
+    };
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    c: String,
+}
+
+async fn export(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Response {
+    guard!(s, headers, None);
+    let (me, messages) = {
+        let app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+        (app.me.clone(), app.conversations.get(&q.c).map(|c| c.messages.clone()).unwrap_or_default())
+    };
+    let html = crate::export::render(&q.c, &me, &messages, crate::export::Format::Html);
+    let name = crate::export::file_name(&q.c, crate::export::Format::Html);
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+async fn event_stream(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
+    guard!(s, headers, q.token.as_deref());
+    let rx = s.events.subscribe();
+    let stream =
+        tokio_stream_from(rx).map(|v| Ok::<_, std::convert::Infallible>(SseEvent::default().data(v.to_string())));
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn tokio_stream_from(rx: broadcast::Receiver<Value>) -> impl futures_util::Stream<Item = Value> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(v) => return Some((v, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// Serves the UI until Ctrl-C.
+pub async fn run(messenger: &Messenger, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<NetEvent>();
+    let (events, _) = broadcast::channel(1024);
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        token: token.clone(),
+        app: Mutex::new(App::default()),
+        commands: cmd_tx,
+        events: events.clone(),
+        downloads: messenger.downloads_dir(),
+        profiles,
+    });
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(script))
+        .route("/style.css", get(style))
+        .route("/api/state", get(state))
+        .route("/api/history", get(history))
+        .route("/api/action", post(act))
+        .route("/api/upload", post(upload))
+        .route("/api/download", get(download))
+        .route("/api/export", get(export))
+        .route("/api/events", get(event_stream))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(shared.clone());
+    let url = format!("http://{addr}/?token={token}");
+    println!("url: {url}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    if open {
+        for opener in ["xdg-open", "open"] {
+            if std::process::Command::new(opener)
+                .arg(&url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .is_ok()
+            {
+                break;
+            }
+        }
+    }
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+    });
+    // Mirror what the network reports into the shared state and to pages.
+    let mirror = async {
+        while let Some(ev) = ev_rx.recv().await {
+            let v = event_json(&ev);
+            shared.app.lock().unwrap_or_else(|p| p.into_inner()).on_net(ev);
+            let _ = events.send(v);
+        }
+    };
+    let stop = async {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = quit_tx.send(true);
+    };
+    let net = crate::chat::net::run(messenger, cmd_rx, ev_tx, quit_rx);
+    tokio::select! {
+        _ = async { tokio::join!(net, stop) } => {}
+        _ = mirror => {}
+    }
+    server.abort();
+    Ok(())
+}

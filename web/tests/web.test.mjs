@@ -1,0 +1,154 @@
+// Browser tests of `sotto web`: the real server, the real CLI for the other
+// person, and the page in headless Chromium driven by playwright-core.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const bin = (name) => join(root, 'target', 'debug', name);
+const work = mkdtempSync(join(tmpdir(), 'sotto-web-'));
+const shots = join(here, 'screenshots');
+mkdirSync(shots, { recursive: true });
+const PASS = 'web test passphrase';
+const env = { ...process.env, SOTTO_PASSPHRASE: PASS };
+const children = [];
+let address, url, browser, page;
+
+function start(cmd, args, wanted) {
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const lines = createInterface({ input: child.stdout });
+  const seen = [];
+  return new Promise((ok, fail) => {
+    lines.on('line', (l) => {
+      seen.push(l);
+      if (l.startsWith(wanted)) ok({ child, value: l.slice(wanted.length), seen });
+    });
+    child.on('exit', (c) => fail(new Error(`${cmd} exited ${c}: ${seen.join('\n')}`)));
+  });
+}
+
+const sotto = (profile, ...args) => execFileSync(bin('sotto'), ['--profile', join(work, profile), ...args], { env }).toString();
+const alice = (...a) => sotto('alice', ...a);
+const receive = () => alice('receive', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+async function until(fn, what, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { const v = await fn(); if (v) return v; } catch { /* retry */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+before(async () => {
+  const server = await start(bin('sotto-server'), ['--data', join(work, 'server'), '--listen', '127.0.0.1:0', '--open-registration'], 'address: ');
+  address = server.value;
+  alice('init', '--server', address, '--name', 'alice');
+  sotto('bob', 'init', '--server', address, '--name', 'bob');
+  alice('send', '@bob', 'hello from the command line');
+  const web = await start(bin('sotto'), ['--profile', join(work, 'bob'), 'web', '--no-open'], 'url: ');
+  url = web.value;
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  const context = await browser.newContext({ acceptDownloads: true });
+  page = await context.newPage();
+  page.on('dialog', (d) => { throw new Error(`a dialog opened: ${d.message()}`); });
+  await page.goto(url);
+});
+
+after(async () => {
+  await browser?.close();
+  for (const c of children) c.kill();
+});
+
+test('requests without the token are refused', async () => {
+  const base = new URL(url);
+  for (const path of ['/', '/api/state', '/app.js', '/api/events']) {
+    const r = await fetch(`${base.origin}${path}`);
+    assert.equal(r.status, 403, path);
+  }
+  const bad = await fetch(`${base.origin}/?token=not-the-token`);
+  assert.equal(bad.status, 403);
+  assert.equal(base.hostname, '127.0.0.1');
+});
+
+test('messages both ways with the CLI', async () => {
+  await page.getByText('hello from the command line').waitFor();
+  alice('send', '@bob', 'are you there?');
+  await page.getByText('are you there?').waitFor();
+  await page.locator('#text').fill('yes, from the browser');
+  await page.locator('#text').press('Enter');
+  const got = await until(() => receive().find((m) => m.text === 'yes, from the browser'), 'alice to get the reply');
+  assert.equal(got.from, 'bob');
+  await page.getByText('yes, from the browser').waitFor();
+});
+
+test('files both ways', async () => {
+  // Browser to CLI.
+  const upload = join(work, 'from-browser.bin');
+  writeFileSync(upload, Buffer.alloc(150000, 7));
+  await page.locator('#file').setInputFiles(upload);
+  const msg = await until(() => receive().find((m) => m.kind === 'file'), 'alice to get the file');
+  assert.equal(msg.file.name, 'from-browser.bin');
+  const out = join(work, 'alice-got.bin');
+  alice('download', msg.file.id, '-o', out);
+  assert.deepEqual(readFileSync(out), readFileSync(upload));
+  // CLI to browser.
+  const original = join(work, 'report.pdf');
+  writeFileSync(original, Buffer.from(Array.from({ length: 90000 }, (_, i) => i % 251)));
+  alice('send', '@bob', '--file', original);
+  const link = page.locator('a.download').last();
+  await link.waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  const saved = join(work, 'browser-saved.pdf');
+  await download.saveAs(saved);
+  assert.deepEqual(readFileSync(saved), readFileSync(original));
+});
+
+test('html in a message is shown as text, never run', async () => {
+  const evil = '<img src=x onerror=alert(1)> <script>alert(2)</script> <b>bold?</b>';
+  alice('send', '@bob', evil);
+  const item = page.locator('#messages li', { hasText: '<img src=x onerror=alert(1)>' });
+  await item.waitFor();
+  assert.equal(await page.locator('#messages img').count(), 0);
+  assert.equal(await page.locator('#messages script').count(), 0);
+  assert.equal(await page.locator('#messages b').count(), 0);
+  assert.ok((await item.textContent()).includes('<b>bold?</b>'));
+});
+
+test('themes change colours and survive a reload; screenshots of each', async () => {
+  const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const seen = new Set();
+  for (const theme of ['pure-black', 'dark', 'light', 'nord']) {
+    await page.locator('#theme').selectOption(theme);
+    seen.add(await bg());
+    await page.screenshot({ path: join(shots, `theme-${theme}.png`) });
+  }
+  assert.equal(seen.size, 4, 'every theme has its own background');
+  await page.locator('#theme').selectOption('nord');
+  const nord = await bg();
+  await page.reload();
+  await page.getByText('hello from the command line').waitFor();
+  assert.equal(await bg(), nord, 'the choice is remembered');
+  assert.equal(await page.locator('#theme').inputValue(), 'nord');
+});
+
+test('keyboard only: focus is visible and reaches the composer', async () => {
+  await page.keyboard.press('Tab');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none');
+  await page.locator('#text').focus();
+  await page.keyboard.type('sent with the keyboard');
+  await page.keyboard.press('Enter');
+  await until(() => receive().find((m) => m.text === 'sent with the keyboard'), 'the keyboard message');
+});
