@@ -4,6 +4,7 @@
 
 mod baseline;
 mod client;
+mod crash;
 mod files;
 mod idle;
 mod mls;
@@ -45,11 +46,26 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         file_mib: u64,
     },
+    /// Clients send numbered messages while the server is killed (SIGKILL)
+    /// and restarted; checks nothing acknowledged is lost or duplicated.
+    Crash {
+        /// How many times to kill the server.
+        #[arg(long, default_value_t = 20)]
+        kills: u32,
+        /// Messages in all.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 4)]
+        pairs: usize,
+    },
     /// Runs a server for the bench (internal).
     #[command(hide = true)]
     Serve {
         #[arg(long)]
         data: std::path::PathBuf,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
     /// Runs the minimal relay (internal).
     #[command(hide = true)]
@@ -70,14 +86,25 @@ fn main() -> Result<()> {
     // under a login storm (each extra thread costs its stack and arena).
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
-        Command::Serve { data } => rt.block_on(serve(&data)),
+        Command::Serve { data, port } => rt.block_on(serve(&data, port)),
+        Command::Crash { kills, messages, pairs } => rt.block_on(async {
+            let r = crash::run(kills, messages, pairs).await?;
+            println!(
+                "kills={} out_of_order={}\nsent={} acked={} delivered={} lost={} duplicated={}",
+                r.kills, r.out_of_order, r.sent, r.acked, r.delivered, r.lost, r.duplicated
+            );
+            if r.lost > 0 || r.duplicated > 0 || r.out_of_order > 0 {
+                anyhow::bail!("acknowledged messages were lost, duplicated or reordered");
+            }
+            Ok(())
+        }),
         Command::BaselineServe => rt.block_on(baseline::serve()),
         Command::FilesChild { server, size } => rt.block_on(files::child(&server, size)),
         Command::All { quick, json, pairs, idle, file_mib } => rt.block_on(all(quick, json, pairs, idle, file_mib)),
     }
 }
 
-async fn serve(data: &std::path::Path) -> Result<()> {
+async fn serve(data: &std::path::Path, port: u16) -> Result<()> {
     use sotto_server::relay::{Relay, RelayConfig};
     use sotto_server::store::SqliteStore;
     std::fs::create_dir_all(data.join("blobs"))?;
@@ -94,7 +121,7 @@ async fn serve(data: &std::path::Path) -> Result<()> {
         ..Default::default()
     };
     let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = ServerAddress {
         host: "127.0.0.1".into(),
         port: listener.local_addr()?.port(),

@@ -1,0 +1,222 @@
+//! `crash`: clients send numbered messages while the server is killed with
+//! SIGKILL at random moments and restarted. Every message a sender saw
+//! acknowledged must reach its receiver exactly once, in server order.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rand::Rng;
+use serde_bytes::ByteBuf;
+use sotto_proto::{DeviceRef, Push, Request, Response, ServerAddress, ServerMessage};
+
+use crate::client::{Account, Conn};
+use crate::proc::Proc;
+
+/// The outcome.
+pub struct CrashResult {
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub kills: u32,
+}
+
+fn start(data: &Path, port: u16) -> Result<(Proc, ServerAddress)> {
+    let p = Proc::spawn(&["serve", "--data", data.to_str().context("path")?, "--port", &port.to_string()])?;
+    Ok((ServerAddress::parse(&p.line)?, p)).map(|(a, p)| (p, a))
+}
+
+/// Opens a connection, retrying while the server is down.
+async fn connect(address: &ServerAddress, acct: &Account, register: bool) -> Conn {
+    loop {
+        if let Ok(c) = Conn::open(address, acct, register).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn run(kills: u32, messages: u64, pairs: usize) -> Result<CrashResult> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let (server, address) = start(&data, port)?;
+    let server = Arc::new(Mutex::new(Some(server)));
+
+    // Set up pairs while the server is up.
+    let mut setups = Vec::new();
+    for i in 0..pairs {
+        let (s, r) = (Account::new(&format!("cs{i}")), Account::new(&format!("cr{i}")));
+        let mut sc = Conn::open(&address, &s, true).await?;
+        Conn::open(&address, &r, true).await?;
+        let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
+        group[0] = 2;
+        sc.request(Request::CreateGroup { group_id: group.clone() }).await?;
+        sc.request(Request::Commit {
+            group_id: group.clone(),
+            epoch: 0,
+            client_id: vec![0xff],
+            commit: vec![0; 16],
+            welcome: Some(ByteBuf::from(vec![0; 16])),
+            added: vec![DeviceRef { handle: r.handle.clone(), device_id: 1 }],
+            removed: vec![],
+        })
+        .await?;
+        setups.push((s, r, group));
+    }
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let done_sending = Arc::new(AtomicBool::new(false));
+    let per_pair = messages / pairs as u64;
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    let acked: Arc<Mutex<HashMap<usize, HashSet<u64>>>> = Arc::default();
+    let delivered: Arc<Mutex<HashMap<usize, Vec<u64>>>> = Arc::default();
+    for (i, (s, r, group)) in setups.into_iter().enumerate() {
+        let (addr, sent, acked, group2) = (address.clone(), sent.clone(), acked.clone(), group.clone());
+        senders.push(tokio::spawn(async move {
+            let address = addr;
+            let mut conn = connect(&address, &s, false).await;
+            for n in 1..=per_pair {
+                // The same client id on every retry: the server stores it once.
+                let req = Request::Send {
+                    group_id: group2.clone(),
+                    epoch: 1,
+                    client_id: n.to_le_bytes().to_vec(),
+                    payload: n.to_le_bytes().to_vec(),
+                };
+                sent.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), conn.request(req.clone())).await {
+                        Ok(Ok(Response::Appended { .. })) => {
+                            acked.lock().unwrap_or_else(|p| p.into_inner()).entry(i).or_default().insert(n);
+                            break;
+                        }
+                        _ => conn = connect(&address, &s, false).await,
+                    }
+                }
+            }
+        }));
+        let (address, delivered, done) = (address.clone(), delivered.clone(), done_sending.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut last_seq = 0u64;
+            let mut idle_after_done = 0;
+            'outer: loop {
+                let mut conn = connect(&address, &r, false).await;
+                if conn.request(Request::Sync).await.is_err() {
+                    continue;
+                }
+                loop {
+                    let msg = match tokio::time::timeout(Duration::from_millis(500), conn.read()).await {
+                        Err(_) => {
+                            if done.load(Ordering::Relaxed) {
+                                idle_after_done += 1;
+                                if idle_after_done >= 4 {
+                                    break 'outer;
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(Err(_)) => continue 'outer,
+                        Ok(Ok(m)) => m,
+                    };
+                    idle_after_done = 0;
+                    match msg {
+                        ServerMessage::Push(Push::Deliver(d)) if d.kind == sotto_proto::MessageKind::Application => {
+                            // Duplicates are what the server sends again after a
+                            // lost ack; a client drops those by sequence number.
+                            if d.seq > last_seq {
+                                last_seq = d.seq;
+                                let n = u64::from_le_bytes(d.payload[..8].try_into().unwrap_or([0; 8]));
+                                delivered.lock().unwrap_or_else(|p| p.into_inner()).entry(i).or_default().push(n);
+                            }
+                            let id = conn.take_id();
+                            use futures_util::SinkExt;
+                            if conn
+                                .sink
+                                .send(crate::client::frame(id, Request::Ack { group_id: group.clone(), seq: d.seq }))
+                                .await
+                                .is_err()
+                            {
+                                continue 'outer;
+                            }
+                        }
+                        ServerMessage::Push(Push::Welcome { welcome_id, .. }) => {
+                            let id = conn.take_id();
+                            use futures_util::SinkExt;
+                            let _ = conn.sink.send(crate::client::frame(id, Request::AckWelcome { welcome_id })).await;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }));
+    }
+
+    // The killer.
+    let killer = {
+        let server = server.clone();
+        let data = data.clone();
+        tokio::spawn(async move {
+            let mut done = 0;
+            while done < kills {
+                let wait = rand::thread_rng().gen_range(100..600);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                if let Some(mut p) = server.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = p.child.kill(); // SIGKILL
+                    let _ = p.child.wait();
+                }
+                done += 1;
+                let down = rand::thread_rng().gen_range(20..200);
+                tokio::time::sleep(Duration::from_millis(down)).await;
+                loop {
+                    if let Ok((p, _)) = start(&data, port) {
+                        *server.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            done
+        })
+    };
+    for s in senders {
+        s.await?;
+    }
+    let kills_done = killer.await?;
+    done_sending.store(true, Ordering::Relaxed);
+    for r in receivers {
+        r.await?;
+    }
+    drop(server);
+
+    let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let delivered = delivered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut lost, mut duplicated, mut out_of_order, mut total_acked, mut total_delivered) = (0, 0, 0, 0, 0);
+    for i in 0..pairs {
+        let a = acked.get(&i).cloned().unwrap_or_default();
+        let d = delivered.get(&i).cloned().unwrap_or_default();
+        total_acked += a.len() as u64;
+        total_delivered += d.len() as u64;
+        let seen: HashSet<u64> = d.iter().copied().collect();
+        duplicated += (d.len() - seen.len()) as u64;
+        lost += a.iter().filter(|n| !seen.contains(n)).count() as u64;
+        // One sender per group, sending in order: server order is 1, 2, 3...
+        out_of_order += d.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
+    }
+    Ok(CrashResult {
+        sent: sent.load(Ordering::Relaxed),
+        acked: total_acked,
+        delivered: total_delivered,
+        lost,
+        duplicated,
+        out_of_order,
+        kills: kills_done,
+    })
+}
