@@ -84,6 +84,17 @@ pub struct Relay {
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
+/// The answer to a queued request.
+pub type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ErrorBody>> + Send + 'a>>;
+
+/// What [`Relay::submit`] did with a request.
+pub enum Submitted<'a> {
+    /// An append, queued: its answer.
+    Queued(Pending<'a>),
+    /// Not an append: handle it with [`Relay::handle`].
+    Other(Request),
+}
+
 /// How long a blob token is valid.
 pub const BLOB_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
@@ -245,9 +256,94 @@ impl Relay {
         }
     }
 
+    /// Queues a `Send` or `Commit` with the store and returns the future of
+    /// its answer, which resolves once the append is durable. Any other
+    /// request is given back. Queuing happens before this returns, so a
+    /// session that submits a client's requests in order has them appended
+    /// in that order, however many it keeps in flight.
+    pub fn submit<'a>(&'a self, me: &DeviceRef, request: Request) -> Submitted<'a> {
+        let ready = |r: Result<Response, ErrorBody>| Submitted::Queued(Box::pin(std::future::ready(r)));
+        let now = now_ms();
+        let (group_id, added, ticket) = match request {
+            Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
+                if let Err(e) = check_group_id(&group_id).and_then(|_| check_client_id(&client_id)) {
+                    return ready(Err(e));
+                }
+                if commit.len() > MAX_PAYLOAD_BYTES || welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_BYTES) {
+                    return ready(Err(ErrorBody::new(ErrorCode::FrameTooLarge)));
+                }
+                if added.len() + removed.len() > MAX_MEMBERSHIP_CHANGE {
+                    return ready(Err(bad("too many membership changes in one commit")));
+                }
+                if !added.is_empty() && welcome.is_none() {
+                    return ready(Err(bad("a commit that adds devices must carry a welcome")));
+                }
+                let ticket = self.store.append_queued(
+                    &NewMessage {
+                        group_id: &group_id,
+                        sender: me,
+                        epoch,
+                        kind: MessageKind::Commit,
+                        client_id: &client_id,
+                        payload: &commit,
+                        added: &added,
+                        removed: &removed,
+                        welcome: welcome.as_deref().map(|v| &v[..]),
+                    },
+                    now,
+                );
+                (group_id, added, ticket)
+            }
+            Request::Send { group_id, epoch, client_id, payload } => {
+                if let Err(e) = check_group_id(&group_id).and_then(|_| check_client_id(&client_id)) {
+                    return ready(Err(e));
+                }
+                if payload.len() > MAX_PAYLOAD_BYTES {
+                    return ready(Err(ErrorBody::new(ErrorCode::FrameTooLarge)));
+                }
+                let ticket = self.store.append_queued(
+                    &NewMessage {
+                        group_id: &group_id,
+                        sender: me,
+                        epoch,
+                        kind: MessageKind::Application,
+                        client_id: &client_id,
+                        payload: &payload,
+                        added: &[],
+                        removed: &[],
+                        welcome: None,
+                    },
+                    now,
+                );
+                (group_id, Vec::new(), ticket)
+            }
+            other => return Submitted::Other(other),
+        };
+        let started = std::time::Instant::now();
+        Submitted::Queued(Box::pin(async move {
+            let appended = match ticket.await {
+                Ok(r) => r.map_err(ErrorBody::from)?,
+                Err(_) => return Err(ErrorBody::new(ErrorCode::Internal)),
+            };
+            self.metrics.store_time(started.elapsed());
+            if !appended.duplicate {
+                self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !added.is_empty() {
+                    self.hub.wake_inbox(&added);
+                }
+                self.hub.wake_group(&appended.members, &group_id);
+            }
+            Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
+        }))
+    }
+
     /// Handles a request from a logged-in device (everything but `Sync`,
     /// which the session drives).
     pub async fn handle(&self, me: &DeviceRef, request: Request) -> Result<Response, ErrorBody> {
+        let request = match self.submit(me, request) {
+            Submitted::Queued(pending) => return pending.await,
+            Submitted::Other(request) => request,
+        };
         let store = self.store.clone();
         match request {
             Request::Register { .. } | Request::Login { .. } => Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated)),
@@ -312,76 +408,7 @@ impl Relay {
                 blocking_timed(&self.metrics, move || store.create_group(&group_id, &me, now_ms())).await?;
                 Ok(Response::Done)
             }
-            Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
-                check_group_id(&group_id)?;
-                check_client_id(&client_id)?;
-                if commit.len() > MAX_PAYLOAD_BYTES || welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_BYTES) {
-                    return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
-                }
-                if added.len() + removed.len() > MAX_MEMBERSHIP_CHANGE {
-                    return Err(bad("too many membership changes in one commit"));
-                }
-                if !added.is_empty() && welcome.is_none() {
-                    return Err(bad("a commit that adds devices must carry a welcome"));
-                }
-                let me2 = me.clone();
-                let added2 = added.clone();
-                let gid = group_id.clone();
-                let appended = blocking_timed(&self.metrics, move || {
-                    store.append(
-                        &NewMessage {
-                            group_id: &gid,
-                            sender: &me2,
-                            epoch,
-                            kind: MessageKind::Commit,
-                            client_id: &client_id,
-                            payload: &commit,
-                            added: &added2,
-                            removed: &removed,
-                            welcome: welcome.as_deref().map(|v| &v[..]),
-                        },
-                        now_ms(),
-                    )
-                })
-                .await?;
-                if !appended.duplicate {
-                    self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.hub.wake_inbox(&added);
-                    self.hub.wake_group(&appended.members, &group_id);
-                }
-                Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
-            }
-            Request::Send { group_id, epoch, client_id, payload } => {
-                check_group_id(&group_id)?;
-                check_client_id(&client_id)?;
-                if payload.len() > MAX_PAYLOAD_BYTES {
-                    return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
-                }
-                let me2 = me.clone();
-                let gid = group_id.clone();
-                let appended = blocking_timed(&self.metrics, move || {
-                    store.append(
-                        &NewMessage {
-                            group_id: &gid,
-                            sender: &me2,
-                            epoch,
-                            kind: MessageKind::Application,
-                            client_id: &client_id,
-                            payload: &payload,
-                            added: &[],
-                            removed: &[],
-                            welcome: None,
-                        },
-                        now_ms(),
-                    )
-                })
-                .await?;
-                if !appended.duplicate {
-                    self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.hub.wake_group(&appended.members, &group_id);
-                }
-                Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
-            }
+            Request::Commit { .. } | Request::Send { .. } => Err(bad("appends are queued by submit")),
             Request::Ack { group_id, seq } => {
                 let me = me.clone();
                 blocking_timed(&self.metrics, move || store.ack(&group_id, &me, seq)).await?;

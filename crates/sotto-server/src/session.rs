@@ -6,15 +6,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use rand::RngCore;
 use sotto_proto::codec::{self, DecodeError};
 use sotto_proto::{DeviceRef, ErrorBody, ErrorCode, Hello, Push, Request, Response, ServerMessage, PROTOCOL_VERSION};
 use tokio::time::{interval, timeout_at, Instant, MissedTickBehavior};
 
-use crate::relay::Relay;
+use crate::relay::{Relay, Submitted};
 
 /// A closed or failed socket: the session ends.
 struct Gone;
+
+/// A queued request's id and answer.
+type Answer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<Response, ErrorBody>)> + Send + 'a>>;
+
+/// Most appends one connection may have in flight; beyond, the server stops
+/// reading from it until some are answered (backpressure).
+const MAX_INFLIGHT: usize = 256;
 
 /// Malformed frames tolerated before the connection is closed.
 const MAX_MALFORMED: u32 = 3;
@@ -183,13 +191,24 @@ impl Session<'_> {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut malformed = 0;
+        // Sends and commits in flight, answered in order as they become
+        // durable; the client need not wait for one before the next.
+        let relay: &Relay = self.relay;
+        let mut inflight: FuturesOrdered<Answer<'_>> = FuturesOrdered::new();
         loop {
             tokio::select! {
+                Some((id, result)) = inflight.next(), if !inflight.is_empty() => {
+                    self.answer(socket, &info, id, result).await?;
+                }
                 _ = shutdown.changed() => {
+                    // Requests already taken are finished and answered first.
+                    while let Some((id, result)) = inflight.next().await {
+                        self.answer(socket, &info, id, result).await?;
+                    }
                     goodbye(socket, ErrorBody::with_message(ErrorCode::Internal, "the server is shutting down; reconnect later")).await;
                     return Ok(());
                 }
-                msg = socket.recv() => {
+                msg = socket.recv(), if inflight.len() < MAX_INFLIGHT => {
                     last_heard = Instant::now();
                     if let Some(Ok(m)) = &msg {
                         let n = match m { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 } as u64;
@@ -213,20 +232,25 @@ impl Session<'_> {
                             }
                             respond(socket, 0, Err(malformed_error(&e))).await?;
                         }
-                        Incoming::Request(id, Request::Sync) => {
-                            respond(socket, id, Ok(Response::Done)).await?;
-                            self.synced = true;
-                            self.drain_everything(socket).await?;
-                            send(socket, &ServerMessage::Push(Push::SyncDone)).await?;
-                        }
-                        Incoming::Request(id, request) => {
-                            let result = self.relay.handle(&self.me, request).await;
-                            if let Err(e) = &result {
-                                self.relay.metrics.rejected(e.code);
+                        Incoming::Request(id, request) => match relay.submit(&self.me, request) {
+                            Submitted::Queued(answer) => inflight.push_back(Box::pin(async move { (id, answer.await) })),
+                            Submitted::Other(request) => {
+                                // Anything else waits for the appends before it,
+                                // so a client always sees its own messages.
+                                while let Some((pid, result)) = inflight.next().await {
+                                    self.answer(socket, &info, pid, result).await?;
+                                }
+                                if request == Request::Sync {
+                                    respond(socket, id, Ok(Response::Done)).await?;
+                                    self.synced = true;
+                                    self.drain_everything(socket).await?;
+                                    send(socket, &ServerMessage::Push(Push::SyncDone)).await?;
+                                } else {
+                                    let result = relay.handle(&self.me, request).await;
+                                    self.answer(socket, &info, id, result).await?;
+                                }
                             }
-                            let out = ServerMessage::Response { id, result };
-                            send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out).await?;
-                        }
+                        },
                     }
                 }
                 _ = registration.mailbox.wait() => {
@@ -256,6 +280,20 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    async fn answer(
+        &self,
+        socket: &mut WebSocket,
+        info: &crate::hub::ConnInfo,
+        id: u64,
+        result: Result<Response, ErrorBody>,
+    ) -> Result<(), Gone> {
+        if let Err(e) = &result {
+            self.relay.metrics.rejected(e.code);
+        }
+        let out = ServerMessage::Response { id, result };
+        send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out).await
     }
 
     async fn store<T: Send + 'static>(

@@ -387,3 +387,47 @@ async fn plain_http_mode_behind_a_proxy_and_healthz() {
     let alice = Account::new("alice");
     assert!(alice.register(&mut conn, None).await.is_ok());
 }
+
+#[tokio::test]
+async fn pipelined_sends_are_appended_in_order_and_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    bob.online(&server).await.close().await;
+    let g = gid(7);
+    group_with(&mut a, &g, &[&bob]).await;
+    // 300 sends written back to back, then a fetch: no waiting in between.
+    for i in 0..300u32 {
+        let req = Request::Send {
+            group_id: g.clone(),
+            epoch: 1,
+            client_id: i.to_le_bytes().to_vec(),
+            payload: i.to_le_bytes().to_vec(),
+        };
+        a.send_raw(
+            sotto_proto::codec::encode(&sotto_proto::ClientMessage { id: 1000 + u64::from(i), request: req }).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 300 {
+        if let sotto_proto::ServerMessage::Response { id, result: Ok(Response::Appended { seq, .. }) } =
+            a.read_any().await.unwrap()
+        {
+            answers.push((id, seq));
+        }
+    }
+    let ids: Vec<u64> = answers.iter().map(|x| x.0).collect();
+    assert_eq!(ids, (1000..1300).collect::<Vec<u64>>(), "answers come in request order");
+    let seqs: Vec<u64> = answers.iter().map(|x| x.1).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "appended in request order");
+    let Response::Messages { messages } =
+        a.request(Request::Fetch { group_id: g.clone(), after_seq: 1, limit: 500 }).await.unwrap()
+    else {
+        panic!()
+    };
+    let order: Vec<u32> = messages.iter().map(|m| u32::from_le_bytes(m.payload[..4].try_into().unwrap())).collect();
+    assert_eq!(order, (0..300).collect::<Vec<u32>>());
+}

@@ -60,6 +60,9 @@ pub enum StoreError {
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The answer to a queued append, delivered once it is durable.
+pub type AppendTicket = tokio::sync::oneshot::Receiver<StoreResult<Appended>>;
+
 /// A registered account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
@@ -253,6 +256,16 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to a group's log: checks membership, idempotency and epoch,
     /// applies a commit's membership change and stores its welcomes.
     fn append(&self, message: &NewMessage<'_>, now: i64) -> StoreResult<Appended>;
+
+    /// Queues an append and returns at once; the ticket resolves when the
+    /// append is durable (or refused). Appends queued one after another
+    /// are applied in that order, which lets a session pipeline a client's
+    /// messages without reordering them. The default runs `append` now.
+    fn append_queued(&self, message: &NewMessage<'_>, now: i64) -> AppendTicket {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(self.append(message, now));
+        rx
+    }
 
     /// Messages after `after_seq` that the device may read (from its join on).
     fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>>;

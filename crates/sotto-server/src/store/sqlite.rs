@@ -128,7 +128,7 @@ pub struct SqliteStore {
 struct Job {
     msg: OwnedMessage,
     now: i64,
-    reply: mpsc::SyncSender<StoreResult<Appended>>,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
 }
 
 /// A [`NewMessage`] that owns its bytes, to cross to the writer thread.
@@ -623,11 +623,16 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Job { msg: OwnedMessage::new(m), now, reply })
-            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?;
-        answer.recv().map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+        self.append_queued(m, now)
+            .blocking_recv()
+            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+    }
+
+    fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // If the writer is gone the reply sender drops and the ticket says so.
+        let _ = self.jobs.send(Job { msg: OwnedMessage::new(m), now, reply });
+        answer
     }
 
     fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
