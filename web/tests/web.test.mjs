@@ -143,6 +143,26 @@ test('themes change colours and survive a reload; screenshots of each', async ()
   assert.equal(await page.locator('#theme').inputValue(), 'nord');
 });
 
+test('every theme passes WCAG AA contrast for text', async () => {
+  const ratio = () => page.evaluate(() => {
+    const rgb = (c) => c.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const contrast = (a, b) => { const [x, y] = [lum(rgb(a)), lum(rgb(b))].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+    const css = getComputedStyle(document.documentElement);
+    const v = (n) => { const d = document.createElement('div'); d.style.color = css.getPropertyValue(n); document.body.append(d); const c = getComputedStyle(d).color; d.remove(); return c; };
+    const pairs = [['--fg', '--bg'], ['--muted', '--bg'], ['--fg', '--panel'], ['--muted', '--panel'], ['--fg', '--in'], ['--fg', '--out'], ['--accent-fg', '--accent'], ['--muted', '--in']];
+    return Math.min(...pairs.map(([a, b]) => contrast(v(a), v(b))));
+  });
+  for (const theme of ['pure-black', 'dark', 'light', 'nord']) {
+    await page.locator('#theme').selectOption(theme);
+    const r = await ratio();
+    assert.ok(r >= 4.5, `${theme}: lowest text contrast ${r.toFixed(2)} is below 4.5`);
+  }
+});
+
 test('keyboard only: focus is visible and reaches the composer', async () => {
   await page.keyboard.press('Tab');
   const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
