@@ -54,7 +54,17 @@ function renderConversations() {
     ul.append(li);
   }
   const profiles = $('profiles');
-  profiles.replaceChildren(...(state.profiles || []).map((p) => el('li', {}, `${p.name}: ${p.detail}`)));
+  profiles.replaceChildren(...(state.profiles || []).map((p) => {
+    const li = el('li', {}, `${p.name}: ${p.detail} `);
+    const b = el('button', { type: 'button', class: 'switch', 'data-profile': p.name }, 'Switch');
+    b.addEventListener('click', () => {
+      const text = $('profile-pass').value;
+      $('profile-pass').value = '';
+      api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'switch', to: p.name, text }) }).catch(showError);
+    });
+    li.append(b);
+    return li;
+  }));
 }
 
 async function refresh() {
@@ -188,6 +198,11 @@ events.onmessage = (e) => {
   } else if (ev.type === 'history' || ev.type === 'renamed' || ev.type === 'presence' || ev.type === 'link' || ev.type === 'identity') {
     if (ev.type === 'renamed' && current === ev.from) current = ev.to;
     refresh().then(() => { if (current && (ev.type === 'history' || ev.type === 'renamed')) return open(current); }).catch(showError);
+  } else if (ev.type === 'switched') {
+    current = null;
+    $('messages').replaceChildren();
+    $('title').textContent = `Profile ${ev.profile}`;
+    refresh().catch(showError);
   } else if (ev.type === 'info') {
     $('info').textContent = ev.text;
   } else if (ev.type === 'progress') {

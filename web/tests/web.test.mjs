@@ -17,7 +17,7 @@ const work = mkdtempSync(join(tmpdir(), 'sotto-web-'));
 const shots = join(here, 'screenshots');
 mkdirSync(shots, { recursive: true });
 const PASS = 'web test passphrase';
-const env = { ...process.env, SOTTO_PASSPHRASE: PASS };
+const env = { ...process.env, SOTTO_PASSPHRASE: PASS, XDG_DATA_HOME: join(work, 'xdg') };
 const children = [];
 let address, url, browser, page;
 
@@ -54,6 +54,8 @@ before(async () => {
   alice('init', '--server', address, '--name', 'alice');
   sotto('bob', 'init', '--server', address, '--name', 'bob');
   alice('send', '@bob', 'hello from the command line');
+  // A second, named profile in the data directory, for the switcher.
+  execFileSync(bin('sotto'), ['--profile', 'carol', 'init', '--server', address, '--name', 'carol'], { env });
   const web = await start(bin('sotto'), ['--profile', join(work, 'bob'), 'web', '--no-open'], 'url: ');
   url = web.value;
   browser = await chromium.launch({
@@ -171,4 +173,14 @@ test('keyboard only: focus is visible and reaches the composer', async () => {
   await page.keyboard.type('sent with the keyboard');
   await page.keyboard.press('Enter');
   await until(() => receive().find((m) => m.text === 'sent with the keyboard'), 'the keyboard message');
+});
+
+test('switching to another profile from the page', async () => {
+  await page.locator('summary', { hasText: 'Profiles' }).click();
+  const button = page.locator('button.switch[data-profile="carol"]');
+  await button.waitFor();
+  await button.click();
+  await until(async () => (await page.locator('#me').textContent()) === '@carol', 'the page to show @carol');
+  alice('send', '@carol', 'hi carol');
+  await page.getByText('hi carol').waitFor();
 });

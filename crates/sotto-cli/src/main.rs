@@ -450,11 +450,16 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Web { port, no_open } => {
             let messenger = messenger(&cli, &dir).await?;
-            web::run(&messenger, *port, !*no_open, profile::summaries()).await?;
+            web::run(messenger, *port, !*no_open, profile::summaries()).await?;
         }
         Command::Chat => {
-            let messenger = messenger(&cli, &dir).await?;
-            chat::run(&messenger).await?;
+            let mut messenger = messenger(&cli, &dir).await?;
+            while let Some(name) = chat::run(&messenger, profile::summaries()).await? {
+                match profile::resolve(Some(&name)).and_then(|d| profile::open(&d)) {
+                    Ok(m) => messenger = m,
+                    Err(e) => eprintln!("cannot switch to {name}: {e:#}; staying"),
+                }
+            }
         }
         Command::Download { id, output } => {
             let messenger = messenger(&cli, &dir).await?;

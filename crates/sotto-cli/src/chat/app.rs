@@ -104,6 +104,10 @@ pub struct App {
     pub show_help: bool,
     /// Set when the person quits.
     pub quit: bool,
+    /// Profiles in the data directory: name and "@handle server".
+    pub profiles: Vec<(String, String)>,
+    /// Set with `quit` when the person switches to another profile.
+    pub switch_to: Option<String>,
 }
 
 /// The commands, for `/help` and completion.
@@ -117,6 +121,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/verify @h", "show the safety number"),
     ("/export", "export this conversation to a file"),
     ("/download id", "fetch a received file"),
+    ("/profile [name]", "list profiles, or switch to one"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -474,6 +479,22 @@ impl App {
                 Some(c) => Some(Command::Export { conversation: c }),
                 None => usage(self, "/export (in a conversation)"),
             },
+            "/profile" => match a {
+                None => {
+                    let list: Vec<String> = self.profiles.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+                    self.info = if list.is_empty() {
+                        "no named profiles".into()
+                    } else {
+                        format!("profiles: {}", list.join(", "))
+                    };
+                    None
+                }
+                Some(name) => {
+                    self.switch_to = Some(name);
+                    self.quit = true;
+                    None
+                }
+            },
             "/download" => match a {
                 Some(id) => Some(Command::Download { id }),
                 None => usage(self, "/download ID (the id shown with the file)"),
@@ -603,8 +624,18 @@ pub(crate) mod tests {
         typed(&mut app, "/msg");
         app.on_key(key(KeyCode::Enter));
         assert!(app.info.starts_with("usage"));
-        typed(&mut app, "/exit");
+        app.profiles = vec![("work".into(), "@me sotto://x:1".into())];
+        typed(&mut app, "/profile");
+        app.on_key(key(KeyCode::Enter));
+        assert!(app.info.contains("work (@me sotto://x:1)"), "{}", app.info);
+        assert!(!app.quit);
+        typed(&mut app, "/profile work");
         app.on_key(key(KeyCode::Enter));
         assert!(app.quit);
+        assert_eq!(app.switch_to.as_deref(), Some("work"));
+        let mut app = App::default();
+        typed(&mut app, "/exit");
+        app.on_key(key(KeyCode::Enter));
+        assert!(app.quit && app.switch_to.is_none());
     }
 }

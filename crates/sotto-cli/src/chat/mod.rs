@@ -14,16 +14,18 @@ use tokio::sync::{mpsc, watch};
 
 use app::App;
 
-/// Runs the chat screen until the person quits.
-pub async fn run(messenger: &Messenger) -> Result<()> {
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+/// Runs the chat screen until the person quits (`None`) or switches to
+/// another profile (`Some(name)`; the caller opens it and runs again, with
+/// the terminal restored in between so a passphrase can be asked).
+pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Result<Option<String>> {
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let (quit_tx, quit_rx) = watch::channel(false);
     // ratatui::init enters raw mode and the alternate screen and installs a
     // panic hook that restores the terminal before the panic is printed.
     let mut terminal = ratatui::init();
     let ui = async {
-        let mut app = App::default();
+        let mut app = App { profiles, ..App::default() };
         let mut keys = EventStream::new();
         #[cfg(unix)]
         let mut term_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -57,7 +59,7 @@ pub async fn run(messenger: &Messenger) -> Result<()> {
                 _ = signal => app.quit = true,
             }
             if app.quit {
-                return Ok::<_, anyhow::Error>(());
+                return Ok::<_, anyhow::Error>(app.switch_to.take());
             }
         }
     };
@@ -67,7 +69,7 @@ pub async fn run(messenger: &Messenger) -> Result<()> {
         let _ = quit_tx.send(true);
         r
     };
-    let net = net::run(messenger, cmd_rx, ev_tx, quit_rx);
+    let net = net::run(messenger, &mut cmd_rx, ev_tx, quit_rx);
     let (ui_result, ()) = tokio::join!(ui, net);
     ratatui::restore();
     ui_result

@@ -156,7 +156,7 @@ async fn run_command(m: &Messenger, s: &mut Session<'_>, ev: &Events, cmd: Comma
 }
 
 /// Runs until `quit` turns true.
-pub async fn run(m: &Messenger, mut cmds: mpsc::UnboundedReceiver<Command>, ev: Events, quit: watch::Receiver<bool>) {
+pub async fn run(m: &Messenger, cmds: &mut mpsc::UnboundedReceiver<Command>, ev: Events, quit: watch::Receiver<bool>) {
     let _ = ev.send(NetEvent::Identity { me: m.identity().handle.clone(), server: m.server().unwrap_or_default() });
     for c in m.conversations().unwrap_or_default() {
         history(m, &ev, &c);

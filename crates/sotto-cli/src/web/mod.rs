@@ -33,8 +33,12 @@ struct Shared {
     app: Mutex<App>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<Value>,
-    downloads: Option<PathBuf>,
+    downloads: Mutex<Option<PathBuf>>,
     profiles: Vec<(String, String)>,
+    /// A requested switch: profile name and, for a locked one, its passphrase.
+    switch: Mutex<Option<(String, Option<String>)>>,
+    /// Ends the current network run (for a switch).
+    stop_net: Mutex<Option<watch::Sender<bool>>>,
 }
 
 fn message_json(m: &sotto_core::StoredMessage) -> Value {
@@ -187,6 +191,14 @@ async fn act(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(a): Json<Act
         "group" if a.args.len() >= 2 => Command::Group(a.args),
         "verify" => Command::Verify { handle: a.to.trim_start_matches('@').to_owned() },
         "presence" => Command::Presence,
+        "switch" if s.profiles.iter().any(|(n, _)| *n == a.to) => {
+            let pass = if a.text.is_empty() { None } else { Some(a.text) };
+            *s.switch.lock().unwrap_or_else(|p| p.into_inner()) = Some((a.to, pass));
+            if let Some(stop) = s.stop_net.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                let _ = stop.send(true);
+            }
+            return Json(json!({"ok": true})).into_response();
+        }
         _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "not a valid action"}))).into_response(),
     };
     let _ = s.commands.send(cmd);
@@ -245,7 +257,7 @@ struct IdQuery {
 /// Fetches and verifies a received file, then hands it to the browser.
 async fn download(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<IdQuery>) -> Response {
     guard!(s, headers, None);
-    let Some(dir) = s.downloads.clone() else {
+    let Some(dir) = s.downloads.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
         return (StatusCode::BAD_REQUEST, "an ephemeral profile has no download folder").into_response();
     };
     let mut events = s.events.subscribe();
@@ -323,22 +335,37 @@ fn tokio_stream_from(rx: broadcast::Receiver<Value>) -> impl futures_util::Strea
     })
 }
 
+/// Opens another profile for a switch.
+fn open_profile(name: &str, passphrase: Option<String>) -> Result<Messenger> {
+    let dir = crate::profile::resolve(Some(name))?;
+    let key = if sotto_core::db::uses_key_file(&dir) {
+        sotto_core::ProfileKey::KeyFile
+    } else {
+        let p = passphrase
+            .or_else(|| std::env::var("SOTTO_PASSPHRASE").ok())
+            .context("this profile needs its passphrase")?;
+        sotto_core::ProfileKey::Passphrase(p.into())
+    };
+    Ok(Messenger::open(&dir, &key)?)
+}
+
 /// Serves the UI until Ctrl-C.
-pub async fn run(messenger: &Messenger, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
+pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let token = hex::encode(rand::random::<[u8; 24]>());
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<NetEvent>();
     let (events, _) = broadcast::channel(1024);
-    let (quit_tx, quit_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         token: token.clone(),
         app: Mutex::new(App::default()),
         commands: cmd_tx,
         events: events.clone(),
-        downloads: messenger.downloads_dir(),
+        downloads: Mutex::new(first.downloads_dir()),
         profiles,
+        switch: Mutex::new(None),
+        stop_net: Mutex::new(None),
     });
     let app = Router::new()
         .route("/", get(index))
@@ -371,21 +398,21 @@ pub async fn run(messenger: &Messenger, port: u16, open: bool, profiles: Vec<(St
         }
     }
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await;
+        let _ = axum::serve(listener, app).await;
     });
     // Mirror what the network reports into the shared state and to pages.
-    let mirror = async {
+    let mirror_shared = shared.clone();
+    let mirror = async move {
         while let Some(ev) = ev_rx.recv().await {
             let v = event_json(&ev);
-            shared.app.lock().unwrap_or_else(|p| p.into_inner()).on_net(ev);
-            let _ = events.send(v);
+            mirror_shared.app.lock().unwrap_or_else(|p| p.into_inner()).on_net(ev);
+            let _ = mirror_shared.events.send(v);
         }
     };
-    let stop = async {
+    let exiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_shared = shared.clone();
+    let stop_flag = exiting.clone();
+    let stop = async move {
         #[cfg(unix)]
         {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
@@ -393,11 +420,37 @@ pub async fn run(messenger: &Messenger, port: u16, open: bool, profiles: Vec<(St
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-        let _ = quit_tx.send(true);
+        stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(s) = stop_shared.stop_net.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = s.send(true);
+        }
     };
-    let net = crate::chat::net::run(messenger, cmd_rx, ev_tx, quit_rx);
+    let runs = async {
+        let mut messenger = first;
+        loop {
+            let (quit_tx, quit_rx) = watch::channel(false);
+            *shared.stop_net.lock().unwrap_or_else(|p| p.into_inner()) = Some(quit_tx);
+            crate::chat::net::run(&messenger, &mut cmd_rx, ev_tx.clone(), quit_rx).await;
+            if exiting.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let Some((name, pass)) = shared.switch.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+            match open_profile(&name, pass) {
+                Ok(m) => {
+                    messenger = m;
+                    *shared.app.lock().unwrap_or_else(|p| p.into_inner()) = App::default();
+                    *shared.downloads.lock().unwrap_or_else(|p| p.into_inner()) = messenger.downloads_dir();
+                    let _ = shared.events.send(json!({"type": "switched", "profile": name}));
+                }
+                Err(e) => {
+                    let _ =
+                        shared.events.send(json!({"type": "info", "text": format!("cannot switch to {name}: {e:#}")}));
+                }
+            }
+        }
+    };
     tokio::select! {
-        _ = async { tokio::join!(net, stop) } => {}
+        _ = async { tokio::join!(runs, stop) } => {}
         _ = mirror => {}
     }
     server.abort();
