@@ -30,6 +30,9 @@ pub struct RelayConfig {
     pub ping_interval: Duration,
     /// A connection silent for this long is dropped.
     pub idle_timeout: Duration,
+    /// A peer that accepts no bytes for this long is dropped (it stopped
+    /// reading; its pushes must not pile up).
+    pub write_timeout: Duration,
     /// Whether members may see which of their co-members are online.
     pub presence: bool,
     /// Largest blob (encrypted file) accepted.
@@ -52,6 +55,7 @@ impl Default for RelayConfig {
             auth_timeout: Duration::from_secs(sotto_proto::limits::AUTH_TIMEOUT_SECS),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
             presence: true,
             max_blob_bytes: sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
             blob_quota: 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,

@@ -30,20 +30,30 @@ const MAX_MALFORMED: u32 = 3;
 /// Bytes sent on this connection, for operators.
 static NO_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Writes outside a session (hello, login answers) wait at most this long.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends a frame; a peer that takes no bytes within `limit` is dropped, so
+/// a client that stops reading cannot hold its session (and the pushes
+/// meant for it) forever.
 async fn send_counted(
     socket: &mut WebSocket,
     msg: &ServerMessage,
     counter: &AtomicU64,
     total: &AtomicU64,
+    limit: std::time::Duration,
 ) -> Result<(), Gone> {
     let bytes = codec::encode(msg).map_err(|_| Gone)?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     total.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    socket.send(Message::Binary(bytes.into())).await.map_err(|_| Gone)
+    match tokio::time::timeout(limit, socket.send(Message::Binary(bytes.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Gone),
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), Gone> {
-    send_counted(socket, msg, &NO_COUNTER, &NO_COUNTER).await
+    send_counted(socket, msg, &NO_COUNTER, &NO_COUNTER, WRITE_TIMEOUT).await
 }
 
 async fn respond(socket: &mut WebSocket, id: u64, result: Result<Response, ErrorBody>) -> Result<(), Gone> {
@@ -244,7 +254,7 @@ impl Session<'_> {
                                     respond(socket, id, Ok(Response::Done)).await?;
                                     self.synced = true;
                                     self.drain_everything(socket).await?;
-                                    send(socket, &ServerMessage::Push(Push::SyncDone)).await?;
+                                    self.push(socket, &ServerMessage::Push(Push::SyncDone)).await?;
                                 } else {
                                     let result = relay.handle(&self.me, request).await;
                                     self.answer(socket, &info, id, result).await?;
@@ -260,7 +270,7 @@ impl Session<'_> {
                         return Ok(());
                     }
                     if let Some(remaining) = pending.key_packages_low {
-                        send(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
+                        self.push(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
                     }
                     if self.synced {
                         if pending.inbox {
@@ -282,6 +292,11 @@ impl Session<'_> {
         }
     }
 
+    /// Pushes a frame with this relay's write deadline.
+    async fn push(&self, socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), Gone> {
+        send_counted(socket, msg, &NO_COUNTER, &self.relay.metrics.bytes_out, self.relay.config.write_timeout).await
+    }
+
     async fn answer(
         &self,
         socket: &mut WebSocket,
@@ -293,7 +308,8 @@ impl Session<'_> {
             self.relay.metrics.rejected(e.code);
         }
         let out = ServerMessage::Response { id, result };
-        send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out).await
+        send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out, self.relay.config.write_timeout)
+            .await
     }
 
     async fn store<T: Send + 'static>(
@@ -332,7 +348,7 @@ impl Session<'_> {
         for w in welcomes.into_iter().filter(|w| w.id > upto) {
             self.welcome_upto = w.id;
             let push = Push::Welcome { welcome_id: w.id, group_id: w.group_id, sender: w.sender, welcome: w.welcome };
-            send(socket, &ServerMessage::Push(push)).await?;
+            self.push(socket, &ServerMessage::Push(push)).await?;
         }
         Ok(())
     }
@@ -349,7 +365,7 @@ impl Session<'_> {
             let Some(last) = batch.last().map(|d| d.seq) else { return Ok(()) };
             for delivery in batch {
                 self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-                send(socket, &ServerMessage::Push(Push::Deliver(delivery))).await?;
+                self.push(socket, &ServerMessage::Push(Push::Deliver(delivery))).await?;
             }
             self.sent_upto.insert(group_id.to_vec(), last);
         }
