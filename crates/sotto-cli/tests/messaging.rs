@@ -15,11 +15,9 @@ fn group_ids(data: &std::path::Path) -> Vec<Vec<u8>> {
 #[test]
 fn offline_delivery_survives_a_server_crash_and_leaves_no_plaintext() {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("server");
-    let server = Server::start(&data);
-    let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
-    alice.init(&server, server.first_invite.as_deref().unwrap());
-    bob.init(&server, &server.invite());
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let data = server.data.clone();
+    let (alice, bob) = (&u[0], &u[1]);
 
     // Bob is offline: nothing of his runs. Alice's send returns only once
     // the server has it durably.
@@ -76,13 +74,9 @@ fn chrono_like(s: &str) -> bool {
 #[test]
 fn a_third_user_cannot_read_the_conversation_even_by_asking_the_server() {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("server");
-    let server = Server::start(&data);
-    let (alice, bob, carol) =
-        (User::new(root.path(), "alice"), User::new(root.path(), "bob"), User::new(root.path(), "carol"));
-    alice.init(&server, server.first_invite.as_deref().unwrap());
-    bob.init(&server, &server.invite());
-    carol.init(&server, &server.invite());
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let data = server.data.clone();
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
     alice.ok(&["send", "@bob", "for bob only"]);
 
     let groups = group_ids(&data);
@@ -119,11 +113,9 @@ fn a_third_user_cannot_read_the_conversation_even_by_asking_the_server() {
 #[test]
 fn simultaneous_first_messages_end_in_one_conversation() {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("server");
-    let server = Server::start(&data);
-    let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
-    alice.init(&server, server.first_invite.as_deref().unwrap());
-    bob.init(&server, &server.invite());
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let data = server.data.clone();
+    let (alice, bob) = (&u[0], &u[1]);
 
     // Both open sessions before either has heard of the other, and both
     // start a conversation: two groups for one pair.
@@ -162,11 +154,9 @@ fn simultaneous_first_messages_end_in_one_conversation() {
 #[test]
 fn unacknowledged_sends_are_resent_once_and_shown_once() {
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("server");
-    let server = Server::start(&data);
-    let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
-    alice.init(&server, server.first_invite.as_deref().unwrap());
-    bob.init(&server, &server.invite());
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let data = server.data.clone();
+    let (alice, bob) = (&u[0], &u[1]);
     alice.ok(&["send", "@bob", "first"]);
 
     // Alice's client encrypts and queues a message, then "crashes" before

@@ -1183,23 +1183,13 @@ impl Messenger {
                 }
                 let mut events = Vec::new();
                 if GroupKind::of(&d.group_id) == GroupKind::Group {
-                    for h in joined {
-                        let text = format!("@{} added @{h}", sender.handle);
-                        events.push(Event::Message(Box::new(self.insert_system(
-                            conversation,
-                            &d.group_id,
-                            d.seq,
-                            &text,
-                        )?)));
-                    }
-                    for h in gone {
-                        let text = format!("@{h} is no longer in the group");
-                        events.push(Event::Message(Box::new(self.insert_system(
-                            conversation,
-                            &d.group_id,
-                            d.seq,
-                            &text,
-                        )?)));
+                    let notes = joined
+                        .iter()
+                        .map(|h| format!("@{} added @{h}", sender.handle))
+                        .chain(gone.iter().map(|h| format!("@{h} is no longer in the group")));
+                    for text in notes {
+                        let m = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
+                        events.push(Event::Message(Box::new(m)));
                     }
                 }
                 Ok(events)
