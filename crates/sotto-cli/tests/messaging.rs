@@ -85,7 +85,7 @@ fn a_third_user_cannot_read_the_conversation_even_by_asking_the_server() {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let m = open_profile(&carol);
+        let m = open_profile(carol);
         let address = ServerAddress::parse(&m.server().unwrap()).unwrap();
         let mut conn = Connection::connect(&address).await.unwrap();
         let login = m.login_request(&conn.login_payload());
@@ -121,7 +121,7 @@ fn simultaneous_first_messages_end_in_one_conversation() {
     // start a conversation: two groups for one pair.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let (ma, mb) = (open_profile(&alice), open_profile(&bob));
+        let (ma, mb) = (open_profile(alice), open_profile(bob));
         let mut sa = Session::open(&ma).await.unwrap();
         let mut sb = Session::open(&mb).await.unwrap();
         sa.send_text("@bob", "hi bob, it's alice").await.unwrap();
@@ -143,7 +143,7 @@ fn simultaneous_first_messages_end_in_one_conversation() {
     bob.ok(&["send", "@alice", "second from bob"]);
     assert_eq!(bob.receive_json()[0]["text"], "second from alice");
     assert_eq!(alice.receive_json()[0]["text"], "second from bob");
-    let (ma, mb) = (open_profile(&alice), open_profile(&bob));
+    let (ma, mb) = (open_profile(alice), open_profile(bob));
     assert_eq!(ma.conversations().unwrap(), vec!["@bob".to_owned()]);
     assert_eq!(mb.conversations().unwrap(), vec!["@alice".to_owned()]);
     assert_eq!(ma.conversation_group("@bob").unwrap(), mb.conversation_group("@alice").unwrap());
@@ -155,14 +155,14 @@ fn simultaneous_first_messages_end_in_one_conversation() {
 fn unacknowledged_sends_are_resent_once_and_shown_once() {
     let root = tempfile::tempdir().unwrap();
     let (server, u) = server_with(root.path(), &["alice", "bob"]);
-    let data = server.data.clone();
+    let _data = server.data.clone();
     let (alice, bob) = (&u[0], &u[1]);
     alice.ok(&["send", "@bob", "first"]);
 
     // Alice's client encrypts and queues a message, then "crashes" before
     // the server heard of it.
     {
-        let m = open_profile(&alice);
+        let m = open_profile(alice);
         m.prepare_text("@bob", "queued before the crash").unwrap();
         assert_eq!(m.outbox().unwrap().len(), 1);
     }
@@ -173,7 +173,7 @@ fn unacknowledged_sends_are_resent_once_and_shown_once() {
     // outbox still holds it, so it goes out a second time.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let m = open_profile(&alice);
+        let m = open_profile(alice);
         let item = m.prepare_text("@bob", "answer lost").unwrap();
         let address = ServerAddress::parse(&m.server().unwrap()).unwrap();
         let mut conn = Connection::connect(&address).await.unwrap();
@@ -185,7 +185,7 @@ fn unacknowledged_sends_are_resent_once_and_shown_once() {
 
     // The next session re-sends both; the server de-duplicates the second.
     alice.ok(&["receive"]);
-    assert!(open_profile(&alice).outbox().unwrap().is_empty());
+    assert!(open_profile(alice).outbox().unwrap().is_empty());
     let texts: Vec<String> = bob.receive_json().iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
     // Server order: the lost-answer message reached the server first.
     assert_eq!(texts, vec!["first", "answer lost", "queued before the crash"]);
