@@ -244,9 +244,7 @@ impl<'m> Session<'m> {
                 return Err(SessionError::Other("unexpected answer to fetch".into()));
             };
             let Some(last) = messages.last().map(|d| d.seq) else { return Ok(events) };
-            for d in &messages {
-                events.extend(self.messenger.handle_delivery(d)?);
-            }
+            events.extend(self.messenger.handle_deliveries(&messages)?);
             self.conn.request(Request::Ack { group_id: group_id.to_vec(), seq: last }).await?;
         }
     }
@@ -281,22 +279,58 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Processes a run of deliveries in one local transaction, then
+    /// acknowledges the highest sequence number of each group once.
+    async fn process_batch(&mut self, batch: &mut Vec<sotto_proto::Delivery>) -> SessionResult<Vec<Event>> {
+        if batch.is_empty() {
+            return Ok(vec![]);
+        }
+        let events = self.messenger.handle_deliveries(batch)?;
+        let mut highest: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
+        for d in batch.iter() {
+            let e = highest.entry(d.group_id.clone()).or_default();
+            *e = (*e).max(d.seq);
+        }
+        for (group_id, seq) in highest {
+            self.conn.request(Request::Ack { group_id, seq }).await?;
+        }
+        batch.clear();
+        Ok(events)
+    }
+
     /// Processes everything pending on the server, then switches to live
-    /// delivery. Returns what happened.
+    /// delivery. Returns what happened. A backlog is processed in batches
+    /// (one local commit and one acknowledgement per group per batch).
     pub async fn sync(&mut self) -> SessionResult<Vec<Event>> {
+        const BATCH: usize = 256;
         self.conn.request(Request::Sync).await?;
         self.synced = true;
         let mut events = Vec::new();
+        let mut batch = Vec::new();
         loop {
             let push = tokio::time::timeout(Duration::from_secs(60), self.conn.next_push())
                 .await
                 .map_err(|_| ClientError::Timeout)??;
-            if push == Push::SyncDone {
-                self.flush_outbox().await?;
-                self.repair().await?;
-                return Ok(events);
+            match push {
+                Push::Deliver(d) => {
+                    batch.push(d);
+                    if batch.len() >= BATCH {
+                        events.extend(self.process_batch(&mut batch).await?);
+                    }
+                }
+                Push::SyncDone => {
+                    events.extend(self.process_batch(&mut batch).await?);
+                    self.flush_outbox().await?;
+                    self.repair().await?;
+                    return Ok(events);
+                }
+                other => {
+                    // Keep order: what came before (a welcome's group may
+                    // follow) is processed first.
+                    events.extend(self.process_batch(&mut batch).await?);
+                    events.extend(self.handle_push(other).await?);
+                }
             }
-            events.extend(self.handle_push(push).await?);
         }
     }
 

@@ -287,6 +287,8 @@ fn member_credential(credential: &Credential) -> CoreResult<SottoCredential> {
 pub struct Messenger {
     pub(crate) conn: Connection,
     crypto: RustCrypto,
+    /// How deep in `tx` we are (for nesting as savepoints).
+    tx_depth: std::cell::Cell<u32>,
     pub(crate) identity: Identity,
     dir: PathBuf,
 }
@@ -332,7 +334,7 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: dir.to_owned() })
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
     }
 
     /// An ephemeral messenger: identity and history live in memory only and
@@ -344,7 +346,7 @@ impl Messenger {
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
         conn.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
         conn.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
-        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: PathBuf::new() })
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: PathBuf::new() })
     }
 
     /// Re-keys the profile database under a new passphrase or key file.
@@ -373,7 +375,7 @@ impl Messenger {
             .optional()?
             .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
         let identity = Identity::from_bytes(&bytes)?;
-        Ok(Self { conn, crypto: RustCrypto::default(), identity, dir: dir.to_owned() })
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
     }
 
     /// The profile directory.
@@ -437,18 +439,43 @@ impl Messenger {
     }
 
     /// Runs `f` in one transaction; on error nothing it wrote stays.
+    /// Nested calls become savepoints inside the outer transaction, so a
+    /// batch of steps can share one commit (one fsync) while each step
+    /// still rolls back alone.
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&Self) -> CoreResult<T>) -> CoreResult<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
+        let depth = self.tx_depth.get();
+        let (begin, commit, rollback) = if depth == 0 {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            ("SAVEPOINT nested", "RELEASE nested", "ROLLBACK TO nested; RELEASE nested")
+        };
+        self.conn.execute_batch(begin)?;
+        self.tx_depth.set(depth + 1);
+        let r = f(self);
+        self.tx_depth.set(depth);
+        match r {
             Ok(v) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.conn.execute_batch(commit)?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn.execute_batch(rollback);
                 Err(e)
             }
         }
+    }
+
+    /// Processes a run of deliveries in one transaction (one disk sync for
+    /// all): each is still applied or skipped on its own. The caller then
+    /// acknowledges the highest sequence number per group.
+    pub fn handle_deliveries(&self, batch: &[Delivery]) -> CoreResult<Vec<Event>> {
+        self.tx(|me| {
+            let mut events = Vec::new();
+            for d in batch {
+                events.extend(me.handle_delivery(d)?);
+            }
+            Ok(events)
+        })
     }
 
     pub(crate) fn provider(&self) -> Provider<'_> {
