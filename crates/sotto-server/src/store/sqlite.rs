@@ -272,6 +272,17 @@ impl SqliteStore {
         Ok(Self { conn, jobs })
     }
 
+    /// Caps the database file at about `bytes` (SQLite's page limit): past
+    /// it, writes fail as on a full disk and the relay answers `internal`
+    /// (retry later) instead of acknowledging. For small boxes, and for
+    /// testing what a full disk does.
+    pub fn set_max_bytes(&self, bytes: u64) -> StoreResult<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(backend)?;
+        let pages = (bytes / page.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0)).map_err(backend)
+    }
+
     /// Folds the write-ahead log into the database (on clean shutdown).
     pub fn checkpoint(&self) {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
