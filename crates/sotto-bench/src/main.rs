@@ -10,6 +10,7 @@ mod idle;
 mod mls;
 mod proc;
 mod relay;
+mod soak;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,19 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         pairs: usize,
     },
+    /// Idle connections plus moderate traffic for a bounded time, sampling
+    /// the server's memory and descriptors.
+    Soak {
+        /// How long, seconds.
+        #[arg(long, default_value_t = 1800)]
+        secs: u64,
+        /// Idle connections.
+        #[arg(long, default_value_t = 5000)]
+        idle: usize,
+        /// Talking pairs.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+    },
     /// Runs a server for the bench (internal).
     #[command(hide = true)]
     Serve {
@@ -86,6 +100,18 @@ fn main() -> Result<()> {
     // under a login storm (each extra thread costs its stack and arena).
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
+        Command::Soak { secs, idle, pairs } => rt.block_on(async {
+            proc::raise_fd_limit();
+            let r = soak::run(secs, idle, pairs).await?;
+            for (t, rss, fds) in &r.samples {
+                println!("t={t:.0}s rss_kib={rss} fds={fds}");
+            }
+            println!(
+                "baseline_kib={} warm_kib={} end_kib={} after_disconnect_kib={} messages={}",
+                r.baseline_kib, r.warm_kib, r.end_kib, r.after_kib, r.messages
+            );
+            Ok(())
+        }),
         Command::Serve { data, port } => rt.block_on(serve(&data, port)),
         Command::Crash { kills, messages, pairs } => rt.block_on(async {
             let r = crash::run(kills, messages, pairs).await?;

@@ -1,0 +1,60 @@
+//! `soak`: many idle connections plus moderate traffic for a bounded time,
+//! sampling the server's memory and open descriptors; then everyone leaves
+//! and memory should come back near where it started.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::client::{Account, Conn};
+use crate::proc::{rss_kib, Proc};
+
+pub struct SoakResult {
+    pub samples: Vec<(f64, u64, usize)>,
+    pub baseline_kib: u64,
+    pub warm_kib: u64,
+    pub end_kib: u64,
+    pub after_kib: u64,
+    pub messages: u64,
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
+    let dir = tempfile::tempdir()?;
+    let server = Proc::spawn(&["serve", "--data", dir.path().join("soak").to_str().unwrap_or(".")])?;
+    let address = sotto_proto::ServerAddress::parse(&server.line)?;
+    let pid = server.pid();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline_kib = rss_kib(pid);
+
+    let idler = Account::new("idler");
+    let mut idle_conns = vec![Conn::open(&address, &idler, true).await?];
+    for chunk in (1..idle).collect::<Vec<_>>().chunks(200) {
+        for c in futures_util::future::join_all(chunk.iter().map(|_| Conn::open(&address, &idler, false))).await {
+            idle_conns.push(c?);
+        }
+    }
+    let set = crate::relay::pairs(&address, pairs, "soak").await?;
+    let started = Instant::now();
+    // Moderate traffic: 200 messages/s in all, the whole time.
+    let traffic = tokio::spawn(crate::relay::run(set, Duration::from_secs(secs), 64, Some(200)));
+    let mut samples = Vec::new();
+    let mut warm_kib = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(1).min(Duration::from_secs(secs) / 10)).await;
+        let (t, r, f) = (started.elapsed().as_secs_f64(), rss_kib(pid), fds(pid));
+        if warm_kib == 0 && t >= secs as f64 / 4.0 {
+            warm_kib = r;
+        }
+        samples.push((t, r, f));
+    }
+    let result = traffic.await??;
+    let end_kib = rss_kib(pid);
+    drop(idle_conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_kib = rss_kib(pid);
+    Ok(SoakResult { samples, baseline_kib, warm_kib, end_kib, after_kib, messages: result.received })
+}
