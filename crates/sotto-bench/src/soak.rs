@@ -37,6 +37,17 @@ pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
             idle_conns.push(c?);
         }
     }
+    // Idle, not dead: each connection keeps reading, so it answers the
+    // server's pings as a real client does.
+    let mut readers = Vec::new();
+    let mut sinks = Vec::new();
+    for c in idle_conns.drain(..) {
+        let (sink, mut stream) = (c.sink, c.stream);
+        sinks.push(sink);
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
+        }));
+    }
     let set = crate::relay::pairs(&address, pairs, "soak").await?;
     let started = Instant::now();
     // Moderate traffic: 200 messages/s in all, the whole time.
@@ -53,7 +64,10 @@ pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
     }
     let result = traffic.await??;
     let end_kib = rss_kib(pid);
-    drop(idle_conns);
+    drop(sinks);
+    for r in readers {
+        r.abort();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_kib = rss_kib(pid);
     Ok(SoakResult { samples, baseline_kib, warm_kib, end_kib, after_kib, messages: result.received })
