@@ -64,30 +64,55 @@ async fn websocket(
     ws: WebSocketUpgrade,
     State(relay): State<Arc<Relay>>,
     peer: Option<axum::Extension<Peer>>,
+    slot: Option<axum::Extension<ConnSlot>>,
 ) -> impl IntoResponse {
+    let guard = slot.and_then(|s| s.0.take());
     let limit = sotto_proto::limits::MAX_FRAME_BYTES;
     let remote = peer.map(|p| p.0 .0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| crate::session::serve(socket, relay, remote))
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| async move {
+        let _guard = guard;
+        crate::session::serve(socket, relay, remote).await
+    })
 }
 
 /// Counts open connections per address; the guard gives the slot back.
-struct PerIp {
+/// Open connections per address.
+pub struct PerIp {
     counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
-struct IpSlot<'a>(&'a PerIp, std::net::IpAddr);
+/// What a connection holds while it is open: its place under the total and
+/// per-address caps. A WebSocket session outlives the HTTP connection task
+/// that upgraded it, so the guard travels into the session (see
+/// [`ConnSlot`]) and is released only when the session ends.
+pub struct ConnGuard {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    per_ip: Arc<PerIp>,
+    ip: std::net::IpAddr,
+    relay: Arc<Relay>,
+}
 
-impl Drop for IpSlot<'_> {
+impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut m = self.0.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
+        self.relay.metrics.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut m = self.per_ip.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.1);
+                m.remove(&self.ip);
             }
         }
+    }
+}
+
+/// The connection's guard, handed to whichever task lives longest.
+#[derive(Clone)]
+pub struct ConnSlot(pub Arc<std::sync::Mutex<Option<ConnGuard>>>);
+
+impl ConnSlot {
+    /// Takes the guard (the WebSocket handler does, for its session).
+    pub fn take(&self) -> Option<ConnGuard> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -135,15 +160,13 @@ pub async fn run(
         }
         relay.metrics.connections_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
-        let app = app.clone().layer(axum::Extension(Peer(peer)));
+        relay.metrics.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = ConnGuard { _permit: permit, per_ip: per_ip.clone(), ip: peer.ip(), relay: relay.clone() };
+        let slot = ConnSlot(Arc::new(std::sync::Mutex::new(Some(guard))));
+        let app = app.clone().layer(axum::Extension(Peer(peer))).layer(axum::Extension(slot));
         let acceptor = acceptor.clone();
         let config = config.clone();
-        let relay = relay.clone();
-        let per_ip = per_ip.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _slot = IpSlot(&per_ip, peer.ip());
-            relay.metrics.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match acceptor {
                 Some(acceptor) => match tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => serve_http(stream, app, &config).await,
@@ -152,7 +175,8 @@ pub async fn run(
                 },
                 None => serve_http(tcp, app, &config).await,
             }
-            relay.metrics.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            // The router (and with it the slot) drops here; an upgraded
+            // session took the guard and keeps it.
         });
     }
     // Stop: sessions finish their current request, say goodbye and close.

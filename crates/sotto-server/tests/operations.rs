@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use sotto_proto::{ErrorCode, Request, Response, ServerAddress};
 use sotto_server::relay::RelayConfig;
+use sotto_server::server::ListenConfig;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sotto-server");
 
@@ -187,7 +188,7 @@ async fn metrics_are_served_on_their_own_address() {
 async fn connection_rate_and_group_limits() {
     let dir = tempfile::tempdir().unwrap();
     // Per-address connection cap.
-    let listen = sotto_server::server::ListenConfig { max_connections_per_ip: 5, ..Default::default() };
+    let listen = ListenConfig { max_connections_per_ip: 5, ..Default::default() };
     let config = RelayConfig { request_rate: 5, request_burst: 10, max_groups_per_device: 2, ..open() };
     let server = TestServer::start_with(dir.path(), config, listen).await;
     let mut held = Vec::new();
@@ -320,4 +321,29 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     for seq in &acked {
         assert!(got.contains(seq), "acknowledged message {seq} lost");
     }
+}
+
+#[tokio::test]
+async fn the_total_connection_cap_makes_newcomers_wait_not_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = ListenConfig { max_connections: 3, ..Default::default() };
+    let server = TestServer::start_with(dir.path(), open(), listen).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut c = sotto_client::Connection::connect(&server.address).await.unwrap();
+        Account::new(&format!("u{i}")).register(&mut c, None).await.unwrap();
+        held.push(c);
+    }
+    // A fourth is not served while three are open...
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(800), sotto_client::Connection::connect(&server.address)).await;
+    assert!(waiting.is_err() || waiting.unwrap().is_err(), "the fourth connection waits");
+    // ...and is as soon as one leaves.
+    held.pop().unwrap().close().await;
+    let fourth = tokio::time::timeout(Duration::from_secs(8), async {
+        let mut c = sotto_client::Connection::connect(&server.address).await.unwrap();
+        Account::new("late").register(&mut c, None).await.unwrap();
+    })
+    .await;
+    assert!(fourth.is_ok(), "served once a slot is free");
 }
