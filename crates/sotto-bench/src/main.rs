@@ -72,6 +72,13 @@ enum Command {
         /// Talking pairs.
         #[arg(long, default_value_t = 10)]
         pairs: usize,
+        /// Target a running server (it must allow open registration)
+        /// instead of starting one.
+        #[arg(long, requires = "server_pid")]
+        server: Option<String>,
+        /// That server's process id (for its memory and descriptors).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Runs a server for the bench (internal).
     #[command(hide = true)]
@@ -100,9 +107,9 @@ fn main() -> Result<()> {
     // under a login storm (each extra thread costs its stack and arena).
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
-        Command::Soak { secs, idle, pairs } => rt.block_on(async {
+        Command::Soak { secs, idle, pairs, server, server_pid } => rt.block_on(async {
             proc::raise_fd_limit();
-            let r = soak::run(secs, idle, pairs).await?;
+            let r = soak::run(secs, idle, pairs, server.zip(server_pid)).await?;
             for (t, rss, fds) in &r.samples {
                 println!("t={t:.0}s rss_kib={rss} fds={fds}");
             }

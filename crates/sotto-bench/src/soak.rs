@@ -22,15 +22,23 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
-pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
+/// Runs against a server this bench starts, or against `external`
+/// (address and pid; it must allow open registration).
+pub async fn run(secs: u64, idle: usize, pairs: usize, external: Option<(String, u32)>) -> Result<SoakResult> {
     let dir = tempfile::tempdir()?;
-    let server = Proc::spawn(&["serve", "--data", dir.path().join("soak").to_str().unwrap_or(".")])?;
-    let address = sotto_proto::ServerAddress::parse(&server.line)?;
-    let pid = server.pid();
+    let (server, address, pid) = match external {
+        Some((addr, pid)) => (None, sotto_proto::ServerAddress::parse(&addr)?, pid),
+        None => {
+            let p = Proc::spawn(&["serve", "--data", dir.path().join("soak").to_str().unwrap_or(".")])?;
+            let a = sotto_proto::ServerAddress::parse(&p.line)?;
+            let pid = p.pid();
+            (Some(p), a, pid)
+        }
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let baseline_kib = rss_kib(pid);
 
-    let idler = Account::new("idler");
+    let idler = Account::new(&format!("idler{}", rand::random::<u32>()));
     let mut idle_conns = vec![Conn::open(&address, &idler, true).await?];
     for chunk in (1..idle).collect::<Vec<_>>().chunks(200) {
         for c in futures_util::future::join_all(chunk.iter().map(|_| Conn::open(&address, &idler, false))).await {
@@ -48,7 +56,7 @@ pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
             while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
         }));
     }
-    let set = crate::relay::pairs(&address, pairs, "soak").await?;
+    let set = crate::relay::pairs(&address, pairs, &format!("soak{}", rand::random::<u16>())).await?;
     let started = Instant::now();
     // Moderate traffic: 200 messages/s in all, the whole time.
     let traffic = tokio::spawn(crate::relay::run(set, Duration::from_secs(secs), 64, Some(200)));
@@ -70,5 +78,6 @@ pub async fn run(secs: u64, idle: usize, pairs: usize) -> Result<SoakResult> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_kib = rss_kib(pid);
+    drop(server);
     Ok(SoakResult { samples, baseline_kib, warm_kib, end_kib, after_kib, messages: result.received })
 }
