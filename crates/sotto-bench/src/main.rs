@@ -262,7 +262,7 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
                  "idle_cpu_percent": idle.idle_cpu_percent, "fd_limit": idle.fd_limit},
         "mls": {
             "msgs_per_s": m.msgs_per_s, "backlog": m.backlog, "backlog_secs": m.backlog_secs,
-            "groups": m.groups.iter().map(|g| json!({"size": g.size, "add_member_ms": g.add_ms, "join_ms": g.join_ms, "commit_bytes": g.commit_bytes})).collect::<Vec<_>>(),
+            "groups": m.groups.iter().map(|g| json!({"size": g.size, "add_member_ms": g.add_ms, "join_ms": g.join_ms, "commit_bytes": g.commit_bytes, "send_ms": g.send_ms})).collect::<Vec<_>>(),
         },
         "files": {"bytes": f.bytes, "upload_mb_s": f.upload_mb_s, "download_mb_s": f.download_mb_s,
                   "client_peak_rss_kib": f.client_peak_rss_kib, "server_peak_rss_kib": server_peak},
@@ -299,8 +299,8 @@ fn print_table(r: &serde_json::Value) {
     for g in r["mls"]["groups"].as_array().into_iter().flatten() {
         println!(
             "{:<34} {:>14}",
-            format!("add member to {} (ms) / join", g["size"]),
-            format!("{:.1} / {:.1}", f(&g["add_member_ms"]), f(&g["join_ms"]))
+            format!("group of {}: add/join/send ms", g["size"]),
+            format!("{:.1} / {:.1} / {:.2}", f(&g["add_member_ms"]), f(&g["join_ms"]), f(&g["send_ms"]))
         );
     }
     println!(

@@ -61,6 +61,8 @@ pub struct GroupTiming {
     pub add_ms: f64,
     pub join_ms: f64,
     pub commit_bytes: usize,
+    /// Encrypting one 1 KiB message to the whole group.
+    pub send_ms: f64,
 }
 
 pub struct MlsResult {
@@ -109,7 +111,11 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         let t = Instant::now();
         last.handle_welcome(&add.group_id, add.welcome.as_deref().unwrap_or_default())?;
         let join_ms = t.elapsed().as_secs_f64() * 1000.0;
-        groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len() });
+        let t = Instant::now();
+        let sent = owner.prepare_text("#bench", &"x".repeat(1024))?;
+        owner.accepted(&sent.client_id, 3)?;
+        let send_ms = t.elapsed().as_secs_f64() * 1000.0;
+        groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len(), send_ms });
     }
     Ok(MlsResult { msgs_per_s, backlog, backlog_secs, groups })
 }
