@@ -256,18 +256,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     let mut b = connect(&server.address).await;
     bob.register(&mut b, None).await.unwrap();
     let g = vec![2u8; 16];
-    a.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
-    a.request(Request::Commit {
-        group_id: g.clone(),
-        epoch: 0,
-        client_id: vec![0],
-        commit: vec![1],
-        welcome: Some(serde_bytes::ByteBuf::from(vec![1])),
-        added: vec![bob.me()],
-        removed: vec![],
-    })
-    .await
-    .unwrap();
+    group_with(&mut a, &g, &[&bob]).await;
 
     // Alice sends as fast as she can; SIGTERM lands in the middle.
     let pid = server.child.id();

@@ -17,27 +17,6 @@ async fn claim(conn: &mut sotto_client::Connection, handle: &str) -> Result<Resp
     conn.request(Request::ClaimKeyPackages { handle: handle.into() }).await
 }
 
-/// Creates a group of `owner` and adds `others` with one commit at epoch 0.
-async fn group_with(conn: &mut sotto_client::Connection, g: &[u8], others: &[&Account]) -> u64 {
-    conn.request(Request::CreateGroup { group_id: g.to_vec() }).await.unwrap();
-    let r = conn
-        .request(Request::Commit {
-            group_id: g.to_vec(),
-            epoch: 0,
-            client_id: b"add".to_vec(),
-            commit: b"commit".to_vec(),
-            welcome: Some(ByteBuf::from(b"welcome".to_vec())),
-            added: others.iter().map(|a| a.me()).collect(),
-            removed: vec![],
-        })
-        .await
-        .unwrap();
-    match r {
-        Response::Appended { seq, .. } => seq,
-        other => panic!("{other:?}"),
-    }
-}
-
 async fn send(
     conn: &mut sotto_client::Connection,
     g: &[u8],

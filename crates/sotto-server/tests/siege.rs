@@ -55,18 +55,7 @@ async fn hostile_clients_do_not_stop_a_normal_conversation() {
     let mut a = alice.online(&server).await;
     let mut b = bob.online(&server).await;
     let g = vec![2u8; 16];
-    a.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
-    a.request(Request::Commit {
-        group_id: g.clone(),
-        epoch: 0,
-        client_id: vec![0],
-        commit: vec![1],
-        welcome: Some(ByteBuf::from(vec![1])),
-        added: vec![bob.me()],
-        removed: vec![],
-    })
-    .await
-    .unwrap();
+    group_with(&mut a, &g, &[&bob]).await;
     b.request(Request::Sync).await.unwrap();
     while !matches!(b.next_push().await.unwrap(), Push::SyncDone) {}
     let mut bk = bob.online(&server).await;
@@ -193,20 +182,8 @@ async fn a_receiver_that_stops_reading_is_dropped_and_nobody_else_waits() {
     let mut d = dave.online(&server).await;
     let mut b = bob.online(&server).await;
     let (g1, g2) = (vec![2u8; 16], vec![3u8; 16]);
-    for (conn, g, other) in [(&mut a, &g1, &bob), (&mut c, &g2, &dave)] {
-        conn.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
-        conn.request(Request::Commit {
-            group_id: g.clone(),
-            epoch: 0,
-            client_id: vec![0],
-            commit: vec![1],
-            welcome: Some(ByteBuf::from(vec![1])),
-            added: vec![other.me()],
-            removed: vec![],
-        })
-        .await
-        .unwrap();
-    }
+    group_with(&mut a, &g1, &[&bob]).await;
+    group_with(&mut c, &g2, &[&dave]).await;
     d.request(Request::Sync).await.unwrap();
     while !matches!(d.next_push().await.unwrap(), Push::SyncDone) {}
     let quiet = p99(talk(&mut c, &mut d, &g2, 30, 1).await);

@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use serde_bytes::ByteBuf;
 use sotto_proto::{ErrorCode, Request, Response};
 use sotto_server::relay::Relay;
 use sotto_server::server::{self, ListenConfig};
@@ -37,18 +36,7 @@ async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
     let mut b = connect().await.unwrap();
     bob.register(&mut b, None).await.unwrap();
     let g = vec![2u8; 16];
-    a.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
-    a.request(Request::Commit {
-        group_id: g.clone(),
-        epoch: 0,
-        client_id: vec![0],
-        commit: vec![1],
-        welcome: Some(ByteBuf::from(vec![1])),
-        added: vec![bob.me()],
-        removed: vec![],
-    })
-    .await
-    .unwrap();
+    group_with(&mut a, &g, &[&bob]).await;
 
     // The disk fills up.
     sqlite.set_max_bytes(0).unwrap();

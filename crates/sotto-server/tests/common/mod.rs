@@ -132,3 +132,25 @@ impl Account {
 pub fn code(e: &ClientError) -> sotto_proto::ErrorCode {
     e.code().unwrap_or_else(|| panic!("expected a server error code, got {e}"))
 }
+
+/// Creates group `g` on `conn` (epoch 0) and adds `others` with one commit;
+/// returns the commit's sequence number.
+pub async fn group_with(conn: &mut Connection, g: &[u8], others: &[&Account]) -> u64 {
+    conn.request(Request::CreateGroup { group_id: g.to_vec() }).await.unwrap();
+    let r = conn
+        .request(Request::Commit {
+            group_id: g.to_vec(),
+            epoch: 0,
+            client_id: b"add".to_vec(),
+            commit: b"commit".to_vec(),
+            welcome: Some(serde_bytes::ByteBuf::from(b"welcome".to_vec())),
+            added: others.iter().map(|a| a.me()).collect(),
+            removed: vec![],
+        })
+        .await
+        .unwrap();
+    match r {
+        Response::Appended { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    }
+}
