@@ -192,17 +192,33 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
                 let left = deadline.saturating_duration_since(Instant::now());
                 let Ok(Ok(permit)) = tokio::time::timeout(left, permits.acquire()).await else { break };
                 permit.forget();
-                i += 1;
-                let req = Request::Send {
-                    group_id: group.clone(),
-                    epoch: 1,
-                    client_id: i.to_le_bytes().to_vec(),
-                    payload: payload(t0),
-                };
-                if sink.send(frame(i, req)).await.is_err() {
+                // At full speed, every free slot of the window goes out in
+                // one flush, as a real client pipelining its outbox would.
+                let mut burst = 1;
+                if tick.is_none() {
+                    while let Ok(p) = permits.try_acquire() {
+                        p.forget();
+                        burst += 1;
+                    }
+                }
+                let mut ok = true;
+                for _ in 0..burst {
+                    i += 1;
+                    let req = Request::Send {
+                        group_id: group.clone(),
+                        epoch: 1,
+                        client_id: i.to_le_bytes().to_vec(),
+                        payload: payload(t0),
+                    };
+                    if sink.feed(frame(i, req)).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                    counts.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                if !ok || sink.flush().await.is_err() {
                     break;
                 }
-                counts.sent.fetch_add(1, Ordering::Relaxed);
             }
             // Wait for the window to drain, then hang up.
             let _ = tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(window as u32)).await;

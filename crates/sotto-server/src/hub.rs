@@ -1,22 +1,46 @@
 //! Who is connected: the live connections of each device, and the wake-ups
-//! the relay sends them. A wake-up says only "look at group G" (or "look at
-//! your inbox"); the connection then reads the store from where it is, so a
-//! lost or merged wake-up can never reorder or drop a message.
+//! the relay sends them. A wake-up says "look at group G" (or "look at your
+//! inbox"), and may carry the new, already durable log entries themselves
+//! so the connection need not read them back from the store. The
+//! connection uses carried entries only when they continue exactly where it
+//! is; otherwise it reads the store from where it is, so a lost, merged or
+//! reordered wake-up can never reorder or drop a message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sotto_proto::{DeviceRef, ErrorBody};
 use tokio::sync::Notify;
 
+/// A durable log entry ready to push: its sequence number and its encoded
+/// `Deliver` frame, one copy shared by every recipient's connection.
+#[derive(Clone, Debug)]
+pub struct Fresh {
+    /// Its place in the group's log.
+    pub seq: u64,
+    /// The encoded push.
+    pub frame: bytes::Bytes,
+}
+
+/// Most bytes of carried entries one connection may have waiting; past it,
+/// wake-ups fall back to "read the store", so a connection that stopped
+/// reading holds at most this much (plus one entry per group).
+pub const MAX_FRESH_BYTES: usize = 256 * 1024;
+
 /// What a connection should look at when it wakes. Merging is the point:
 /// a thousand messages to one group while the connection is busy are one
-/// entry here, so memory stays bounded by the number of groups.
+/// entry here, so memory stays bounded by the number of groups and
+/// [`MAX_FRESH_BYTES`].
 #[derive(Default, Debug)]
 pub struct Pending {
-    /// Groups with new log entries.
-    pub groups: HashSet<Vec<u8>>,
+    /// Groups with new log entries, each with the entries themselves when
+    /// they were carried (`None`: read them from the store).
+    pub groups: HashMap<Vec<u8>, Option<Vec<Fresh>>>,
+    /// Bytes carried so far (an upper bound: entries dropped for the store
+    /// fallback are not subtracted).
+    fresh_bytes: usize,
     /// New welcomes.
     pub inbox: bool,
     /// The device's KeyPackage stock fell to this.
@@ -165,7 +189,34 @@ impl Hub {
     /// Tells the devices' connections that a group has new entries.
     pub fn wake_group(&self, devices: &[DeviceRef], group_id: &[u8]) {
         self.each(devices, |p| {
-            p.groups.insert(group_id.to_vec());
+            p.groups.insert(group_id.to_vec(), None);
+        });
+    }
+
+    /// Tells the devices' connections that a group has a new entry, and
+    /// hands them the entry so they need not read it back.
+    pub fn deliver(&self, devices: &[DeviceRef], group_id: &[u8], fresh: &Fresh) {
+        self.each(devices, |p| {
+            let fits = p.fresh_bytes + fresh.frame.len() <= MAX_FRESH_BYTES;
+            match p.groups.entry(group_id.to_vec()) {
+                Entry::Vacant(v) if fits => {
+                    v.insert(Some(vec![fresh.clone()]));
+                }
+                Entry::Occupied(mut o) if fits => match o.get_mut() {
+                    Some(list) => list.push(fresh.clone()),
+                    // Already falling back to the store for this group.
+                    None => return,
+                },
+                Entry::Vacant(v) => {
+                    v.insert(None);
+                    return;
+                }
+                Entry::Occupied(mut o) => {
+                    o.insert(None);
+                    return;
+                }
+            }
+            p.fresh_bytes += fresh.frame.len();
         });
     }
 
@@ -201,5 +252,42 @@ impl Hub {
     /// Whether any connection of the device is live.
     pub fn is_online(&self, device: &DeviceRef) -> bool {
         self.devices.lock().unwrap_or_else(|p| p.into_inner()).contains_key(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(seq: u64, len: usize) -> Fresh {
+        Fresh { seq, frame: bytes::Bytes::from(vec![0u8; len]) }
+    }
+
+    #[test]
+    fn carried_entries_are_capped_then_fall_back_to_the_store() {
+        let hub = Hub::default();
+        let dev = DeviceRef { handle: "bob".into(), device_id: 1 };
+        let reg = hub.register(dev.clone(), ([127, 0, 0, 1], 1).into());
+        let (g1, g2) = (vec![1u8; 16], vec![2u8; 16]);
+        let per = 1024;
+        let fits = MAX_FRESH_BYTES / per;
+        for seq in 1..=fits as u64 {
+            hub.deliver(std::slice::from_ref(&dev), &g1, &fresh(seq, per));
+        }
+        // One more does not fit: this group now says "read the store".
+        hub.deliver(std::slice::from_ref(&dev), &g1, &fresh(fits as u64 + 1, per));
+        hub.deliver(std::slice::from_ref(&dev), &g2, &fresh(1, per));
+        let p = reg.mailbox.take();
+        assert!(matches!(p.groups.get(&g1), Some(None)));
+        assert!(matches!(p.groups.get(&g2), Some(None)), "the cap is per connection, not per group");
+        // Taking resets the budget.
+        hub.deliver(std::slice::from_ref(&dev), &g2, &fresh(2, per));
+        let p = reg.mailbox.take();
+        assert_eq!(p.groups[&g2].as_ref().map(|v| v.len()), Some(1));
+        // A plain wake-up turns carried entries into a store read.
+        hub.deliver(std::slice::from_ref(&dev), &g2, &fresh(3, per));
+        hub.wake_group(std::slice::from_ref(&dev), &g2);
+        hub.deliver(std::slice::from_ref(&dev), &g2, &fresh(4, per));
+        assert!(matches!(reg.mailbox.take().groups.get(&g2), Some(None)));
     }
 }

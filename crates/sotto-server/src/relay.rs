@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sotto_proto::codec;
 use sotto_proto::limits::{
     GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE, MAX_PAYLOAD_BYTES,
 };
 use sotto_proto::{
-    signing, ClaimedKeyPackage, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Request, Response, UserInfo,
+    signing, ClaimedKeyPackage, Delivery, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Push, Request,
+    Response, ServerMessage, UserInfo,
 };
 
-use crate::hub::Hub;
+use crate::hub::{Fresh, Hub};
 use crate::store::{NewMessage, Store, StoreError};
 
 /// Settings the relay logic needs.
@@ -268,7 +270,7 @@ impl Relay {
     pub fn submit<'a>(&'a self, me: &DeviceRef, request: Request) -> Submitted<'a> {
         let ready = |r: Result<Response, ErrorBody>| Submitted::Queued(Box::pin(std::future::ready(r)));
         let now = now_ms();
-        let (group_id, added, ticket) = match request {
+        let (group_id, added, ticket, (epoch, kind, payload)) = match request {
             Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
                 if let Err(e) = check_group_id(&group_id).and_then(|_| check_client_id(&client_id)) {
                     return ready(Err(e));
@@ -296,7 +298,7 @@ impl Relay {
                     },
                     now,
                 );
-                (group_id, added, ticket)
+                (group_id, added, ticket, (epoch, MessageKind::Commit, commit))
             }
             Request::Send { group_id, epoch, client_id, payload } => {
                 if let Err(e) = check_group_id(&group_id).and_then(|_| check_client_id(&client_id)) {
@@ -319,11 +321,12 @@ impl Relay {
                     },
                     now,
                 );
-                (group_id, Vec::new(), ticket)
+                (group_id, Vec::new(), ticket, (epoch, MessageKind::Application, payload))
             }
             other => return Submitted::Other(other),
         };
         let started = std::time::Instant::now();
+        let sender = me.clone();
         Submitted::Queued(Box::pin(async move {
             let appended = match ticket.await {
                 Ok(r) => r.map_err(ErrorBody::from)?,
@@ -332,10 +335,36 @@ impl Relay {
             self.metrics.store_time(started.elapsed());
             if !appended.duplicate {
                 self.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let delivery = Delivery {
+                    group_id: group_id.clone(),
+                    seq: appended.seq,
+                    epoch,
+                    sender: sender.clone(),
+                    kind,
+                    payload,
+                    stored_at: now,
+                };
+                // The entry exactly as the store would give it back, encoded
+                // once for every recipient.
+                match codec::encode(&ServerMessage::Push(Push::Deliver(delivery))) {
+                    Ok(frame) => {
+                        let fresh = Fresh { seq: appended.seq, frame: frame.into() };
+                        if added.is_empty() {
+                            self.hub.deliver(&appended.members, &group_id, &fresh);
+                        } else {
+                            // New members read from after the commit that
+                            // adds them: they look in the store.
+                            let (new, old): (Vec<DeviceRef>, Vec<DeviceRef>) =
+                                appended.members.into_iter().partition(|m| added.contains(m));
+                            self.hub.deliver(&old, &group_id, &fresh);
+                            self.hub.wake_group(&new, &group_id);
+                        }
+                    }
+                    Err(_) => self.hub.wake_group(&appended.members, &group_id),
+                }
                 if !added.is_empty() {
                     self.hub.wake_inbox(&added);
                 }
-                self.hub.wake_group(&appended.members, &group_id);
             }
             Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })
         }))

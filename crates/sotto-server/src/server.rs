@@ -60,6 +60,11 @@ pub fn router(relay: Arc<Relay>) -> Router {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::SocketAddr);
 
+/// Bytes of queued frames a session writes out at once. Pushes and answers
+/// are fed in bursts and flushed at the end of each, so a burst becomes a
+/// few large TLS records; the buffer only grows on connections that burst.
+const WRITE_BUFFER: usize = 32 * 1024;
+
 async fn websocket(
     ws: WebSocketUpgrade,
     State(relay): State<Arc<Relay>>,
@@ -72,12 +77,14 @@ async fn websocket(
     // Small buffers: tungstenite's defaults (128 KiB read buffer) made
     // every idle connection cost ~145 KiB (found with heaptrack); the read
     // buffer grows when a large frame arrives.
-    ws.max_message_size(limit).max_frame_size(limit).read_buffer_size(4 * 1024).write_buffer_size(0).on_upgrade(
-        move |socket| async move {
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
             let _guard = guard;
             crate::session::serve(socket, relay, remote).await
-        },
-    )
+        })
 }
 
 /// Open connections per address.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::{FutureExt, SinkExt};
 use rand::RngCore;
 use sotto_proto::codec::{self, DecodeError};
 use sotto_proto::{DeviceRef, ErrorBody, ErrorCode, Hello, Push, Request, Response, ServerMessage, PROTOCOL_VERSION};
@@ -43,10 +44,32 @@ async fn send_counted(
     total: &AtomicU64,
     limit: std::time::Duration,
 ) -> Result<(), Gone> {
+    feed_counted(socket, msg, counter, total, limit).await?;
+    flush(socket, limit).await
+}
+
+/// Queues a frame without flushing: a burst of pushes or answers goes out
+/// in a few TLS records and system calls instead of one each (the largest
+/// per-message cost after SQL parsing). Callers flush at the end of the
+/// burst. tungstenite writes out by itself once its buffer is full.
+async fn feed_counted(
+    socket: &mut WebSocket,
+    msg: &ServerMessage,
+    counter: &AtomicU64,
+    total: &AtomicU64,
+    limit: std::time::Duration,
+) -> Result<(), Gone> {
     let bytes = codec::encode(msg).map_err(|_| Gone)?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     total.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    match tokio::time::timeout(limit, socket.send(Message::Binary(bytes.into()))).await {
+    match tokio::time::timeout(limit, socket.feed(Message::Binary(bytes.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Gone),
+    }
+}
+
+async fn flush(socket: &mut WebSocket, limit: std::time::Duration) -> Result<(), Gone> {
+    match tokio::time::timeout(limit, socket.flush()).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Gone),
     }
@@ -208,7 +231,12 @@ impl Session<'_> {
         loop {
             tokio::select! {
                 Some((id, result)) = inflight.next(), if !inflight.is_empty() => {
-                    self.answer(socket, &info, id, result).await?;
+                    self.queue_answer(socket, &info, id, result).await?;
+                    // Everything else already durable goes in the same flush.
+                    while let Some(Some((id, result))) = inflight.next().now_or_never() {
+                        self.queue_answer(socket, &info, id, result).await?;
+                    }
+                    flush(socket, self.relay.config.write_timeout).await?;
                 }
                 _ = shutdown.changed() => {
                     // Requests already taken are finished and answered first.
@@ -276,8 +304,10 @@ impl Session<'_> {
                         if pending.inbox {
                             self.drain_welcomes(socket).await?;
                         }
-                        for group in pending.groups {
-                            self.drain_group(socket, &group).await?;
+                        for (group, fresh) in pending.groups {
+                            if !self.push_fresh(socket, &group, fresh).await? {
+                                self.drain_group(socket, &group).await?;
+                            }
                         }
                     }
                 }
@@ -304,11 +334,23 @@ impl Session<'_> {
         id: u64,
         result: Result<Response, ErrorBody>,
     ) -> Result<(), Gone> {
+        self.queue_answer(socket, info, id, result).await?;
+        flush(socket, self.relay.config.write_timeout).await
+    }
+
+    /// An answer, queued but not flushed.
+    async fn queue_answer(
+        &self,
+        socket: &mut WebSocket,
+        info: &crate::hub::ConnInfo,
+        id: u64,
+        result: Result<Response, ErrorBody>,
+    ) -> Result<(), Gone> {
         if let Err(e) = &result {
             self.relay.metrics.rejected(e.code);
         }
         let out = ServerMessage::Response { id, result };
-        send_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out, self.relay.config.write_timeout)
+        feed_counted(socket, &out, &info.bytes_out, &self.relay.metrics.bytes_out, self.relay.config.write_timeout)
             .await
     }
 
@@ -353,6 +395,41 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Pushes entries carried by a wake-up when they continue exactly where
+    /// this connection is in the group; false when the store must be read
+    /// instead (a gap, a group this connection has not read yet, or entries
+    /// that were not carried).
+    async fn push_fresh(
+        &mut self,
+        socket: &mut WebSocket,
+        group_id: &[u8],
+        fresh: Option<Vec<crate::hub::Fresh>>,
+    ) -> Result<bool, Gone> {
+        let (Some(mut fresh), Some(&upto)) = (fresh, self.sent_upto.get(group_id)) else { return Ok(false) };
+        // Wake-ups come from the tasks of different senders, so entries may
+        // arrive out of order; ones already pushed (read from the store
+        // meanwhile) are skipped.
+        fresh.sort_unstable_by_key(|f| f.seq);
+        fresh.retain(|f| f.seq > upto);
+        let contiguous = fresh.iter().enumerate().all(|(i, f)| f.seq == upto + 1 + i as u64);
+        let Some(last) = fresh.last().map(|f| f.seq) else { return Ok(true) };
+        if !contiguous {
+            return Ok(false);
+        }
+        let limit = self.relay.config.write_timeout;
+        for f in fresh {
+            self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.relay.metrics.bytes_out.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
+            match tokio::time::timeout(limit, socket.feed(Message::Binary(f.frame))).await {
+                Ok(Ok(())) => {}
+                _ => return Err(Gone),
+            }
+        }
+        flush(socket, limit).await?;
+        self.sent_upto.insert(group_id.to_vec(), last);
+        Ok(true)
+    }
+
     async fn drain_group(&mut self, socket: &mut WebSocket, group_id: &[u8]) -> Result<(), Gone> {
         loop {
             let after = self.sent_upto.get(group_id).copied().unwrap_or(0);
@@ -363,10 +440,13 @@ impl Session<'_> {
                 Err(Gone) => return Ok(()),
             };
             let Some(last) = batch.last().map(|d| d.seq) else { return Ok(()) };
+            let limit = self.relay.config.write_timeout;
             for delivery in batch {
                 self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-                self.push(socket, &ServerMessage::Push(Push::Deliver(delivery))).await?;
+                let push = ServerMessage::Push(Push::Deliver(delivery));
+                feed_counted(socket, &push, &NO_COUNTER, &self.relay.metrics.bytes_out, limit).await?;
             }
+            flush(socket, limit).await?;
             self.sent_upto.insert(group_id.to_vec(), last);
         }
     }

@@ -410,3 +410,108 @@ async fn pipelined_sends_are_appended_in_order_and_answered_in_order() {
     let order: Vec<u32> = messages.iter().map(|m| u32::from_le_bytes(m.payload[..4].try_into().unwrap())).collect();
     assert_eq!(order, (0..300).collect::<Vec<u32>>());
 }
+
+/// Live pushes carry the new entries from the senders' tasks, which finish
+/// in any order; the receiver must still see every entry once, in log
+/// order, and exactly what the store holds.
+#[tokio::test]
+async fn concurrent_senders_reach_a_live_receiver_in_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let senders: Vec<Account> = (0..4).map(|i| Account::new(&format!("s{i}"))).collect();
+    let bob = Account::new("bob");
+    let mut b = bob.online(&server).await;
+    let mut conns = Vec::new();
+    for s in &senders {
+        conns.push(s.online(&server).await);
+    }
+    let g = gid(8);
+    let mut everyone: Vec<&Account> = senders.iter().skip(1).collect();
+    everyone.push(&bob);
+    let added_at = group_with(&mut conns[0], &g, &everyone).await;
+    sync(&mut b).await;
+    let per_sender = 100u32;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut c)| {
+            let g = g.clone();
+            tokio::spawn(async move {
+                for i in 0..per_sender {
+                    let id = [n as u8, (i >> 8) as u8, i as u8];
+                    send(&mut c, &g, 1, &id, format!("{n}:{i}").as_bytes()).await.unwrap();
+                }
+                c
+            })
+        })
+        .collect();
+    let want = 4 * per_sender as usize;
+    let mut got = Vec::new();
+    while got.len() < want {
+        if let Push::Deliver(d) = b.next_push_within(Duration::from_secs(10)).await.unwrap().expect("pushed") {
+            got.push(d);
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seqs: Vec<u64> = got.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, (added_at + 1..=added_at + want as u64).collect::<Vec<_>>(), "each once, in log order");
+    let Response::Messages { messages } =
+        b.request(Request::Fetch { group_id: g.clone(), after_seq: added_at, limit: 1000 }).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(messages, got, "a live push is exactly the stored entry");
+    assert!(b.next_push_within(Duration::from_millis(300)).await.unwrap().is_none(), "nothing extra");
+}
+
+/// A device removed and added again reads from after the commit that adds
+/// it, also when it is online throughout and the entries come carried by
+/// wake-ups.
+#[tokio::test]
+async fn a_re_added_member_online_throughout_gets_what_the_store_would_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    let mut b = bob.online(&server).await;
+    let g = gid(9);
+    group_with(&mut a, &g, &[&bob]).await;
+    sync(&mut b).await;
+    let commit = |epoch: u64, id: &[u8], added: Vec<sotto_proto::DeviceRef>, removed: Vec<sotto_proto::DeviceRef>| {
+        Request::Commit {
+            group_id: g.clone(),
+            epoch,
+            client_id: id.to_vec(),
+            commit: id.to_vec(),
+            welcome: (!added.is_empty()).then(|| ByteBuf::from(b"welcome".to_vec())),
+            added,
+            removed,
+        }
+    };
+    let Response::Appended { seq: removed_at, .. } = a.request(commit(1, b"rm", vec![], vec![bob.me()])).await.unwrap()
+    else {
+        panic!()
+    };
+    // Bob reads his removal and acknowledges it: he is out.
+    let Push::Deliver(d) = b.next_push_within(Duration::from_secs(5)).await.unwrap().unwrap() else { panic!() };
+    assert_eq!(d.seq, removed_at);
+    b.request(Request::Ack { group_id: g.clone(), seq: removed_at }).await.unwrap();
+    let Response::Appended { seq: readded_at, .. } =
+        a.request(commit(2, b"add again", vec![bob.me()], vec![])).await.unwrap()
+    else {
+        panic!()
+    };
+    let Response::Appended { seq: hello_at, .. } = send(&mut a, &g, 3, b"hi", b"welcome back").await.unwrap() else {
+        panic!()
+    };
+    let mut delivered = Vec::new();
+    while let Some(p) = b.next_push_within(Duration::from_millis(800)).await.unwrap() {
+        if let Push::Deliver(d) = p {
+            delivered.push(d.seq);
+        }
+    }
+    assert!(!delivered.contains(&readded_at), "the commit adding him is not his to read");
+    assert_eq!(delivered, vec![hello_at]);
+}

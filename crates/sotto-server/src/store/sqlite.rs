@@ -208,16 +208,44 @@ fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appende
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let r =
-            tx.execute_batch("SAVEPOINT one").map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
-        let end = if r.is_ok() { "RELEASE one" } else { "ROLLBACK TO one; RELEASE one" };
-        results.push(tx.execute_batch(end).map_err(backend).and(r));
+        let r = tx.exec("SAVEPOINT one", []).map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
+        let undo = if r.is_ok() { Ok(0) } else { tx.exec("ROLLBACK TO one", []) };
+        results.push(undo.and_then(|_| tx.exec("RELEASE one", [])).map_err(backend).and(r));
     }
     if let Err(e) = tx.commit() {
         let msg = e.to_string();
         return results.into_iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
     }
     results
+}
+
+/// Every statement goes through the connection's statement cache. Parsing
+/// the same SQL again for every append was the largest single cost of the
+/// relay (perf: the SQLite parser and resolver took about a fifth of the
+/// server's CPU under load).
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -257,6 +285,8 @@ impl SqliteStore {
 
     fn setup(conn: Connection) -> StoreResult<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        // Room for every statement the store uses, so none is ever re-parsed.
+        conn.set_prepared_statement_cache_capacity(128);
         // FULL: in WAL mode NORMAL may lose the last commits on power loss,
         // and we promise that an acknowledged message survives.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
@@ -328,7 +358,7 @@ fn member_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResu
 
 /// A device that may still read: (joined_seq, cursor, until_seq).
 fn reader_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
-    tx.query_row(
+    tx.row(
         "SELECT joined_seq, cursor, until_seq FROM members WHERE group_id=? AND handle=? AND device_id=?",
         params![group_id, device.handle, device.device_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -338,13 +368,13 @@ fn reader_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResu
 }
 
 fn group_row(tx: &Connection, group_id: &[u8]) -> StoreResult<Option<(u64, u64)>> {
-    tx.query_row("SELECT epoch, last_seq FROM groups WHERE group_id=?", [group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    tx.row("SELECT epoch, last_seq FROM groups WHERE group_id=?", [group_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(backend)
 }
 
 fn blob_row(tx: &Connection, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
-    tx.query_row("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=?", [id], |r| {
+    tx.row("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=?", [id], |r| {
         Ok(BlobRecord {
             id: id.to_vec(),
             owner: DeviceRef { handle: r.get(0)?, device_id: r.get(1)? },
@@ -358,7 +388,7 @@ fn blob_row(tx: &Connection, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
 }
 
 fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
-    tx.query_row(
+    tx.row(
         "SELECT count(*) FROM key_packages WHERE handle=? AND device_id=? AND last_resort=0",
         params![device.handle, device.device_id],
         |r| r.get(0),
@@ -368,7 +398,7 @@ fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
 
 /// Deletes the group's messages that every member has acknowledged.
 fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         "DELETE FROM messages WHERE group_id=?1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)",
         [group_id],
     )
@@ -384,7 +414,7 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
         return Err(StoreError::NotMember);
     }
     let seen: Option<(u64, u64)> = tx
-        .query_row(
+        .row(
             "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
             params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -402,7 +432,7 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
     if m.kind == MessageKind::Commit {
         for d in m.added {
             let known: i64 = tx
-                .query_row(
+                .row(
                     "SELECT count(*) FROM devices WHERE handle=? AND device_id=?",
                     params![d.handle, d.device_id],
                     |r| r.get(0),
@@ -412,13 +442,13 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
                 return Err(StoreError::UnknownDevice(d.clone()));
             }
             // The new member reads from after the commit that adds it.
-            tx.execute(
+            tx.exec(
                 "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
                 params![m.group_id, d.handle, d.device_id, seq, seq],
             )
             .map_err(backend)?;
             if let Some(w) = m.welcome {
-                tx.execute(
+                tx.exec(
                             "INSERT INTO welcomes(handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at)
                              VALUES(?,?,?,?,?,?,?)",
                             params![d.handle, d.device_id, m.group_id, m.sender.handle, m.sender.device_id, w, now],
@@ -427,26 +457,26 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
             }
         }
         for d in m.removed {
-            tx.execute(
+            tx.exec(
                 "UPDATE members SET until_seq=? WHERE group_id=? AND handle=? AND device_id=? AND until_seq IS NULL",
                 params![seq, m.group_id, d.handle, d.device_id],
             )
             .map_err(backend)?;
         }
     }
-    tx.execute(
+    tx.exec(
         "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
                  VALUES(?,?,?,?,?,?,?,?)",
         params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
     )
     .map_err(backend)?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
                  VALUES(?,?,?,?,?,?,?)",
         params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
     )
     .map_err(backend)?;
-    tx.execute("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
+    tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
         .map_err(backend)?;
     // Removed devices are woken too, to read the commit removing them.
     let mut wake = members_of(tx, m.group_id)?;
@@ -457,7 +487,7 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
 impl Store for SqliteStore {
     fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()> {
         self.with_tx(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO invites(code_hash, uses_left, expires_at, created_at) VALUES(?,?,?,?)",
                 params![invite_hash(code), uses, expires_at, now],
             )
@@ -477,7 +507,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         self.with_tx(|tx| {
             let exists: bool = tx
-                .query_row("SELECT count(*) FROM accounts WHERE handle=?", [handle], |r| r.get::<_, i64>(0))
+                .row("SELECT count(*) FROM accounts WHERE handle=?", [handle], |r| r.get::<_, i64>(0))
                 .map_err(backend)?
                 > 0;
             if exists {
@@ -486,7 +516,7 @@ impl Store for SqliteStore {
             if require_invite {
                 let code = invite.ok_or(StoreError::InviteRequired)?;
                 let changed = tx
-                    .execute(
+                    .exec(
                         "UPDATE invites SET uses_left = uses_left - 1
                          WHERE code_hash=? AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)",
                         params![invite_hash(code), now],
@@ -496,12 +526,12 @@ impl Store for SqliteStore {
                     return Err(StoreError::InviteInvalid);
                 }
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO accounts(handle, account_key, created_at) VALUES(?,?,?)",
                 params![handle, account_key, now],
             )
             .map_err(backend)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO devices(handle, device_id, device_key, certificate, created_at) VALUES(?,?,?,?,?)",
                 params![handle, device.device_id, device.device_key, device.certificate, now],
             )
@@ -513,7 +543,7 @@ impl Store for SqliteStore {
     fn account(&self, handle: &str) -> StoreResult<Option<AccountRecord>> {
         self.with_tx(|tx| {
             let row = tx
-                .query_row("SELECT account_key, banned FROM accounts WHERE handle=?", [handle], |r| {
+                .row("SELECT account_key, banned FROM accounts WHERE handle=?", [handle], |r| {
                     Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?))
                 })
                 .optional()
@@ -525,8 +555,7 @@ impl Store for SqliteStore {
 
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()> {
         self.with_tx(|tx| {
-            let n =
-                tx.execute("UPDATE accounts SET banned=? WHERE handle=?", params![banned, handle]).map_err(backend)?;
+            let n = tx.exec("UPDATE accounts SET banned=? WHERE handle=?", params![banned, handle]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::UnknownHandle);
             }
@@ -556,7 +585,7 @@ impl Store for SqliteStore {
                     stmt.execute(params![device.handle, device.device_id, 0, p]).map_err(backend)?;
                 }
                 if let Some(lr) = last_resort {
-                    tx.execute(
+                    tx.exec(
                         "DELETE FROM key_packages WHERE handle=? AND device_id=? AND last_resort=1",
                         params![device.handle, device.device_id],
                     )
@@ -583,7 +612,7 @@ impl Store for SqliteStore {
                 // One-time packages first (oldest), the last-resort one only
                 // when none is left.
                 let row: Option<(i64, Vec<u8>, bool)> = tx
-                    .query_row(
+                    .row(
                         "SELECT id, package, last_resort FROM key_packages WHERE handle=? AND device_id=?
                          ORDER BY last_resort ASC, id ASC LIMIT 1",
                         params![handle, device.device_id],
@@ -593,7 +622,7 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 let Some((id, package, last_resort)) = row else { continue };
                 if !last_resort {
-                    tx.execute("DELETE FROM key_packages WHERE id=?", [id]).map_err(backend)?;
+                    tx.exec("DELETE FROM key_packages WHERE id=?", [id]).map_err(backend)?;
                 }
                 let dref = DeviceRef { handle: handle.to_owned(), device_id: device.device_id };
                 let left = one_time_count(tx, &dref)?;
@@ -611,13 +640,13 @@ impl Store for SqliteStore {
             if group_row(tx, group_id)?.is_some() {
                 return Err(StoreError::GroupExists);
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO groups(group_id, epoch, last_seq, creator_handle, creator_device, created_at)
                  VALUES(?,0,0,?,?,?)",
                 params![group_id, creator.handle, creator.device_id, now],
             )
             .map_err(backend)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,0,0)",
                 params![group_id, creator.handle, creator.device_id],
             )
@@ -698,7 +727,7 @@ impl Store for SqliteStore {
             if epoch != current {
                 return Err(StoreError::StaleEpoch { current });
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE groups SET group_info=?, group_info_epoch=? WHERE group_id=?",
                 params![group_info, epoch, group_id],
             )
@@ -712,7 +741,7 @@ impl Store for SqliteStore {
             group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
             member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
             let row: (Option<u64>, Option<Vec<u8>>) = tx
-                .query_row("SELECT group_info_epoch, group_info FROM groups WHERE group_id=?", [group_id], |r| {
+                .row("SELECT group_info_epoch, group_info FROM groups WHERE group_id=?", [group_id], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .map_err(backend)?;
@@ -742,16 +771,14 @@ impl Store for SqliteStore {
                 )));
             }
             let used: u64 = tx
-                .query_row("SELECT coalesce(sum(size), 0) FROM blobs WHERE owner_handle=?", [&owner.handle], |r| {
-                    r.get(0)
-                })
+                .row("SELECT coalesce(sum(size), 0) FROM blobs WHERE owner_handle=?", [&owner.handle], |r| r.get(0))
                 .map_err(backend)?;
             if used.saturating_add(size) > quota {
                 return Err(StoreError::LimitExceeded(format!(
                     "your storage quota ({quota} bytes) is used up until recipients fetch your files"
                 )));
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO blobs(id, owner_handle, owner_device, size, created_at) VALUES(?,?,?,?,?)",
                 params![id, owner.handle, owner.device_id, size, now],
             )
@@ -766,7 +793,7 @@ impl Store for SqliteStore {
 
     fn complete_blob(&self, id: &[u8]) -> StoreResult<()> {
         self.with_tx(|tx| {
-            tx.execute("UPDATE blobs SET complete=1 WHERE id=?", [id]).map_err(backend)?;
+            tx.exec("UPDATE blobs SET complete=1 WHERE id=?", [id]).map_err(backend)?;
             Ok(())
         })
     }
@@ -780,7 +807,7 @@ impl Store for SqliteStore {
             member_row(tx, group_id, owner)?.ok_or(StoreError::NotMember)?;
             for m in members_of(tx, group_id)? {
                 if &m != owner {
-                    tx.execute(
+                    tx.exec(
                         "INSERT OR IGNORE INTO blob_readers(blob_id, handle, device_id) VALUES(?,?,?)",
                         params![id, m.handle, m.device_id],
                     )
@@ -797,7 +824,7 @@ impl Store for SqliteStore {
             if &b.owner == device {
                 return Ok(true);
             }
-            tx.query_row(
+            tx.row(
                 "SELECT count(*) FROM blob_readers WHERE blob_id=? AND handle=? AND device_id=?",
                 params![id, device.handle, device.device_id],
                 |r| r.get::<_, i64>(0),
@@ -809,21 +836,19 @@ impl Store for SqliteStore {
 
     fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
         self.with_tx(|tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE blob_readers SET fetched=1 WHERE blob_id=? AND handle=? AND device_id=?",
                 params![id, device.handle, device.device_id],
             )
             .map_err(backend)?;
             let (readers, waiting): (i64, i64) = tx
-                .query_row(
-                    "SELECT count(*), coalesce(sum(fetched = 0), 0) FROM blob_readers WHERE blob_id=?",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .row("SELECT count(*), coalesce(sum(fetched = 0), 0) FROM blob_readers WHERE blob_id=?", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .map_err(backend)?;
             if readers > 0 && waiting == 0 {
-                tx.execute("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.execute("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
                 return Ok(true);
             }
             Ok(false)
@@ -838,8 +863,8 @@ impl Store for SqliteStore {
                 rows.collect::<Result<_, _>>().map_err(backend)?
             };
             for id in &ids {
-                tx.execute("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.execute("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
             }
             Ok(ids)
         })
@@ -869,8 +894,8 @@ impl Store for SqliteStore {
     fn revoke_invite(&self, id_or_code: &str) -> StoreResult<bool> {
         self.with_tx(|tx| {
             let n = match id_or_code.parse::<i64>() {
-                Ok(id) => tx.execute("DELETE FROM invites WHERE rowid=?", [id]),
-                Err(_) => tx.execute("DELETE FROM invites WHERE code_hash=?", [invite_hash(id_or_code)]),
+                Ok(id) => tx.exec("DELETE FROM invites WHERE rowid=?", [id]),
+                Err(_) => tx.exec("DELETE FROM invites WHERE code_hash=?", [invite_hash(id_or_code)]),
             }
             .map_err(backend)?;
             Ok(n > 0)
@@ -904,7 +929,7 @@ impl Store for SqliteStore {
 
     fn remove_account(&self, handle: &str) -> StoreResult<()> {
         self.with_tx(|tx| {
-            let n = tx.execute("DELETE FROM accounts WHERE handle=?", [handle]).map_err(backend)?;
+            let n = tx.exec("DELETE FROM accounts WHERE handle=?", [handle]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::UnknownHandle);
             }
@@ -922,7 +947,7 @@ impl Store for SqliteStore {
                 "DELETE FROM blob_readers WHERE handle=?",
                 "DELETE FROM blobs WHERE owner_handle=?",
             ] {
-                tx.execute(sql, [handle]).map_err(backend)?;
+                tx.exec(sql, [handle]).map_err(backend)?;
             }
             for g in groups {
                 delete_fully_acked(tx, &g)?;
@@ -933,7 +958,7 @@ impl Store for SqliteStore {
 
     fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
         self.with_tx(|tx| {
-            tx.query_row(
+            tx.row(
                 "SELECT count(*) FROM groups WHERE creator_handle=? AND creator_device=?",
                 params![device.handle, device.device_id],
                 |r| r.get(0),
@@ -948,7 +973,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::UnknownGroup);
             }
             let n = tx
-                .execute(
+                .exec(
                     "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
                     params![group_id, device.handle, device.device_id],
                 )
@@ -987,7 +1012,7 @@ impl Store for SqliteStore {
             if let Some(until) = until {
                 if seq >= until {
                     // A removed device has read its removal: it is gone.
-                    tx.execute(
+                    tx.exec(
                         "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
                         params![group_id, device.handle, device.device_id],
                     )
@@ -998,7 +1023,7 @@ impl Store for SqliteStore {
             // Cursors only move forward, and never past the end of the log.
             let new = seq.min(last_seq);
             if new > cursor {
-                tx.execute(
+                tx.exec(
                     "UPDATE members SET cursor=? WHERE group_id=? AND handle=? AND device_id=?",
                     params![new, group_id, device.handle, device.device_id],
                 )
@@ -1033,7 +1058,7 @@ impl Store for SqliteStore {
 
     fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
         self.with_tx(|tx| {
-            tx.execute(
+            tx.exec(
                 "DELETE FROM welcomes WHERE id=? AND handle=? AND device_id=?",
                 params![welcome_id, device.handle, device.device_id],
             )
@@ -1046,14 +1071,11 @@ impl Store for SqliteStore {
         let cutoff = now.saturating_sub(retention_ms);
         self.with_tx(|tx| {
             let mut n = 0;
-            n += tx.execute("DELETE FROM messages WHERE stored_at < ?", [cutoff]).map_err(backend)?;
-            n += tx.execute("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
-            n += tx.execute("DELETE FROM sent_ids WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.exec("DELETE FROM messages WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.exec("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.exec("DELETE FROM sent_ids WHERE stored_at < ?", [cutoff]).map_err(backend)?;
             n += tx
-                .execute(
-                    "DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0",
-                    [now],
-                )
+                .exec("DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0", [now])
                 .map_err(backend)?;
             Ok(n as u64)
         })
@@ -1062,7 +1084,7 @@ impl Store for SqliteStore {
     fn stats(&self) -> StoreResult<StoreStats> {
         self.with_tx(|tx| {
             let count = |table: &str| -> StoreResult<u64> {
-                tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(backend)
+                tx.row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(backend)
             };
             Ok(StoreStats {
                 accounts: count("accounts")?,
@@ -1070,9 +1092,7 @@ impl Store for SqliteStore {
                 messages: count("messages")?,
                 welcomes: count("welcomes")?,
                 blobs: count("blobs")?,
-                blob_bytes: tx
-                    .query_row("SELECT coalesce(sum(size), 0) FROM blobs", [], |r| r.get(0))
-                    .map_err(backend)?,
+                blob_bytes: tx.row("SELECT coalesce(sum(size), 0) FROM blobs", [], |r| r.get(0)).map_err(backend)?,
             })
         })
     }
