@@ -120,7 +120,9 @@ impl ChunkCipher {
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces together: ". ..name" must not come out as "..name"
+    // (found by the `content` fuzz target).
+    let cleaned = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     let mut out = String::new();
     for c in cleaned.chars() {
         if out.len() + c.len_utf8() > 200 {
@@ -192,6 +194,9 @@ mod tests {
             ("a\0b\nc\u{7}.txt", "abc.txt"),
             ("photo.jpg", "photo.jpg"),
             ("dir/", "file"),
+            // Found by fuzzing: dots behind spaces behind a dot.
+            (". ..  x", "x"),
+            (" . . ", "file"),
         ] {
             assert_eq!(safe_file_name(given), want, "{given:?}");
         }
