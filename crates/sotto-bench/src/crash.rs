@@ -1,6 +1,10 @@
 //! `crash`: clients send numbered messages while the server is killed with
-//! SIGKILL at random moments and restarted. Every message a sender saw
-//! acknowledged must reach its receiver exactly once, in server order.
+//! SIGKILL at random moments and restarted, and (with `--cut`) while a proxy
+//! between them cuts their connections at random byte offsets, mid-frame.
+//! Every message a sender saw acknowledged must reach its receiver exactly
+//! once, in server order. With `--file-mib`, a file then goes up and down
+//! through the cutting proxy, resuming after every cut, and must arrive
+//! byte for byte.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -15,6 +19,7 @@ use sotto_proto::{DeviceRef, Push, Request, Response, ServerAddress, ServerMessa
 
 use crate::client::{Account, Conn};
 use crate::proc::Proc;
+use crate::proxy::CutProxy;
 
 /// The outcome.
 pub struct CrashResult {
@@ -25,6 +30,26 @@ pub struct CrashResult {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub kills: u32,
+    /// Connections the proxy cut (0 without `--cut`).
+    pub cuts: u64,
+    /// The file transfer through the cutting proxy, if asked for.
+    pub file: Option<FileFaults>,
+}
+
+/// A file sent and fetched through connections cut mid-transfer.
+pub struct FileFaults {
+    pub bytes: u64,
+    /// Attempts the upload and the download took (1 each without a cut).
+    pub upload_attempts: u32,
+    pub download_attempts: u32,
+    /// Connections cut during the transfer.
+    pub cuts: u64,
+    pub identical: bool,
+}
+
+/// The same address on another port (the proxy's).
+fn via(address: &ServerAddress, port: u16) -> ServerAddress {
+    ServerAddress { port, ..address.clone() }
 }
 
 fn start(data: &Path, port: u16) -> Result<(Proc, ServerAddress)> {
@@ -42,7 +67,7 @@ async fn connect(address: &ServerAddress, acct: &Account, register: bool) -> Con
     }
 }
 
-pub async fn run(kills: u32, messages: u64, pairs: usize) -> Result<CrashResult> {
+pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u64) -> Result<CrashResult> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -70,6 +95,11 @@ pub async fn run(kills: u32, messages: u64, pairs: usize) -> Result<CrashResult>
         .await?;
         setups.push((s, r, group));
     }
+
+    // Clients talk through the cutting proxy when asked: each connection
+    // dies after 1 to 64 KiB, a few dozen messages at most.
+    let proxy = if cut { Some(CutProxy::start(([127, 0, 0, 1], port).into(), 1024..64 * 1024).await?) } else { None };
+    let address = proxy.as_ref().map(|p| via(&address, p.addr.port())).unwrap_or(address);
 
     let sent = Arc::new(AtomicU64::new(0));
     let done_sending = Arc::new(AtomicBool::new(false));
@@ -194,6 +224,9 @@ pub async fn run(kills: u32, messages: u64, pairs: usize) -> Result<CrashResult>
     for r in receivers {
         r.await?;
     }
+    let cuts = proxy.as_ref().map(|p| p.stats.cuts.load(Ordering::Relaxed)).unwrap_or(0);
+    let file =
+        if file_mib > 0 { Some(file_through_cuts(&address, port, file_mib << 20, dir.path()).await?) } else { None };
     drop(server);
 
     let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -218,5 +251,72 @@ pub async fn run(kills: u32, messages: u64, pairs: usize) -> Result<CrashResult>
         duplicated,
         out_of_order,
         kills: kills_done,
+        cuts,
+        file,
+    })
+}
+
+/// Registers two ephemeral clients directly, then sends a file from one to
+/// the other through a proxy that cuts every connection after 1 to 16 MiB:
+/// each command is simply run again after a failure, as a person would,
+/// and must resume rather than start over.
+async fn file_through_cuts(address: &ServerAddress, port: u16, size: u64, dir: &Path) -> Result<FileFaults> {
+    use sotto_client::Session;
+    use sotto_core::Messenger;
+    let proxy = CutProxy::start(([127, 0, 0, 1], port).into(), (1 << 20)..(16 << 20)).await?;
+    let through = via(address, proxy.addr.port()).to_string();
+    let path = dir.join("payload.bin");
+    crate::files::write_file(&path, size)?;
+    let tag: u32 = rand::random();
+    let (ha, hb) = (format!("fa{tag}"), format!("fb{tag}"));
+    let (a, b) = (Messenger::create_ephemeral(&ha, &through)?, Messenger::create_ephemeral(&hb, &through)?);
+    // Accounts are made while the proxy lets everything through:
+    // registering is not something a person retries blindly.
+    proxy.stats.armed.store(false, Ordering::Relaxed);
+    Session::register(&a, None).await?.close().await;
+    Session::register(&b, None).await?.close().await;
+    proxy.stats.armed.store(true, Ordering::Relaxed);
+    let quiet: sotto_client::Progress = Arc::new(|_, _| {});
+    let retry_limit = 500;
+    let mut upload_attempts = 0;
+    loop {
+        upload_attempts += 1;
+        anyhow::ensure!(upload_attempts <= retry_limit, "the upload never finished");
+        let Ok(mut s) = Session::open(&a).await else { continue };
+        if s.send_file(&[format!("@{hb}")], &path, None, quiet.clone()).await.is_ok() {
+            s.close().await;
+            break;
+        }
+    }
+    let mut download_attempts = 0;
+    let out = dir.join("received.bin");
+    let id = loop {
+        download_attempts += 1;
+        anyhow::ensure!(download_attempts <= retry_limit, "the file message never arrived");
+        let Ok(mut s) = Session::open(&b).await else { continue };
+        if s.sync().await.is_err() {
+            continue;
+        }
+        let files: Vec<_> = b.take_unfetched()?;
+        anyhow::ensure!(files.len() <= 1, "the file message arrived {} times", files.len());
+        if let Some(m) = files.into_iter().next() {
+            break m.id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        }
+    };
+    loop {
+        download_attempts += 1;
+        anyhow::ensure!(download_attempts <= retry_limit, "the download never finished");
+        let Ok(mut s) = Session::open(&b).await else { continue };
+        if s.download_file(&id, Some(&out), quiet.clone()).await.is_ok() {
+            break;
+        }
+    }
+    let identical = crate::files::same_bytes(&path, &out)?;
+    Ok(FileFaults {
+        bytes: size,
+        upload_attempts,
+        download_attempts,
+        cuts: proxy.stats.cuts.load(Ordering::Relaxed),
+        identical,
     })
 }

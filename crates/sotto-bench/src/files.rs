@@ -16,7 +16,7 @@ pub struct FilesResult {
     pub client_peak_rss_kib: u64,
 }
 
-fn write_file(path: &std::path::Path, size: u64) -> Result<()> {
+pub fn write_file(path: &std::path::Path, size: u64) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut buf = vec![0u8; 1 << 20];
@@ -34,6 +34,26 @@ fn write_file(path: &std::path::Path, size: u64) -> Result<()> {
     }
     f.flush()?;
     Ok(())
+}
+
+/// Whether two files hold the same bytes (compared in 1 MiB blocks).
+pub fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 /// Runs in the child process: prints the result as one JSON line.

@@ -9,6 +9,7 @@ mod files;
 mod idle;
 mod mls;
 mod proc;
+mod proxy;
 mod relay;
 mod soak;
 
@@ -59,6 +60,14 @@ enum Command {
         /// Sender/receiver pairs.
         #[arg(long, default_value_t = 4)]
         pairs: usize,
+        /// Also cut the clients' connections at random byte offsets
+        /// (a proxy between them and the server).
+        #[arg(long)]
+        cut: bool,
+        /// Then send a file of this many MiB through a cutting proxy,
+        /// resuming after every cut (0: no file).
+        #[arg(long, default_value_t = 0)]
+        file_mib: u64,
     },
     /// Idle connections plus moderate traffic for a bounded time, sampling
     /// the server's memory and descriptors.
@@ -120,14 +129,23 @@ fn main() -> Result<()> {
             Ok(())
         }),
         Command::Serve { data, port } => rt.block_on(serve(&data, port)),
-        Command::Crash { kills, messages, pairs } => rt.block_on(async {
-            let r = crash::run(kills, messages, pairs).await?;
+        Command::Crash { kills, messages, pairs, cut, file_mib } => rt.block_on(async {
+            let r = crash::run(kills, messages, pairs, cut, file_mib).await?;
+            if let Some(f) = &r.file {
+                println!(
+                    "file bytes={} upload_attempts={} download_attempts={} cuts={} identical={}",
+                    f.bytes, f.upload_attempts, f.download_attempts, f.cuts, f.identical
+                );
+            }
             println!(
-                "kills={} out_of_order={}\nsent={} acked={} delivered={} lost={} duplicated={}",
-                r.kills, r.out_of_order, r.sent, r.acked, r.delivered, r.lost, r.duplicated
+                "kills={} cuts={} out_of_order={}\nsent={} acked={} delivered={} lost={} duplicated={}",
+                r.kills, r.cuts, r.out_of_order, r.sent, r.acked, r.delivered, r.lost, r.duplicated
             );
             if r.lost > 0 || r.duplicated > 0 || r.out_of_order > 0 {
                 anyhow::bail!("acknowledged messages were lost, duplicated or reordered");
+            }
+            if r.file.as_ref().is_some_and(|f| !f.identical) {
+                anyhow::bail!("the file that arrived differs from the one sent");
             }
             Ok(())
         }),

@@ -133,8 +133,11 @@ impl Session<'_> {
             let group_id =
                 self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
             self.connection().request(Request::ShareBlob { blob_id: state.blob_id.clone(), group_id }).await?;
-            let item = self.messenger().prepare_file(c, info.clone(), caption.clone())?;
-            self.post_item(item).await?;
+            // Already queued by an earlier, interrupted run: the outbox
+            // sends it (again, de-duplicated by the server) on reconnect.
+            if let Some(item) = self.messenger().prepare_file(c, info.clone(), caption.clone())? {
+                self.post_item(item).await?;
+            }
         }
         self.messenger().upload_done(&key)?;
         Ok(())

@@ -253,19 +253,29 @@ impl crate::Messenger {
         Ok(())
     }
 
-    /// Queues a file message to a conversation.
+    /// Queues a file message to a conversation; `None` if this upload's
+    /// message to that conversation was queued before. The message id
+    /// follows from the blob and the conversation, so running an
+    /// interrupted `send --file` again never sends the file twice: the
+    /// first message is already in the outbox, which re-sends it.
     pub fn prepare_file(
         &self,
         conversation: &str,
         file: FileInfo,
         caption: Option<String>,
-    ) -> CoreResult<crate::OutboxItem> {
-        let content = crate::Content {
-            id: rand::random::<[u8; 16]>().to_vec(),
-            sent_at: crate::messenger::now_ms(),
-            body: crate::Body::File { file, caption },
-        };
-        self.prepare_content(conversation, &content)
+    ) -> CoreResult<Option<crate::OutboxItem>> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"sotto file message\0");
+        h.update(&file.blob_id);
+        h.update(conversation.as_bytes());
+        let id = h.finalize()[..16].to_vec();
+        if !self.messages_where("id=?", &id)?.is_empty() {
+            return Ok(None);
+        }
+        let content =
+            crate::Content { id, sent_at: crate::messenger::now_ms(), body: crate::Body::File { file, caption } };
+        self.prepare_content(conversation, &content).map(Some)
     }
 
     /// A file message by its id (hex, as `receive --json` prints it).
