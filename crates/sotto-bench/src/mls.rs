@@ -66,6 +66,10 @@ pub struct GroupTiming {
 }
 
 pub struct MlsResult {
+    /// openmls alone, in memory: encrypt + decrypt of 1 KiB per second.
+    pub raw_msgs_per_s: f64,
+    /// The same through sotto-core: content encoding, the outbox and the
+    /// group state kept in the profile's SQLite store (in memory here).
     pub msgs_per_s: f64,
     pub backlog: u64,
     pub backlog_secs: f64,
@@ -78,6 +82,7 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         (Messenger::create_ephemeral("alice", "sotto://x:1")?, Messenger::create_ephemeral("bob", "sotto://x:1")?);
     let g = pair(&a, &b)?;
     let msgs_per_s = exchange(&a, &b, &g, messages)?;
+    let raw_msgs_per_s = raw(messages)?;
 
     // Into a real SQLCipher profile on disk, one transaction per message.
     let dir = tempfile::tempdir()?;
@@ -117,5 +122,55 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         let send_ms = t.elapsed().as_secs_f64() * 1000.0;
         groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len(), send_ms });
     }
-    Ok(MlsResult { msgs_per_s, backlog, backlog_secs, groups })
+    Ok(MlsResult { raw_msgs_per_s, msgs_per_s, backlog, backlog_secs, groups })
+}
+
+/// openmls by itself: two members, the same ciphersuite and padding as
+/// sotto, openmls's in-memory storage; one 1 KiB application message
+/// created by one member and processed by the other, `n` times, on this
+/// thread only.
+fn raw(n: u64) -> Result<f64> {
+    use openmls::prelude::{tls_codec::*, *};
+    use openmls_basic_credential::SignatureKeyPair;
+    use openmls_rust_crypto::OpenMlsRustCrypto;
+    let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+    let member = |name: &str| -> Result<(OpenMlsRustCrypto, SignatureKeyPair, CredentialWithKey)> {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(suite.signature_algorithm())?;
+        signer.store(provider.storage())?;
+        let credential = BasicCredential::new(name.as_bytes().to_vec());
+        let cwk = CredentialWithKey { credential: credential.into(), signature_key: signer.public().into() };
+        Ok((provider, signer, cwk))
+    };
+    let (pa, sa, ca) = member("alice")?;
+    let (pb, sb, cb) = member("bob")?;
+    let kp = KeyPackage::builder().build(suite, &pb, &sb, cb)?;
+    let create = MlsGroupCreateConfig::builder()
+        .ciphersuite(suite)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .padding_size(32)
+        .build();
+    let mut alice = MlsGroup::new(&pa, &sa, &create, ca)?;
+    let (_, welcome, _) = alice.add_members(&pa, &sa, std::slice::from_ref(kp.key_package()))?;
+    alice.merge_pending_commit(&pa)?;
+    let welcome = MlsMessageIn::tls_deserialize_exact(welcome.tls_serialize_detached()?)?;
+    let MlsMessageBodyIn::Welcome(welcome) = welcome.extract() else { anyhow::bail!("not a welcome") };
+    let join = MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .padding_size(32)
+        .build();
+    let mut bob = StagedWelcome::new_from_welcome(&pb, &join, welcome, None)?.into_group(&pb)?;
+    let text = vec![b'x'; 1024];
+    let t = Instant::now();
+    for _ in 0..n {
+        let out = alice.create_message(&pa, &sa, &text)?.tls_serialize_detached()?;
+        let msg = MlsMessageIn::tls_deserialize_exact(out)?.try_into_protocol_message()?;
+        let ProcessedMessageContent::ApplicationMessage(m) = bob.process_message(&pb, msg)?.into_content() else {
+            anyhow::bail!("not an application message")
+        };
+        anyhow::ensure!(m.into_bytes() == text, "decrypted text differs");
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
 }

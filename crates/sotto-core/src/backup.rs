@@ -5,6 +5,7 @@
 //! File layout: a text line `SOTTO-BACKUP 1`, a line with the Argon2id
 //! parameters and salt, then the SQLCipher database bytes.
 
+use crate::sql::Cached;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -35,11 +36,11 @@ impl Messenger {
             let key = db::new_key(&kdf_dir, &ProfileKey::Passphrase(Zeroizing::new(passphrase.to_owned())))?;
             let kdf_line = fs::read_to_string(kdf_dir.join("profile.kdf"))?;
             let exported = work.join("export.db");
-            self.conn.execute(
+            self.conn.exec(
                 "ATTACH DATABASE ?1 AS backup KEY ?2",
                 rusqlite::params![exported.to_string_lossy(), db::key_literal(&key).as_str()],
             )?;
-            let export = self.conn.query_row("SELECT sqlcipher_export('backup')", [], |_| Ok(()));
+            let export = self.conn.row("SELECT sqlcipher_export('backup')", [], |_| Ok(()));
             self.conn.execute_batch("DETACH DATABASE backup")?;
             export?;
             let mut out = fs::OpenOptions::new().write(true).create_new(true).open(file)?;

@@ -112,6 +112,8 @@ fn key_for(dir: &Path, key: &ProfileKey, create: bool) -> CoreResult<Zeroizing<[
 
 fn keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
     let conn = Connection::open(path)?;
+    // Room for every statement the client and openmls' storage run.
+    conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "key", key_literal(key).as_str())?;
     // PRAGMA key always succeeds; a wrong key shows at the first read.
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {

@@ -9,6 +9,7 @@
 //! open. The key, nonce prefix, size, name, media type and SHA-256 of the
 //! plaintext travel inside the MLS message only.
 
+use crate::sql::Cached;
 use chacha20poly1305::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::aead::KeyInit;
 use chacha20poly1305::XChaCha20Poly1305;
@@ -228,7 +229,7 @@ impl crate::Messenger {
         use rusqlite::OptionalExtension;
         let found: Option<UploadState> = self
             .conn
-            .query_row(
+            .row(
                 "SELECT blob_id, key, nonce FROM uploads WHERE path=? AND size=? AND mtime=?",
                 rusqlite::params![path, size, mtime],
                 |r| Ok(UploadState { blob_id: r.get(0)?, key: r.get(1)?, nonce: r.get(2)? }),
@@ -240,7 +241,7 @@ impl crate::Messenger {
         let (key, nonce) = ChunkCipher::new_key();
         let state =
             UploadState { blob_id: rand::random::<[u8; 16]>().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
-        self.conn.execute(
+        self.conn.exec(
             "INSERT OR REPLACE INTO uploads(path, size, mtime, blob_id, key, nonce, created_at) VALUES(?,?,?,?,?,?,?)",
             rusqlite::params![path, size, mtime, state.blob_id, state.key, state.nonce, crate::messenger::now_ms()],
         )?;
@@ -249,7 +250,7 @@ impl crate::Messenger {
 
     /// Forgets a finished upload.
     pub fn upload_done(&self, path: &str) -> CoreResult<()> {
-        self.conn.execute("DELETE FROM uploads WHERE path=?", [path])?;
+        self.conn.exec("DELETE FROM uploads WHERE path=?", [path])?;
         Ok(())
     }
 

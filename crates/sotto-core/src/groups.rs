@@ -1,6 +1,7 @@
 //! Named group conversations: create, add, remove, leave, rename, and the
 //! control messages that carry names and departures inside the group.
 
+use crate::sql::Cached;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -108,15 +109,15 @@ impl Messenger {
     pub fn mark_left(&self, conversation: &str) -> CoreResult<Vec<u8>> {
         let g = self.group_of(conversation)?;
         self.tx(|me| {
-            me.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&g])?;
+            me.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&g])?;
             me.insert_system(conversation, &g, 0, "you left the group")?;
             Ok(g)
         })
     }
 
     fn set_conversation(&self, group_id: &[u8], old: &str, new: &str) -> CoreResult<()> {
-        self.conn.execute("UPDATE groups SET conversation=? WHERE group_id=?", params![new, group_id])?;
-        self.conn.execute(
+        self.conn.exec("UPDATE groups SET conversation=? WHERE group_id=?", params![new, group_id])?;
+        self.conn.exec(
             "UPDATE messages SET conversation=? WHERE conversation=? AND group_id=?",
             params![new, old, group_id],
         )?;
@@ -149,7 +150,7 @@ impl Messenger {
                 // apart with a suffix from the group id.
                 let taken: Option<Vec<u8>> = self
                     .conn
-                    .query_row("SELECT group_id FROM groups WHERE conversation=?", [&wanted], |r| r.get(0))
+                    .row("SELECT group_id FROM groups WHERE conversation=?", [&wanted], |r| r.get(0))
                     .optional()?;
                 let new_conv = match taken {
                     Some(other) if other != group_id => format!("{wanted}~{}", hex::encode(&group_id[1..3])),

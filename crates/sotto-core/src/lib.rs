@@ -18,6 +18,7 @@ pub mod groups;
 pub mod identity;
 pub mod messenger;
 mod provider;
+mod sql;
 pub mod trust;
 
 pub use content::{Body, Content};

@@ -2,6 +2,7 @@
 //! what the person asked for, changes the encrypted store in one
 //! transaction, and returns what must be sent.
 
+use crate::sql::Cached;
 use std::path::{Path, PathBuf};
 
 use openmls::prelude::{tls_codec::*, *};
@@ -325,8 +326,8 @@ impl Messenger {
         let result = (|| -> CoreResult<()> {
             conn.execute_batch(SCHEMA)?;
             provider::migrate(&mut conn).map_err(CoreError::Mls)?;
-            conn.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
-            conn.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+            conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+            conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -342,10 +343,11 @@ impl Messenger {
     pub fn create_ephemeral(handle: &str, server: &str) -> CoreResult<Self> {
         let identity = Identity::generate(handle)?;
         let mut conn = Connection::open_in_memory()?;
+        conn.set_prepared_statement_cache_capacity(128);
         conn.execute_batch(SCHEMA)?;
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
-        conn.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
-        conn.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+        conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+        conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
         Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: PathBuf::new() })
     }
 
@@ -371,7 +373,7 @@ impl Messenger {
     pub(crate) fn from_connection(conn: Connection, dir: &Path) -> CoreResult<Self> {
         conn.execute_batch(SCHEMA)?;
         let bytes: Vec<u8> = conn
-            .query_row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
+            .row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
             .optional()?
             .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
         let identity = Identity::from_bytes(&bytes)?;
@@ -394,11 +396,11 @@ impl Messenger {
     }
 
     fn setting(&self, k: &str) -> CoreResult<Option<Vec<u8>>> {
-        Ok(self.conn.query_row("SELECT v FROM settings WHERE k=?", [k], |r| r.get(0)).optional()?)
+        Ok(self.conn.row("SELECT v FROM settings WHERE k=?", [k], |r| r.get(0)).optional()?)
     }
 
     fn set_setting(&self, k: &str, v: &[u8]) -> CoreResult<()> {
-        self.conn.execute("INSERT OR REPLACE INTO settings(k, v) VALUES(?, ?)", params![k, v])?;
+        self.conn.exec("INSERT OR REPLACE INTO settings(k, v) VALUES(?, ?)", params![k, v])?;
         Ok(())
     }
 
@@ -521,13 +523,11 @@ impl Messenger {
         if handle == self.identity.handle {
             return Ok(false);
         }
-        let known: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0))
-            .optional()?;
+        let known: Option<Vec<u8>> =
+            self.conn.row("SELECT account_key FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
         match known {
             None => {
-                self.conn.execute(
+                self.conn.exec(
                     "INSERT INTO contacts(handle, account_key, added_at) VALUES(?,?,?)",
                     params![handle, account_key, now_ms()],
                 )?;
@@ -535,7 +535,7 @@ impl Messenger {
             }
             Some(k) if k == account_key => Ok(false),
             Some(_) => {
-                self.conn.execute(
+                self.conn.exec(
                     "UPDATE contacts SET key_changed=1, verified=0, pending_key=? WHERE handle=?",
                     params![account_key, handle],
                 )?;
@@ -549,7 +549,7 @@ impl Messenger {
     fn require_trusted(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
         let row: Option<(Vec<u8>, bool)> = self
             .conn
-            .query_row("SELECT account_key, key_changed FROM contacts WHERE handle=?", [handle], |r| {
+            .row("SELECT account_key, key_changed FROM contacts WHERE handle=?", [handle], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -576,7 +576,7 @@ impl Messenger {
     pub fn conversation_group(&self, conversation: &str) -> CoreResult<Option<Vec<u8>>> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 "SELECT group_id FROM groups WHERE conversation=? AND active=1 ORDER BY group_id LIMIT 1",
                 [conversation],
                 |r| r.get(0),
@@ -616,7 +616,7 @@ impl Messenger {
             )
             .map_err(CoreError::mls)?;
             let now = now_ms();
-            me.conn.execute(
+            me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id.to_vec(), conversation, now, now],
             )?;
@@ -722,7 +722,7 @@ impl Messenger {
             Intent::Update => {
                 let bundle =
                     group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
-                self.conn.execute("UPDATE groups SET last_update=? WHERE group_id=?", params![now_ms(), group_id])?;
+                self.conn.exec("UPDATE groups SET last_update=? WHERE group_id=?", params![now_ms(), group_id])?;
                 (bundle.commit().clone(), None, vec![], vec![])
             }
         };
@@ -759,7 +759,7 @@ impl Messenger {
     pub fn redo_commit(&self, client_id: &[u8]) -> CoreResult<Option<PendingCommit>> {
         self.tx(|me| {
             let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
-            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             let mut group = me.load_group(&item.group_id)?;
             if group.pending_commit().is_some() {
                 group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
@@ -772,7 +772,7 @@ impl Messenger {
     }
 
     pub(crate) fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group,
              removed, intent, created_at)
              VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -835,7 +835,7 @@ impl Messenger {
             }
             if item.intent == Some(Intent::Rejoin) {
                 // Everything before our external commit is unreadable to us.
-                me.conn.execute(
+                me.conn.exec(
                     "UPDATE groups SET broken=0, cursor=max(cursor, ?) WHERE group_id=?",
                     params![seq, item.group_id],
                 )?;
@@ -843,9 +843,9 @@ impl Messenger {
                 me.insert_system(&conversation, &item.group_id, seq, "rejoined the conversation")?;
             }
             if let Some(mid) = &item.message_id {
-                me.conn.execute("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
+                me.conn.exec("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
             }
-            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             Ok(())
         })
     }
@@ -859,10 +859,8 @@ impl Messenger {
 
     pub(crate) fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
-            let changed: Option<bool> = self
-                .conn
-                .query_row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0))
-                .optional()?;
+            let changed: Option<bool> =
+                self.conn.row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
             if changed == Some(true) {
                 return Err(CoreError::KeyChanged(handle.to_owned()));
             }
@@ -872,7 +870,7 @@ impl Messenger {
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
         self.tx(|me| {
             let now = now_ms();
-            me.conn.execute(
+            me.conn.exec(
                 "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
                  VALUES(?,?,?,?,1,?,?,?,?,1)",
                 params![
@@ -922,16 +920,14 @@ impl Messenger {
             let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
             let Some(mid) = item.message_id.clone() else { return Ok(None) };
             let (body, sent_at): (Vec<u8>, i64) =
-                me.conn.query_row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+                me.conn.row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let body: Body =
                 ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
             let new =
                 me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
-            me.conn.execute("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             me.put_outbox(&new)?;
             Ok(Some(new))
         })
@@ -942,7 +938,7 @@ impl Messenger {
     /// accepted silently.
     pub fn handle_welcome(&self, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
         let known: Option<i64> =
-            self.conn.query_row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
+            self.conn.row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
         if known.is_some() {
             return Ok(vec![]);
         }
@@ -981,7 +977,7 @@ impl Messenger {
             };
             staged.into_group(&provider).map_err(CoreError::mls)?;
             let now = now_ms();
-            me.conn.execute(
+            me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id, conversation, now, now],
             )?;
@@ -1021,7 +1017,7 @@ impl Messenger {
             {
                 old.delete(provider.storage()).map_err(CoreError::mls)?;
             }
-            me.conn.execute("DELETE FROM outbox WHERE group_id=? AND intent IS NOT NULL", [group_id])?;
+            me.conn.exec("DELETE FROM outbox WHERE group_id=? AND intent IS NOT NULL", [group_id])?;
             let (group, bundle) = MlsGroup::external_commit_builder()
                 .with_config(join_config())
                 .build_group(&provider, verifiable, me.identity.credential())
@@ -1060,14 +1056,14 @@ impl Messenger {
     /// The conversation a group belongs to.
     pub fn conversation_of(&self, group_id: &[u8]) -> CoreResult<String> {
         self.conn
-            .query_row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))
+            .row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))
             .optional()?
             .ok_or_else(|| CoreError::NotFound("unknown conversation".into()))
     }
 
     /// This device's cursor in a group (highest processed sequence number).
     pub fn cursor(&self, group_id: &[u8]) -> CoreResult<Option<u64>> {
-        Ok(self.conn.query_row("SELECT cursor FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?)
+        Ok(self.conn.row("SELECT cursor FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?)
     }
 
     /// Processes one entry of a group's log. Returns what to show; the
@@ -1076,7 +1072,7 @@ impl Messenger {
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
         let row: Option<(String, u64, bool)> = self
             .conn
-            .query_row("SELECT conversation, cursor, broken FROM groups WHERE group_id=?", [&d.group_id], |r| {
+            .row("SELECT conversation, cursor, broken FROM groups WHERE group_id=?", [&d.group_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
@@ -1092,7 +1088,7 @@ impl Messenger {
         if broken {
             // Out of step already (the marker is shown); what arrives
             // until the rejoin cannot be read.
-            self.conn.execute(
+            self.conn.exec(
                 "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
                 params![d.seq, d.group_id, d.seq],
             )?;
@@ -1112,14 +1108,14 @@ impl Messenger {
                     me.conn.execute_batch("ROLLBACK TO process; RELEASE process")?;
                     let text = format!("messages may be missing ({e}); rejoining");
                     let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
-                    me.conn.execute("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
+                    me.conn.exec("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
                     vec![
                         Event::Warning { conversation: Some(conversation.clone()), text },
                         Event::Message(Box::new(marker)),
                     ]
                 }
             };
-            me.conn.execute(
+            me.conn.exec(
                 "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
                 params![d.seq, d.group_id, d.seq],
             )?;
@@ -1155,7 +1151,7 @@ impl Messenger {
                     return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);
                 }
                 let exists: Option<i64> =
-                    self.conn.query_row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
+                    self.conn.row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
                 if exists.is_some() {
                     return Ok(vec![]);
                 }
@@ -1170,7 +1166,7 @@ impl Messenger {
                     state: "received".into(),
                     seq: Some(d.seq),
                 };
-                self.conn.execute(
+                self.conn.exec(
                     "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
                      VALUES(?,?,?,?,?,0,?,?,?,'received',0)",
                     params![m.id, m.conversation, d.group_id, d.seq, m.sender, m.sent_at, m.received_at, cbor(&m.body)],
@@ -1200,7 +1196,7 @@ impl Messenger {
                     .collect();
                 group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
                 if removed {
-                    self.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
+                    self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
                     let text = "you were removed from this conversation".to_owned();
                     let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
                     return Ok(vec![
@@ -1249,7 +1245,7 @@ impl Messenger {
             state: "system".into(),
             seq: Some(seq),
         };
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
              VALUES(?,?,?,?,'',0,?,?,?,'system',0)",
             params![m.id, conversation, group_id, seq, now, now, cbor(&m.body)],
@@ -1283,7 +1279,7 @@ impl Messenger {
     pub fn take_unfetched(&self) -> CoreResult<Vec<StoredMessage>> {
         self.tx(|me| {
             let out = me.messages_where("fetched=0 AND outgoing=?", &0)?;
-            me.conn.execute("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
+            me.conn.exec("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
             Ok(out)
         })
     }

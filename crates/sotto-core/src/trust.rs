@@ -1,6 +1,7 @@
 //! Knowing who is on the other end: safety numbers, verification, and
 //! acknowledging a changed key.
 
+use crate::sql::Cached;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha512};
 
@@ -55,7 +56,7 @@ pub fn grouped(digits: &str) -> String {
 impl Messenger {
     fn contact_key(&self, handle: &str) -> CoreResult<(Vec<u8>, bool, Option<Vec<u8>>)> {
         self.conn
-            .query_row("SELECT account_key, key_changed, pending_key FROM contacts WHERE handle=?", [handle], |r| {
+            .row("SELECT account_key, key_changed, pending_key FROM contacts WHERE handle=?", [handle], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?
@@ -85,7 +86,7 @@ impl Messenger {
                 "that is not the safety number you share with @{handle}; do not trust this contact until you know why"
             )));
         }
-        self.conn.execute("UPDATE contacts SET verified=1 WHERE handle=?", [handle])?;
+        self.conn.exec("UPDATE contacts SET verified=1 WHERE handle=?", [handle])?;
         Ok(())
     }
 
@@ -98,7 +99,7 @@ impl Messenger {
         }
         let Some(new) = pending else { return Ok(false) };
         self.tx(|me| {
-            me.conn.execute(
+            me.conn.exec(
                 "UPDATE contacts SET account_key=?, pending_key=NULL, key_changed=0, verified=0 WHERE handle=?",
                 params![new, handle],
             )?;
@@ -110,7 +111,7 @@ impl Messenger {
             for g in groups {
                 let stale = me.member_credentials(&g)?.iter().any(|c| c.handle == handle && c.account_key != new);
                 if stale {
-                    me.conn.execute("UPDATE groups SET active=0 WHERE group_id=?", [&g])?;
+                    me.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&g])?;
                     me.insert_system(&conversation, &g, 0, "the conversation with the old key was closed")?;
                 }
             }
