@@ -95,7 +95,11 @@ impl<'m> Session<'m> {
     /// Posts one outbox item (re-encrypting or re-committing if the epoch
     /// moved on).
     pub async fn post_item(&mut self, item: OutboxItem) -> SessionResult<()> {
-        self.post_with_retry(item).await
+        if !self.post_with_retry(item).await? {
+            // Re-encrypted behind older items: send them all, in order.
+            self.flush_outbox().await?;
+        }
+        Ok(())
     }
 
     async fn upload_key_packages(&mut self) -> SessionResult<()> {
@@ -136,6 +140,9 @@ impl<'m> Session<'m> {
                 return Ok(());
             }
             for item in items {
+                // One re-encrypted to the back of the outbox goes out in the
+                // next round, after the rest of this one: everything leaves
+                // in the order it was encrypted.
                 self.post_with_retry(item).await?;
             }
         }
@@ -148,13 +155,21 @@ impl<'m> Session<'m> {
         for group_id in self.messenger.updates_due(max_age.as_millis() as i64)? {
             self.catch_up(&group_id).await?;
             if let Some(item) = self.messenger.update_keys(&group_id)? {
-                self.post_with_retry(item).await?;
+                self.post_item(item).await?;
             }
         }
         Ok(())
     }
 
-    async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<()> {
+    /// Posts an item, catching up and rebuilding a commit as often as the
+    /// group moves under it. Returns false when an application message was
+    /// re-encrypted instead: it joined the back of the outbox, behind
+    /// messages encrypted before it in the new epoch, and must be posted
+    /// after them. MLS lets receivers take a sender's messages only slightly
+    /// out of the order they were encrypted in (a few generations); posting
+    /// the re-encrypted one first broke the group for every receiver once
+    /// more than that many waited behind it (found by the simulation test).
+    async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<bool> {
         for _ in 0..STALE_RETRIES {
             if self.post(&item).await? {
                 if item.kind == MessageKind::Commit {
@@ -167,9 +182,9 @@ impl<'m> Session<'m> {
                     // New members learn the group's name from this.
                     let conversation = self.messenger.conversation_of(&item.group_id)?;
                     let announce = self.messenger.announce(&conversation)?;
-                    Box::pin(self.post_with_retry(announce)).await?;
+                    Box::pin(self.post_item(announce)).await?;
                 }
-                return Ok(());
+                return Ok(true);
             }
             if item.intent == Some(Intent::Rejoin) {
                 // The group moved on while we rejoined: start from its
@@ -179,7 +194,7 @@ impl<'m> Session<'m> {
                         item = next;
                         continue;
                     }
-                    None => return Ok(()),
+                    None => return Ok(true),
                 }
             }
             // Someone else changed the group first: catch up, then make the
@@ -187,11 +202,13 @@ impl<'m> Session<'m> {
             self.catch_up(&item.group_id).await?;
             let next = match item.kind {
                 MessageKind::Commit => self.messenger.redo_commit(&item.client_id)?,
-                MessageKind::Application => self.messenger.reencrypt(&item.client_id)?,
+                MessageKind::Application => {
+                    return Ok(self.messenger.reencrypt(&item.client_id)?.is_none());
+                }
             };
             match next {
                 Some(next) => item = next,
-                None => return Ok(()),
+                None => return Ok(true),
             }
         }
         Err(SessionError::Other("the conversation kept changing while sending; try again".into()))
@@ -227,7 +244,7 @@ impl<'m> Session<'m> {
     pub async fn repair(&mut self) -> SessionResult<()> {
         for group_id in self.messenger.broken_groups()? {
             if let Some(item) = self.fresh_rejoin(&group_id).await? {
-                self.post_with_retry(item).await?;
+                self.post_item(item).await?;
             }
         }
         Ok(())
@@ -379,7 +396,7 @@ impl<'m> Session<'m> {
         }
         let invitee = self.claim(handle).await?;
         let commit = self.messenger.start_direct(invitee)?;
-        self.post_with_retry(commit).await
+        self.post_item(commit).await
     }
 
     /// Creates the group `#name` with these people.
@@ -390,7 +407,7 @@ impl<'m> Session<'m> {
             invitees.push(self.claim(h).await?);
         }
         let commit = self.messenger.create_group(name, invitees)?;
-        self.post_with_retry(commit).await
+        self.post_item(commit).await
     }
 
     /// Adds people to a group.
@@ -400,7 +417,7 @@ impl<'m> Session<'m> {
             invitees.push(self.claim(h).await?);
         }
         if let Some(commit) = self.messenger.add_to_group(conversation, invitees)? {
-            self.post_with_retry(commit).await?;
+            self.post_item(commit).await?;
         }
         Ok(())
     }
@@ -408,7 +425,7 @@ impl<'m> Session<'m> {
     /// Removes people from a group.
     pub async fn remove_from_group(&mut self, conversation: &str, handles: &[String]) -> SessionResult<()> {
         match self.messenger.remove_from_group(conversation, handles.to_vec())? {
-            Some(commit) => self.post_with_retry(commit).await,
+            Some(commit) => self.post_item(commit).await,
             None => Err(SessionError::Other(format!("none of them is in {conversation}"))),
         }
     }
@@ -416,14 +433,14 @@ impl<'m> Session<'m> {
     /// Renames a group for everyone in it.
     pub async fn rename_group(&mut self, conversation: &str, new_name: &str) -> SessionResult<()> {
         let item = self.messenger.rename_group(conversation, new_name)?;
-        self.post_with_retry(item).await
+        self.post_item(item).await
     }
 
     /// Leaves a group: tells the members, stops the server routing to this
     /// device, and marks it left here.
     pub async fn leave_group(&mut self, conversation: &str) -> SessionResult<()> {
         let item = self.messenger.leave_message(conversation)?;
-        self.post_with_retry(item).await?;
+        self.post_item(item).await?;
         let group_id = self.messenger.mark_left(conversation)?;
         match self.conn.request(Request::Leave { group_id }).await {
             Ok(_) => Ok(()),
@@ -452,7 +469,7 @@ impl<'m> Session<'m> {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
         let item = self.messenger.prepare_text(conversation, text)?;
-        self.post_with_retry(item).await
+        self.post_item(item).await
     }
 
     /// Closes the connection politely.

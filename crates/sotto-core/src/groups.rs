@@ -194,6 +194,14 @@ impl Messenger {
         Ok(out)
     }
 
+    /// The group's MLS epoch and epoch authenticator. Members in step hold
+    /// the same pair; the authenticator differs as soon as their key
+    /// schedules do, whatever the epoch numbers say.
+    pub fn epoch_state(&self, group_id: &[u8]) -> CoreResult<(u64, Vec<u8>)> {
+        let group = self.load_group(group_id)?;
+        Ok((group.epoch().as_u64(), group.epoch_authenticator().as_slice().to_vec()))
+    }
+
     /// Member handles of a group, from its MLS state.
     pub fn members_of(&self, group_id: &[u8]) -> CoreResult<Vec<String>> {
         let group = self.load_group(group_id)?;
