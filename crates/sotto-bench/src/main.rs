@@ -89,6 +89,18 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Only the relay scenario, against a fresh server (for profiling).
+    Relay {
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Outstanding sends per sender.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
     /// Only the client's MLS work (no server): encrypt+decrypt, backlog,
     /// group changes.
     Mls {
@@ -160,6 +172,27 @@ fn main() -> Result<()> {
             if r.file.as_ref().is_some_and(|f| !f.identical) {
                 anyhow::bail!("the file that arrived differs from the one sent");
             }
+            Ok(())
+        }),
+        Command::Relay { pairs, secs, window } => rt.block_on(async {
+            proc::raise_fd_limit();
+            let tmp = tempfile::tempdir()?;
+            let (server, address) = start_server(tmp.path())?;
+            println!("server pid {}", server.pid());
+            let set = relay::pairs(&address, pairs, "p").await?;
+            let cpu0 = proc::cpu_secs(server.pid());
+            let r = relay::run(set, Duration::from_secs(secs), window, None).await?;
+            let cpu = proc::cpu_secs(server.pid()) - cpu0;
+            println!(
+                "relay msgs_per_s={:.0} sent={} acked={} received={} lost={} duplicated={} server_cpu_percent={:.0}",
+                r.received as f64 / r.elapsed,
+                r.sent,
+                r.acked,
+                r.received,
+                r.lost,
+                r.duplicated,
+                cpu / r.elapsed * 100.0
+            );
             Ok(())
         }),
         Command::Mls { messages, backlog, sizes } => {

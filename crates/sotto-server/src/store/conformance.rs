@@ -338,11 +338,14 @@ fn operator_views(s: &impl Store) {
 fn concurrent_appends<S: Store>(s: Arc<S>) {
     register(&*s, "alice");
     register(&*s, "eve");
+    register(&*s, "bob");
     let g: &[u8] = b"group-busy";
     s.create_group(g, &dev("alice"), NOW).unwrap();
-    // 8 threads x 50 appends, with a refused one (eve is no member) mixed
-    // in: every good append gets its own sequence number, none is lost,
-    // and the refused ones change nothing.
+    // 8 threads x 50 appends, with refused ones mixed in (eve is no member;
+    // a commit adding bob and a device that does not exist): every good
+    // append gets its own sequence number, none is lost, and the refused
+    // ones change nothing, even when committed in the same batch as the
+    // good ones (the SQLite store writes nothing before every check passed).
     let handles: Vec<_> = (0..8u8)
         .map(|t| {
             let s = s.clone();
@@ -358,6 +361,14 @@ fn concurrent_appends<S: Store>(s: Arc<S>) {
                         s.append(&msg(b"group-busy", &eve, 0, &id, MessageKind::Application), NOW),
                         Err(StoreError::NotMember)
                     );
+                    let added = [dev("bob"), dev("nobody")];
+                    let cid = [t, i, 0xc0];
+                    let commit = NewMessage {
+                        added: &added,
+                        welcome: Some(b"welcome"),
+                        ..msg(b"group-busy", &alice, 0, &cid, MessageKind::Commit)
+                    };
+                    assert!(matches!(s.append(&commit, NOW), Err(StoreError::UnknownDevice(_))));
                 }
                 seqs
             })
@@ -366,5 +377,8 @@ fn concurrent_appends<S: Store>(s: Arc<S>) {
     let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     all.sort_unstable();
     assert_eq!(all, (1..=400).collect::<Vec<u64>>());
-    assert_eq!(s.group(g).unwrap().unwrap().last_seq, 400);
+    let group = s.group(g).unwrap().unwrap();
+    assert_eq!((group.last_seq, group.epoch), (400, 0));
+    assert_eq!(group.members, vec![dev("alice")], "a refused commit added nobody");
+    assert!(s.welcomes(&dev("bob")).unwrap().is_empty(), "and left no welcome");
 }

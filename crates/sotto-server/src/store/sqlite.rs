@@ -196,9 +196,36 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs each append in its own savepoint (a refused one leaves no trace)
-/// and commits them all at once. Nobody hears "stored" before the commit.
+/// Commits a batch of appends in one transaction. Nobody hears "stored"
+/// before the commit. A refused append writes nothing (see [`append_in`]),
+/// so the batch runs straight through; only if a write fails is it rolled
+/// back and run again with a savepoint around each append, so that one
+/// failing append cannot take the others down with it.
 fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appended>> {
+    if let Some(results) = commit_straight(conn, batch) {
+        return results;
+    }
+    commit_isolated(conn, batch)
+}
+
+/// The fast path: `None` when a write failed and nothing was committed.
+fn commit_straight(conn: &mut Connection, batch: &[Job]) -> Option<Vec<StoreResult<Appended>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match append_in(&tx, &job.msg.view(), job.now) {
+            // Dropping the transaction rolls it back.
+            Err(StoreError::Backend(_)) => return None,
+            r => results.push(r),
+        }
+    }
+    tx.commit().ok()?;
+    Some(results)
+}
+
+/// Each append in its own savepoint (a failed one leaves no trace), all
+/// committed at once.
+fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appended>> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -441,6 +468,13 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
             if known == 0 {
                 return Err(StoreError::UnknownDevice(d.clone()));
             }
+        }
+    }
+    // Every check is above this line and every write below it: a refusal
+    // leaves no trace, so the writer needs no savepoint per message; only
+    // a failing write (disk full, I/O) can stop an append half-way.
+    if m.kind == MessageKind::Commit {
+        for d in m.added {
             // The new member reads from after the commit that adds it.
             tx.exec(
                 "INSERT OR REPLACE INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,?,?)",
