@@ -100,6 +100,10 @@ enum Command {
         /// Outstanding sends per sender.
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// A fixed rate in messages/s (all pairs together) instead of full
+        /// speed; prints the latency quantiles.
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Only the client's MLS work (no server): encrypt+decrypt, backlog,
     /// group changes.
@@ -174,15 +178,25 @@ fn main() -> Result<()> {
             }
             Ok(())
         }),
-        Command::Relay { pairs, secs, window } => rt.block_on(async {
+        Command::Relay { pairs, secs, window, rate } => rt.block_on(async {
             proc::raise_fd_limit();
             let tmp = tempfile::tempdir()?;
             let (server, address) = start_server(tmp.path())?;
             println!("server pid {}", server.pid());
             let set = relay::pairs(&address, pairs, "p").await?;
             let cpu0 = proc::cpu_secs(server.pid());
-            let r = relay::run(set, Duration::from_secs(secs), window, None).await?;
+            let r = relay::run(set, Duration::from_secs(secs), window, rate).await?;
             let cpu = proc::cpu_secs(server.pid()) - cpu0;
+            if rate.is_some() {
+                let l = &r.latencies_ns;
+                println!(
+                    "latency p50={:.3} p90={:.3} p99={:.3} max={:.3} ms",
+                    relay::quantile_ms(l, 0.5),
+                    relay::quantile_ms(l, 0.9),
+                    relay::quantile_ms(l, 0.99),
+                    relay::quantile_ms(l, 1.0)
+                );
+            }
             println!(
                 "relay msgs_per_s={:.0} sent={} acked={} received={} lost={} duplicated={} server_cpu_percent={:.0}",
                 r.received as f64 / r.elapsed,
@@ -265,10 +279,12 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
 
     // baseline
     let base = proc::Proc::spawn(&["baseline-serve"])?;
-    let (b_count, b_secs) = baseline::run(&base.line, pairs as u32, run_for).await?;
-    drop(base);
+    let (b_count, b_secs, _) = baseline::run(&base.line, pairs as u32, run_for, 64, None).await?;
     let baseline_rate = b_count as f64 / b_secs;
-    eprintln!("baseline: {baseline_rate:.0} msgs/s");
+    // The latency floor: the same fixed rate through the minimal relay.
+    let (_, _, b_lat) = baseline::run(&base.line, 10, run_for, 1024, Some(1000)).await?;
+    drop(base);
+    eprintln!("baseline: {baseline_rate:.0} msgs/s, p99 at 1000/s {:.2} ms", relay::quantile_ms(&b_lat, 0.99));
 
     // relay
     let (server, address) = start_server(&tmp.path().join("relay"))?;
@@ -279,6 +295,24 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
     let relay_rate = r.received as f64 / r.elapsed;
     let relay_rss = proc::rss_kib(server.pid());
     eprintln!("relay: {relay_rate:.0} msgs/s, lost {}, duplicated {}", r.lost, r.duplicated);
+
+    // The same with the server held to one core (the fair row against
+    // single-threaded peers); the load generator keeps the other.
+    let (one_core, one_core_cpu) = {
+        let dir = tmp.path().join("relay-one-core");
+        let p = proc::Proc::spawn_pinned(0, &["serve", "--data", dir.to_str().context("path")?])?;
+        let address = ServerAddress::parse(&p.line)?;
+        let set = relay::pairs(&address, pairs, "q").await?;
+        let cpu0 = proc::cpu_secs(p.pid());
+        proc::pin_self("1");
+        let r1 = relay::run(set, run_for, 64, None).await;
+        proc::pin_self("0-1023");
+        let r1 = r1?;
+        let cpu = (proc::cpu_secs(p.pid()) - cpu0) / r1.elapsed * 100.0;
+        anyhow::ensure!(r1.lost == 0 && r1.duplicated == 0, "one-core relay lost or duplicated messages");
+        (r1.received as f64 / r1.elapsed, cpu)
+    };
+    eprintln!("relay, server on one core: {one_core:.0} msgs/s");
 
     // latency at fixed rates
     let mut latency = Vec::new();
@@ -323,12 +357,14 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
     let ratio = |x: f64| if baseline_rate > 0.0 { x / baseline_rate } else { 0.0 };
     let report = json!({
         "quick": quick,
-        "baseline": {"msgs_per_s": baseline_rate, "pairs": pairs},
+        "baseline": {"msgs_per_s": baseline_rate, "pairs": pairs, "window": 64,
+                     "latency_at_1000": {"p50_ms": relay::quantile_ms(&b_lat, 0.5), "p99_ms": relay::quantile_ms(&b_lat, 0.99)}},
         "relay": {
             "msgs_per_s": relay_rate, "pairs": pairs, "sent": r.sent, "acknowledged": r.acked,
             "received": r.received, "lost": r.lost, "duplicated": r.duplicated, "refused": r.refused,
             "server_cpu_percent": cpu_used / r.elapsed * 100.0, "server_rss_kib": relay_rss,
             "ratio_to_baseline": ratio(relay_rate),
+            "one_core_msgs_per_s": one_core, "one_core_server_cpu_percent": one_core_cpu,
         },
         "latency": {
             "p99_ms": latency.first().map(|l| l["p99_ms"].clone()).unwrap_or(json!(0.0)),
@@ -354,8 +390,18 @@ fn print_table(r: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     println!("{:<34} {:>14}", "scenario", "figure");
     println!("{:<34} {:>14.0}", "baseline msgs/s", f(&r["baseline"]["msgs_per_s"]));
+    println!(
+        "{:<34} {:>14}",
+        "baseline @1000/s p50/p99 ms",
+        format!(
+            "{:.2} / {:.2}",
+            f(&r["baseline"]["latency_at_1000"]["p50_ms"]),
+            f(&r["baseline"]["latency_at_1000"]["p99_ms"])
+        )
+    );
     println!("{:<34} {:>14.0}", "relay msgs/s (end to end)", f(&r["relay"]["msgs_per_s"]));
     println!("{:<34} {:>14.2}", "relay / baseline", f(&r["relay"]["ratio_to_baseline"]));
+    println!("{:<34} {:>14.0}", "relay msgs/s, server on one core", f(&r["relay"]["one_core_msgs_per_s"]));
     println!(
         "{:<34} {:>14}",
         "relay lost / duplicated",

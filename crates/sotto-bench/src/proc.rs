@@ -17,7 +17,18 @@ impl Proc {
     /// Runs `sotto-bench ARGS...` and waits for its first stdout line.
     pub fn spawn(args: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+        Self::start(Command::new(exe).args(args))
+    }
+
+    /// The same, pinned to CPU `cpu` with `taskset` (util-linux).
+    pub fn spawn_pinned(cpu: usize, args: &[&str]) -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        Self::start(Command::new("taskset").arg("-c").arg(cpu.to_string()).arg(exe).args(args))
+            .context("taskset (util-linux) is needed to pin the server to one core")
+    }
+
+    fn start(command: &mut Command) -> Result<Self> {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let line = lines.next().context("the child printed nothing")??;
         // Keep reading so the child never blocks on a full pipe.
@@ -74,4 +85,14 @@ pub fn cpu_secs(pid: u32) -> f64 {
 /// Raises this process's open-file limit as far as allowed; returns it.
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
+}
+
+/// Moves every thread of this process to the CPUs in `list` (best effort:
+/// without `taskset` the load generator simply stays unpinned).
+pub fn pin_self(list: &str) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", list, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

@@ -144,7 +144,7 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
     let n = pairs.len() as u64;
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
-    for p in pairs {
+    for (k, p) in pairs.into_iter().enumerate() {
         receivers.push(tokio::spawn(receive(
             p.receiver,
             p.group.clone(),
@@ -181,7 +181,10 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
             let mut i: u64 = 0;
             let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r as f64));
             let mut tick = interval.map(|iv| {
-                let mut t = tokio::time::interval(iv);
+                // Senders are spread evenly over the interval: independent
+                // people do not all press enter in the same millisecond.
+                let start = tokio::time::Instant::now() + iv.mul_f64(k as f64 / n as f64);
+                let mut t = tokio::time::interval_at(start, iv);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 t
             });
