@@ -105,6 +105,12 @@ enum Command {
         #[arg(long)]
         rate: Option<u64>,
     },
+    /// Only the idle scenario, against a fresh server.
+    Idle {
+        /// Idle authenticated connections.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
     /// Only the client's MLS work (no server): encrypt+decrypt, backlog,
     /// group changes.
     Mls {
@@ -206,6 +212,17 @@ fn main() -> Result<()> {
                 r.lost,
                 r.duplicated,
                 cpu / r.elapsed * 100.0
+            );
+            Ok(())
+        }),
+        Command::Idle { connections } => rt.block_on(async {
+            let fd_limit = proc::raise_fd_limit();
+            let tmp = tempfile::tempdir()?;
+            let (server, address) = start_server(tmp.path())?;
+            let r = idle::run(&address, server.pid(), connections, fd_limit).await?;
+            println!(
+                "idle connections={} rss_per_conn_kib={:.1} idle_cpu_percent={:.2}",
+                r.connections, r.rss_per_conn_kib, r.idle_cpu_percent
             );
             Ok(())
         }),
