@@ -355,7 +355,7 @@ impl Relay {
                             // New members read from after the commit that
                             // adds them: they look in the store.
                             let (new, old): (Vec<DeviceRef>, Vec<DeviceRef>) =
-                                appended.members.into_iter().partition(|m| added.contains(m));
+                                appended.members.iter().cloned().partition(|m| added.contains(m));
                             self.hub.deliver(&old, &group_id, &fresh);
                             self.hub.wake_group(&new, &group_id);
                         }

@@ -45,6 +45,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     ack_then_delete(&make());
     removed_member_reads_nothing(&make());
     leaving(&make());
+    who_is_woken_follows_membership(&make());
     blobs(&make());
     operator_views(&make());
     retention(&make());
@@ -136,7 +137,7 @@ fn group_log_rules(s: &impl Store) {
     commit.welcome = Some(b"welcome-bytes");
     let a = s.append(&commit, NOW).unwrap();
     assert_eq!((a.seq, a.epoch, a.duplicate), (1, 1, false));
-    assert_eq!(a.members, vec![alice.clone(), bob.clone()]);
+    assert_eq!(*a.members, [alice.clone(), bob.clone()]);
     // Retrying the same client id is answered with the first result.
     let again = s.append(&commit, NOW).unwrap();
     assert_eq!((again.seq, again.epoch, again.duplicate), (1, 1, true));
@@ -220,7 +221,7 @@ fn removed_member_reads_nothing(s: &impl Store) {
     let mut remove = msg(g, &alice, 1, b"r", MessageKind::Commit);
     remove.removed = &added;
     let r = s.append(&remove, NOW).unwrap();
-    assert_eq!(r.members, vec![alice.clone(), bob.clone()], "bob is woken to read his removal");
+    assert_eq!(*r.members, [alice.clone(), bob.clone()], "bob is woken to read his removal");
     s.append(&msg(g, &alice, 2, b"secret", MessageKind::Application), NOW).unwrap();
     // Bob may read the commit that removed him, and nothing after it.
     assert_eq!(s.fetch(g, &bob, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![r.seq]);
@@ -250,6 +251,34 @@ fn leaving(s: &impl Store) {
     s.append(&msg(g, &alice, 1, b"m", MessageKind::Application), NOW).unwrap();
     assert_eq!(s.fetch(g, &bob, 0, 10), Err(StoreError::NotMember));
     assert!(s.co_members(&alice, &["bob".into()]).unwrap().is_empty());
+}
+
+/// The devices an append wakes, and who may append, follow every change of
+/// membership at once: commits, leaving and removed accounts (the SQLite
+/// store keeps member lists between appends, so this is what proves it
+/// forgets them in time).
+fn who_is_woken_follows_membership(s: &impl Store) {
+    for h in ["alice", "bob", "carol"] {
+        register(s, h);
+    }
+    let (alice, bob, carol) = (dev("alice"), dev("bob"), dev("carol"));
+    let g: &[u8] = b"group-wakes";
+    s.create_group(g, &alice, NOW).unwrap();
+    let send =
+        |who: &DeviceRef, epoch: u64, id: &[u8]| s.append(&msg(g, who, epoch, id, MessageKind::Application), NOW);
+    assert_eq!(*send(&alice, 0, b"1").unwrap().members, [alice.clone()]);
+    let added = [bob.clone(), carol.clone()];
+    let commit = NewMessage { added: &added, welcome: Some(b"w"), ..msg(g, &alice, 0, b"c1", MessageKind::Commit) };
+    s.append(&commit, NOW).unwrap();
+    assert_eq!(*send(&alice, 1, b"2").unwrap().members, [alice.clone(), bob.clone(), carol.clone()]);
+    assert_eq!(*send(&bob, 1, b"3").unwrap().members, [alice.clone(), bob.clone(), carol.clone()]);
+    s.leave(g, &bob).unwrap();
+    assert_eq!(send(&bob, 1, b"4"), Err(StoreError::NotMember));
+    assert_eq!(*send(&alice, 1, b"5").unwrap().members, [alice.clone(), carol.clone()]);
+    s.remove_account("carol").unwrap();
+    assert_eq!(*send(&alice, 1, b"6").unwrap().members, [alice.clone()]);
+    // A re-sent message (same client id) still wakes today's members.
+    assert_eq!(*send(&alice, 1, b"2").unwrap().members, [alice.clone()]);
 }
 
 fn retention(s: &impl Store) {

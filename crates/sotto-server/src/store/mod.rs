@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod sqlite;
 
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
+use std::sync::Arc;
 
 pub use sqlite::SqliteStore;
 
@@ -108,8 +109,9 @@ pub struct Appended {
     pub epoch: u64,
     /// True when the client id was seen before; nothing was written.
     pub duplicate: bool,
-    /// Devices to wake: every member after the change.
-    pub members: Vec<DeviceRef>,
+    /// Devices to wake: every member after the change (shared: the SQLite
+    /// store hands out one list per group until its membership changes).
+    pub members: Arc<[DeviceRef]>,
 }
 
 /// A group's routing state.

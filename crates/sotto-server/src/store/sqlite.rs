@@ -1,7 +1,9 @@
 //! The embedded default store: SQLite in WAL mode with `synchronous=FULL`,
 //! so a transaction that returned is on disk before the client hears "ok".
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -122,6 +124,9 @@ pub struct SqliteStore {
     /// in a single transaction: one fsync for many acknowledged messages
     /// (group commit) instead of one each.
     jobs: mpsc::Sender<Job>,
+    /// Bumped, under the connection lock, by every change of membership
+    /// made outside the writer (see [`MembersCache`]).
+    membership_changes: Arc<AtomicU64>,
 }
 
 /// An append waiting for the writer.
@@ -177,7 +182,31 @@ impl OwnedMessage {
 /// Most appends committed together.
 const MAX_BATCH: usize = 1024;
 
-fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>) {
+/// Who is in each group, as the writer last read it: an application
+/// message (nearly every append) needs the member list twice, to check the
+/// sender and to know whom to wake, and it only changes with a commit. The
+/// writer owns this; it is dropped whenever membership may have changed
+/// outside the writer (`changes` moved on) or a batch was rolled back, and
+/// per group after each of its commits.
+#[derive(Default)]
+struct MembersCache {
+    seen_changes: u64,
+    groups: HashMap<Vec<u8>, Arc<[DeviceRef]>>,
+}
+
+impl MembersCache {
+    fn get(&mut self, tx: &Connection, group_id: &[u8]) -> StoreResult<Arc<[DeviceRef]>> {
+        if let Some(m) = self.groups.get(group_id) {
+            return Ok(m.clone());
+        }
+        let m: Arc<[DeviceRef]> = members_of(tx, group_id)?.into();
+        self.groups.insert(group_id.to_vec(), m.clone());
+        Ok(m)
+    }
+}
+
+fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>, changes: Arc<AtomicU64>) {
+    let mut cache = MembersCache::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -188,7 +217,13 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>) {
         }
         let results = {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            commit_batch(&mut conn, &batch)
+            // Read under the connection lock, which every membership change
+            // also holds: nothing can change between this and the batch.
+            let now_changes = changes.load(Ordering::SeqCst);
+            if now_changes != cache.seen_changes {
+                cache = MembersCache { seen_changes: now_changes, ..Default::default() };
+            }
+            commit_batch(&mut conn, &batch, &mut cache)
         };
         for (job, r) in batch.into_iter().zip(results) {
             let _ = job.reply.send(r);
@@ -201,19 +236,25 @@ fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>) {
 /// so the batch runs straight through; only if a write fails is it rolled
 /// back and run again with a savepoint around each append, so that one
 /// failing append cannot take the others down with it.
-fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appended>> {
-    if let Some(results) = commit_straight(conn, batch) {
+fn commit_batch(conn: &mut Connection, batch: &[Job], cache: &mut MembersCache) -> Vec<StoreResult<Appended>> {
+    if let Some(results) = commit_straight(conn, batch, cache) {
         return results;
     }
+    // Whatever the failed batch read may not be true any more.
+    cache.groups.clear();
     commit_isolated(conn, batch)
 }
 
 /// The fast path: `None` when a write failed and nothing was committed.
-fn commit_straight(conn: &mut Connection, batch: &[Job]) -> Option<Vec<StoreResult<Appended>>> {
+fn commit_straight(
+    conn: &mut Connection,
+    batch: &[Job],
+    cache: &mut MembersCache,
+) -> Option<Vec<StoreResult<Appended>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        match append_in(&tx, &job.msg.view(), job.now) {
+        match append_in(&tx, &job.msg.view(), job.now, Some(&mut *cache)) {
             // Dropping the transaction rolls it back.
             Err(StoreError::Backend(_)) => return None,
             r => results.push(r),
@@ -235,7 +276,8 @@ fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appe
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let r = tx.exec("SAVEPOINT one", []).map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now));
+        let r =
+            tx.exec("SAVEPOINT one", []).map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now, None));
         let undo = if r.is_ok() { Ok(0) } else { tx.exec("ROLLBACK TO one", []) };
         results.push(undo.and_then(|_| tx.exec("RELEASE one", [])).map_err(backend).and(r));
     }
@@ -322,11 +364,13 @@ impl SqliteStore {
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, rx) = mpsc::channel();
         let c = conn.clone();
+        let membership_changes = Arc::new(AtomicU64::new(0));
+        let changes = membership_changes.clone();
         std::thread::Builder::new()
             .name("sotto-store-writer".into())
-            .spawn(move || writer(c, rx))
+            .spawn(move || writer(c, rx, changes))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { conn, jobs })
+        Ok(Self { conn, jobs, membership_changes })
     }
 
     /// Caps the database file at about `bytes` (SQLite's page limit): past
@@ -435,9 +479,18 @@ fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
 
 /// One append inside an open transaction: membership, idempotency, epoch,
 /// membership change, welcomes.
-fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+fn append_in(
+    tx: &Connection,
+    m: &NewMessage<'_>,
+    now: i64,
+    mut cache: Option<&mut MembersCache>,
+) -> StoreResult<Appended> {
     let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
-    if member_row(tx, m.group_id, m.sender)?.is_none() {
+    let members = match cache.as_deref_mut() {
+        Some(c) => c.get(tx, m.group_id)?,
+        None => members_of(tx, m.group_id)?.into(),
+    };
+    if !members.contains(m.sender) {
         return Err(StoreError::NotMember);
     }
     let seen: Option<(u64, u64)> = tx
@@ -449,7 +502,7 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
         .optional()
         .map_err(backend)?;
     if let Some((seq, epoch_after)) = seen {
-        return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members: members_of(tx, m.group_id)? });
+        return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members });
     }
     if m.epoch != epoch {
         return Err(StoreError::StaleEpoch { current: epoch });
@@ -512,10 +565,17 @@ fn append_in(tx: &Connection, m: &NewMessage<'_>, now: i64) -> StoreResult<Appen
     .map_err(backend)?;
     tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
         .map_err(backend)?;
+    if m.kind == MessageKind::Application {
+        return Ok(Appended { seq, epoch: new_epoch, duplicate: false, members });
+    }
+    // A commit may change who is in: read again, and forget the old list.
+    if let Some(c) = cache {
+        c.groups.remove(m.group_id);
+    }
     // Removed devices are woken too, to read the commit removing them.
     let mut wake = members_of(tx, m.group_id)?;
     wake.extend(m.removed.iter().cloned());
-    Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake })
+    Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
 }
 
 impl Store for SqliteStore {
@@ -671,6 +731,8 @@ impl Store for SqliteStore {
 
     fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
         self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
             if group_row(tx, group_id)?.is_some() {
                 return Err(StoreError::GroupExists);
             }
@@ -963,6 +1025,8 @@ impl Store for SqliteStore {
 
     fn remove_account(&self, handle: &str) -> StoreResult<()> {
         self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
             let n = tx.exec("DELETE FROM accounts WHERE handle=?", [handle]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::UnknownHandle);
@@ -1003,6 +1067,8 @@ impl Store for SqliteStore {
 
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
         self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
             if group_row(tx, group_id)?.is_none() {
                 return Err(StoreError::UnknownGroup);
             }
