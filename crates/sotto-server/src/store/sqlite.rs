@@ -194,6 +194,11 @@ struct MembersCache {
     groups: HashMap<Vec<u8>, Arc<[DeviceRef]>>,
 }
 
+/// Within one batch, each group's (epoch, last sequence number) as the
+/// batch's appends move them; written back once per group at the end of the
+/// batch instead of one UPDATE per message.
+type GroupHeads = HashMap<Vec<u8>, (u64, u64)>;
+
 impl MembersCache {
     fn get(&mut self, tx: &Connection, group_id: &[u8]) -> StoreResult<Arc<[DeviceRef]>> {
         if let Some(m) = self.groups.get(group_id) {
@@ -253,12 +258,16 @@ fn commit_straight(
 ) -> Option<Vec<StoreResult<Appended>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut heads = GroupHeads::new();
     for job in batch {
-        match append_in(&tx, &job.msg.view(), job.now, Some(&mut *cache)) {
+        match append_in(&tx, &job.msg.view(), job.now, Some((&mut *cache, &mut heads))) {
             // Dropping the transaction rolls it back.
             Err(StoreError::Backend(_)) => return None,
             r => results.push(r),
         }
+    }
+    for (group_id, (epoch, last_seq)) in &heads {
+        tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![epoch, last_seq, group_id]).ok()?;
     }
     tx.commit().ok()?;
     Some(results)
@@ -483,9 +492,18 @@ fn append_in(
     tx: &Connection,
     m: &NewMessage<'_>,
     now: i64,
-    mut cache: Option<&mut MembersCache>,
+    batch: Option<(&mut MembersCache, &mut GroupHeads)>,
 ) -> StoreResult<Appended> {
-    let (epoch, last_seq) = group_row(tx, m.group_id)?.ok_or(StoreError::UnknownGroup)?;
+    let (cache, heads) = match batch {
+        Some((c, h)) => (Some(c), Some(h)),
+        None => (None, None),
+    };
+    let head = match heads.as_deref().and_then(|h| h.get(m.group_id)) {
+        Some(&head) => Some(head),
+        None => group_row(tx, m.group_id)?,
+    };
+    let (epoch, last_seq) = head.ok_or(StoreError::UnknownGroup)?;
+    let mut cache = cache;
     let members = match cache.as_deref_mut() {
         Some(c) => c.get(tx, m.group_id)?,
         None => members_of(tx, m.group_id)?.into(),
@@ -563,8 +581,15 @@ fn append_in(
         params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
     )
     .map_err(backend)?;
-    tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
-        .map_err(backend)?;
+    match heads {
+        Some(h) => {
+            h.insert(m.group_id.to_vec(), (new_epoch, seq));
+        }
+        None => {
+            tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![new_epoch, seq, m.group_id])
+                .map_err(backend)?;
+        }
+    }
     if m.kind == MessageKind::Application {
         return Ok(Appended { seq, epoch: new_epoch, duplicate: false, members });
     }
