@@ -1,17 +1,21 @@
-//! A full disk (SQLite's own page limit on the live database): every write
-//! that cannot be stored reaches the sender as a retryable error, never as
-//! an acknowledgement; nothing panics; once space is back the same retries
-//! go through, and the log has each message exactly once, in order.
+//! Storage faults. A full disk (SQLite's own page limit on the live
+//! database), and injected I/O errors on every n-th store call of the
+//! delivery path: every write that cannot be stored reaches the sender as a
+//! retryable error, never as an acknowledgement; nothing panics; once the
+//! fault is gone the same retries go through, and the log has each message
+//! exactly once, in order.
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::*;
+use sotto_proto::{Delivery, DeviceInfo, DeviceRef};
 use sotto_proto::{ErrorCode, Request, Response};
 use sotto_server::relay::Relay;
 use sotto_server::server::{self, ListenConfig};
-use sotto_server::store::{SqliteStore, Store};
+use sotto_server::store::*;
 
 #[tokio::test]
 async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
@@ -90,4 +94,280 @@ async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
     let mut acked_seqs: Vec<u64> = acked.iter().map(|x| x.1).collect();
     acked_seqs.sort_unstable();
     assert_eq!(acked_seqs, seqs);
+}
+
+/// The store behind a wrapper that fails every n-th call on the delivery
+/// path (appends, fetches, acknowledgements, memberships, welcomes) with an
+/// I/O error, as a failing disk would.
+struct Faulty {
+    inner: SqliteStore,
+    calls: AtomicU64,
+    /// 0: no faults.
+    every: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl Faulty {
+    fn fault(&self) -> StoreResult<()> {
+        let every = self.every.load(Ordering::Relaxed);
+        if every > 0 && self.calls.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Backend("injected I/O error".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Store for Faulty {
+    fn append_queued(&self, message: &NewMessage<'_>, now: i64) -> AppendTicket {
+        if let Err(e) = self.fault() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(e));
+            return rx;
+        }
+        self.inner.append_queued(message, now)
+    }
+
+    fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()> {
+        self.inner.create_invite(code, uses, expires_at, now)
+    }
+
+    fn register(
+        &self,
+        handle: &str,
+        account_key: &[u8],
+        device: &DeviceInfo,
+        invite: Option<&str>,
+        require_invite: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.inner.register(handle, account_key, device, invite, require_invite, now)
+    }
+
+    fn account(&self, handle: &str) -> StoreResult<Option<AccountRecord>> {
+        self.inner.account(handle)
+    }
+
+    fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()> {
+        self.inner.set_banned(handle, banned)
+    }
+
+    fn add_key_packages(
+        &self,
+        device: &DeviceRef,
+        packages: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+    ) -> StoreResult<u32> {
+        self.inner.add_key_packages(device, packages, last_resort)
+    }
+
+    fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32> {
+        self.inner.key_package_count(device)
+    }
+
+    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+        self.inner.claim_key_packages(handle)
+    }
+
+    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.inner.create_group(group_id, creator, now)
+    }
+
+    fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>> {
+        self.inner.group(group_id)
+    }
+
+    fn append(&self, message: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+        self.inner.append(message, now)
+    }
+
+    fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.fault()?;
+        self.inner.fetch(group_id, device, after_seq, limit)
+    }
+
+    fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>> {
+        self.fault()?;
+        self.inner.memberships(device)
+    }
+
+    fn put_group_info(&self, group_id: &[u8], device: &DeviceRef, epoch: u64, group_info: &[u8]) -> StoreResult<()> {
+        self.inner.put_group_info(group_id, device, epoch, group_info)
+    }
+
+    fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        self.inner.group_info(group_id, device)
+    }
+
+    fn begin_blob(
+        &self,
+        id: &[u8],
+        owner: &DeviceRef,
+        size: u64,
+        max_size: u64,
+        quota: u64,
+        now: i64,
+    ) -> StoreResult<BlobRecord> {
+        self.inner.begin_blob(id, owner, size, max_size, quota, now)
+    }
+
+    fn blob(&self, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+        self.inner.blob(id)
+    }
+
+    fn complete_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.inner.complete_blob(id)
+    }
+
+    fn share_blob(&self, id: &[u8], owner: &DeviceRef, group_id: &[u8]) -> StoreResult<()> {
+        self.inner.share_blob(id, owner, group_id)
+    }
+
+    fn may_read_blob(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.inner.may_read_blob(id, device)
+    }
+
+    fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.inner.blob_fetched(id, device)
+    }
+
+    fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.inner.expire_blobs(cutoff)
+    }
+
+    fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
+        self.inner.list_invites()
+    }
+
+    fn revoke_invite(&self, id_or_code: &str) -> StoreResult<bool> {
+        self.inner.revoke_invite(id_or_code)
+    }
+
+    fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>> {
+        self.inner.list_accounts()
+    }
+
+    fn remove_account(&self, handle: &str) -> StoreResult<()> {
+        self.inner.remove_account(handle)
+    }
+
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
+        self.inner.groups_created(device)
+    }
+
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
+        self.inner.leave(group_id, device)
+    }
+
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
+        self.inner.co_members(device, handles)
+    }
+
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.ack(group_id, device, seq)
+    }
+
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {
+        self.fault()?;
+        self.inner.welcomes(device)
+    }
+
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.ack_welcome(device, welcome_id)
+    }
+
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_expired(now, retention_ms)
+    }
+
+    fn stats(&self) -> StoreResult<StoreStats> {
+        self.inner.stats()
+    }
+}
+
+/// Every injected failure reaches the client as a retryable error, never
+/// as an acknowledgement; the server keeps serving; once the clients retry
+/// (the sender with the same client ids, the receiver by reconnecting and
+/// syncing from its cursor), each message arrives exactly once, in order.
+#[tokio::test]
+async fn injected_io_errors_are_retryable_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = sotto_server::tls::self_signed(&dir.path().join("tls"), &[]).unwrap();
+    let pin = tls.pin.unwrap();
+    let faulty = Arc::new(Faulty {
+        inner: SqliteStore::open(&dir.path().join("relay.db")).unwrap(),
+        calls: AtomicU64::new(0),
+        every: AtomicU64::new(0),
+        injected: AtomicU64::new(0),
+    });
+    let store: Arc<dyn Store> = faulty.clone();
+    let relay = Arc::new(Relay::new(store, open(), pin.to_vec(), dir.path().join("blobs")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = sotto_proto::ServerAddress {
+        host: "127.0.0.1".into(),
+        port: listener.local_addr().unwrap().port(),
+        transport: sotto_proto::Transport::Pinned(pin),
+    };
+    tokio::spawn(server::run(listener, Some(tls.config), relay, ListenConfig::default(), std::future::pending()));
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = sotto_client::Connection::connect(&address).await.unwrap();
+    alice.register(&mut a, None).await.unwrap();
+    let mut b = sotto_client::Connection::connect(&address).await.unwrap();
+    bob.register(&mut b, None).await.unwrap();
+    let g = vec![2u8; 16];
+    let added_at = group_with(&mut a, &g, &[&bob]).await;
+    b.close().await;
+
+    faulty.every.store(7, Ordering::Relaxed);
+    let total = 150u32;
+    let mut refusals = 0;
+    for i in 0..total {
+        let req = Request::Send {
+            group_id: g.clone(),
+            epoch: 1,
+            client_id: i.to_le_bytes().to_vec(),
+            payload: i.to_le_bytes().to_vec(),
+        };
+        loop {
+            match a.request(req.clone()).await {
+                Ok(Response::Appended { .. }) => break,
+                Err(e) => {
+                    assert_eq!(e.code(), Some(ErrorCode::Internal), "an I/O error is a retryable server error: {e}");
+                    refusals += 1;
+                }
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(refusals > 0, "faults were injected into appends");
+
+    // Bob reads through the same failing store: each failure costs him the
+    // connection or a request, never a message.
+    let mut got: Vec<u32> = Vec::new();
+    let mut cursor = added_at;
+    for _attempt in 0..200 {
+        if got.len() == total as usize {
+            break;
+        }
+        let Ok(mut conn) = sotto_client::Connection::connect(&address).await else { continue };
+        if bob.login(&mut conn).await.is_err() {
+            continue;
+        }
+        let fetch = Request::Fetch { group_id: g.clone(), after_seq: cursor, limit: 40 };
+        let Ok(Response::Messages { messages }) = conn.request(fetch).await else { continue };
+        for d in &messages {
+            assert_eq!(d.seq, cursor + 1, "no gap, no repeat");
+            cursor = d.seq;
+            got.push(u32::from_le_bytes(d.payload[..4].try_into().unwrap()));
+        }
+        if let Some(last) = messages.last() {
+            // A failed acknowledgement only means the same messages again.
+            let _ = conn.request(Request::Ack { group_id: g.clone(), seq: last.seq }).await;
+        }
+        conn.close().await;
+    }
+    assert_eq!(got, (0..total).collect::<Vec<u32>>(), "every message once, in order");
+    assert!(faulty.injected.load(Ordering::Relaxed) > 20, "faults hit reads and acknowledgements too");
 }
