@@ -17,14 +17,12 @@ use sotto_server::relay::Relay;
 use sotto_server::server::{self, ListenConfig};
 use sotto_server::store::*;
 
-#[tokio::test]
-async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = sotto_server::tls::self_signed(&dir.path().join("tls"), &[]).unwrap();
+/// A real server (TLS, WebSocket) over `store` on 127.0.0.1, its TLS key
+/// and blobs in `dir`.
+async fn serve(dir: &std::path::Path, store: Arc<dyn Store>) -> sotto_proto::ServerAddress {
+    let tls = sotto_server::tls::self_signed(&dir.join("tls"), &[]).unwrap();
     let pin = tls.pin.unwrap();
-    let sqlite = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
-    let store: Arc<dyn Store> = sqlite.clone();
-    let relay = Arc::new(Relay::new(store, open(), pin.to_vec(), dir.path().join("blobs")));
+    let relay = Arc::new(Relay::new(store, open(), pin.to_vec(), dir.join("blobs")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = sotto_proto::ServerAddress {
         host: "127.0.0.1".into(),
@@ -32,6 +30,14 @@ async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
         transport: sotto_proto::Transport::Pinned(pin),
     };
     tokio::spawn(server::run(listener, Some(tls.config), relay, ListenConfig::default(), std::future::pending()));
+    address
+}
+
+#[tokio::test]
+async fn a_full_disk_gives_retryable_errors_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(&dir.path().join("relay.db")).unwrap());
+    let address = serve(dir.path(), sqlite.clone()).await;
 
     let connect = || sotto_client::Connection::connect(&address);
     let (alice, bob) = (Account::new("alice"), Account::new("bob"));
@@ -294,23 +300,13 @@ impl Store for Faulty {
 #[tokio::test]
 async fn injected_io_errors_are_retryable_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = sotto_server::tls::self_signed(&dir.path().join("tls"), &[]).unwrap();
-    let pin = tls.pin.unwrap();
     let faulty = Arc::new(Faulty {
         inner: SqliteStore::open(&dir.path().join("relay.db")).unwrap(),
         calls: AtomicU64::new(0),
         every: AtomicU64::new(0),
         injected: AtomicU64::new(0),
     });
-    let store: Arc<dyn Store> = faulty.clone();
-    let relay = Arc::new(Relay::new(store, open(), pin.to_vec(), dir.path().join("blobs")));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = sotto_proto::ServerAddress {
-        host: "127.0.0.1".into(),
-        port: listener.local_addr().unwrap().port(),
-        transport: sotto_proto::Transport::Pinned(pin),
-    };
-    tokio::spawn(server::run(listener, Some(tls.config), relay, ListenConfig::default(), std::future::pending()));
+    let address = serve(dir.path(), faulty.clone()).await;
     let (alice, bob) = (Account::new("alice"), Account::new("bob"));
     let mut a = sotto_client::Connection::connect(&address).await.unwrap();
     alice.register(&mut a, None).await.unwrap();
