@@ -6,7 +6,6 @@
 //! is; otherwise it reads the store from where it is, so a lost, merged or
 //! reordered wake-up can never reorder or drop a message.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -198,25 +197,15 @@ impl Hub {
     pub fn deliver(&self, devices: &[DeviceRef], group_id: &[u8], fresh: &Fresh) {
         self.each(devices, |p| {
             let fits = p.fresh_bytes + fresh.frame.len() <= MAX_FRESH_BYTES;
-            match p.groups.entry(group_id.to_vec()) {
-                Entry::Vacant(v) if fits => {
-                    v.insert(Some(vec![fresh.clone()]));
+            let slot = p.groups.entry(group_id.to_vec()).or_insert_with(|| Some(Vec::new()));
+            match slot {
+                Some(list) if fits => {
+                    list.push(fresh.clone());
+                    p.fresh_bytes += fresh.frame.len();
                 }
-                Entry::Occupied(mut o) if fits => match o.get_mut() {
-                    Some(list) => list.push(fresh.clone()),
-                    // Already falling back to the store for this group.
-                    None => return,
-                },
-                Entry::Vacant(v) => {
-                    v.insert(None);
-                    return;
-                }
-                Entry::Occupied(mut o) => {
-                    o.insert(None);
-                    return;
-                }
+                // Over the budget, or already reading this group from the store.
+                _ => *slot = None,
             }
-            p.fresh_bytes += fresh.frame.len();
         });
     }
 

@@ -61,8 +61,18 @@ async fn feed_counted(
 ) -> Result<(), Gone> {
     let bytes = codec::encode(msg).map_err(|_| Gone)?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    total.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    match tokio::time::timeout(limit, socket.feed(Message::Binary(bytes.into()))).await {
+    feed_frame(socket, bytes.into(), total, limit).await
+}
+
+/// Queues an encoded frame, counting its bytes into `total`.
+async fn feed_frame(
+    socket: &mut WebSocket,
+    frame: bytes::Bytes,
+    total: &AtomicU64,
+    limit: std::time::Duration,
+) -> Result<(), Gone> {
+    total.fetch_add(frame.len() as u64, Ordering::Relaxed);
+    match tokio::time::timeout(limit, socket.feed(Message::Binary(frame))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Gone),
     }
@@ -419,11 +429,7 @@ impl Session<'_> {
         let limit = self.relay.config.write_timeout;
         for f in fresh {
             self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-            self.relay.metrics.bytes_out.fetch_add(f.frame.len() as u64, Ordering::Relaxed);
-            match tokio::time::timeout(limit, socket.feed(Message::Binary(f.frame))).await {
-                Ok(Ok(())) => {}
-                _ => return Err(Gone),
-            }
+            feed_frame(socket, f.frame, &self.relay.metrics.bytes_out, limit).await?;
         }
         flush(socket, limit).await?;
         self.sent_upto.insert(group_id.to_vec(), last);

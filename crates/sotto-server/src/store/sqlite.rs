@@ -498,7 +498,7 @@ fn append_in(
     now: i64,
     batch: Option<(&mut MembersCache, &mut GroupHeads)>,
 ) -> StoreResult<Appended> {
-    let (cache, heads) = match batch {
+    let (mut cache, heads) = match batch {
         Some((c, h)) => (Some(c), Some(h)),
         None => (None, None),
     };
@@ -507,7 +507,6 @@ fn append_in(
         None => group_row(tx, m.group_id)?,
     };
     let (epoch, last_seq) = head.ok_or(StoreError::UnknownGroup)?;
-    let mut cache = cache;
     let members = match cache.as_deref_mut() {
         Some(c) => c.get(tx, m.group_id)?,
         None => members_of(tx, m.group_id)?.into(),
