@@ -377,7 +377,7 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
     let child =
         proc::Proc::spawn(&["files-child", "--server", &address.to_string(), "--size", &(file_mib << 20).to_string()])?;
     let f = files::parse(&child.line)?;
-    drop(child);
+    child.finish()?;
     let server_peak = proc::peak_rss_kib(server.pid());
     drop(server);
 

@@ -39,6 +39,14 @@ impl Proc {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits for a child that ends by itself (the file transfer), so it can
+    /// remove its temporary files; killing it would leave them behind.
+    pub fn finish(mut self) -> Result<()> {
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the child process failed: {status}");
+        Ok(())
+    }
 }
 
 impl Drop for Proc {
