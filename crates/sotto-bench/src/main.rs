@@ -81,6 +81,9 @@ enum Command {
         /// Talking pairs.
         #[arg(long, default_value_t = 10)]
         pairs: usize,
+        /// Seconds to keep sampling memory after everyone disconnected.
+        #[arg(long, default_value_t = 15)]
+        settle: u64,
         /// Target a running server (it must allow open registration)
         /// instead of starting one.
         #[arg(long, requires = "server_pid")]
@@ -145,15 +148,20 @@ enum Command {
     },
 }
 
+// The bench's `serve` child is the server under test: same allocator as
+// the real `sotto-server` binary.
+#[global_allocator]
+static ALLOCATOR: sotto_server::memory::Jemalloc = sotto_server::memory::Jemalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Store calls run on the blocking pool; a small pool keeps memory flat
     // under a login storm (each extra thread costs its stack and arena).
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build()?;
     match cli.command {
-        Command::Soak { secs, idle, pairs, server, server_pid } => rt.block_on(async {
+        Command::Soak { secs, idle, pairs, settle, server, server_pid } => rt.block_on(async {
             proc::raise_fd_limit();
-            let r = soak::run(secs, idle, pairs, server.zip(server_pid)).await?;
+            let r = soak::run(secs, idle, pairs, Duration::from_secs(settle), server.zip(server_pid)).await?;
             for (t, rss, fds) in &r.samples {
                 println!("t={t:.0}s rss_kib={rss} fds={fds}");
             }
@@ -221,8 +229,8 @@ fn main() -> Result<()> {
             let (server, address) = start_server(tmp.path())?;
             let r = idle::run(&address, server.pid(), connections, fd_limit).await?;
             println!(
-                "idle connections={} rss_per_conn_kib={:.1} idle_cpu_percent={:.2}",
-                r.connections, r.rss_per_conn_kib, r.idle_cpu_percent
+                "idle connections={} rss_per_conn_kib={:.1} storm_rss_per_conn_kib={:.1} idle_cpu_percent={:.2}",
+                r.connections, r.rss_per_conn_kib, r.storm_rss_per_conn_kib, r.idle_cpu_percent
             );
             Ok(())
         }),
@@ -247,6 +255,7 @@ fn main() -> Result<()> {
 async fn serve(data: &std::path::Path, port: u16) -> Result<()> {
     use sotto_server::relay::{Relay, RelayConfig};
     use sotto_server::store::SqliteStore;
+    sotto_server::memory::return_freed_memory_when_idle()?;
     std::fs::create_dir_all(data.join("blobs"))?;
     let tls = sotto_server::tls::self_signed(&data.join("tls"), &[])?;
     let pin = tls.pin.context("pin")?;
@@ -398,6 +407,7 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
             "rates": latency,
         },
         "idle": {"connections": idle.connections, "rss_per_conn_kib": idle.rss_per_conn_kib,
+                 "storm_rss_per_conn_kib": idle.storm_rss_per_conn_kib,
                  "idle_cpu_percent": idle.idle_cpu_percent, "fd_limit": idle.fd_limit},
         "mls": {
             "msgs_per_s": m.raw_msgs_per_s, "client_msgs_per_s": m.msgs_per_s, "backlog": m.backlog, "backlog_secs": m.backlog_secs,
@@ -442,6 +452,7 @@ fn print_table(r: &serde_json::Value) {
         );
     }
     println!("{:<34} {:>14.1}", "idle KiB per connection", f(&r["idle"]["rss_per_conn_kib"]));
+    println!("{:<34} {:>14.1}", "  the same right after the storm", f(&r["idle"]["storm_rss_per_conn_kib"]));
     println!("{:<34} {:>14.2}", "idle server CPU %", f(&r["idle"]["idle_cpu_percent"]));
     println!("{:<34} {:>14.0}", "mls encrypt+decrypt msgs/s", f(&r["mls"]["msgs_per_s"]));
     println!("{:<34} {:>14.0}", "  same through sotto-core msgs/s", f(&r["mls"]["client_msgs_per_s"]));

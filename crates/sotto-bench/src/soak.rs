@@ -24,7 +24,14 @@ fn fds(pid: u32) -> usize {
 
 /// Runs against a server this bench starts, or against `external`
 /// (address and pid; it must allow open registration).
-pub async fn run(secs: u64, idle: usize, pairs: usize, external: Option<(String, u32)>) -> Result<SoakResult> {
+/// `settle`: how long to watch memory after everyone left.
+pub async fn run(
+    secs: u64,
+    idle: usize,
+    pairs: usize,
+    settle: Duration,
+    external: Option<(String, u32)>,
+) -> Result<SoakResult> {
     let dir = tempfile::tempdir()?;
     let (server, address, pid) = match external {
         Some((addr, pid)) => (None, sotto_proto::ServerAddress::parse(&addr)?, pid),
@@ -76,7 +83,13 @@ pub async fn run(secs: u64, idle: usize, pairs: usize, external: Option<(String,
     for r in readers {
         r.abort();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The allocator hands freed pages back after they have been unused for
+    // its decay time (10 s), so sample beyond that.
+    let left = Instant::now();
+    while left.elapsed() < settle {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push((started.elapsed().as_secs_f64(), rss_kib(pid), fds(pid)));
+    }
     let after_kib = rss_kib(pid);
     drop(server);
     Ok(SoakResult { samples, baseline_kib, warm_kib, end_kib, after_kib, messages: result.received })

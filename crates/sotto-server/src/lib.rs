@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod config;
 pub mod hub;
 pub mod invite;
+pub mod memory;
 pub mod metrics;
 pub mod relay;
 pub mod server;

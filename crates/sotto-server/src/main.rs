@@ -171,6 +171,10 @@ enum UsersAction {
     },
 }
 
+// jemalloc returns the memory of departed connections (see sotto_server::memory).
+#[global_allocator]
+static ALLOCATOR: sotto_server::memory::Jemalloc = sotto_server::memory::Jemalloc;
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
@@ -441,6 +445,9 @@ fn server_id(data: &Path) -> Result<Vec<u8>> {
 async fn run(args: RunArgs) -> Result<()> {
     let s = settings(&args)?;
     let _log_guard = init_logging(&s);
+    if let Err(e) = sotto_server::memory::return_freed_memory_when_idle() {
+        tracing::warn!("freed memory will be returned to the system only under load: {e}");
+    }
     let first_start = !s.data.join("relay.db").exists();
     let store = Arc::new(open_store(&s.data)?);
 

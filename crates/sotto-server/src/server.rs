@@ -76,18 +76,18 @@ async fn websocket(
     let remote = peer.map(|p| p.0 .0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     // Small buffers: tungstenite's defaults (128 KiB read buffer) made
     // every idle connection cost ~145 KiB (found with heaptrack); the read
-    // buffer grows when a large frame arrives. 2 KiB rather than 4 saves
-    // 2 KiB per idle connection (17.3 -> 15.3 KiB) at no measurable cost
-    // in throughput: socket reads happen below, in TLS, in whole records;
-    // this is only how much plaintext the WebSocket layer copies at once.
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(2 * 1024)
-        .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
+    // buffer grows when a large frame arrives. Each halving (4 -> 2 -> 1
+    // KiB) saved about 1-2 KiB per idle connection (17.3 -> 15.3 KiB under
+    // glibc; 16.3 -> 15.3 under jemalloc, see memory.rs) at no measurable
+    // cost in throughput or latency: socket reads happen below, in TLS, in
+    // whole records; this is only how much plaintext the WebSocket layer
+    // copies at once.
+    ws.max_message_size(limit).max_frame_size(limit).read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).on_upgrade(
+        move |socket| async move {
             let _guard = guard;
             crate::session::serve(socket, relay, remote).await
-        })
+        },
+    )
 }
 
 /// Open connections per address.
