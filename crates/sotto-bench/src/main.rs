@@ -2,6 +2,7 @@
 //! SQLite store) and the client's MLS work, against the ceiling of a
 //! minimal relay on the same machine. Figures go to docs/performance.md.
 
+mod backpressure;
 mod baseline;
 mod client;
 mod crash;
@@ -92,6 +93,26 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// A receiver stops reading while its sender floods: the others'
+    /// latency, the server's memory, and when the stuck peer is dropped.
+    Backpressure {
+        /// Pairs talking at a fixed rate beside the flood.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Their messages per second, in all.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of quiet talk, then as many of talk during the flood.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// The server's write timeout for this run, seconds.
+        #[arg(long, default_value_t = 5)]
+        write_timeout: u64,
+        /// Lift the server's per-connection request-rate limit, so the
+        /// flood is as fast as this machine can carry it.
+        #[arg(long)]
+        unlimited: bool,
+    },
     /// Only the relay scenario, against a fresh server (for profiling).
     Relay {
         /// Sender/receiver pairs.
@@ -134,6 +155,13 @@ enum Command {
         data: std::path::PathBuf,
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Drop a connection that takes no bytes for this long.
+        #[arg(long, default_value_t = 30)]
+        write_timeout_secs: u64,
+        /// Keep the server's per-connection request-rate limit (lifted
+        /// otherwise: the load generator is the noisy client by design).
+        #[arg(long)]
+        rate_limited: bool,
     },
     /// Runs the minimal relay (internal).
     #[command(hide = true)]
@@ -171,7 +199,9 @@ fn main() -> Result<()> {
             );
             Ok(())
         }),
-        Command::Serve { data, port } => rt.block_on(serve(&data, port)),
+        Command::Serve { data, port, write_timeout_secs, rate_limited } => {
+            rt.block_on(serve(&data, port, Duration::from_secs(write_timeout_secs), rate_limited))
+        }
         Command::Crash { kills, messages, pairs, cut, file_mib } => rt.block_on(async {
             let r = crash::run(kills, messages, pairs, cut, file_mib).await?;
             if let Some(f) = &r.file {
@@ -190,6 +220,12 @@ fn main() -> Result<()> {
             if r.file.as_ref().is_some_and(|f| !f.identical) {
                 anyhow::bail!("the file that arrived differs from the one sent");
             }
+            Ok(())
+        }),
+        Command::Backpressure { pairs, rate, secs, write_timeout, unlimited } => rt.block_on(async {
+            let tmp = tempfile::tempdir()?;
+            let r = backpressure_on_fresh_server(tmp.path(), pairs, rate, secs, write_timeout, !unlimited).await?;
+            println!("{}", backpressure_line(&r));
             Ok(())
         }),
         Command::Relay { pairs, secs, window, rate } => rt.block_on(async {
@@ -252,7 +288,7 @@ fn main() -> Result<()> {
     }
 }
 
-async fn serve(data: &std::path::Path, port: u16) -> Result<()> {
+async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_limited: bool) -> Result<()> {
     use sotto_server::relay::{Relay, RelayConfig};
     use sotto_server::store::SqliteStore;
     sotto_server::memory::return_freed_memory_when_idle()?;
@@ -263,11 +299,19 @@ async fn serve(data: &std::path::Path, port: u16) -> Result<()> {
     // The per-connection request-rate limit protects a real server from one
     // noisy client; a load generator is that client by design, so it is
     // lifted here (and the bench says so).
+    let defaults = RelayConfig::default();
+    let (request_rate, request_burst) =
+        if rate_limited { (defaults.request_rate, defaults.request_burst) } else { (1_000_000, 1_000_000) };
+    let (byte_rate, byte_burst) =
+        if rate_limited { (defaults.byte_rate, defaults.byte_burst) } else { (1 << 40, 1 << 40) };
     let config = RelayConfig {
         open_registration: true,
-        request_rate: 1_000_000,
-        request_burst: 1_000_000,
-        ..Default::default()
+        request_rate,
+        request_burst,
+        byte_rate,
+        byte_burst,
+        write_timeout,
+        ..defaults
     };
     let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -300,6 +344,37 @@ async fn relay_pinned(dir: &std::path::Path, pairs: usize, run_for: Duration) ->
     let cpu = (proc::cpu_secs(p.pid()) - cpu0) / r.elapsed * 100.0;
     anyhow::ensure!(r.lost == 0 && r.duplicated == 0, "one-core relay lost or duplicated messages");
     Ok((r.received as f64 / r.elapsed, cpu))
+}
+
+async fn backpressure_on_fresh_server(
+    dir: &std::path::Path,
+    pairs: usize,
+    rate: u64,
+    secs: u64,
+    write_timeout: u64,
+    rate_limited: bool,
+) -> Result<backpressure::BackpressureResult> {
+    let timeout = write_timeout.to_string();
+    let mut args = vec!["serve", "--data", dir.to_str().context("path")?, "--write-timeout-secs", &timeout];
+    if rate_limited {
+        args.push("--rate-limited");
+    }
+    let p = proc::Proc::spawn(&args)?;
+    let address = ServerAddress::parse(&p.line)?;
+    backpressure::run(&address, p.pid(), pairs, rate, secs, Duration::from_secs(write_timeout)).await
+}
+
+fn backpressure_line(r: &backpressure::BackpressureResult) -> String {
+    format!(
+        "backpressure quiet_p99_ms={:.2} flood_p99_ms={:.2} flood_sent={} flood_acked={} rss_before_kib={} rss_peak_kib={} stuck_dropped_after_s={}",
+        r.quiet_p99_ms,
+        r.flood_p99_ms,
+        r.flood_sent,
+        r.flood_acked,
+        r.rss_before_kib,
+        r.rss_peak_kib,
+        r.stuck_dropped_after_s.map_or("never".into(), |s| format!("{s:.1}"))
+    )
 }
 
 fn start_server(dir: &std::path::Path) -> Result<(proc::Proc, ServerAddress)> {

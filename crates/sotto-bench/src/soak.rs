@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::client::{Account, Conn};
-use crate::proc::{rss_kib, Proc};
+use crate::proc::{fds, rss_kib, Proc};
 
 pub struct SoakResult {
     pub samples: Vec<(f64, u64, usize)>,
@@ -16,10 +16,6 @@ pub struct SoakResult {
     pub end_kib: u64,
     pub after_kib: u64,
     pub messages: u64,
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
 /// Runs against a server this bench starts, or against `external`

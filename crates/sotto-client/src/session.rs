@@ -15,6 +15,11 @@ use crate::{connect_with_retry, ClientError, Connection};
 const KEY_PACKAGE_BATCH: usize = 50;
 /// Tries for a message whose epoch keeps going stale under it.
 const STALE_RETRIES: usize = 8;
+/// When the server says `rate_limited`, the first pause before sending
+/// again; it doubles up to [`RATE_LIMIT_MAX_PAUSE`], after which the error
+/// goes to the caller (the message stays in the outbox either way).
+const RATE_LIMIT_FIRST_PAUSE: Duration = Duration::from_millis(250);
+const RATE_LIMIT_MAX_PAUSE: Duration = Duration::from_secs(8);
 /// A device refreshes its keys in each group at least this often, and on
 /// the first session after being offline longer (post-compromise security).
 pub const SELF_UPDATE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -118,14 +123,24 @@ impl<'m> Session<'m> {
                 Err(e) => return Err(e.into()),
             }
         }
-        match self.conn.request(item.to_request()).await {
-            Ok(Response::Appended { seq, .. }) => {
-                self.messenger.accepted(&item.client_id, seq)?;
-                Ok(true)
+        let mut pause = RATE_LIMIT_FIRST_PAUSE;
+        loop {
+            match self.conn.request(item.to_request()).await {
+                Ok(Response::Appended { seq, .. }) => {
+                    self.messenger.accepted(&item.client_id, seq)?;
+                    return Ok(true);
+                }
+                Ok(other) => return Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+                Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => return Ok(false),
+                // A long outbox (or large messages) can exceed what the
+                // server takes from one connection per second.
+                Err(e) if e.code() == Some(ErrorCode::RateLimited) && pause <= RATE_LIMIT_MAX_PAUSE => {
+                    tracing::debug!(?pause, "the server asked to slow down");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
-            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Ok(false),
-            Err(e) => Err(e.into()),
         }
     }
 

@@ -52,6 +52,11 @@ pub struct FileConfig {
     pub request_rate: Option<u32>,
     /// Requests a connection may burst above the rate.
     pub request_burst: Option<u32>,
+    /// Request bytes per second per connection, sustained.
+    pub byte_rate: Option<u64>,
+    /// Request bytes a connection may burst above the rate (at least the
+    /// largest frame, 1 MiB).
+    pub byte_burst: Option<u64>,
     /// Most groups one device may create.
     pub max_groups_per_device: Option<u64>,
 }
@@ -95,6 +100,10 @@ pub struct Settings {
     pub request_rate: u32,
     /// Burst.
     pub request_burst: u32,
+    /// Sustained request bytes per second per connection.
+    pub byte_rate: u64,
+    /// Byte burst.
+    pub byte_burst: u64,
     /// Groups per device.
     pub max_groups_per_device: u64,
 }
@@ -120,6 +129,8 @@ impl Default for Settings {
             auth_timeout: Duration::from_secs(sotto_proto::limits::AUTH_TIMEOUT_SECS),
             request_rate: 500,
             request_burst: 2000,
+            byte_rate: crate::relay::DEFAULT_BYTE_RATE,
+            byte_burst: crate::relay::DEFAULT_BYTE_BURST,
             max_groups_per_device: 10_000,
         }
     }
@@ -234,6 +245,17 @@ impl Settings {
             positive("request_burst", u64::from(v), &mut errors);
             self.request_burst = v;
         }
+        if let Some(v) = f.byte_rate {
+            positive("byte_rate", v, &mut errors);
+            self.byte_rate = v;
+        }
+        if let Some(v) = f.byte_burst {
+            let frame = sotto_proto::limits::MAX_FRAME_BYTES as u64;
+            if v < frame {
+                errors.push(format!("byte_burst must be at least the largest frame ({frame} bytes), not {v}"));
+            }
+            self.byte_burst = v;
+        }
         if let Some(v) = f.max_groups_per_device {
             self.max_groups_per_device = v;
         }
@@ -273,5 +295,16 @@ mod tests {
         assert!(typo[0].contains("retension") && typo[0].contains("line 1"), "{typo:?}");
         let half = check("tls_cert = \"/nonexistent.pem\"\n").unwrap_err();
         assert!(half[0].contains("together"));
+    }
+
+    #[test]
+    fn byte_budget_is_configurable_but_must_fit_the_largest_frame() {
+        let s = check("byte_rate = 262144\nbyte_burst = 2097152\n").unwrap();
+        assert_eq!((s.byte_rate, s.byte_burst), (262_144, 2_097_152));
+        let defaults = check("").unwrap();
+        assert_eq!(defaults.byte_burst, crate::relay::DEFAULT_BYTE_BURST);
+        let errs = check("byte_rate = 0\nbyte_burst = 1000\n").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[1].contains("largest frame"), "{errs:?}");
     }
 }

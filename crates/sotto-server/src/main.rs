@@ -494,6 +494,8 @@ async fn run(args: RunArgs) -> Result<()> {
             blob_quota: s.quota,
             request_rate: s.request_rate,
             request_burst: s.request_burst,
+            byte_rate: s.byte_rate,
+            byte_burst: s.byte_burst,
             max_groups_per_device: s.max_groups_per_device,
             ..Default::default()
         },

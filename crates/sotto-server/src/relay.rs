@@ -45,9 +45,24 @@ pub struct RelayConfig {
     pub request_rate: u32,
     /// Requests a connection may make at once above the rate.
     pub request_burst: u32,
+    /// Sustained request bytes per second per connection.
+    pub byte_rate: u64,
+    /// Request bytes a connection may send at once above the rate (at
+    /// least the largest frame, or such a frame could never pass).
+    pub byte_burst: u64,
     /// Most groups one device may create.
     pub max_groups_per_device: u64,
 }
+
+/// 1 MiB/s: a thousand 1 KiB messages a second, far beyond any person,
+/// while one connection flooding 16 KiB messages can no longer slow every
+/// other conversation (measured with `sotto-bench backpressure`).
+pub const DEFAULT_BYTE_RATE: u64 = 1 << 20;
+/// 4 MiB: the largest frame several times over (a commit to a large group,
+/// an outbox flushed after a day offline). Beyond it a client hears
+/// `rate_limited` and sends again shortly (sotto-client does); a larger
+/// burst let a flood's first seconds double everyone else's p99.
+pub const DEFAULT_BYTE_BURST: u64 = 4 << 20;
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -63,6 +78,8 @@ impl Default for RelayConfig {
             blob_quota: 4 * sotto_proto::limits::DEFAULT_MAX_BLOB_BYTES,
             request_rate: 500,
             request_burst: 2000,
+            byte_rate: DEFAULT_BYTE_RATE,
+            byte_burst: DEFAULT_BYTE_BURST,
             max_groups_per_device: 10_000,
         }
     }

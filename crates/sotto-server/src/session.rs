@@ -198,7 +198,7 @@ struct Session<'a> {
     remote: std::net::SocketAddr,
 }
 
-/// A token bucket: `rate` requests per second sustained, `burst` at once.
+/// A token bucket: `rate` tokens per second sustained, `burst` at once.
 struct Bucket {
     tokens: f64,
     rate: f64,
@@ -207,20 +207,46 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self { tokens: f64::from(burst), rate: f64::from(rate), burst: f64::from(burst), last: Instant::now() }
+    fn new(rate: u64, burst: u64) -> Self {
+        let (rate, burst) = (rate as f64, burst as f64);
+        Self { tokens: burst, rate, burst, last: Instant::now() }
     }
 
-    fn take(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    }
+}
+
+/// What one connection may ask of the server: requests per second, and
+/// bytes per second, so a few huge messages cannot do what many small
+/// ones may not (each fills the one store writer and its fsync that every
+/// other conversation waits on).
+struct Budget {
+    requests: Bucket,
+    bytes: Bucket,
+}
+
+impl Budget {
+    fn new(config: &crate::relay::RelayConfig) -> Self {
+        Self {
+            requests: Bucket::new(config.request_rate.into(), config.request_burst.into()),
+            bytes: Bucket::new(config.byte_rate, config.byte_burst),
         }
+    }
+
+    /// Takes one request of `len` bytes, or refuses it and takes nothing.
+    fn take(&mut self, len: usize) -> bool {
+        self.requests.refill();
+        self.bytes.refill();
+        let len = len as f64;
+        if self.requests.tokens < 1.0 || self.bytes.tokens < len {
+            return false;
+        }
+        self.requests.tokens -= 1.0;
+        self.bytes.tokens -= len;
+        true
     }
 }
 
@@ -228,7 +254,7 @@ impl Session<'_> {
     async fn run(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
         let registration = self.relay.hub.register(self.me.clone(), self.remote);
         let info = registration.info.clone();
-        let mut bucket = Bucket::new(self.relay.config.request_rate, self.relay.config.request_burst);
+        let mut budget = Budget::new(&self.relay.config);
         let mut shutdown = self.relay.shutdown.subscribe();
         let mut ping = interval(self.relay.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -263,7 +289,11 @@ impl Session<'_> {
                         info.bytes_in.fetch_add(n, Ordering::Relaxed);
                         self.relay.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
                     }
-                    if matches!(&msg, Some(Ok(Message::Binary(_)))) && !bucket.take() {
+                    let over = match &msg {
+                        Some(Ok(Message::Binary(b))) => !budget.take(b.len()),
+                        _ => false,
+                    };
+                    if over {
                         self.relay.metrics.rejected(ErrorCode::RateLimited);
                         let id = match classify(msg) { Incoming::Request(id, _) => id, _ => 0 };
                         respond(socket, id, Err(ErrorBody::new(ErrorCode::RateLimited))).await?;

@@ -223,6 +223,43 @@ async fn connection_rate_and_group_limits() {
     assert!(matches!(b.request(Request::LookupUser { handle: "alice".into() }).await.unwrap(), Response::User(_)));
 }
 
+#[tokio::test]
+async fn a_connection_sending_large_messages_is_held_to_its_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // 256 KiB at once, then 256 KiB/s: 32 KiB messages pass eight at a time.
+    let config = RelayConfig { byte_rate: 256 * 1024, byte_burst: 256 * 1024, ..open() };
+    let server = TestServer::start_with(dir.path(), config, ListenConfig::default()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    let mut b = bob.online(&server).await;
+    let group = vec![2u8; 16];
+    group_with(&mut a, &group, &[&bob]).await;
+    let send = |i: u32| Request::Send {
+        group_id: group.clone(),
+        epoch: 1,
+        client_id: i.to_le_bytes().to_vec(),
+        payload: vec![7; 32 * 1024],
+    };
+    let (mut stored, mut limited) = (0, 0);
+    for i in 0..20 {
+        match a.request(send(i)).await {
+            Ok(Response::Appended { .. }) => stored += 1,
+            Err(e) if e.code() == Some(ErrorCode::RateLimited) => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((6..=9).contains(&stored), "the burst lets about eight through, {stored} were stored");
+    assert_eq!(stored + limited, 20);
+    // Small requests still fit; the budget refills with time.
+    assert!(matches!(a.request(Request::LookupUser { handle: "bob".into() }).await.unwrap(), Response::User(_)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(a.request(send(100)).await.unwrap(), Response::Appended { .. }));
+    // Another connection has its own budget.
+    let big = Request::LookupUser { handle: "a".repeat(200_000) };
+    let r = b.request(big).await;
+    assert!(!matches!(&r, Err(e) if e.code() == Some(ErrorCode::RateLimited)), "bob's budget is his own: {r:?}");
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = stat.rsplit_once(')').unwrap().1;

@@ -170,8 +170,12 @@ async fn a_receiver_that_stops_reading_is_dropped_and_nobody_else_waits() {
     let dir = tempfile::tempdir().unwrap();
     let config = sotto_server::relay::RelayConfig {
         write_timeout: Duration::from_secs(1),
+        // The flood must reach the server at full speed: this is about a
+        // reader that stopped, not the senders' budgets.
         request_rate: 100_000,
         request_burst: 100_000,
+        byte_rate: 1 << 40,
+        byte_burst: 1 << 40,
         ..open()
     };
     let server = TestServer::start(dir.path(), config).await;
