@@ -30,8 +30,9 @@ pub struct BackpressureResult {
     pub flood_acked: u64,
     pub rss_before_kib: u64,
     pub rss_peak_kib: u64,
-    /// Seconds from the end of the flood until the server closed the stuck
-    /// connection; `None` if it had not within `write_timeout` + 10 s.
+    /// Seconds from the start of the flood until the server closed the
+    /// stuck connection; `None` if it had not by `write_timeout` + 10 s
+    /// after the flood.
     pub stuck_dropped_after_s: Option<f64>,
 }
 
@@ -59,32 +60,36 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
+    // Every connection of this scenario is open now; during the flood the
+    // only one the server may close is the stuck one.
+    let fds_all = fds(pid);
+    let flood_start = Instant::now();
     let flood = tokio::spawn(flood(flood_pair.sender, flood_pair.group, stop.clone(), sent.clone(), acked.clone()));
     let sampler = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut peak = 0;
+            let (mut peak, mut dropped) = (0, None);
             while !stop.load(Ordering::Relaxed) {
                 peak = peak.max(rss_kib(pid));
+                if dropped.is_none() && fds(pid) < fds_all {
+                    dropped = Some(flood_start.elapsed().as_secs_f64());
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            peak
+            (peak, dropped)
         })
     };
     let busy = relay::run(talkers, span, 1024, Some(rate)).await?;
     stop.store(true, Ordering::Relaxed);
     flood.await??;
-    let rss_peak_kib = sampler.await?;
-    let flood_end = Instant::now();
-    // Everyone else hangs up now; the stuck connection is still open, and
-    // read from by nobody. Once the server's descriptors are back where
-    // they were before any of these connections, the server dropped it too.
-    let limit = write_timeout + Duration::from_secs(10);
-    let mut stuck_dropped_after_s = None;
-    while flood_end.elapsed() < limit {
+    let (rss_peak_kib, mut stuck_dropped_after_s) = sampler.await?;
+    // Not yet: everyone else hangs up now, the stuck connection stays open
+    // and unread. Once the server's descriptors are back where they were
+    // before any of these connections, the server dropped it too.
+    let limit = flood_start.elapsed() + write_timeout + Duration::from_secs(10);
+    while stuck_dropped_after_s.is_none() && flood_start.elapsed() < limit {
         if fds(pid) <= fds_without {
-            stuck_dropped_after_s = Some(flood_end.elapsed().as_secs_f64());
-            break;
+            stuck_dropped_after_s = Some(flood_start.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -465,6 +465,11 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
     let server_peak = proc::peak_rss_kib(server.pid());
     drop(server);
 
+    // backpressure: the server's real per-connection limits, 5-s write timeout
+    let bp_secs = if quick { 2 } else { 10 };
+    let bp = backpressure_on_fresh_server(&tmp.path().join("backpressure"), 10, 1000, bp_secs, 5, true).await?;
+    eprintln!("{}", backpressure_line(&bp));
+
     let ratio = |x: f64| if baseline_rate > 0.0 { x / baseline_rate } else { 0.0 };
     let report = json!({
         "quick": quick,
@@ -480,6 +485,12 @@ async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize, file_mib: 
         "latency": {
             "p99_ms": latency.first().map(|l| l["p99_ms"].clone()).unwrap_or(json!(0.0)),
             "rates": latency,
+        },
+        "backpressure": {
+            "quiet_p99_ms": bp.quiet_p99_ms, "flood_p99_ms": bp.flood_p99_ms,
+            "flood_sent": bp.flood_sent, "flood_acknowledged": bp.flood_acked,
+            "server_rss_before_kib": bp.rss_before_kib, "server_rss_peak_kib": bp.rss_peak_kib,
+            "stuck_dropped_after_s": bp.stuck_dropped_after_s, "write_timeout_s": 5,
         },
         "idle": {"connections": idle.connections, "rss_per_conn_kib": idle.rss_per_conn_kib,
                  "storm_rss_per_conn_kib": idle.storm_rss_per_conn_kib,
@@ -526,6 +537,16 @@ fn print_table(r: &serde_json::Value) {
             format!("{:.2} / {:.2}", f(&l["p50_ms"]), f(&l["p99_ms"]))
         );
     }
+    println!(
+        "{:<34} {:>14}",
+        "p99 ms quiet / beside a flood",
+        format!("{:.2} / {:.2}", f(&r["backpressure"]["quiet_p99_ms"]), f(&r["backpressure"]["flood_p99_ms"]))
+    );
+    println!(
+        "{:<34} {:>14}",
+        "stuck reader dropped after s",
+        r["backpressure"]["stuck_dropped_after_s"].as_f64().map_or("never".into(), |s| format!("{s:.1}"))
+    );
     println!("{:<34} {:>14.1}", "idle KiB per connection", f(&r["idle"]["rss_per_conn_kib"]));
     println!("{:<34} {:>14.1}", "  the same right after the storm", f(&r["idle"]["storm_rss_per_conn_kib"]));
     println!("{:<34} {:>14.2}", "idle server CPU %", f(&r["idle"]["idle_cpu_percent"]));
