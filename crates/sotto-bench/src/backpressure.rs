@@ -48,9 +48,9 @@ pub async fn run(
 ) -> Result<BackpressureResult> {
     let span = Duration::from_secs(secs);
     let quiet = relay::run(relay::pairs(address, pairs, "bq").await?, span, 1024, Some(rate)).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The server's descriptors with none of the connections below open.
-    let fds_without = fds(pid);
+    // The server's descriptors with none of the connections below open
+    // (once it has closed the quiet run's).
+    let fds_without = settled_fds(pid).await;
     let talkers = relay::pairs(address, pairs, "bt").await?;
     let flood_pair = relay::pairs(address, 1, "bf").await?.remove(0);
     // Synced, then never read again (but kept open).
@@ -60,9 +60,9 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
-    // Every connection of this scenario is open now; during the flood the
-    // only one the server may close is the stuck one.
-    let fds_all = fds(pid);
+    // Every connection of this scenario is open now; while the talkers
+    // talk, the only one the server may close is the stuck one.
+    let fds_all = settled_fds(pid).await;
     let flood_start = Instant::now();
     let flood = tokio::spawn(flood(flood_pair.sender, flood_pair.group, stop.clone(), sent.clone(), acked.clone()));
     let sampler = {
@@ -71,7 +71,9 @@ pub async fn run(
             let (mut peak, mut dropped) = (0, None);
             while !stop.load(Ordering::Relaxed) {
                 peak = peak.max(rss_kib(pid));
-                if dropped.is_none() && fds(pid) < fds_all {
+                // Until the talkers hang up at the end of their span.
+                let talking = flood_start.elapsed() + Duration::from_millis(200) < span;
+                if dropped.is_none() && talking && fds(pid) < fds_all {
                     dropped = Some(flood_start.elapsed().as_secs_f64());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,4 +153,22 @@ async fn flood(
     }
     let _ = sink.close().await;
     Ok(())
+}
+
+/// The server's open descriptors once the count has not changed for half a
+/// second (connections that just hung up are closed a moment later; the
+/// stuck-reader timing counts descriptors, so they must be gone first).
+async fn settled_fds(pid: u32) -> usize {
+    let mut last = fds(pid);
+    let mut same = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = fds(pid);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if same >= 5 {
+            break;
+        }
+    }
+    last
 }
