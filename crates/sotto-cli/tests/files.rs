@@ -268,3 +268,34 @@ fn a_file_to_a_group_is_uploaded_once_and_fetched_by_all() {
     }
     assert_eq!(blobs(), 0, "deleted once every member fetched it");
 }
+
+#[test]
+fn a_file_message_is_queued_once_however_often_its_send_is_run_again() {
+    // `send --file` interrupted after the upload but before the server
+    // acknowledged the message resumes the same upload when run again; the
+    // message it queues then must be the one already in the outbox.
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let alice = &u[0];
+    alice.ok(&["send", "@bob", "hi"]);
+    alice.ok(&["group", "create", "pair", "@carol"]);
+    let m = open_profile(alice);
+    let file = sotto_core::files::FileInfo {
+        blob_id: vec![7; 16],
+        key: vec![1; 32],
+        nonce: vec![2; 19],
+        size: 5,
+        name: "notes.txt".into(),
+        media_type: "text/plain".into(),
+        sha256: vec![0; 32],
+    };
+    let first = m.prepare_file("@bob", file.clone(), None).unwrap().expect("queued the first time");
+    assert!(m.prepare_file("@bob", file.clone(), Some("again".into())).unwrap().is_none());
+    let outbox = m.outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].client_id, first.client_id);
+    // The same upload shared with another conversation is another message.
+    assert!(m.prepare_file("#pair", file.clone(), None).unwrap().is_some());
+    assert!(m.prepare_file("#pair", file, None).unwrap().is_none());
+    assert_eq!(m.outbox().unwrap().len(), 2);
+}
