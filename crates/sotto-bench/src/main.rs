@@ -108,8 +108,8 @@ enum Command {
         /// The server's write timeout for this run, seconds.
         #[arg(long, default_value_t = 5)]
         write_timeout: u64,
-        /// Lift the server's per-connection request-rate limit, so the
-        /// flood is as fast as this machine can carry it.
+        /// Lift the server's per-connection request and byte budgets, so
+        /// the flood is as fast as this machine can carry it.
         #[arg(long)]
         unlimited: bool,
     },
@@ -158,8 +158,9 @@ enum Command {
         /// Drop a connection that takes no bytes for this long.
         #[arg(long, default_value_t = 30)]
         write_timeout_secs: u64,
-        /// Keep the server's per-connection request-rate limit (lifted
-        /// otherwise: the load generator is the noisy client by design).
+        /// Keep the server's per-connection request and byte budgets
+        /// (lifted otherwise: the load generator is the noisy client by
+        /// design).
         #[arg(long)]
         rate_limited: bool,
     },
@@ -296,23 +297,16 @@ async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_
     let tls = sotto_server::tls::self_signed(&data.join("tls"), &[])?;
     let pin = tls.pin.context("pin")?;
     let store = Arc::new(SqliteStore::open(&data.join("relay.db"))?);
-    // The per-connection request-rate limit protects a real server from one
-    // noisy client; a load generator is that client by design, so it is
-    // lifted here (and the bench says so).
-    let defaults = RelayConfig::default();
-    let (request_rate, request_burst) =
-        if rate_limited { (defaults.request_rate, defaults.request_burst) } else { (1_000_000, 1_000_000) };
-    let (byte_rate, byte_burst) =
-        if rate_limited { (defaults.byte_rate, defaults.byte_burst) } else { (1 << 40, 1 << 40) };
-    let config = RelayConfig {
-        open_registration: true,
-        request_rate,
-        request_burst,
-        byte_rate,
-        byte_burst,
-        write_timeout,
-        ..defaults
-    };
+    let mut config = RelayConfig { open_registration: true, write_timeout, ..Default::default() };
+    if !rate_limited {
+        // The per-connection request and byte budgets protect a real server
+        // from one noisy client; a load generator is that client by design,
+        // so they are lifted here (and the bench says so).
+        config.request_rate = 1_000_000;
+        config.request_burst = 1_000_000;
+        config.byte_rate = 1 << 40;
+        config.byte_burst = 1 << 40;
+    }
     let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = ServerAddress {
