@@ -1,6 +1,14 @@
 //! `sotto`: the command-line client.
 
+/// `println!` that survives a closed pipe (see [`output::line`]). Defined
+/// before the modules so every one of them can use it.
+macro_rules! say {
+    () => { $crate::output::line(format_args!("")) };
+    ($($t:tt)*) => { $crate::output::line(format_args!($($t)*)) };
+}
+
 mod chat;
+mod exit;
 mod export;
 mod output;
 mod profile;
@@ -233,11 +241,32 @@ enum GroupCommand {
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SOTTO_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let missing = e.kind() == clap::error::ErrorKind::MissingRequiredArgument;
+            let _ = e.print();
+            if missing {
+                // `sotto send #crew hi`: the shell took `#crew hi` for a comment.
+                eprintln!(
+                    "note: if you typed a #group, put it in quotes ('#crew'): the shell ignores everything after an unquoted #"
+                );
+            }
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            std::process::exit(exit::ERROR);
+        }
+    };
     if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = exit::code_for(&e);
+        let label = if code == exit::QUEUED { "queued" } else { "error" };
+        eprintln!("{label}: {e:#}");
+        std::process::exit(code);
     }
 }
 
@@ -330,13 +359,25 @@ async fn run(cli: Cli) -> Result<()> {
                         .context("registration failed; nothing was kept, fix the cause and run init again"));
                 }
             }
-            println!("registered @{name} on {address}");
-            println!("profile: {}", dir.display());
+            say!("registered @{name} on {address}");
+            say!("profile: {}", dir.display());
         }
         Command::Send { to, text, file } => {
             let conversation = conversation_arg(to)?;
             let messenger = messenger(&cli, &dir).await?;
-            let mut session = Session::open(&messenger).await?;
+            let mut session = match Session::open(&messenger).await {
+                Ok(s) => s,
+                // The server is away: a text to a conversation that exists
+                // goes into the outbox now (encrypted in the epoch this
+                // device knows; re-encrypted on reconnect if it moved on).
+                Err(e)
+                    if file.is_none() && !cli.ephemeral && messenger.conversation_group(&conversation)?.is_some() =>
+                {
+                    messenger.prepare_text(&conversation, text.as_deref().unwrap_or_default())?;
+                    return Err(exit::Queued { conversation, reason: e.to_string() }.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             report(&session.sync().await?);
             let sent = match file {
                 Some(path) => {
@@ -349,7 +390,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
             };
-            sent.with_context(|| format!("could not send to {conversation}"))?;
+            if let Err(e) = sent {
+                let what = if e.is_queued() { conversation } else { format!("could not send to {conversation}") };
+                return Err(anyhow::Error::new(e).context(what));
+            }
             session.close().await;
         }
         Command::Receive { json, wait } => {
@@ -416,11 +460,11 @@ async fn run(cli: Cli) -> Result<()> {
             let messenger = messenger(&cli, &dir).await?;
             for g in messenger.groups()? {
                 if *json {
-                    println!("{}", serde_json::to_string(&g)?);
+                    say!("{}", serde_json::to_string(&g)?);
                 } else {
                     let state = if g.active { String::new() } else { " (left)".to_owned() };
                     let members: Vec<String> = g.members.iter().map(|m| format!("@{m}")).collect();
-                    println!("{}{state}: {}", g.conversation, members.join(" "));
+                    say!("{}{state}: {}", g.conversation, members.join(" "));
                 }
             }
         }
@@ -432,7 +476,7 @@ async fn run(cli: Cli) -> Result<()> {
                 GroupCommand::Create { name, members } => {
                     let conversation = group_arg(name)?;
                     session.create_group(&conversation[1..], &handles_arg(members)?).await?;
-                    println!("created {conversation}");
+                    say!("created {conversation}");
                 }
                 GroupCommand::Add { name, members } => {
                     session.add_to_group(&group_arg(name)?, &handles_arg(members)?).await?;
@@ -453,6 +497,10 @@ async fn run(cli: Cli) -> Result<()> {
             web::run(messenger, *port, !*no_open, profile::summaries()).await?;
         }
         Command::Chat => {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+                bail!("`sotto chat` needs a terminal; for scripts use `sotto receive --wait SECONDS` and `sotto send`");
+            }
             let mut messenger = messenger(&cli, &dir).await?;
             while let Some(name) = chat::run(&messenger, profile::summaries()).await? {
                 match profile::resolve(Some(&name)).and_then(|d| profile::open(&d)) {
@@ -469,7 +517,7 @@ async fn run(cli: Cli) -> Result<()> {
             bar.finish(r.is_ok());
             let path = r?;
             session.close().await;
-            println!("saved: {}", path.display());
+            say!("saved: {}", path.display());
         }
         Command::Broadcast { text, file, to } => {
             let messenger = messenger(&cli, &dir).await?;
@@ -483,7 +531,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
-            let mut failed = Vec::new();
+            let (mut failed, mut queued) = (Vec::new(), Vec::new());
             if let Some(path) = file {
                 // One upload, one message per conversation.
                 let bar = progress::bar("upload");
@@ -492,17 +540,31 @@ async fn run(cli: Cli) -> Result<()> {
                 r?;
             } else {
                 for t in &targets {
-                    if let Err(e) = session.send_text(t, text.as_deref().unwrap_or_default()).await {
-                        eprintln!("error: {t}: {e}");
-                        failed.push(t.clone());
+                    match session.send_text(t, text.as_deref().unwrap_or_default()).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_queued() => {
+                            eprintln!("queued: {t}: {e}");
+                            queued.push(t.clone());
+                        }
+                        Err(e) => {
+                            eprintln!("error: {t}: {e}");
+                            failed.push(t.clone());
+                        }
                     }
                 }
             }
             session.close().await;
             if !failed.is_empty() {
-                bail!("not delivered to {} of {}: {}", failed.len(), targets.len(), failed.join(", "));
+                bail!("not sent to {} of {}: {}", failed.len(), targets.len(), failed.join(", "));
             }
-            println!("sent to {}", targets.join(", "));
+            if !queued.is_empty() {
+                return Err(exit::Queued {
+                    conversation: queued.join(", "),
+                    reason: "the server did not confirm".into(),
+                }
+                .into());
+            }
+            say!("sent to {}", targets.join(", "));
         }
         Command::Verify { contact, confirm } => {
             let handle = contact_arg(contact)?;
@@ -510,13 +572,13 @@ async fn run(cli: Cli) -> Result<()> {
             match confirm {
                 Some(digits) => {
                     messenger.confirm_verified(&handle, digits)?;
-                    println!("@{handle} is verified");
+                    say!("@{handle} is verified");
                 }
                 None => {
                     let number = messenger.safety_number(&handle)?;
-                    println!("safety number: {}", sotto_core::trust::grouped(&number));
-                    println!("{}", output::qr(&number));
-                    println!(
+                    say!("safety number: {}", sotto_core::trust::grouped(&number));
+                    say!("{}", output::qr(&number));
+                    say!(
                         "Compare these digits with @{handle} in person or on a call; if they match, run\n  sotto verify @{handle} --confirm '{}'",
                         sotto_core::trust::grouped(&number)
                     );
@@ -527,9 +589,9 @@ async fn run(cli: Cli) -> Result<()> {
             let handle = contact_arg(contact)?;
             let messenger = messenger(&cli, &dir).await?;
             if messenger.trust(&handle)? {
-                println!("now trusting the new key of @{handle}; compare safety numbers to verify it (`sotto verify @{handle}`)");
+                say!("now trusting the new key of @{handle}; compare safety numbers to verify it (`sotto verify @{handle}`)");
             } else {
-                println!("the key of @{handle} has not changed; nothing to do");
+                say!("the key of @{handle} has not changed; nothing to do");
             }
         }
         Command::Export { conversation, format, output, all } => {
@@ -543,7 +605,7 @@ async fn run(cli: Cli) -> Result<()> {
                     write_new(&path, &export::render(&c, &me, &messenger.history(&c)?, *format))?;
                     n += 1;
                 }
-                println!("exported {n} conversations to {}", folder.display());
+                say!("exported {n} conversations to {}", folder.display());
             } else {
                 let Some(c) = conversation else { bail!("name a conversation (@handle or #group), or use --all DIR") };
                 let c = conversation_arg(c)?;
@@ -554,7 +616,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let text = export::render(&c, &me, &history, *format);
                 match output {
                     Some(path) => write_new(path, &text)?,
-                    None => print!("{text}"),
+                    None => output::text(&text),
                 }
             }
         }
@@ -562,23 +624,20 @@ async fn run(cli: Cli) -> Result<()> {
             let messenger = profile::open(&dir)?;
             let pass = profile::backup_passphrase(true)?;
             messenger.backup(file, &pass)?;
-            println!(
-                "backup written to {} (keep the backup passphrase; without it the file is useless)",
-                file.display()
-            );
+            say!("backup written to {} (keep the backup passphrase; without it the file is useless)", file.display());
         }
         Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
             let pass = profile::backup_passphrase(false)?;
             let key = profile::new_key(*no_passphrase)?;
             let messenger = sotto_core::Messenger::restore(file, &pass, &dir, &key)?;
-            println!("restored @{} into {}", messenger.identity().handle, dir.display());
+            say!("restored @{} into {}", messenger.identity().handle, dir.display());
         }
         Command::Profiles => profile::list()?,
         Command::Passphrase { no_passphrase } => {
             let messenger = profile::open(&dir)?;
             let key = profile::new_key(*no_passphrase)?;
             messenger.change_key(&key)?;
-            println!(
+            say!(
                 "the profile is now protected by {}",
                 if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" }
             );

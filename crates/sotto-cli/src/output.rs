@@ -70,16 +70,16 @@ pub fn message_line(m: &StoredMessage) -> String {
 /// Prints a message in the chosen format.
 pub fn print_message(m: &StoredMessage, as_json: bool) {
     if as_json {
-        println!("{}", message_json(m));
+        say!("{}", message_json(m));
     } else {
-        println!("{}", message_line(m));
+        say!("{}", message_line(m));
     }
 }
 
 /// Prints a contact in the chosen format.
 pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
     if as_json {
-        println!(
+        say!(
             "{}",
             json!({
                 "handle": c.handle,
@@ -103,7 +103,7 @@ pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
             flags.push("KEY CHANGED");
         }
         let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
-        println!("@{}{flags}", c.handle);
+        say!("@{}{flags}", c.handle);
     }
 }
 
@@ -117,5 +117,34 @@ pub fn qr(digits: &str) -> String {
             .light_color(qrcode::render::unicode::Dense1x2::Dark)
             .build(),
         Err(_) => String::new(),
+    }
+}
+
+/// Writes one line to standard output. When the reader has gone away
+/// (`sotto verify @bob | head -1`), the command stops quietly with exit
+/// code 0, as ripgrep does: what was asked for was printed, and Rust's
+/// `println!` would panic instead.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(crate::exit::OK);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(crate::exit::ERROR);
+    }
+}
+
+/// Writes text as it is (no newline added), like [`line`].
+pub fn text(t: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(crate::exit::OK);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(crate::exit::ERROR);
     }
 }

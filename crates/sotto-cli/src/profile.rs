@@ -106,12 +106,12 @@ pub fn list() -> Result<()> {
             std::env::var("SOTTO_PASSPHRASE").ok().map(|p| ProfileKey::Passphrase(Zeroizing::new(p)))
         };
         match key.map(|k| Messenger::open(&dir, &k)) {
-            Some(Ok(m)) => println!("{name}\t@{}\t{}", m.identity().handle, m.server().unwrap_or_default()),
-            _ => println!("{name}\t(locked)"),
+            Some(Ok(m)) => say!("{name}\t@{}\t{}", m.identity().handle, m.server().unwrap_or_default()),
+            _ => say!("{name}\t(locked)"),
         }
     }
     if !found {
-        println!("no profiles in {}; create one with `sotto --profile NAME init ...`", root.display());
+        say!("no profiles in {}; create one with `sotto --profile NAME init ...`", root.display());
     }
     Ok(())
 }

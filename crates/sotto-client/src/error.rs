@@ -25,6 +25,17 @@ pub enum ClientError {
         /// The pin seen.
         actual: String,
     },
+    /// The address has no pin and the server's certificate is not signed by
+    /// an authority this computer trusts.
+    #[error(
+        "the server at {host} has a certificate no authority vouches for, and the address has no #sha256= pin. \
+         Use the whole address sotto-server printed, in single quotes so the shell keeps the part after '#': \
+         --server 'sotto://{host}#sha256=...'"
+    )]
+    Unpinned {
+        /// host:port.
+        host: String,
+    },
     /// The TLS handshake failed for another reason.
     #[error("TLS handshake with the server failed: {0}")]
     Tls(String),

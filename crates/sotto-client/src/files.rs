@@ -136,7 +136,7 @@ impl Session<'_> {
             // Already queued by an earlier, interrupted run: the outbox
             // sends it (again, de-duplicated by the server) on reconnect.
             if let Some(item) = self.messenger().prepare_file(c, info.clone(), caption.clone())? {
-                self.post_item(item).await?;
+                self.post_item(item).await.map_err(|e| crate::SessionError::Queued(Box::new(e)))?;
             }
         }
         self.messenger().upload_done(&key)?;

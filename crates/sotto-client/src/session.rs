@@ -36,6 +36,18 @@ pub enum SessionError {
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
+    /// The message is in the local outbox but the server has not
+    /// acknowledged it: it goes out by itself on the next connection
+    /// (de-duplicated by the server), so it must not be sent again.
+    #[error("the message is saved and will be sent the next time sotto connects ({0}); do not send it again")]
+    Queued(Box<SessionError>),
+}
+
+impl SessionError {
+    /// Whether the message this error is about waits in the outbox.
+    pub fn is_queued(&self) -> bool {
+        matches!(self, Self::Queued(_))
+    }
 }
 
 /// Result of a session call.
@@ -484,7 +496,7 @@ impl<'m> Session<'m> {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
         let item = self.messenger.prepare_text(conversation, text)?;
-        self.post_item(item).await
+        self.post_item(item).await.map_err(|e| SessionError::Queued(Box::new(e)))
     }
 
     /// Closes the connection politely.

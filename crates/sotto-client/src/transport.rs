@@ -47,7 +47,13 @@ pub async fn open(address: &ServerAddress) -> Result<(Box<dyn Io>, bool), Client
         }
         Transport::WebPki => {
             let config = tls::config_webpki().map_err(|e| ClientError::Tls(e.to_string()))?;
-            Ok((Box::new(handshake(config, &address.host, tcp).await?), true))
+            let stream = handshake(config, &address.host, tcp).await.map_err(|e| match e {
+                // A self-signed server reached through an address without its
+                // pin (most often cut off by the shell at the `#`).
+                ClientError::Tls(m) if m.contains("certificate") => ClientError::Unpinned { host: address.authority() },
+                other => other,
+            })?;
+            Ok((Box::new(stream), true))
         }
     }
 }

@@ -153,7 +153,7 @@ impl Messenger {
                     .row("SELECT group_id FROM groups WHERE conversation=?", [&wanted], |r| r.get(0))
                     .optional()?;
                 let new_conv = match taken {
-                    Some(other) if other != group_id => format!("{wanted}~{}", hex::encode(&group_id[1..3])),
+                    Some(other) if other != group_id => format!("{wanted}~{}", crate::messenger::short_id(group_id, 2)),
                     _ => wanted,
                 };
                 let first = conversation.starts_with("#new-");

@@ -15,6 +15,8 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod groups;
+#[cfg(test)]
+mod hostile_server_tests;
 pub mod identity;
 pub mod messenger;
 mod provider;

@@ -233,6 +233,14 @@ pub enum Event {
 }
 
 /// The warning shown when a contact's account key changes.
+/// A short tag for a group id of any length (the id comes from the server
+/// and a welcome, so it may be shorter than ours are): the first `n` bytes
+/// of its SHA-256, in hex.
+pub(crate) fn short_id(group_id: &[u8], n: usize) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(group_id)[..n.min(32)])
+}
+
 pub(crate) fn key_change_text(handle: &str) -> String {
     format!(
         "the account key of @{handle} changed: they may have a new device, or someone may be impersonating them. \
@@ -245,7 +253,7 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn create_config() -> MlsGroupCreateConfig {
+pub(crate) fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(true)
@@ -498,7 +506,12 @@ impl Messenger {
             let signer = me.identity.signer();
             let mut packages = Vec::with_capacity(n);
             let build = |last_resort: bool| -> CoreResult<Vec<u8>> {
-                let mut b = KeyPackage::builder();
+                // Every package says it understands the last-resort
+                // extension: a package carrying it must, or the person
+                // claiming it refuses it (and a drained person could not be
+                // reached at all).
+                let capabilities = Capabilities::builder().extensions(vec![ExtensionType::LastResort]).build();
+                let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities);
                 if last_resort {
                     b = b.mark_as_last_resort();
                 }
@@ -973,7 +986,7 @@ impl Messenger {
                 (GroupKind::Direct, [one]) => format!("@{one}"),
                 // The name arrives in the group's first message; until then
                 // the conversation goes by a placeholder.
-                _ => format!("#new-{}", hex::encode(&group_id[1..5])),
+                _ => format!("#new-{}", short_id(group_id, 4)),
             };
             staged.into_group(&provider).map_err(CoreError::mls)?;
             let now = now_ms();

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     UnknownGroup,
     /// A group with this id exists already.
     GroupExists,
+    /// No file with this id is stored, or it is not this device's.
+    UnknownBlob,
     /// The device is not a member of the group.
     NotMember,
     /// The message names an epoch that is not the group's current one.
@@ -75,6 +77,7 @@ impl ErrorCode {
             Self::NoKeyPackages => "that person has no key packages left; they need to come online",
             Self::UnknownGroup => "no such conversation on the server",
             Self::GroupExists => "a conversation with that id exists already",
+            Self::UnknownBlob => "no such file on the server, or it is not yours",
             Self::NotMember => "this device is not a member of that conversation",
             Self::StaleEpoch => "the conversation moved on; re-sync and retry",
             Self::RateLimited => "too many requests; slow down",
@@ -83,8 +86,14 @@ impl ErrorCode {
         }
     }
 
+    /// Whether the same request may succeed later without any change (the
+    /// server failed, or asked to slow down).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Internal | Self::RateLimited)
+    }
+
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::BadRequest,
         Self::MalformedFrame,
         Self::FrameTooLarge,
@@ -102,6 +111,7 @@ impl ErrorCode {
         Self::NoKeyPackages,
         Self::UnknownGroup,
         Self::GroupExists,
+        Self::UnknownBlob,
         Self::NotMember,
         Self::StaleEpoch,
         Self::RateLimited,

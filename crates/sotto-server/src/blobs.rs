@@ -40,7 +40,18 @@ fn reply(code: StatusCode, text: &str) -> Response {
     (code, format!("{text}\n")).into_response()
 }
 
-fn auth(relay: &Relay, headers: &HeaderMap) -> Result<DeviceRef, Response> {
+/// The connection's slot, told when a request shows a valid token.
+type Slot = Option<axum::Extension<crate::server::ConnSlot>>;
+
+fn auth(relay: &Relay, headers: &HeaderMap, slot: &Slot) -> Result<DeviceRef, Response> {
+    let device = auth_token(relay, headers)?;
+    if let Some(s) = slot {
+        s.authenticated();
+    }
+    Ok(device)
+}
+
+fn auth_token(relay: &Relay, headers: &HeaderMap) -> Result<DeviceRef, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -79,12 +90,53 @@ async fn store<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || f(&*s)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(StoreError::LimitExceeded(m))) => Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &m)),
+        Ok(Err(StoreError::UnknownBlob)) => Err(reply(StatusCode::NOT_FOUND, "no such file, or it is not for you")),
+        Ok(Err(StoreError::Invalid(m))) => Err(reply(StatusCode::CONFLICT, &m)),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "blob store failure");
             Err(reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure"))
         }
         Err(_) => Err(reply(StatusCode::INTERNAL_SERVER_ERROR, "server failure")),
     }
+}
+
+/// How long an upload may send nothing before the server closes it. A
+/// client on a slow link still sends something every few seconds; one that
+/// stopped only holds a connection slot.
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// An unfinished upload whose bytes stopped arriving this long ago is
+/// removed (its record, its bytes and its share of the owner's quota).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes an unfinished upload: its bytes and its record.
+async fn abandon(relay: &Arc<Relay>, id: &[u8]) {
+    remove_bytes(&relay.blob_dir, id).await;
+    let idc = id.to_vec();
+    let _ = store(relay, move |s| s.remove_blob(&idc)).await;
+}
+
+/// Removes unfinished uploads that nobody wrote to for `idle` (the client
+/// gave up, or its disk-full attempt left a record). Returns how many.
+pub async fn remove_abandoned(relay: &Arc<Relay>, idle: std::time::Duration) -> usize {
+    let Ok(records) = store(relay, |s| s.incomplete_blobs()).await else { return 0 };
+    let mut removed = 0;
+    for r in records {
+        if relay.uploading.lock().unwrap_or_else(|p| p.into_inner()).contains(&r.id) {
+            continue;
+        }
+        let (_, part) = paths(&relay.blob_dir, &r.id);
+        let last_write = match tokio::fs::metadata(&part).await.and_then(|m| m.modified()) {
+            Ok(t) => t,
+            // No bytes at all: idle since the record was made.
+            Err(_) => std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at.max(0) as u64),
+        };
+        if last_write.elapsed().is_ok_and(|e| e >= idle) {
+            abandon(relay, &r.id).await;
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Releases the one-writer-per-blob lock.
@@ -106,10 +158,11 @@ async fn upload(
     State(relay): State<Arc<Relay>>,
     UrlPath(hex_id): UrlPath<String>,
     Query(q): Query<UploadQuery>,
+    slot: Slot,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match upload_inner(&relay, &hex_id, q.offset, &headers, body).await {
+    match upload_inner(&relay, &hex_id, q.offset, &headers, &slot, body).await {
         Ok(r) | Err(r) => r,
     }
 }
@@ -119,9 +172,10 @@ async fn upload_inner(
     hex_id: &str,
     offset: u64,
     headers: &HeaderMap,
+    slot: &Slot,
     body: Body,
 ) -> Result<Response, Response> {
-    let me = auth(relay, headers)?;
+    let me = auth(relay, headers, slot)?;
     let id = blob_id(hex_id)?;
     let size: u64 = headers
         .get("x-sotto-size")
@@ -155,22 +209,41 @@ async fn upload_inner(
     file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
     let mut written = offset;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        // A client that stops sending is dropped after UPLOAD_IDLE, so it
+        // cannot hold its connection (and the one-writer lock) for good.
+        let chunk = match tokio::time::timeout(UPLOAD_IDLE, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::debug!("blob upload stalled; closing it");
+                break;
+            }
+        };
         match chunk {
             Ok(bytes) => {
                 if written + bytes.len() as u64 > size {
                     file.set_len(written).await.map_err(io)?;
                     return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than the declared size"));
                 }
-                file.write_all(&bytes).await.map_err(io)?;
+                if let Err(e) = file.write_all(&bytes).await {
+                    // Disk full (or worse): give the space and the quota
+                    // back at once; the client starts over when it retries.
+                    drop(file);
+                    abandon(relay, &id).await;
+                    return Err(io(e));
+                }
                 written += bytes.len() as u64;
             }
             // The client went away: keep what arrived for a resume.
             Err(_) => break,
         }
     }
-    file.flush().await.map_err(io)?;
-    file.sync_data().await.map_err(io)?;
+    if let Err(e) = file.flush().await.and(file.sync_data().await) {
+        drop(file);
+        abandon(relay, &id).await;
+        return Err(io(e));
+    }
     drop(file);
     if written < size {
         return Ok(stored_reply(StatusCode::OK, size, written));
@@ -189,8 +262,13 @@ fn stored_reply(code: StatusCode, size: u64, stored: u64) -> Response {
     r
 }
 
-async fn readable(relay: &Arc<Relay>, headers: &HeaderMap, hex_id: &str) -> Result<crate::store::BlobRecord, Response> {
-    let me = auth(relay, headers)?;
+async fn readable(
+    relay: &Arc<Relay>,
+    headers: &HeaderMap,
+    slot: &Slot,
+    hex_id: &str,
+) -> Result<crate::store::BlobRecord, Response> {
+    let me = auth(relay, headers, slot)?;
     let id = blob_id(hex_id)?;
     let idc = id.clone();
     let allowed = store(relay, move |s| s.may_read_blob(&idc, &me)).await?;
@@ -199,8 +277,13 @@ async fn readable(relay: &Arc<Relay>, headers: &HeaderMap, hex_id: &str) -> Resu
     record.ok_or_else(|| reply(StatusCode::NOT_FOUND, "no such file, or it is not for you"))
 }
 
-async fn status(State(relay): State<Arc<Relay>>, UrlPath(hex_id): UrlPath<String>, headers: HeaderMap) -> Response {
-    let record = match readable(&relay, &headers, &hex_id).await {
+async fn status(
+    State(relay): State<Arc<Relay>>,
+    UrlPath(hex_id): UrlPath<String>,
+    slot: Slot,
+    headers: HeaderMap,
+) -> Response {
+    let record = match readable(&relay, &headers, &slot, &hex_id).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -210,8 +293,13 @@ async fn status(State(relay): State<Arc<Relay>>, UrlPath(hex_id): UrlPath<String
     stored_reply(StatusCode::OK, record.size, stored)
 }
 
-async fn download(State(relay): State<Arc<Relay>>, UrlPath(hex_id): UrlPath<String>, headers: HeaderMap) -> Response {
-    let record = match readable(&relay, &headers, &hex_id).await {
+async fn download(
+    State(relay): State<Arc<Relay>>,
+    UrlPath(hex_id): UrlPath<String>,
+    slot: Slot,
+    headers: HeaderMap,
+) -> Response {
+    let record = match readable(&relay, &headers, &slot, &hex_id).await {
         Ok(r) => r,
         Err(r) => return r,
     };

@@ -46,6 +46,10 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     /// Most simultaneous connections from one IP address.
     pub max_connections_per_ip: Option<usize>,
+    /// IPv6 addresses count per prefix of this many bits (default 64).
+    pub ipv6_prefix: Option<u8>,
+    /// Most connections not logged in yet (default 2000).
+    pub max_unauthenticated: Option<usize>,
     /// Time to finish the TLS handshake and to log in, e.g. "10s".
     pub auth_timeout: Option<String>,
     /// Requests per second per connection, sustained.
@@ -94,6 +98,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// Per-IP cap.
     pub max_connections_per_ip: usize,
+    /// IPv6 addresses count per prefix of this many bits.
+    pub ipv6_prefix: u8,
+    /// Most connections not logged in yet; the oldest yields to a new one.
+    pub max_unauthenticated: usize,
     /// Handshake and login deadline.
     pub auth_timeout: Duration,
     /// Sustained requests per second per connection.
@@ -126,6 +134,8 @@ impl Default for Settings {
             metrics_listen: None,
             max_connections: 10_000,
             max_connections_per_ip: 200,
+            ipv6_prefix: 64,
+            max_unauthenticated: 2_000,
             auth_timeout: Duration::from_secs(sotto_proto::limits::AUTH_TIMEOUT_SECS),
             request_rate: 500,
             request_burst: 2000,
@@ -229,6 +239,16 @@ impl Settings {
         if let Some(v) = f.max_connections {
             positive("max_connections", v as u64, &mut errors);
             self.max_connections = v;
+        }
+        if let Some(v) = f.ipv6_prefix {
+            if v == 0 || v > 128 {
+                errors.push(format!("ipv6_prefix must be 1 to 128 (bits), not {v}"));
+            }
+            self.ipv6_prefix = v;
+        }
+        if let Some(v) = f.max_unauthenticated {
+            positive("max_unauthenticated", v as u64, &mut errors);
+            self.max_unauthenticated = v;
         }
         if let Some(v) = f.max_connections_per_ip {
             positive("max_connections_per_ip", v as u64, &mut errors);

@@ -162,6 +162,8 @@ impl From<StoreError> for ErrorBody {
             StoreError::NoKeyPackages => ErrorCode::NoKeyPackages,
             StoreError::UnknownGroup => ErrorCode::UnknownGroup,
             StoreError::GroupExists => ErrorCode::GroupExists,
+            StoreError::UnknownBlob => ErrorCode::UnknownBlob,
+            StoreError::Invalid(_) => ErrorCode::BadRequest,
             StoreError::NotMember => ErrorCode::NotMember,
             StoreError::StaleEpoch { current } => {
                 return ErrorBody {
@@ -189,6 +191,45 @@ fn verify(key: &[u8], payload: &[u8], signature: &[u8]) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(&key) else { return false };
     let Ok(sig) = Signature::from_slice(signature) else { return false };
     key.verify(payload, &sig).is_ok()
+}
+
+/// Sequence numbers, epochs and ids are stored as SQL integers (63 bits);
+/// a larger one names nothing that can exist, so it is a bad request, not
+/// a store failure.
+fn check_integers(request: &Request) -> Result<(), ErrorBody> {
+    let (name, value) = match request {
+        Request::Commit { epoch, .. } | Request::Send { epoch, .. } | Request::PutGroupInfo { epoch, .. } => {
+            ("epoch", *epoch)
+        }
+        Request::Ack { seq, .. } => ("seq", *seq),
+        Request::AckWelcome { welcome_id } => ("welcome_id", *welcome_id),
+        Request::Fetch { after_seq, .. } => ("after_seq", *after_seq),
+        _ => return Ok(()),
+    };
+    if value > i64::MAX as u64 {
+        return Err(bad(format!("{name} {value} is larger than any the server hands out (at most 2^63-1)")));
+    }
+    Ok(())
+}
+
+/// Cuts a fetch answer so its frame stays under the protocol's frame
+/// limit (the client asks again from the last one it got). The first
+/// message always fits: a payload is at most MAX_PAYLOAD_BYTES.
+fn within_frame(mut messages: Vec<sotto_proto::Delivery>) -> Vec<sotto_proto::Delivery> {
+    // Room for the frame's own fields and each delivery's envelope.
+    const ENVELOPE: usize = 256;
+    let budget = sotto_proto::limits::MAX_FRAME_BYTES - 4096;
+    let mut used = 0;
+    let keep = messages
+        .iter()
+        .position(|d| {
+            used += d.payload.len() + d.group_id.len() + d.sender.handle.len() + ENVELOPE;
+            used > budget
+        })
+        .unwrap_or(messages.len())
+        .max(1);
+    messages.truncate(keep);
+    messages
 }
 
 fn check_group_id(group_id: &[u8]) -> Result<(), ErrorBody> {
@@ -286,6 +327,9 @@ impl Relay {
     /// in that order, however many it keeps in flight.
     pub fn submit<'a>(&'a self, me: &DeviceRef, request: Request) -> Submitted<'a> {
         let ready = |r: Result<Response, ErrorBody>| Submitted::Queued(Box::pin(std::future::ready(r)));
+        if let Err(e) = check_integers(&request) {
+            return ready(Err(e));
+        }
         let now = now_ms();
         let (group_id, added, ticket, (epoch, kind, payload)) = match request {
             Request::Commit { group_id, epoch, client_id, commit, welcome, added, removed } => {
@@ -473,7 +517,7 @@ impl Relay {
                 let me = me.clone();
                 let messages =
                     blocking_timed(&self.metrics, move || store.fetch(&group_id, &me, after_seq, limit)).await?;
-                Ok(Response::Messages { messages })
+                Ok(Response::Messages { messages: within_frame(messages) })
             }
             Request::BlobToken => {
                 let token: [u8; 32] = rand::random();

@@ -33,6 +33,18 @@ pub struct ListenConfig {
     pub max_connections_per_ip: usize,
     /// How long shutdown waits for open connections to finish.
     pub drain_timeout: Duration,
+    /// IPv6 addresses are counted per prefix of this many bits for
+    /// `max_connections_per_ip`: one host usually holds a whole /64.
+    pub ipv6_prefix: u8,
+    /// Most connections that have not yet logged in (or shown a blob
+    /// token). When full, the oldest of them is closed to make room, so
+    /// connections that send nothing cannot lock out the people who log
+    /// in, and those logged in keep the rest of `max_connections`.
+    pub max_unauthenticated: usize,
+    /// Everything before login (TLS, HTTP request or HTTP/2 preface,
+    /// WebSocket upgrade) must be done within this, whatever each phase's
+    /// own deadline says.
+    pub login_deadline: Duration,
 }
 
 impl Default for ListenConfig {
@@ -43,6 +55,9 @@ impl Default for ListenConfig {
             max_connections: 10_000,
             max_connections_per_ip: 200,
             drain_timeout: Duration::from_secs(10),
+            ipv6_prefix: 64,
+            max_unauthenticated: 2_000,
+            login_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -71,7 +86,7 @@ async fn websocket(
     peer: Option<axum::Extension<Peer>>,
     slot: Option<axum::Extension<ConnSlot>>,
 ) -> impl IntoResponse {
-    let guard = slot.and_then(|s| s.0.take());
+    let guard = slot.and_then(|s| s.take());
     let limit = sotto_proto::limits::MAX_FRAME_BYTES;
     let remote = peer.map(|p| p.0 .0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     // Small buffers: tungstenite's defaults (128 KiB read buffer) made
@@ -84,8 +99,10 @@ async fn websocket(
     // copies at once.
     ws.max_message_size(limit).max_frame_size(limit).read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).on_upgrade(
         move |socket| async move {
+            let admission = guard.as_ref().and_then(|g| g.admission());
+            // Held for the whole session: its place under the caps.
             let _guard = guard;
-            crate::session::serve(socket, relay, remote).await
+            crate::session::serve(socket, relay, remote, admission).await
         },
     )
 }
@@ -93,6 +110,87 @@ async fn websocket(
 /// Open connections per address.
 pub struct PerIp {
     counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// What the per-address cap counts an address as: IPv4 as it is, IPv6 by
+/// its first `v6_prefix` bits (a single host commonly has a /64 to pick
+/// addresses from).
+pub fn address_bucket(ip: std::net::IpAddr, v6_prefix: u8) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let keep = u32::from(v6_prefix.min(128));
+                let mask = if keep == 0 { 0 } else { u128::MAX << (128 - keep) };
+                std::net::IpAddr::V6((bits & mask).into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// The connections that have not logged in yet, oldest first, so the
+/// oldest can be closed when the budget is full.
+#[derive(Default)]
+pub struct Unauthenticated {
+    waiting: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Unauthenticated {
+    /// Registers a new connection; closes the oldest waiting one first if
+    /// `max` are waiting already.
+    fn admit(self: &Arc<Self>, max: usize, relay: &Relay) -> Admission {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        while waiting.len() >= max.max(1) {
+            let Some((_, oldest)) = waiting.pop_first() else { break };
+            oldest.notify_one();
+            relay.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        waiting.insert(id, evict.clone());
+        Admission { id, evict, registry: self.clone() }
+    }
+
+    /// How many connections are waiting to log in.
+    pub fn len(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A connection's place among those not logged in yet. Logging in (or a
+/// valid blob token) gives it up; `evicted` completes if the server
+/// closed it to make room for a newer one.
+#[derive(Clone)]
+pub struct Admission {
+    id: u64,
+    evict: Arc<tokio::sync::Notify>,
+    registry: Arc<Unauthenticated>,
+}
+
+impl Admission {
+    /// The connection proved who it is: it no longer counts against the
+    /// unauthenticated budget and is never evicted.
+    pub fn authenticated(&self) {
+        self.registry.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+
+    /// Whether the connection is still waiting to log in.
+    pub fn waiting(&self) -> bool {
+        self.registry.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&self.id)
+    }
+
+    /// Completes when the server closes this connection to make room.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
 }
 
 /// What a connection holds while it is open: its place under the total and
@@ -104,10 +202,21 @@ pub struct ConnGuard {
     per_ip: Arc<PerIp>,
     ip: std::net::IpAddr,
     relay: Arc<Relay>,
+    admission: Option<Admission>,
+}
+
+impl ConnGuard {
+    /// The connection's place among those not logged in yet.
+    pub fn admission(&self) -> Option<Admission> {
+        self.admission.clone()
+    }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if let Some(a) = &self.admission {
+            a.authenticated();
+        }
         self.relay.metrics.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = self.per_ip.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
@@ -128,6 +237,14 @@ impl ConnSlot {
     pub fn take(&self) -> Option<ConnGuard> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// The connection showed a valid token (blob requests): it is no
+    /// longer held to the login deadline nor counted as unauthenticated.
+    pub fn authenticated(&self) {
+        if let Some(a) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|g| g.admission()) {
+            a.authenticated();
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` completes, then tells every session
@@ -144,6 +261,7 @@ pub async fn run(
     let acceptor = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let per_ip = Arc::new(PerIp { counts: Default::default() });
+    let unauthenticated = Arc::new(Unauthenticated::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -162,9 +280,10 @@ pub async fn run(
                 }
             },
         };
+        let bucket = address_bucket(peer.ip(), config.ipv6_prefix);
         {
             let mut counts = per_ip.counts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = counts.entry(peer.ip()).or_insert(0);
+            let n = counts.entry(bucket).or_insert(0);
             if *n >= config.max_connections_per_ip {
                 relay.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(%peer, "too many connections from this address; closed");
@@ -175,19 +294,48 @@ pub async fn run(
         relay.metrics.connections_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         relay.metrics.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let guard = ConnGuard { _permit: permit, per_ip: per_ip.clone(), ip: peer.ip(), relay: relay.clone() };
+        let admission = unauthenticated.admit(config.max_unauthenticated, &relay);
+        let guard = ConnGuard {
+            _permit: permit,
+            per_ip: per_ip.clone(),
+            ip: bucket,
+            relay: relay.clone(),
+            admission: Some(admission.clone()),
+        };
         let slot = ConnSlot(Arc::new(std::sync::Mutex::new(Some(guard))));
         let app = app.clone().layer(axum::Extension(Peer(peer))).layer(axum::Extension(slot));
         let acceptor = acceptor.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            match acceptor {
-                Some(acceptor) => match tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_http(stream, app, &config).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
-                None => serve_http(tcp, app, &config).await,
+            let connection = async {
+                match acceptor {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => serve_http(stream, app, &config).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    None => serve_http(tcp, app, &config).await,
+                }
+            };
+            // Until it authenticates, the connection lives at most
+            // login_deadline, and yields its place to a newer one when the
+            // unauthenticated budget is full. The HTTP connection ends
+            // when it becomes a WebSocket (the session has its own login
+            // deadline and watches the same admission).
+            let expiry = async {
+                tokio::select! {
+                    _ = tokio::time::sleep(config.login_deadline) => {}
+                    _ = admission.evicted() => {}
+                }
+                if !admission.waiting() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = connection => {}
+                _ = expiry => tracing::debug!(%peer, "closed before logging in"),
             }
             // The router (and with it the slot) drops here; an upgraded
             // session took the guard and keeps it.
@@ -212,5 +360,32 @@ where
     let service = TowerToHyperService::new(app);
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_bucket;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_count_as_one_address() {
+        let a = address_bucket(ip("2001:db8:1:2:aaaa::1"), 64);
+        let b = address_bucket(ip("2001:db8:1:2:ffff:1:2:3"), 64);
+        assert_eq!(a, b, "one host picking addresses from its /64");
+        assert_ne!(a, address_bucket(ip("2001:db8:1:3::1"), 64), "the next /64 is someone else");
+        assert_eq!(address_bucket(ip("2001:db8:1:2::1"), 48), address_bucket(ip("2001:db8:1:3::1"), 48));
+        assert_ne!(address_bucket(ip("2001:db8::1"), 128), address_bucket(ip("2001:db8::2"), 128));
+    }
+
+    #[test]
+    fn ipv4_is_counted_per_address_also_when_mapped_into_ipv6() {
+        assert_eq!(address_bucket(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(address_bucket(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_ne!(address_bucket(ip("192.0.2.7"), 64), address_bucket(ip("192.0.2.8"), 64));
     }
 }

@@ -104,10 +104,30 @@ enum Incoming {
     Malformed(DecodeError),
     Other,
     Closed,
+    TooLarge,
+}
+
+/// Whether a read failed because the peer's message exceeds the frame limit
+/// (tungstenite's capacity error; axum gives it only as an opaque error).
+fn is_too_large(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("Message too long") || text.contains("Space limit exceeded")
+}
+
+/// Closes with 1009 ("message too big"), as docs/protocol.md says.
+async fn close_too_large(socket: &mut WebSocket) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: 1009,
+        reason: format!("a frame may be at most {} bytes", sotto_proto::limits::MAX_FRAME_BYTES).into(),
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 fn classify(msg: Option<Result<Message, axum::Error>>) -> Incoming {
     match msg {
+        // tungstenite refuses a message over max_message_size while reading
+        // it; the protocol promises close code 1009 for that.
+        Some(Err(e)) if is_too_large(&e) => Incoming::TooLarge,
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Incoming::Closed,
         Some(Ok(Message::Binary(bytes))) => match codec::decode_client(&bytes) {
             Ok(m) => Incoming::Request(m.id, m.request),
@@ -129,7 +149,12 @@ fn malformed_error(e: &DecodeError) -> ErrorBody {
 }
 
 /// Serves one WebSocket until it closes.
-pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>, remote: std::net::SocketAddr) {
+pub async fn serve(
+    mut socket: WebSocket,
+    relay: Arc<Relay>,
+    remote: std::net::SocketAddr,
+    admission: Option<crate::server::Admission>,
+) {
     let mut challenge = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut challenge);
     let hello = Hello {
@@ -142,7 +167,22 @@ pub async fn serve(mut socket: WebSocket, relay: Arc<Relay>, remote: std::net::S
     if send(&mut socket, &ServerMessage::Hello(hello)).await.is_err() {
         return;
     }
-    let Some(me) = authenticate(&mut socket, &relay, &challenge).await else { return };
+    // Until login, the server may close this connection to make room for
+    // a newer one (see server::Unauthenticated).
+    let evicted = async {
+        match &admission {
+            Some(a) => a.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
+    let me = tokio::select! {
+        me = authenticate(&mut socket, &relay, &challenge) => me,
+        _ = evicted => None,
+    };
+    let Some(me) = me else { return };
+    if let Some(a) = &admission {
+        a.authenticated();
+    }
     tracing::debug!(device = %me, "logged in");
     let _ = Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0, remote }
         .run(&mut socket)
@@ -159,6 +199,10 @@ async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -
         };
         match classify(msg) {
             Incoming::Closed => return None,
+            Incoming::TooLarge => {
+                close_too_large(socket).await;
+                return None;
+            }
             Incoming::Other => {}
             Incoming::Malformed(e) => {
                 malformed += 1;
@@ -301,6 +345,10 @@ impl Session<'_> {
                     }
                     match classify(msg) {
                         Incoming::Closed => return Ok(()),
+                        Incoming::TooLarge => {
+                            close_too_large(socket).await;
+                            return Ok(());
+                        }
                         Incoming::Other => {}
                         Incoming::Malformed(e) => {
                             malformed += 1;

@@ -165,3 +165,117 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     assert!(!server.relay.hub.is_online(&alice.me()), "the silent peer was dropped");
     drop(conn);
 }
+
+/// Opens a raw WebSocket to the server (pinned TLS, no protocol client), to
+/// see exactly what the server sends, close codes included.
+async fn raw_websocket(
+    server: &TestServer,
+) -> tokio_tungstenite::WebSocketStream<Box<dyn sotto_client::transport::Io>> {
+    let (io, _) = sotto_client::transport::open(&server.address).await.unwrap();
+    let url = format!("wss://{}/v1/ws", server.address.authority());
+    let (ws, _) = tokio_tungstenite::client_async(url, io).await.unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_is_closed_with_code_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut ws = raw_websocket(&server).await;
+    let hello = ws.next().await.unwrap().unwrap();
+    assert!(matches!(hello, Message::Binary(_)), "hello first");
+    let _ = ws.send(Message::Binary(vec![0u8; sotto_proto::limits::MAX_FRAME_BYTES + 1024].into())).await;
+    let close = tokio::time::timeout(PATIENCE, async {
+        while let Some(m) = ws.next().await {
+            if let Ok(Message::Close(frame)) = m {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server closes");
+    let frame = close.expect("with a close frame");
+    assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
+    real_client_works(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn connections_that_never_log_in_cannot_lock_out_people() {
+    // A server for 40 connections, at most 10 of them not logged in. An
+    // attacker opens 60 that finish TLS (or not) and then send nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let listen = ListenConfig {
+        max_connections: 40,
+        max_unauthenticated: 10,
+        max_connections_per_ip: 1000,
+        login_deadline: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(dir.path(), open(), listen).await;
+    // Someone logged in before the attack keeps working through it.
+    let carol = Account::new("carol");
+    let mut logged_in = carol.online(&server).await;
+    let mut idle = Vec::new();
+    for i in 0..60 {
+        if i % 2 == 0 {
+            let (io, _) = sotto_client::transport::open(&server.address).await.unwrap();
+            idle.push(Box::new(io) as Box<dyn std::any::Any + Send>);
+        } else {
+            idle.push(Box::new(TcpStream::connect(server.address.authority()).await.unwrap()));
+        }
+    }
+    logged_in.request(Request::LookupUser { handle: "carol".into() }).await.expect("served during the attack");
+    // New people still log in: each new connection pushes out the oldest
+    // silent one instead of waiting behind it.
+    real_client_works(&server, "alice").await;
+    real_client_works(&server, "bob").await;
+    logged_in.request(Request::LookupUser { handle: "alice".into() }).await.unwrap();
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_after_tls_is_closed_at_the_login_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = ListenConfig { login_deadline: Duration::from_millis(700), ..Default::default() };
+    let server = TestServer::start_with(dir.path(), open(), listen).await;
+    let (mut io, _) = sotto_client::transport::open(&server.address).await.unwrap();
+    // Half an HTTP/2 preface, then silence.
+    io.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    io.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "at the deadline, not the HTTP/2 keep-alive");
+    real_client_works(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn integers_beyond_63_bits_are_a_bad_request_not_a_server_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let mut conn = Account::new("alice").online(&server).await;
+    conn.request(Request::CreateGroup { group_id: vec![7; 16] }).await.unwrap();
+    let huge = 1u64 << 63;
+    for req in [
+        Request::Fetch { group_id: vec![7; 16], after_seq: huge, limit: 10 },
+        Request::Ack { group_id: vec![7; 16], seq: u64::MAX },
+        Request::AckWelcome { welcome_id: huge },
+        Request::Send { group_id: vec![7; 16], epoch: huge, client_id: vec![1; 16], payload: vec![1] },
+    ] {
+        let err = conn.request(req.clone()).await.unwrap_err();
+        assert_eq!(code(&err), ErrorCode::BadRequest, "{req:?}: {err}");
+    }
+    conn.request(Request::LookupUser { handle: "alice".into() }).await.expect("and the connection goes on");
+}

@@ -373,3 +373,45 @@ async fn the_total_connection_cap_makes_newcomers_wait_not_crash() {
     .await;
     assert!(fourth.is_ok(), "served once a slot is free");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_folder_refuses_and_leaves_the_first_ones_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = start(&data, &[]);
+    let out = Command::new(BIN)
+        .args(["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second server must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another sotto-server is running on"), "{err}");
+    assert!(err.contains(&first.child.id().to_string()), "names the process: {err}");
+    // The first one's operator socket still answers.
+    let (ok, out, err) = op(&data, &["sessions"]);
+    assert!(ok, "operator commands still reach the first server: {out}{err}");
+    let (ok, stats, _) = op(&data, &["stats"]);
+    assert!(ok && stats.contains("connected devices"), "{stats}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_folder_and_database_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &[]);
+    let alice = Account::new("alice");
+    let mut a = connect(&server.address).await;
+    alice.register(&mut a, server.invite.clone()).await.unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    assert_eq!(mode(&data.join("blobs")), 0o700, "the file store");
+    for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+        let p = data.join(name);
+        if p.exists() {
+            assert_eq!(mode(&p) & 0o077, 0, "{name} is not readable by others");
+        }
+    }
+}

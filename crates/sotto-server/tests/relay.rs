@@ -515,3 +515,53 @@ async fn a_re_added_member_online_throughout_gets_what_the_store_would_give() {
     assert!(!delivered.contains(&readded_at), "the commit adding him is not his to read");
     assert_eq!(delivered, vec![hello_at]);
 }
+
+#[tokio::test]
+async fn a_fetch_answer_stays_under_the_frame_limit_and_pages_through_a_large_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, bob) = (Account::new("alice"), Account::new("bob"));
+    let mut a = alice.online(&server).await;
+    bob.online(&server).await.close().await;
+    let g = gid(9);
+    let add_seq = group_with(&mut a, &g, &[&bob]).await;
+    // Four messages of 700 KiB: one answer with all of them would be
+    // 2.8 MB, nearly three times what a client accepts in one frame.
+    let big = vec![0x5a; 700 * 1024];
+    for i in 0..4u8 {
+        send(&mut a, &g, 1, &[i], &big).await.unwrap();
+    }
+    let mut b = bob.online(&server).await;
+    let mut after = add_seq;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let Response::Messages { messages } = b
+            .request(Request::Fetch { group_id: g.clone(), after_seq: after, limit: 500 })
+            .await
+            .expect("fits a frame")
+        else {
+            panic!("not messages")
+        };
+        let Some(last) = messages.last() else { break };
+        after = last.seq;
+        got.extend(messages.into_iter().map(|d| d.seq));
+    }
+    assert_eq!(got, (add_seq + 1..=add_seq + 4).collect::<Vec<_>>(), "every message, in order, none twice");
+}
+
+#[tokio::test]
+async fn someone_elses_blob_id_looks_unknown_to_put_and_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let (alice, eve) = (Account::new("alice"), Account::new("eve"));
+    let mut a = alice.online(&server).await;
+    let mut e = eve.online(&server).await;
+    let g = gid(4);
+    group_with(&mut e, &g, &[]).await;
+    server.relay.store.begin_blob(&[1; 16], &alice.me(), 100, 1000, 1000, 0).unwrap();
+    let err = e.request(Request::ShareBlob { blob_id: vec![1; 16], group_id: g.clone() }).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::UnknownBlob, "{err}");
+    let err = e.request(Request::ShareBlob { blob_id: vec![2; 16], group_id: g.clone() }).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::UnknownBlob, "an unknown id answers the same: {err}");
+    drop(a.request(Request::LookupUser { handle: "alice".into() }).await.unwrap());
+}

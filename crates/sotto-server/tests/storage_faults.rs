@@ -237,6 +237,14 @@ impl Store for Faulty {
         self.inner.blob_fetched(id, device)
     }
 
+    fn incomplete_blobs(&self) -> StoreResult<Vec<sotto_server::store::BlobRecord>> {
+        self.inner.incomplete_blobs()
+    }
+
+    fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.inner.remove_blob(id)
+    }
+
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
         self.inner.expire_blobs(cutoff)
     }

@@ -309,11 +309,14 @@ fn blobs(s: &impl Store) {
     let b = s.begin_blob(b"b1", &alice, 100, 100, 150, NOW).unwrap();
     assert!(!b.complete);
     assert_eq!(s.begin_blob(b"b1", &alice, 100, 100, 150, NOW).unwrap(), b, "resuming finds the same blob");
-    assert!(matches!(s.begin_blob(b"b1", &eve, 100, 100, 150, NOW), Err(StoreError::LimitExceeded(_))));
+    assert_eq!(s.begin_blob(b"b1", &eve, 100, 100, 150, NOW), Err(StoreError::UnknownBlob), "someone else's id");
+    assert!(matches!(s.begin_blob(b"b1", &alice, 99, 100, 150, NOW), Err(StoreError::Invalid(_))), "another size");
     assert!(matches!(s.begin_blob(b"b2", &alice, 60, 100, 150, NOW), Err(StoreError::LimitExceeded(_))), "quota");
     assert!(s.may_read_blob(b"b1", &alice).unwrap());
     assert!(!s.may_read_blob(b"b1", &bob).unwrap());
-    assert_eq!(s.share_blob(b"b1", &eve, g), Err(StoreError::NotMember));
+    assert_eq!(s.share_blob(b"b1", &eve, g), Err(StoreError::UnknownBlob), "someone else's blob");
+    assert_eq!(s.share_blob(b"nope", &alice, g), Err(StoreError::UnknownBlob), "no such blob");
+    assert_eq!(s.incomplete_blobs().unwrap().iter().map(|b| b.id.clone()).collect::<Vec<_>>(), vec![b"b1".to_vec()]);
     s.share_blob(b"b1", &alice, g).unwrap();
     assert!(s.may_read_blob(b"b1", &bob).unwrap());
     assert!(!s.may_read_blob(b"b1", &eve).unwrap());
@@ -322,6 +325,15 @@ fn blobs(s: &impl Store) {
     assert!(!s.blob_fetched(b"b1", &eve).unwrap(), "a stranger's confirmation counts for nothing");
     assert!(s.blob_fetched(b"b1", &bob).unwrap(), "every recipient fetched it");
     assert!(s.blob(b"b1").unwrap().is_none());
+    s.begin_blob(b"gone", &alice, 100, 100, 150, NOW).unwrap();
+    assert!(
+        matches!(s.begin_blob(b"again", &alice, 60, 100, 150, NOW), Err(StoreError::LimitExceeded(_))),
+        "a half-finished upload counts towards the quota"
+    );
+    s.remove_blob(b"gone").unwrap();
+    assert!(s.blob(b"gone").unwrap().is_none(), "an abandoned upload is removed");
+    s.begin_blob(b"again", &alice, 60, 100, 150, NOW).expect("and its quota is free again");
+    s.remove_blob(b"again").unwrap();
     s.begin_blob(b"old", &alice, 10, 100, 150, NOW - 10).unwrap();
     assert_eq!(s.expire_blobs(NOW - 5).unwrap(), vec![b"old".to_vec()]);
     assert_eq!(s.stats().unwrap().blobs, 0);

@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The group does not exist.
     #[error("unknown group")]
     UnknownGroup,
+    /// No blob has this id (or it belongs to someone else).
+    #[error("no such file, or it is not yours")]
+    UnknownBlob,
     /// The group exists already.
     #[error("group exists")]
     GroupExists,
@@ -50,6 +53,9 @@ pub enum StoreError {
         /// The group's current epoch.
         current: u64,
     },
+    /// The request contradicts what is stored.
+    #[error("{0}")]
+    Invalid(String),
     /// A stock or size limit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -310,6 +316,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a recipient fetched the blob; returns true when every
     /// recipient has, and the record is deleted (the caller deletes bytes).
     fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool>;
+
+    /// Uploads that have not finished (the server removes those whose bytes
+    /// stopped arriving a while ago, so their quota is not held for good).
+    fn incomplete_blobs(&self) -> StoreResult<Vec<BlobRecord>>;
+
+    /// Deletes one blob's record and who may read it.
+    fn remove_blob(&self, id: &[u8]) -> StoreResult<()>;
 
     /// Deletes the records of blobs older than `cutoff` and returns their ids.
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>>;

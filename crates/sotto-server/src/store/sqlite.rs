@@ -884,8 +884,13 @@ impl Store for SqliteStore {
     ) -> StoreResult<BlobRecord> {
         self.with_tx(|tx| {
             if let Some(b) = blob_row(tx, id)? {
-                if &b.owner != owner || b.size != size {
-                    return Err(StoreError::LimitExceeded("that blob id is taken".into()));
+                if &b.owner != owner {
+                    // Someone else's: answered like an unknown id (HEAD
+                    // and GET say 404 for both), so ids cannot be probed.
+                    return Err(StoreError::UnknownBlob);
+                }
+                if b.size != size {
+                    return Err(StoreError::Invalid("this upload was begun with another size".into()));
                 }
                 return Ok(b);
             }
@@ -924,10 +929,8 @@ impl Store for SqliteStore {
 
     fn share_blob(&self, id: &[u8], owner: &DeviceRef, group_id: &[u8]) -> StoreResult<()> {
         self.with_tx(|tx| {
-            let b = blob_row(tx, id)?.ok_or(StoreError::UnknownGroup)?;
-            if &b.owner != owner {
-                return Err(StoreError::NotMember);
-            }
+            // Someone else's blob looks like no blob: no probing for ids.
+            blob_row(tx, id)?.filter(|b| &b.owner == owner).ok_or(StoreError::UnknownBlob)?;
             member_row(tx, group_id, owner)?.ok_or(StoreError::NotMember)?;
             for m in members_of(tx, group_id)? {
                 if &m != owner {
@@ -976,6 +979,25 @@ impl Store for SqliteStore {
                 return Ok(true);
             }
             Ok(false)
+        })
+    }
+
+    fn incomplete_blobs(&self) -> StoreResult<Vec<BlobRecord>> {
+        self.with_tx(|tx| {
+            let ids: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare_cached("SELECT id FROM blobs WHERE complete=0").map_err(backend)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            ids.iter().filter_map(|id| blob_row(tx, id).transpose()).collect()
+        })
+    }
+
+    fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+            tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+            Ok(())
         })
     }
 
