@@ -172,7 +172,9 @@ pub async fn connect_with_retry(address: &ServerAddress, attempts: u32) -> Resul
     for attempt in 0..attempts.max(1) {
         match Connection::connect(address).await {
             Ok(c) => return Ok(c),
-            Err(e @ (ClientError::PinMismatch { .. } | ClientError::Version { .. })) => return Err(e),
+            Err(e @ (ClientError::PinMismatch { .. } | ClientError::Unpinned { .. } | ClientError::Version { .. })) => {
+                return Err(e)
+            }
             Err(e) => {
                 tracing::debug!(attempt, error = %e, "connect failed; retrying");
                 last = Some(e);
