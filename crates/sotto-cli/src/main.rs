@@ -334,6 +334,19 @@ async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<sotto_core::Messe
     Ok(m)
 }
 
+/// Says on leaving a front end how many messages still wait for the
+/// server (they go out on the next connection of any command).
+fn waiting_note(m: &sotto_core::Messenger) {
+    let n = m.outbox().map(|o| o.iter().filter(|i| i.message_id.is_some()).count()).unwrap_or(0);
+    if n > 0 {
+        eprintln!(
+            "{n} message{} still waiting to be sent; {} out the next time sotto connects (any command, e.g. `sotto receive`)",
+            if n == 1 { " is" } else { "s are" },
+            if n == 1 { "it goes" } else { "they go" }
+        );
+    }
+}
+
 fn contact_arg(s: &str) -> Result<String> {
     let handle = s.strip_prefix('@').unwrap_or(s);
     sotto_proto::validate_handle(handle).map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
@@ -502,7 +515,10 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("`sotto chat` needs a terminal; for scripts use `sotto receive --wait SECONDS` and `sotto send`");
             }
             let mut messenger = messenger(&cli, &dir).await?;
-            while let Some(name) = chat::run(&messenger, profile::summaries()).await? {
+            loop {
+                let next = chat::run(&messenger, profile::summaries()).await?;
+                waiting_note(&messenger);
+                let Some(name) = next else { break };
                 match profile::resolve(Some(&name)).and_then(|d| profile::open(&d)) {
                     Ok(m) => messenger = m,
                     Err(e) => eprintln!("cannot switch to {name}: {e:#}; staying"),

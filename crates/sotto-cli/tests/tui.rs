@@ -20,6 +20,10 @@ impl Tmux {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let socket = format!("sotto-test-{}-{n}", std::process::id());
         let session = "chat".to_owned();
+        // CI installs tmux and must not skip; elsewhere say what is missing.
+        if Command::new("tmux").arg("-V").output().is_err() {
+            panic!("the terminal UI tests drive the real program in tmux, which is not installed (Debian: apt-get install tmux)");
+        }
         let ok = Command::new("tmux")
             .args([
                 "-L",
@@ -180,4 +184,35 @@ fn a_small_phone_sized_terminal_does_not_garble() {
     let s = tui.wait_for("word by word");
     assert!(s.lines().all(|l| l.chars().count() <= 40), "{s}");
     assert!(!s.contains(" chats "), "the list folds away on a narrow screen:\n{s}");
+}
+
+#[test]
+fn a_message_typed_while_the_server_is_down_is_kept_shown_as_pending_and_sent_after_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "hello"]);
+    let note = root.path().join("chat-stderr.txt");
+    let tui = Tmux::start(&format!("{} 2>{}", chat_command(bob), note.display()), 80, 24);
+    tui.wait_for("hello");
+    tui.wait_for("online");
+    let (data, port) = (server.data.clone(), server.port);
+    server.kill();
+    tui.line("typed while the server was down");
+    let s = tui.wait_for("typed while the server was down");
+    assert!(s.contains("typed while the server was down …"), "shown as pending:\n{s}");
+    tui.wait_for("reconnecting");
+    tui.line("/exit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tui.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = std::fs::read_to_string(&note).unwrap();
+    assert!(said.contains("1 message is still waiting to be sent"), "says so on quit: {said:?}");
+    // Kept across the restart of everything; sent by the next command.
+    let _server = Server::start_on(&data, port, &[]);
+    assert!(bob.ok(&["history", "@alice"]).contains("typed while the server was down (not yet sent)"));
+    bob.ok(&["receive"]);
+    let got: Vec<_> = texts(&alice.receive_json()).into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(got, vec!["typed while the server was down".to_owned()], "delivered once");
 }

@@ -40,9 +40,74 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<Event>) {
     }
 }
 
+/// Puts a text into the outbox (one transaction with its pending history
+/// row) and shows it; returns its id. Works without a connection for a
+/// conversation that exists.
+fn queue_text(m: &Messenger, ev: &Events, to: &str, text: &str) -> Result<Option<Vec<u8>>, SessionError> {
+    let item = m.prepare_text(to, text)?;
+    let id = item.message_id.clone();
+    if let Some(pending) = find_message(m, to, &id) {
+        let _ = ev.send(NetEvent::Message(Box::new(pending)));
+    }
+    Ok(id)
+}
+
+fn find_message(m: &Messenger, to: &str, id: &Option<Vec<u8>>) -> Option<sotto_core::StoredMessage> {
+    m.history(to).ok().and_then(|h| h.into_iter().rev().find(|x| Some(&x.id) == id.as_ref()))
+}
+
+/// What a command typed while there is no connection becomes: a text to a
+/// known conversation waits in the outbox; anything else is refused with a
+/// reason, so nothing is silently held in memory and lost on quit.
+fn offline_command(m: &Messenger, ev: &Events, cmd: Command) {
+    let said = match cmd {
+        Command::Send { to, text } if m.conversation_group(&to).ok().flatten().is_some() => {
+            match queue_text(m, ev, &to, &text) {
+                Ok(_) => format!("{to}: not connected; the message is saved and goes out when the connection returns"),
+                Err(e) => format!("error: {e}"),
+            }
+        }
+        Command::Send { to, .. } => {
+            format!("error: not connected, and {to} is a new conversation: it needs the server to start; try again when online")
+        }
+        Command::Verify { .. } | Command::Export { .. } => {
+            // Local only: they work offline too.
+            return offline_local(m, ev, cmd);
+        }
+        _ => "error: not connected; that needs the server, try again when online".into(),
+    };
+    let _ = ev.send(NetEvent::Info(said));
+}
+
+fn offline_local(m: &Messenger, ev: &Events, cmd: Command) {
+    let r = match cmd {
+        Command::Verify { handle } => m
+            .safety_number(&handle)
+            .map(|n| format!("safety number with @{handle}: {}", sotto_core::trust::grouped(&n)))
+            .map_err(|e| e.to_string()),
+        Command::Export { conversation } => export(m, &conversation).map_err(|e| e.to_string()),
+        _ => return,
+    };
+    let _ = ev.send(NetEvent::Info(r.unwrap_or_else(|e| format!("error: {e}"))));
+}
+
+fn export(m: &Messenger, conversation: &str) -> Result<String, SessionError> {
+    let messages = m.history(conversation)?;
+    let name = crate::export::file_name(conversation, crate::export::Format::Txt);
+    let text = crate::export::render(conversation, &m.identity().handle, &messages, crate::export::Format::Txt);
+    let path = std::env::current_dir()
+        .unwrap_or_default()
+        .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
+    std::fs::write(&path, text).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
+    Ok(format!("exported to {}", path.display()))
+}
+
 /// Whether an error means the connection is gone (reconnect) rather than a
 /// refused command (report and go on).
 fn connection_lost(e: &SessionError) -> bool {
+    if let SessionError::Queued(inner) = e {
+        return connection_lost(inner);
+    }
     matches!(
         e,
         SessionError::Client(
@@ -74,20 +139,18 @@ async fn run_command(m: &Messenger, s: &mut Session<'_>, ev: &Events, cmd: Comma
     match cmd {
         Command::Send { to, text } => {
             if let Some(h) = to.strip_prefix('@') {
-                s.ensure_direct(h).await?;
+                if m.conversation_group(&to)?.is_none() {
+                    s.ensure_direct(h).await?;
+                }
             }
-            let item = m.prepare_text(&to, &text)?;
-            let id = item.message_id.clone();
-            let find = |m: &Messenger| {
-                m.history(&to).ok().and_then(|h| h.into_iter().rev().find(|x| Some(&x.id) == id.as_ref()))
-            };
-            if let Some(pending) = find(m) {
-                let _ = ev.send(NetEvent::Message(Box::new(pending)));
+            // Into the outbox (durable) and on screen as pending first;
+            // the outbox sends it, now or on the next connection.
+            let id = queue_text(m, ev, &to, &text)?;
+            let sent = s.flush_outbox().await;
+            if let Some(msg) = find_message(m, &to, &id) {
+                let _ = ev.send(NetEvent::Message(Box::new(msg)));
             }
-            s.post_item(item).await?;
-            if let Some(sent) = find(m) {
-                let _ = ev.send(NetEvent::Message(Box::new(sent)));
-            }
+            sent.map_err(|e| SessionError::Queued(Box::new(e)))?;
         }
         Command::SendFile { to, path } => {
             s.send_file(std::slice::from_ref(&to), std::path::Path::new(&path), None, progress("upload")).await?;
@@ -137,15 +200,8 @@ async fn run_command(m: &Messenger, s: &mut Session<'_>, ev: &Events, cmd: Comma
                 ev.send(NetEvent::Info(format!("safety number with @{handle}: {}", sotto_core::trust::grouped(&n))));
         }
         Command::Export { conversation } => {
-            let messages = m.history(&conversation)?;
-            let name = crate::export::file_name(&conversation, crate::export::Format::Txt);
-            let text =
-                crate::export::render(&conversation, &m.identity().handle, &messages, crate::export::Format::Txt);
-            let path = std::env::current_dir()
-                .unwrap_or_default()
-                .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
-            std::fs::write(&path, text).map_err(|e| SessionError::Other(e.to_string()))?;
-            let _ = ev.send(NetEvent::Info(format!("exported to {}", path.display())));
+            let said = export(m, &conversation)?;
+            let _ = ev.send(NetEvent::Info(said));
         }
         Command::Presence => {
             presence(m, s, ev).await?;
@@ -175,6 +231,9 @@ pub async fn run(m: &Messenger, cmds: &mut mpsc::UnboundedReceiver<Command>, ev:
                 let _ = ev.send(NetEvent::Info(format!("cannot connect: {e}; retrying in {}s", backoff.as_secs())));
                 let until = Instant::now() + backoff;
                 while Instant::now() < until && !*quit.borrow() {
+                    while let Ok(cmd) = cmds.try_recv() {
+                        offline_command(m, &ev, cmd);
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -185,6 +244,11 @@ pub async fn run(m: &Messenger, cmds: &mut mpsc::UnboundedReceiver<Command>, ev:
         first = false;
         backoff = Duration::from_secs(1);
         let _ = ev.send(NetEvent::Link(Link::Online));
+        // Opening the session sent what waited in the outbox: show those
+        // messages as sent now.
+        for c in m.conversations().unwrap_or_default() {
+            history(m, &ev, &c);
+        }
         match session.sync().await {
             Ok(events) => forward(m, &ev, events),
             Err(e) => {
@@ -201,7 +265,12 @@ pub async fn run(m: &Messenger, cmds: &mut mpsc::UnboundedReceiver<Command>, ev:
             }
             while let Ok(cmd) = cmds.try_recv() {
                 if let Err(e) = run_command(m, &mut session, &ev, cmd).await {
-                    let _ = ev.send(NetEvent::Info(format!("error: {e}")));
+                    let said = if e.is_queued() {
+                        "not sent yet; the message is saved and goes out when the connection returns".to_owned()
+                    } else {
+                        format!("error: {e}")
+                    };
+                    let _ = ev.send(NetEvent::Info(said));
                     if connection_lost(&e) {
                         break;
                     }
