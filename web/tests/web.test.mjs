@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, statSync, lstatSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -115,6 +116,43 @@ test('files both ways', async () => {
   const saved = join(work, 'browser-saved.pdf');
   await download.saveAs(saved);
   assert.deepEqual(readFileSync(saved), readFileSync(original));
+});
+
+// Every regular file under `dir` (not following links), skipping what cannot be read.
+function* filesUnder(dir) {
+  let entries;
+  try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return; }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) yield* filesUnder(p);
+    else if (e.isFile()) yield p;
+  }
+}
+
+test('a file sent from the browser leaves no plaintext copy anywhere, and the profile is private', async () => {
+  const secret = randomBytes(200000);
+  const original = join(work, 'secret-plan.bin');
+  writeFileSync(original, secret);
+  await page.locator('#file').setInputFiles(original);
+  const msg = await until(() => receive().find((m) => m.kind === 'file' && m.file.name === 'secret-plan.bin'), 'alice to get it');
+  await page.getByText('sent secret-plan.bin').waitFor();
+  // Neither the page nor anything else shows where a copy was staged.
+  assert.ok(!(await page.content()).includes('outgoing'), 'no staging path on the page');
+  const needle = secret.subarray(50000, 54096);
+  const copies = [];
+  for (const f of filesUnder(tmpdir())) {
+    if (f === original) continue;
+    try {
+      if (statSync(f).size > 50 * 1024 * 1024) continue;
+      if (readFileSync(f).includes(needle)) copies.push(f);
+    } catch { /* gone or unreadable */ }
+  }
+  assert.deepEqual(copies, [], 'no plaintext copy of the file outside where the person put it');
+  assert.ok(!existsSync(join(work, 'bob', 'outgoing')) || readdirSync(join(work, 'bob', 'outgoing')).length === 0);
+  for (const f of [join(work, 'bob'), ...filesUnder(join(work, 'bob'))]) {
+    assert.equal(lstatSync(f).mode & 0o077, 0, `${f} is readable by others`);
+  }
+  assert.ok(msg.file.size === secret.length);
 });
 
 test('html in a message is shown as text, never run', async () => {

@@ -170,6 +170,12 @@ impl Session<'_> {
             ),
         };
         std::fs::create_dir_all(&dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
+        #[cfg(unix)]
+        if output.is_none() {
+            // The profile's own download folder: decrypted files, the owner's only.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
         let part = dir.join(format!(".{}.part", hex::encode(&info.blob_id)));
 
         let client = self.blob_client().await?;
@@ -229,8 +235,12 @@ impl Session<'_> {
         let io = |e: std::io::Error| Fetch::Interrupted(format!("{}: {e}", part.display()));
         let cipher = ChunkCipher::new(&info.key, &info.nonce, &info.blob_id, info.size)
             .map_err(|e| Fetch::Integrity(e.to_string()))?;
-        let mut file =
-            std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(part).map_err(io)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).read(true).write(true);
+        // Decrypted bytes: readable by their owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(part).map_err(io)?;
         let have = file.metadata().map_err(io)?.len().min(info.size);
         // Resume at the last whole chunk, re-hashing what is there.
         let mut index = have / CHUNK as u64;

@@ -125,6 +125,19 @@ fn keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
     }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    // The folder is 0700 already; the files are the owner's alone too, so
+    // copying the folder elsewhere keeps them private. (-wal and -shm take
+    // the database's mode.)
+    #[cfg(unix)]
+    if let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let p = path.with_file_name(format!("{name}{suffix}"));
+            if p.exists() {
+                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
     Ok(conn)
 }
 

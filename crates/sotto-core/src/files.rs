@@ -297,6 +297,25 @@ impl crate::Messenger {
         }
     }
 
+    /// Where a front end that receives a file's bytes (the web UI) keeps
+    /// them until they are encrypted: inside the profile (0700), never in
+    /// the shared temp folder. `None` for an ephemeral profile, which keeps
+    /// nothing on disk.
+    pub fn outgoing_dir(&self) -> Option<std::path::PathBuf> {
+        if self.is_ephemeral() {
+            None
+        } else {
+            Some(self.dir().join("outgoing"))
+        }
+    }
+
+    /// Removes whatever plaintext a front end left staged (after a crash).
+    pub fn clear_outgoing(&self) {
+        if let Some(dir) = self.outgoing_dir() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     /// Where downloads go by default.
     pub fn downloads_dir(&self) -> Option<std::path::PathBuf> {
         if self.is_ephemeral() {

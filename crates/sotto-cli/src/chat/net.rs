@@ -153,9 +153,20 @@ async fn run_command(m: &Messenger, s: &mut Session<'_>, ev: &Events, cmd: Comma
             sent.map_err(|e| SessionError::Queued(Box::new(e)))?;
         }
         Command::SendFile { to, path } => {
-            s.send_file(std::slice::from_ref(&to), std::path::Path::new(&path), None, progress("upload")).await?;
+            let file = std::path::Path::new(&path);
+            let sent = s.send_file(std::slice::from_ref(&to), file, None, progress("upload")).await;
+            // A copy a front end staged in the profile (the web UI's upload)
+            // is plaintext: it goes as soon as it is encrypted and sent, or
+            // could not be. The person's own files are never touched.
+            if let (Some(outgoing), Some(staging)) = (m.outgoing_dir(), file.parent()) {
+                if staging.parent() == Some(outgoing.as_path()) {
+                    let _ = std::fs::remove_dir_all(staging);
+                }
+            }
+            sent?;
             history(m, ev, &to);
-            let _ = ev.send(NetEvent::Info(format!("sent {path} to {to}")));
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = ev.send(NetEvent::Info(format!("sent {name} to {to}")));
         }
         Command::Broadcast { text } => {
             let targets: Vec<String> = m.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect();

@@ -34,6 +34,8 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<Value>,
     downloads: Mutex<Option<PathBuf>>,
+    /// Where uploaded bytes wait until they are encrypted (in the profile).
+    outgoing: Mutex<Option<PathBuf>>,
     profiles: Vec<(String, String)>,
     /// A requested switch: profile name and, for a locked one, its passphrase.
     switch: Mutex<Option<(String, Option<String>)>>,
@@ -223,30 +225,63 @@ async fn upload(
     if !(q.to.starts_with('@') || q.to.starts_with('#')) {
         return (StatusCode::BAD_REQUEST, "to must be @handle or #group").into_response();
     }
-    let dir = std::env::temp_dir().join(format!("sotto-web-{}", hex::encode(rand::random::<[u8; 8]>())));
-    if std::fs::create_dir(&dir).is_err() {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
+    // The plaintext waits inside the profile's own private folder, never in
+    // the shared temp folder, and is removed once encrypted and uploaded
+    // (net.rs), or at the next start after a crash.
+    let Some(outgoing) = s.outgoing.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "an ephemeral profile keeps nothing on disk, so it cannot take files here; use `sotto --ephemeral ... send --file PATH`",
+        )
+            .into_response();
+    };
+    let dir = outgoing.join(hex::encode(rand::random::<[u8; 8]>()));
+    if private_dir(&outgoing).and_then(|()| private_dir(&dir)).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
     }
     let path = dir.join(sotto_core::files::safe_file_name(&q.name));
-    let mut file = match tokio::fs::File::create(&path).await {
-        Ok(f) => f,
-        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response(),
+    let staged = staged_file(&path).await;
+    let Ok(mut file) = staged else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
     };
     let mut stream = body.into_data_stream();
     use tokio::io::AsyncWriteExt;
     while let Some(chunk) = stream.next().await {
-        match chunk {
+        let failed = match chunk {
             Ok(b) => {
-                if file.write_all(&b).await.is_err() {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
-                }
+                file.write_all(&b).await.err().map(|_| (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file"))
             }
-            Err(_) => return (StatusCode::BAD_REQUEST, "the upload broke off").into_response(),
+            Err(_) => Some((StatusCode::BAD_REQUEST, "the upload broke off; send the file again")),
+        };
+        if let Some(answer) = failed {
+            drop(file);
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return answer.into_response();
         }
     }
     let _ = file.flush().await;
     let _ = s.commands.send(Command::SendFile { to: q.to, path: path.to_string_lossy().into_owned() });
     Json(json!({"ok": true})).into_response()
+}
+
+/// Creates a folder only its owner can enter (or tightens an existing one).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// A new file only its owner can read.
+async fn staged_file(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path).await
 }
 
 #[derive(Deserialize)]
@@ -351,6 +386,8 @@ fn open_profile(name: &str, passphrase: Option<String>) -> Result<Messenger> {
 
 /// Serves the UI until Ctrl-C.
 pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
+    // Plaintext staged by a web UI that crashed or was killed mid-send.
+    first.clear_outgoing();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let token = hex::encode(rand::random::<[u8; 24]>());
@@ -363,6 +400,7 @@ pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String,
         commands: cmd_tx,
         events: events.clone(),
         downloads: Mutex::new(first.downloads_dir()),
+        outgoing: Mutex::new(first.outgoing_dir()),
         profiles,
         switch: Mutex::new(None),
         stop_net: Mutex::new(None),
@@ -440,6 +478,8 @@ pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String,
                     messenger = m;
                     *shared.app.lock().unwrap_or_else(|p| p.into_inner()) = App::default();
                     *shared.downloads.lock().unwrap_or_else(|p| p.into_inner()) = messenger.downloads_dir();
+                    messenger.clear_outgoing();
+                    *shared.outgoing.lock().unwrap_or_else(|p| p.into_inner()) = messenger.outgoing_dir();
                     let _ = shared.events.send(json!({"type": "switched", "profile": name}));
                 }
                 Err(e) => {
