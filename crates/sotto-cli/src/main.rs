@@ -645,7 +645,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
             let pass = profile::backup_passphrase(false)?;
             let key = profile::new_key(*no_passphrase)?;
-            let messenger = sotto_core::Messenger::restore(file, &pass, &dir, &key)?;
+            let existed = dir.exists();
+            let messenger = match sotto_core::Messenger::restore(file, &pass, &dir, &key) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Leave no half-made profile folder behind.
+                    if !existed {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    return Err(profile::explain(&dir, e));
+                }
+            };
             say!("restored @{} into {}", messenger.identity().handle, dir.display());
         }
         Command::Profiles => profile::list()?,

@@ -141,12 +141,30 @@ pub fn open(dir: &Path) -> Result<Messenger> {
     if !db::exists(dir) {
         bail!("no profile in {}; create one with `sotto init --server ADDRESS --name HANDLE`", dir.display());
     }
-    let key = if db::uses_key_file(dir) {
-        ProfileKey::KeyFile
+    let m = if db::uses_key_file(dir) {
+        Messenger::open(dir, &ProfileKey::KeyFile).map_err(|e| explain(dir, e))?
+    } else if std::env::var_os("SOTTO_PASSPHRASE").is_some() || !std::io::stdin().is_terminal() {
+        Messenger::open(dir, &ProfileKey::Passphrase(passphrase("", false)?)).map_err(|e| explain(dir, e))?
     } else {
-        ProfileKey::Passphrase(passphrase("Passphrase: ", false)?)
+        // At a terminal: say which profile is asking, and allow typos.
+        let prompt = format!("Passphrase for the sotto profile {}: ", dir.display());
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let key = ProfileKey::Passphrase(passphrase(&prompt, false)?);
+            match Messenger::open(dir, &key).map_err(|e| explain(dir, e)) {
+                Ok(m) => break m,
+                Err(e)
+                    if tries < 3
+                        && e.downcast_ref::<sotto_core::CoreError>()
+                            .is_some_and(|c| matches!(c, sotto_core::CoreError::WrongPassphrase)) =>
+                {
+                    eprintln!("wrong passphrase; try again ({} of 3)", tries + 1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
-    let m = Messenger::open(dir, &key)?;
     if !m.is_registered()? {
         bail!("the profile in {} was never registered; remove it and run `sotto init` again", dir.display());
     }
@@ -159,5 +177,19 @@ pub fn create(dir: &Path, no_passphrase: bool, handle: &str, server: &str) -> Re
         bail!("a profile exists already in {}; choose another --profile", dir.display());
     }
     let key = new_key(no_passphrase)?;
-    Ok(Messenger::create(dir, &key, handle, server)?)
+    Messenger::create(dir, &key, handle, server).map_err(|e| explain(dir, e))
+}
+
+/// SQLite's "unable to open database file" names neither the file nor the
+/// cause; say where and what to check.
+pub fn explain(dir: &Path, e: sotto_core::CoreError) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("unable to open database file") || text.contains("readonly") || text.contains("disk is full") {
+        return anyhow::anyhow!(
+            "cannot open or write the profile in {}: the folder is not writable or the disk is full; \
+             check its permissions (it must be yours) and the free space",
+            dir.display()
+        );
+    }
+    e.into()
 }

@@ -37,6 +37,7 @@ fn person_facing_errors_are_clear() {
     let out = alice.cmd().env("SOTTO_PASSPHRASE", "not it").args(["contacts"]).output().unwrap();
     let e = stderr_of(&out);
     assert!(e.contains("wrong passphrase"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line, no SQLCipher log lines: {e}");
     // No passphrase and no terminal to ask on.
     let out = alice.cmd().env_remove("SOTTO_PASSPHRASE").args(["contacts"]).output().unwrap();
     let e = stderr_of(&out);
@@ -78,4 +79,22 @@ fn no_passphrase_profiles_work_and_say_they_are_weaker() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("weaker"));
     let out = dave.cmd().env_remove("SOTTO_PASSPHRASE").args(["contacts"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_failed_backup_restore_leaves_no_profile_folder_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let bogus = root.path().join("not-a-backup.sotto");
+    std::fs::write(&bogus, b"this is not a backup at all").unwrap();
+    let bob = User::new(root.path(), "bob");
+    let out = bob
+        .cmd()
+        .env("SOTTO_BACKUP_PASSPHRASE", "x")
+        .env("SOTTO_NEW_PASSPHRASE", "y")
+        .args(["backup", "restore", bogus.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let e = stderr_of(&out);
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!bob.profile.exists(), "no empty or half-made folder is left: {e}");
 }

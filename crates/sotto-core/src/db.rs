@@ -115,6 +115,10 @@ fn keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
     // Room for every statement the client and openmls' storage run.
     conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "key", key_literal(key).as_str())?;
+    // SQLCipher logs a wrong key as three ERROR lines on stderr before we
+    // can say "wrong passphrase"; the person needs only our one line. (Set
+    // after the key: attaching the codec resets the level to WARN.)
+    let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
     // PRAGMA key always succeeds; a wrong key shows at the first read.
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => {}
