@@ -30,10 +30,15 @@ fn when(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn text(m: &StoredMessage) -> &str {
+fn text(m: &StoredMessage) -> String {
     match &m.body {
-        Body::Text { text } => text,
-        _ => "[a kind of message this version cannot show]",
+        Body::Text { text } => text.clone(),
+        Body::File { file, caption } => {
+            let name = sotto_core::files::safe_file_name(&file.name);
+            let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+            format!("[file {name}, {} bytes, {}]{caption}", file.size, file.media_type)
+        }
+        _ => "[a kind of message this version cannot show]".into(),
     }
 }
 
@@ -87,7 +92,7 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
                     if m.state == "system" { String::new() } else { format!("<b>{}</b> ", escape_html(&m.sender)) };
                 body.push_str(&format!(
                     "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
-                    escape_html(text(m)),
+                    escape_html(&text(m)),
                     t = when(m.sent_at)
                 ));
             }
@@ -143,6 +148,40 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"));
         assert_eq!(file_name("#../../etc", Format::Txt), "group-.._.._etc.txt");
+        assert_eq!(file_name("@bob", Format::Json), "dm-bob.json");
+    }
+
+    #[test]
+    fn file_messages_are_exported_with_name_size_and_type() {
+        let info = sotto_core::files::FileInfo {
+            blob_id: vec![1; 16],
+            key: vec![2; 32],
+            nonce: vec![3; 19],
+            size: 200_000,
+            name: "photo.png".into(),
+            media_type: "image/png".into(),
+            sha256: vec![4; 32],
+        };
+        let m = StoredMessage {
+            id: vec![9],
+            conversation: "@bob".into(),
+            sender: "bob".into(),
+            outgoing: false,
+            sent_at: 0,
+            received_at: 0,
+            body: Body::File { file: info, caption: Some("the beach".into()) },
+            state: "received".into(),
+            seq: Some(1),
+        };
+        for format in [Format::Txt, Format::Html] {
+            let out = render("@bob", "alice", std::slice::from_ref(&m), format);
+            assert!(out.contains("[file photo.png, 200000 bytes, image/png] the beach"), "{out}");
+            assert!(!out.contains("cannot show"), "{out}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&render("@bob", "alice", &[m], Format::Json)).unwrap();
+        let file = &json["messages"][0]["file"];
+        assert_eq!((file["name"].as_str(), file["size"].as_u64()), (Some("photo.png"), Some(200_000)));
+        assert_eq!(file["media_type"], "image/png");
         assert_eq!(file_name("@bob", Format::Json), "dm-bob.json");
     }
 }
