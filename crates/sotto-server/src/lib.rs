@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod blobs;
+pub mod claims;
 pub mod config;
 pub mod hub;
 pub mod invite;

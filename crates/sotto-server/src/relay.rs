@@ -52,6 +52,11 @@ pub struct RelayConfig {
     pub byte_burst: u64,
     /// Most groups one device may create.
     pub max_groups_per_device: u64,
+    /// Claims of one account's KeyPackages one account may make per hour
+    /// (a conversation needs one; see `claims.rs`).
+    pub key_package_claims_per_target: u32,
+    /// Claims of anyone's KeyPackages one account may make per hour.
+    pub key_package_claims_per_hour: u32,
 }
 
 /// 1 MiB/s: a thousand 1 KiB messages a second, far beyond any person,
@@ -81,6 +86,10 @@ impl Default for RelayConfig {
             byte_rate: DEFAULT_BYTE_RATE,
             byte_burst: DEFAULT_BYTE_BURST,
             max_groups_per_device: 10_000,
+            // A group of a thousand needs a thousand claims by its creator;
+            // one person's stock is what must not be drained.
+            key_package_claims_per_target: 10,
+            key_package_claims_per_hour: 5_000,
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct Relay {
     pub uploading: Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Counters for /metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Budgets for claiming other people's KeyPackages.
+    pub claims: crate::claims::ClaimLimiter,
     /// Set to true when the server shuts down; sessions say goodbye.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -124,6 +135,8 @@ pub const BLOB_TOKEN_TTL: Duration = Duration::from_secs(3600);
 impl Relay {
     /// A relay over `store`, keeping blobs in `blob_dir`.
     pub fn new(store: Arc<dyn Store>, config: RelayConfig, server_id: Vec<u8>, blob_dir: PathBuf) -> Self {
+        let claims =
+            crate::claims::ClaimLimiter::new(config.key_package_claims_per_target, config.key_package_claims_per_hour);
         Self {
             store,
             hub: Hub::default(),
@@ -133,6 +146,7 @@ impl Relay {
             tokens: Mutex::default(),
             uploading: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
+            claims,
             shutdown: tokio::sync::watch::channel(false).0,
         }
     }
@@ -458,6 +472,12 @@ impl Relay {
                 Ok(Response::KeyPackagesStored { key_packages: n })
             }
             Request::ClaimKeyPackages { handle } => {
+                if !self.claims.allow(&me.handle, &handle, std::time::Instant::now()) {
+                    return Err(ErrorBody::with_message(
+                        ErrorCode::RateLimited,
+                        format!("too many key package claims for @{handle} this hour; try again later"),
+                    ));
+                }
                 let h = handle.clone();
                 let s2 = store.clone();
                 let claimed = blocking_timed(&self.metrics, move || s2.claim_key_packages(&h)).await?;

@@ -565,3 +565,31 @@ async fn someone_elses_blob_id_looks_unknown_to_put_and_share() {
     assert_eq!(code(&err), ErrorCode::UnknownBlob, "an unknown id answers the same: {err}");
     drop(a.request(Request::LookupUser { handle: "alice".into() }).await.unwrap());
 }
+
+#[tokio::test]
+async fn one_claimer_cannot_drain_a_persons_key_packages_and_others_still_reach_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let bob = Account::new("bob");
+    let mut bob_conn = bob.online(&server).await;
+    let packages: Vec<ByteBuf> = (0..50u8).map(|i| ByteBuf::from(vec![i; 32])).collect();
+    bob_conn
+        .request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) })
+        .await
+        .unwrap();
+    let mut mallory = Account::new("mallory").online(&server).await;
+    let limit = RelayConfig::default().key_package_claims_per_target;
+    for _ in 0..limit {
+        claim(&mut mallory, "bob").await.expect("a few claims are normal");
+    }
+    let err = claim(&mut mallory, "bob").await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::RateLimited, "{err}");
+    assert!(err.to_string().contains("@bob"), "{err}");
+    // Bob's stock is mostly still there, and Alice gets a one-time package.
+    let mut alice = Account::new("alice").online(&server).await;
+    match claim(&mut alice, "bob").await.unwrap() {
+        Response::KeyPackages { packages, .. } => assert_ne!(packages[0].package, b"last", "a one-time package"),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.relay.store.key_package_count(&bob.me()).unwrap() >= 50 - limit - 1);
+}

@@ -1,0 +1,77 @@
+//! How often one account may claim another's KeyPackages. One-time
+//! packages are what give a new conversation's first messages forward
+//! secrecy; anyone who could claim them in a loop could use up a person's
+//! stock (they would then be reached through their last-resort package
+//! only). A person starting a conversation claims once per contact, so a
+//! small hourly budget per (claimer, target) and a larger one per claimer
+//! cost people nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The window the budgets are counted in.
+const WINDOW: Duration = Duration::from_secs(3600);
+
+/// Entries kept before expired ones are swept (bounds memory under a flood
+/// of distinct pairs).
+const SWEEP_AT: usize = 100_000;
+
+/// Counts claims per claimer and per (claimer, target) in hourly windows.
+pub struct ClaimLimiter {
+    per_target: u32,
+    per_claimer: u32,
+    counts: Mutex<HashMap<(String, Option<String>), (Instant, u32)>>,
+}
+
+impl ClaimLimiter {
+    /// At most `per_target` claims of one account's packages by one
+    /// claimer, and `per_claimer` claims in all, per hour.
+    pub fn new(per_target: u32, per_claimer: u32) -> Self {
+        Self { per_target, per_claimer, counts: Mutex::default() }
+    }
+
+    /// Counts a claim of `target`'s packages by `claimer`; false when a
+    /// budget is used up (nothing is counted then).
+    pub fn allow(&self, claimer: &str, target: &str, now: Instant) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() > SWEEP_AT {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let keys = [(claimer.to_owned(), Some(target.to_owned())), (claimer.to_owned(), None)];
+        let limits = [self.per_target, self.per_claimer];
+        for (key, limit) in keys.iter().zip(limits) {
+            if let Some((start, n)) = counts.get(key) {
+                if now.duration_since(*start) < WINDOW && *n >= limit {
+                    return false;
+                }
+            }
+        }
+        for key in keys {
+            let entry = counts.entry(key).or_insert((now, 0));
+            if now.duration_since(entry.0) >= WINDOW {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimer_gets_a_few_claims_per_target_and_more_in_all_per_hour() {
+        let l = ClaimLimiter::new(3, 5);
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| l.allow("mallory", "bob", t0)));
+        assert!(!l.allow("mallory", "bob", t0), "bob's stock is not drained by one claimer");
+        assert!(l.allow("alice", "bob", t0), "others still reach bob");
+        assert!(l.allow("mallory", "carol", t0));
+        assert!(l.allow("mallory", "dave", t0));
+        assert!(!l.allow("mallory", "erin", t0), "and one claimer not everyone's");
+        assert!(l.allow("mallory", "bob", t0 + WINDOW), "a new hour, a new budget");
+    }
+}
