@@ -17,11 +17,18 @@ const WINDOW: Duration = Duration::from_secs(3600);
 /// of distinct pairs).
 const SWEEP_AT: usize = 100_000;
 
+/// A claimer, with a target for the per-target budget or none for the
+/// claimer's total.
+type Key = (String, Option<String>);
+
+/// When a window began and how many claims it has counted.
+type Window = (Instant, u32);
+
 /// Counts claims per claimer and per (claimer, target) in hourly windows.
 pub struct ClaimLimiter {
     per_target: u32,
     per_claimer: u32,
-    counts: Mutex<HashMap<(String, Option<String>), (Instant, u32)>>,
+    counts: Mutex<HashMap<Key, Window>>,
 }
 
 impl ClaimLimiter {
