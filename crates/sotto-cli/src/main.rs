@@ -16,6 +16,7 @@ mod progress;
 mod web;
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -158,6 +159,9 @@ enum Command {
     /// Encrypted backups of the whole profile.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Your account on the server.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// List profiles (server and handle of those that can be opened).
     Profiles,
     /// Change the profile's passphrase (re-keys the local database).
@@ -177,6 +181,18 @@ enum Command {
         /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
         #[arg(long, value_delimiter = ',')]
         to: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Delete your account: leave every conversation (the others are told),
+    /// free the handle on the server, and remove this profile from this
+    /// computer. Export first what you want to keep.
+    Delete {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -319,18 +335,28 @@ fn report(events: &[Event]) {
     }
 }
 
+thread_local! {
+    /// The ephemeral identity of this run, kept so its account can be
+    /// deleted when the command ends (the runtime is single-threaded).
+    static EPHEMERAL: std::cell::RefCell<Option<Rc<sotto_core::Messenger>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Opens the profile, or with --ephemeral registers a throwaway identity in
 /// memory.
-async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<sotto_core::Messenger> {
+async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<Rc<sotto_core::Messenger>> {
     if !cli.ephemeral {
-        return profile::open(dir);
+        return Ok(Rc::new(profile::open(dir)?));
+    }
+    if let Some(m) = EPHEMERAL.with(|e| e.borrow().clone()) {
+        return Ok(m);
     }
     let (Some(server), Some(name)) = (&cli.ephemeral_server, &cli.ephemeral_name) else {
         bail!("--ephemeral needs --server ADDRESS and --as HANDLE");
     };
     let address = ServerAddress::parse(server)?;
-    let m = sotto_core::Messenger::create_ephemeral(name, &address.to_string())?;
+    let m = Rc::new(sotto_core::Messenger::create_ephemeral(name, &address.to_string())?);
     Session::register(&m, cli.ephemeral_invite.clone()).await?.close().await;
+    EPHEMERAL.with(|e| *e.borrow_mut() = Some(m.clone()));
     Ok(m)
 }
 
@@ -353,11 +379,42 @@ fn contact_arg(s: &str) -> Result<String> {
     Ok(handle.to_owned())
 }
 
+/// An ephemeral identity lives for one command: it is registered first
+/// (in `messenger`) and its account deleted at the end, whatever the
+/// command's outcome, so the handle and the invite are not used up for good.
+async fn ephemeral(cli: Cli, dir: std::path::PathBuf) -> Result<()> {
+    let outcome = command(&cli, &dir).await;
+    let Some(m) = EPHEMERAL.with(|e| e.borrow_mut().take()) else { return outcome };
+    let cleanup = async {
+        let mut session = Session::open(&m).await?;
+        let _ = session.sync().await;
+        session.delete_account().await?;
+        session.close().await;
+        Ok::<_, anyhow::Error>(())
+    };
+    if let Err(e) = cleanup.await {
+        eprintln!(
+            "warning: the ephemeral account @{} could not be deleted on the server ({e:#}); the operator can remove it",
+            m.identity().handle
+        );
+    }
+    outcome
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let dir = profile::resolve(cli.profile.as_deref())?;
     if cli.ephemeral && matches!(cli.command, Command::Init { .. } | Command::Backup(_) | Command::Passphrase { .. }) {
         bail!("--ephemeral keeps nothing, so init, backup and passphrase do not apply");
     }
+    if cli.ephemeral && !matches!(cli.command, Command::Account(_)) {
+        return ephemeral(cli, dir).await;
+    }
+    command(&cli, &dir).await
+}
+
+/// Runs the command on the profile in `dir` (or the ephemeral identity).
+async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
+    let dir = dir.to_owned();
     match &cli.command {
         Command::Init { server, name, invite, no_passphrase } => {
             let address = ServerAddress::parse(server)?;
@@ -377,7 +434,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Send { to, text, file } => {
             let conversation = conversation_arg(to)?;
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let mut session = match Session::open(&messenger).await {
                 Ok(s) => s,
                 // The server is away: a text to a conversation that exists
@@ -411,7 +468,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Receive { json, wait } => {
             let (json, wait) = (*json, *wait);
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             for m in messenger.take_unfetched()? {
@@ -442,14 +499,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::History { conversation, json } => {
             let conversation = conversation_arg(conversation)?;
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             for m in messenger.history(&conversation)? {
                 output::print_message(&m, *json);
             }
         }
         Command::Contacts { json } => {
             let json = *json;
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let contacts = messenger.contacts()?;
             let handles: Vec<String> = contacts.iter().map(|c| c.handle.clone()).collect();
             // Presence needs the server; the list does not.
@@ -470,7 +527,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Groups { json } => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             for g in messenger.groups()? {
                 if *json {
                     say!("{}", serde_json::to_string(&g)?);
@@ -482,7 +539,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Group(cmd) => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             match cmd {
@@ -506,7 +563,7 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
         }
         Command::Web { port, no_open } => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             web::run(messenger, *port, !*no_open, profile::summaries()).await?;
         }
         Command::Chat => {
@@ -514,19 +571,19 @@ async fn run(cli: Cli) -> Result<()> {
             if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
                 bail!("`sotto chat` needs a terminal; for scripts use `sotto receive --wait SECONDS` and `sotto send`");
             }
-            let mut messenger = messenger(&cli, &dir).await?;
+            let mut messenger = messenger(cli, &dir).await?;
             loop {
                 let next = chat::run(&messenger, profile::summaries()).await?;
                 waiting_note(&messenger);
                 let Some(name) = next else { break };
                 match profile::resolve(Some(&name)).and_then(|d| profile::open(&d)) {
-                    Ok(m) => messenger = m,
+                    Ok(m) => messenger = Rc::new(m),
                     Err(e) => eprintln!("cannot switch to {name}: {e:#}; staying"),
                 }
             }
         }
         Command::Download { id, output } => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;
             let bar = progress::bar("download");
             let r = session.download_file(id, output.as_deref(), bar.callback()).await;
@@ -536,7 +593,7 @@ async fn run(cli: Cli) -> Result<()> {
             say!("saved: {}", path.display());
         }
         Command::Broadcast { text, file, to } => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let targets: Vec<String> = if to.is_empty() {
                 messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
             } else {
@@ -584,7 +641,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify { contact, confirm } => {
             let handle = contact_arg(contact)?;
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             match confirm {
                 Some(digits) => {
                     messenger.confirm_verified(&handle, digits)?;
@@ -603,7 +660,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Trust { contact } => {
             let handle = contact_arg(contact)?;
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             if messenger.trust(&handle)? {
                 say!("now trusting the new key of @{handle}; compare safety numbers to verify it (`sotto verify @{handle}`)");
             } else {
@@ -611,7 +668,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Export { conversation, format, output, all } => {
-            let messenger = messenger(&cli, &dir).await?;
+            let messenger = messenger(cli, &dir).await?;
             let me = messenger.identity().handle.clone();
             if let Some(folder) = all {
                 std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
@@ -635,6 +692,39 @@ async fn run(cli: Cli) -> Result<()> {
                     None => output::text(&text),
                 }
             }
+        }
+        Command::Account(AccountCommand::Delete { yes }) => {
+            let messenger = messenger(cli, &dir).await?;
+            let handle = messenger.identity().handle.clone();
+            if !*yes {
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    bail!("deleting @{handle} cannot be undone: run `sotto account delete --yes` to confirm");
+                }
+                eprint!("This deletes @{handle} on the server and this profile with its history. Type the handle to confirm: ");
+                let mut typed = String::new();
+                std::io::stdin().read_line(&mut typed)?;
+                if typed.trim().trim_start_matches('@') != handle {
+                    bail!("not confirmed; nothing was deleted");
+                }
+            }
+            let mut session = Session::open(&messenger).await?;
+            report(&session.sync().await?);
+            let left = session.delete_account().await.context("the account was not deleted; run the command again")?;
+            session.close().await;
+            let downloads = messenger.downloads_dir().filter(|d| d.exists());
+            messenger.clear_outgoing();
+            drop(messenger);
+            if !cli.ephemeral {
+                sotto_core::db::remove(&dir);
+                // Gone when empty; received files are the person's to keep.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            say!("deleted @{handle}; left {} conversation(s); the handle is free on the server", left.len());
+            if let Some(d) = downloads {
+                say!("the files you received are still in {}", d.display());
+            }
+            return Ok(());
         }
         Command::Backup(BackupCommand::Create { file }) => {
             let messenger = profile::open(&dir)?;

@@ -187,8 +187,46 @@ fn ephemeral_mode_leaves_nothing_behind() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0, "nothing written anywhere under HOME");
     assert_eq!(texts(&bob.receive_json()), vec![("@ghost".into(), "ghost".into(), "boo".into())]);
+    // Nothing left on the server either: the account is gone, the handle free.
+    let users = std::process::Command::new(server_bin())
+        .args(["users", "--data", server.data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let users = String::from_utf8_lossy(&users.stdout);
+    assert!(!users.contains("@ghost"), "{users}");
+    let ghost = User::new(root.path(), "ghost");
+    ghost.init(&server, &server.invite());
 }
 
+#[test]
+fn deleting_your_account_leaves_every_conversation_frees_the_handle_and_removes_the_profile() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["send", "@bob", "hi"]);
+    bob.ok(&["group", "create", "crew", "@alice", "@carol"]);
+    alice.receive_json();
+    carol.receive_json();
+    // Not without confirmation.
+    let refused = stderr_fail(bob.run(&["account", "delete"]));
+    assert!(refused.contains("--yes"), "{refused}");
+    let out = bob.ok(&["account", "delete", "--yes"]);
+    assert!(out.contains("deleted @bob"), "{out}");
+    assert!(!sotto_core::db::exists(&bob.profile), "the local profile is gone");
+    // The others are told, in the one-to-one and in the group.
+    let seen: Vec<String> =
+        alice.receive_json().iter().map(|m| format!("{} {}", m["conversation"], m["text"])).collect();
+    assert!(seen.iter().any(|t| t.contains("#crew") && t.contains("@bob left")), "{seen:?}");
+    assert!(seen.iter().any(|t| t.contains("@bob") && t.contains("left this conversation")), "{seen:?}");
+    let seen = carol.ok(&["receive"]);
+    assert!(seen.contains("@bob left"), "{seen}");
+    // Writing to @bob now says there is nobody, instead of "sent".
+    let gone = stderr_fail(alice.run(&["send", "@bob", "hello?"]));
+    assert!(gone.contains("no @bob on this server"), "{gone}");
+    // The handle is free again.
+    let new_bob = User { name: "bob".into(), profile: root.path().join("another-bob") };
+    new_bob.init(&server, &server.invite());
+}
 #[test]
 fn passphrases_profiles_and_wrong_passphrase_do_no_harm() {
     let root = tempfile::tempdir().unwrap();
@@ -232,4 +270,30 @@ fn passphrases_profiles_and_wrong_passphrase_do_no_harm() {
     assert!(data.join("sotto/work/profile.db").exists());
     let listing = String::from_utf8(named(&["profiles"]).stdout).unwrap();
     assert!(listing.contains("work\t@worker\tsotto://127.0.0.1:"), "{listing}");
+}
+
+#[test]
+fn sending_to_a_removed_and_re_registered_handle_is_held_at_send_time() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "hi"]);
+    bob.receive_json();
+    // The operator removes Bob's account.
+    let out = std::process::Command::new(server_bin())
+        .args(["users", "remove", "bob", "--data", server.data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gone = stderr_fail(alice.run(&["send", "@bob", "is anyone there?"]));
+    assert!(gone.contains("no account on this server any more") && gone.contains("nothing was sent"), "{gone}");
+    // Someone else registers "bob" and stays quiet: Alice is told at send
+    // time, before anything goes out, not when the stranger writes first.
+    let stranger = User { name: "bob".into(), profile: root.path().join("not-bob") };
+    stranger.init(&server, &server.invite());
+    let held = stderr_fail(alice.run(&["send", "@bob", "still you?"]));
+    assert!(held.contains("changed") && held.contains("sotto trust @bob"), "{held}");
+    let history = alice.ok(&["history", "@bob", "--json"]);
+    assert!(!history.contains("still you?") && !history.contains("is anyone there?"), "nothing marked sent: {history}");
+    assert!(stranger.receive_json().is_empty(), "the stranger got nothing");
 }

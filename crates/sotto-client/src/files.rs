@@ -60,6 +60,9 @@ impl Session<'_> {
         }
         for c in conversations {
             if let Some(h) = c.strip_prefix('@') {
+                if self.messenger().conversation_group(c)?.is_some() {
+                    self.check_peer(h).await?;
+                }
                 self.ensure_direct(h).await?;
             } else if self.messenger().conversation_group(c)?.is_none() {
                 return Err(other(format!("no conversation {c}; see `sotto groups`")));

@@ -58,6 +58,10 @@ pub struct Session<'m> {
     messenger: &'m Messenger,
     conn: Connection,
     synced: bool,
+    /// One-to-one peers whose account this session has checked against
+    /// the server (once per session: a removed and re-registered handle is
+    /// someone else, and must not silently swallow messages).
+    checked: std::collections::HashSet<String>,
 }
 
 impl<'m> Session<'m> {
@@ -78,7 +82,7 @@ impl<'m> Session<'m> {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut session = Self { messenger, conn, synced: false };
+        let mut session = Self { messenger, conn, synced: false, checked: Default::default() };
         if (stock as usize) < KEY_PACKAGE_BATCH / 2 {
             session.upload_key_packages().await?;
         }
@@ -94,7 +98,7 @@ impl<'m> Session<'m> {
         let req = messenger.register_request(&conn.login_payload(), invite);
         conn.request(req).await?;
         messenger.mark_registered()?;
-        let mut session = Self { messenger, conn, synced: false };
+        let mut session = Self { messenger, conn, synced: false, checked: Default::default() };
         session.upload_key_packages().await?;
         Ok(session)
     }
@@ -476,6 +480,33 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Deletes this account: leaves every conversation (the others see it
+    /// leave, and their clients remove its devices), then asks the server
+    /// to forget the account. Returns the conversations left.
+    pub async fn delete_account(&mut self) -> SessionResult<Vec<String>> {
+        let mut left = Vec::new();
+        for c in self.messenger.conversations()? {
+            // A one-to-one conversation may have two groups (both started
+            // it at once): leave each.
+            for _ in 0..4 {
+                if self.messenger.conversation_group(&c)?.is_none() {
+                    break;
+                }
+                match self.leave_group(&c).await {
+                    Ok(()) => {}
+                    // Nobody else there, or already out: nothing to tell.
+                    Err(SessionError::Core(CoreError::Invalid(_))) => {
+                        self.messenger.mark_left(&c)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            left.push(c);
+        }
+        self.conn.request(Request::DeleteAccount).await?;
+        Ok(left)
+    }
+
     /// Which of these people are online now (only those you share a
     /// conversation with are answered). `None` when the server keeps
     /// presence private.
@@ -487,10 +518,36 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Asks the server who `handle` is now, before the first message of
+    /// this session to them: an account removed by the operator has no
+    /// one left to read the conversation, and a handle registered again by
+    /// someone else carries another account key, which holds sending as
+    /// any key change does (the next `prepare` refuses until `sotto trust`).
+    pub async fn check_peer(&mut self, handle: &str) -> SessionResult<()> {
+        if self.checked.contains(handle) {
+            return Ok(());
+        }
+        match self.conn.request(Request::LookupUser { handle: handle.to_owned() }).await {
+            Ok(Response::User(info)) => {
+                self.messenger.observe_account_key(handle, &info.account_key)?;
+                self.checked.insert(handle.to_owned());
+                Ok(())
+            }
+            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => Err(SessionError::Other(format!(
+                "@{handle} has no account on this server any more, so nobody can read this conversation; nothing was sent"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sends a text to a conversation (`@handle` starts one if needed) and
     /// returns once the server acknowledged it.
     pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
         if let Some(handle) = conversation.strip_prefix('@') {
+            if self.messenger.conversation_group(conversation)?.is_some() {
+                self.check_peer(handle).await?;
+            }
             self.ensure_direct(handle).await?;
         } else if self.messenger.conversation_group(conversation)?.is_none() {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));

@@ -135,6 +135,16 @@ impl Messenger {
         body: Body,
     ) -> CoreResult<Vec<Event>> {
         if GroupKind::of(group_id) != GroupKind::Group {
+            // A one-to-one conversation has no name or members to manage;
+            // only the peer leaving it (deleting their account) matters:
+            // it is closed, so the next message starts afresh with whoever
+            // holds the handle then (or is refused if nobody does).
+            if body == Body::Leave {
+                self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [group_id])?;
+                let text = format!("@{sender} left this conversation; messages sent here now would reach nobody");
+                let m = self.insert_system(conversation, group_id, seq, &text)?;
+                return Ok(vec![Event::Message(Box::new(m))]);
+            }
             return Ok(vec![]);
         }
         match body {

@@ -557,6 +557,13 @@ impl Messenger {
         }
     }
 
+    /// Records the account key the server reports for `handle` now (see
+    /// `note_contact`); true when it differs from the known one, which
+    /// holds sending to them until the person trusts the new key.
+    pub fn observe_account_key(&self, handle: &str, account_key: &[u8]) -> CoreResult<bool> {
+        self.note_contact(handle, account_key)
+    }
+
     /// Refuses to build anything for a contact whose key changed and is not
     /// yet trusted, or whose key differs from the one given.
     fn require_trusted(&self, handle: &str, account_key: &[u8]) -> CoreResult<()> {
@@ -907,6 +914,17 @@ impl Messenger {
         let mut group = self.load_group(group_id)?;
         if !group.is_active() {
             return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+        }
+        // A one-to-one message nobody else can ever read would sit "sent"
+        // for good. (A named group of one is allowed: people may be added.)
+        if !content.body.is_control()
+            && GroupKind::of(group_id) == GroupKind::Direct
+            && !Self::member_handles(&group).iter().any(|(_, c)| c.handle != self.identity.handle)
+        {
+            return Err(CoreError::Invalid(
+                "nobody else is in this conversation any more, so nobody could read the message; nothing was sent"
+                    .into(),
+            ));
         }
         let provider = self.provider();
         let msg =

@@ -196,6 +196,11 @@ pub enum Request {
     /// Start delivery: the server pushes every pending welcome and message
     /// from this device's cursors, then [`Push::SyncDone`], then live ones.
     Sync,
+    /// Delete this account and everything the server holds for it: its
+    /// devices, KeyPackages, memberships, welcomes and files. The handle
+    /// becomes free. Clients leave their conversations first, so the other
+    /// members learn of it.
+    DeleteAccount,
     /// Stop being routed messages of a group, at once. The remaining
     /// members remove the device from the MLS group by a later commit.
     Leave {

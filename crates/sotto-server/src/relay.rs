@@ -456,6 +456,18 @@ impl Relay {
         match request {
             Request::Register { .. } | Request::Login { .. } => Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated)),
             Request::Sync => Err(bad("sync is handled by the session")),
+            Request::DeleteAccount => {
+                let handle = me.handle.clone();
+                blocking_timed(&self.metrics, move || store.remove_account(&handle)).await?;
+                // Its other devices' connections end too (this one gets
+                // its answer first: the kick is seen on the next turn).
+                self.hub.kick_account(
+                    &me.handle,
+                    ErrorBody::with_message(ErrorCode::NotAuthenticated, "this account was deleted"),
+                );
+                tracing::info!(handle = %me.handle, "account deleted by its owner");
+                Ok(Response::Done)
+            }
             Request::UploadKeyPackages { packages, last_resort } => {
                 if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
                     return Err(bad(format!("at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload")));

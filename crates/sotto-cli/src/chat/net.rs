@@ -141,6 +141,8 @@ async fn run_command(m: &Messenger, s: &mut Session<'_>, ev: &Events, cmd: Comma
             if let Some(h) = to.strip_prefix('@') {
                 if m.conversation_group(&to)?.is_none() {
                     s.ensure_direct(h).await?;
+                } else {
+                    s.check_peer(h).await?;
                 }
             }
             // Into the outbox (durable) and on screen as pending first;

@@ -385,7 +385,7 @@ fn open_profile(name: &str, passphrase: Option<String>) -> Result<Messenger> {
 }
 
 /// Serves the UI until Ctrl-C.
-pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
+pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles: Vec<(String, String)>) -> Result<()> {
     // Plaintext staged by a web UI that crashed or was killed mid-send.
     first.clear_outgoing();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot listen on 127.0.0.1")?;
@@ -475,7 +475,7 @@ pub async fn run(first: Messenger, port: u16, open: bool, profiles: Vec<(String,
             let Some((name, pass)) = shared.switch.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
             match open_profile(&name, pass) {
                 Ok(m) => {
-                    messenger = m;
+                    messenger = std::rc::Rc::new(m);
                     *shared.app.lock().unwrap_or_else(|p| p.into_inner()) = App::default();
                     *shared.downloads.lock().unwrap_or_else(|p| p.into_inner()) = messenger.downloads_dir();
                     messenger.clear_outgoing();
