@@ -7,6 +7,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::output::line(format_args!($($t)*)) };
 }
 
+mod agent;
 mod chat;
 mod exit;
 mod export;
@@ -164,6 +165,22 @@ enum Command {
     Account(AccountCommand),
     /// List profiles (server and handle of those that can be opened).
     Profiles,
+    /// Type the profile's passphrase once: a background agent keeps the
+    /// key in memory (never on disk) and later commands do not ask.
+    Unlock {
+        /// How long the agent keeps it (e.g. 30m, 8h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
+        hold: Duration,
+    },
+    /// Make the agent forget every unlocked profile (commands ask again).
+    Lock,
+    /// The unlock agent itself (started by `sotto unlock`).
+    #[command(hide = true)]
+    Agent {
+        /// Where to listen.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Change the profile's passphrase (re-keys the local database).
     Passphrase {
         /// Switch to a key file instead of a passphrase (weaker).
@@ -403,8 +420,13 @@ async fn ephemeral(cli: Cli, dir: std::path::PathBuf) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     let dir = profile::resolve(cli.profile.as_deref())?;
-    if cli.ephemeral && matches!(cli.command, Command::Init { .. } | Command::Backup(_) | Command::Passphrase { .. }) {
-        bail!("--ephemeral keeps nothing, so init, backup and passphrase do not apply");
+    if cli.ephemeral
+        && matches!(
+            cli.command,
+            Command::Init { .. } | Command::Backup(_) | Command::Passphrase { .. } | Command::Unlock { .. }
+        )
+    {
+        bail!("--ephemeral keeps nothing, so init, backup, passphrase and unlock do not apply");
     }
     if cli.ephemeral && !matches!(cli.command, Command::Account(_)) {
         return ephemeral(cli, dir).await;
@@ -749,10 +771,29 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             say!("restored @{} into {}", messenger.identity().handle, dir.display());
         }
         Command::Profiles => profile::list()?,
+        Command::Unlock { hold } => {
+            let key = profile::unlock_key(&dir)?;
+            agent::put(&dir, &key, *hold)?;
+            say!(
+                "unlocked {} for {}; `sotto lock` forgets it sooner",
+                dir.display(),
+                humantime::format_duration(*hold)
+            );
+        }
+        Command::Lock => {
+            if agent::forget(None)? {
+                say!("locked: the agent forgot every key; commands ask for the passphrase again");
+            } else {
+                say!("nothing was unlocked");
+            }
+        }
+        Command::Agent { socket } => agent::serve(socket).await?,
         Command::Passphrase { no_passphrase } => {
             let messenger = profile::open(&dir)?;
             let key = profile::new_key(*no_passphrase)?;
             messenger.change_key(&key)?;
+            // The old key opens nothing now.
+            let _ = agent::forget(Some(&dir));
             say!(
                 "the profile is now protected by {}",
                 if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" }

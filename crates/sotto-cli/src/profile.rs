@@ -141,7 +141,16 @@ pub fn open(dir: &Path) -> Result<Messenger> {
     if !db::exists(dir) {
         bail!("no profile in {}; create one with `sotto init --server ADDRESS --name HANDLE`", dir.display());
     }
-    let m = if db::uses_key_file(dir) {
+    let from_agent = if db::uses_key_file(dir) || std::env::var_os("SOTTO_PASSPHRASE").is_some() {
+        None
+    } else {
+        // Unlocked earlier with `sotto unlock`? A stale key (the passphrase
+        // changed since) just falls through to asking.
+        crate::agent::key_for(dir).and_then(|k| Messenger::open(dir, &ProfileKey::Raw(k)).ok())
+    };
+    let m = if let Some(m) = from_agent {
+        m
+    } else if db::uses_key_file(dir) {
         Messenger::open(dir, &ProfileKey::KeyFile).map_err(|e| explain(dir, e))?
     } else if std::env::var_os("SOTTO_PASSPHRASE").is_some() || !std::io::stdin().is_terminal() {
         Messenger::open(dir, &ProfileKey::Passphrase(passphrase("", false)?)).map_err(|e| explain(dir, e))?
@@ -169,6 +178,31 @@ pub fn open(dir: &Path) -> Result<Messenger> {
         bail!("the profile in {} was never registered; remove it and run `sotto init` again", dir.display());
     }
     Ok(m)
+}
+
+/// Asks for the passphrase of the profile in `dir` (or takes
+/// SOTTO_PASSPHRASE) until it opens the profile; returns the database key.
+pub fn unlock_key(dir: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    if !db::exists(dir) {
+        bail!("no profile in {}; create one with `sotto init --server ADDRESS --name HANDLE`", dir.display());
+    }
+    if db::uses_key_file(dir) {
+        bail!("the profile in {} has no passphrase (it uses a key file), so there is nothing to unlock", dir.display());
+    }
+    let at_terminal = std::env::var_os("SOTTO_PASSPHRASE").is_none() && std::io::stdin().is_terminal();
+    let prompt = format!("Passphrase for the sotto profile {}: ", dir.display());
+    for tries in 1..=3 {
+        let pass = ProfileKey::Passphrase(passphrase(&prompt, false)?);
+        let key = db::derive_key(dir, &pass)?;
+        match Messenger::open(dir, &ProfileKey::Raw(key.clone())) {
+            Ok(_) => return Ok(key),
+            Err(sotto_core::CoreError::WrongPassphrase) if at_terminal && tries < 3 => {
+                eprintln!("wrong passphrase; try again ({} of 3)", tries + 1);
+            }
+            Err(e) => return Err(explain(dir, e)),
+        }
+    }
+    bail!("wrong passphrase")
 }
 
 /// Creates a profile in `dir`.

@@ -23,6 +23,16 @@ pub enum ProfileKey {
     Passphrase(Zeroizing<String>),
     /// Read from (or, on creation, written to) `profile.key`.
     KeyFile,
+    /// The database key itself, as an unlock agent holds it after the
+    /// person typed the passphrase once ([`derive_key`]). Only for opening.
+    Raw(Zeroizing<[u8; 32]>),
+}
+
+/// The database key of the existing profile in `dir` for `key` (Argon2id
+/// from the passphrase, or the key file), without opening the database.
+/// Wrong passphrases are found only by opening: check with [`open`].
+pub fn derive_key(dir: &Path, key: &ProfileKey) -> CoreResult<Zeroizing<[u8; 32]>> {
+    key_for(dir, key, false)
 }
 
 const DB: &str = "profile.db";
@@ -71,6 +81,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> CoreResult<()> {
 
 fn key_for(dir: &Path, key: &ProfileKey, create: bool) -> CoreResult<Zeroizing<[u8; 32]>> {
     match key {
+        ProfileKey::Raw(_) if create => {
+            Err(CoreError::Invalid("a new profile needs a passphrase or a key file, not a raw key".into()))
+        }
+        ProfileKey::Raw(k) => Ok(k.clone()),
         ProfileKey::KeyFile => {
             let path = dir.join(KEYFILE);
             if create {
