@@ -69,6 +69,9 @@ fn a_device_that_lost_state_shows_that_messages_may_be_missing() {
     let got = bob.receive_json();
     let marker = got.iter().find(|m| m["kind"] == "system").unwrap_or_else(|| panic!("no marker in {got:?}"));
     assert!(marker["text"].as_str().unwrap().contains("messages may be missing"), "{marker}");
+    // Said in words, never as a library's error name.
+    let said = marker["text"].as_str().unwrap();
+    assert!(!said.contains("Error") && !said.contains("MLS:"), "{marker}");
     assert_eq!(marker["conversation"], "@alice");
     let hist = bob.ok(&["history", "@alice"]);
     assert!(hist.contains("messages may be missing"), "{hist}");

@@ -248,6 +248,17 @@ pub(crate) fn key_change_text(handle: &str) -> String {
     )
 }
 
+/// Why a delivery could not be read, in words a person can use.
+fn unreadable_reason(e: &CoreError) -> &'static str {
+    match e {
+        CoreError::Mls(_) => "a message could not be decrypted (this device fell out of step with the conversation)",
+        CoreError::Decode { .. } => "a message arrived damaged",
+        CoreError::BadCredential(_) => "a message came from a device whose keys do not check out",
+        CoreError::Db(_) | CoreError::Io(_) => "this device could not store a message",
+        _ => "a message could not be processed",
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -1137,7 +1148,10 @@ impl Messenger {
                     // Undo whatever openmls half-wrote, keep the marker, and
                     // move on: one bad message must not block the rest.
                     me.conn.execute_batch("ROLLBACK TO process; RELEASE process")?;
-                    let text = format!("messages may be missing ({e}); rejoining");
+                    // The library's own words go to the log, not to the
+                    // person: they can act on "missing", not on an error name.
+                    tracing::warn!(seq = d.seq, error = %e, "a message could not be read; rejoining");
+                    let text = format!("messages may be missing: {}; rejoining", unreadable_reason(&e));
                     let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
                     me.conn.exec("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
                     vec![
