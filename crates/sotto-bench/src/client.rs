@@ -73,7 +73,7 @@ impl Conn {
                 signature,
             }
         } else {
-            Request::Login { handle: acct.handle.clone(), device_id: 1, signature }
+            Request::Login { handle: acct.handle.clone(), device_id: 1, signature, copy: None, takeover: false }
         }
     }
 

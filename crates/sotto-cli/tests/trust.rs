@@ -297,3 +297,40 @@ fn sending_to_a_removed_and_re_registered_handle_is_held_at_send_time() {
     assert!(!history.contains("still you?") && !history.contains("is anyone there?"), "nothing marked sent: {history}");
     assert!(stranger.receive_json().is_empty(), "the stranger got nothing");
 }
+
+#[test]
+fn a_backup_restored_while_the_original_is_in_use_takes_over_and_the_old_copy_is_told() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "before the backup"]);
+    bob.receive_json();
+    let file = root.path().join("alice.backup");
+    let backup = |u: &User, args: &[&str]| {
+        let out = u.cmd().env("SOTTO_BACKUP_PASSPHRASE", "backup secret").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    backup(alice, &["backup", "create", file.to_str().unwrap()]);
+    // The original goes on after the backup: its keys move on.
+    alice.ok(&["send", "@bob", "after the backup, from the original"]);
+    bob.ok(&["send", "@alice", "bob to the original"]);
+    alice.receive_json();
+
+    // The backup is restored on a second computer while the first still runs.
+    let copy = User { name: "alice".into(), profile: root.path().join("alice-restored") };
+    backup(&copy, &["backup", "restore", file.to_str().unwrap()]);
+    copy.ok(&["send", "@bob", "from the restored copy"]);
+    let got = bob.receive_json();
+    assert!(texts(&got).iter().any(|(_, _, t)| t == "from the restored copy"), "{got:?}");
+    assert!(
+        !got.iter().any(|m| m["text"].as_str().unwrap_or("").contains("missing")),
+        "Bob's conversation is not broken: {got:?}"
+    );
+    bob.ok(&["send", "@alice", "hello restored alice"]);
+    assert!(texts(&copy.receive_json()).iter().any(|(_, _, t)| t == "hello restored alice"));
+
+    // The old copy is refused with a sentence saying which copy to keep.
+    let old = stderr_fail(alice.run(&["receive"]));
+    assert!(old.contains("out of date") && old.contains("restored"), "{old}");
+    assert!(!old.contains("Error"), "{old}");
+}

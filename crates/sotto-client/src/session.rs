@@ -72,7 +72,13 @@ impl<'m> Session<'m> {
         let mut conn = connect_with_retry(&address, 4).await?;
         let login = messenger.login_request(&conn.login_payload());
         let stock = match conn.request(login).await {
-            Ok(Response::LoggedIn { key_packages, .. }) => key_packages,
+            Ok(Response::LoggedIn { key_packages, .. }) => {
+                messenger.copy_confirmed()?;
+                key_packages
+            }
+            Err(ClientError::Server(b)) if b.code == ErrorCode::StaleCopy => {
+                return Err(SessionError::Other(b.message));
+            }
             Ok(other) => return Err(SessionError::Other(format!("unexpected answer to login: {other:?}"))),
             Err(e) if e.code() == Some(ErrorCode::AuthFailed) => {
                 return Err(SessionError::Other(format!(

@@ -94,7 +94,9 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Messenger::open(dir, key)
+        let m = Messenger::open(dir, key)?;
+        m.become_new_copy()?;
+        Ok(m)
     }
 }
 

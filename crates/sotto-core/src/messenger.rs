@@ -456,7 +456,42 @@ impl Messenger {
             handle: self.identity.handle.clone(),
             device_id: self.identity.device_id,
             signature: self.identity.sign_login(login_payload),
+            copy: self.copy_id().ok().map(ByteBuf::from),
+            takeover: self.setting("copy_takeover").ok().flatten().is_some(),
         }
+    }
+
+    /// The random id of this copy of the profile, made on first use. A
+    /// restored backup gets a new one (see `backup.rs`), so the server can
+    /// tell two copies of one device apart and let only one in.
+    pub fn copy_id(&self) -> CoreResult<Vec<u8>> {
+        if let Some(id) = self.setting("copy_id")? {
+            return Ok(id);
+        }
+        let id = rand::random::<[u8; 16]>().to_vec();
+        self.set_setting("copy_id", &id)?;
+        Ok(id)
+    }
+
+    /// The server accepted this copy (after a restore it replaced the old
+    /// one): later logins are ordinary.
+    pub fn copy_confirmed(&self) -> CoreResult<()> {
+        self.conn.exec("DELETE FROM settings WHERE k='copy_takeover'", [])?;
+        Ok(())
+    }
+
+    /// Makes this profile a fresh copy that replaces the one the server
+    /// knows: a new copy id, a takeover at the next login, and every
+    /// conversation rejoined with fresh keys (the backup's keys were used
+    /// by the other copy since, and using them again would break the
+    /// conversation for everyone).
+    pub(crate) fn become_new_copy(&self) -> CoreResult<()> {
+        self.tx(|me| {
+            me.set_setting("copy_id", &rand::random::<[u8; 16]>())?;
+            me.set_setting("copy_takeover", b"1")?;
+            me.conn.exec("UPDATE groups SET broken=1 WHERE active=1", [])?;
+            Ok(())
+        })
     }
 
     /// Runs `f` in one transaction; on error nothing it wrote stays.

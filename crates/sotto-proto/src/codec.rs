@@ -94,7 +94,13 @@ mod tests {
                 invite: Some("code".into()),
                 signature: vec![3; 64],
             },
-            Request::Login { handle: "alice".into(), device_id: 1, signature: vec![3; 64] },
+            Request::Login {
+                handle: "alice".into(),
+                device_id: 1,
+                signature: vec![3; 64],
+                copy: None,
+                takeover: false,
+            },
             Request::UploadKeyPackages {
                 packages: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
                 last_resort: Some(serde_bytes::ByteBuf::from(vec![3])),

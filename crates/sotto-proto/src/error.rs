@@ -24,6 +24,9 @@ pub enum ErrorCode {
     AuthFailed,
     /// The account is banned on this server.
     Banned,
+    /// This copy of the profile is out of date: a backup of it was restored
+    /// elsewhere and that copy is the one in use now.
+    StaleCopy,
     /// The handle breaks the handle rules.
     InvalidHandle,
     /// Somebody already registered this handle.
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::AlreadyAuthenticated => "this connection is already logged in",
             Self::AuthFailed => "the device could not prove its key; is this the right profile?",
             Self::Banned => "this account is banned on this server",
+            Self::StaleCopy => "this copy of the profile is out of date: a backup of it was restored on another device, which is the one in use now",
             Self::InvalidHandle => "the handle breaks the handle rules",
             Self::HandleTaken => "that handle is taken; choose another",
             Self::InviteRequired => "this server needs an invite code (ask its operator)",
@@ -93,7 +97,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::BadRequest,
         Self::MalformedFrame,
         Self::FrameTooLarge,
@@ -102,6 +106,7 @@ impl ErrorCode {
         Self::AlreadyAuthenticated,
         Self::AuthFailed,
         Self::Banned,
+        Self::StaleCopy,
         Self::InvalidHandle,
         Self::HandleTaken,
         Self::InviteRequired,

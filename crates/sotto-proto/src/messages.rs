@@ -100,6 +100,17 @@ pub enum Request {
         /// The device key's signature over [`crate::signing::login_payload`].
         #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
+        /// A random id of this copy of the profile (1 to 32 bytes). Two
+        /// copies of one device (a backup restored while the original is in
+        /// use) would break every conversation for everyone; the server
+        /// lets one copy in: the one it knows, or a restored one that says
+        /// `takeover`, after which the other is refused (`stale_copy`).
+        #[serde(default)]
+        copy: Option<serde_bytes::ByteBuf>,
+        /// This copy was just restored from a backup and replaces the one
+        /// the server knows.
+        #[serde(default)]
+        takeover: bool,
     },
     /// Add KeyPackages (TLS-serialized MLS KeyPackages) to this device's stock.
     UploadKeyPackages {

@@ -20,11 +20,15 @@ fn request() -> impl Strategy<Value = Request> {
         (bytes(32), any::<u64>(), bytes(32), bytes(2048))
             .prop_map(|(group_id, epoch, client_id, payload)| Request::Send { group_id, epoch, client_id, payload }),
         (bytes(32), any::<u64>()).prop_map(|(group_id, seq)| Request::Ack { group_id, seq }),
-        ("[a-z]{0,40}", any::<u32>(), bytes(80)).prop_map(|(handle, device_id, signature)| Request::Login {
-            handle,
-            device_id,
-            signature
-        }),
+        ("[a-z]{0,40}", any::<u32>(), bytes(80), prop::option::of(bytes(32)), any::<bool>()).prop_map(
+            |(handle, device_id, signature, copy, takeover)| Request::Login {
+                handle,
+                device_id,
+                signature,
+                copy: copy.map(serde_bytes::ByteBuf::from),
+                takeover,
+            }
+        ),
         prop::collection::vec("\\PC{0,20}", 0..5).prop_map(|handles| Request::Presence { handles }),
         (bytes(32), any::<u64>(), any::<u32>()).prop_map(|(group_id, after_seq, limit)| Request::Fetch {
             group_id,

@@ -228,6 +228,11 @@ impl Hub {
         self.each(&devices, |p| p.kick = Some(reason.clone()));
     }
 
+    /// Asks every live connection of one device to close with `reason`.
+    pub fn kick_account_device(&self, device: &DeviceRef, reason: ErrorBody) {
+        self.each(std::slice::from_ref(device), |p| p.kick = Some(reason.clone()));
+    }
+
     /// Number of live authenticated connections.
     pub fn connections(&self) -> usize {
         self.devices.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()

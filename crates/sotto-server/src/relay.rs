@@ -308,7 +308,7 @@ impl Relay {
                 let dref = DeviceRef { handle, device_id: device.device_id };
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
             }
-            Request::Login { handle, device_id, signature } => {
+            Request::Login { handle, device_id, signature, copy, takeover } => {
                 let store = self.store.clone();
                 let h = handle.clone();
                 let account = blocking_timed(&self.metrics, move || store.account(&h)).await?;
@@ -325,6 +325,32 @@ impl Relay {
                     return Err(ErrorBody::new(ErrorCode::Banned));
                 }
                 let dref = DeviceRef { handle, device_id };
+                if let Some(copy) = copy.filter(|c| !c.is_empty() && c.len() <= 32) {
+                    let (store, d) = (self.store.clone(), dref.clone());
+                    let claimed =
+                        blocking_timed(&self.metrics, move || store.claim_copy(&d, &copy, takeover, now_ms())).await?;
+                    if let Err(since) = claimed {
+                        let when = humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_millis(since.max(0) as u64),
+                        );
+                        return Err(ErrorBody::with_message(
+                            ErrorCode::StaleCopy,
+                            format!(
+                                "this copy of the profile is out of date: a backup of it was restored on another device at {when}, and that copy is the one in use now. Keep using that one and remove this copy (its history is in the backup up to then)"
+                            ),
+                        ));
+                    }
+                    if takeover {
+                        // The copy it replaces is cut off at once.
+                        self.hub.kick_account_device(
+                            &dref,
+                            ErrorBody::with_message(
+                                ErrorCode::StaleCopy,
+                                "this copy of the profile was replaced by one restored from a backup",
+                            ),
+                        );
+                    }
+                }
                 let store = self.store.clone();
                 let d = dref.clone();
                 let key_packages = blocking_timed(&self.metrics, move || store.key_package_count(&d)).await?;

@@ -86,8 +86,10 @@ async fn login_needs_a_signature_over_this_connections_challenge() {
     let mut conn = server.connect().await;
     use ed25519_dalek::Signer;
     let stale = alice.device.sign(&other.login_payload()).to_bytes().to_vec();
-    let err =
-        conn.request(Request::Login { handle: "alice".into(), device_id: 1, signature: stale }).await.unwrap_err();
+    let err = conn
+        .request(Request::Login { handle: "alice".into(), device_id: 1, signature: stale, copy: None, takeover: false })
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), ErrorCode::AuthFailed);
     // So is a signature by the wrong key, and an unknown handle answers the same.
     let mallory = Account { handle: "alice".into(), ..Account::new("x") };

@@ -112,7 +112,13 @@ async fn hostile_clients_do_not_stop_a_normal_conversation() {
                 let mut r = sotto_client::Connection::connect(&server_addr).await.unwrap();
                 let sig = stolen.device.sign(&other.login_payload()).to_bytes().to_vec();
                 let err = r
-                    .request(Request::Login { handle: "alice".into(), device_id: 1, signature: sig })
+                    .request(Request::Login {
+                        handle: "alice".into(),
+                        device_id: 1,
+                        signature: sig,
+                        copy: None,
+                        takeover: false,
+                    })
                     .await
                     .unwrap_err();
                 assert_eq!(err.code(), Some(ErrorCode::AuthFailed));

@@ -241,6 +241,10 @@ impl Store for Faulty {
         self.inner.incomplete_blobs()
     }
 
+    fn claim_copy(&self, device: &DeviceRef, copy: &[u8], takeover: bool, now: i64) -> StoreResult<Result<(), i64>> {
+        self.inner.claim_copy(device, copy, takeover, now)
+    }
+
     fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
         self.inner.remove_blob(id)
     }

@@ -47,6 +47,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     leaving(&make());
     who_is_woken_follows_membership(&make());
     blobs(&make());
+    one_copy_of_a_device_at_a_time(&make());
     operator_views(&make());
     retention(&make());
 }
@@ -337,6 +338,20 @@ fn blobs(s: &impl Store) {
     s.begin_blob(b"old", &alice, 10, 100, 150, NOW - 10).unwrap();
     assert_eq!(s.expire_blobs(NOW - 5).unwrap(), vec![b"old".to_vec()]);
     assert_eq!(s.stats().unwrap().blobs, 0);
+}
+
+fn one_copy_of_a_device_at_a_time(s: &impl Store) {
+    register(s, "alice");
+    let alice = dev("alice");
+    assert_eq!(s.claim_copy(&alice, b"first", false, NOW).unwrap(), Ok(()), "the first copy seen is recorded");
+    assert_eq!(s.claim_copy(&alice, b"first", false, NOW + 1).unwrap(), Ok(()));
+    assert_eq!(s.claim_copy(&alice, b"other", false, NOW + 2).unwrap(), Err(NOW), "another copy is refused");
+    assert_eq!(s.claim_copy(&alice, b"restored", true, NOW + 3).unwrap(), Ok(()), "a restored copy takes over");
+    assert_eq!(s.claim_copy(&alice, b"first", false, NOW + 4).unwrap(), Err(NOW + 3), "and the old one is stale");
+    // A new account under the same handle starts afresh.
+    s.remove_account("alice").unwrap();
+    register(s, "alice");
+    assert_eq!(s.claim_copy(&alice, b"new phone", false, NOW + 5).unwrap(), Ok(()));
 }
 
 fn operator_views(s: &impl Store) {

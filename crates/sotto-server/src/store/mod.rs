@@ -235,6 +235,12 @@ pub trait Store: Send + Sync + 'static {
     /// An account and its devices.
     fn account(&self, handle: &str) -> StoreResult<Option<AccountRecord>>;
 
+    /// Which copy of a device's profile may log in (see `Request::Login`):
+    /// the first copy seen is recorded; another copy is let in, and
+    /// recorded, only with `takeover`. Returns when the copy in use was
+    /// recorded, or `Err(since)` for a stale copy.
+    fn claim_copy(&self, device: &DeviceRef, copy: &[u8], takeover: bool, now: i64) -> StoreResult<Result<(), i64>>;
+
     /// Sets or clears the ban flag.
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()>;
 

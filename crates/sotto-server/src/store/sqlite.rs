@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS blobs(
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blobs_owner ON blobs(owner_handle);
+CREATE TABLE IF NOT EXISTS device_copies(
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    copy_id BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
 CREATE TABLE IF NOT EXISTS blob_readers(
     blob_id BLOB NOT NULL,
     handle TEXT NOT NULL,
@@ -658,6 +665,9 @@ impl Store for SqliteStore {
                 params![handle, device.device_id, device.device_key, device.certificate, now],
             )
             .map_err(backend)?;
+            // A new account under an old handle starts with no copy of its
+            // own recorded (the old account's record, if any, is not its).
+            tx.exec("DELETE FROM device_copies WHERE handle=?", [handle]).map_err(backend)?;
             Ok(())
         })
     }
@@ -1073,6 +1083,31 @@ impl Store for SqliteStore {
         })
     }
 
+    fn claim_copy(&self, device: &DeviceRef, copy: &[u8], takeover: bool, now: i64) -> StoreResult<Result<(), i64>> {
+        self.with_tx(|tx| {
+            let known: Option<(Vec<u8>, i64)> = tx
+                .row(
+                    "SELECT copy_id, since FROM device_copies WHERE handle=? AND device_id=?",
+                    params![device.handle, device.device_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            match known {
+                Some((k, _)) if k == copy => Ok(Ok(())),
+                Some((_, since)) if !takeover => Ok(Err(since)),
+                _ => {
+                    tx.exec(
+                        "INSERT OR REPLACE INTO device_copies(handle, device_id, copy_id, since) VALUES(?,?,?,?)",
+                        params![device.handle, device.device_id, copy, now],
+                    )
+                    .map_err(backend)?;
+                    Ok(Ok(()))
+                }
+            }
+        })
+    }
+
     fn remove_account(&self, handle: &str) -> StoreResult<()> {
         self.with_tx(|tx| {
             // Membership changes outside the writer: its cache must go.
@@ -1090,6 +1125,7 @@ impl Store for SqliteStore {
             for sql in [
                 "DELETE FROM devices WHERE handle=?",
                 "DELETE FROM key_packages WHERE handle=?",
+                "DELETE FROM device_copies WHERE handle=?",
                 "DELETE FROM members WHERE handle=?",
                 "DELETE FROM welcomes WHERE handle=?",
                 "DELETE FROM blob_readers WHERE handle=?",

@@ -112,7 +112,14 @@ impl Account {
 
     pub async fn login(&self, conn: &mut Connection) -> Result<Response, ClientError> {
         let signature = self.device.sign(&conn.login_payload()).to_bytes().to_vec();
-        conn.request(Request::Login { handle: self.handle.clone(), device_id: 1, signature }).await
+        conn.request(Request::Login {
+            handle: self.handle.clone(),
+            device_id: 1,
+            signature,
+            copy: None,
+            takeover: false,
+        })
+        .await
     }
 
     /// Connects and registers (open server) or logs in.
