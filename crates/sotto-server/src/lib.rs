@@ -8,12 +8,12 @@
 
 pub mod admin;
 pub mod blobs;
-pub mod claims;
 pub mod config;
 pub mod hub;
 pub mod invite;
 pub mod memory;
 pub mod metrics;
+pub mod pair_budget;
 pub mod relay;
 pub mod server;
 pub mod session;

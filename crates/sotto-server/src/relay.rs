@@ -53,10 +53,15 @@ pub struct RelayConfig {
     /// Most groups one device may create.
     pub max_groups_per_device: u64,
     /// Claims of one account's KeyPackages one account may make per hour
-    /// (a conversation needs one; see `claims.rs`).
+    /// (a conversation needs one; see `pair_budget.rs`).
     pub key_package_claims_per_target: u32,
     /// Claims of anyone's KeyPackages one account may make per hour.
     pub key_package_claims_per_hour: u32,
+    /// Times one account may add another account's devices to groups per
+    /// hour (each is a welcome in their inbox).
+    pub adds_per_target: u32,
+    /// Adds of anyone's devices one account may make per hour.
+    pub adds_per_hour: u32,
 }
 
 /// 1 MiB/s: a thousand 1 KiB messages a second, far beyond any person,
@@ -90,6 +95,8 @@ impl Default for RelayConfig {
             // one person's stock is what must not be drained.
             key_package_claims_per_target: 10,
             key_package_claims_per_hour: 5_000,
+            adds_per_target: 30,
+            adds_per_hour: 5_000,
         }
     }
 }
@@ -113,7 +120,10 @@ pub struct Relay {
     /// Counters for /metrics.
     pub metrics: crate::metrics::Metrics,
     /// Budgets for claiming other people's KeyPackages.
-    pub claims: crate::claims::ClaimLimiter,
+    pub claims: crate::pair_budget::PairBudget,
+    /// Budgets for adding other people to groups (each add is a welcome
+    /// in their inbox).
+    pub adds: crate::pair_budget::PairBudget,
     /// Set to true when the server shuts down; sessions say goodbye.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -135,8 +145,11 @@ pub const BLOB_TOKEN_TTL: Duration = Duration::from_secs(3600);
 impl Relay {
     /// A relay over `store`, keeping blobs in `blob_dir`.
     pub fn new(store: Arc<dyn Store>, config: RelayConfig, server_id: Vec<u8>, blob_dir: PathBuf) -> Self {
-        let claims =
-            crate::claims::ClaimLimiter::new(config.key_package_claims_per_target, config.key_package_claims_per_hour);
+        let claims = crate::pair_budget::PairBudget::new(
+            config.key_package_claims_per_target,
+            config.key_package_claims_per_hour,
+        );
+        let adds = crate::pair_budget::PairBudget::new(config.adds_per_target, config.adds_per_hour);
         Self {
             store,
             hub: Hub::default(),
@@ -147,6 +160,7 @@ impl Relay {
             uploading: Mutex::default(),
             metrics: crate::metrics::Metrics::default(),
             claims,
+            adds,
             shutdown: tokio::sync::watch::channel(false).0,
         }
     }
@@ -381,6 +395,17 @@ impl Relay {
                 }
                 if added.len() + removed.len() > MAX_MEMBERSHIP_CHANGE {
                     return ready(Err(bad("too many membership changes in one commit")));
+                }
+                let mut targets: Vec<&str> =
+                    added.iter().map(|d| d.handle.as_str()).filter(|h| *h != me.handle).collect();
+                targets.sort_unstable();
+                targets.dedup();
+                let when = std::time::Instant::now();
+                if let Some(t) = targets.iter().find(|t| !self.adds.allow(&me.handle, t, when)) {
+                    return ready(Err(ErrorBody::with_message(
+                        ErrorCode::RateLimited,
+                        format!("@{t} was added to groups too often this hour; try again later"),
+                    )));
                 }
                 if !added.is_empty() && welcome.is_none() {
                     return ready(Err(bad("a commit that adds devices must carry a welcome")));

@@ -595,3 +595,41 @@ async fn one_claimer_cannot_drain_a_persons_key_packages_and_others_still_reach_
     }
     assert!(server.relay.store.key_package_count(&bob.me()).unwrap() >= 50 - limit - 1);
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_fill_someones_inbox_with_welcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let bob = Account::new("bob");
+    bob.online(&server).await.close().await;
+    let mallory = Account::new("mallory");
+    let mut m = mallory.online(&server).await;
+    let limit = RelayConfig::default().adds_per_target;
+    let mut refused = None;
+    for i in 0..limit + 5 {
+        let g = [vec![0xee, (i >> 8) as u8, i as u8], vec![0; 13]].concat();
+        m.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
+        let r = m
+            .request(Request::Commit {
+                group_id: g,
+                epoch: 0,
+                client_id: vec![i as u8; 16],
+                commit: b"commit".to_vec(),
+                welcome: Some(ByteBuf::from(b"garbage welcome".to_vec())),
+                added: vec![bob.me()],
+                removed: vec![],
+            })
+            .await;
+        if let Err(e) = r {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (at, err) = refused.expect("the adds stop");
+    assert_eq!(at, limit, "after {limit} adds of bob in an hour");
+    assert_eq!(code(&err), ErrorCode::RateLimited, "{err}");
+    assert_eq!(server.relay.store.welcomes(&bob.me()).unwrap().len(), limit as usize, "bob's inbox holds no more");
+    // Someone else can still add bob.
+    let mut a = Account::new("alice").online(&server).await;
+    group_with(&mut a, &gid(77), &[&bob]).await;
+}

@@ -1,10 +1,13 @@
-//! How often one account may claim another's KeyPackages. One-time
-//! packages are what give a new conversation's first messages forward
-//! secrecy; anyone who could claim them in a loop could use up a person's
-//! stock (they would then be reached through their last-resort package
-//! only). A person starting a conversation claims once per contact, so a
-//! small hourly budget per (claimer, target) and a larger one per claimer
-//! cost people nothing.
+//! Hourly budgets for what one account may do to another, per (actor,
+//! target) and per actor in all. Two uses:
+//! - claiming someone's KeyPackages: one-time packages give a new
+//!   conversation's first messages forward secrecy, and anyone who could
+//!   claim them in a loop could use up a person's stock;
+//! - adding someone to a group: each add puts a welcome in their inbox,
+//!   and a stranger could otherwise fill it with garbage welcomes.
+//!
+//! A person starting conversations needs one of each per contact, so a
+//! small budget per pair and a larger one per actor cost people nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,36 +20,36 @@ const WINDOW: Duration = Duration::from_secs(3600);
 /// of distinct pairs).
 const SWEEP_AT: usize = 100_000;
 
-/// A claimer, with a target for the per-target budget or none for the
-/// claimer's total.
+/// A actor, with a target for the per-target budget or none for the
+/// actor's total.
 type Key = (String, Option<String>);
 
 /// When a window began and how many claims it has counted.
 type Window = (Instant, u32);
 
-/// Counts claims per claimer and per (claimer, target) in hourly windows.
-pub struct ClaimLimiter {
+/// Counts claims per actor and per (actor, target) in hourly windows.
+pub struct PairBudget {
     per_target: u32,
-    per_claimer: u32,
+    per_actor: u32,
     counts: Mutex<HashMap<Key, Window>>,
 }
 
-impl ClaimLimiter {
+impl PairBudget {
     /// At most `per_target` claims of one account's packages by one
-    /// claimer, and `per_claimer` claims in all, per hour.
-    pub fn new(per_target: u32, per_claimer: u32) -> Self {
-        Self { per_target, per_claimer, counts: Mutex::default() }
+    /// actor, and `per_actor` claims in all, per hour.
+    pub fn new(per_target: u32, per_actor: u32) -> Self {
+        Self { per_target, per_actor, counts: Mutex::default() }
     }
 
-    /// Counts a claim of `target`'s packages by `claimer`; false when a
+    /// Counts a claim of `target`'s packages by `actor`; false when a
     /// budget is used up (nothing is counted then).
-    pub fn allow(&self, claimer: &str, target: &str, now: Instant) -> bool {
+    pub fn allow(&self, actor: &str, target: &str, now: Instant) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() > SWEEP_AT {
             counts.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }
-        let keys = [(claimer.to_owned(), Some(target.to_owned())), (claimer.to_owned(), None)];
-        let limits = [self.per_target, self.per_claimer];
+        let keys = [(actor.to_owned(), Some(target.to_owned())), (actor.to_owned(), None)];
+        let limits = [self.per_target, self.per_actor];
         for (key, limit) in keys.iter().zip(limits) {
             if let Some((start, n)) = counts.get(key) {
                 if now.duration_since(*start) < WINDOW && *n >= limit {
@@ -70,15 +73,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claimer_gets_a_few_claims_per_target_and_more_in_all_per_hour() {
-        let l = ClaimLimiter::new(3, 5);
+    fn a_actor_gets_a_few_claims_per_target_and_more_in_all_per_hour() {
+        let l = PairBudget::new(3, 5);
         let t0 = Instant::now();
         assert!((0..3).all(|_| l.allow("mallory", "bob", t0)));
-        assert!(!l.allow("mallory", "bob", t0), "bob's stock is not drained by one claimer");
+        assert!(!l.allow("mallory", "bob", t0), "bob's stock is not drained by one actor");
         assert!(l.allow("alice", "bob", t0), "others still reach bob");
         assert!(l.allow("mallory", "carol", t0));
         assert!(l.allow("mallory", "dave", t0));
-        assert!(!l.allow("mallory", "erin", t0), "and one claimer not everyone's");
+        assert!(!l.allow("mallory", "erin", t0), "and one actor not everyone's");
         assert!(l.allow("mallory", "bob", t0 + WINDOW), "a new hour, a new budget");
     }
 }
