@@ -138,6 +138,19 @@ enum Command {
         #[arg(long, value_name = "DIGITS")]
         confirm: Option<String>,
     },
+    /// Block someone: their messages and invitations are dropped, in every
+    /// conversation, and your one-to-one conversation with them is left.
+    Block {
+        /// `@handle`.
+        contact: String,
+    },
+    /// Lift a block.
+    Unblock {
+        /// `@handle`.
+        contact: String,
+    },
+    /// The people you blocked.
+    Blocked,
     /// Accept a contact's changed account key (after comparing safety numbers).
     Trust {
         /// `@handle`.
@@ -678,6 +691,47 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                         sotto_core::trust::grouped(&number)
                     );
                 }
+            }
+        }
+        Command::Block { contact } => {
+            let handle = contact_arg(contact)?;
+            let messenger = messenger(cli, &dir).await?;
+            if handle == messenger.identity().handle {
+                bail!("you cannot block yourself");
+            }
+            messenger.block(&handle)?;
+            // Leaving the one-to-one stops the server routing it and
+            // showing them whether you are online.
+            let conversation = format!("@{handle}");
+            if messenger.conversation_group(&conversation)?.is_some() {
+                match Session::open(&messenger).await {
+                    Ok(mut session) => {
+                        let _ = session.sync().await;
+                        if let Err(e) = session.leave_group(&conversation).await {
+                            eprintln!("warning: could not leave {conversation} yet ({e}); their messages are hidden all the same");
+                        }
+                        session.close().await;
+                    }
+                    Err(e) => eprintln!(
+                        "warning: cannot reach the server ({e}); @{handle} is blocked here, and {conversation} is left the next time you block while online"
+                    ),
+                }
+            }
+            say!("blocked @{handle}: their messages and invitations are dropped; `sotto unblock @{handle}` undoes it");
+        }
+        Command::Unblock { contact } => {
+            let handle = contact_arg(contact)?;
+            let messenger = messenger(cli, &dir).await?;
+            if messenger.unblock(&handle)? {
+                say!("unblocked @{handle}; write to them to start a new conversation");
+            } else {
+                say!("@{handle} was not blocked");
+            }
+        }
+        Command::Blocked => {
+            let messenger = messenger(cli, &dir).await?;
+            for h in messenger.blocked()? {
+                say!("@{h}");
             }
         }
         Command::Trust { contact } => {

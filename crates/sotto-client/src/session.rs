@@ -306,8 +306,14 @@ impl<'m> Session<'m> {
     async fn handle_push(&mut self, push: Push) -> SessionResult<Vec<Event>> {
         match push {
             Push::Welcome { welcome_id, group_id, welcome, sender } => {
-                let events = match self.messenger.handle_welcome(&group_id, &welcome) {
+                let events = match self.messenger.handle_welcome_from(Some(&sender.handle), &group_id, &welcome) {
                     Ok(ev) => ev,
+                    Err(CoreError::Blocked(_)) => {
+                        // Not joined, and not routed either: the server
+                        // stops delivering it and showing presence.
+                        let _ = self.conn.request(Request::Leave { group_id: group_id.clone() }).await;
+                        vec![]
+                    }
                     // A welcome we cannot use stays unusable; say so and
                     // drop it rather than stall every later delivery.
                     Err(e) => vec![Event::Warning {
@@ -320,7 +326,7 @@ impl<'m> Session<'m> {
             }
             Push::Deliver(d) => {
                 let events = self.messenger.handle_delivery(&d)?;
-                self.conn.request(Request::Ack { group_id: d.group_id.clone(), seq: d.seq }).await?;
+                self.ack(d.group_id.clone(), d.seq).await?;
                 Ok(events)
             }
             Push::KeyPackagesLow { remaining } => {
@@ -346,10 +352,20 @@ impl<'m> Session<'m> {
             *e = (*e).max(d.seq);
         }
         for (group_id, seq) in highest {
-            self.conn.request(Request::Ack { group_id, seq }).await?;
+            self.ack(group_id, seq).await?;
         }
         batch.clear();
         Ok(events)
+    }
+
+    /// Acknowledges a group's log up to `seq`. A group this device left
+    /// meanwhile (a welcome it refused, for one) has nothing to acknowledge.
+    async fn ack(&mut self, group_id: Vec<u8>, seq: u64) -> SessionResult<()> {
+        match self.conn.request(Request::Ack { group_id, seq }).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some(ErrorCode::NotMember | ErrorCode::UnknownGroup)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Processes everything pending on the server, then switches to live
@@ -536,6 +552,18 @@ impl<'m> Session<'m> {
         match self.conn.request(Request::LookupUser { handle: handle.to_owned() }).await {
             Ok(Response::User(info)) => {
                 self.messenger.observe_account_key(handle, &info.account_key)?;
+                // Is the peer still in our one-to-one group on the server?
+                let conversation = format!("@{handle}");
+                if let Some(group_id) = self.messenger.conversation_group(&conversation)? {
+                    let gone = match self.conn.request(Request::GroupState { group_id: group_id.clone() }).await {
+                        Ok(Response::Group { members, .. }) => !members.iter().any(|d| d.handle == handle),
+                        Err(e) if matches!(e.code(), Some(ErrorCode::NotMember | ErrorCode::UnknownGroup)) => true,
+                        _ => false,
+                    };
+                    if gone {
+                        self.messenger.close_dead_direct(&group_id, handle)?;
+                    }
+                }
                 self.checked.insert(handle.to_owned());
                 Ok(())
             }
@@ -551,6 +579,9 @@ impl<'m> Session<'m> {
     /// returns once the server acknowledged it.
     pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
         if let Some(handle) = conversation.strip_prefix('@') {
+            if self.messenger.is_blocked(handle)? {
+                return Err(CoreError::Blocked(handle.to_owned()).into());
+            }
             if self.messenger.conversation_group(conversation)?.is_some() {
                 self.check_peer(handle).await?;
             }

@@ -38,6 +38,9 @@ pub enum CoreError {
     /// A contact's account key changed; sending is held until trusted.
     #[error("the account key of @{0} changed; compare safety numbers, then run `sotto trust @{0}`")]
     KeyChanged(String),
+    /// The person blocked this contact.
+    #[error("you blocked @{0}; `sotto unblock @{0}` to talk again")]
+    Blocked(String),
     /// Input a person gave is not acceptable.
     #[error("{0}")]
     Invalid(String),

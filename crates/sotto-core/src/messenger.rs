@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS contacts(
     pending_key BLOB,
     added_at INTEGER NOT NULL
 );
+-- People this person blocked: their welcomes are dropped, their messages
+-- are decrypted (to stay in step) but neither stored nor shown.
+CREATE TABLE IF NOT EXISTS blocked(handle TEXT PRIMARY KEY, since INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS groups(
     group_id BLOB PRIMARY KEY,
     conversation TEXT NOT NULL,
@@ -603,6 +606,59 @@ impl Messenger {
         }
     }
 
+    /// Closes a one-to-one conversation the server says the peer is no
+    /// longer in (they left it, or never joined because they blocked this
+    /// person): the next message starts a new one instead of going where
+    /// nobody reads it. Not while this device's own add is still waiting
+    /// in the outbox.
+    pub fn close_dead_direct(&self, group_id: &[u8], handle: &str) -> CoreResult<bool> {
+        let waiting: Option<i64> = self
+            .conn
+            .row("SELECT 1 FROM outbox WHERE group_id=? AND kind='commit' LIMIT 1", [group_id], |r| r.get(0))
+            .optional()?;
+        if waiting.is_some() {
+            return Ok(false);
+        }
+        let conversation = format!("@{handle}");
+        self.tx(|me| {
+            me.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [group_id])?;
+            me.insert_system(
+                &conversation,
+                group_id,
+                0,
+                &format!("@{handle} is not in this conversation any more; the next message starts a new one"),
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Blocks `handle`: their welcomes are dropped and their messages are
+    /// not stored or shown, in any conversation. True if newly blocked.
+    pub fn block(&self, handle: &str) -> CoreResult<bool> {
+        Ok(self.conn.exec("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![handle, now_ms()])? > 0)
+    }
+
+    /// Lifts a block. True if `handle` was blocked.
+    pub fn unblock(&self, handle: &str) -> CoreResult<bool> {
+        Ok(self.conn.exec("DELETE FROM blocked WHERE handle=?", [handle])? > 0)
+    }
+
+    /// Whether this person blocked `handle`.
+    pub fn is_blocked(&self, handle: &str) -> CoreResult<bool> {
+        Ok(self
+            .conn
+            .row("SELECT 1 FROM blocked WHERE handle=?", [handle], |r| r.get::<_, i64>(0))
+            .optional()?
+            .is_some())
+    }
+
+    /// Everyone blocked, by handle.
+    pub fn blocked(&self) -> CoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT handle FROM blocked ORDER BY handle")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records the account key the server reports for `handle` now (see
     /// `note_contact`); true when it differs from the known one, which
     /// holds sending to them until the person trusts the new key.
@@ -925,6 +981,9 @@ impl Messenger {
 
     pub(crate) fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
+            if !content.body.is_control() && self.is_blocked(handle)? {
+                return Err(CoreError::Blocked(handle.to_owned()));
+            }
             let changed: Option<bool> =
                 self.conn.row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
             if changed == Some(true) {
@@ -1014,6 +1073,17 @@ impl Messenger {
     /// already has (re-delivered because its acknowledgement was lost) is
     /// accepted silently.
     pub fn handle_welcome(&self, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
+        self.handle_welcome_from(None, group_id, welcome)
+    }
+
+    /// [`Messenger::handle_welcome`] for a welcome the server says `adder`
+    /// sent: refused with [`CoreError::Blocked`] when this person blocked
+    /// them (the caller acknowledges it and leaves the group on the server,
+    /// so it is gone for good).
+    pub fn handle_welcome_from(&self, adder: Option<&str>, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
+        if let Some(a) = adder.filter(|a| self.is_blocked(a).unwrap_or(false)) {
+            return Err(CoreError::Blocked(a.to_owned()));
+        }
         let known: Option<i64> =
             self.conn.row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
         if known.is_some() {
@@ -1046,6 +1116,12 @@ impl Messenger {
             let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
             handles.sort();
             handles.dedup();
+            if GroupKind::of(group_id) == GroupKind::Direct && handles.iter().any(|h| me.is_blocked(h).unwrap_or(false))
+            {
+                // A one-to-one from someone blocked (whatever the server
+                // claimed about who sent it): not joined.
+                return Err(CoreError::Blocked(handles.join(", @")));
+            }
             let conversation = match (GroupKind::of(group_id), handles.as_slice()) {
                 (GroupKind::Direct, [one]) => format!("@{one}"),
                 // The name arrives in the group's first message; until then
@@ -1232,7 +1308,7 @@ impl Messenger {
                 }
                 let exists: Option<i64> =
                     self.conn.row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
-                if exists.is_some() {
+                if exists.is_some() || self.is_blocked(&sender.handle)? {
                     return Ok(vec![]);
                 }
                 let m = StoredMessage {

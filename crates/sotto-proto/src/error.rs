@@ -157,7 +157,9 @@ impl ErrorBody {
 
 impl std::fmt::Display for ErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({:?})", self.message, self.code)
+        // The message only: a person never sees a Rust name; programs
+        // branch on `code`.
+        f.write_str(&self.message)
     }
 }
 
