@@ -599,7 +599,8 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         }
         Command::Web { port, no_open } => {
             let messenger = messenger(cli, &dir).await?;
-            web::run(messenger, *port, !*no_open, profile::summaries()).await?;
+            web::run(messenger.clone(), *port, !*no_open, profile::summaries()).await?;
+            waiting_note(&messenger);
         }
         Command::Chat => {
             use std::io::IsTerminal;

@@ -100,10 +100,6 @@ async fn store<T: Send + 'static>(
     }
 }
 
-/// How long an upload may send nothing before the server closes it. A
-/// client on a slow link still sends something every few seconds; one that
-/// stopped only holds a connection slot.
-pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// An unfinished upload whose bytes stopped arriving this long ago is
 /// removed (its record, its bytes and its share of the owner's quota).
@@ -210,9 +206,9 @@ async fn upload_inner(
     let mut written = offset;
     let mut stream = body.into_data_stream();
     loop {
-        // A client that stops sending is dropped after UPLOAD_IDLE, so it
+        // A client that stops sending is dropped after `upload_idle`, so it
         // cannot hold its connection (and the one-writer lock) for good.
-        let chunk = match tokio::time::timeout(UPLOAD_IDLE, stream.next()).await {
+        let chunk = match tokio::time::timeout(relay.config.upload_idle, stream.next()).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(_) => {

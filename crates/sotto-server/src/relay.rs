@@ -52,6 +52,10 @@ pub struct RelayConfig {
     pub byte_burst: u64,
     /// Most groups one device may create.
     pub max_groups_per_device: u64,
+    /// How long a blob upload may send nothing before the server closes it.
+    /// A client on a slow link still sends something every few seconds;
+    /// one that stopped only holds a connection slot.
+    pub upload_idle: Duration,
     /// Claims of one account's KeyPackages one account may make per hour
     /// (a conversation needs one; see `pair_budget.rs`).
     pub key_package_claims_per_target: u32,
@@ -91,6 +95,7 @@ impl Default for RelayConfig {
             byte_rate: DEFAULT_BYTE_RATE,
             byte_burst: DEFAULT_BYTE_BURST,
             max_groups_per_device: 10_000,
+            upload_idle: Duration::from_secs(20),
             // A group of a thousand needs a thousand claims by its creator;
             // one person's stock is what must not be drained.
             key_package_claims_per_target: 10,

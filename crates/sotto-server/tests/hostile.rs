@@ -279,3 +279,51 @@ async fn integers_beyond_63_bits_are_a_bad_request_not_a_server_failure() {
     }
     conn.request(Request::LookupUser { handle: "alice".into() }).await.expect("and the connection goes on");
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_closed_and_its_quota_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RelayConfig { upload_idle: Duration::from_millis(500), blob_quota: 1500, ..open() };
+    let server = TestServer::start(dir.path(), config).await;
+    let alice = Account::new("alice");
+    let mut conn = alice.online(&server).await;
+    let token = match conn.request(Request::BlobToken).await.unwrap() {
+        sotto_proto::Response::BlobToken { token, .. } => hex::encode(token),
+        other => panic!("{other:?}"),
+    };
+    // Headers for 1,000 bytes, 100 of them, then silence.
+    let (mut io, _) = sotto_client::transport::open(&server.address).await.unwrap();
+    let id = "ab".repeat(16);
+    let head = format!(
+        "PUT /v1/blobs/{id}?offset=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nx-sotto-size: 1000\r\nContent-Length: 1000\r\n\r\n"
+    );
+    io.write_all(head.as_bytes()).await.unwrap();
+    io.write_all(&[7u8; 100]).await.unwrap();
+    io.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok() && started.elapsed() < Duration::from_secs(5), "closed at the idle limit");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("x-sotto-stored: 100"), "what arrived is kept for a resume: {answer}");
+    // Unfinished, it still counts towards the quota...
+    let id_bytes = vec![0xab; 16];
+    let blob = server.relay.store.blob(&id_bytes).unwrap().expect("kept for a resume");
+    assert!(!blob.complete);
+    assert!(server.relay.store.begin_blob(&[1; 16], &alice.me(), 1000, 10_000, 1500, 0).is_err(), "quota held");
+    // ...until the server gives up on it, and the space is free again.
+    assert_eq!(sotto_server::blobs::remove_abandoned(&server.relay, Duration::ZERO).await, 1);
+    assert!(server.relay.store.blob(&id_bytes).unwrap().is_none());
+    assert!(!server.data.join("blobs").join(format!("{id}.part")).exists(), "its bytes are gone");
+    server.relay.store.begin_blob(&[1; 16], &alice.me(), 1000, 10_000, 1500, 0).expect("quota free");
+    real_client_works(&server, "bob").await;
+}
