@@ -50,6 +50,10 @@ async function until(fn, what, ms = 15000) {
 }
 
 before(async () => {
+  // CI installs it and must not skip; elsewhere say what is missing.
+  if (!existsSync('/usr/bin/chromium')) {
+    throw new Error("the web UI tests drive a real browser: install Debian's chromium (apt-get install chromium)");
+  }
   const server = await start(bin('sotto-server'), ['--data', join(work, 'server'), '--listen', '127.0.0.1:0', '--open-registration'], 'address: ');
   address = server.value;
   alice('init', '--server', address, '--name', 'alice');

@@ -100,7 +100,6 @@ async fn store<T: Send + 'static>(
     }
 }
 
-
 /// An unfinished upload whose bytes stopped arriving this long ago is
 /// removed (its record, its bytes and its share of the owner's quota).
 pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
