@@ -60,9 +60,6 @@ impl Session<'_> {
         }
         for c in conversations {
             if let Some(h) = c.strip_prefix('@') {
-                if self.messenger().is_blocked(h)? {
-                    return Err(sotto_core::CoreError::Blocked(h.to_owned()).into());
-                }
                 if self.messenger().conversation_group(c)?.is_some() {
                     self.check_peer(h).await?;
                 }

@@ -443,6 +443,10 @@ impl<'m> Session<'m> {
     /// Makes sure a one-to-one conversation with `handle` exists, starting
     /// it if needed.
     pub async fn ensure_direct(&mut self, handle: &str) -> SessionResult<()> {
+        // Before anything goes to the server (no claim, no new group).
+        if self.messenger.is_blocked(handle)? {
+            return Err(CoreError::Blocked(handle.to_owned()).into());
+        }
         let conversation = format!("@{handle}");
         if self.messenger.conversation_group(&conversation)?.is_some() {
             return Ok(());
@@ -579,9 +583,6 @@ impl<'m> Session<'m> {
     /// returns once the server acknowledged it.
     pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
         if let Some(handle) = conversation.strip_prefix('@') {
-            if self.messenger.is_blocked(handle)? {
-                return Err(CoreError::Blocked(handle.to_owned()).into());
-            }
             if self.messenger.conversation_group(conversation)?.is_some() {
                 self.check_peer(handle).await?;
             }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod blobs;
 pub mod config;
+pub mod data_dir;
 pub mod hub;
 pub mod invite;
 pub mod memory;

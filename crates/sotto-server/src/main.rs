@@ -13,7 +13,7 @@ use sotto_server::config::{self, FileConfig, Settings};
 use sotto_server::relay::{now_ms, Relay, RelayConfig};
 use sotto_server::server::{self, ListenConfig};
 use sotto_server::store::{SqliteStore, Store};
-use sotto_server::{admin, invite, tls};
+use sotto_server::{admin, data_dir, invite, tls};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Parser)]
@@ -202,64 +202,17 @@ fn real_main() -> Result<()> {
 
 fn open_store(data: &Path) -> Result<SqliteStore> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
-    private(data, 0o700)?;
+    data_dir::private(data, 0o700)?;
     let db = data.join("relay.db");
     let store = SqliteStore::open(&db).with_context(|| format!("cannot open the database in {}", data.display()))?;
     // SQLite creates the -wal and -shm files with the database's mode.
     for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
         let p = data.join(name);
         if p.exists() {
-            private(&p, 0o600)?;
+            data_dir::private(&p, 0o600)?;
         }
     }
     Ok(store)
-}
-
-/// Makes a path readable by its owner only: the data folder holds the TLS
-/// key and who talks to whom.
-fn private(path: &Path, mode: u32) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot make {} private", path.display()))?;
-    }
-    let _ = mode;
-    Ok(())
-}
-
-/// Holds the data folder for this process: a second server on the same
-/// folder would share the database and take over (then delete) the first
-/// one's operator socket. The lock goes with the process, also on a crash.
-fn lock_data(data: &Path) -> Result<std::fs::File> {
-    use std::io::Write;
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
-    let path = data.join("server.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            let pid = pid.trim();
-            let who = if pid.is_empty() { String::new() } else { format!(" (process {pid})") };
-            bail!(
-                "another sotto-server is running on {}{who}; stop it first, or give this one its own --data folder",
-                data.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-    file.set_len(0)?;
-    write!(file, "{}", std::process::id())?;
-    Ok(file)
 }
 
 /// The store of an existing server (operator commands never create one).
@@ -505,7 +458,7 @@ async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = sotto_server::memory::return_freed_memory_when_idle() {
         tracing::warn!("freed memory will be returned to the system only under load: {e}");
     }
-    let _lock = lock_data(&s.data)?;
+    let _lock = data_dir::lock(&s.data)?;
     let first_start = !s.data.join("relay.db").exists();
     let store = Arc::new(open_store(&s.data)?);
 
@@ -541,7 +494,7 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let blob_dir = s.data.join("blobs");
     std::fs::create_dir_all(&blob_dir).with_context(|| format!("cannot create {}", blob_dir.display()))?;
-    private(&blob_dir, 0o700)?;
+    data_dir::private(&blob_dir, 0o700)?;
     let relay = Arc::new(Relay::new(
         store.clone(),
         RelayConfig {
