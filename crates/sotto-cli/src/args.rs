@@ -1,0 +1,267 @@
+//! The command line: every command and option, as clap parses them (no
+//! I/O here; `main.rs` carries them out).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::export;
+
+#[derive(Parser)]
+#[command(name = "sotto", version, about = "End-to-end encrypted messaging over MLS")]
+pub(crate) struct Cli {
+    /// Profile: a NAME (a folder in sotto's data directory) or a path
+    /// (containing `/`). One profile per server account.
+    #[arg(long, global = true, env = "SOTTO_PROFILE")]
+    pub(crate) profile: Option<String>,
+    /// Keep identity and history in memory only: register a throwaway
+    /// identity with --server/--name, run the command, leave nothing behind.
+    #[arg(long)]
+    pub(crate) ephemeral: bool,
+    /// With --ephemeral: the server address.
+    #[arg(long = "server", requires = "ephemeral", value_name = "ADDRESS")]
+    pub(crate) ephemeral_server: Option<String>,
+    /// With --ephemeral: the handle to register.
+    #[arg(long = "as", requires = "ephemeral", value_name = "HANDLE")]
+    pub(crate) ephemeral_name: Option<String>,
+    /// With --ephemeral: an invite code.
+    #[arg(long = "invite", requires = "ephemeral", value_name = "CODE")]
+    pub(crate) ephemeral_invite: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Create an identity and register it on a server.
+    Init {
+        /// The server's address, as `sotto-server` printed it.
+        #[arg(long)]
+        server: String,
+        /// Your handle on that server.
+        #[arg(long)]
+        name: String,
+        /// An invite code from the server's operator.
+        #[arg(long)]
+        invite: Option<String>,
+        /// Keep the database key in a file instead of deriving it from a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Send a message or a file; exits 0 once the server has it.
+    Send {
+        /// `@handle` or `#group`.
+        to: String,
+        /// The text (with --file: a caption).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file, end-to-end encrypted (an interrupted upload
+        /// resumes when the same command runs again).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// The terminal UI: conversations, live messages, slash commands.
+    Chat,
+    /// A local web UI on 127.0.0.1 (the printed URL carries the access token).
+    Web {
+        /// Port (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Do not open a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
+    /// Fetch, decrypt and verify a received file.
+    Download {
+        /// The file message's id (from `receive --json`).
+        id: String,
+        /// Where to write it (default: the profile's download folder).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Fetch and print new messages.
+    Receive {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep listening this many seconds for more.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Show a conversation's stored history.
+    History {
+        /// `@handle`.
+        conversation: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List contacts (and who of them is online).
+    Contacts {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage group conversations.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List group conversations.
+    Groups {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the safety number shared with a contact, or confirm it matches.
+    Verify {
+        /// `@handle`.
+        contact: String,
+        /// The digits the other person reads out; marks them verified if equal.
+        #[arg(long, value_name = "DIGITS")]
+        confirm: Option<String>,
+    },
+    /// Block someone: their messages and invitations are dropped, in every
+    /// conversation, and your one-to-one conversation with them is left.
+    Block {
+        /// `@handle`.
+        contact: String,
+    },
+    /// Lift a block.
+    Unblock {
+        /// `@handle`.
+        contact: String,
+    },
+    /// The people you blocked.
+    Blocked,
+    /// Accept a contact's changed account key (after comparing safety numbers).
+    Trust {
+        /// `@handle`.
+        contact: String,
+    },
+    /// Export a conversation (or all of them) with time and sender of every message.
+    Export {
+        /// `@handle` or `#group` (or use --all).
+        conversation: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "txt")]
+        format: export::Format,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Export every conversation into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["conversation", "output"])]
+        all: Option<PathBuf>,
+    },
+    /// Encrypted backups of the whole profile.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Your account on the server.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// List profiles (server and handle of those that can be opened).
+    Profiles,
+    /// Type the profile's passphrase once: a background agent keeps the
+    /// key in memory (never on disk) and later commands do not ask.
+    Unlock {
+        /// How long the agent keeps it (e.g. 30m, 8h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
+        hold: Duration,
+    },
+    /// Make the agent forget every unlocked profile (commands ask again).
+    Lock,
+    /// The unlock agent itself (started by `sotto unlock`).
+    #[command(hide = true)]
+    Agent {
+        /// Where to listen.
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// Change the profile's passphrase (re-keys the local database).
+    Passphrase {
+        /// Switch to a key file instead of a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Send one message to many conversations, each copy encrypted for its own.
+    Broadcast {
+        /// The text (with --file: a caption).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file (uploaded once, fetched by every recipient).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Delete your account: leave every conversation (the others are told),
+    /// free the handle on the server, and remove this profile from this
+    /// computer. Export first what you want to keep.
+    Delete {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Write an encrypted backup of the profile (asks for a backup passphrase,
+    /// or reads SOTTO_BACKUP_PASSPHRASE).
+    Create {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Restore a backup into a new profile (the --profile location).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Protect the restored profile with a key file instead of a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create a group with these people.
+    Create {
+        /// Group name.
+        name: String,
+        /// Members, as `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Add people.
+    Add {
+        /// Group name.
+        name: String,
+        /// As `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove people.
+    Remove {
+        /// Group name.
+        name: String,
+        /// As `@handle`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name.
+        name: String,
+    },
+    /// Rename a group.
+    Rename {
+        /// Current name.
+        name: String,
+        /// New name.
+        new: String,
+    },
+}
