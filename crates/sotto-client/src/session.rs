@@ -5,21 +5,11 @@
 
 use std::time::Duration;
 
-use sotto_core::{CoreError, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem};
-use sotto_proto::limits::KEY_PACKAGES_LOW_WATER;
-use sotto_proto::{ErrorCode, MessageKind, Push, Request, Response, ServerAddress};
+use sotto_core::policy::KEY_PACKAGE_BATCH;
+use sotto_core::{CoreError, Event, Invitee, Messenger, OutboxItem, Policy, PolicyError, Step, Task};
+use sotto_proto::{ErrorCode, Push, Request, Response, ServerAddress};
 
 use crate::{connect_with_retry, ClientError, Connection};
-
-/// KeyPackages uploaded when the stock is low.
-const KEY_PACKAGE_BATCH: usize = 50;
-/// Tries for a message whose epoch keeps going stale under it.
-const STALE_RETRIES: usize = 8;
-/// When the server says `rate_limited`, the first pause before sending
-/// again; it doubles up to [`RATE_LIMIT_MAX_PAUSE`], after which the error
-/// goes to the caller (the message stays in the outbox either way).
-const RATE_LIMIT_FIRST_PAUSE: Duration = Duration::from_millis(250);
-const RATE_LIMIT_MAX_PAUSE: Duration = Duration::from_secs(8);
 /// A device refreshes its keys in each group at least this often, and on
 /// the first session after being offline longer (post-compromise security).
 pub const SELF_UPDATE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -36,11 +26,27 @@ pub enum SessionError {
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
+    /// The sending policy stopped (a refusal it does not handle, or a
+    /// group that kept changing).
+    #[error(transparent)]
+    Policy(PolicyError),
     /// The message is in the local outbox but the server has not
     /// acknowledged it: it goes out by itself on the next connection
     /// (de-duplicated by the server), so it must not be sent again.
     #[error("the message is saved and will be sent the next time sotto connects ({0}); do not send it again")]
     Queued(Box<SessionError>),
+}
+
+impl From<PolicyError> for SessionError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Core(e) => Self::Core(e),
+            // The same error a direct request would give, so exit codes
+            // and retry decisions see the server's code.
+            PolicyError::Server(body) => Self::Client(ClientError::Server(body)),
+            other => Self::Policy(other),
+        }
+    }
 }
 
 impl SessionError {
@@ -119,14 +125,33 @@ impl<'m> Session<'m> {
         self.messenger
     }
 
+    /// Runs the sending policy over this connection: the policy decides
+    /// every request; this only moves them and their answers.
+    pub async fn run(&mut self, tasks: impl IntoIterator<Item = Task>) -> SessionResult<Vec<Event>> {
+        let mut policy = Policy::new(tasks);
+        let mut answer = None;
+        loop {
+            match policy.step(self.messenger, answer.take())? {
+                Step::Request(request) => {
+                    answer = Some(match self.conn.request(request).await {
+                        Ok(response) => Ok(response),
+                        Err(ClientError::Server(body)) => Err(body),
+                        Err(e) => return Err(e.into()),
+                    })
+                }
+                Step::Pause(pause) => {
+                    tracing::debug!(?pause, "the server asked to slow down");
+                    tokio::time::sleep(pause).await;
+                }
+                Step::Done(events) => return Ok(events),
+            }
+        }
+    }
+
     /// Posts one outbox item (re-encrypting or re-committing if the epoch
     /// moved on).
     pub async fn post_item(&mut self, item: OutboxItem) -> SessionResult<()> {
-        if !self.post_with_retry(item).await? {
-            // Re-encrypted behind older items: send them all, in order.
-            self.flush_outbox().await?;
-        }
-        Ok(())
+        self.run([Task::Post(item)]).await.map(drop)
     }
 
     async fn upload_key_packages(&mut self) -> SessionResult<()> {
@@ -135,237 +160,21 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
-    /// Posts one outbox item; returns false if the server says its epoch is
-    /// stale (the caller catches up and retries).
-    async fn post(&mut self, item: &OutboxItem) -> SessionResult<bool> {
-        if item.create_group {
-            match self.conn.request(Request::CreateGroup { group_id: item.group_id.clone() }).await {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(ErrorCode::GroupExists) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut pause = RATE_LIMIT_FIRST_PAUSE;
-        loop {
-            match self.conn.request(item.to_request()).await {
-                Ok(Response::Appended { seq, .. }) => {
-                    self.messenger.accepted(&item.client_id, seq)?;
-                    return Ok(true);
-                }
-                Ok(other) => return Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
-                Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => return Ok(false),
-                // A long outbox (or large messages) can exceed what the
-                // server takes from one connection per second.
-                Err(e) if e.code() == Some(ErrorCode::RateLimited) && pause <= RATE_LIMIT_MAX_PAUSE => {
-                    tracing::debug!(?pause, "the server asked to slow down");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Re-sends everything the server has not acknowledged, catching up and
     /// re-encrypting (or re-committing) where the epoch moved on.
     pub async fn flush_outbox(&mut self) -> SessionResult<()> {
-        // Posting may process deliveries that queue more (a departure
-        // queues a removal), so go until the outbox is empty.
-        for _ in 0..16 {
-            let items = self.messenger.outbox()?;
-            if items.is_empty() {
-                return Ok(());
-            }
-            for item in items {
-                // One re-encrypted to the back of the outbox goes out in the
-                // next round, after the rest of this one: everything leaves
-                // in the order it was encrypted.
-                self.post_with_retry(item).await?;
-            }
-        }
-        Ok(())
+        self.run([Task::Flush]).await.map(drop)
     }
 
     /// Issues an update commit in every group where this device's keys are
     /// older than `max_age`.
     pub async fn update_keys_older_than(&mut self, max_age: Duration) -> SessionResult<()> {
-        for group_id in self.messenger.updates_due(max_age.as_millis() as i64)? {
-            self.catch_up(&group_id).await?;
-            if let Some(item) = self.messenger.update_keys(&group_id)? {
-                self.post_item(item).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Posts an item, catching up and rebuilding a commit as often as the
-    /// group moves under it. Returns false when an application message was
-    /// re-encrypted instead: it joined the back of the outbox, behind
-    /// messages encrypted before it in the new epoch, and must be posted
-    /// after them. MLS lets receivers take a sender's messages only slightly
-    /// out of the order they were encrypted in (a few generations); posting
-    /// the re-encrypted one first broke the group for every receiver once
-    /// more than that many waited behind it (found by the simulation test).
-    async fn post_with_retry(&mut self, mut item: OutboxItem) -> SessionResult<bool> {
-        for _ in 0..STALE_RETRIES {
-            if self.post(&item).await? {
-                if item.kind == MessageKind::Commit {
-                    self.publish_group_info(&item.group_id).await?;
-                }
-                if item.kind == MessageKind::Commit
-                    && matches!(item.intent, Some(Intent::Add(_)))
-                    && GroupKind::of(&item.group_id) == GroupKind::Group
-                {
-                    // New members learn the group's name from this.
-                    let conversation = self.messenger.conversation_of(&item.group_id)?;
-                    let announce = self.messenger.announce(&conversation)?;
-                    Box::pin(self.post_item(announce)).await?;
-                }
-                return Ok(true);
-            }
-            if item.intent == Some(Intent::Rejoin) {
-                // The group moved on while we rejoined: start from its
-                // newest GroupInfo again.
-                match self.fresh_rejoin(&item.group_id).await? {
-                    Some(next) => {
-                        item = next;
-                        continue;
-                    }
-                    None => return Ok(true),
-                }
-            }
-            // Someone else changed the group first: catch up, then make the
-            // message (or commit) again on the new epoch.
-            self.catch_up(&item.group_id).await?;
-            let next = match item.kind {
-                MessageKind::Commit => self.messenger.redo_commit(&item.client_id)?,
-                MessageKind::Application => {
-                    return Ok(self.messenger.reencrypt(&item.client_id)?.is_none());
-                }
-            };
-            match next {
-                Some(next) => item = next,
-                None => return Ok(true),
-            }
-        }
-        Err(SessionError::Other("the conversation kept changing while sending; try again".into()))
-    }
-
-    /// Stores the group's GroupInfo on the server after a commit of ours, so
-    /// a member that loses step can rejoin.
-    async fn publish_group_info(&mut self, group_id: &[u8]) -> SessionResult<()> {
-        let (epoch, group_info) = self.messenger.export_group_info(group_id)?;
-        let req = Request::PutGroupInfo { group_id: group_id.to_vec(), epoch, group_info };
-        match self.conn.request(req).await {
-            Ok(_) => Ok(()),
-            // Someone committed meanwhile; they publish theirs.
-            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// An external commit from the group's latest GroupInfo, or `None` if
-    /// the server has none.
-    async fn fresh_rejoin(&mut self, group_id: &[u8]) -> SessionResult<Option<OutboxItem>> {
-        match self.conn.request(Request::GetGroupInfo { group_id: group_id.to_vec() }).await {
-            Ok(Response::GroupInfo { epoch, group_info }) => {
-                Ok(Some(self.messenger.rejoin(group_id, epoch, &group_info)?))
-            }
-            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
-            Err(e) if matches!(e.code(), Some(ErrorCode::UnknownGroup | ErrorCode::NotMember)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.run([Task::UpdateKeysOlderThan(max_age)]).await.map(drop)
     }
 
     /// Rejoins every group this device fell out of step with.
     pub async fn repair(&mut self) -> SessionResult<()> {
-        for group_id in self.messenger.broken_groups()? {
-            if let Some(item) = self.fresh_rejoin(&group_id).await? {
-                self.post_item(item).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads and processes a group's log from the local cursor.
-    async fn catch_up(&mut self, group_id: &[u8]) -> SessionResult<Vec<Event>> {
-        let mut events = Vec::new();
-        loop {
-            let after = self.messenger.cursor(group_id)?.unwrap_or(0);
-            let req =
-                Request::Fetch { group_id: group_id.to_vec(), after_seq: after, limit: sotto_proto::limits::MAX_FETCH };
-            let Response::Messages { messages } = self.conn.request(req).await? else {
-                return Err(SessionError::Other("unexpected answer to fetch".into()));
-            };
-            let Some(last) = messages.last().map(|d| d.seq) else { return Ok(events) };
-            events.extend(self.messenger.handle_deliveries(&messages)?);
-            self.conn.request(Request::Ack { group_id: group_id.to_vec(), seq: last }).await?;
-        }
-    }
-
-    async fn handle_push(&mut self, push: Push) -> SessionResult<Vec<Event>> {
-        match push {
-            Push::Welcome { welcome_id, group_id, welcome, sender } => {
-                let events = match self.messenger.handle_welcome_from(Some(&sender.handle), &group_id, &welcome) {
-                    Ok(ev) => ev,
-                    Err(CoreError::Blocked(_)) => {
-                        // Not joined, and not routed either: the server
-                        // stops delivering it and showing presence.
-                        let _ = self.conn.request(Request::Leave { group_id: group_id.clone() }).await;
-                        vec![]
-                    }
-                    // A welcome we cannot use stays unusable; say so and
-                    // drop it rather than stall every later delivery.
-                    Err(e) => vec![Event::Warning {
-                        conversation: None,
-                        text: format!("could not join a conversation started by @{}: {e}", sender.handle),
-                    }],
-                };
-                self.conn.request(Request::AckWelcome { welcome_id }).await?;
-                Ok(events)
-            }
-            Push::Deliver(d) => {
-                let events = self.messenger.handle_delivery(&d)?;
-                self.ack(d.group_id.clone(), d.seq).await?;
-                Ok(events)
-            }
-            Push::KeyPackagesLow { remaining } => {
-                if (remaining as usize) < KEY_PACKAGES_LOW_WATER {
-                    self.upload_key_packages().await?;
-                }
-                Ok(vec![])
-            }
-            Push::SyncDone => Ok(vec![]),
-        }
-    }
-
-    /// Processes a run of deliveries in one local transaction, then
-    /// acknowledges the highest sequence number of each group once.
-    async fn process_batch(&mut self, batch: &mut Vec<sotto_proto::Delivery>) -> SessionResult<Vec<Event>> {
-        if batch.is_empty() {
-            return Ok(vec![]);
-        }
-        let events = self.messenger.handle_deliveries(batch)?;
-        let mut highest: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
-        for d in batch.iter() {
-            let e = highest.entry(d.group_id.clone()).or_default();
-            *e = (*e).max(d.seq);
-        }
-        for (group_id, seq) in highest {
-            self.ack(group_id, seq).await?;
-        }
-        batch.clear();
-        Ok(events)
-    }
-
-    /// Acknowledges a group's log up to `seq`. A group this device left
-    /// meanwhile (a welcome it refused, for one) has nothing to acknowledge.
-    async fn ack(&mut self, group_id: Vec<u8>, seq: u64) -> SessionResult<()> {
-        match self.conn.request(Request::Ack { group_id, seq }).await {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some(ErrorCode::NotMember | ErrorCode::UnknownGroup)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.run([Task::Repair]).await.map(drop)
     }
 
     /// Processes everything pending on the server, then switches to live
@@ -385,20 +194,19 @@ impl<'m> Session<'m> {
                 Push::Deliver(d) => {
                     batch.push(d);
                     if batch.len() >= BATCH {
-                        events.extend(self.process_batch(&mut batch).await?);
+                        events.extend(self.run([Task::Batch(std::mem::take(&mut batch))]).await?);
                     }
                 }
                 Push::SyncDone => {
-                    events.extend(self.process_batch(&mut batch).await?);
-                    self.flush_outbox().await?;
-                    self.repair().await?;
+                    let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Flush, Task::Repair];
+                    events.extend(self.run(tasks).await?);
                     return Ok(events);
                 }
                 other => {
                     // Keep order: what came before (a welcome's group may
                     // follow) is processed first.
-                    events.extend(self.process_batch(&mut batch).await?);
-                    events.extend(self.handle_push(other).await?);
+                    let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Push(other)];
+                    events.extend(self.run(tasks).await?);
                 }
             }
         }
@@ -414,9 +222,7 @@ impl<'m> Session<'m> {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
-            let events = self.handle_push(push).await?;
-            self.flush_outbox().await?;
-            self.repair().await?;
+            let events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
             if !events.is_empty() {
                 return Ok(events);
             }

@@ -19,6 +19,9 @@ pub mod groups;
 mod hostile_server_tests;
 pub mod identity;
 pub mod messenger;
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod provider;
 mod sql;
 pub mod trust;
@@ -29,3 +32,4 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{Contact, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem, PendingCommit, StoredMessage};
+pub use policy::{Answer, Policy, PolicyError, Step, Task};

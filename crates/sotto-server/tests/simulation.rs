@@ -3,13 +3,16 @@
 //!
 //! Real parts: the relay's request logic (the sans-I/O boundary every
 //! WebSocket session uses) over a real SQLite store, and real MLS clients
-//! (`sotto-core`, each with its own store). Simulated: the network between
-//! them and the clients' timers (re-sending the outbox, polling, key
-//! updates, concurrent commits). Each client talks over one connection, as
-//! over WebSocket: in order within it (TCP hides packet loss and
-//! reordering), but any connection may be cut at any moment, losing every
-//! request and answer in flight, after which the client reconnects and
-//! re-sends, so the server sees duplicates; and the connections of different
+//! (`sotto-core`, each with its own store) running the client's own sending
+//! policy (`sotto_core::Policy`, the code `Session` drives over a socket):
+//! every request a client makes here is one the real client would make.
+//! Simulated: the network between them and what the person and the timers
+//! ask for (texts, key updates, polling, flushing). Each client talks over
+//! one connection, one request at a time as `Session` does: in order
+//! (TCP hides packet loss and reordering), but any connection may be cut at
+//! any moment, losing the request or answer in flight and the client's
+//! work in progress, after which the client reconnects and re-sends its
+//! outbox, so the server sees duplicates; and the connections of different
 //! clients are delayed and interleaved arbitrarily. One seeded generator
 //! decides everything, and the relay runs each request to completion before
 //! the next, so a seed always replays the same schedule:
@@ -21,60 +24,77 @@
 //! the log's order, no group may be out of step, and all members must agree
 //! on the MLS epoch and its authenticator.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sotto_core::{Body, Invitee, Messenger};
-use sotto_proto::{DeviceRef, ErrorBody, ErrorCode, Request, Response};
+use sotto_core::{Answer, Body, Invitee, Messenger, Policy, PolicyError, Step, Task};
+use sotto_proto::{DeviceRef, ErrorBody, Request, Response};
 use sotto_server::relay::{Relay, RelayConfig, Submitted};
 use sotto_server::store::{SqliteStore, Store};
 
 const CLIENTS: usize = 4;
 const GROUP: &str = "#sim";
 
-/// What a client is waiting to hear about, by request id.
-#[derive(Debug, Clone)]
-enum Waiting {
-    /// An outbox item (by client id).
-    Post(Vec<u8>),
-    /// A fetch of the group's log.
-    Fetch,
-    /// Anything whose answer changes nothing (acks).
-    Nothing,
-}
-
 struct Client {
     m: Messenger,
     me: DeviceRef,
-    next_id: u64,
-    waiting: BTreeMap<u64, Waiting>,
-    /// Outbox items the server called stale: rebuilt at the next re-send.
-    stale: BTreeSet<Vec<u8>>,
-    /// This connection's requests on their way to the server, in order.
-    up: VecDeque<(u64, Request)>,
-    /// Its answers on their way back, in order.
-    down: VecDeque<(u64, Result<Response, ErrorBody>)>,
+    /// The policy run in progress (one at a time, as `Session` runs them).
+    running: Option<Policy>,
+    /// What the person and the timers asked for meanwhile, in order.
+    queued: VecDeque<Task>,
+    /// The request on its way to the server.
+    up: Option<Request>,
+    /// Its answer on its way back.
+    down: Option<Answer>,
 }
 
 impl Client {
-    fn request(&mut self, request: Request, waiting: Waiting) {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.waiting.insert(id, waiting);
-        self.up.push_back((id, request));
-    }
-
-    /// The connection is cut: everything in flight either way is lost.
+    /// The connection is cut: what is in flight either way is lost, and
+    /// with it the work in progress (its effects so far are durable).
     fn cut(&mut self) {
-        self.up.clear();
-        self.down.clear();
-        self.waiting.clear();
+        self.up = None;
+        self.down = None;
+        self.running = None;
+        self.queued.clear();
     }
 
     fn busy(&self) -> bool {
-        !self.up.is_empty() || !self.down.is_empty()
+        self.running.is_some() || !self.queued.is_empty()
+    }
+
+    /// Feeds the policy (an answer, or nothing to start) until it asks for
+    /// a request or has nothing left to do.
+    fn advance(&mut self, mut answer: Option<Answer>) {
+        loop {
+            if self.running.is_none() {
+                let Some(task) = self.queued.pop_front() else { return };
+                self.running = Some(Policy::new([task]));
+                answer = None;
+            }
+            let policy = self.running.as_mut().expect("running");
+            match policy.step(&self.m, answer.take()) {
+                Ok(Step::Request(r)) => {
+                    self.up = Some(r);
+                    return;
+                }
+                // The simulation's clock moves only by its schedule.
+                Ok(Step::Pause(_)) => {}
+                Ok(Step::Done(_)) => self.running = None,
+                // The client gives up on this run and reports it; the item
+                // stays in the outbox for the next flush.
+                Err(PolicyError::KeptChanging) => self.running = None,
+                Err(e) => panic!("{}: the policy stopped: {e}", self.m.identity().handle),
+            }
+        }
+    }
+
+    fn ask(&mut self, task: Task) {
+        self.queued.push_back(task);
+        if self.running.is_none() {
+            self.advance(None);
+        }
     }
 }
 
@@ -90,6 +110,8 @@ struct Sim {
     group: Vec<u8>,
     /// Texts each client asked to send.
     sent: Vec<Vec<String>>,
+    /// Posts the relay refused as stale (the race the policy must win).
+    stale: u64,
 }
 
 async fn answer(relay: &Relay, me: &DeviceRef, request: Request) -> Result<Response, ErrorBody> {
@@ -113,15 +135,7 @@ impl Sim {
             let me = m.me();
             let upload = m.key_package_upload(4).unwrap();
             answer(&relay, &me, upload).await.unwrap();
-            clients.push(Client {
-                m,
-                me,
-                next_id: 1,
-                waiting: BTreeMap::new(),
-                stale: BTreeSet::new(),
-                up: VecDeque::new(),
-                down: VecDeque::new(),
-            });
+            clients.push(Client { m, me, running: None, queued: VecDeque::new(), up: None, down: None });
         }
         let mut invitees = Vec::new();
         for c in &clients[1..] {
@@ -156,76 +170,33 @@ impl Sim {
             let Response::Messages { messages } = answer(&relay, &c.me, fetch).await.unwrap() else { panic!() };
             c.m.handle_deliveries(&messages).unwrap();
         }
-        Sim { rng: StdRng::seed_from_u64(seed), relay, clients, group, sent: vec![Vec::new(); CLIENTS] }
+        Sim { rng: StdRng::seed_from_u64(seed), relay, clients, group, sent: vec![Vec::new(); CLIENTS], stale: 0 }
     }
 
-    /// Sends every outbox item again, in order, as the client's flush
-    /// does (a reconnect, or a timer after a stale answer). Items the server
-    /// called stale are first rebuilt in the client's current epoch, which
-    /// moves them to the back of the outbox, behind everything encrypted
-    /// before them.
-    fn resend(&mut self, c: usize) {
-        let client = &mut self.clients[c];
-        for cid in std::mem::take(&mut client.stale) {
-            let Some(item) = client.m.outbox().unwrap().into_iter().find(|i| i.client_id == cid) else { continue };
-            match item.kind {
-                sotto_proto::MessageKind::Commit => client.m.redo_commit(&cid).unwrap(),
-                sotto_proto::MessageKind::Application => client.m.reencrypt(&cid).unwrap(),
-            };
-        }
-        for item in client.m.outbox().unwrap() {
-            client.request(item.to_request(), Waiting::Post(item.client_id.clone()));
-        }
-    }
-
-    fn poll(&mut self, c: usize) {
-        let client = &mut self.clients[c];
-        let after = client.m.cursor(&self.group).unwrap().unwrap_or(0);
-        let fetch = Request::Fetch { group_id: self.group.clone(), after_seq: after, limit: 50 };
-        client.request(fetch, Waiting::Fetch);
-    }
-
-    /// Moves one packet on client `c`'s connection: the next request to
-    /// the server (answered at once, the answer queued behind the others)
-    /// or the next answer to the client.
+    /// Moves one packet on client `c`'s connection: the request to the
+    /// server (answered at once, the answer queued for the way back) or the
+    /// answer to the client, whose policy then decides what comes next.
     async fn deliver(&mut self, c: usize, upward: bool) {
         if upward {
-            if let Some((id, request)) = self.clients[c].up.pop_front() {
+            if let Some(request) = self.clients[c].up.take() {
                 let result = answer(&self.relay, &self.clients[c].me, request).await;
-                self.clients[c].down.push_back((id, result));
+                if matches!(&result, Err(e) if e.code == sotto_proto::ErrorCode::StaleEpoch) {
+                    self.stale += 1;
+                }
+                self.clients[c].down = Some(result);
             }
-        } else if let Some((id, result)) = self.clients[c].down.pop_front() {
-            self.on_answer(c, id, result);
+        } else if let Some(result) = self.clients[c].down.take() {
+            self.clients[c].advance(Some(result));
         }
     }
 
     /// A cut and the client's reconnect: it re-sends its outbox first (the
-    /// server sees duplicates of whatever it already stored), then reads on.
+    /// server sees duplicates of whatever it already stored), then reads on,
+    /// as `Session::open` and `sync` do.
     fn reconnect(&mut self, c: usize) {
         self.clients[c].cut();
-        self.resend(c);
-        self.poll(c);
-    }
-
-    fn on_answer(&mut self, c: usize, id: u64, result: Result<Response, ErrorBody>) {
-        let group = self.group.clone();
-        let client = &mut self.clients[c];
-        let Some(waiting) = client.waiting.remove(&id) else { panic!("c{c}: an answer to nothing") };
-        match (waiting, result) {
-            (Waiting::Post(cid), Ok(Response::Appended { seq, .. })) => client.m.accepted(&cid, seq).unwrap(),
-            (Waiting::Post(cid), Err(e)) if e.code == ErrorCode::StaleEpoch => {
-                client.stale.insert(cid);
-            }
-            (Waiting::Fetch, Ok(Response::Messages { messages })) => {
-                if let Some(last) = messages.last().map(|d| d.seq) {
-                    client.m.handle_deliveries(&messages).unwrap();
-                    let ack = Request::Ack { group_id: group, seq: last };
-                    client.request(ack, Waiting::Nothing);
-                }
-            }
-            (Waiting::Nothing, _) => {}
-            (w, r) => panic!("client c{c}: unexpected answer {r:?} to {w:?}"),
-        }
+        self.clients[c].ask(Task::Flush);
+        self.clients[c].ask(Task::CatchUp(self.group.clone()));
     }
 
     /// One step of the schedule.
@@ -239,52 +210,41 @@ impl Sim {
             0..=24 => self.deliver(c, true).await,
             25..=49 => self.deliver(c, false).await,
             50..=62 => {
+                // What every front end does: into the outbox first, then
+                // posted (behind whatever the client is busy with).
                 let text = format!("c{c} #{n}");
                 let item = self.clients[c].m.prepare_text(GROUP, &text).unwrap();
                 self.sent[c].push(text);
-                self.clients[c].request(item.to_request(), Waiting::Post(item.client_id));
+                self.clients[c].ask(Task::Post(item));
             }
             63..=66 => {
                 // A key update: commits race each other and the texts. One
                 // commit at a time per device, as the client does.
                 let pending =
                     self.clients[c].m.outbox().unwrap().iter().any(|i| i.kind == sotto_proto::MessageKind::Commit);
-                if pending {
-                    return;
-                }
-                if let Some(item) = self.clients[c].m.update_keys(&self.group).unwrap() {
-                    self.clients[c].request(item.to_request(), Waiting::Post(item.client_id));
+                if !pending {
+                    self.clients[c].ask(Task::UpdateKeys(self.group.clone()));
                 }
             }
-            67..=84 => self.poll(c),
-            _ => {
-                // A timer: after a stale answer the client catches up and
-                // flushes its outbox again.
-                if !self.clients[c].stale.is_empty() {
-                    self.resend(c);
-                }
-            }
+            67..=84 => self.clients[c].ask(Task::CatchUp(self.group.clone())),
+            _ => self.clients[c].ask(Task::Flush),
         }
     }
 
     /// Faults off: drain every connection, then reconnect everyone (which
-    /// re-sends and polls) until outboxes are empty and nothing new comes.
+    /// re-sends and reads on) until outboxes are empty and nothing moves.
     async fn settle(&mut self) {
         for round in 0..200 {
-            let mut fetched_any = false;
+            let before: Vec<Option<u64>> = self.clients.iter().map(|c| c.m.cursor(&self.group).unwrap()).collect();
             while let Some(c) = (0..CLIENTS).find(|&c| self.clients[c].busy()) {
-                while !self.clients[c].up.is_empty() {
+                while self.clients[c].busy() {
                     self.deliver(c, true).await;
-                }
-                while let Some((id, result)) = self.clients[c].down.pop_front() {
-                    if let Ok(Response::Messages { messages }) = &result {
-                        fetched_any |= !messages.is_empty();
-                    }
-                    self.on_answer(c, id, result);
+                    self.deliver(c, false).await;
                 }
             }
-            let quiet = self.clients.iter().all(|c| c.m.outbox().unwrap().is_empty() && c.stale.is_empty());
-            if quiet && !fetched_any && round > 0 {
+            let after: Vec<Option<u64>> = self.clients.iter().map(|c| c.m.cursor(&self.group).unwrap()).collect();
+            let quiet = self.clients.iter().all(|c| c.m.outbox().unwrap().is_empty());
+            if quiet && before == after && round > 0 {
                 return;
             }
             for c in 0..CLIENTS {
@@ -335,7 +295,7 @@ impl Sim {
     }
 }
 
-async fn run(seed: u64, steps: u64) -> (usize, u64) {
+async fn run(seed: u64, steps: u64) -> (usize, u64, u64) {
     // Shown only when the test fails: the seed to replay.
     eprintln!("simulating seed {seed} (replay: SOTTO_SIM_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
@@ -346,7 +306,7 @@ async fn run(seed: u64, steps: u64) -> (usize, u64) {
     }
     sim.settle().await;
     sim.check(seed);
-    (sim.sent.iter().map(Vec::len).sum(), sim.clients[0].m.epoch_state(&sim.group).unwrap().0)
+    (sim.sent.iter().map(Vec::len).sum(), sim.clients[0].m.epoch_state(&sim.group).unwrap().0, sim.stale)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -355,12 +315,14 @@ async fn every_message_once_in_order_and_one_epoch_despite_a_hostile_network() {
         Ok(s) => vec![s.parse().expect("SOTTO_SIM_SEED is a number")],
         Err(_) => (0..std::env::var("SOTTO_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(24)).collect(),
     };
-    let (mut messages, mut epochs) = (0, 0);
+    let (mut messages, mut epochs, mut stale) = (0, 0, 0);
     for seed in seeds {
-        let (m, e) = run(seed, 300).await;
+        let (m, e, s) = run(seed, 300).await;
         messages += m;
+        stale += s;
         epochs += e;
     }
     // The schedule must actually exercise something.
     assert!(messages > 0 && epochs > 1, "messages {messages}, epochs {epochs}");
+    assert!(stale > 0, "no post was ever stale: the schedule never raced a commit");
 }
