@@ -326,11 +326,16 @@ pub async fn run(
             // deadline and watches the same admission).
             let expiry = async {
                 tokio::select! {
-                    _ = tokio::time::sleep(config.login_deadline) => {}
+                    // Eviction takes it out of the waiting list too, so it
+                    // must close without asking `waiting()` (asking made
+                    // evicted connections live until their TLS deadline,
+                    // and new people wait behind them).
                     _ = admission.evicted() => {}
-                }
-                if !admission.waiting() {
-                    std::future::pending::<()>().await;
+                    _ = tokio::time::sleep(config.login_deadline) => {
+                        if !admission.waiting() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
                 }
             };
             tokio::select! {
