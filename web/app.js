@@ -9,8 +9,35 @@ let state = { conversations: [] };
 
 async function api(path, options = {}) {
   const r = await fetch(path, { credentials: 'same-origin', ...options });
-  if (!r.ok) throw new Error(await r.text());
-  return r.headers.get('content-type')?.includes('json') ? r.json() : r.text();
+  const json = r.headers.get('content-type')?.includes('json');
+  if (!r.ok) {
+    const body = json ? await r.json() : { error: await r.text() };
+    throw new Error(body.outcome ? body.outcome.message : body.error);
+  }
+  return json ? r.json() : r.text();
+}
+
+// A command of the front-end contract (docs/frontend-events.md); resolves
+// with its outcome, rejects with the error a person should read.
+function command(cmd) {
+  return api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(cmd) });
+}
+
+// The outcome of a command in words (the same words as the terminal UI).
+function describe(o) {
+  switch (o.outcome) {
+    case 'sent': return `sent to ${o.conversation}`;
+    case 'queued': return `${o.conversation}: not sent yet; the message is saved and goes out when the connection returns`;
+    case 'file_sent': return `sent ${o.name} to ${o.conversation}`;
+    case 'saved': return `saved ${o.path}`;
+    case 'broadcast': return `broadcast to ${o.count} contacts`;
+    case 'group_changed': return `${o.change} ${o.conversation}: done`;
+    case 'safety_number': return `safety number with @${o.handle}: ${o.number}`;
+    case 'exported': return `exported to ${o.path}`;
+    case 'presence': return 'contacts refreshed';
+    case 'error': return `error: ${o.message}`;
+    default: return '';
+  }
 }
 
 function el(tag, attrs = {}, text) {
@@ -60,17 +87,23 @@ function renderConversations() {
     b.addEventListener('click', () => {
       const text = $('profile-pass').value;
       $('profile-pass').value = '';
-      api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'switch', to: p.name, text }) }).catch(showError);
+      command({ type: 'switch', profile: p.name, passphrase: text }).catch(showError);
     });
     li.append(b);
     return li;
   }));
 }
 
+function showLink(link) {
+  $('link').textContent = link.state === 'online' ? 'online' : link.state === 'reconnecting' ? 'reconnecting…' : 'connecting…';
+}
+
+// The whole state: only on start and after a profile switch; everything
+// else arrives as events.
 async function refresh() {
   state = await api('/api/state');
   $('me').textContent = `@${state.me}`;
-  $('link').textContent = state.link.includes('Online') ? 'online' : state.link.includes('Reconnecting') ? 'reconnecting…' : 'connecting…';
+  showLink(state.link);
   if (!current && state.conversations.length) await open(state.conversations[0].name);
   renderConversations();
 }
@@ -99,19 +132,53 @@ function messageItem(m) {
   return li;
 }
 
-function renderMessages(list) {
+// Whether the reader is at the newest message (then new ones scroll into
+// view; otherwise the reader's place is kept).
+function atBottom(ol) {
+  return ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+}
+
+function dayOf(li) { return li.dataset.day; }
+
+// Puts one message into the open conversation: replaces the element with
+// its id, or appends it (with a day separator when the day changes).
+// Nothing else on the page is touched, so the reader keeps their place.
+function upsertMessage(m) {
   const ol = $('messages');
-  ol.replaceChildren();
-  let lastDay = null;
-  for (const m of list) {
-    const day = dayLabel(new Date(m.sent_at));
-    if (day !== lastDay) {
-      ol.append(el('li', { class: 'day' }, day));
-      lastDay = day;
-    }
-    ol.append(messageItem(m));
+  const follow = atBottom(ol);
+  const json = JSON.stringify(m);
+  const li = messageItem(m);
+  li.sottoJson = json;
+  li.dataset.day = dayLabel(new Date(m.sent_at));
+  const existing = ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
+  if (existing) {
+    if (existing.sottoJson !== json) existing.replaceWith(li);
+  } else {
+    const last = [...ol.querySelectorAll('li[data-id]')].pop();
+    if (!last || dayOf(last) !== li.dataset.day) ol.append(el('li', { class: 'day' }, li.dataset.day));
+    ol.append(li);
   }
-  ol.scrollTop = ol.scrollHeight;
+  if (follow) ol.scrollTop = ol.scrollHeight;
+}
+
+// A whole history: messages already shown and unchanged stay the same
+// elements; only new or changed ones are made.
+function renderMessages(list, fresh) {
+  const ol = $('messages');
+  if (fresh) ol.replaceChildren();
+  const wanted = new Set(list.map((m) => m.id));
+  for (const li of [...ol.querySelectorAll('li[data-id]')]) if (!wanted.has(li.dataset.id)) li.remove();
+  for (const m of list) upsertMessage(m);
+  if (fresh) ol.scrollTop = ol.scrollHeight;
+}
+
+function conversationEntry(name) {
+  let c = state.conversations.find((x) => x.name === name);
+  if (!c) {
+    c = { name, unread: 0, online: false };
+    state.conversations.unshift(c);
+  }
+  return c;
 }
 
 async function open(name) {
@@ -119,7 +186,7 @@ async function open(name) {
   $('title').textContent = name;
   $('export').setAttribute('href', `/api/export?c=${encodeURIComponent(name)}`);
   const h = await api(`/api/history?c=${encodeURIComponent(name)}`);
-  renderMessages(h.messages);
+  renderMessages(h.messages, true);
   const c = state.conversations.find((x) => x.name === name);
   if (c) c.unread = 0;
   renderConversations();
@@ -131,7 +198,7 @@ async function send() {
   const text = $('text').value;
   if (!current || !text.trim()) return;
   $('text').value = '';
-  await api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'send', to: current, text }) });
+  await command({ type: 'send', to: current, text });
 }
 $('composer').addEventListener('submit', (e) => { e.preventDefault(); send().catch(showError); });
 $('text').addEventListener('keydown', (e) => {
@@ -167,20 +234,25 @@ $('new-chat').addEventListener('submit', (e) => {
 
 $('group-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const args = [$('group-action').value, $('group-name').value.trim(), ...$('group-people').value.split(/\s+/).filter(Boolean)];
-  api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'group', args }) }).catch(showError);
+  const action = $('group-action').value;
+  const name = $('group-name').value.trim().replace(/^#/, '');
+  const people = $('group-people').value.split(/\s+/).filter(Boolean).map((h) => h.replace(/^@/, ''));
+  const cmd = action === 'leave' ? { type: 'group', action, name }
+    : action === 'rename' ? { type: 'group', action, name, to: (people[0] || '').replace(/^#/, '') }
+    : { type: 'group', action, name, people };
+  command(cmd).catch(showError);
 });
 
 $('broadcast-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const text = $('broadcast-text').value;
   $('broadcast-text').value = '';
-  api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'broadcast', text }) }).catch(showError);
+  command({ type: 'broadcast', text }).catch(showError);
 });
 
 $('safety').addEventListener('click', () => {
   if (!current || !current.startsWith('@')) { $('info').textContent = 'safety numbers are per person: open a one-to-one chat'; return; }
-  api('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'verify', to: current }) }).catch(showError);
+  command({ type: 'verify', handle: current }).catch(showError);
 });
 
 function showError(e) { $('info').textContent = `error: ${e.message}`; }
@@ -189,25 +261,62 @@ function showError(e) { $('info').textContent = `error: ${e.message}`; }
 const events = new EventSource('/api/events');
 events.onmessage = (e) => {
   const ev = JSON.parse(e.data);
-  if (ev.type === 'message') {
-    const m = ev.message;
-    if (m.conversation === current) {
-      api(`/api/history?c=${encodeURIComponent(current)}`).then((h) => renderMessages(h.messages));
+  switch (ev.type) {
+    case 'message': {
+      const m = ev.message;
+      const c = conversationEntry(m.conversation);
+      state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
+      if (m.conversation === current) upsertMessage(m);
+      else if (!m.outgoing && m.kind !== 'system') c.unread += 1;
+      if (!current) open(m.conversation).catch(showError);
+      renderConversations();
+      break;
     }
-    refresh().catch(showError);
-  } else if (ev.type === 'history' || ev.type === 'renamed' || ev.type === 'presence' || ev.type === 'link' || ev.type === 'identity') {
-    if (ev.type === 'renamed' && current === ev.from) current = ev.to;
-    refresh().then(() => { if (current && (ev.type === 'history' || ev.type === 'renamed')) return open(current); }).catch(showError);
-  } else if (ev.type === 'switched') {
-    current = null;
-    $('messages').replaceChildren();
-    $('title').textContent = `Profile ${ev.profile}`;
-    refresh().catch(showError);
-  } else if (ev.type === 'info') {
-    $('info').textContent = ev.text;
-  } else if (ev.type === 'progress') {
-    const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;
-    $('progress').textContent = `${ev.what}: ${pct}%`;
+    case 'history':
+      conversationEntry(ev.conversation);
+      if (ev.conversation === current) renderMessages(ev.messages, false);
+      else if (!current) open(ev.conversation).catch(showError);
+      renderConversations();
+      break;
+    case 'renamed': {
+      const c = state.conversations.find((x) => x.name === ev.from);
+      if (c) c.name = ev.to;
+      if (current === ev.from) { current = ev.to; $('title').textContent = ev.to; }
+      renderConversations();
+      break;
+    }
+    case 'presence':
+      for (const p of ev.online) {
+        const c = state.conversations.find((x) => x.name === `@${p.handle}`);
+        if (c) c.online = p.online;
+      }
+      renderConversations();
+      break;
+    case 'connection':
+      showLink(ev.link);
+      break;
+    case 'identity':
+      $('me').textContent = `@${ev.me}`;
+      break;
+    case 'switched':
+      current = null;
+      $('messages').replaceChildren();
+      $('title').textContent = `Profile ${ev.profile}`;
+      refresh().catch(showError);
+      break;
+    case 'notice':
+      $('info').textContent = ev.conversation ? `${ev.conversation}: ${ev.text}` : ev.text;
+      break;
+    case 'outcome':
+      $('info').textContent = describe(ev.outcome);
+      break;
+    case 'progress': {
+      const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;
+      $('progress').textContent = `${ev.transfer}: ${pct}%`;
+      break;
+    }
+    default:
+      break;
   }
 };
 

@@ -100,6 +100,51 @@ test('messages both ways with the CLI', async () => {
   await page.getByText('yes, from the browser').waitFor();
 });
 
+test('a new message is added in place: someone reading older messages keeps their place', async () => {
+  const filler = 'a line that takes up room on the screen\n'.repeat(8);
+  for (let i = 0; i < 8; i++) alice('send', '@bob', `older message ${i}\n${filler}`);
+  await page.getByText('older message 7').waitFor();
+  const ol = page.locator('#messages');
+  assert.ok(await ol.evaluate((e) => e.scrollHeight > e.clientHeight + 200), 'the history is long enough to scroll');
+  // The reader goes back to the oldest messages; mark an element they see.
+  const marked = await page.evaluate(() => {
+    const list = document.getElementById('messages');
+    list.scrollTop = 0;
+    const li = list.querySelector('li[data-id]');
+    li.sottoKept = true;
+    return li.dataset.id;
+  });
+  const count = await page.locator('#messages li[data-id]').count();
+  alice('send', '@bob', 'a new message while reading');
+  await page.getByText('a new message while reading').waitFor({ state: 'attached' });
+  assert.equal(await ol.evaluate((e) => e.scrollTop), 0, 'the reader was not moved');
+  assert.equal(await page.locator('#messages li[data-id]').count(), count + 1, 'one message added');
+  const kept = await page.evaluate((id) => document.querySelector(`#messages li[data-id="${id}"]`).sottoKept === true, marked);
+  assert.ok(kept, 'the older messages are the same elements: nothing was redrawn');
+  // At the newest message, a new one scrolls into view.
+  await ol.evaluate((e) => { e.scrollTop = e.scrollHeight; });
+  alice('send', '@bob', 'another one at the bottom');
+  await page.getByText('another one at the bottom').waitFor({ state: 'attached' });
+  await until(() => ol.evaluate((e) => e.scrollHeight - e.scrollTop - e.clientHeight < 40), 'the view to follow the new message');
+});
+
+test('a command answers with its own outcome, as JSON', async () => {
+  const r = await page.evaluate(async () => {
+    const post = (body) => fetch('/api/action', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const ok = await post({ type: 'verify', handle: 'alice' });
+    const bad = await post({ type: 'send_file', to: '@alice', path: '/etc/passwd' });
+    const refused = await post({ type: 'group', action: 'add', name: 'nosuchgroup', people: ['alice'] });
+    return { ok: [ok.status, await ok.json()], bad: bad.status, refused: [refused.status, await refused.json()] };
+  });
+  assert.equal(r.ok[0], 200);
+  assert.equal(r.ok[1].outcome.outcome, 'safety_number');
+  assert.match(r.ok[1].outcome.number, /^[0-9 ]+$/);
+  assert.equal(r.bad, 400, 'a page cannot name a local file to send');
+  assert.equal(r.refused[0], 422);
+  assert.equal(r.refused[1].outcome.outcome, 'error');
+  assert.ok(r.refused[1].outcome.message.length > 0);
+});
+
 test('files both ways', async () => {
   // Browser to CLI.
   const upload = join(work, 'from-browser.bin');

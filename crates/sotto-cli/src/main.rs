@@ -12,6 +12,7 @@ mod args;
 mod chat;
 mod exit;
 mod export;
+mod frontend;
 mod output;
 mod profile;
 mod progress;

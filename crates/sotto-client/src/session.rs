@@ -385,9 +385,11 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// Sends a text to a conversation (`@handle` starts one if needed) and
-    /// returns once the server acknowledged it.
-    pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
+    /// Puts a text into the outbox (one transaction with its pending
+    /// history row), starting the one-to-one conversation if needed and
+    /// checking the peer first; nothing is posted yet. Front ends show the
+    /// pending message, then [`Session::flush_outbox`].
+    pub async fn queue_text(&mut self, conversation: &str, text: &str) -> SessionResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
             if self.messenger.conversation_group(conversation)?.is_some() {
                 self.check_peer(handle).await?;
@@ -396,8 +398,15 @@ impl<'m> Session<'m> {
         } else if self.messenger.conversation_group(conversation)?.is_none() {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
-        let item = self.messenger.prepare_text(conversation, text)?;
-        self.post_item(item).await.map_err(|e| SessionError::Queued(Box::new(e)))
+        Ok(self.messenger.prepare_text(conversation, text)?)
+    }
+
+    /// Sends a text to a conversation (`@handle` starts one if needed) and
+    /// returns once the server acknowledged it. It leaves behind anything
+    /// written before it (the whole outbox goes, in order).
+    pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
+        self.queue_text(conversation, text).await?;
+        self.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))
     }
 
     /// Closes the connection politely.

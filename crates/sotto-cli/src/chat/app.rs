@@ -7,16 +7,7 @@ use std::collections::BTreeMap;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sotto_core::StoredMessage;
 
-/// Connection state for the status bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    /// Connecting for the first time.
-    Connecting,
-    /// Logged in and live.
-    Online,
-    /// Lost; retrying.
-    Reconnecting(String),
-}
+pub use crate::frontend::{Command, Event, GroupChange, Link};
 
 /// One conversation in the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,48 +20,6 @@ pub struct Conversation {
     pub unread: usize,
     /// The other person is online (one-to-one only).
     pub online: bool,
-}
-
-/// What the network task tells the screen.
-#[derive(Debug, Clone)]
-pub enum NetEvent {
-    /// Who we are and where.
-    Identity { me: String, server: String },
-    /// The whole history of a conversation (on start and when it changes).
-    History { conversation: String, messages: Vec<StoredMessage> },
-    /// A new or changed message.
-    Message(Box<StoredMessage>),
-    /// Connection state.
-    Link(Link),
-    /// Who is online among contacts.
-    Presence(Vec<(String, bool)>),
-    /// A line for the info area (result of a command).
-    Info(String),
-    /// A transfer's progress.
-    Progress { what: String, done: u64, total: u64 },
-    /// A conversation was renamed.
-    Renamed { from: String, to: String },
-}
-
-/// What the screen asks the network task to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Send text.
-    Send { to: String, text: String },
-    /// Send a file.
-    SendFile { to: String, path: String },
-    /// Text to every one-to-one contact.
-    Broadcast { text: String },
-    /// Fetch a file.
-    Download { id: String },
-    /// `/group ...` arguments.
-    Group(Vec<String>),
-    /// Show the safety number.
-    Verify { handle: String },
-    /// Export the conversation to a file.
-    Export { conversation: String },
-    /// Refresh presence.
-    Presence,
 }
 
 /// The whole screen state.
@@ -128,13 +77,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
 
 impl App {
     /// Applies something the network reported.
-    pub fn on_net(&mut self, ev: NetEvent) {
+    pub fn on_net(&mut self, ev: Event) {
         match ev {
-            NetEvent::Identity { me, server } => {
+            Event::Identity { me, server } => {
                 self.me = me;
                 self.server = server;
             }
-            NetEvent::History { conversation, messages } => {
+            Event::History { conversation, messages } => {
                 let c = self.conversation(&conversation);
                 c.messages = messages;
                 self.touch(&conversation);
@@ -142,7 +91,7 @@ impl App {
                     self.current = Some(conversation);
                 }
             }
-            NetEvent::Message(m) => {
+            Event::Message(m) => {
                 let m = *m;
                 let name = m.conversation.clone();
                 // With nothing open, the first conversation to speak opens.
@@ -162,16 +111,22 @@ impl App {
                     self.current = Some(name);
                 }
             }
-            NetEvent::Link(l) => self.link = Some(l),
-            NetEvent::Presence(list) => {
+            Event::Connection(l) => self.link = Some(l),
+            Event::Presence(list) => {
                 for (h, on) in list {
                     if let Some(c) = self.conversations.get_mut(&format!("@{h}")) {
                         c.online = on;
                     }
                 }
             }
-            NetEvent::Info(text) => self.info = text,
-            NetEvent::Renamed { from, to } => {
+            Event::Notice { conversation, text } => {
+                self.info = match conversation {
+                    Some(c) => format!("{c}: {text}"),
+                    None => text,
+                }
+            }
+            Event::Outcome { outcome, .. } => self.info = outcome.describe(),
+            Event::Renamed { from, to } => {
                 if let Some(mut c) = self.conversations.remove(&from) {
                     c.name = to.clone();
                     for m in &mut c.messages {
@@ -188,8 +143,12 @@ impl App {
                     self.current = Some(to);
                 }
             }
-            NetEvent::Progress { what, done, total } => {
+            Event::Progress { transfer, done, total, .. } => {
                 let pct = (done * 100).checked_div(total).unwrap_or(100);
+                let what = match transfer {
+                    crate::frontend::Transfer::Upload => "upload",
+                    crate::frontend::Transfer::Download => "download",
+                };
                 self.info = format!("{what}: {pct}% ({done} of {total} bytes)");
             }
         }
@@ -445,7 +404,7 @@ impl App {
             "/send" => match (a, b) {
                 (Some(to), Some(path)) if to.starts_with('@') || to.starts_with('#') => {
                     self.open(&to);
-                    Some(Command::SendFile { to, path })
+                    Some(Command::SendFile { to, path: path.into() })
                 }
                 _ => usage(self, "/send @handle path"),
             },
@@ -466,10 +425,13 @@ impl App {
             },
             "/group" => {
                 let args: Vec<String> = text.split_whitespace().skip(1).map(str::to_owned).collect();
-                if args.len() < 2 {
-                    return usage(self, "/group create|add|remove|leave|rename NAME [...]");
+                match GroupChange::parse(&args) {
+                    Ok(change) => Some(Command::Group(change)),
+                    Err(e) => {
+                        self.info = e;
+                        None
+                    }
                 }
-                Some(Command::Group(args))
             }
             "/verify" => match a {
                 Some(h) if h.starts_with('@') => Some(Command::Verify { handle: h[1..].to_owned() }),
@@ -539,7 +501,7 @@ pub(crate) mod tests {
     #[test]
     fn typing_editing_and_sending() {
         let mut app = App::default();
-        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+        app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
         assert_eq!(app.current.as_deref(), Some("@bob"));
         typed(&mut app, "helo");
         app.on_key(key(KeyCode::Left));
@@ -567,9 +529,9 @@ pub(crate) mod tests {
     #[test]
     fn unread_counts_and_switching() {
         let mut app = App::default();
-        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "one", 1))));
-        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "two", 2))));
-        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "three", 3))));
+        app.on_net(Event::Message(Box::new(msg("@bob", "bob", "one", 1))));
+        app.on_net(Event::Message(Box::new(msg("@carol", "carol", "two", 2))));
+        app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
         assert_eq!(app.conversations["@carol"].unread, 2);
         assert_eq!(app.conversations["@bob"].unread, 0, "the open one counts nothing");
         assert_eq!(app.order, vec!["@carol", "@bob"]);
@@ -581,15 +543,15 @@ pub(crate) mod tests {
         assert_eq!(app.current.as_deref(), Some("@bob"));
         app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
         // The same message again (its acknowledgement) replaces, not adds.
-        app.on_net(NetEvent::Message(Box::new(msg("@carol", "carol", "three", 3))));
+        app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
         assert_eq!(app.conversations["@carol"].messages.len(), 2);
     }
 
     #[test]
     fn slash_commands_and_completion() {
         let mut app = App::default();
-        app.on_net(NetEvent::Message(Box::new(msg("@bob", "bob", "hi", 1))));
-        app.on_net(NetEvent::Message(Box::new(msg("#crew", "bob", "hey", 2))));
+        app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+        app.on_net(Event::Message(Box::new(msg("#crew", "bob", "hey", 2))));
         typed(&mut app, "/ms");
         app.on_key(key(KeyCode::Tab));
         assert_eq!(app.input, "/msg ");
@@ -614,7 +576,7 @@ pub(crate) mod tests {
         typed(&mut app, "/group add crew @dave");
         assert_eq!(
             app.on_key(key(KeyCode::Enter)),
-            Some(Command::Group(vec!["add".into(), "crew".into(), "@dave".into()]))
+            Some(Command::Group(GroupChange::Add { name: "crew".into(), people: vec!["dave".into()] }))
         );
         typed(&mut app, "/verify @bob");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Verify { handle: "bob".into() }));

@@ -1,9 +1,9 @@
 //! `sotto chat`: the terminal UI. State in `app.rs` (events in, state
 //! out), drawing in `ui.rs` (a pure function of the state), the network in
-//! `net.rs`. The terminal is restored on exit, on panic and on signals.
+//! the front-end driver (`crate::frontend`), shared with `sotto web`. The
+//! terminal is restored on exit, on panic and on signals.
 
 pub mod app;
-pub(crate) mod net;
 pub mod ui;
 
 use anyhow::Result;
@@ -26,6 +26,7 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
     let mut terminal = ratatui::init();
     let ui = async {
         let mut app = App { profiles, ..App::default() };
+        let mut next_request = 0u64;
         let mut keys = EventStream::new();
         #[cfg(unix)]
         let mut term_sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -42,8 +43,9 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
             tokio::select! {
                 k = keys.next() => match k {
                     Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
-                        if let Some(cmd) = app.on_key(key) {
-                            let _ = cmd_tx.send(cmd);
+                        if let Some(command) = app.on_key(key) {
+                            next_request += 1;
+                            let _ = cmd_tx.send(crate::frontend::Request::new(next_request, command));
                         }
                     }
                     Some(Ok(_)) => {}
@@ -69,7 +71,7 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
         let _ = quit_tx.send(true);
         r
     };
-    let net = net::run(messenger, &mut cmd_rx, ev_tx, quit_rx);
+    let net = crate::frontend::driver::run(messenger, &mut cmd_rx, ev_tx, quit_rx);
     let (ui_result, ()) = tokio::join!(ui, net);
     ratatui::restore();
     ui_result

@@ -196,7 +196,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     let link = match &app.link {
         Some(Link::Online) => Span::styled("online", Style::default().fg(Color::Green)),
         Some(Link::Connecting) | None => Span::styled("connecting…", Style::default().fg(Color::Yellow)),
-        Some(Link::Reconnecting(why)) => Span::styled(format!("reconnecting ({why})"), Style::default().fg(Color::Red)),
+        Some(Link::Reconnecting { reason }) => {
+            Span::styled(format!("reconnecting ({reason})"), Style::default().fg(Color::Red))
+        }
     };
     let host = app.server.split("://").nth(1).and_then(|r| r.split('#').next()).unwrap_or("");
     let status = Line::from(vec![
@@ -237,7 +239,7 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::app::NetEvent;
+    use crate::frontend::Event;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -253,17 +255,17 @@ mod tests {
 
     fn sample() -> App {
         let mut app = App::default();
-        app.on_net(NetEvent::Identity { me: "me".into(), server: "sotto://chat.example:7443#sha256=x".into() });
-        app.on_net(NetEvent::Link(Link::Online));
-        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg("@bob", "bob", "hello there", 1))));
-        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg(
+        app.on_net(Event::Identity { me: "me".into(), server: "sotto://chat.example:7443#sha256=x".into() });
+        app.on_net(Event::Connection(Link::Online));
+        app.on_net(Event::Message(Box::new(crate::chat::app::tests::msg("@bob", "bob", "hello there", 1))));
+        app.on_net(Event::Message(Box::new(crate::chat::app::tests::msg(
             "@bob",
             "me",
             "hi bob, a long line that has to wrap at the edge of a narrow screen",
             2,
         ))));
-        app.on_net(NetEvent::Message(Box::new(crate::chat::app::tests::msg("#crew", "carol", "meeting at 5", 3))));
-        app.on_net(NetEvent::Presence(vec![("bob".into(), true)]));
+        app.on_net(Event::Message(Box::new(crate::chat::app::tests::msg("#crew", "carol", "meeting at 5", 3))));
+        app.on_net(Event::Presence(vec![("bob".into(), true)]));
         app
     }
 

@@ -3,10 +3,14 @@
 //! (then kept in a same-site cookie). Keys and all cryptography stay in
 //! this process: it reuses the chat screen's network task and state, and
 //! the browser only renders plaintext it gets over loopback.
+//!
+//! The API is the front-end contract (`crate::frontend`) as JSON: a POST
+//! to `/api/action` is a [`Command`] and answers with its own [`Outcome`];
+//! `/api/events` streams every [`Event`], each message carried whole so the
+//! page updates it in place. docs/frontend-events.md has the details.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -22,7 +26,9 @@ use serde_json::{json, Value};
 use sotto_core::Messenger;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::chat::app::{App, Command, NetEvent};
+use crate::chat::app::App;
+use crate::frontend::json::event_json;
+use crate::frontend::{Command, Event, Outcome, Request};
 
 const INDEX: &str = include_str!("../../../../web/index.html");
 const SCRIPT: &str = include_str!("../../../../web/app.js");
@@ -31,7 +37,9 @@ const STYLE: &str = include_str!("../../../../web/style.css");
 struct Shared {
     token: String,
     app: Mutex<App>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<Request>,
+    /// Ids for the requests this page makes.
+    next_request: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Value>,
     downloads: Mutex<Option<PathBuf>>,
     /// Where uploaded bytes wait until they are encrypted (in the profile).
@@ -47,19 +55,29 @@ fn message_json(m: &sotto_core::StoredMessage) -> Value {
     crate::output::message_json(m)
 }
 
-fn event_json(ev: &NetEvent) -> Value {
-    match ev {
-        NetEvent::Identity { me, server } => json!({"type": "identity", "me": me, "server": server}),
-        NetEvent::History { conversation, .. } => json!({"type": "history", "conversation": conversation}),
-        NetEvent::Message(m) => json!({"type": "message", "message": message_json(m)}),
-        NetEvent::Link(l) => json!({"type": "link", "link": format!("{l:?}")}),
-        NetEvent::Presence(p) => json!({"type": "presence", "online": p}),
-        NetEvent::Info(t) => json!({"type": "info", "text": t}),
-        NetEvent::Progress { what, done, total } => {
-            json!({"type": "progress", "what": what, "done": done, "total": total})
+impl Shared {
+    /// Hands a command to the driver and waits for its outcome.
+    async fn ask(&self, command: Command) -> (u64, Outcome) {
+        let id = self.next_request.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let (request, reply) = Request::with_reply(id, command);
+        if self.commands.send(request).is_err() {
+            return (id, Outcome::Error { message: "sotto web is shutting down".into() });
         }
-        NetEvent::Renamed { from, to } => json!({"type": "renamed", "from": from, "to": to}),
+        let outcome = reply.await.unwrap_or_else(|_| Outcome::Error {
+            message:
+                "the connection to the server was reset while doing that; look at the conversation before trying again"
+                    .into(),
+        });
+        (id, outcome)
     }
+}
+
+/// A command's answer: its id and outcome; an error outcome is a 422 so a
+/// script can tell it from success without reading it.
+fn outcome_response(id: u64, outcome: &Outcome) -> Response {
+    let status =
+        if matches!(outcome, Outcome::Error { .. }) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    (status, Json(json!({"request": id, "outcome": outcome}))).into_response()
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap, query_token: Option<&str>) -> bool {
@@ -149,7 +167,8 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
         .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
     Json(json!({
-        "me": app.me, "server": app.server, "link": format!("{:?}", app.link),
+        "me": app.me, "server": app.server,
+        "link": app.link.clone().unwrap_or(crate::frontend::Link::Connecting),
         "conversations": conversations, "profiles": profiles, "info": app.info,
     }))
     .into_response()
@@ -172,39 +191,48 @@ async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Que
     Json(json!({"conversation": q.c, "messages": list})).into_response()
 }
 
+/// A switch to another profile: handled here, not by the driver (it ends
+/// the driver's run).
 #[derive(Deserialize)]
-struct Action {
-    action: String,
+#[serde(deny_unknown_fields)]
+struct Switch {
+    profile: String,
     #[serde(default)]
-    to: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    args: Vec<String>,
+    passphrase: String,
 }
 
-async fn act(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(a): Json<Action>) -> Response {
+async fn act(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     guard!(s, headers, None);
-    let cmd = match a.action.as_str() {
-        "send" if !a.text.trim().is_empty() && (a.to.starts_with('@') || a.to.starts_with('#')) => {
-            Command::Send { to: a.to, text: a.text }
+    if body["type"] == "switch" {
+        let mut body = body;
+        if let Some(o) = body.as_object_mut() {
+            o.remove("type");
         }
-        "broadcast" if !a.text.trim().is_empty() => Command::Broadcast { text: a.text },
-        "group" if a.args.len() >= 2 => Command::Group(a.args),
-        "verify" => Command::Verify { handle: a.to.trim_start_matches('@').to_owned() },
-        "presence" => Command::Presence,
-        "switch" if s.profiles.iter().any(|(n, _)| *n == a.to) => {
-            let pass = if a.text.is_empty() { None } else { Some(a.text) };
-            *s.switch.lock().unwrap_or_else(|p| p.into_inner()) = Some((a.to, pass));
-            if let Some(stop) = s.stop_net.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                let _ = stop.send(true);
-            }
-            return Json(json!({"ok": true})).into_response();
+        let Ok(sw) = serde_json::from_value::<Switch>(body) else {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": "a switch needs a profile"}))).into_response();
+        };
+        if !s.profiles.iter().any(|(n, _)| *n == sw.profile) {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": "no such profile"}))).into_response();
         }
-        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": "not a valid action"}))).into_response(),
+        let pass = if sw.passphrase.is_empty() { None } else { Some(sw.passphrase) };
+        *s.switch.lock().unwrap_or_else(|p| p.into_inner()) = Some((sw.profile, pass));
+        if let Some(stop) = s.stop_net.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = stop.send(true);
+        }
+        return Json(json!({"ok": true})).into_response();
+    }
+    let command = match serde_json::from_value::<Command>(body) {
+        Ok(c) => c,
+        Err(e) => {
+            let error = format!("not a command this page can give: {e}");
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+        }
     };
-    let _ = s.commands.send(cmd);
-    Json(json!({"ok": true})).into_response()
+    if let Err(e) = command.validate() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response();
+    }
+    let (id, outcome) = s.ask(command).await;
+    outcome_response(id, &outcome)
 }
 
 #[derive(Deserialize)]
@@ -259,9 +287,14 @@ async fn upload(
             return answer.into_response();
         }
     }
-    let _ = file.flush().await;
-    let _ = s.commands.send(Command::SendFile { to: q.to, path: path.to_string_lossy().into_owned() });
-    Json(json!({"ok": true})).into_response()
+    if file.flush().await.is_err() {
+        drop(file);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
+    }
+    drop(file);
+    let (id, outcome) = s.ask(Command::SendFile { to: q.to, path }).await;
+    outcome_response(id, &outcome)
 }
 
 /// Creates a folder only its owner can enter (or tightens an existing one).
@@ -295,22 +328,10 @@ async fn download(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Qu
     let Some(dir) = s.downloads.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
         return (StatusCode::BAD_REQUEST, "an ephemeral profile has no download folder").into_response();
     };
-    let mut events = s.events.subscribe();
-    let _ = s.commands.send(Command::Download { id: q.id.clone() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    let path = loop {
-        let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, events.recv()).await else {
-            return (StatusCode::GATEWAY_TIMEOUT, "the download did not finish").into_response();
-        };
-        if ev["type"] == "info" {
-            let text = ev["text"].as_str().unwrap_or_default();
-            if let Some(p) = text.strip_prefix("saved ") {
-                break PathBuf::from(p);
-            }
-            if text.starts_with("error:") {
-                return (StatusCode::BAD_GATEWAY, text.to_owned()).into_response();
-            }
-        }
+    let path = match s.ask(Command::Download { id: q.id.clone() }).await {
+        (_, Outcome::Saved { path }) => PathBuf::from(path),
+        (_, Outcome::Error { message }) => return (StatusCode::BAD_GATEWAY, message).into_response(),
+        (_, other) => return (StatusCode::INTERNAL_SERVER_ERROR, other.describe()).into_response(),
     };
     if !path.starts_with(&dir) {
         return (StatusCode::FORBIDDEN, "refused").into_response();
@@ -392,12 +413,13 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
     let addr = listener.local_addr()?;
     let token = hex::encode(rand::random::<[u8; 24]>());
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<NetEvent>();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
         token: token.clone(),
         app: Mutex::new(App::default()),
         commands: cmd_tx,
+        next_request: Default::default(),
         events: events.clone(),
         downloads: Mutex::new(first.downloads_dir()),
         outgoing: Mutex::new(first.outgoing_dir()),
@@ -468,7 +490,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
         loop {
             let (quit_tx, quit_rx) = watch::channel(false);
             *shared.stop_net.lock().unwrap_or_else(|p| p.into_inner()) = Some(quit_tx);
-            crate::chat::net::run(&messenger, &mut cmd_rx, ev_tx.clone(), quit_rx).await;
+            crate::frontend::driver::run(&messenger, &mut cmd_rx, ev_tx.clone(), quit_rx).await;
             if exiting.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
@@ -484,7 +506,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
                 }
                 Err(e) => {
                     let _ =
-                        shared.events.send(json!({"type": "info", "text": format!("cannot switch to {name}: {e:#}")}));
+                        shared.events.send(json!({"type": "notice", "conversation": null, "text": format!("cannot switch to {name}: {e:#}")}));
                 }
             }
         }

@@ -1,0 +1,199 @@
+//! What a front end can ask for.
+
+use serde::Deserialize;
+
+/// A command for the network side. The JSON form (the web API) is tagged
+/// by `type`; see docs/frontend-events.md.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Send a text to `@handle` (starting the conversation if needed) or
+    /// `#group`.
+    Send {
+        /// Where.
+        to: String,
+        /// What.
+        text: String,
+    },
+    /// Send a file from this machine. Not accepted from the web API (a page
+    /// must not name local files); its upload endpoint stages the bytes.
+    #[serde(skip_deserializing)]
+    SendFile {
+        /// Where.
+        to: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The same text to every one-to-one contact.
+    Broadcast {
+        /// What.
+        text: String,
+    },
+    /// Fetch and decrypt a received file into the downloads folder.
+    Download {
+        /// The file message's id (hex).
+        id: String,
+    },
+    /// Change a group.
+    Group(GroupChange),
+    /// The safety number with a contact.
+    Verify {
+        /// Handle, with or without `@`.
+        handle: String,
+    },
+    /// Write a conversation to a text file in the current folder.
+    Export {
+        /// `@handle` or `#group`.
+        conversation: String,
+    },
+    /// Ask the server who is online now.
+    Presence,
+}
+
+/// A change to a group. Group names are given without `#`, handles with
+/// or without `@`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GroupChange {
+    /// A new group with these people.
+    Create {
+        /// Its name.
+        name: String,
+        /// Who is in it besides this person.
+        people: Vec<String>,
+    },
+    /// Add people.
+    Add {
+        /// The group.
+        name: String,
+        /// Who.
+        people: Vec<String>,
+    },
+    /// Remove people.
+    Remove {
+        /// The group.
+        name: String,
+        /// Who.
+        people: Vec<String>,
+    },
+    /// Leave it.
+    Leave {
+        /// The group.
+        name: String,
+    },
+    /// Give it a new name, for everyone.
+    Rename {
+        /// The group.
+        name: String,
+        /// The new name.
+        to: String,
+    },
+}
+
+impl GroupChange {
+    /// Reads `/group ACTION NAME [PEOPLE…]` arguments (the terminal UI's).
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let usage = || "use /group create|add|remove|leave|rename NAME [@people…]".to_owned();
+        let (action, name) = match args {
+            [action, name, ..] => (action.as_str(), name.trim_start_matches('#').to_owned()),
+            _ => return Err(usage()),
+        };
+        let people: Vec<String> = args[2..].iter().map(|h| h.trim_start_matches('@').to_owned()).collect();
+        Ok(match action {
+            "create" => Self::Create { name, people },
+            "add" => Self::Add { name, people },
+            "remove" => Self::Remove { name, people },
+            "leave" => Self::Leave { name },
+            "rename" => match people.first() {
+                Some(to) => Self::Rename { name, to: to.trim_start_matches('#').to_owned() },
+                None => return Err("/group rename NAME NEW".into()),
+            },
+            other => return Err(format!("/group {other}: {}", usage())),
+        })
+    }
+
+    /// The group it changes, as `#name`.
+    pub fn conversation(&self) -> String {
+        let name = match self {
+            Self::Create { name, .. }
+            | Self::Add { name, .. }
+            | Self::Remove { name, .. }
+            | Self::Leave { name }
+            | Self::Rename { name, .. } => name,
+        };
+        format!("#{}", name.trim_start_matches('#'))
+    }
+
+    /// The verb, for what a front end shows.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::Add { .. } => "add",
+            Self::Remove { .. } => "remove",
+            Self::Leave { .. } => "leave",
+            Self::Rename { .. } => "rename",
+        }
+    }
+}
+
+impl Command {
+    /// Checks what a person or a page asked for before it goes anywhere.
+    pub fn validate(&self) -> Result<(), String> {
+        let conversation = |to: &str| {
+            if to.starts_with('@') || to.starts_with('#') {
+                Ok(())
+            } else {
+                Err(format!("{to:?}: write @handle or #group"))
+            }
+        };
+        match self {
+            Self::Send { to, text } => {
+                conversation(to)?;
+                if text.trim().is_empty() {
+                    return Err("the message is empty".into());
+                }
+                Ok(())
+            }
+            Self::SendFile { to, .. } => conversation(to),
+            Self::Broadcast { text } if text.trim().is_empty() => Err("the message is empty".into()),
+            Self::Export { conversation: c } => conversation(c),
+            Self::Group(GroupChange::Create { name, .. } | GroupChange::Rename { to: name, .. }) => {
+                sotto_core::validate_group_name(name.trim_start_matches('#')).map_err(|e| e.to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_read_from_json_and_a_page_cannot_name_a_local_file() {
+        let c: Command = serde_json::from_str(r#"{"type":"send","to":"@bob","text":"hi"}"#).unwrap();
+        assert_eq!(c, Command::Send { to: "@bob".into(), text: "hi".into() });
+        let g: Command =
+            serde_json::from_str(r#"{"type":"group","action":"add","name":"crew","people":["dave"]}"#).unwrap();
+        assert_eq!(g, Command::Group(GroupChange::Add { name: "crew".into(), people: vec!["dave".into()] }));
+        assert!(serde_json::from_str::<Command>(r#"{"type":"send_file","to":"@bob","path":"/etc/passwd"}"#).is_err());
+        assert!(serde_json::from_str::<Command>(r#"{"type":"send","to":"@bob","text":"x","extra":1}"#).is_err());
+        assert!(Command::Send { to: "bob".into(), text: "x".into() }.validate().is_err());
+        assert!(Command::Send { to: "@bob".into(), text: "  ".into() }.validate().is_err());
+    }
+
+    #[test]
+    fn group_arguments_from_the_terminal() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            GroupChange::parse(&args("add #crew @dave")).unwrap(),
+            GroupChange::Add { name: "crew".into(), people: vec!["dave".into()] }
+        );
+        assert_eq!(
+            GroupChange::parse(&args("rename crew team")).unwrap(),
+            GroupChange::Rename { name: "crew".into(), to: "team".into() }
+        );
+        assert!(GroupChange::parse(&args("explode crew")).is_err());
+        assert!(GroupChange::parse(&args("rename crew")).is_err());
+    }
+}

@@ -1,0 +1,316 @@
+//! The network side of every long-running front end: owns the session,
+//! keeps it connected (reconnecting with backoff), turns what arrives into
+//! [`Event`]s and carries out [`Request`]s, answering each with its
+//! [`Outcome`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sotto_client::{ClientError, Session, SessionError};
+use sotto_core::{Event as CoreEvent, Messenger};
+use tokio::sync::{mpsc, watch};
+
+use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
+
+type Events = mpsc::UnboundedSender<Event>;
+
+fn history(m: &Messenger, ev: &Events, conversation: &str) {
+    if let Ok(messages) = m.history(conversation) {
+        let _ = ev.send(Event::History { conversation: conversation.to_owned(), messages });
+    }
+}
+
+fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
+    for e in events {
+        match e {
+            CoreEvent::Message(msg) => {
+                let _ = ev.send(Event::Message(msg));
+            }
+            CoreEvent::Joined { conversation } => history(m, ev, &conversation),
+            CoreEvent::Renamed { from, to } => {
+                let _ = ev.send(Event::Renamed { from, to: to.clone() });
+                history(m, ev, &to);
+            }
+            CoreEvent::Warning { conversation, text } => {
+                let _ = ev.send(Event::Notice { conversation, text });
+            }
+        }
+    }
+}
+
+/// Shows one message as it is now (pending, then sent).
+fn upsert(m: &Messenger, ev: &Events, to: &str, id: &Option<Vec<u8>>) {
+    let found = m.history(to).ok().and_then(|h| h.into_iter().rev().find(|x| Some(&x.id) == id.as_ref()));
+    if let Some(msg) = found {
+        let _ = ev.send(Event::Message(Box::new(msg)));
+    }
+}
+
+/// Ends a request: every front end sees the outcome as an event, and the
+/// one that asked gets it on its reply channel too.
+fn finish(ev: &Events, request: u64, reply: Option<tokio::sync::oneshot::Sender<Outcome>>, outcome: Outcome) {
+    let _ = ev.send(Event::Outcome { request, outcome: outcome.clone() });
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
+    }
+}
+
+fn error(message: impl std::fmt::Display) -> Outcome {
+    Outcome::Error { message: message.to_string() }
+}
+
+/// What a command given while there is no connection becomes: a text to a
+/// known conversation waits in the outbox; local commands work; anything
+/// else is refused with a reason, so nothing is silently held in memory
+/// and lost on quit.
+fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
+    match command {
+        Command::Send { to, text } if m.conversation_group(&to).ok().flatten().is_some() => {
+            match m.prepare_text(&to, &text) {
+                Ok(item) => {
+                    upsert(m, ev, &to, &item.message_id);
+                    Outcome::Queued { conversation: to }
+                }
+                Err(e) => error(e),
+            }
+        }
+        Command::Send { to, .. } => error(format!(
+            "not connected, and {to} is a new conversation: it needs the server to start; try again when online"
+        )),
+        Command::Verify { handle } => verify(m, &handle).unwrap_or_else(error),
+        Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
+        _ => error("not connected; that needs the server, try again when online"),
+    }
+}
+
+fn verify(m: &Messenger, handle: &str) -> Result<Outcome, SessionError> {
+    let handle = handle.trim_start_matches('@').to_owned();
+    let n = m.safety_number(&handle)?;
+    Ok(Outcome::SafetyNumber { handle, number: sotto_core::trust::grouped(&n) })
+}
+
+fn export(m: &Messenger, conversation: &str) -> Result<Outcome, SessionError> {
+    let messages = m.history(conversation)?;
+    let name = crate::export::file_name(conversation, crate::export::Format::Txt);
+    let text = crate::export::render(conversation, &m.identity().handle, &messages, crate::export::Format::Txt);
+    let path = std::env::current_dir()
+        .unwrap_or_default()
+        .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
+    std::fs::write(&path, text).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
+    Ok(Outcome::Exported { path: path.display().to_string() })
+}
+
+/// Whether an error means the connection is gone (reconnect) rather than a
+/// refused command (report and go on).
+fn connection_lost(e: &SessionError) -> bool {
+    if let SessionError::Queued(inner) = e {
+        return connection_lost(inner);
+    }
+    matches!(
+        e,
+        SessionError::Client(
+            ClientError::Transport(_) | ClientError::Closed(_) | ClientError::Timeout | ClientError::Unreachable { .. }
+        )
+    )
+}
+
+async fn presence(m: &Messenger, s: &mut Session<'_>, ev: &Events) -> Result<(), SessionError> {
+    let handles: Vec<String> = m.contacts()?.into_iter().map(|c| c.handle).collect();
+    if let Some(list) = s.presence(&handles).await? {
+        let _ = ev.send(Event::Presence(list));
+    }
+    Ok(())
+}
+
+async fn run_command(
+    m: &Messenger,
+    s: &mut Session<'_>,
+    ev: &Events,
+    request: u64,
+    command: Command,
+) -> Result<Outcome, SessionError> {
+    let progress = |transfer: Transfer| -> sotto_client::Progress {
+        let ev = ev.clone();
+        let last = std::sync::Mutex::new(Instant::now());
+        Arc::new(move |done, total| {
+            let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+            if done == total || l.elapsed() > Duration::from_millis(100) {
+                *l = Instant::now();
+                let _ = ev.send(Event::Progress { request, transfer, done, total });
+            }
+        })
+    };
+    Ok(match command {
+        Command::Send { to, text } => {
+            // Into the outbox (durable) and on screen as pending first;
+            // the outbox sends it, now or on the next connection.
+            let item = s.queue_text(&to, &text).await?;
+            upsert(m, ev, &to, &item.message_id);
+            let sent = s.flush_outbox().await;
+            upsert(m, ev, &to, &item.message_id);
+            sent.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            Outcome::Sent { conversation: to }
+        }
+        Command::SendFile { to, path } => {
+            let sent = s.send_file(std::slice::from_ref(&to), &path, None, progress(Transfer::Upload)).await;
+            // A copy a front end staged in the profile (the web UI's upload)
+            // is plaintext: it goes as soon as it is encrypted and sent, or
+            // could not be. The person's own files are never touched.
+            if let (Some(outgoing), Some(staging)) = (m.outgoing_dir(), path.parent()) {
+                if staging.parent() == Some(outgoing.as_path()) {
+                    let _ = std::fs::remove_dir_all(staging);
+                }
+            }
+            sent?;
+            history(m, ev, &to);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Outcome::FileSent { conversation: to, name }
+        }
+        Command::Broadcast { text } => {
+            let targets: Vec<String> = m.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect();
+            for t in &targets {
+                s.send_text(t, &text).await?;
+                history(m, ev, t);
+            }
+            Outcome::Broadcast { count: targets.len() }
+        }
+        Command::Download { id } => {
+            let path = s.download_file(&id, None, progress(Transfer::Download)).await?;
+            Outcome::Saved { path: path.display().to_string() }
+        }
+        Command::Group(change) => {
+            let conversation = change.conversation();
+            let verb = change.verb();
+            let shown = match change {
+                GroupChange::Create { name, people } => {
+                    s.create_group(&name, &people).await?;
+                    conversation
+                }
+                GroupChange::Add { people, .. } => {
+                    s.add_to_group(&conversation, &people).await?;
+                    conversation
+                }
+                GroupChange::Remove { people, .. } => {
+                    s.remove_from_group(&conversation, &people).await?;
+                    conversation
+                }
+                GroupChange::Leave { .. } => {
+                    s.leave_group(&conversation).await?;
+                    conversation
+                }
+                GroupChange::Rename { to, .. } => {
+                    s.rename_group(&conversation, &to).await?;
+                    let new = format!("#{to}");
+                    let _ = ev.send(Event::Renamed { from: conversation, to: new.clone() });
+                    new
+                }
+            };
+            history(m, ev, &shown);
+            Outcome::GroupChanged { conversation: shown, change: verb }
+        }
+        Command::Verify { handle } => verify(m, &handle)?,
+        Command::Export { conversation } => export(m, &conversation)?,
+        Command::Presence => {
+            presence(m, s, ev).await?;
+            Outcome::Presence
+        }
+    })
+}
+
+/// Runs until `quit` turns true.
+pub async fn run(
+    m: &Messenger,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    ev: Events,
+    quit: watch::Receiver<bool>,
+) {
+    let _ = ev.send(Event::Identity { me: m.identity().handle.clone(), server: m.server().unwrap_or_default() });
+    for c in m.conversations().unwrap_or_default() {
+        history(m, &ev, &c);
+    }
+    let mut backoff = Duration::from_secs(1);
+    let mut first = true;
+    loop {
+        if *quit.borrow() {
+            return;
+        }
+        let mut session = match Session::open(m).await {
+            Ok(s) => s,
+            Err(e) => {
+                let link = if first { Link::Connecting } else { Link::Reconnecting { reason: e.to_string() } };
+                let _ = ev.send(Event::Connection(link));
+                let text = format!("cannot connect: {e}; retrying in {}s", backoff.as_secs());
+                let _ = ev.send(Event::Notice { conversation: None, text });
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !*quit.borrow() {
+                    while let Ok(r) = requests.try_recv() {
+                        let outcome = match r.command.validate() {
+                            Ok(()) => offline_command(m, &ev, r.command),
+                            Err(e) => error(e),
+                        };
+                        finish(&ev, r.id, r.reply, outcome);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                first = false;
+                continue;
+            }
+        };
+        first = false;
+        backoff = Duration::from_secs(1);
+        let _ = ev.send(Event::Connection(Link::Online));
+        // Opening the session sent what waited in the outbox: show those
+        // messages as sent now.
+        for c in m.conversations().unwrap_or_default() {
+            history(m, &ev, &c);
+        }
+        match session.sync().await {
+            Ok(events) => forward(m, &ev, events),
+            Err(e) => {
+                let _ = ev.send(Event::Connection(Link::Reconnecting { reason: e.to_string() }));
+                continue;
+            }
+        }
+        let _ = presence(m, &mut session, &ev).await;
+        let mut last_presence = Instant::now();
+        loop {
+            if *quit.borrow() {
+                session.close().await;
+                return;
+            }
+            while let Ok(r) = requests.try_recv() {
+                if let Err(e) = r.command.validate() {
+                    finish(&ev, r.id, r.reply, error(e));
+                    continue;
+                }
+                let to = match &r.command {
+                    Command::Send { to, .. } => to.clone(),
+                    _ => String::new(),
+                };
+                match run_command(m, &mut session, &ev, r.id, r.command).await {
+                    Ok(outcome) => finish(&ev, r.id, r.reply, outcome),
+                    Err(e) => {
+                        let lost = connection_lost(&e);
+                        let outcome = if e.is_queued() { Outcome::Queued { conversation: to } } else { error(&e) };
+                        finish(&ev, r.id, r.reply, outcome);
+                        if lost {
+                            break;
+                        }
+                    }
+                }
+            }
+            match session.pump(Duration::from_millis(200)).await {
+                Ok(events) => forward(m, &ev, events),
+                Err(e) => {
+                    let _ = ev.send(Event::Connection(Link::Reconnecting { reason: e.to_string() }));
+                    break;
+                }
+            }
+            if last_presence.elapsed() > Duration::from_secs(15) {
+                last_presence = Instant::now();
+                let _ = presence(m, &mut session, &ev).await;
+            }
+        }
+    }
+}

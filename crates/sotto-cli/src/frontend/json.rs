@@ -1,0 +1,50 @@
+//! The JSON form of events, for the web API's event stream (and any front
+//! end that reads it). docs/frontend-events.md describes every field.
+
+use serde_json::{json, Value};
+
+use super::event::Event;
+use crate::output::message_json;
+
+/// One event as the JSON object the event stream carries.
+pub fn event_json(ev: &Event) -> Value {
+    match ev {
+        Event::Identity { me, server } => json!({"type": "identity", "me": me, "server": server}),
+        Event::History { conversation, messages } => json!({
+            "type": "history",
+            "conversation": conversation,
+            "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+        }),
+        Event::Message(m) => json!({"type": "message", "message": message_json(m)}),
+        Event::Renamed { from, to } => json!({"type": "renamed", "from": from, "to": to}),
+        Event::Connection(link) => json!({"type": "connection", "link": link}),
+        Event::Presence(online) => {
+            let online: Vec<Value> = online.iter().map(|(h, on)| json!({"handle": h, "online": on})).collect();
+            json!({"type": "presence", "online": online})
+        }
+        Event::Progress { request, transfer, done, total } => {
+            json!({"type": "progress", "request": request, "transfer": transfer, "done": done, "total": total})
+        }
+        Event::Notice { conversation, text } => json!({"type": "notice", "conversation": conversation, "text": text}),
+        Event::Outcome { request, outcome } => json!({"type": "outcome", "request": request, "outcome": outcome}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::{Link, Outcome};
+
+    #[test]
+    fn events_carry_typed_fields_not_debug_text() {
+        let v = event_json(&Event::Connection(Link::Reconnecting { reason: "the server went away".into() }));
+        assert_eq!(
+            v,
+            json!({"type": "connection", "link": {"state": "reconnecting", "reason": "the server went away"}})
+        );
+        let v = event_json(&Event::Outcome { request: 7, outcome: Outcome::Saved { path: "/d/x".into() } });
+        assert_eq!(v, json!({"type": "outcome", "request": 7, "outcome": {"outcome": "saved", "path": "/d/x"}}));
+        let v = event_json(&Event::Presence(vec![("bob".into(), true)]));
+        assert_eq!(v["online"][0], json!({"handle": "bob", "online": true}));
+    }
+}
