@@ -14,7 +14,6 @@ mod proxy;
 mod relay;
 mod soak;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -290,13 +289,11 @@ fn main() -> Result<()> {
 }
 
 async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_limited: bool) -> Result<()> {
-    use sotto_server::relay::{Relay, RelayConfig};
-    use sotto_server::store::SqliteStore;
+    use sotto_server::node::{Node, Services};
+    use sotto_server::relay::RelayConfig;
     sotto_server::memory::return_freed_memory_when_idle()?;
-    std::fs::create_dir_all(data.join("blobs"))?;
     let tls = sotto_server::tls::self_signed(&data.join("tls"), &[])?;
     let pin = tls.pin.context("pin")?;
-    let store = Arc::new(SqliteStore::open(&data.join("relay.db"))?);
     let mut config = RelayConfig { open_registration: true, write_timeout, ..Default::default() };
     if !rate_limited {
         // The per-connection request and byte budgets protect a real server
@@ -307,7 +304,9 @@ async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_
         config.byte_rate = 1 << 40;
         config.byte_burst = 1 << 40;
     }
-    let relay = Arc::new(Relay::new(store, config, pin.to_vec(), data.join("blobs")));
+    // The binary's own composition root, with what runs beside it (the
+    // operator socket, hourly maintenance) left out of the measurement.
+    let node = Node::open(data, config, pin.to_vec())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = ServerAddress {
         host: "127.0.0.1".into(),
@@ -320,7 +319,7 @@ async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_
         max_connections_per_ip: 100_000,
         ..Default::default()
     };
-    sotto_server::server::run(listener, Some(tls.config), relay, listen, std::future::pending()).await?;
+    node.serve(listener, Some(tls.config), listen, Services::default(), std::future::pending()).await?;
     Ok(())
 }
 

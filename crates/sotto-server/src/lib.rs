@@ -14,6 +14,7 @@ pub mod hub;
 pub mod invite;
 pub mod memory;
 pub mod metrics;
+pub mod node;
 pub mod pair_budget;
 pub mod relay;
 pub mod server;

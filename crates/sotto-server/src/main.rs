@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -10,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use sotto_proto::{ServerAddress, Transport};
 use sotto_server::config::{self, FileConfig, Settings};
-use sotto_server::relay::{now_ms, Relay, RelayConfig};
-use sotto_server::server::{self, ListenConfig};
+use sotto_server::node::{Node, Services};
+use sotto_server::relay::{now_ms, RelayConfig};
+use sotto_server::server::ListenConfig;
 use sotto_server::store::{SqliteStore, Store};
 use sotto_server::{admin, data_dir, invite, tls};
 use tokio::io::AsyncWriteExt;
@@ -201,18 +201,7 @@ fn real_main() -> Result<()> {
 }
 
 fn open_store(data: &Path) -> Result<SqliteStore> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
-    data_dir::private(data, 0o700)?;
-    let db = data.join("relay.db");
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open the database in {}", data.display()))?;
-    // SQLite creates the -wal and -shm files with the database's mode.
-    for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
-        let p = data.join(name);
-        if p.exists() {
-            data_dir::private(&p, 0o600)?;
-        }
-    }
-    Ok(store)
+    Ok(sotto_server::node::open_store(data)?)
 }
 
 /// The store of an existing server (operator commands never create one).
@@ -460,7 +449,10 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     let _lock = data_dir::lock(&s.data)?;
     let first_start = !s.data.join("relay.db").exists();
-    let store = Arc::new(open_store(&s.data)?);
+    // Made private before anything is written into it.
+    std::fs::create_dir_all(&s.data)
+        .with_context(|| format!("cannot create the data directory {}", s.data.display()))?;
+    data_dir::private(&s.data, 0o700)?;
 
     let all_interfaces = s.listen.ip().is_unspecified();
     let host = match (&s.public_host, all_interfaces) {
@@ -492,66 +484,35 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let address = ServerAddress { host, port: local.port(), transport };
 
-    let blob_dir = s.data.join("blobs");
-    std::fs::create_dir_all(&blob_dir).with_context(|| format!("cannot create {}", blob_dir.display()))?;
-    data_dir::private(&blob_dir, 0o700)?;
-    let relay = Arc::new(Relay::new(
-        store.clone(),
-        RelayConfig {
-            open_registration: s.open_registration,
-            retention: s.retention,
-            auth_timeout: s.auth_timeout,
-            presence: s.presence,
-            max_blob_bytes: s.max_file_size,
-            blob_quota: s.quota,
-            request_rate: s.request_rate,
-            request_burst: s.request_burst,
-            byte_rate: s.byte_rate,
-            byte_burst: s.byte_burst,
-            max_groups_per_device: s.max_groups_per_device,
-            ..Default::default()
-        },
-        server_id,
-        blob_dir,
-    ));
-
-    #[cfg(unix)]
-    {
-        let (data, r) = (s.data.clone(), relay.clone());
-        tokio::spawn(async move {
-            if let Err(e) = admin::serve(&data, r).await {
-                tracing::warn!(error = %e, "operator socket unavailable");
-            }
-        });
-    }
-    if let Some(addr) = s.metrics_listen {
-        let metrics_listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        let r = relay.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let r = r.clone();
-                async move {
-                    let st = r.store.clone();
-                    let stats = tokio::task::spawn_blocking(move || st.stats())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default();
-                    r.metrics.render(r.hub.connections(), &stats)
-                }
-            }),
-        );
-        tracing::info!(%addr, "metrics at /metrics");
-        tokio::spawn(async move { axum::serve(metrics_listener, app).await });
-    }
+    let config = RelayConfig {
+        open_registration: s.open_registration,
+        retention: s.retention,
+        auth_timeout: s.auth_timeout,
+        presence: s.presence,
+        max_blob_bytes: s.max_file_size,
+        blob_quota: s.quota,
+        request_rate: s.request_rate,
+        request_burst: s.request_burst,
+        byte_rate: s.byte_rate,
+        byte_burst: s.byte_burst,
+        max_groups_per_device: s.max_groups_per_device,
+        ..Default::default()
+    };
+    let node = Node::open(&s.data, config, server_id)?;
+    let relay = node.relay();
+    let metrics = match s.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
 
     let mut out = tokio::io::stdout();
     if first_start && !s.open_registration {
         let code = invite::new_code();
-        store.create_invite(&code, 1, None, now_ms())?;
+        relay.store.create_invite(&code, 1, None, now_ms())?;
         out.write_all(format!("invite: {code}\n").as_bytes()).await?;
     }
     if all_interfaces && s.public_host.is_none() {
@@ -567,41 +528,6 @@ async fn run(args: RunArgs) -> Result<()> {
     out.write_all(format!("address: {address}\n").as_bytes()).await?;
     out.flush().await?;
 
-    let abandoned_relay = relay.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            let n = sotto_server::blobs::remove_abandoned(&abandoned_relay, sotto_server::blobs::ABANDONED_AFTER).await;
-            if n > 0 {
-                tracing::info!(removed = n, "abandoned uploads removed");
-            }
-        }
-    });
-    let purge_relay = relay.clone();
-    let retention_ms = s.retention.as_millis() as i64;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            let st = purge_relay.store.clone();
-            match tokio::task::spawn_blocking(move || st.purge_expired(now_ms(), retention_ms)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention purge"),
-                Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
-                _ => {}
-            }
-            let st = purge_relay.store.clone();
-            if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || st.expire_blobs(now_ms() - retention_ms)).await {
-                for id in &ids {
-                    sotto_server::blobs::remove_bytes(&purge_relay.blob_dir, id).await;
-                }
-                if !ids.is_empty() {
-                    tracing::info!(deleted = ids.len(), "expired files removed");
-                }
-            }
-        }
-    });
-
     let listen = ListenConfig {
         handshake_timeout: s.auth_timeout,
         max_connections: s.max_connections,
@@ -610,11 +536,7 @@ async fn run(args: RunArgs) -> Result<()> {
         max_unauthenticated: s.max_unauthenticated,
         ..Default::default()
     };
-    server::run(listener, tls.map(|t| t.config), relay, listen, shutdown_signal()).await?;
-    // Every acknowledged write is already durable; fold the WAL back in so
-    // the next start is quick.
-    store.checkpoint();
-    let _ = std::fs::remove_file(admin::socket_path(&s.data));
+    node.serve(listener, tls.map(|t| t.config), listen, Services::all(metrics), shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(())
 }

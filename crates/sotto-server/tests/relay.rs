@@ -348,13 +348,11 @@ async fn plain_http_mode_behind_a_proxy_and_healthz() {
     use sotto_proto::{ServerAddress, Transport};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn sotto_server::store::Store> =
-        std::sync::Arc::new(sotto_server::store::SqliteStore::open(&dir.path().join("relay.db")).unwrap());
-    let relay =
-        std::sync::Arc::new(sotto_server::relay::Relay::new(store, open(), vec![9; 32], dir.path().join("blobs")));
+    let node = sotto_server::node::Node::open(dir.path(), open(), vec![9; 32]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(sotto_server::server::run(listener, None, relay, Default::default(), std::future::pending()));
+    let services = sotto_server::node::Services::default();
+    tokio::spawn(node.serve(listener, None, Default::default(), services, std::future::pending()));
 
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();

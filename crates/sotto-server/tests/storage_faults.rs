@@ -13,8 +13,8 @@ use std::sync::Arc;
 use common::*;
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef};
 use sotto_proto::{ErrorCode, Request, Response};
-use sotto_server::relay::Relay;
-use sotto_server::server::{self, ListenConfig};
+use sotto_server::node::{Node, Services};
+use sotto_server::server::ListenConfig;
 use sotto_server::store::*;
 
 /// A real server (TLS, WebSocket) over `store` on 127.0.0.1, its TLS key
@@ -22,14 +22,15 @@ use sotto_server::store::*;
 async fn serve(dir: &std::path::Path, store: Arc<dyn Store>) -> sotto_proto::ServerAddress {
     let tls = sotto_server::tls::self_signed(&dir.join("tls"), &[]).unwrap();
     let pin = tls.pin.unwrap();
-    let relay = Arc::new(Relay::new(store, open(), pin.to_vec(), dir.join("blobs")));
+    let node = Node::with_store(store, dir, open(), pin.to_vec()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = sotto_proto::ServerAddress {
         host: "127.0.0.1".into(),
         port: listener.local_addr().unwrap().port(),
         transport: sotto_proto::Transport::Pinned(pin),
     };
-    tokio::spawn(server::run(listener, Some(tls.config), relay, ListenConfig::default(), std::future::pending()));
+    let services = Services::default();
+    tokio::spawn(node.serve(listener, Some(tls.config), ListenConfig::default(), services, std::future::pending()));
     address
 }
 

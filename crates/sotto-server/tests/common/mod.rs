@@ -8,9 +8,10 @@ use std::sync::Arc;
 use ed25519_dalek::{Signer, SigningKey};
 use sotto_client::{ClientError, Connection};
 use sotto_proto::{DeviceInfo, DeviceRef, Request, Response, ServerAddress, Transport};
+use sotto_server::node::{Node, Services};
 use sotto_server::relay::{Relay, RelayConfig};
-use sotto_server::server::{self, ListenConfig};
-use sotto_server::store::{SqliteStore, Store};
+use sotto_server::server::ListenConfig;
+
 use tokio::sync::oneshot;
 
 pub struct TestServer {
@@ -29,16 +30,15 @@ impl TestServer {
     pub async fn start_with(data: &Path, config: RelayConfig, listen: ListenConfig) -> Self {
         let tls = sotto_server::tls::self_signed(&data.join("tls"), &[]).unwrap();
         let pin = tls.pin.unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("relay.db")).unwrap());
-        let blobs = data.join("blobs");
-        std::fs::create_dir_all(&blobs).unwrap();
-        let relay = Arc::new(Relay::new(store, config, pin.to_vec(), blobs));
+        // The same composition root as the binary (node::Node), with the
+        // operator socket and maintenance tasks left out.
+        let node = Node::open(data, config, pin.to_vec()).unwrap();
+        let relay = node.relay();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = oneshot::channel();
-        let r = relay.clone();
         let task = tokio::spawn(async move {
-            server::run(listener, Some(tls.config), r, listen, async {
+            node.serve(listener, Some(tls.config), listen, Services::default(), async {
                 let _ = rx.await;
             })
             .await

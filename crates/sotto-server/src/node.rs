@@ -1,0 +1,207 @@
+//! The composition root: one place that puts a server together (store,
+//! relay, blob folder, operator socket, metrics, maintenance, the listener)
+//! and runs it. The binary, the integration tests and the benchmarks all
+//! call this, so what they test and measure is what operators run.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::data_dir::{self, DataDirError};
+use crate::relay::{now_ms, Relay, RelayConfig};
+use crate::server::{self, ListenConfig};
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Why a server could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data folder.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The database.
+    #[error("cannot open the database in {}: {source}", .dir.display())]
+    Store {
+        /// The data folder.
+        dir: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+}
+
+/// How often abandoned uploads are looked for.
+const ABANDONED_SCAN: Duration = Duration::from_secs(300);
+/// How often the retention purge runs.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What runs beside the client listener.
+#[derive(Default)]
+pub struct Services {
+    /// The operator socket in the data folder (Unix only).
+    pub admin_socket: bool,
+    /// Prometheus `/metrics` on this listener.
+    pub metrics: Option<TcpListener>,
+    /// Retention purge and removal of abandoned uploads.
+    pub maintenance: bool,
+}
+
+impl Services {
+    /// Everything an operator's server runs.
+    pub fn all(metrics: Option<TcpListener>) -> Self {
+        Self { admin_socket: true, metrics, maintenance: true }
+    }
+}
+
+/// A server put together, not yet listening.
+pub struct Node {
+    relay: Arc<Relay>,
+    data: PathBuf,
+    /// The SQLite store, when the node opened one itself (to fold its WAL
+    /// back in on shutdown).
+    sqlite: Option<Arc<SqliteStore>>,
+}
+
+/// Opens (or creates) the SQLite store in a data folder, with the folder
+/// and database files readable by the owner only.
+pub fn open_store(data: &Path) -> Result<SqliteStore, NodeError> {
+    std::fs::create_dir_all(data).map_err(|source| DataDirError::Io { path: data.to_owned(), source })?;
+    data_dir::private(data, 0o700)?;
+    let store = SqliteStore::open(&data.join("relay.db"))
+        .map_err(|source| NodeError::Store { dir: data.to_owned(), source })?;
+    // SQLite creates the -wal and -shm files with the database's mode.
+    for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+        let p = data.join(name);
+        if p.exists() {
+            data_dir::private(&p, 0o600)?;
+        }
+    }
+    Ok(store)
+}
+
+impl Node {
+    /// A node on the SQLite store in `data`.
+    pub fn open(data: &Path, config: RelayConfig, server_id: Vec<u8>) -> Result<Self, NodeError> {
+        let store = Arc::new(open_store(data)?);
+        let mut node = Self::with_store(store.clone(), data, config, server_id)?;
+        node.sqlite = Some(store);
+        Ok(node)
+    }
+
+    /// A node on any store (a test's fault-injecting one, another backend).
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        data: &Path,
+        config: RelayConfig,
+        server_id: Vec<u8>,
+    ) -> Result<Self, NodeError> {
+        let blob_dir = data.join("blobs");
+        std::fs::create_dir_all(&blob_dir).map_err(|source| DataDirError::Io { path: blob_dir.clone(), source })?;
+        data_dir::private(&blob_dir, 0o700)?;
+        let relay = Arc::new(Relay::new(store, config, server_id, blob_dir));
+        Ok(Self { relay, data: data.to_owned(), sqlite: None })
+    }
+
+    /// The relay, for what needs it before or while serving (invites in
+    /// tests, the first invite in the binary).
+    pub fn relay(&self) -> Arc<Relay> {
+        self.relay.clone()
+    }
+
+    /// Serves clients on `listener` until `shutdown` completes, with the
+    /// chosen services beside it; then stops them and leaves the store
+    /// tidy.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        listen: ListenConfig,
+        services: Services,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let mut tasks = Vec::new();
+        #[cfg(unix)]
+        if services.admin_socket {
+            let (data, relay) = (self.data.clone(), self.relay.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::admin::serve(&data, relay).await {
+                    tracing::warn!(error = %e, "operator socket unavailable");
+                }
+            }));
+        }
+        if let Some(listener) = services.metrics {
+            tasks.push(tokio::spawn(serve_metrics(listener, self.relay.clone())));
+        }
+        if services.maintenance {
+            tasks.push(tokio::spawn(remove_abandoned(self.relay.clone())));
+            tasks.push(tokio::spawn(purge(self.relay.clone())));
+        }
+        let result = server::run(listener, tls, self.relay.clone(), listen, shutdown).await;
+        for t in &tasks {
+            t.abort();
+        }
+        // Every acknowledged write is already durable; fold the WAL back in
+        // so the next start is quick.
+        if let Some(store) = &self.sqlite {
+            store.checkpoint();
+        }
+        if services.admin_socket {
+            let _ = std::fs::remove_file(crate::admin::socket_path(&self.data));
+        }
+        result
+    }
+}
+
+async fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics at /metrics");
+    }
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let r = relay.clone();
+            async move {
+                let st = r.store.clone();
+                let stats =
+                    tokio::task::spawn_blocking(move || st.stats()).await.ok().and_then(Result::ok).unwrap_or_default();
+                r.metrics.render(r.hub.connections(), &stats)
+            }
+        }),
+    );
+    let _ = axum::serve(listener, app).await;
+}
+
+async fn remove_abandoned(relay: Arc<Relay>) {
+    let mut tick = tokio::time::interval(ABANDONED_SCAN);
+    loop {
+        tick.tick().await;
+        let n = crate::blobs::remove_abandoned(&relay, crate::blobs::ABANDONED_AFTER).await;
+        if n > 0 {
+            tracing::info!(removed = n, "abandoned uploads removed");
+        }
+    }
+}
+
+async fn purge(relay: Arc<Relay>) {
+    let retention_ms = relay.config.retention.as_millis() as i64;
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let st = relay.store.clone();
+        match tokio::task::spawn_blocking(move || st.purge_expired(now_ms(), retention_ms)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention purge"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            _ => {}
+        }
+        let st = relay.store.clone();
+        if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || st.expire_blobs(now_ms() - retention_ms)).await {
+            for id in &ids {
+                crate::blobs::remove_bytes(&relay.blob_dir, id).await;
+            }
+            if !ids.is_empty() {
+                tracing::info!(deleted = ids.len(), "expired files removed");
+            }
+        }
+    }
+}
