@@ -12,7 +12,10 @@ use sotto_server::config::{self, FileConfig, Settings};
 use sotto_server::node::{Node, Services};
 use sotto_server::relay::{now_ms, RelayConfig};
 use sotto_server::server::ListenConfig;
-use sotto_server::store::{SqliteStore, Store};
+use sotto_server::store::Accounts;
+use sotto_server::store::KeyPackages;
+use sotto_server::store::OperatorViews;
+use sotto_server::store::SqliteStore;
 use sotto_server::{admin, data_dir, invite, tls};
 use tokio::io::AsyncWriteExt;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sotto_proto::{DeviceInfo, DeviceRef, MessageKind};
-use sotto_server::store::{NewMessage, SqliteStore, Store, StoreError};
+use sotto_server::store::{Accounts, GroupLog, NewMessage, OperatorViews, SqliteStore, StoreError};
 
 #[derive(Debug, Clone)]
 enum Op {

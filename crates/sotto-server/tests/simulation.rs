@@ -32,7 +32,8 @@ use rand::{Rng, SeedableRng};
 use sotto_core::{Answer, Body, Invitee, Messenger, Policy, PolicyError, Step, Task};
 use sotto_proto::{DeviceRef, ErrorBody, Request, Response};
 use sotto_server::relay::{Relay, RelayConfig, Submitted};
-use sotto_server::store::{SqliteStore, Store};
+use sotto_server::store::Accounts;
+use sotto_server::store::SqliteStore;
 
 const CLIENTS: usize = 4;
 const GROUP: &str = "#sim";

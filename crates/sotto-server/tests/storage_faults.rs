@@ -125,16 +125,7 @@ impl Faulty {
     }
 }
 
-impl Store for Faulty {
-    fn append_queued(&self, message: &NewMessage<'_>, now: i64) -> AppendTicket {
-        if let Err(e) = self.fault() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(Err(e));
-            return rx;
-        }
-        self.inner.append_queued(message, now)
-    }
-
+impl Accounts for Faulty {
     fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()> {
         self.inner.create_invite(code, uses, expires_at, now)
     }
@@ -155,10 +146,20 @@ impl Store for Faulty {
         self.inner.account(handle)
     }
 
+    fn claim_copy(&self, device: &DeviceRef, copy: &[u8], takeover: bool, now: i64) -> StoreResult<Result<(), i64>> {
+        self.inner.claim_copy(device, copy, takeover, now)
+    }
+
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()> {
         self.inner.set_banned(handle, banned)
     }
 
+    fn remove_account(&self, handle: &str) -> StoreResult<()> {
+        self.inner.remove_account(handle)
+    }
+}
+
+impl KeyPackages for Faulty {
     fn add_key_packages(
         &self,
         device: &DeviceRef,
@@ -175,7 +176,9 @@ impl Store for Faulty {
     fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
         self.inner.claim_key_packages(handle)
     }
+}
 
+impl GroupLog for Faulty {
     fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
         self.inner.create_group(group_id, creator, now)
     }
@@ -186,6 +189,15 @@ impl Store for Faulty {
 
     fn append(&self, message: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
         self.inner.append(message, now)
+    }
+
+    fn append_queued(&self, message: &NewMessage<'_>, now: i64) -> AppendTicket {
+        if let Err(e) = self.fault() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(e));
+            return rx;
+        }
+        self.inner.append_queued(message, now)
     }
 
     fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
@@ -206,6 +218,39 @@ impl Store for Faulty {
         self.inner.group_info(group_id, device)
     }
 
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
+        self.inner.groups_created(device)
+    }
+
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
+        self.inner.leave(group_id, device)
+    }
+
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
+        self.inner.co_members(device, handles)
+    }
+
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.ack(group_id, device, seq)
+    }
+
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {
+        self.fault()?;
+        self.inner.welcomes(device)
+    }
+
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.ack_welcome(device, welcome_id)
+    }
+
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
+        self.inner.purge_expired(now, retention_ms)
+    }
+}
+
+impl Blobs for Faulty {
     fn begin_blob(
         &self,
         id: &[u8],
@@ -242,10 +287,6 @@ impl Store for Faulty {
         self.inner.incomplete_blobs()
     }
 
-    fn claim_copy(&self, device: &DeviceRef, copy: &[u8], takeover: bool, now: i64) -> StoreResult<Result<(), i64>> {
-        self.inner.claim_copy(device, copy, takeover, now)
-    }
-
     fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
         self.inner.remove_blob(id)
     }
@@ -253,7 +294,9 @@ impl Store for Faulty {
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
         self.inner.expire_blobs(cutoff)
     }
+}
 
+impl OperatorViews for Faulty {
     fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
         self.inner.list_invites()
     }
@@ -264,41 +307,6 @@ impl Store for Faulty {
 
     fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>> {
         self.inner.list_accounts()
-    }
-
-    fn remove_account(&self, handle: &str) -> StoreResult<()> {
-        self.inner.remove_account(handle)
-    }
-
-    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
-        self.inner.groups_created(device)
-    }
-
-    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
-        self.inner.leave(group_id, device)
-    }
-
-    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
-        self.inner.co_members(device, handles)
-    }
-
-    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
-        self.fault()?;
-        self.inner.ack(group_id, device, seq)
-    }
-
-    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {
-        self.fault()?;
-        self.inner.welcomes(device)
-    }
-
-    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
-        self.fault()?;
-        self.inner.ack_welcome(device, welcome_id)
-    }
-
-    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
-        self.inner.purge_expired(now, retention_ms)
     }
 
     fn stats(&self) -> StoreResult<StoreStats> {

@@ -1,5 +1,7 @@
-//! The behaviour every [`Store`] backend must show. A backend's tests call
-//! [`run_all`] with a constructor that gives a fresh, empty store.
+//! The behaviour every [`Store`] backend must show, one public function per
+//! property. A backend's tests write one named test per property with
+//! [`store_conformance!`](crate::store_conformance), and check
+//! [`durability`] across reopening.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,20 +38,67 @@ fn msg<'a>(g: &'a [u8], sender: &'a DeviceRef, epoch: u64, cid: &'a [u8], kind: 
     }
 }
 
-/// Runs every conformance check, each on a fresh store from `make`.
-pub fn run_all<S: Store>(make: impl Fn() -> S) {
-    registration_and_invites(&make());
-    key_packages_are_claimed_once(Arc::new(make()));
-    concurrent_appends(Arc::new(make()));
-    group_log_rules(&make());
-    ack_then_delete(&make());
-    removed_member_reads_nothing(&make());
-    leaving(&make());
-    who_is_woken_follows_membership(&make());
-    blobs(&make());
-    one_copy_of_a_device_at_a_time(&make());
-    operator_views(&make());
-    retention(&make());
+/// Writes one named `#[test]` per property of the suite for a backend, so
+/// a failure names the property. `$make` is an expression that gives a
+/// fresh, empty store; it is evaluated once in each test:
+///
+/// ```ignore
+/// mod in_memory {
+///     sotto_server::store_conformance!(SqliteStore::open_in_memory().unwrap());
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        #[test]
+        fn registration_and_invites() {
+            $crate::store::conformance::registration_and_invites(&$make);
+        }
+        #[test]
+        fn key_packages_are_claimed_once() {
+            $crate::store::conformance::key_packages_are_claimed_once(std::sync::Arc::new($make));
+        }
+        #[test]
+        fn concurrent_appends() {
+            $crate::store::conformance::concurrent_appends(std::sync::Arc::new($make));
+        }
+        #[test]
+        fn group_log_rules() {
+            $crate::store::conformance::group_log_rules(&$make);
+        }
+        #[test]
+        fn ack_then_delete() {
+            $crate::store::conformance::ack_then_delete(&$make);
+        }
+        #[test]
+        fn removed_member_reads_nothing() {
+            $crate::store::conformance::removed_member_reads_nothing(&$make);
+        }
+        #[test]
+        fn leaving() {
+            $crate::store::conformance::leaving(&$make);
+        }
+        #[test]
+        fn who_is_woken_follows_membership() {
+            $crate::store::conformance::who_is_woken_follows_membership(&$make);
+        }
+        #[test]
+        fn blobs() {
+            $crate::store::conformance::blobs(&$make);
+        }
+        #[test]
+        fn one_copy_of_a_device_at_a_time() {
+            $crate::store::conformance::one_copy_of_a_device_at_a_time(&$make);
+        }
+        #[test]
+        fn operator_views() {
+            $crate::store::conformance::operator_views(&$make);
+        }
+        #[test]
+        fn retention() {
+            $crate::store::conformance::retention(&$make);
+        }
+    };
 }
 
 /// Data written through one store value is there after reopening with `open`.
@@ -74,7 +123,8 @@ pub fn durability<S: Store>(open: impl Fn() -> S) {
     assert_eq!(s.welcomes(&dev("bob")).unwrap().len(), 1);
 }
 
-fn registration_and_invites(s: &impl Store) {
+/// Handles are unique, invites are hashed, used up and expire.
+pub fn registration_and_invites(s: &impl Store) {
     assert_eq!(s.register("a", &[1; 32], &info(), None, true, NOW), Err(StoreError::InviteRequired));
     assert_eq!(s.register("a", &[1; 32], &info(), Some("nope"), true, NOW), Err(StoreError::InviteInvalid));
     s.create_invite("twice", 2, None, NOW).unwrap();
@@ -97,7 +147,9 @@ fn registration_and_invites(s: &impl Store) {
     assert!(s.account("zz").unwrap().is_none());
 }
 
-fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
+/// Each one-time KeyPackage goes to exactly one claimer, even when many claim
+/// at once; then the last-resort one.
+pub fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
     register(&*s, "bob");
     assert_eq!(s.claim_key_packages("nobody").unwrap_err(), StoreError::UnknownHandle);
     assert_eq!(s.claim_key_packages("bob").unwrap_err(), StoreError::NoKeyPackages);
@@ -124,7 +176,9 @@ fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
     assert_eq!(s.key_package_count(&dev("bob")).unwrap(), 0);
 }
 
-fn group_log_rules(s: &impl Store) {
+/// Only members append; an old epoch is refused; a retried client id stores
+/// nothing new.
+pub fn group_log_rules(s: &impl Store) {
     register(s, "alice");
     register(s, "bob");
     register(s, "eve");
@@ -183,7 +237,9 @@ fn group_log_rules(s: &impl Store) {
     assert_eq!(s.group_info(g, &eve), Err(StoreError::NotMember));
 }
 
-fn ack_then_delete(s: &impl Store) {
+/// A message is deleted once every member device acknowledged it, and not
+/// before.
+pub fn ack_then_delete(s: &impl Store) {
     register(s, "alice");
     register(s, "bob");
     let (alice, bob) = (dev("alice"), dev("bob"));
@@ -209,7 +265,8 @@ fn ack_then_delete(s: &impl Store) {
     assert_eq!(s.ack(g, &dev("nobody"), 1), Err(StoreError::NotMember));
 }
 
-fn removed_member_reads_nothing(s: &impl Store) {
+/// A removed device reads nothing sent after its removal.
+pub fn removed_member_reads_nothing(s: &impl Store) {
     register(s, "alice");
     register(s, "bob");
     let (alice, bob) = (dev("alice"), dev("bob"));
@@ -234,7 +291,8 @@ fn removed_member_reads_nothing(s: &impl Store) {
     assert_eq!(s.co_members(&alice, &["bob".into(), "alice".into()]).unwrap(), vec!["alice".to_owned()]);
 }
 
-fn leaving(s: &impl Store) {
+/// A device that left is no longer routed to and reads nothing after.
+pub fn leaving(s: &impl Store) {
     register(s, "alice");
     register(s, "bob");
     register(s, "eve");
@@ -258,7 +316,8 @@ fn leaving(s: &impl Store) {
 /// membership at once: commits, leaving and removed accounts (the SQLite
 /// store keeps member lists between appends, so this is what proves it
 /// forgets them in time).
-fn who_is_woken_follows_membership(s: &impl Store) {
+/// The devices to wake after an append are exactly the members then.
+pub fn who_is_woken_follows_membership(s: &impl Store) {
     for h in ["alice", "bob", "carol"] {
         register(s, h);
     }
@@ -282,7 +341,8 @@ fn who_is_woken_follows_membership(s: &impl Store) {
     assert_eq!(&*send(&alice, 1, b"2").unwrap().members, std::slice::from_ref(&alice));
 }
 
-fn retention(s: &impl Store) {
+/// Old messages, welcomes and keys are purged after the retention period.
+pub fn retention(s: &impl Store) {
     register(s, "alice");
     let alice = dev("alice");
     let g: &[u8] = b"group-old";
@@ -294,7 +354,9 @@ fn retention(s: &impl Store) {
     assert_eq!(s.fetch(g, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
 }
 
-fn blobs(s: &impl Store) {
+/// Uploads fit the size limit and quota, are shared with members only, and go
+/// when fetched, abandoned or expired.
+pub fn blobs(s: &impl Store) {
     register(s, "alice");
     register(s, "bob");
     register(s, "eve");
@@ -340,7 +402,8 @@ fn blobs(s: &impl Store) {
     assert_eq!(s.stats().unwrap().blobs, 0);
 }
 
-fn one_copy_of_a_device_at_a_time(s: &impl Store) {
+/// Only the recorded copy of a profile logs in, unless a restore takes over.
+pub fn one_copy_of_a_device_at_a_time(s: &impl Store) {
     register(s, "alice");
     let alice = dev("alice");
     assert_eq!(s.claim_copy(&alice, b"first", false, NOW).unwrap(), Ok(()), "the first copy seen is recorded");
@@ -354,7 +417,8 @@ fn one_copy_of_a_device_at_a_time(s: &impl Store) {
     assert_eq!(s.claim_copy(&alice, b"new phone", false, NOW + 5).unwrap(), Ok(()));
 }
 
-fn operator_views(s: &impl Store) {
+/// What operators list and count matches what is stored.
+pub fn operator_views(s: &impl Store) {
     s.create_invite("code-one", 2, None, NOW).unwrap();
     s.create_invite("code-two", 1, Some(NOW + 1000), NOW).unwrap();
     let invites = s.list_invites().unwrap();
@@ -391,7 +455,9 @@ fn operator_views(s: &impl Store) {
     register(s, "bob");
 }
 
-fn concurrent_appends<S: Store>(s: Arc<S>) {
+/// Appends from many threads get distinct, gapless sequence numbers in one
+/// order.
+pub fn concurrent_appends<S: Store>(s: Arc<S>) {
     register(&*s, "alice");
     register(&*s, "eve");
     register(&*s, "bob");

@@ -1,6 +1,8 @@
-//! The server's storage as a domain trait. The relay logic speaks only this
-//! trait, so a second backend (PostgreSQL, say) implements it once and runs
-//! the same [`conformance`] suite.
+//! The server's storage as domain traits ([`Accounts`], [`KeyPackages`],
+//! [`GroupLog`], [`Blobs`], [`OperatorViews`]; [`Store`] is all five). The
+//! relay logic speaks only these, so a second backend (PostgreSQL, say)
+//! implements them piece by piece and runs the same [`conformance`] suite
+//! (one named test per property, written by [`store_conformance!`]).
 //!
 //! Every method is one atomic step: when it returns `Ok`, what it wrote is
 //! durable. The relay acknowledges a client only after that.
@@ -213,10 +215,9 @@ pub struct StoreStats {
     pub blob_bytes: u64,
 }
 
-/// The relay's storage. Synchronous on purpose: the server calls it from a
-/// blocking thread pool, and a synchronous trait is easy to implement for
-/// any backend.
-pub trait Store: Send + Sync + 'static {
+/// Accounts and their devices: registration (with invites), bans, which
+/// copy of a profile may log in, deletion.
+pub trait Accounts: Send + Sync + 'static {
     /// Mints an invite; only the SHA-256 of the code is kept.
     fn create_invite(&self, code: &str, uses: u32, expires_at: Option<i64>, now: i64) -> StoreResult<()>;
 
@@ -244,6 +245,13 @@ pub trait Store: Send + Sync + 'static {
     /// Sets or clears the ban flag.
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()>;
 
+    /// Deletes an account with its devices, KeyPackages, memberships,
+    /// welcomes and files; its handle becomes free.
+    fn remove_account(&self, handle: &str) -> StoreResult<()>;
+}
+
+/// KeyPackage stock per device: each one-time package is handed out once.
+pub trait KeyPackages: Send + Sync + 'static {
     /// Adds KeyPackages (and replaces the last-resort one); returns the
     /// one-time stock after.
     fn add_key_packages(
@@ -260,7 +268,11 @@ pub trait Store: Send + Sync + 'static {
     /// deleted as it is handed out, or else the last-resort one. Returns the
     /// devices' keys with their packages, and the devices that are now low.
     fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
+}
 
+/// Groups and their ordered logs: membership, appends with the epoch and
+/// idempotency rules, cursors, welcomes, GroupInfo, retention.
+pub trait GroupLog: Send + Sync + 'static {
     /// Creates a group at epoch 0 with one member.
     fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()>;
 
@@ -294,6 +306,32 @@ pub trait Store: Send + Sync + 'static {
     /// The group's stored GroupInfo and its epoch, for a member.
     fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>>;
 
+    /// Groups this device created.
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64>;
+
+    /// Removes the device from the group's routing (it left).
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;
+
+    /// Of `handles`, those that share at least one group with `device`.
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Moves the device's cursor forward and deletes what every member has.
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;
+
+    /// Welcomes waiting for the device, oldest first.
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>>;
+
+    /// Deletes a welcome from the device's inbox.
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()>;
+
+    /// Deletes messages, welcomes and idempotency keys older than the
+    /// retention period, and expired invites. Returns rows deleted.
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64>;
+}
+
+/// File blobs: resumable uploads, who may read them, deletion once fetched
+/// or expired.
+pub trait Blobs: Send + Sync + 'static {
     /// Starts (or finds) a blob upload. A new blob must fit `max_size` and
     /// the owner's `quota` (sum of the account's blob sizes). An existing
     /// blob of another device is refused as not found.
@@ -332,7 +370,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the records of blobs older than `cutoff` and returns their ids.
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>>;
+}
 
+/// What the operator lists and counts.
+pub trait OperatorViews: Send + Sync + 'static {
     /// Every live invite.
     fn list_invites(&self) -> StoreResult<Vec<InviteRecord>>;
 
@@ -342,32 +383,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every account.
     fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>>;
 
-    /// Deletes an account with its devices, KeyPackages, memberships,
-    /// welcomes and files; its handle becomes free.
-    fn remove_account(&self, handle: &str) -> StoreResult<()>;
-
-    /// Groups this device created.
-    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64>;
-
-    /// Removes the device from the group's routing (it left).
-    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;
-
-    /// Of `handles`, those that share at least one group with `device`.
-    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>>;
-
-    /// Moves the device's cursor forward and deletes what every member has.
-    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;
-
-    /// Welcomes waiting for the device, oldest first.
-    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>>;
-
-    /// Deletes a welcome from the device's inbox.
-    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()>;
-
-    /// Deletes messages, welcomes and idempotency keys older than the
-    /// retention period, and expired invites. Returns rows deleted.
-    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64>;
-
     /// Counts.
     fn stats(&self) -> StoreResult<StoreStats>;
 }
+
+/// A whole backend: every domain. The relay holds an `Arc<dyn Store>`; a
+/// backend implements the five domain traits (each small, each with its
+/// own part of the conformance suite) and gets this for free.
+///
+/// Synchronous on purpose: the server calls it from a blocking thread
+/// pool, and a synchronous trait is easy to implement for any backend.
+/// Every method is one atomic step.
+pub trait Store: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews {}
+
+impl<T: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews> Store for T {}

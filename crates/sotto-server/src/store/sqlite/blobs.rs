@@ -1,0 +1,149 @@
+//! The SQLite store: file blobs: uploads, who may read them, expiry.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Blobs for SqliteStore {
+    fn begin_blob(
+        &self,
+        id: &[u8],
+        owner: &DeviceRef,
+        size: u64,
+        max_size: u64,
+        quota: u64,
+        now: i64,
+    ) -> StoreResult<BlobRecord> {
+        self.with_tx(|tx| {
+            if let Some(b) = blob_row(tx, id)? {
+                if &b.owner != owner {
+                    // Someone else's: answered like an unknown id (HEAD
+                    // and GET say 404 for both), so ids cannot be probed.
+                    return Err(StoreError::UnknownBlob);
+                }
+                if b.size != size {
+                    return Err(StoreError::Invalid("this upload was begun with another size".into()));
+                }
+                return Ok(b);
+            }
+            if size > max_size {
+                return Err(StoreError::LimitExceeded(format!(
+                    "the file is {size} bytes; this server takes at most {max_size}"
+                )));
+            }
+            let used: u64 = tx
+                .row("SELECT coalesce(sum(size), 0) FROM blobs WHERE owner_handle=?", [&owner.handle], |r| r.get(0))
+                .map_err(backend)?;
+            if used.saturating_add(size) > quota {
+                return Err(StoreError::LimitExceeded(format!(
+                    "your storage quota ({quota} bytes) is used up until recipients fetch your files"
+                )));
+            }
+            tx.exec(
+                "INSERT INTO blobs(id, owner_handle, owner_device, size, created_at) VALUES(?,?,?,?,?)",
+                params![id, owner.handle, owner.device_id, size, now],
+            )
+            .map_err(backend)?;
+            Ok(BlobRecord { id: id.to_vec(), owner: owner.clone(), size, complete: false, created_at: now })
+        })
+    }
+
+    fn blob(&self, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+        self.with_tx(|tx| blob_row(tx, id))
+    }
+
+    fn complete_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.exec("UPDATE blobs SET complete=1 WHERE id=?", [id]).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn share_blob(&self, id: &[u8], owner: &DeviceRef, group_id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            // Someone else's blob looks like no blob: no probing for ids.
+            blob_row(tx, id)?.filter(|b| &b.owner == owner).ok_or(StoreError::UnknownBlob)?;
+            member_row(tx, group_id, owner)?.ok_or(StoreError::NotMember)?;
+            for m in members_of(tx, group_id)? {
+                if &m != owner {
+                    tx.exec(
+                        "INSERT OR IGNORE INTO blob_readers(blob_id, handle, device_id) VALUES(?,?,?)",
+                        params![id, m.handle, m.device_id],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn may_read_blob(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            let Some(b) = blob_row(tx, id)? else { return Ok(false) };
+            if &b.owner == device {
+                return Ok(true);
+            }
+            tx.row(
+                "SELECT count(*) FROM blob_readers WHERE blob_id=? AND handle=? AND device_id=?",
+                params![id, device.handle, device.device_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(backend)
+        })
+    }
+
+    fn blob_fetched(&self, id: &[u8], device: &DeviceRef) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            tx.exec(
+                "UPDATE blob_readers SET fetched=1 WHERE blob_id=? AND handle=? AND device_id=?",
+                params![id, device.handle, device.device_id],
+            )
+            .map_err(backend)?;
+            let (readers, waiting): (i64, i64) = tx
+                .row("SELECT count(*), coalesce(sum(fetched = 0), 0) FROM blob_readers WHERE blob_id=?", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(backend)?;
+            if readers > 0 && waiting == 0 {
+                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+
+    fn incomplete_blobs(&self) -> StoreResult<Vec<BlobRecord>> {
+        self.with_tx(|tx| {
+            let ids: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare_cached("SELECT id FROM blobs WHERE complete=0").map_err(backend)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            ids.iter().filter_map(|id| blob_row(tx, id).transpose()).collect()
+        })
+    }
+
+    fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+            tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.with_tx(|tx| {
+            let ids: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare_cached("SELECT id FROM blobs WHERE created_at < ?").map_err(backend)?;
+                let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for id in &ids {
+                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+            }
+            Ok(ids)
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! The SQLite store: groups, their ordered logs, cursors, welcomes and retention.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl GroupLog for SqliteStore {
+    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
+            if group_row(tx, group_id)?.is_some() {
+                return Err(StoreError::GroupExists);
+            }
+            tx.exec(
+                "INSERT INTO groups(group_id, epoch, last_seq, creator_handle, creator_device, created_at)
+                 VALUES(?,0,0,?,?,?)",
+                params![group_id, creator.handle, creator.device_id, now],
+            )
+            .map_err(backend)?;
+            tx.exec(
+                "INSERT INTO members(group_id, handle, device_id, joined_seq, cursor) VALUES(?,?,?,0,0)",
+                params![group_id, creator.handle, creator.device_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>> {
+        self.with_tx(|tx| {
+            let Some((epoch, last_seq)) = group_row(tx, group_id)? else { return Ok(None) };
+            Ok(Some(GroupRecord { epoch, last_seq, members: members_of(tx, group_id)? }))
+        })
+    }
+
+    fn append(&self, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+        self.append_queued(m, now)
+            .blocking_recv()
+            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+    }
+
+    fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // If the writer is gone the reply sender drops and the ticket says so.
+        let _ = self.jobs.send(Job { msg: OwnedMessage::new(m), now, reply });
+        answer
+    }
+
+    fn fetch(&self, group_id: &[u8], device: &DeviceRef, after_seq: u64, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            let (joined, _, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
+                     WHERE group_id=? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                )
+                .map_err(backend)?;
+            let limit = limit.min(sotto_proto::limits::MAX_FETCH);
+            let until = until.map(|u| u as i64).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![group_id, after_seq.max(joined), until, limit], |r| {
+                    Ok(Delivery {
+                        group_id: group_id.to_vec(),
+                        seq: r.get(0)?,
+                        epoch: r.get(1)?,
+                        sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
+                        kind: kind_from(r.get(4)?),
+                        payload: r.get(5)?,
+                        stored_at: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn memberships(&self, device: &DeviceRef) -> StoreResult<Vec<Membership>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT group_id, cursor FROM members WHERE handle=? AND device_id=? ORDER BY group_id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![device.handle, device.device_id], |r| {
+                    Ok(Membership { group_id: r.get(0)?, cursor: r.get(1)? })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn put_group_info(&self, group_id: &[u8], device: &DeviceRef, epoch: u64, group_info: &[u8]) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let (current, _) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            if epoch != current {
+                return Err(StoreError::StaleEpoch { current });
+            }
+            tx.exec(
+                "UPDATE groups SET group_info=?, group_info_epoch=? WHERE group_id=?",
+                params![group_info, epoch, group_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn group_info(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        self.with_tx(|tx| {
+            group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            member_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            let row: (Option<u64>, Option<Vec<u8>>) = tx
+                .row("SELECT group_info_epoch, group_info FROM groups WHERE group_id=?", [group_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(backend)?;
+            Ok(row.0.zip(row.1))
+        })
+    }
+
+    fn groups_created(&self, device: &DeviceRef) -> StoreResult<u64> {
+        self.with_tx(|tx| {
+            tx.row(
+                "SELECT count(*) FROM groups WHERE creator_handle=? AND creator_device=?",
+                params![device.handle, device.device_id],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+    }
+
+    fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            let n = tx
+                .exec(
+                    "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+                    params![group_id, device.handle, device.device_id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotMember);
+            }
+            delete_fully_acked(tx, group_id)
+        })
+    }
+
+    fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
+                     WHERE a.handle=? AND a.device_id=? AND b.handle=? AND a.until_seq IS NULL AND b.until_seq IS NULL
+                     LIMIT 1",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for h in handles {
+                let shared = stmt.exists(params![device.handle, device.device_id, h]).map_err(backend)?;
+                if shared {
+                    out.push(h.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
+            let (_, cursor, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            if let Some(until) = until {
+                if seq >= until {
+                    // A removed device has read its removal: it is gone.
+                    tx.exec(
+                        "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+                        params![group_id, device.handle, device.device_id],
+                    )
+                    .map_err(backend)?;
+                    return delete_fully_acked(tx, group_id);
+                }
+            }
+            // Cursors only move forward, and never past the end of the log.
+            let new = seq.min(last_seq);
+            if new > cursor {
+                tx.exec(
+                    "UPDATE members SET cursor=? WHERE group_id=? AND handle=? AND device_id=?",
+                    params![new, group_id, device.handle, device.device_id],
+                )
+                .map_err(backend)?;
+                delete_fully_acked(tx, group_id)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, group_id, sender_handle, sender_device, welcome FROM welcomes
+                     WHERE handle=? AND device_id=? ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![device.handle, device.device_id], |r| {
+                    Ok(StoredWelcome {
+                        id: r.get(0)?,
+                        group_id: r.get(1)?,
+                        sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
+                        welcome: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.exec(
+                "DELETE FROM welcomes WHERE id=? AND handle=? AND device_id=?",
+                params![welcome_id, device.handle, device.device_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
+        let cutoff = now.saturating_sub(retention_ms);
+        self.with_tx(|tx| {
+            let mut n = 0;
+            n += tx.exec("DELETE FROM messages WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.exec("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx.exec("DELETE FROM sent_ids WHERE stored_at < ?", [cutoff]).map_err(backend)?;
+            n += tx
+                .exec("DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0", [now])
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+    }
+}

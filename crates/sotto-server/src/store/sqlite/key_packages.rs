@@ -1,0 +1,78 @@
+//! The SQLite store: keyPackage stock: upload, count, claim once.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl KeyPackages for SqliteStore {
+    fn add_key_packages(
+        &self,
+        device: &DeviceRef,
+        packages: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+    ) -> StoreResult<u32> {
+        self.with_tx(|tx| {
+            let have = one_time_count(tx, device)? as usize;
+            if have + packages.len() > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
+                return Err(StoreError::LimitExceeded(format!(
+                    "a device may keep at most {} key packages",
+                    sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
+                )));
+            }
+            {
+                let mut stmt = tx
+                    .prepare_cached("INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES(?,?,?,?)")
+                    .map_err(backend)?;
+                for p in packages {
+                    stmt.execute(params![device.handle, device.device_id, 0, p]).map_err(backend)?;
+                }
+                if let Some(lr) = last_resort {
+                    tx.exec(
+                        "DELETE FROM key_packages WHERE handle=? AND device_id=? AND last_resort=1",
+                        params![device.handle, device.device_id],
+                    )
+                    .map_err(backend)?;
+                    stmt.execute(params![device.handle, device.device_id, 1, lr]).map_err(backend)?;
+                }
+            }
+            one_time_count(tx, device)
+        })
+    }
+
+    fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32> {
+        self.with_tx(|tx| one_time_count(tx, device))
+    }
+
+    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+        self.with_tx(|tx| {
+            let devices = devices_of(tx, handle)?;
+            if devices.is_empty() {
+                return Err(StoreError::UnknownHandle);
+            }
+            let mut out = Vec::new();
+            for device in devices {
+                // One-time packages first (oldest), the last-resort one only
+                // when none is left.
+                let row: Option<(i64, Vec<u8>, bool)> = tx
+                    .row(
+                        "SELECT id, package, last_resort FROM key_packages WHERE handle=? AND device_id=?
+                         ORDER BY last_resort ASC, id ASC LIMIT 1",
+                        params![handle, device.device_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some((id, package, last_resort)) = row else { continue };
+                if !last_resort {
+                    tx.exec("DELETE FROM key_packages WHERE id=?", [id]).map_err(backend)?;
+                }
+                let dref = DeviceRef { handle: handle.to_owned(), device_id: device.device_id };
+                let left = one_time_count(tx, &dref)?;
+                out.push((device, package, left));
+            }
+            if out.is_empty() {
+                return Err(StoreError::NoKeyPackages);
+            }
+            Ok(out)
+        })
+    }
+}

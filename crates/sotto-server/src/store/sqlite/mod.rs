@@ -1,0 +1,269 @@
+//! The embedded default store: SQLite in WAL mode with `synchronous=FULL`,
+//! so a transaction that returned is on disk before the client hears "ok".
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
+
+use super::*;
+
+mod accounts;
+mod blobs;
+mod group_log;
+mod key_packages;
+mod operator;
+mod schema;
+mod writer;
+
+use schema::SCHEMA;
+use writer::{writer, Job, OwnedMessage};
+
+/// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
+/// writers anyway, and one connection makes every call one transaction with
+/// no lock dance.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// Appends go through one writer thread that commits whatever is queued
+    /// in a single transaction: one fsync for many acknowledged messages
+    /// (group commit) instead of one each.
+    jobs: mpsc::Sender<Job>,
+    /// Bumped, under the connection lock, by every change of membership
+    /// made outside the writer (see [`MembersCache`]).
+    membership_changes: Arc<AtomicU64>,
+}
+
+/// Every statement goes through the connection's statement cache. Parsing
+/// the same SQL again for every append was the largest single cost of the
+/// relay (perf: the SQLite parser and resolver took about a fifth of the
+/// server's CPU under load).
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn invite_hash(code: &str) -> Vec<u8> {
+    Sha256::digest(code.trim().as_bytes()).to_vec()
+}
+
+fn kind_code(kind: MessageKind) -> i64 {
+    match kind {
+        MessageKind::Commit => 1,
+        MessageKind::Application => 2,
+    }
+}
+
+fn kind_from(code: i64) -> MessageKind {
+    if code == 1 {
+        MessageKind::Commit
+    } else {
+        MessageKind::Application
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> StoreResult<Self> {
+        Self::setup(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn setup(conn: Connection) -> StoreResult<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        // Room for every statement the store uses, so none is ever re-parsed.
+        conn.set_prepared_statement_cache_capacity(128);
+        // FULL: in WAL mode NORMAL may lose the last commits on power loss,
+        // and we promise that an acknowledged message survives.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(backend)?;
+        // The log's pages are written, read back and freed again within
+        // moments: keep up to 16 MiB of them in SQLite's own cache (filled
+        // only as used) instead of re-reading them from the OS.
+        conn.execute_batch("PRAGMA cache_size=-16384;").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (jobs, rx) = mpsc::channel();
+        let c = conn.clone();
+        let membership_changes = Arc::new(AtomicU64::new(0));
+        let changes = membership_changes.clone();
+        std::thread::Builder::new()
+            .name("sotto-store-writer".into())
+            .spawn(move || writer(c, rx, changes))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self { conn, jobs, membership_changes })
+    }
+
+    /// Caps the database file at about `bytes` (SQLite's page limit): past
+    /// it, writes fail as on a full disk and the relay answers `internal`
+    /// (retry later) instead of acknowledging. For small boxes, and for
+    /// testing what a full disk does.
+    pub fn set_max_bytes(&self, bytes: u64) -> StoreResult<u64> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(backend)?;
+        let pages = (bytes / page.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0)).map_err(backend)
+    }
+
+    /// Folds the write-ahead log into the database (on clean shutdown).
+    pub fn checkpoint(&self) {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        // A poisoned lock only means another thread panicked mid-call; its
+        // transaction was rolled back when the guard dropped, so go on.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+fn devices_of(tx: &Connection, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT device_id, device_key, certificate FROM devices WHERE handle=? ORDER BY device_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([handle], |r| Ok(DeviceInfo { device_id: r.get(0)?, device_key: r.get(1)?, certificate: r.get(2)? }))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+fn members_of(tx: &Connection, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT handle, device_id FROM members WHERE group_id=? AND until_seq IS NULL ORDER BY handle, device_id",
+        )
+        .map_err(backend)?;
+    let rows =
+        stmt.query_map([group_id], |r| Ok(DeviceRef { handle: r.get(0)?, device_id: r.get(1)? })).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// A current member's (joined_seq, cursor).
+fn member_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
+    Ok(reader_row(tx, group_id, device)?.filter(|r| r.2.is_none()).map(|r| (r.0, r.1)))
+}
+
+/// A device that may still read: (joined_seq, cursor, until_seq).
+fn reader_row(tx: &Connection, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
+    tx.row(
+        "SELECT joined_seq, cursor, until_seq FROM members WHERE group_id=? AND handle=? AND device_id=?",
+        params![group_id, device.handle, device.device_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn group_row(tx: &Connection, group_id: &[u8]) -> StoreResult<Option<(u64, u64)>> {
+    tx.row("SELECT epoch, last_seq FROM groups WHERE group_id=?", [group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)
+}
+
+fn blob_row(tx: &Connection, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+    tx.row("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=?", [id], |r| {
+        Ok(BlobRecord {
+            id: id.to_vec(),
+            owner: DeviceRef { handle: r.get(0)?, device_id: r.get(1)? },
+            size: r.get(2)?,
+            complete: r.get(3)?,
+            created_at: r.get(4)?,
+        })
+    })
+    .optional()
+    .map_err(backend)
+}
+
+fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
+    tx.row(
+        "SELECT count(*) FROM key_packages WHERE handle=? AND device_id=? AND last_resort=0",
+        params![device.handle, device.device_id],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+/// Deletes the group's messages that every member has acknowledged.
+fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
+    tx.exec(
+        "DELETE FROM messages WHERE group_id=?1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)",
+        [group_id],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The suite on a store that lives in memory only.
+    mod in_memory {
+        use super::*;
+        crate::store_conformance!(SqliteStore::open_in_memory().unwrap());
+    }
+
+    /// The suite on a database file (WAL, the writer thread, fsync), as
+    /// the server runs it.
+    mod on_disk {
+        use super::*;
+
+        thread_local! {
+            /// Each test runs on its own thread; its folders go with it.
+            static DIRS: std::cell::RefCell<Vec<tempfile::TempDir>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+
+        fn on_disk() -> SqliteStore {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
+            DIRS.with(|d| d.borrow_mut().push(dir));
+            store
+        }
+
+        crate::store_conformance!(on_disk());
+
+        #[test]
+        fn what_was_written_is_there_after_reopening() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store.db");
+            conformance::durability(|| SqliteStore::open(&path).unwrap());
+        }
+    }
+}

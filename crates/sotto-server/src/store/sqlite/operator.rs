@@ -1,0 +1,79 @@
+//! The SQLite store: what the operator lists and counts.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl OperatorViews for SqliteStore {
+    fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT rowid, uses_left, expires_at, created_at FROM invites WHERE uses_left > 0 ORDER BY rowid",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(InviteRecord {
+                        id: r.get(0)?,
+                        uses_left: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn revoke_invite(&self, id_or_code: &str) -> StoreResult<bool> {
+        self.with_tx(|tx| {
+            let n = match id_or_code.parse::<i64>() {
+                Ok(id) => tx.exec("DELETE FROM invites WHERE rowid=?", [id]),
+                Err(_) => tx.exec("DELETE FROM invites WHERE code_hash=?", [invite_hash(id_or_code)]),
+            }
+            .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn list_accounts(&self) -> StoreResult<Vec<AccountSummary>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT a.handle, (SELECT count(*) FROM devices d WHERE d.handle = a.handle),
+                            (SELECT count(DISTINCT group_id) FROM members m WHERE m.handle = a.handle),
+                            a.banned, a.created_at
+                     FROM accounts a ORDER BY a.handle",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(AccountSummary {
+                        handle: r.get(0)?,
+                        devices: r.get(1)?,
+                        groups: r.get(2)?,
+                        banned: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn stats(&self) -> StoreResult<StoreStats> {
+        self.with_tx(|tx| {
+            let count = |table: &str| -> StoreResult<u64> {
+                tx.row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(backend)
+            };
+            Ok(StoreStats {
+                accounts: count("accounts")?,
+                groups: count("groups")?,
+                messages: count("messages")?,
+                welcomes: count("welcomes")?,
+                blobs: count("blobs")?,
+                blob_bytes: tx.row("SELECT coalesce(sum(size), 0) FROM blobs", [], |r| r.get(0)).map_err(backend)?,
+            })
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The SQLite store's tables.
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts(
+    handle TEXT PRIMARY KEY,
+    account_key BLOB NOT NULL,
+    banned INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices(
+    handle TEXT NOT NULL REFERENCES accounts(handle) ON DELETE CASCADE,
+    device_id INTEGER NOT NULL,
+    device_key BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
+CREATE TABLE IF NOT EXISTS invites(
+    code_hash BLOB PRIMARY KEY,
+    uses_left INTEGER NOT NULL,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_packages(
+    id INTEGER PRIMARY KEY,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    last_resort INTEGER NOT NULL,
+    package BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_packages_device ON key_packages(handle, device_id, last_resort, id);
+CREATE TABLE IF NOT EXISTS groups(
+    group_id BLOB PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    creator_handle TEXT,
+    creator_device INTEGER,
+    group_info BLOB,
+    group_info_epoch INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    joined_seq INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    -- Set when the device was removed by the commit at this seq: it may
+    -- still read up to that commit (so it learns of its removal), nothing
+    -- after, and may not post. The row goes once it acknowledged the commit.
+    until_seq INTEGER,
+    PRIMARY KEY(group_id, handle, device_id)
+);
+CREATE INDEX IF NOT EXISTS members_device ON members(handle, device_id);
+CREATE TABLE IF NOT EXISTS messages(
+    group_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    stored_at INTEGER NOT NULL,
+    PRIMARY KEY(group_id, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_age ON messages(stored_at);
+CREATE TABLE IF NOT EXISTS sent_ids(
+    group_id BLOB NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    client_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL,
+    PRIMARY KEY(group_id, sender_handle, sender_device, client_id)
+);
+CREATE TABLE IF NOT EXISTS welcomes(
+    id INTEGER PRIMARY KEY,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    group_id BLOB NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    welcome BLOB NOT NULL,
+    stored_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS welcomes_device ON welcomes(handle, device_id, id);
+CREATE TABLE IF NOT EXISTS blobs(
+    id BLOB PRIMARY KEY,
+    owner_handle TEXT NOT NULL,
+    owner_device INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_owner ON blobs(owner_handle);
+CREATE TABLE IF NOT EXISTS device_copies(
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    copy_id BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
+CREATE TABLE IF NOT EXISTS blob_readers(
+    blob_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(blob_id, handle, device_id)
+);
+"#;
