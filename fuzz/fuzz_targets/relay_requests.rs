@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_bytes::ByteBuf;
 use sotto_proto::{DeviceInfo, DeviceRef, Request, Response};
 use sotto_server::relay::{Relay, RelayConfig, Submitted};
-use sotto_server::store::{SqliteStore, Store};
+use sotto_server::store::{Accounts, SqliteStore};
 
 const HANDLES: [&str; 3] = ["alice", "bob", "carol"];
 
