@@ -15,7 +15,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -28,6 +27,7 @@ use futures_util::StreamExt;
 use sotto_proto::DeviceRef;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use crate::blob_files::{paths, remove_bytes};
 use crate::relay::{now_ms, Relay};
 use crate::store::StoreError;
 
@@ -67,19 +67,6 @@ fn blob_id(hex_id: &str) -> Result<Vec<u8>, Response> {
         .ok()
         .filter(|b| b.len() == sotto_proto::limits::BLOB_ID_LEN)
         .ok_or_else(|| reply(StatusCode::BAD_REQUEST, "a blob id is 32 hex digits"))
-}
-
-/// Where a blob's bytes are (complete) and are written (in progress).
-fn paths(dir: &Path, id: &[u8]) -> (PathBuf, PathBuf) {
-    let name = hex::encode(id);
-    (dir.join(&name), dir.join(format!("{name}.part")))
-}
-
-/// Deletes a blob's bytes, complete or partial.
-pub async fn remove_bytes(dir: &Path, id: &[u8]) {
-    let (done, part) = paths(dir, id);
-    let _ = tokio::fs::remove_file(done).await;
-    let _ = tokio::fs::remove_file(part).await;
 }
 
 async fn store<T: Send + 'static>(

@@ -197,7 +197,7 @@ async fn purge(relay: Arc<Relay>) {
         let st = relay.store.clone();
         if let Ok(Ok(ids)) = tokio::task::spawn_blocking(move || st.expire_blobs(now_ms() - retention_ms)).await {
             for id in &ids {
-                crate::blobs::remove_bytes(&relay.blob_dir, id).await;
+                crate::blob_files::remove_bytes(&relay.blob_dir, id).await;
             }
             if !ids.is_empty() {
                 tracing::info!(deleted = ids.len(), "expired files removed");

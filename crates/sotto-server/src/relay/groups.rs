@@ -1,0 +1,106 @@
+//! Group requests other than appends: creating, reading the log,
+//! acknowledging, GroupInfo, leaving, state.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Relay {
+    /// `CreateGroup`.
+    pub(super) async fn create_group(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        check_group_id(&group_id)?;
+        let (s2, me2) = (store.clone(), me.clone());
+        let created = blocking_timed(&self.metrics, move || s2.groups_created(&me2)).await?;
+        if created >= self.config.max_groups_per_device {
+            return Err(ErrorBody::with_message(
+                ErrorCode::LimitExceeded,
+                format!("a device may create at most {} groups on this server", self.config.max_groups_per_device),
+            ));
+        }
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.create_group(&group_id, &me, now_ms())).await?;
+        Ok(Response::Done)
+    }
+
+    /// `Ack`.
+    pub(super) async fn ack(&self, me: &DeviceRef, group_id: Vec<u8>, seq: u64) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.ack(&group_id, &me, seq)).await?;
+        Ok(Response::Done)
+    }
+
+    /// `AckWelcome`.
+    pub(super) async fn ack_welcome(&self, me: &DeviceRef, welcome_id: u64) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.ack_welcome(&me, welcome_id)).await?;
+        Ok(Response::Done)
+    }
+
+    /// `Fetch`.
+    pub(super) async fn fetch(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        let me = me.clone();
+        let messages = blocking_timed(&self.metrics, move || store.fetch(&group_id, &me, after_seq, limit)).await?;
+        Ok(Response::Messages { messages: within_frame(messages) })
+    }
+
+    /// `PutGroupInfo`.
+    pub(super) async fn put_group_info(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        epoch: u64,
+        group_info: Vec<u8>,
+    ) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        check_group_id(&group_id)?;
+        if group_info.len() > MAX_PAYLOAD_BYTES {
+            return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
+        }
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.put_group_info(&group_id, &me, epoch, &group_info)).await?;
+        Ok(Response::Done)
+    }
+
+    /// `GetGroupInfo`.
+    pub(super) async fn get_group_info(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        let me = me.clone();
+        match blocking_timed(&self.metrics, move || store.group_info(&group_id, &me)).await? {
+            Some((epoch, group_info)) => Ok(Response::GroupInfo { epoch, group_info }),
+            None => Err(ErrorBody::with_message(ErrorCode::UnknownGroup, "no group info stored for this group yet")),
+        }
+    }
+
+    /// `Leave`.
+    pub(super) async fn leave(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        check_group_id(&group_id)?;
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.leave(&group_id, &me)).await?;
+        Ok(Response::Done)
+    }
+
+    /// `GroupState`.
+    pub(super) async fn group_state(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        let me = me.clone();
+        let group = blocking_timed(&self.metrics, move || {
+            let g = store.group(&group_id)?.ok_or(StoreError::UnknownGroup)?;
+            if !g.members.contains(&me) {
+                return Err(StoreError::NotMember);
+            }
+            Ok(g)
+        })
+        .await?;
+        Ok(Response::Group { epoch: group.epoch, members: group.members, last_seq: group.last_seq })
+    }
+}

@@ -1,0 +1,56 @@
+//! KeyPackage requests: uploading a stock, claiming one per device of
+//! someone.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Relay {
+    /// `UploadKeyPackages`.
+    pub(super) async fn upload_key_packages(
+        &self,
+        me: &DeviceRef,
+        packages: Vec<serde_bytes::ByteBuf>,
+        last_resort: Option<serde_bytes::ByteBuf>,
+    ) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        if packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+            return Err(bad(format!("at most {MAX_KEY_PACKAGES_PER_UPLOAD} key packages per upload")));
+        }
+        if packages.iter().chain(last_resort.iter()).any(|p| p.is_empty() || p.len() > 16 * 1024) {
+            return Err(bad("a key package is 1 byte to 16 KiB"));
+        }
+        let me = me.clone();
+        let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
+        let n = blocking_timed(&self.metrics, move || {
+            store.add_key_packages(&me, &packages, last_resort.as_deref().map(|v| &v[..]))
+        })
+        .await?;
+        Ok(Response::KeyPackagesStored { key_packages: n })
+    }
+
+    /// `ClaimKeyPackages`.
+    pub(super) async fn claim_key_packages(&self, me: &DeviceRef, handle: String) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        if !self.claims.allow(&me.handle, &handle, std::time::Instant::now()) {
+            return Err(ErrorBody::with_message(
+                ErrorCode::RateLimited,
+                format!("too many key package claims for @{handle} this hour; try again later"),
+            ));
+        }
+        let h = handle.clone();
+        let s2 = store.clone();
+        let claimed = blocking_timed(&self.metrics, move || s2.claim_key_packages(&h)).await?;
+        let h = handle.clone();
+        let account = blocking_timed(&self.metrics, move || store.account(&h))
+            .await?
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownHandle))?;
+        let mut packages = Vec::with_capacity(claimed.len());
+        for (device, package, left) in claimed {
+            if (left as usize) < KEY_PACKAGES_LOW_WATER {
+                self.hub.key_packages_low(&DeviceRef { handle: handle.clone(), device_id: device.device_id }, left);
+            }
+            packages.push(ClaimedKeyPackage { device, package });
+        }
+        Ok(Response::KeyPackages { handle, account_key: account.account_key, packages })
+    }
+}
