@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use sotto_core::{Body, StoredMessage};
+use sotto_core::{Body, MessageState, StoredMessage};
 
 /// The formats `sotto export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,7 +64,7 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
         Format::Txt => {
             let mut out = format!("sotto conversation {conversation}, exported by @{me} at {exported}\n\n");
             for m in messages {
-                if m.state == "system" {
+                if m.state == MessageState::System {
                     out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m)));
                 } else {
                     out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m)));
@@ -81,15 +81,18 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
         Format::Html => {
             let mut body = String::new();
             for m in messages {
-                let class = if m.state == "system" {
+                let class = if m.state == MessageState::System {
                     "sys"
                 } else if m.outgoing {
                     "out"
                 } else {
                     "in"
                 };
-                let who =
-                    if m.state == "system" { String::new() } else { format!("<b>{}</b> ", escape_html(&m.sender)) };
+                let who = if m.state == MessageState::System {
+                    String::new()
+                } else {
+                    format!("<b>{}</b> ", escape_html(&m.sender))
+                };
                 body.push_str(&format!(
                     "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
                     escape_html(&text(m)),
@@ -141,7 +144,7 @@ mod tests {
             sent_at: 0,
             received_at: 0,
             body: Body::Text { text: "<script>alert(1)</script> & \"x\"".into() },
-            state: "received".into(),
+            state: MessageState::Received,
             seq: Some(1),
         };
         let html = render("@bob", "alice", &[m], Format::Html);
@@ -170,7 +173,7 @@ mod tests {
             sent_at: 0,
             received_at: 0,
             body: Body::File { file: info, caption: Some("the beach".into()) },
-            state: "received".into(),
+            state: MessageState::Received,
             seq: Some(1),
         };
         for format in [Format::Txt, Format::Html] {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use serde_json::json;
-use sotto_core::{Body, Contact, StoredMessage};
+use sotto_core::{Body, Contact, MessageState, StoredMessage};
 
 fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -19,7 +19,7 @@ fn text_of(body: &Body) -> &str {
 
 /// A message as one JSON object.
 pub fn message_json(m: &StoredMessage) -> serde_json::Value {
-    let kind = if m.state == "system" { "system" } else { m.body.kind() };
+    let kind = if m.state == MessageState::System { "system" } else { m.body.kind() };
     let mut v = json!({
         "id": hex::encode(&m.id),
         "conversation": m.conversation,
@@ -28,7 +28,7 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
         "text": text_of(&m.body),
         "sent_at": rfc3339(m.sent_at),
         "outgoing": m.outgoing,
-        "state": m.state,
+        "state": m.state.as_str(),
         "seq": m.seq,
     });
     if let Body::File { file, caption } = &m.body {
@@ -49,10 +49,10 @@ pub fn message_line(m: &StoredMessage) -> String {
         .unwrap_or_default()
         .with_timezone(&Local)
         .format("%Y-%m-%d %H:%M");
-    if m.state == "system" {
+    if m.state == MessageState::System {
         return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
     }
-    let mark = if m.state == "pending" { " (not yet sent)" } else { "" };
+    let mark = if m.state == MessageState::Pending { " (not yet sent)" } else { "" };
     if let Body::File { file, caption } = &m.body {
         let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
         return format!(

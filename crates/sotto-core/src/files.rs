@@ -9,7 +9,6 @@
 //! open. The key, nonce prefix, size, name, media type and SHA-256 of the
 //! plaintext travel inside the MLS message only.
 
-use crate::sql::Cached;
 use chacha20poly1305::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::aead::KeyInit;
 use chacha20poly1305::XChaCha20Poly1305;
@@ -207,121 +206,6 @@ mod tests {
         for evil in ["../x", "/abs", "..\\..\\y", "\0", "a/../../b"] {
             let p = dir.join(safe_file_name(evil));
             assert_eq!(p.parent(), Some(dir), "{evil:?}");
-        }
-    }
-}
-
-/// An upload in progress, remembered so the same command resumes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadState {
-    /// The blob id.
-    pub blob_id: Vec<u8>,
-    /// The file key.
-    pub key: Vec<u8>,
-    /// The nonce prefix.
-    pub nonce: Vec<u8>,
-}
-
-impl crate::Messenger {
-    /// The upload of this file (same path, size and modification time)
-    /// that was started before, or a new one (remembered at once).
-    pub fn upload_for(&self, path: &str, size: u64, mtime: i64) -> CoreResult<UploadState> {
-        use rusqlite::OptionalExtension;
-        let found: Option<UploadState> = self
-            .conn
-            .row(
-                "SELECT blob_id, key, nonce FROM uploads WHERE path=? AND size=? AND mtime=?",
-                rusqlite::params![path, size, mtime],
-                |r| Ok(UploadState { blob_id: r.get(0)?, key: r.get(1)?, nonce: r.get(2)? }),
-            )
-            .optional()?;
-        if let Some(f) = found {
-            return Ok(f);
-        }
-        let (key, nonce) = ChunkCipher::new_key();
-        let state =
-            UploadState { blob_id: rand::random::<[u8; 16]>().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
-        self.conn.exec(
-            "INSERT OR REPLACE INTO uploads(path, size, mtime, blob_id, key, nonce, created_at) VALUES(?,?,?,?,?,?,?)",
-            rusqlite::params![path, size, mtime, state.blob_id, state.key, state.nonce, crate::messenger::now_ms()],
-        )?;
-        Ok(state)
-    }
-
-    /// Forgets a finished upload.
-    pub fn upload_done(&self, path: &str) -> CoreResult<()> {
-        self.conn.exec("DELETE FROM uploads WHERE path=?", [path])?;
-        Ok(())
-    }
-
-    /// Queues a file message to a conversation; `None` if this upload's
-    /// message to that conversation was queued before. The message id
-    /// follows from the blob and the conversation, so running an
-    /// interrupted `send --file` again never sends the file twice: the
-    /// first message is already in the outbox, which re-sends it.
-    pub fn prepare_file(
-        &self,
-        conversation: &str,
-        file: FileInfo,
-        caption: Option<String>,
-    ) -> CoreResult<Option<crate::OutboxItem>> {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"sotto file message\0");
-        h.update(&file.blob_id);
-        h.update(conversation.as_bytes());
-        let id = h.finalize()[..16].to_vec();
-        if !self.messages_where("id=?", &id)?.is_empty() {
-            return Ok(None);
-        }
-        let content =
-            crate::Content { id, sent_at: crate::messenger::now_ms(), body: crate::Body::File { file, caption } };
-        self.prepare_content(conversation, &content).map(Some)
-    }
-
-    /// A file message by its id (hex, as `receive --json` prints it).
-    pub fn file_message(&self, id_hex: &str) -> CoreResult<(crate::StoredMessage, FileInfo)> {
-        let id =
-            hex::decode(id_hex.trim()).map_err(|_| CoreError::Invalid(format!("{id_hex:?} is not a message id")))?;
-        let Some(m) = self.messages_where("id=?", &id)?.into_iter().next() else {
-            return Err(CoreError::NotFound(format!(
-                "no file with id {id_hex}; see `sotto receive` or `sotto history`"
-            )));
-        };
-        match &m.body {
-            crate::Body::File { file, .. } => {
-                let file = file.clone();
-                Ok((m, file))
-            }
-            _ => Err(CoreError::Invalid("that message is not a file".into())),
-        }
-    }
-
-    /// Where a front end that receives a file's bytes (the web UI) keeps
-    /// them until they are encrypted: inside the profile (0700), never in
-    /// the shared temp folder. `None` for an ephemeral profile, which keeps
-    /// nothing on disk.
-    pub fn outgoing_dir(&self) -> Option<std::path::PathBuf> {
-        if self.is_ephemeral() {
-            None
-        } else {
-            Some(self.dir().join("outgoing"))
-        }
-    }
-
-    /// Removes whatever plaintext a front end left staged (after a crash).
-    pub fn clear_outgoing(&self) {
-        if let Some(dir) = self.outgoing_dir() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-
-    /// Where downloads go by default.
-    pub fn downloads_dir(&self) -> Option<std::path::PathBuf> {
-        if self.is_ephemeral() {
-            None
-        } else {
-            Some(self.dir().join("downloads"))
         }
     }
 }

@@ -31,5 +31,7 @@ pub use db::ProfileKey;
 pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
-pub use messenger::{Contact, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem, PendingCommit, StoredMessage};
+pub use messenger::{
+    Contact, Event, GroupKind, Intent, Invitee, MessageState, Messenger, OutboxItem, PendingCommit, StoredMessage,
+};
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -262,13 +262,14 @@ impl Sim {
         for (i, c) in self.clients.iter().enumerate() {
             let history = c.m.history(GROUP).unwrap();
             let missing = |m: &&sotto_core::StoredMessage| {
-                m.state == "system" && matches!(&m.body, Body::Text { text } if text.contains("may be missing"))
+                m.state == sotto_core::MessageState::System
+                    && matches!(&m.body, Body::Text { text } if text.contains("may be missing"))
             };
             let markers: Vec<_> = history.iter().filter(missing).map(|m| &m.body).collect();
             assert!(markers.is_empty(), "{ctx}: c{i} lost step with the group: {markers:?}");
             let mut texts: Vec<(u64, String)> = history
                 .iter()
-                .filter(|m| m.state != "system")
+                .filter(|m| m.state != sotto_core::MessageState::System)
                 .filter_map(|m| match &m.body {
                     Body::Text { text } => {
                         Some((m.seq.unwrap_or_else(|| panic!("{ctx}: c{i} has {text:?} unsent")), text.clone()))

@@ -493,7 +493,7 @@ pub(crate) mod tests {
             sent_at: 1_700_000_000_000 + i64::from(id) * 60_000,
             received_at: 0,
             body: Body::Text { text: text.into() },
-            state: if from == "me" { "sent".into() } else { "received".into() },
+            state: if from == "me" { sotto_core::MessageState::Sent } else { sotto_core::MessageState::Received },
             seq: Some(u64::from(id)),
         }
     }

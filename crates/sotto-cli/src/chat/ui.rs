@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph};
 use ratatui::Frame;
-use sotto_core::{Body, StoredMessage};
+use sotto_core::{Body, MessageState, StoredMessage};
 use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Link, COMMANDS};
@@ -85,7 +85,7 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
                 Style::default().fg(Color::DarkGray),
             )));
         }
-        if m.state == "system" {
+        if m.state == MessageState::System {
             for r in wrap(&format!("-- {}", body_text(m)), width) {
                 rows.push(Line::from(Span::styled(
                     r,
@@ -94,9 +94,9 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
             }
             continue;
         }
-        let mark = match m.state.as_str() {
-            "pending" => " …",
-            "sent" => " ✓",
+        let mark = match m.state {
+            MessageState::Pending => " …",
+            MessageState::Sent => " ✓",
             _ => "",
         };
         let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };

@@ -1,0 +1,52 @@
+//! Reading the local history.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Messenger {
+    pub(crate) fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND {clause} ORDER BY n"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([arg], |r| {
+            let body: Vec<u8> = r.get(6)?;
+            Ok(StoredMessage {
+                id: r.get(0)?,
+                conversation: r.get(1)?,
+                sender: r.get(2)?,
+                outgoing: r.get(3)?,
+                sent_at: r.get(4)?,
+                received_at: r.get(5)?,
+                body: ciborium::from_reader(body.as_slice()).unwrap_or(Body::Unknown),
+                state: r.get(7)?,
+                seq: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incoming messages not yet handed out by `receive`, marking them so.
+    pub fn take_unfetched(&self) -> CoreResult<Vec<StoredMessage>> {
+        self.tx(|me| {
+            let out = me.messages_where("fetched=0 AND outgoing=?", &0)?;
+            me.conn.exec("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
+            Ok(out)
+        })
+    }
+
+    /// A conversation's history, in order.
+    pub fn history(&self, conversation: &str) -> CoreResult<Vec<StoredMessage>> {
+        self.messages_where("conversation=?", &conversation)
+    }
+
+    /// Every conversation name, with its newest activity first.
+    pub fn conversations(&self) -> CoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT g.conversation, max(coalesce(m.n, 0)) AS last FROM groups g LEFT JOIN messages m ON m.conversation = g.conversation
+             GROUP BY g.conversation ORDER BY last DESC, g.conversation",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,221 @@
+//! Processing what the server delivered: decrypting, applying commits,
+//! storing history, markers for what could not be read.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Why a delivery could not be read, in words a person can use.
+pub(crate) fn unreadable_reason(e: &CoreError) -> &'static str {
+    match e {
+        CoreError::Mls(_) => "a message could not be decrypted (this device fell out of step with the conversation)",
+        CoreError::Decode { .. } => "a message arrived damaged",
+        CoreError::BadCredential(_) => "a message came from a device whose keys do not check out",
+        CoreError::Db(_) | CoreError::Io(_) => "this device could not store a message",
+        _ => "a message could not be processed",
+    }
+}
+
+impl Messenger {
+    /// Processes a run of deliveries in one transaction (one disk sync for
+    /// all): each is still applied or skipped on its own. The caller then
+    /// acknowledges the highest sequence number per group.
+    pub fn handle_deliveries(&self, batch: &[Delivery]) -> CoreResult<Vec<Event>> {
+        self.tx(|me| {
+            let mut events = Vec::new();
+            for d in batch {
+                events.extend(me.handle_delivery(d)?);
+            }
+            Ok(events)
+        })
+    }
+
+    /// Processes one entry of a group's log. Returns what to show; the
+    /// caller acknowledges `delivery.seq` afterwards. Entries at or below
+    /// the cursor are duplicates and change nothing.
+    pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
+        let row: Option<(String, u64, bool)> = self
+            .conn
+            .row("SELECT conversation, cursor, broken FROM groups WHERE group_id=?", [&d.group_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((conversation, cursor, broken)) = row else {
+            return Ok(vec![Event::Warning {
+                conversation: None,
+                text: "a message arrived for a conversation this device never joined".into(),
+            }]);
+        };
+        if d.seq <= cursor {
+            return Ok(vec![]);
+        }
+        if broken {
+            // Out of step already (the marker is shown); what arrives
+            // until the rejoin cannot be read.
+            self.conn.exec(
+                "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
+                params![d.seq, d.group_id, d.seq],
+            )?;
+            return Ok(vec![]);
+        }
+        self.tx(|me| {
+            me.conn.execute_batch("SAVEPOINT process")?;
+            let outcome = me.process(d, &conversation);
+            let events = match outcome {
+                Ok(events) => {
+                    me.conn.execute_batch("RELEASE process")?;
+                    events
+                }
+                Err(e) => {
+                    // Undo whatever openmls half-wrote, keep the marker, and
+                    // move on: one bad message must not block the rest.
+                    me.conn.execute_batch("ROLLBACK TO process; RELEASE process")?;
+                    // The library's own words go to the log, not to the
+                    // person: they can act on "missing", not on an error name.
+                    tracing::warn!(seq = d.seq, error = %e, "a message could not be read; rejoining");
+                    let text = format!("messages may be missing: {}; rejoining", unreadable_reason(&e));
+                    let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
+                    me.conn.exec("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
+                    vec![
+                        Event::Warning { conversation: Some(conversation.clone()), text },
+                        Event::Message(Box::new(marker)),
+                    ]
+                }
+            };
+            me.conn.exec(
+                "UPDATE groups SET cursor=? WHERE group_id=? AND cursor < ?",
+                params![d.seq, d.group_id, d.seq],
+            )?;
+            Ok(events)
+        })
+    }
+
+    pub(crate) fn process(&self, d: &Delivery, conversation: &str) -> CoreResult<Vec<Event>> {
+        let mut group = self.load_group(&d.group_id)?;
+        let provider = self.provider();
+        if d.sender == self.me() {
+            // Our own entry coming back. A commit the server accepted but we
+            // did not merge (we crashed in between) is merged now.
+            if d.kind == MessageKind::Commit && group.pending_commit().is_some() && group.epoch().as_u64() == d.epoch {
+                group.merge_pending_commit(&provider).map_err(CoreError::mls)?;
+            }
+            return Ok(vec![]);
+        }
+        let msg = MlsMessageIn::tls_deserialize_exact(d.payload.as_slice())
+            .map_err(|e| CoreError::decode("MLS message", e))?;
+        let protocol = msg.try_into_protocol_message().map_err(|e| CoreError::decode("MLS message", e))?;
+        if d.kind == MessageKind::Commit && group.pending_commit().is_some() {
+            // Someone else's commit won this epoch; ours is void. It stays
+            // in the outbox and is rebuilt from its intent when re-sent.
+            group.clear_pending_commit(provider.storage()).map_err(CoreError::mls)?;
+        }
+        let processed = group.process_message(&provider, protocol).map_err(CoreError::mls)?;
+        let sender = member_credential(processed.credential())?;
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                let content = Content::decode(&app.into_bytes())?;
+                if content.body.is_control() {
+                    return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);
+                }
+                let exists: Option<i64> =
+                    self.conn.row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
+                if exists.is_some() || self.is_blocked(&sender.handle)? {
+                    return Ok(vec![]);
+                }
+                let m = StoredMessage {
+                    id: content.id,
+                    conversation: conversation.to_owned(),
+                    sender: sender.handle,
+                    outgoing: false,
+                    sent_at: content.sent_at,
+                    received_at: now_ms(),
+                    body: content.body,
+                    state: MessageState::Received,
+                    seq: Some(d.seq),
+                };
+                self.conn.exec(
+                    "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
+                     VALUES(?,?,?,?,?,0,?,?,?,'received',0)",
+                    params![m.id, m.conversation, d.group_id, d.seq, m.sender, m.sent_at, m.received_at, cbor(&m.body)],
+                )?;
+                Ok(vec![Event::Message(Box::new(m))])
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                if let Some(leaf) = staged.update_path_leaf_node() {
+                    SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                }
+                for add in staged.add_proposals() {
+                    let leaf = add.add_proposal().key_package().leaf_node();
+                    let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                    self.note_contact(&cred.handle, &cred.account_key)?;
+                }
+                let removed = staged.self_removed();
+                let gone: Vec<String> = staged
+                    .remove_proposals()
+                    .filter_map(|r| group.member(r.remove_proposal().removed()).and_then(|c| member_credential(c).ok()))
+                    .map(|c| c.handle)
+                    .filter(|h| h != &self.identity.handle)
+                    .collect();
+                let joined: Vec<String> = staged
+                    .add_proposals()
+                    .filter_map(|a| member_credential(a.add_proposal().key_package().leaf_node().credential()).ok())
+                    .map(|c| c.handle)
+                    .collect();
+                group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
+                if removed {
+                    self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
+                    let text = "you were removed from this conversation".to_owned();
+                    let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
+                    return Ok(vec![
+                        Event::Warning { conversation: Some(conversation.to_owned()), text },
+                        Event::Message(Box::new(marker)),
+                    ]);
+                }
+                let mut events = Vec::new();
+                if GroupKind::of(&d.group_id) == GroupKind::Group {
+                    let notes = joined
+                        .iter()
+                        .map(|h| format!("@{} added @{h}", sender.handle))
+                        .chain(gone.iter().map(|h| format!("@{h} is no longer in the group")));
+                    for text in notes {
+                        let m = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
+                        events.push(Event::Message(Box::new(m)));
+                    }
+                }
+                Ok(events)
+            }
+            // Standalone proposals are not used by sotto clients; a commit
+            // that references one will carry it.
+            ProcessedMessageContent::ProposalMessage(_) | ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
+                Ok(vec![])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
+    pub(crate) fn insert_system(
+        &self,
+        conversation: &str,
+        group_id: &[u8],
+        seq: u64,
+        text: &str,
+    ) -> CoreResult<StoredMessage> {
+        let now = now_ms();
+        let m = StoredMessage {
+            id: rand::random::<[u8; 16]>().to_vec(),
+            conversation: conversation.to_owned(),
+            sender: String::new(),
+            outgoing: false,
+            sent_at: now,
+            received_at: now,
+            body: Body::Text { text: text.to_owned() },
+            state: MessageState::System,
+            seq: Some(seq),
+        };
+        self.conn.exec(
+            "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
+             VALUES(?,?,?,?,'',0,?,?,?,'system',0)",
+            params![m.id, conversation, group_id, seq, now, now, cbor(&m.body)],
+        )?;
+        Ok(m)
+    }
+}

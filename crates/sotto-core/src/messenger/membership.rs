@@ -1,0 +1,298 @@
+//! Joining and starting conversations: one-to-one groups, welcomes, rejoining
+//! by external commit, who is in a group.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Messenger {
+    /// Notes the invitees' keys (outside any transaction, so a change is
+    /// remembered even though the operation is refused).
+    pub(crate) fn precheck(&self, invitees: &[Invitee]) -> CoreResult<()> {
+        for inv in invitees {
+            self.note_contact(&inv.handle, &inv.account_key)?;
+            self.require_trusted(&inv.handle, &inv.account_key)?;
+        }
+        Ok(())
+    }
+
+    /// The canonical group of a conversation: when both people started a
+    /// chat at once there are two groups; both sides pick the smaller id, so
+    /// they converge on one without talking about it.
+    pub fn conversation_group(&self, conversation: &str) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .row(
+                "SELECT group_id FROM groups WHERE conversation=? AND active=1 ORDER BY group_id LIMIT 1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Starts a one-to-one conversation from the peer's claimed KeyPackages:
+    /// a new two-party group and the commit that adds every device of the
+    /// peer. Returns the commit to post (the group is created on the server
+    /// first).
+    pub fn start_direct(&self, invitee: Invitee) -> CoreResult<PendingCommit> {
+        let handle = invitee.handle.clone();
+        if handle == self.identity.handle {
+            return Err(CoreError::Invalid("you cannot start a conversation with yourself".into()));
+        }
+        self.start_group(GroupKind::Direct, &format!("@{handle}"), vec![invitee])
+    }
+
+    /// Creates a group conversation and the commit that adds everyone.
+    pub(crate) fn start_group(
+        &self,
+        kind: GroupKind,
+        conversation: &str,
+        invitees: Vec<Invitee>,
+    ) -> CoreResult<PendingCommit> {
+        self.tx(|me| {
+            let provider = me.provider();
+            let mut group_id: [u8; 16] = rand::random();
+            group_id[0] = kind as u8;
+            MlsGroup::new_with_group_id(
+                &provider,
+                &me.identity.signer(),
+                &create_config(),
+                GroupId::from_slice(&group_id),
+                me.identity.credential(),
+            )
+            .map_err(CoreError::mls)?;
+            let now = now_ms();
+            me.conn.exec(
+                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
+                params![group_id.to_vec(), conversation, now, now],
+            )?;
+            let mut item = me
+                .build_commit(&group_id, Intent::Add(invitees))?
+                .ok_or_else(|| CoreError::NotFound("nobody to add".into()))?;
+            item.create_group = true;
+            me.put_outbox(&item)?;
+            Ok(item)
+        })
+    }
+
+    /// Validates claimed KeyPackages against the handle and account key the
+    /// server reported, and the credential chain inside each.
+    pub(crate) fn validate_invitee(&self, invitee: &Invitee) -> CoreResult<Vec<(KeyPackage, DeviceRef)>> {
+        let handle = &invitee.handle;
+        self.note_contact(handle, &invitee.account_key)?;
+        self.require_trusted(handle, &invitee.account_key)?;
+        let provider = self.provider();
+        let mut out = Vec::new();
+        for c in &invitee.packages {
+            let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
+                .map_err(|e| CoreError::decode("key package", e))?
+                .validate(provider.crypto(), ProtocolVersion::Mls10)
+                .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
+            let leaf = kp.leaf_node();
+            let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+            if &cred.handle != handle
+                || cred.account_key != invitee.account_key
+                || cred.device_id != c.device.device_id
+                || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
+            {
+                return Err(CoreError::BadCredential(format!("the server gave a key package that is not @{handle}'s")));
+            }
+            out.push((kp, DeviceRef { handle: handle.clone(), device_id: cred.device_id }));
+        }
+        if out.is_empty() {
+            return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
+        }
+        Ok(out)
+    }
+
+    /// The credentials of a group's current members.
+    pub(crate) fn member_credentials(&self, group_id: &[u8]) -> CoreResult<Vec<SottoCredential>> {
+        let group = self.load_group(group_id)?;
+        Ok(Self::member_handles(&group).into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// The handles of a group's current members.
+    pub(crate) fn member_handles_of(group: &MlsGroup) -> Vec<String> {
+        Self::member_handles(group).into_iter().map(|(_, c)| c.handle).collect()
+    }
+
+    /// The handles of a group's current members (by their credentials).
+    pub(crate) fn member_handles(group: &MlsGroup) -> Vec<(LeafNodeIndex, SottoCredential)> {
+        group.members().filter_map(|m| member_credential(&m.credential).ok().map(|c| (m.index, c))).collect()
+    }
+
+    /// Processes a welcome into a group. A welcome for a group this device
+    /// already has (re-delivered because its acknowledgement was lost) is
+    /// accepted silently.
+    pub fn handle_welcome(&self, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
+        self.handle_welcome_from(None, group_id, welcome)
+    }
+
+    /// [`Messenger::handle_welcome`] for a welcome the server says `adder`
+    /// sent: refused with [`CoreError::Blocked`] when this person blocked
+    /// them (the caller acknowledges it and leaves the group on the server,
+    /// so it is gone for good).
+    pub fn handle_welcome_from(&self, adder: Option<&str>, group_id: &[u8], welcome: &[u8]) -> CoreResult<Vec<Event>> {
+        if let Some(a) = adder.filter(|a| self.is_blocked(a).unwrap_or(false)) {
+            return Err(CoreError::Blocked(a.to_owned()));
+        }
+        let known: Option<i64> =
+            self.conn.row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
+        if known.is_some() {
+            return Ok(vec![]);
+        }
+        let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| CoreError::decode("welcome", e))?;
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return Err(CoreError::decode("welcome", "not a welcome message"));
+        };
+        self.tx(|me| {
+            let provider = me.provider();
+            let staged =
+                StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None).map_err(CoreError::mls)?;
+            if staged.group_context().group_id().as_slice() != group_id {
+                return Err(CoreError::decode("welcome", "group id differs from the server's"));
+            }
+            let mut others = Vec::new();
+            for m in staged.members() {
+                let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
+                if cred.handle != me.identity.handle {
+                    others.push(cred);
+                }
+            }
+            let mut events = Vec::new();
+            for o in &others {
+                if me.note_contact(&o.handle, &o.account_key)? {
+                    events.push(Event::Warning { conversation: None, text: key_change_text(&o.handle) });
+                }
+            }
+            let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
+            handles.sort();
+            handles.dedup();
+            if GroupKind::of(group_id) == GroupKind::Direct && handles.iter().any(|h| me.is_blocked(h).unwrap_or(false))
+            {
+                // A one-to-one from someone blocked (whatever the server
+                // claimed about who sent it): not joined.
+                return Err(CoreError::Blocked(handles.join(", @")));
+            }
+            let conversation = match (GroupKind::of(group_id), handles.as_slice()) {
+                (GroupKind::Direct, [one]) => format!("@{one}"),
+                // The name arrives in the group's first message; until then
+                // the conversation goes by a placeholder.
+                _ => format!("#new-{}", short_id(group_id, 4)),
+            };
+            staged.into_group(&provider).map_err(CoreError::mls)?;
+            let now = now_ms();
+            me.conn.exec(
+                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
+                params![group_id, conversation, now, now],
+            )?;
+            events.insert(0, Event::Joined { conversation });
+            Ok(events)
+        })
+    }
+
+    /// Groups this device is out of step with and must rejoin.
+    pub fn broken_groups(&self) -> CoreResult<Vec<Vec<u8>>> {
+        let mut stmt = self.conn.prepare("SELECT group_id FROM groups WHERE broken=1 AND active=1")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The group's GroupInfo (with ratchet tree) for its current epoch, to
+    /// store on the server after a commit of ours.
+    pub fn export_group_info(&self, group_id: &[u8]) -> CoreResult<(u64, Vec<u8>)> {
+        let group = self.load_group(group_id)?;
+        let gi =
+            group.export_group_info(self.provider().crypto(), &self.identity.signer(), true).map_err(CoreError::mls)?;
+        Ok((group.epoch().as_u64(), gi.tls_serialize_detached().map_err(CoreError::mls)?))
+    }
+
+    /// Replaces this device's state of a group by joining it afresh with an
+    /// external commit built from the group's GroupInfo. Returns the commit
+    /// to post; the old state is gone.
+    pub fn rejoin(&self, group_id: &[u8], epoch: u64, group_info: &[u8]) -> CoreResult<OutboxItem> {
+        let msg = MlsMessageIn::tls_deserialize_exact(group_info).map_err(|e| CoreError::decode("group info", e))?;
+        let MlsMessageBodyIn::GroupInfo(verifiable) = msg.extract() else {
+            return Err(CoreError::decode("group info", "not a GroupInfo"));
+        };
+        self.tx(|me| {
+            let provider = me.provider();
+            if let Some(mut old) =
+                MlsGroup::load(provider.storage(), &GroupId::from_slice(group_id)).map_err(CoreError::mls)?
+            {
+                old.delete(provider.storage()).map_err(CoreError::mls)?;
+            }
+            me.conn.exec("DELETE FROM outbox WHERE group_id=? AND intent IS NOT NULL", [group_id])?;
+            let (group, bundle) = MlsGroup::external_commit_builder()
+                .with_config(join_config())
+                .build_group(&provider, verifiable, me.identity.credential())
+                .map_err(CoreError::mls)?
+                .load_psks(provider.storage())
+                .map_err(CoreError::mls)?
+                .build(provider.rand(), provider.crypto(), &me.identity.signer(), |_| true)
+                .map_err(CoreError::mls)?
+                .finalize(&provider)
+                .map_err(CoreError::mls)?;
+            if group.group_id().as_slice() != group_id {
+                return Err(CoreError::decode("group info", "it describes another group"));
+            }
+            for m in group.members() {
+                let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
+                me.note_contact(&cred.handle, &cred.account_key)?;
+            }
+            let item = OutboxItem {
+                client_id: rand::random::<[u8; 16]>().to_vec(),
+                group_id: group_id.to_vec(),
+                epoch,
+                kind: MessageKind::Commit,
+                payload: bundle.commit().tls_serialize_detached().map_err(CoreError::mls)?,
+                message_id: None,
+                welcome: None,
+                added: vec![],
+                removed: vec![],
+                create_group: false,
+                intent: Some(Intent::Rejoin),
+            };
+            me.put_outbox(&item)?;
+            Ok(item)
+        })
+    }
+
+    /// The conversation a group belongs to.
+    pub fn conversation_of(&self, group_id: &[u8]) -> CoreResult<String> {
+        self.conn
+            .row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CoreError::NotFound("unknown conversation".into()))
+    }
+
+    /// This device's cursor in a group (highest processed sequence number).
+    pub fn cursor(&self, group_id: &[u8]) -> CoreResult<Option<u64>> {
+        Ok(self.conn.row("SELECT cursor FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?)
+    }
+
+    /// Closes a one-to-one conversation the server says the peer is no
+    /// longer in (they left it, or never joined because they blocked this
+    /// person): the next message starts a new one instead of going where
+    /// nobody reads it. Not while this device's own add is still waiting
+    /// in the outbox.
+    pub fn close_dead_direct(&self, group_id: &[u8], handle: &str) -> CoreResult<bool> {
+        let waiting: Option<i64> = self
+            .conn
+            .row("SELECT 1 FROM outbox WHERE group_id=? AND kind='commit' LIMIT 1", [group_id], |r| r.get(0))
+            .optional()?;
+        if waiting.is_some() {
+            return Ok(false);
+        }
+        let conversation = format!("@{handle}");
+        self.tx(|me| {
+            me.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [group_id])?;
+            me.insert_system(
+                &conversation,
+                group_id,
+                0,
+                &format!("@{handle} is not in this conversation any more; the next message starts a new one"),
+            )?;
+            Ok(true)
+        })
+    }
+}

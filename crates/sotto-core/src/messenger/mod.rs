@@ -1,0 +1,313 @@
+//! The client state machine. Sans-I/O: each method takes what arrived or
+//! what the person asked for, changes the encrypted store in one
+//! transaction, and returns what must be sent.
+
+use crate::sql::Cached;
+use std::path::{Path, PathBuf};
+
+use openmls::prelude::{tls_codec::*, *};
+use openmls_rust_crypto::RustCrypto;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_bytes::ByteBuf;
+use sotto_proto::{ClaimedKeyPackage, Delivery, DeviceRef, MessageKind, Request};
+
+use crate::content::{Body, Content};
+use crate::db::{self, ProfileKey};
+use crate::error::{CoreError, CoreResult};
+use crate::identity::{Identity, SottoCredential};
+use crate::provider::{self, Provider};
+
+mod contacts;
+mod files;
+mod history;
+mod inbound;
+mod membership;
+mod model;
+mod outbox;
+mod schema;
+
+pub use files::UploadState;
+pub use model::*;
+pub use outbox::*;
+pub(crate) use schema::SCHEMA;
+
+pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Past epochs whose secrets are kept so that messages sent just before a
+/// commit still decrypt. The server rejects messages of old epochs, so this
+/// only covers the window between a commit being accepted and a member
+/// processing it; three is ample, and fewer kept secrets means less to lose
+/// if the device is compromised.
+pub(crate) const MAX_PAST_EPOCHS: usize = 3;
+
+pub(crate) fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(32)
+        .build()
+}
+
+pub(crate) fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(32)
+        .build()
+}
+
+pub(crate) fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Commit => "commit",
+        MessageKind::Application => "application",
+    }
+}
+
+pub(crate) fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("encodes");
+    out
+}
+
+/// Reads a credential of a member this device already validated (on add or
+/// welcome); MLS authenticated the sender as that member.
+pub(crate) fn member_credential(credential: &Credential) -> CoreResult<SottoCredential> {
+    let basic = BasicCredential::try_from(credential.clone()).map_err(|e| CoreError::BadCredential(e.to_string()))?;
+    ciborium::from_reader(basic.identity()).map_err(|e| CoreError::BadCredential(e.to_string()))
+}
+
+/// The messenger of one profile.
+pub struct Messenger {
+    pub(crate) conn: Connection,
+    crypto: RustCrypto,
+    /// How deep in `tx` we are (for nesting as savepoints).
+    tx_depth: std::cell::Cell<u32>,
+    pub(crate) identity: Identity,
+    dir: PathBuf,
+}
+
+impl Messenger {
+    /// Creates a profile with a fresh identity for `handle` on `server`.
+    pub fn create(dir: &Path, key: &ProfileKey, handle: &str, server: &str) -> CoreResult<Self> {
+        let identity = Identity::generate(handle)?;
+        let mut conn = db::create(dir, key)?;
+        let result = (|| -> CoreResult<()> {
+            conn.execute_batch(SCHEMA)?;
+            provider::migrate(&mut conn).map_err(CoreError::Mls)?;
+            conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+            conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            drop(conn);
+            db::remove(dir);
+            return Err(e);
+        }
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
+    }
+
+    /// An ephemeral messenger: identity and history live in memory only and
+    /// vanish with the process; nothing touches the disk.
+    pub fn create_ephemeral(handle: &str, server: &str) -> CoreResult<Self> {
+        let identity = Identity::generate(handle)?;
+        let mut conn = Connection::open_in_memory()?;
+        conn.set_prepared_statement_cache_capacity(128);
+        conn.execute_batch(SCHEMA)?;
+        provider::migrate(&mut conn).map_err(CoreError::Mls)?;
+        conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+        conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: PathBuf::new() })
+    }
+
+    /// Re-keys the profile database under a new passphrase or key file.
+    pub fn change_key(&self, key: &ProfileKey) -> CoreResult<()> {
+        if self.is_ephemeral() {
+            return Err(CoreError::Invalid("an ephemeral profile has no key".into()));
+        }
+        db::rekey(&self.conn, &self.dir, key)
+    }
+
+    /// Whether this messenger keeps nothing on disk.
+    pub fn is_ephemeral(&self) -> bool {
+        self.dir.as_os_str().is_empty()
+    }
+
+    /// Opens an existing profile.
+    pub fn open(dir: &Path, key: &ProfileKey) -> CoreResult<Self> {
+        let conn = db::open(dir, key)?;
+        Self::from_connection(conn, dir)
+    }
+
+    pub(crate) fn from_connection(conn: Connection, dir: &Path) -> CoreResult<Self> {
+        conn.execute_batch(SCHEMA)?;
+        let bytes: Vec<u8> = conn
+            .row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
+        let identity = Identity::from_bytes(&bytes)?;
+        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// This device on the server.
+    pub fn me(&self) -> DeviceRef {
+        DeviceRef { handle: self.identity.handle.clone(), device_id: self.identity.device_id }
+    }
+
+    pub(crate) fn setting(&self, k: &str) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self.conn.row("SELECT v FROM settings WHERE k=?", [k], |r| r.get(0)).optional()?)
+    }
+
+    pub(crate) fn set_setting(&self, k: &str, v: &[u8]) -> CoreResult<()> {
+        self.conn.exec("INSERT OR REPLACE INTO settings(k, v) VALUES(?, ?)", params![k, v])?;
+        Ok(())
+    }
+
+    /// The server address this profile belongs to.
+    pub fn server(&self) -> CoreResult<String> {
+        let v = self.setting("server")?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Whether the server accepted the registration.
+    pub fn is_registered(&self) -> CoreResult<bool> {
+        Ok(self.setting("registered")?.is_some())
+    }
+
+    /// Records that the server accepted the registration.
+    pub fn mark_registered(&self) -> CoreResult<()> {
+        self.set_setting("registered", b"1")
+    }
+
+    /// The `Register` request, signed for this connection.
+    pub fn register_request(&self, login_payload: &[u8], invite: Option<String>) -> Request {
+        Request::Register {
+            handle: self.identity.handle.clone(),
+            account_key: self.identity.account_key(),
+            device: self.identity.device_info(),
+            invite,
+            signature: self.identity.sign_login(login_payload),
+        }
+    }
+
+    /// The `Login` request, signed for this connection.
+    pub fn login_request(&self, login_payload: &[u8]) -> Request {
+        Request::Login {
+            handle: self.identity.handle.clone(),
+            device_id: self.identity.device_id,
+            signature: self.identity.sign_login(login_payload),
+            copy: self.copy_id().ok().map(ByteBuf::from),
+            takeover: self.setting("copy_takeover").ok().flatten().is_some(),
+        }
+    }
+
+    /// The random id of this copy of the profile, made on first use. A
+    /// restored backup gets a new one (see `backup.rs`), so the server can
+    /// tell two copies of one device apart and let only one in.
+    pub fn copy_id(&self) -> CoreResult<Vec<u8>> {
+        if let Some(id) = self.setting("copy_id")? {
+            return Ok(id);
+        }
+        let id = rand::random::<[u8; 16]>().to_vec();
+        self.set_setting("copy_id", &id)?;
+        Ok(id)
+    }
+
+    /// The server accepted this copy (after a restore it replaced the old
+    /// one): later logins are ordinary.
+    pub fn copy_confirmed(&self) -> CoreResult<()> {
+        self.conn.exec("DELETE FROM settings WHERE k='copy_takeover'", [])?;
+        Ok(())
+    }
+
+    /// Makes this profile a fresh copy that replaces the one the server
+    /// knows: a new copy id, a takeover at the next login, and every
+    /// conversation rejoined with fresh keys (the backup's keys were used
+    /// by the other copy since, and using them again would break the
+    /// conversation for everyone).
+    pub(crate) fn become_new_copy(&self) -> CoreResult<()> {
+        self.tx(|me| {
+            me.set_setting("copy_id", &rand::random::<[u8; 16]>())?;
+            me.set_setting("copy_takeover", b"1")?;
+            me.conn.exec("UPDATE groups SET broken=1 WHERE active=1", [])?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one transaction; on error nothing it wrote stays.
+    /// Nested calls become savepoints inside the outer transaction, so a
+    /// batch of steps can share one commit (one fsync) while each step
+    /// still rolls back alone.
+    pub(crate) fn tx<T>(&self, f: impl FnOnce(&Self) -> CoreResult<T>) -> CoreResult<T> {
+        let depth = self.tx_depth.get();
+        let (begin, commit, rollback) = if depth == 0 {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            ("SAVEPOINT nested", "RELEASE nested", "ROLLBACK TO nested; RELEASE nested")
+        };
+        self.conn.execute_batch(begin)?;
+        self.tx_depth.set(depth + 1);
+        let r = f(self);
+        self.tx_depth.set(depth);
+        match r {
+            Ok(v) => {
+                self.conn.execute_batch(commit)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch(rollback);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn provider(&self) -> Provider<'_> {
+        Provider::new(&self.crypto, &self.conn)
+    }
+
+    pub(crate) fn load_group(&self, group_id: &[u8]) -> CoreResult<MlsGroup> {
+        MlsGroup::load(self.provider().storage(), &GroupId::from_slice(group_id))
+            .map_err(CoreError::mls)?
+            .ok_or_else(|| CoreError::NotFound("conversation state is missing".into()))
+    }
+
+    /// A request that uploads `n` fresh one-time KeyPackages and a new
+    /// last-resort one.
+    pub fn key_package_upload(&self, n: usize) -> CoreResult<Request> {
+        self.tx(|me| {
+            let provider = me.provider();
+            let signer = me.identity.signer();
+            let mut packages = Vec::with_capacity(n);
+            let build = |last_resort: bool| -> CoreResult<Vec<u8>> {
+                // Every package says it understands the last-resort
+                // extension: a package carrying it must, or the person
+                // claiming it refuses it (and a drained person could not be
+                // reached at all).
+                let capabilities = Capabilities::builder().extensions(vec![ExtensionType::LastResort]).build();
+                let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities);
+                if last_resort {
+                    b = b.mark_as_last_resort();
+                }
+                let bundle =
+                    b.build(CIPHERSUITE, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
+                bundle.key_package().tls_serialize_detached().map_err(CoreError::mls)
+            };
+            for _ in 0..n {
+                packages.push(ByteBuf::from(build(false)?));
+            }
+            Ok(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(build(true)?)) })
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! What the messenger shows and stores: messages, contacts, events, kinds of
+//! group.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// A message in the local history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The sender's message id.
+    pub id: Vec<u8>,
+    /// `@handle` for one-to-one, `#name` for groups.
+    pub conversation: String,
+    /// The sender's handle (without `@`).
+    pub sender: String,
+    /// Sent by this device.
+    pub outgoing: bool,
+    /// Sender's clock (ms).
+    pub sent_at: i64,
+    /// When this device stored it (ms).
+    pub received_at: i64,
+    /// The content.
+    pub body: Body,
+    /// Where it stands.
+    pub state: MessageState,
+    /// Server sequence number in its group, once known.
+    pub seq: Option<u64>,
+}
+
+/// A contact: someone this device shares a conversation with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Handle without `@`.
+    pub handle: String,
+    /// The account key first seen (trust on first use).
+    pub account_key: Vec<u8>,
+    /// The person compared safety numbers.
+    pub verified: bool,
+    /// A different account key was seen since.
+    pub key_changed: bool,
+}
+
+/// What processing produced, for the front end to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new message in history.
+    Message(Box<StoredMessage>),
+    /// This device joined a conversation.
+    Joined {
+        /// Its name.
+        conversation: String,
+    },
+    /// A conversation got a new name.
+    Renamed {
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// Something the person should know (a marker is also in history).
+    Warning {
+        /// Where, if anywhere.
+        conversation: Option<String>,
+        /// What.
+        text: String,
+    },
+}
+
+/// The warning shown when a contact's account key changes.
+/// A short tag for a group id of any length (the id comes from the server
+/// and a welcome, so it may be shorter than ours are): the first `n` bytes
+/// of its SHA-256, in hex.
+pub(crate) fn short_id(group_id: &[u8], n: usize) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(group_id)[..n.min(32)])
+}
+
+pub(crate) fn key_change_text(handle: &str) -> String {
+    format!(
+        "the account key of @{handle} changed: they may have a new device, or someone may be impersonating them. \
+         Compare safety numbers (`sotto verify @{handle}`), then `sotto trust @{handle}`"
+    )
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Whether a group is a one-to-one chat or a named group. Stored in the
+/// first byte of the group id, so a member joining by welcome knows before
+/// any message arrives. The server sees it, but it could tell from the
+/// member count anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GroupKind {
+    /// One-to-one.
+    Direct = 1,
+    /// Named group.
+    Group = 2,
+}
+
+impl GroupKind {
+    /// The kind a group id says.
+    pub fn of(group_id: &[u8]) -> Self {
+        if group_id.first() == Some(&2) {
+            Self::Group
+        } else {
+            Self::Direct
+        }
+    }
+}
+
+/// Where a message in history stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageState {
+    /// In the outbox: the server has not accepted it yet.
+    Pending,
+    /// The server has it.
+    Sent,
+    /// Someone else's, stored here.
+    Received,
+    /// A marker such as "messages may be missing".
+    System,
+}
+
+impl MessageState {
+    /// The stable name (in the database and the JSON of front ends).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::System => "system",
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for MessageState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value.as_str()? {
+            "pending" => Ok(Self::Pending),
+            "sent" => Ok(Self::Sent),
+            "received" => Ok(Self::Received),
+            "system" => Ok(Self::System),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The outbox: what waits for the server, made, remade when an epoch moved
+//! on, and marked accepted.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Something that waits for the server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Idempotency key.
+    pub client_id: Vec<u8>,
+    /// The group.
+    pub group_id: Vec<u8>,
+    /// The epoch it was made in.
+    pub epoch: u64,
+    /// Commit or application message.
+    pub kind: MessageKind,
+    /// The MLS message.
+    pub payload: Vec<u8>,
+    /// For application messages: the content id in history.
+    pub message_id: Option<Vec<u8>>,
+    /// For commits that add devices: the welcome.
+    pub welcome: Option<Vec<u8>>,
+    /// For commits: devices added.
+    pub added: Vec<DeviceRef>,
+    /// For commits: devices removed.
+    pub removed: Vec<DeviceRef>,
+    /// The group must be created on the server first.
+    pub create_group: bool,
+    /// For commits: what the commit is for, so it can be made again on a
+    /// newer epoch when another member's commit wins.
+    pub intent: Option<Intent>,
+}
+
+/// What a commit is meant to do. Kept with the commit so that a commit that
+/// lost an epoch race can be rebuilt on the winner's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Intent {
+    /// Add these people (with the KeyPackages claimed for them).
+    Add(Vec<Invitee>),
+    /// Remove every device of these handles.
+    Remove(Vec<String>),
+    /// Refresh this device's keys (post-compromise security).
+    Update,
+    /// Rejoin by external commit after losing step with the group.
+    Rejoin,
+}
+
+/// Someone to add, with the KeyPackages the server handed out for them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Invitee {
+    /// Handle.
+    pub handle: String,
+    /// The account key the server reported.
+    #[serde(with = "serde_bytes")]
+    pub account_key: Vec<u8>,
+    /// One package per device.
+    pub packages: Vec<ClaimedKeyPackage>,
+}
+
+/// A commit waiting for the server (the same shape as any outbox item).
+pub type PendingCommit = OutboxItem;
+
+impl OutboxItem {
+    /// The request that posts it.
+    pub fn to_request(&self) -> Request {
+        match self.kind {
+            MessageKind::Application => Request::Send {
+                group_id: self.group_id.clone(),
+                epoch: self.epoch,
+                client_id: self.client_id.clone(),
+                payload: self.payload.clone(),
+            },
+            MessageKind::Commit => Request::Commit {
+                group_id: self.group_id.clone(),
+                epoch: self.epoch,
+                client_id: self.client_id.clone(),
+                commit: self.payload.clone(),
+                welcome: self.welcome.clone().map(ByteBuf::from),
+                added: self.added.clone(),
+                removed: self.removed.clone(),
+            },
+        }
+    }
+}
+
+impl Messenger {
+    /// Makes the commit for `intent` on the group's current epoch, leaving
+    /// it pending in the MLS state. `None` when there is nothing left to do
+    /// (for example, the person was added by someone else meanwhile).
+    pub(crate) fn build_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<OutboxItem>> {
+        let mut group = self.load_group(group_id)?;
+        if !group.is_active() {
+            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+        }
+        let provider = self.provider();
+        let signer = self.identity.signer();
+        let members = Self::member_handles(&group);
+        let (commit, welcome, added, removed) = match &intent {
+            Intent::Add(invitees) => {
+                let mut packages = Vec::new();
+                let mut added = Vec::new();
+                for inv in invitees {
+                    if members.iter().any(|(_, c)| c.handle == inv.handle) {
+                        continue;
+                    }
+                    for (kp, d) in self.validate_invitee(inv)? {
+                        packages.push(kp);
+                        added.push(d);
+                    }
+                }
+                if packages.is_empty() {
+                    return Ok(None);
+                }
+                let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
+                (commit, Some(welcome), added, vec![])
+            }
+            Intent::Remove(handles) => {
+                let targets: Vec<(LeafNodeIndex, DeviceRef)> = members
+                    .iter()
+                    .filter(|(_, c)| handles.contains(&c.handle) && c.handle != self.identity.handle)
+                    .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
+                    .collect();
+                if targets.is_empty() {
+                    return Ok(None);
+                }
+                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+                let (commit, welcome, _) = group.remove_members(&provider, &signer, &leaves).map_err(CoreError::mls)?;
+                (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
+            }
+            Intent::Rejoin => return Err(CoreError::Invalid("a rejoin is made from the group's GroupInfo".into())),
+            Intent::Update => {
+                let bundle =
+                    group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
+                self.conn.exec("UPDATE groups SET last_update=? WHERE group_id=?", params![now_ms(), group_id])?;
+                (bundle.commit().clone(), None, vec![], vec![])
+            }
+        };
+        Ok(Some(OutboxItem {
+            client_id: rand::random::<[u8; 16]>().to_vec(),
+            group_id: group_id.to_vec(),
+            epoch: group.epoch().as_u64(),
+            kind: MessageKind::Commit,
+            payload: commit.tls_serialize_detached().map_err(CoreError::mls)?,
+            message_id: None,
+            welcome: match welcome {
+                Some(w) => Some(w.tls_serialize_detached().map_err(CoreError::mls)?),
+                None => None,
+            },
+            added,
+            removed,
+            create_group: false,
+            intent: Some(intent),
+        }))
+    }
+
+    /// Queues a commit for `intent` in a conversation.
+    pub(crate) fn queue_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<PendingCommit>> {
+        self.tx(|me| {
+            let Some(item) = me.build_commit(group_id, intent)? else { return Ok(None) };
+            me.put_outbox(&item)?;
+            Ok(Some(item))
+        })
+    }
+
+    /// A commit lost its epoch to another member's: after catching up,
+    /// rebuild it from its intent on the current epoch. `None` when nothing
+    /// is left to do.
+    pub fn redo_commit(&self, client_id: &[u8]) -> CoreResult<Option<PendingCommit>> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            let mut group = me.load_group(&item.group_id)?;
+            if group.pending_commit().is_some() {
+                group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
+            }
+            let Some(intent) = item.intent else { return Ok(None) };
+            let Some(new) = me.build_commit(&item.group_id, intent)? else { return Ok(None) };
+            me.put_outbox(&new)?;
+            Ok(Some(new))
+        })
+    }
+
+    pub(crate) fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
+        self.conn.exec(
+            "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group,
+             removed, intent, created_at)
+             VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            params![
+                item.client_id,
+                item.group_id,
+                item.epoch,
+                kind_name(item.kind),
+                item.payload,
+                item.message_id,
+                item.welcome,
+                cbor(&item.added),
+                item.create_group,
+                cbor(&item.removed),
+                item.intent.as_ref().map(cbor),
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Everything waiting for the server, oldest first.
+    pub fn outbox(&self) -> CoreResult<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group, removed, intent
+             FROM outbox ORDER BY created_at, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let added: Vec<u8> = r.get(7)?;
+            Ok(OutboxItem {
+                client_id: r.get(0)?,
+                group_id: r.get(1)?,
+                epoch: r.get(2)?,
+                kind: if r.get::<_, String>(3)? == "commit" { MessageKind::Commit } else { MessageKind::Application },
+                payload: r.get(4)?,
+                message_id: r.get(5)?,
+                welcome: r.get(6)?,
+                added: ciborium::from_reader(added.as_slice()).unwrap_or_default(),
+                create_group: r.get(8)?,
+                removed: r
+                    .get::<_, Option<Vec<u8>>>(9)?
+                    .and_then(|b| ciborium::from_reader(b.as_slice()).ok())
+                    .unwrap_or_default(),
+                intent: r.get::<_, Option<Vec<u8>>>(10)?.and_then(|b| ciborium::from_reader(b.as_slice()).ok()),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The server accepted an outbox item at `seq`: merge a commit, mark a
+    /// message sent.
+    pub fn accepted(&self, client_id: &[u8], seq: u64) -> CoreResult<()> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(()) };
+            if item.kind == MessageKind::Commit {
+                let mut group = me.load_group(&item.group_id)?;
+                if group.pending_commit().is_some() {
+                    group.merge_pending_commit(&me.provider()).map_err(CoreError::mls)?;
+                }
+            }
+            if item.intent == Some(Intent::Rejoin) {
+                // Everything before our external commit is unreadable to us.
+                me.conn.exec(
+                    "UPDATE groups SET broken=0, cursor=max(cursor, ?) WHERE group_id=?",
+                    params![seq, item.group_id],
+                )?;
+                let conversation = me.conversation_of(&item.group_id)?;
+                me.insert_system(&conversation, &item.group_id, seq, "rejoined the conversation")?;
+            }
+            if let Some(mid) = &item.message_id {
+                me.conn.exec("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
+            }
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            Ok(())
+        })
+    }
+
+    /// Encrypts a text for a conversation and queues it. The message shows
+    /// in history as pending until [`Messenger::accepted`].
+    pub fn prepare_text(&self, conversation: &str, text: &str) -> CoreResult<OutboxItem> {
+        let content = Content::text(text, now_ms())?;
+        self.prepare_content(conversation, &content)
+    }
+
+    pub(crate) fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
+        if let Some(handle) = conversation.strip_prefix('@') {
+            if !content.body.is_control() && self.is_blocked(handle)? {
+                return Err(CoreError::Blocked(handle.to_owned()));
+            }
+            let changed: Option<bool> =
+                self.conn.row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
+            if changed == Some(true) {
+                return Err(CoreError::KeyChanged(handle.to_owned()));
+            }
+        }
+        let group_id = self
+            .conversation_group(conversation)?
+            .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
+        self.tx(|me| {
+            let now = now_ms();
+            me.conn.exec(
+                "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
+                 VALUES(?,?,?,?,1,?,?,?,?,1)",
+                params![
+                    content.id,
+                    conversation,
+                    group_id,
+                    me.identity.handle,
+                    content.sent_at,
+                    now,
+                    cbor(&content.body),
+                    if content.body.is_control() { "control" } else { "pending" }
+                ],
+            )?;
+            let item = me.encrypt(&group_id, content, rand::random::<[u8; 16]>().to_vec())?;
+            me.put_outbox(&item)?;
+            Ok(item)
+        })
+    }
+
+    pub(crate) fn encrypt(&self, group_id: &[u8], content: &Content, client_id: Vec<u8>) -> CoreResult<OutboxItem> {
+        let mut group = self.load_group(group_id)?;
+        if !group.is_active() {
+            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+        }
+        // A one-to-one message nobody else can ever read would sit "sent"
+        // for good. (A named group of one is allowed: people may be added.)
+        if !content.body.is_control()
+            && GroupKind::of(group_id) == GroupKind::Direct
+            && !Self::member_handles(&group).iter().any(|(_, c)| c.handle != self.identity.handle)
+        {
+            return Err(CoreError::Invalid(
+                "nobody else is in this conversation any more, so nobody could read the message; nothing was sent"
+                    .into(),
+            ));
+        }
+        let provider = self.provider();
+        let msg =
+            group.create_message(&provider, &self.identity.signer(), &content.encode()).map_err(CoreError::mls)?;
+        Ok(OutboxItem {
+            client_id,
+            group_id: group_id.to_vec(),
+            epoch: group.epoch().as_u64(),
+            kind: MessageKind::Application,
+            payload: msg.tls_serialize_detached().map_err(CoreError::mls)?,
+            message_id: Some(content.id.clone()),
+            welcome: None,
+            added: vec![],
+            removed: vec![],
+            create_group: false,
+            intent: None,
+        })
+    }
+
+    /// Re-encrypts a queued message in the group's current epoch (after the
+    /// server said the epoch was stale and the group caught up).
+    pub fn reencrypt(&self, client_id: &[u8]) -> CoreResult<Option<OutboxItem>> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
+            let Some(mid) = item.message_id.clone() else { return Ok(None) };
+            let (body, sent_at): (Vec<u8>, i64) =
+                me.conn.row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let body: Body =
+                ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
+            // A fresh client id: the old one may be remembered by the server
+            // with the stale epoch.
+            let new =
+                me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            me.put_outbox(&new)?;
+            Ok(Some(new))
+        })
+    }
+}

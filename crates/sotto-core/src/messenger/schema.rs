@@ -1,0 +1,70 @@
+//! The profile database's tables.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings(k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts(
+    handle TEXT PRIMARY KEY,
+    account_key BLOB NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    key_changed INTEGER NOT NULL DEFAULT 0,
+    -- The new account key seen, held until the person trusts it.
+    pending_key BLOB,
+    added_at INTEGER NOT NULL
+);
+-- People this person blocked: their welcomes are dropped, their messages
+-- are decrypted (to stay in step) but neither stored nor shown.
+CREATE TABLE IF NOT EXISTS blocked(handle TEXT PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS groups(
+    group_id BLOB PRIMARY KEY,
+    conversation TEXT NOT NULL,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    last_update INTEGER NOT NULL DEFAULT 0,
+    -- 1 when a delivery could not be processed: the device is out of step
+    -- and rejoins by external commit.
+    broken INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
+CREATE TABLE IF NOT EXISTS messages(
+    n INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    conversation TEXT NOT NULL,
+    group_id BLOB,
+    seq INTEGER,
+    sender TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation, n);
+CREATE TABLE IF NOT EXISTS uploads(
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    blob_id BLOB NOT NULL,
+    key BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox(
+    client_id BLOB PRIMARY KEY,
+    group_id BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    message_id BLOB,
+    welcome BLOB,
+    added BLOB,
+    create_group INTEGER NOT NULL DEFAULT 0,
+    removed BLOB,
+    intent BLOB,
+    created_at INTEGER NOT NULL
+);
+"#;
