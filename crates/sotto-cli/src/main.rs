@@ -13,8 +13,11 @@ mod chat;
 mod exit;
 mod export;
 mod frontend;
+mod messaging;
 mod output;
+mod people;
 mod profile;
+mod profile_cmds;
 mod progress;
 mod web;
 
@@ -193,413 +196,32 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Runs the command on the profile in `dir` (or the ephemeral identity).
 async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
-    let dir = dir.to_owned();
     match &cli.command {
-        Command::Init { server, name, invite, no_passphrase } => {
-            let address = ServerAddress::parse(server)?;
-            sotto_proto::validate_handle(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-            let messenger = profile::create(&dir, *no_passphrase, name, &address.to_string())?;
-            match Session::register(&messenger, invite.clone()).await {
-                Ok(session) => session.close().await,
-                Err(e) => {
-                    drop(messenger);
-                    sotto_core::db::remove(&dir);
-                    return Err(anyhow::Error::new(e)
-                        .context("registration failed; nothing was kept, fix the cause and run init again"));
-                }
-            }
-            say!("registered @{name} on {address}");
-            say!("profile: {}", dir.display());
-        }
-        Command::Send { to, text, file } => {
-            let conversation = conversation_arg(to)?;
-            let messenger = messenger(cli, &dir).await?;
-            let mut session = match Session::open(&messenger).await {
-                Ok(s) => s,
-                // The server is away: a text to a conversation that exists
-                // goes into the outbox now (encrypted in the epoch this
-                // device knows; re-encrypted on reconnect if it moved on).
-                Err(e)
-                    if file.is_none() && !cli.ephemeral && messenger.conversation_group(&conversation)?.is_some() =>
-                {
-                    messenger.prepare_text(&conversation, text.as_deref().unwrap_or_default())?;
-                    return Err(exit::Queued { conversation, reason: e.to_string() }.into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            report(&session.sync().await?);
-            let sent = match file {
-                Some(path) => {
-                    let bar = progress::bar("upload");
-                    let r = session
-                        .send_file(std::slice::from_ref(&conversation), path, text.clone(), bar.callback())
-                        .await;
-                    bar.finish(r.is_ok());
-                    r
-                }
-                None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
-            };
-            if let Err(e) = sent {
-                let what = if e.is_queued() { conversation } else { format!("could not send to {conversation}") };
-                return Err(anyhow::Error::new(e).context(what));
-            }
-            session.close().await;
-        }
-        Command::Receive { json, wait } => {
-            let (json, wait) = (*json, *wait);
-            let messenger = messenger(cli, &dir).await?;
-            let mut session = Session::open(&messenger).await?;
-            report(&session.sync().await?);
-            for m in messenger.take_unfetched()? {
-                output::print_message(&m, json);
-            }
-            if let Some(secs) = wait {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-                loop {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    match session.pump(left).await {
-                        Ok(events) => report(&events),
-                        Err(e) => {
-                            // Dropped connection: reconnect (with backoff) and go on.
-                            eprintln!("warning: {e}; reconnecting");
-                            session = Session::open(&messenger).await?;
-                            report(&session.sync().await?);
-                        }
-                    }
-                    for m in messenger.take_unfetched()? {
-                        output::print_message(&m, json);
-                    }
-                }
-            }
-            session.close().await;
-        }
-        Command::History { conversation, json } => {
-            let conversation = conversation_arg(conversation)?;
-            let messenger = messenger(cli, &dir).await?;
-            for m in messenger.history(&conversation)? {
-                output::print_message(&m, *json);
-            }
-        }
-        Command::Contacts { json } => {
-            let json = *json;
-            let messenger = messenger(cli, &dir).await?;
-            let contacts = messenger.contacts()?;
-            let handles: Vec<String> = contacts.iter().map(|c| c.handle.clone()).collect();
-            // Presence needs the server; the list does not.
-            let online = match Session::open(&messenger).await {
-                Ok(mut session) => {
-                    let p = session.presence(&handles).await.ok().flatten();
-                    session.close().await;
-                    p
-                }
-                Err(e) => {
-                    eprintln!("warning: cannot tell who is online: {e}");
-                    None
-                }
-            };
-            for c in contacts {
-                let on = online.as_ref().map(|list| list.iter().any(|(h, on)| *h == c.handle && *on));
-                output::print_contact(&c, on, json);
-            }
-        }
-        Command::Groups { json } => {
-            let messenger = messenger(cli, &dir).await?;
-            for g in messenger.groups()? {
-                if *json {
-                    say!("{}", serde_json::to_string(&g)?);
-                } else {
-                    let state = if g.active { String::new() } else { " (left)".to_owned() };
-                    let members: Vec<String> = g.members.iter().map(|m| format!("@{m}")).collect();
-                    say!("{}{state}: {}", g.conversation, members.join(" "));
-                }
-            }
-        }
-        Command::Group(cmd) => {
-            let messenger = messenger(cli, &dir).await?;
-            let mut session = Session::open(&messenger).await?;
-            report(&session.sync().await?);
-            match cmd {
-                GroupCommand::Create { name, members } => {
-                    let conversation = group_arg(name)?;
-                    session.create_group(&conversation[1..], &handles_arg(members)?).await?;
-                    say!("created {conversation}");
-                }
-                GroupCommand::Add { name, members } => {
-                    session.add_to_group(&group_arg(name)?, &handles_arg(members)?).await?;
-                }
-                GroupCommand::Remove { name, members } => {
-                    session.remove_from_group(&group_arg(name)?, &handles_arg(members)?).await?;
-                }
-                GroupCommand::Leave { name } => session.leave_group(&group_arg(name)?).await?,
-                GroupCommand::Rename { name, new } => {
-                    let new_conv = group_arg(new)?;
-                    session.rename_group(&group_arg(name)?, &new_conv[1..]).await?;
-                }
-            }
-            session.close().await;
-        }
-        Command::Web { port, no_open } => {
-            let messenger = messenger(cli, &dir).await?;
-            web::run(messenger.clone(), *port, !*no_open, profile::summaries()).await?;
-            waiting_note(&messenger);
-        }
-        Command::Chat => {
-            use std::io::IsTerminal;
-            if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
-                bail!("`sotto chat` needs a terminal; for scripts use `sotto receive --wait SECONDS` and `sotto send`");
-            }
-            let mut messenger = messenger(cli, &dir).await?;
-            loop {
-                let next = chat::run(&messenger, profile::summaries()).await?;
-                waiting_note(&messenger);
-                let Some(name) = next else { break };
-                match profile::resolve(Some(&name)).and_then(|d| profile::open(&d)) {
-                    Ok(m) => messenger = Rc::new(m),
-                    Err(e) => eprintln!("cannot switch to {name}: {e:#}; staying"),
-                }
-            }
-        }
-        Command::Download { id, output } => {
-            let messenger = messenger(cli, &dir).await?;
-            let mut session = Session::open(&messenger).await?;
-            let bar = progress::bar("download");
-            let r = session.download_file(id, output.as_deref(), bar.callback()).await;
-            bar.finish(r.is_ok());
-            let path = r?;
-            session.close().await;
-            say!("saved: {}", path.display());
-        }
-        Command::Broadcast { text, file, to } => {
-            let messenger = messenger(cli, &dir).await?;
-            let targets: Vec<String> = if to.is_empty() {
-                messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
-            } else {
-                to.iter().map(|t| conversation_arg(t.trim())).collect::<Result<_>>()?
-            };
-            if targets.is_empty() {
-                bail!("nobody to broadcast to: start a conversation first, or name recipients with --to");
-            }
-            let mut session = Session::open(&messenger).await?;
-            report(&session.sync().await?);
-            let (mut failed, mut queued) = (Vec::new(), Vec::new());
-            if let Some(path) = file {
-                // One upload, one message per conversation.
-                let bar = progress::bar("upload");
-                let r = session.send_file(&targets, path, text.clone(), bar.callback()).await;
-                bar.finish(r.is_ok());
-                r?;
-            } else {
-                for t in &targets {
-                    match session.send_text(t, text.as_deref().unwrap_or_default()).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_queued() => {
-                            eprintln!("queued: {t}: {e}");
-                            queued.push(t.clone());
-                        }
-                        Err(e) => {
-                            eprintln!("error: {t}: {e}");
-                            failed.push(t.clone());
-                        }
-                    }
-                }
-            }
-            session.close().await;
-            if !failed.is_empty() {
-                bail!("not sent to {} of {}: {}", failed.len(), targets.len(), failed.join(", "));
-            }
-            if !queued.is_empty() {
-                return Err(exit::Queued {
-                    conversation: queued.join(", "),
-                    reason: "the server did not confirm".into(),
-                }
-                .into());
-            }
-            say!("sent to {}", targets.join(", "));
-        }
-        Command::Verify { contact, confirm } => {
-            let handle = contact_arg(contact)?;
-            let messenger = messenger(cli, &dir).await?;
-            match confirm {
-                Some(digits) => {
-                    messenger.confirm_verified(&handle, digits)?;
-                    say!("@{handle} is verified");
-                }
-                None => {
-                    let number = messenger.safety_number(&handle)?;
-                    say!("safety number: {}", sotto_core::trust::grouped(&number));
-                    say!("{}", output::qr(&number));
-                    say!(
-                        "Compare these digits with @{handle} in person or on a call; if they match, run\n  sotto verify @{handle} --confirm '{}'",
-                        sotto_core::trust::grouped(&number)
-                    );
-                }
-            }
-        }
-        Command::Block { contact } => {
-            let handle = contact_arg(contact)?;
-            let messenger = messenger(cli, &dir).await?;
-            if handle == messenger.identity().handle {
-                bail!("you cannot block yourself");
-            }
-            messenger.block(&handle)?;
-            // Leaving the one-to-one stops the server routing it and
-            // showing them whether you are online.
-            let conversation = format!("@{handle}");
-            if messenger.conversation_group(&conversation)?.is_some() {
-                match Session::open(&messenger).await {
-                    Ok(mut session) => {
-                        let _ = session.sync().await;
-                        if let Err(e) = session.leave_group(&conversation).await {
-                            eprintln!("warning: could not leave {conversation} yet ({e}); their messages are hidden all the same");
-                        }
-                        session.close().await;
-                    }
-                    Err(e) => eprintln!(
-                        "warning: cannot reach the server ({e}); @{handle} is blocked here, and {conversation} is left the next time you block while online"
-                    ),
-                }
-            }
-            say!("blocked @{handle}: their messages and invitations are dropped; `sotto unblock @{handle}` undoes it");
-        }
-        Command::Unblock { contact } => {
-            let handle = contact_arg(contact)?;
-            let messenger = messenger(cli, &dir).await?;
-            if messenger.unblock(&handle)? {
-                say!("unblocked @{handle}; write to them to start a new conversation");
-            } else {
-                say!("@{handle} was not blocked");
-            }
-        }
-        Command::Blocked => {
-            let messenger = messenger(cli, &dir).await?;
-            for h in messenger.blocked()? {
-                say!("@{h}");
-            }
-        }
-        Command::Trust { contact } => {
-            let handle = contact_arg(contact)?;
-            let messenger = messenger(cli, &dir).await?;
-            if messenger.trust(&handle)? {
-                say!("now trusting the new key of @{handle}; compare safety numbers to verify it (`sotto verify @{handle}`)");
-            } else {
-                say!("the key of @{handle} has not changed; nothing to do");
-            }
-        }
-        Command::Export { conversation, format, output, all } => {
-            let messenger = messenger(cli, &dir).await?;
-            let me = messenger.identity().handle.clone();
-            if let Some(folder) = all {
-                std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-                let mut n = 0;
-                for c in messenger.conversations()? {
-                    let path = folder.join(export::file_name(&c, *format));
-                    write_new(&path, &export::render(&c, &me, &messenger.history(&c)?, *format))?;
-                    n += 1;
-                }
-                say!("exported {n} conversations to {}", folder.display());
-            } else {
-                let Some(c) = conversation else { bail!("name a conversation (@handle or #group), or use --all DIR") };
-                let c = conversation_arg(c)?;
-                let history = messenger.history(&c)?;
-                if history.is_empty() && messenger.conversation_group(&c)?.is_none() {
-                    bail!("no conversation {c}");
-                }
-                let text = export::render(&c, &me, &history, *format);
-                match output {
-                    Some(path) => write_new(path, &text)?,
-                    None => output::text(&text),
-                }
-            }
-        }
-        Command::Account(AccountCommand::Delete { yes }) => {
-            let messenger = messenger(cli, &dir).await?;
-            let handle = messenger.identity().handle.clone();
-            if !*yes {
-                use std::io::IsTerminal;
-                if !std::io::stdin().is_terminal() {
-                    bail!("deleting @{handle} cannot be undone: run `sotto account delete --yes` to confirm");
-                }
-                eprint!("This deletes @{handle} on the server and this profile with its history. Type the handle to confirm: ");
-                let mut typed = String::new();
-                std::io::stdin().read_line(&mut typed)?;
-                if typed.trim().trim_start_matches('@') != handle {
-                    bail!("not confirmed; nothing was deleted");
-                }
-            }
-            let mut session = Session::open(&messenger).await?;
-            report(&session.sync().await?);
-            let left = session.delete_account().await.context("the account was not deleted; run the command again")?;
-            session.close().await;
-            let downloads = messenger.downloads_dir().filter(|d| d.exists());
-            messenger.clear_outgoing();
-            drop(messenger);
-            if !cli.ephemeral {
-                sotto_core::db::remove(&dir);
-                // Gone when empty; received files are the person's to keep.
-                let _ = std::fs::remove_dir(&dir);
-            }
-            say!("deleted @{handle}; left {} conversation(s); the handle is free on the server", left.len());
-            if let Some(d) = downloads {
-                say!("the files you received are still in {}", d.display());
-            }
-            return Ok(());
-        }
-        Command::Backup(BackupCommand::Create { file }) => {
-            let messenger = profile::open(&dir)?;
-            let pass = profile::backup_passphrase(true)?;
-            messenger.backup(file, &pass)?;
-            say!("backup written to {} (keep the backup passphrase; without it the file is useless)", file.display());
-        }
-        Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
-            let pass = profile::backup_passphrase(false)?;
-            let key = profile::new_key(*no_passphrase)?;
-            let existed = dir.exists();
-            let messenger = match sotto_core::Messenger::restore(file, &pass, &dir, &key) {
-                Ok(m) => m,
-                Err(e) => {
-                    // Leave no half-made profile folder behind.
-                    if !existed {
-                        let _ = std::fs::remove_dir_all(&dir);
-                    }
-                    return Err(profile::explain(&dir, e));
-                }
-            };
-            say!("restored @{} into {}", messenger.identity().handle, dir.display());
-        }
-        Command::Profiles => profile::list()?,
-        Command::Unlock { hold } => {
-            let key = profile::unlock_key(&dir)?;
-            agent::put(&dir, &key, *hold)?;
-            say!(
-                "unlocked {} for {}; `sotto lock` forgets it sooner",
-                dir.display(),
-                humantime::format_duration(*hold)
-            );
-        }
-        Command::Lock => {
-            if agent::forget(None)? {
-                say!("locked: the agent forgot every key; commands ask for the passphrase again");
-            } else {
-                say!("nothing was unlocked");
-            }
-        }
-        Command::Agent { socket } => agent::serve(socket).await?,
-        Command::Passphrase { no_passphrase } => {
-            let messenger = profile::open(&dir)?;
-            let key = profile::new_key(*no_passphrase)?;
-            messenger.change_key(&key)?;
-            // The old key opens nothing now.
-            let _ = agent::forget(Some(&dir));
-            say!(
-                "the profile is now protected by {}",
-                if *no_passphrase { "a key file (weaker)" } else { "the new passphrase" }
-            );
-        }
+        Command::Init { .. }
+        | Command::Send { .. }
+        | Command::Receive { .. }
+        | Command::History { .. }
+        | Command::Download { .. }
+        | Command::Broadcast { .. }
+        | Command::Export { .. } => messaging::run(cli, dir).await,
+        Command::Contacts { .. }
+        | Command::Groups { .. }
+        | Command::Group(..)
+        | Command::Verify { .. }
+        | Command::Block { .. }
+        | Command::Unblock { .. }
+        | Command::Blocked
+        | Command::Trust { .. } => people::run(cli, dir).await,
+        Command::Web { .. }
+        | Command::Chat
+        | Command::Account(..)
+        | Command::Backup(..)
+        | Command::Profiles
+        | Command::Unlock { .. }
+        | Command::Lock
+        | Command::Agent { .. }
+        | Command::Passphrase { .. } => profile_cmds::run(cli, dir).await,
     }
-    Ok(())
 }
 
 #[cfg(test)]

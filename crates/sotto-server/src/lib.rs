@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod blob_files;
 pub mod blobs;
+pub mod budget;
 pub mod config;
 pub mod data_dir;
 pub mod hub;

@@ -156,6 +156,11 @@ macro_rules! guard {
     };
 }
 
+// After `guard!`, which it uses.
+mod files;
+
+use files::{download, upload};
+
 async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
     let app = s.app.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,122 +238,6 @@ async fn act(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<
     }
     let (id, outcome) = s.ask(command).await;
     outcome_response(id, &outcome)
-}
-
-#[derive(Deserialize)]
-struct UploadQuery {
-    to: String,
-    name: String,
-}
-
-/// The browser posts the file's bytes; they are written to a private temp
-/// file (streamed, never whole in memory), then sent like `sotto send --file`.
-async fn upload(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<UploadQuery>,
-    body: Body,
-) -> Response {
-    guard!(s, headers, None);
-    if !(q.to.starts_with('@') || q.to.starts_with('#')) {
-        return (StatusCode::BAD_REQUEST, "to must be @handle or #group").into_response();
-    }
-    // The plaintext waits inside the profile's own private folder, never in
-    // the shared temp folder, and is removed once encrypted and uploaded
-    // (net.rs), or at the next start after a crash.
-    let Some(outgoing) = s.outgoing.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "an ephemeral profile keeps nothing on disk, so it cannot take files here; use `sotto --ephemeral ... send --file PATH`",
-        )
-            .into_response();
-    };
-    let dir = outgoing.join(hex::encode(rand::random::<[u8; 8]>()));
-    if private_dir(&outgoing).and_then(|()| private_dir(&dir)).is_err() {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
-    }
-    let path = dir.join(sotto_core::files::safe_file_name(&q.name));
-    let staged = staged_file(&path).await;
-    let Ok(mut file) = staged else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
-    };
-    let mut stream = body.into_data_stream();
-    use tokio::io::AsyncWriteExt;
-    while let Some(chunk) = stream.next().await {
-        let failed = match chunk {
-            Ok(b) => {
-                file.write_all(&b).await.err().map(|_| (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file"))
-            }
-            Err(_) => Some((StatusCode::BAD_REQUEST, "the upload broke off; send the file again")),
-        };
-        if let Some(answer) = failed {
-            drop(file);
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return answer.into_response();
-        }
-    }
-    if file.flush().await.is_err() {
-        drop(file);
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
-    }
-    drop(file);
-    let (id, outcome) = s.ask(Command::SendFile { to: q.to, path }).await;
-    outcome_response(id, &outcome)
-}
-
-/// Creates a folder only its owner can enter (or tightens an existing one).
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// A new file only its owner can read.
-async fn staged_file(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    opts.open(path).await
-}
-
-#[derive(Deserialize)]
-struct IdQuery {
-    id: String,
-}
-
-/// Fetches and verifies a received file, then hands it to the browser.
-async fn download(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<IdQuery>) -> Response {
-    guard!(s, headers, None);
-    let Some(dir) = s.downloads.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-        return (StatusCode::BAD_REQUEST, "an ephemeral profile has no download folder").into_response();
-    };
-    let path = match s.ask(Command::Download { id: q.id.clone() }).await {
-        (_, Outcome::Saved { path }) => PathBuf::from(path),
-        (_, Outcome::Error { message }) => return (StatusCode::BAD_GATEWAY, message).into_response(),
-        (_, other) => return (StatusCode::INTERNAL_SERVER_ERROR, other.describe()).into_response(),
-    };
-    if !path.starts_with(&dir) {
-        return (StatusCode::FORBIDDEN, "refused").into_response();
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let Ok(file) = tokio::fs::File::open(&path).await else {
-        return (StatusCode::NOT_FOUND, "the file is gone").into_response();
-    };
-    let ascii: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
-    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,128 @@
+//! The chat screen's state, driven by keys and events without a terminal.
+
+use super::*;
+use sotto_core::Body;
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+pub(crate) fn msg(conv: &str, from: &str, text: &str, id: u8) -> StoredMessage {
+    StoredMessage {
+        id: vec![id],
+        conversation: conv.into(),
+        sender: from.into(),
+        outgoing: from == "me",
+        sent_at: 1_700_000_000_000 + i64::from(id) * 60_000,
+        received_at: 0,
+        body: Body::Text { text: text.into() },
+        state: if from == "me" { sotto_core::MessageState::Sent } else { sotto_core::MessageState::Received },
+        seq: Some(u64::from(id)),
+    }
+}
+
+#[test]
+fn typing_editing_and_sending() {
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+    assert_eq!(app.current.as_deref(), Some("@bob"));
+    typed(&mut app, "helo");
+    app.on_key(key(KeyCode::Left));
+    app.on_key(key(KeyCode::Char('l')));
+    assert_eq!(app.input, "hello");
+    app.on_key(key(KeyCode::Home));
+    app.on_key(key(KeyCode::Delete));
+    assert_eq!(app.input, "ello");
+    app.on_key(key(KeyCode::End));
+    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT));
+    typed(&mut app, "ö");
+    app.on_key(key(KeyCode::Backspace));
+    typed(&mut app, "x");
+    assert_eq!(app.input, "ello\nx");
+    let cmd = app.on_key(key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Send { to: "@bob".into(), text: "ello\nx".into() }));
+    assert!(app.input.is_empty());
+    // Up brings the sent line back.
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(app.input, "ello\nx");
+    app.on_key(key(KeyCode::Down));
+    assert!(app.input.is_empty());
+}
+
+#[test]
+fn unread_counts_and_switching() {
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "one", 1))));
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "two", 2))));
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
+    assert_eq!(app.conversations["@carol"].unread, 2);
+    assert_eq!(app.conversations["@bob"].unread, 0, "the open one counts nothing");
+    assert_eq!(app.order, vec!["@carol", "@bob"]);
+    assert_eq!(app.current.as_deref(), Some("@bob"));
+    app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    assert_eq!(app.current.as_deref(), Some("@carol"));
+    assert_eq!(app.conversations["@carol"].unread, 0, "opening clears the count");
+    app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::CONTROL));
+    assert_eq!(app.current.as_deref(), Some("@bob"));
+    app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    // The same message again (its acknowledgement) replaces, not adds.
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
+    assert_eq!(app.conversations["@carol"].messages.len(), 2);
+}
+
+#[test]
+fn slash_commands_and_completion() {
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+    app.on_net(Event::Message(Box::new(msg("#crew", "bob", "hey", 2))));
+    typed(&mut app, "/ms");
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.input, "/msg ");
+    typed(&mut app, "@b");
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.input, "/msg @bob ");
+    typed(&mut app, "hello there");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Send { to: "@bob".into(), text: "hello there".into() }));
+    typed(&mut app, "/send #cr");
+    app.on_key(key(KeyCode::Tab));
+    typed(&mut app, "/tmp/a b.txt");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        Some(Command::SendFile { to: "#crew".into(), path: "/tmp/a b.txt".into() })
+    );
+    assert_eq!(app.current.as_deref(), Some("#crew"));
+    typed(&mut app, "/bmsg all of you");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Broadcast { text: "all of you".into() }));
+    typed(&mut app, "/group add crew @dave");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        Some(Command::Group(GroupChange::Add { name: "crew".into(), people: vec!["dave".into()] }))
+    );
+    typed(&mut app, "/verify @bob");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Verify { handle: "bob".into() }));
+    typed(&mut app, "/nonsense");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    assert!(app.info.contains("unknown command"));
+    typed(&mut app, "/msg");
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.info.starts_with("usage"));
+    app.profiles = vec![("work".into(), "@me sotto://x:1".into())];
+    typed(&mut app, "/profile");
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.info.contains("work (@me sotto://x:1)"), "{}", app.info);
+    assert!(!app.quit);
+    typed(&mut app, "/profile work");
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.quit);
+    assert_eq!(app.switch_to.as_deref(), Some("work"));
+    let mut app = App::default();
+    typed(&mut app, "/exit");
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.quit && app.switch_to.is_none());
+}

@@ -1,0 +1,186 @@
+//! `sotto` commands that send and read: init, send, receive, history,
+//! download, broadcast, export.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Runs one of this family's commands.
+pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
+    let dir = dir.to_owned();
+    match &cli.command {
+        Command::Init { server, name, invite, no_passphrase } => {
+            let address = ServerAddress::parse(server)?;
+            sotto_proto::validate_handle(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let messenger = profile::create(&dir, *no_passphrase, name, &address.to_string())?;
+            match Session::register(&messenger, invite.clone()).await {
+                Ok(session) => session.close().await,
+                Err(e) => {
+                    drop(messenger);
+                    sotto_core::db::remove(&dir);
+                    return Err(anyhow::Error::new(e)
+                        .context("registration failed; nothing was kept, fix the cause and run init again"));
+                }
+            }
+            say!("registered @{name} on {address}");
+            say!("profile: {}", dir.display());
+        }
+        Command::Send { to, text, file } => {
+            let conversation = conversation_arg(to)?;
+            let messenger = messenger(cli, &dir).await?;
+            let mut session = match Session::open(&messenger).await {
+                Ok(s) => s,
+                // The server is away: a text to a conversation that exists
+                // goes into the outbox now (encrypted in the epoch this
+                // device knows; re-encrypted on reconnect if it moved on).
+                Err(e)
+                    if file.is_none() && !cli.ephemeral && messenger.conversation_group(&conversation)?.is_some() =>
+                {
+                    messenger.prepare_text(&conversation, text.as_deref().unwrap_or_default())?;
+                    return Err(exit::Queued { conversation, reason: e.to_string() }.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            report(&session.sync().await?);
+            let sent = match file {
+                Some(path) => {
+                    let bar = progress::bar("upload");
+                    let r = session
+                        .send_file(std::slice::from_ref(&conversation), path, text.clone(), bar.callback())
+                        .await;
+                    bar.finish(r.is_ok());
+                    r
+                }
+                None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
+            };
+            if let Err(e) = sent {
+                let what = if e.is_queued() { conversation } else { format!("could not send to {conversation}") };
+                return Err(anyhow::Error::new(e).context(what));
+            }
+            session.close().await;
+        }
+        Command::Receive { json, wait } => {
+            let (json, wait) = (*json, *wait);
+            let messenger = messenger(cli, &dir).await?;
+            let mut session = Session::open(&messenger).await?;
+            report(&session.sync().await?);
+            for m in messenger.take_unfetched()? {
+                output::print_message(&m, json);
+            }
+            if let Some(secs) = wait {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+                loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match session.pump(left).await {
+                        Ok(events) => report(&events),
+                        Err(e) => {
+                            // Dropped connection: reconnect (with backoff) and go on.
+                            eprintln!("warning: {e}; reconnecting");
+                            session = Session::open(&messenger).await?;
+                            report(&session.sync().await?);
+                        }
+                    }
+                    for m in messenger.take_unfetched()? {
+                        output::print_message(&m, json);
+                    }
+                }
+            }
+            session.close().await;
+        }
+        Command::History { conversation, json } => {
+            let conversation = conversation_arg(conversation)?;
+            let messenger = messenger(cli, &dir).await?;
+            for m in messenger.history(&conversation)? {
+                output::print_message(&m, *json);
+            }
+        }
+        Command::Download { id, output } => {
+            let messenger = messenger(cli, &dir).await?;
+            let mut session = Session::open(&messenger).await?;
+            let bar = progress::bar("download");
+            let r = session.download_file(id, output.as_deref(), bar.callback()).await;
+            bar.finish(r.is_ok());
+            let path = r?;
+            session.close().await;
+            say!("saved: {}", path.display());
+        }
+        Command::Broadcast { text, file, to } => {
+            let messenger = messenger(cli, &dir).await?;
+            let targets: Vec<String> = if to.is_empty() {
+                messenger.conversations()?.into_iter().filter(|c| c.starts_with('@')).collect()
+            } else {
+                to.iter().map(|t| conversation_arg(t.trim())).collect::<Result<_>>()?
+            };
+            if targets.is_empty() {
+                bail!("nobody to broadcast to: start a conversation first, or name recipients with --to");
+            }
+            let mut session = Session::open(&messenger).await?;
+            report(&session.sync().await?);
+            let (mut failed, mut queued) = (Vec::new(), Vec::new());
+            if let Some(path) = file {
+                // One upload, one message per conversation.
+                let bar = progress::bar("upload");
+                let r = session.send_file(&targets, path, text.clone(), bar.callback()).await;
+                bar.finish(r.is_ok());
+                r?;
+            } else {
+                for t in &targets {
+                    match session.send_text(t, text.as_deref().unwrap_or_default()).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_queued() => {
+                            eprintln!("queued: {t}: {e}");
+                            queued.push(t.clone());
+                        }
+                        Err(e) => {
+                            eprintln!("error: {t}: {e}");
+                            failed.push(t.clone());
+                        }
+                    }
+                }
+            }
+            session.close().await;
+            if !failed.is_empty() {
+                bail!("not sent to {} of {}: {}", failed.len(), targets.len(), failed.join(", "));
+            }
+            if !queued.is_empty() {
+                return Err(exit::Queued {
+                    conversation: queued.join(", "),
+                    reason: "the server did not confirm".into(),
+                }
+                .into());
+            }
+            say!("sent to {}", targets.join(", "));
+        }
+        Command::Export { conversation, format, output, all } => {
+            let messenger = messenger(cli, &dir).await?;
+            let me = messenger.identity().handle.clone();
+            if let Some(folder) = all {
+                std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+                let mut n = 0;
+                for c in messenger.conversations()? {
+                    let path = folder.join(export::file_name(&c, *format));
+                    write_new(&path, &export::render(&c, &me, &messenger.history(&c)?, *format))?;
+                    n += 1;
+                }
+                say!("exported {n} conversations to {}", folder.display());
+            } else {
+                let Some(c) = conversation else { bail!("name a conversation (@handle or #group), or use --all DIR") };
+                let c = conversation_arg(c)?;
+                let history = messenger.history(&c)?;
+                if history.is_empty() && messenger.conversation_group(&c)?.is_none() {
+                    bail!("no conversation {c}");
+                }
+                let text = export::render(&c, &me, &history, *format);
+                match output {
+                    Some(path) => write_new(path, &text)?,
+                    None => output::text(&text),
+                }
+            }
+        }
+        // The dispatcher in main.rs sends only this family's commands here.
+        _ => unreachable!("not a messaging command"),
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The operator commands of `sotto-server`: invites, users, sessions, bans,
+//! stats, checking a configuration file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use sotto_server::relay::now_ms;
+use sotto_server::store::{Accounts, KeyPackages, OperatorViews, SqliteStore};
+use sotto_server::{admin, config, invite};
+
+use super::args::*;
+
+pub(crate) fn open_store(data: &Path) -> Result<SqliteStore> {
+    Ok(sotto_server::node::open_store(data)?)
+}
+
+/// The store of an existing server (operator commands never create one).
+pub(crate) fn existing_store(data: &Path) -> Result<SqliteStore> {
+    if !data.join("relay.db").exists() {
+        bail!("no server data in {} (start the server once, or pass --data)", data.display());
+    }
+    open_store(data)
+}
+
+pub(crate) fn when(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+pub(crate) fn invites(a: &InviteArgs) -> Result<()> {
+    let store = existing_store(&a.data.data)?;
+    if a.list {
+        for i in store.list_invites()? {
+            let exp = i.expires_at.map(when).unwrap_or_else(|| "never".into());
+            println!("id {}\tuses left {}\texpires {exp}\tcreated {}", i.id, i.uses_left, when(i.created_at));
+        }
+        return Ok(());
+    }
+    if let Some(r) = &a.revoke {
+        if !store.revoke_invite(r)? {
+            bail!("no such invite (see `sotto-server invite --list`)");
+        }
+        println!("revoked");
+        return Ok(());
+    }
+    if a.uses == 0 {
+        bail!("--uses must be at least 1");
+    }
+    let code = invite::new_code();
+    let now = now_ms();
+    store.create_invite(&code, a.uses, a.expires.map(|d| now + d.as_millis() as i64), now)?;
+    println!("invite: {code}");
+    Ok(())
+}
+
+pub(crate) async fn users(a: UsersArgs) -> Result<()> {
+    let store = existing_store(&a.data.data)?;
+    match a.action.unwrap_or(UsersAction::List) {
+        UsersAction::List => {
+            for u in store.list_accounts()? {
+                let banned = if u.banned { "\tBANNED" } else { "" };
+                println!(
+                    "@{}\tdevices {}\tgroups {}\tsince {}{banned}",
+                    u.handle,
+                    u.devices,
+                    u.groups,
+                    when(u.created_at)
+                );
+            }
+        }
+        UsersAction::Show { handle } => {
+            let acct = store.account(&handle)?.with_context(|| format!("no account @{handle}"))?;
+            let summary = store.list_accounts()?.into_iter().find(|s| s.handle == handle);
+            println!("@{}{}", acct.handle, if acct.banned { " (banned)" } else { "" });
+            println!("account key: {}", hex::encode(&acct.account_key));
+            for d in &acct.devices {
+                let dref = sotto_proto::DeviceRef { handle: handle.clone(), device_id: d.device_id };
+                println!(
+                    "device {}: key {}, key packages {}",
+                    d.device_id,
+                    hex::encode(&d.device_key),
+                    store.key_package_count(&dref)?
+                );
+            }
+            if let Some(s) = summary {
+                println!("groups: {}\nregistered: {}", s.groups, when(s.created_at));
+            }
+        }
+        UsersAction::Remove { handle } => {
+            store.remove_account(&handle).map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
+            admin::request(&a.data.data, json!({"cmd": "kick", "handle": handle})).await;
+            println!("removed @{handle}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sessions(data: &Path) -> Result<()> {
+    let answer = admin::request(data, json!({"cmd": "sessions"}))
+        .await
+        .with_context(|| format!("no server is running on {}", data.display()))?;
+    for s in answer["sessions"].as_array().into_iter().flatten() {
+        println!(
+            "@{}/{}\t{}\tsince {}\tin {} B\tout {} B",
+            s["handle"].as_str().unwrap_or_default(),
+            s["device_id"],
+            s["remote"].as_str().unwrap_or_default(),
+            when(s["since"].as_i64().unwrap_or(0) * 1000),
+            s["bytes_in"],
+            s["bytes_out"]
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn ban(h: &HandleArg, banned: bool) -> Result<()> {
+    let store = existing_store(&h.data.data)?;
+    let handle = h.handle.trim_start_matches('@');
+    store.set_banned(handle, banned).map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
+    if banned {
+        let kicked = admin::request(&h.data.data, json!({"cmd": "kick", "handle": handle})).await;
+        let n = kicked.and_then(|k| k["kicked"].as_u64()).unwrap_or(0);
+        println!("banned @{handle}; {n} live connection(s) closed");
+    } else {
+        println!("unbanned @{handle}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn stats(data: &Path) -> Result<()> {
+    let store = existing_store(data)?;
+    let s = store.stats()?;
+    println!(
+        "accounts: {}\ngroups: {}\nmessages waiting: {}\nwelcomes waiting: {}\nfiles: {} ({} bytes)",
+        s.accounts, s.groups, s.messages, s.welcomes, s.blobs, s.blob_bytes
+    );
+    match admin::request(data, json!({"cmd": "stats"})).await {
+        Some(live) => println!("connected devices: {}", live["connections"]),
+        None => println!("server: not running"),
+    }
+    Ok(())
+}
+
+pub(crate) fn check_config(file: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match config::check(&text) {
+        Ok(s) => {
+            println!("{}: ok", file.display());
+            println!("{s:#?}");
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            bail!("{} mistake(s) in {}", errors.len(), file.display())
+        }
+    }
+}
