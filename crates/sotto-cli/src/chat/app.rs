@@ -2,41 +2,16 @@
 //! what the network task reports), testable without a terminal. Drawing is
 //! a pure function of it (`ui.rs`).
 
-use std::collections::BTreeMap;
-
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use sotto_core::StoredMessage;
 
+pub use crate::frontend::model::Model;
 pub use crate::frontend::{Command, Event, GroupChange, Link};
-
-/// One conversation in the list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Conversation {
-    /// `@handle` or `#group`.
-    pub name: String,
-    /// Messages in it (as loaded).
-    pub messages: Vec<StoredMessage>,
-    /// Arrived while not looking.
-    pub unread: usize,
-    /// The other person is online (one-to-one only).
-    pub online: bool,
-}
 
 /// The whole screen state.
 #[derive(Debug, Default)]
 pub struct App {
-    /// Our handle.
-    pub me: String,
-    /// Server address.
-    pub server: String,
-    /// Connection state.
-    pub link: Option<Link>,
-    /// Conversations by name.
-    pub conversations: BTreeMap<String, Conversation>,
-    /// Order shown (most recent activity first).
-    pub order: Vec<String>,
-    /// Open conversation.
-    pub current: Option<String>,
+    /// What every front end shows: conversations, connection, the open one.
+    pub model: Model,
     /// The input line(s).
     pub input: String,
     /// Cursor position in `input` (bytes, on a char boundary).
@@ -47,8 +22,6 @@ pub struct App {
     pub history_pos: Option<usize>,
     /// Lines scrolled up from the bottom of the message view.
     pub scroll: usize,
-    /// Last info line.
-    pub info: String,
     /// Help overlay shown.
     pub show_help: bool,
     /// Set when the person quits.
@@ -78,112 +51,23 @@ pub const COMMANDS: &[(&str, &str)] = &[
 impl App {
     /// Applies something the network reported.
     pub fn on_net(&mut self, ev: Event) {
-        match ev {
-            Event::Identity { me, server } => {
-                self.me = me;
-                self.server = server;
-            }
-            Event::History { conversation, messages } => {
-                let c = self.conversation(&conversation);
-                c.messages = messages;
-                self.touch(&conversation);
-                if self.current.is_none() {
-                    self.current = Some(conversation);
-                }
-            }
-            Event::Message(m) => {
-                let m = *m;
-                let name = m.conversation.clone();
-                // With nothing open, the first conversation to speak opens.
-                let looking = self.current.is_none() || self.current.as_deref() == Some(name.as_str());
-                let c = self.conversation(&name);
-                match c.messages.iter_mut().find(|x| x.id == m.id) {
-                    Some(existing) => *existing = m,
-                    None => {
-                        if !m.outgoing && !looking {
-                            c.unread += 1;
-                        }
-                        c.messages.push(m);
-                    }
-                }
-                self.touch(&name);
-                if self.current.is_none() {
-                    self.current = Some(name);
-                }
-            }
-            Event::Connection(l) => self.link = Some(l),
-            Event::Presence(list) => {
-                for (h, on) in list {
-                    if let Some(c) = self.conversations.get_mut(&format!("@{h}")) {
-                        c.online = on;
-                    }
-                }
-            }
-            Event::Notice { conversation, text } => {
-                self.info = match conversation {
-                    Some(c) => format!("{c}: {text}"),
-                    None => text,
-                }
-            }
-            Event::Outcome { outcome, .. } => self.info = outcome.describe(),
-            Event::Renamed { from, to } => {
-                if let Some(mut c) = self.conversations.remove(&from) {
-                    c.name = to.clone();
-                    for m in &mut c.messages {
-                        m.conversation = to.clone();
-                    }
-                    self.conversations.insert(to.clone(), c);
-                }
-                for n in &mut self.order {
-                    if *n == from {
-                        *n = to.clone();
-                    }
-                }
-                if self.current.as_deref() == Some(from.as_str()) {
-                    self.current = Some(to);
-                }
-            }
-            Event::Progress { transfer, done, total, .. } => {
-                let pct = (done * 100).checked_div(total).unwrap_or(100);
-                let what = match transfer {
-                    crate::frontend::Transfer::Upload => "upload",
-                    crate::frontend::Transfer::Download => "download",
-                };
-                self.info = format!("{what}: {pct}% ({done} of {total} bytes)");
-            }
-        }
-    }
-
-    fn conversation(&mut self, name: &str) -> &mut Conversation {
-        self.conversations
-            .entry(name.to_owned())
-            .or_insert_with(|| Conversation { name: name.to_owned(), ..Default::default() })
-    }
-
-    /// Moves a conversation to the top of the list.
-    fn touch(&mut self, name: &str) {
-        self.order.retain(|n| n != name);
-        self.order.insert(0, name.to_owned());
+        self.model.apply(ev);
     }
 
     /// Opens a conversation, clearing its unread count.
     pub fn open(&mut self, name: &str) {
-        self.conversation(name).unread = 0;
-        if !self.order.iter().any(|n| n == name) {
-            self.order.push(name.to_owned());
-        }
-        self.current = Some(name.to_owned());
+        self.model.open(name);
         self.scroll = 0;
     }
 
     fn cycle(&mut self, forward: bool) {
-        if self.order.is_empty() {
+        if self.model.order.is_empty() {
             return;
         }
-        let i = self.current.as_ref().and_then(|c| self.order.iter().position(|n| n == c)).unwrap_or(0);
-        let n = self.order.len();
+        let i = self.model.current.as_ref().and_then(|c| self.model.order.iter().position(|n| n == c)).unwrap_or(0);
+        let n = self.model.order.len();
         let next = if forward { (i + 1) % n } else { (i + n - 1) % n };
-        let name = self.order[next].clone();
+        let name = self.model.order[next].clone();
         self.open(&name);
     }
 
@@ -345,7 +229,7 @@ impl App {
         let mut candidates: Vec<String> = if word.starts_with('/') && start == 0 {
             COMMANDS.iter().map(|(c, _)| c.split(' ').next().unwrap_or("").to_owned()).collect()
         } else {
-            self.conversations.keys().cloned().collect()
+            self.model.conversations.keys().cloned().collect()
         };
         candidates.retain(|c| c.starts_with(&word) && c != &word);
         candidates.sort();
@@ -371,8 +255,8 @@ impl App {
         self.sent_history.push(text.clone());
         self.scroll = 0;
         if !text.starts_with('/') {
-            let Some(to) = self.current.clone() else {
-                self.info = "no conversation open: /msg @handle text, or /join #group".into();
+            let Some(to) = self.model.current.clone() else {
+                self.model.info = "no conversation open: /msg @handle text, or /join #group".into();
                 return None;
             };
             return Some(Command::Send { to, text });
@@ -382,7 +266,7 @@ impl App {
         let a = parts.next().map(str::to_owned);
         let b = parts.next().map(str::to_owned);
         let usage = |this: &mut Self, u: &str| {
-            this.info = format!("usage: {u}");
+            this.model.info = format!("usage: {u}");
             None
         };
         match cmd {
@@ -428,7 +312,7 @@ impl App {
                 match GroupChange::parse(&args) {
                     Ok(change) => Some(Command::Group(change)),
                     Err(e) => {
-                        self.info = e;
+                        self.model.info = e;
                         None
                     }
                 }
@@ -437,14 +321,14 @@ impl App {
                 Some(h) if h.starts_with('@') => Some(Command::Verify { handle: h[1..].to_owned() }),
                 _ => usage(self, "/verify @handle"),
             },
-            "/export" => match self.current.clone() {
+            "/export" => match self.model.current.clone() {
                 Some(c) => Some(Command::Export { conversation: c }),
                 None => usage(self, "/export (in a conversation)"),
             },
             "/profile" => match a {
                 None => {
                     let list: Vec<String> = self.profiles.iter().map(|(n, d)| format!("{n} ({d})")).collect();
-                    self.info = if list.is_empty() {
+                    self.model.info = if list.is_empty() {
                         "no named profiles".into()
                     } else {
                         format!("profiles: {}", list.join(", "))
@@ -462,7 +346,7 @@ impl App {
                 None => usage(self, "/download ID (the id shown with the file)"),
             },
             other => {
-                self.info = format!("unknown command {other}; /help lists them");
+                self.model.info = format!("unknown command {other}; /help lists them");
                 None
             }
         }

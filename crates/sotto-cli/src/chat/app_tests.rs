@@ -1,7 +1,7 @@
 //! The chat screen's state, driven by keys and events without a terminal.
 
 use super::*;
-use sotto_core::Body;
+use sotto_core::{Body, StoredMessage};
 
 fn key(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
@@ -31,7 +31,7 @@ pub(crate) fn msg(conv: &str, from: &str, text: &str, id: u8) -> StoredMessage {
 fn typing_editing_and_sending() {
     let mut app = App::default();
     app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
-    assert_eq!(app.current.as_deref(), Some("@bob"));
+    assert_eq!(app.model.current.as_deref(), Some("@bob"));
     typed(&mut app, "helo");
     app.on_key(key(KeyCode::Left));
     app.on_key(key(KeyCode::Char('l')));
@@ -61,19 +61,19 @@ fn unread_counts_and_switching() {
     app.on_net(Event::Message(Box::new(msg("@bob", "bob", "one", 1))));
     app.on_net(Event::Message(Box::new(msg("@carol", "carol", "two", 2))));
     app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
-    assert_eq!(app.conversations["@carol"].unread, 2);
-    assert_eq!(app.conversations["@bob"].unread, 0, "the open one counts nothing");
-    assert_eq!(app.order, vec!["@carol", "@bob"]);
-    assert_eq!(app.current.as_deref(), Some("@bob"));
+    assert_eq!(app.model.conversations["@carol"].unread, 2);
+    assert_eq!(app.model.conversations["@bob"].unread, 0, "the open one counts nothing");
+    assert_eq!(app.model.order, vec!["@carol", "@bob"]);
+    assert_eq!(app.model.current.as_deref(), Some("@bob"));
     app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
-    assert_eq!(app.current.as_deref(), Some("@carol"));
-    assert_eq!(app.conversations["@carol"].unread, 0, "opening clears the count");
+    assert_eq!(app.model.current.as_deref(), Some("@carol"));
+    assert_eq!(app.model.conversations["@carol"].unread, 0, "opening clears the count");
     app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::CONTROL));
-    assert_eq!(app.current.as_deref(), Some("@bob"));
+    assert_eq!(app.model.current.as_deref(), Some("@bob"));
     app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
     // The same message again (its acknowledgement) replaces, not adds.
     app.on_net(Event::Message(Box::new(msg("@carol", "carol", "three", 3))));
-    assert_eq!(app.conversations["@carol"].messages.len(), 2);
+    assert_eq!(app.model.conversations["@carol"].messages.len(), 2);
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn slash_commands_and_completion() {
         app.on_key(key(KeyCode::Enter)),
         Some(Command::SendFile { to: "#crew".into(), path: "/tmp/a b.txt".into() })
     );
-    assert_eq!(app.current.as_deref(), Some("#crew"));
+    assert_eq!(app.model.current.as_deref(), Some("#crew"));
     typed(&mut app, "/bmsg all of you");
     assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Broadcast { text: "all of you".into() }));
     typed(&mut app, "/group add crew @dave");
@@ -108,14 +108,14 @@ fn slash_commands_and_completion() {
     assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Verify { handle: "bob".into() }));
     typed(&mut app, "/nonsense");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
-    assert!(app.info.contains("unknown command"));
+    assert!(app.model.info.contains("unknown command"));
     typed(&mut app, "/msg");
     app.on_key(key(KeyCode::Enter));
-    assert!(app.info.starts_with("usage"));
+    assert!(app.model.info.starts_with("usage"));
     app.profiles = vec![("work".into(), "@me sotto://x:1".into())];
     typed(&mut app, "/profile");
     app.on_key(key(KeyCode::Enter));
-    assert!(app.info.contains("work (@me sotto://x:1)"), "{}", app.info);
+    assert!(app.model.info.contains("work (@me sotto://x:1)"), "{}", app.model.info);
     assert!(!app.quit);
     typed(&mut app, "/profile work");
     app.on_key(key(KeyCode::Enter));

@@ -65,7 +65,7 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// The message view's rows for a conversation, oldest first.
 fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
-    let Some(conv) = app.current.as_ref().and_then(|c| app.conversations.get(c)) else {
+    let Some(conv) = app.model.current.as_ref().and_then(|c| app.model.conversations.get(c)) else {
         return vec![Line::from(Span::styled(
             "No conversation yet. /msg @handle text starts one; /help lists commands.",
             Style::default().fg(Color::DarkGray),
@@ -139,11 +139,12 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 
     if let Some(list_area) = list_area {
         let items: Vec<ListItem> = app
+            .model
             .order
             .iter()
             .map(|name| {
-                let c = &app.conversations[name];
-                let current = app.current.as_deref() == Some(name.as_str());
+                let c = &app.model.conversations[name];
+                let current = app.model.current.as_deref() == Some(name.as_str());
                 let dot = if name.starts_with('@') {
                     if c.online {
                         Span::styled("● ", Style::default().fg(Color::Green))
@@ -167,7 +168,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         frame.render_widget(List::new(items).block(Block::default().borders(Borders::ALL).title(" chats ")), list_area);
     }
 
-    let title = match &app.current {
+    let title = match &app.model.current {
         Some(c) => format!(" {c} "),
         None => " sotto ".into(),
     };
@@ -193,19 +194,19 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         input_inner.y + line_no.min(input_inner.height.saturating_sub(1)),
     ));
 
-    let link = match &app.link {
+    let link = match &app.model.link {
         Some(Link::Online) => Span::styled("online", Style::default().fg(Color::Green)),
         Some(Link::Connecting) | None => Span::styled("connecting…", Style::default().fg(Color::Yellow)),
         Some(Link::Reconnecting { reason }) => {
             Span::styled(format!("reconnecting ({reason})"), Style::default().fg(Color::Red))
         }
     };
-    let host = app.server.split("://").nth(1).and_then(|r| r.split('#').next()).unwrap_or("");
+    let host = app.model.server.split("://").nth(1).and_then(|r| r.split('#').next()).unwrap_or("");
     let status = Line::from(vec![
-        Span::styled(format!(" @{} ", app.me), Style::default().add_modifier(Modifier::BOLD)),
+        Span::styled(format!(" @{} ", app.model.me), Style::default().add_modifier(Modifier::BOLD)),
         Span::raw(format!("{host} ")),
         link,
-        Span::raw(if app.info.is_empty() { String::new() } else { format!(" │ {}", app.info) }),
+        Span::raw(if app.model.info.is_empty() { String::new() } else { format!(" │ {}", app.model.info) }),
     ]);
     frame.render_widget(Paragraph::new(status).style(Style::default().bg(Color::Black)), outer[2]);
 

@@ -16,6 +16,7 @@ pub mod command;
 pub(crate) mod driver;
 pub mod event;
 pub mod json;
+pub mod model;
 
 pub use command::{Command, GroupChange};
 pub use event::{Event, Link, Outcome, Transfer};

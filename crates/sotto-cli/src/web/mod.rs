@@ -26,8 +26,8 @@ use serde_json::{json, Value};
 use sotto_core::Messenger;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::chat::app::App;
 use crate::frontend::json::event_json;
+use crate::frontend::model::Model;
 use crate::frontend::{Command, Event, Outcome, Request};
 
 const INDEX: &str = include_str!("../../../../web/index.html");
@@ -36,7 +36,8 @@ const STYLE: &str = include_str!("../../../../web/style.css");
 
 struct Shared {
     token: String,
-    app: Mutex<App>,
+    /// What the page shows, kept by the same events it gets.
+    model: Mutex<Model>,
     commands: mpsc::UnboundedSender<Request>,
     /// Ids for the requests this page makes.
     next_request: std::sync::atomic::AtomicU64,
@@ -163,7 +164,7 @@ use files::{download, upload};
 
 async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
-    let app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+    let app = s.model.lock().unwrap_or_else(|p| p.into_inner());
     let conversations: Vec<Value> = app
         .order
         .iter()
@@ -187,7 +188,7 @@ struct ConvQuery {
 
 async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ConvQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
-    let mut app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+    let mut app = s.model.lock().unwrap_or_else(|p| p.into_inner());
     if app.conversations.contains_key(&q.c) {
         app.open(&q.c);
     }
@@ -248,7 +249,7 @@ struct ExportQuery {
 async fn export(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Response {
     guard!(s, headers, None);
     let (me, messages) = {
-        let app = s.app.lock().unwrap_or_else(|p| p.into_inner());
+        let app = s.model.lock().unwrap_or_else(|p| p.into_inner());
         (app.me.clone(), app.conversations.get(&q.c).map(|c| c.messages.clone()).unwrap_or_default())
     };
     let html = crate::export::render(&q.c, &me, &messages, crate::export::Format::Html);
@@ -306,7 +307,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
         token: token.clone(),
-        app: Mutex::new(App::default()),
+        model: Mutex::new(Model::default()),
         commands: cmd_tx,
         next_request: Default::default(),
         events: events.clone(),
@@ -354,7 +355,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
     let mirror = async move {
         while let Some(ev) = ev_rx.recv().await {
             let v = event_json(&ev);
-            mirror_shared.app.lock().unwrap_or_else(|p| p.into_inner()).on_net(ev);
+            mirror_shared.model.lock().unwrap_or_else(|p| p.into_inner()).apply(ev);
             let _ = mirror_shared.events.send(v);
         }
     };
@@ -387,7 +388,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
             match open_profile(&name, pass) {
                 Ok(m) => {
                     messenger = std::rc::Rc::new(m);
-                    *shared.app.lock().unwrap_or_else(|p| p.into_inner()) = App::default();
+                    *shared.model.lock().unwrap_or_else(|p| p.into_inner()) = Model::default();
                     *shared.downloads.lock().unwrap_or_else(|p| p.into_inner()) = messenger.downloads_dir();
                     messenger.clear_outgoing();
                     *shared.outgoing.lock().unwrap_or_else(|p| p.into_inner()) = messenger.outgoing_dir();

@@ -1,0 +1,143 @@
+//! What every front end shows, kept up to date by events: who we are, the
+//! connection, the conversations with their messages, unread counts and
+//! presence, and which one is open. The terminal UI keeps its editor
+//! beside it (`chat::app::App`); the web UI keeps only this.
+
+use std::collections::BTreeMap;
+
+use sotto_core::StoredMessage;
+
+use super::{Event, Link};
+
+/// One conversation in the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conversation {
+    /// `@handle` or `#group`.
+    pub name: String,
+    /// Messages in it (as loaded).
+    pub messages: Vec<StoredMessage>,
+    /// Arrived while not looking.
+    pub unread: usize,
+    /// The other person is online (one-to-one only).
+    pub online: bool,
+}
+
+/// The front-end state every UI shares.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Our handle.
+    pub me: String,
+    /// Server address.
+    pub server: String,
+    /// Connection state.
+    pub link: Option<Link>,
+    /// Conversations by name.
+    pub conversations: BTreeMap<String, Conversation>,
+    /// Order shown (most recent activity first).
+    pub order: Vec<String>,
+    /// Open conversation.
+    pub current: Option<String>,
+    /// Last line to show (a notice or an outcome).
+    pub info: String,
+}
+
+impl Model {
+    /// Applies one event.
+    pub fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Identity { me, server } => {
+                self.me = me;
+                self.server = server;
+            }
+            Event::History { conversation, messages } => {
+                let c = self.conversation(&conversation);
+                c.messages = messages;
+                self.touch(&conversation);
+                if self.current.is_none() {
+                    self.current = Some(conversation);
+                }
+            }
+            Event::Message(m) => {
+                let m = *m;
+                let name = m.conversation.clone();
+                // With nothing open, the first conversation to speak opens.
+                let looking = self.current.is_none() || self.current.as_deref() == Some(name.as_str());
+                let c = self.conversation(&name);
+                match c.messages.iter_mut().find(|x| x.id == m.id) {
+                    Some(existing) => *existing = m,
+                    None => {
+                        if !m.outgoing && !looking {
+                            c.unread += 1;
+                        }
+                        c.messages.push(m);
+                    }
+                }
+                self.touch(&name);
+                if self.current.is_none() {
+                    self.current = Some(name);
+                }
+            }
+            Event::Connection(l) => self.link = Some(l),
+            Event::Presence(list) => {
+                for (h, on) in list {
+                    if let Some(c) = self.conversations.get_mut(&format!("@{h}")) {
+                        c.online = on;
+                    }
+                }
+            }
+            Event::Notice { conversation, text } => {
+                self.info = match conversation {
+                    Some(c) => format!("{c}: {text}"),
+                    None => text,
+                }
+            }
+            Event::Outcome { outcome, .. } => self.info = outcome.describe(),
+            Event::Renamed { from, to } => {
+                if let Some(mut c) = self.conversations.remove(&from) {
+                    c.name = to.clone();
+                    for m in &mut c.messages {
+                        m.conversation = to.clone();
+                    }
+                    self.conversations.insert(to.clone(), c);
+                }
+                for n in &mut self.order {
+                    if *n == from {
+                        *n = to.clone();
+                    }
+                }
+                if self.current.as_deref() == Some(from.as_str()) {
+                    self.current = Some(to);
+                }
+            }
+            Event::Progress { transfer, done, total, .. } => {
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
+                let what = match transfer {
+                    crate::frontend::Transfer::Upload => "upload",
+                    crate::frontend::Transfer::Download => "download",
+                };
+                self.info = format!("{what}: {pct}% ({done} of {total} bytes)");
+            }
+        }
+    }
+
+    fn conversation(&mut self, name: &str) -> &mut Conversation {
+        self.conversations
+            .entry(name.to_owned())
+            .or_insert_with(|| Conversation { name: name.to_owned(), ..Default::default() })
+    }
+
+    /// Moves a conversation to the top of the list.
+    fn touch(&mut self, name: &str) {
+        self.order.retain(|n| n != name);
+        self.order.insert(0, name.to_owned());
+    }
+
+    /// Opens a conversation, clearing its unread count.
+    pub fn open(&mut self, name: &str) {
+        self.conversation(name).unread = 0;
+        if !self.order.iter().any(|n| n == name) {
+            self.order.push(name.to_owned());
+        }
+        self.current = Some(name.to_owned());
+    }
+}
