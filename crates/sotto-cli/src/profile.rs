@@ -217,8 +217,7 @@ pub fn create(dir: &Path, no_passphrase: bool, handle: &str, server: &str) -> Re
 /// SQLite's "unable to open database file" names neither the file nor the
 /// cause; say where and what to check.
 pub fn explain(dir: &Path, e: sotto_core::CoreError) -> anyhow::Error {
-    let text = e.to_string();
-    if text.contains("unable to open database file") || text.contains("readonly") || text.contains("disk is full") {
+    if e.storage_unavailable() {
         return anyhow::anyhow!(
             "cannot open or write the profile in {}: the folder is not writable or the disk is full; \
              check its permissions (it must be yours) and the free space",

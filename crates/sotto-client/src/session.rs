@@ -327,7 +327,7 @@ impl<'m> Session<'m> {
                 match self.leave_group(&c).await {
                     Ok(()) => {}
                     // Nobody else there, or already out: nothing to tell.
-                    Err(SessionError::Core(CoreError::Invalid(_))) => {
+                    Err(SessionError::Core(CoreError::NotAMember | CoreError::NobodyElse)) => {
                         self.messenger.mark_left(&c)?;
                     }
                     Err(e) => return Err(e),

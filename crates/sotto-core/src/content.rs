@@ -72,15 +72,11 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 impl Content {
     /// A new text message with a fresh id.
-    pub fn text(text: &str, now_ms: i64) -> CoreResult<Self> {
+    pub fn text(id: [u8; 16], text: &str, now_ms: i64) -> CoreResult<Self> {
         if text.len() > MAX_TEXT_BYTES {
             return Err(CoreError::Invalid(format!("a message may hold at most {MAX_TEXT_BYTES} bytes of text")));
         }
-        Ok(Self {
-            id: rand::random::<[u8; 16]>().to_vec(),
-            sent_at: now_ms,
-            body: Body::Text { text: text.to_owned() },
-        })
+        Ok(Self { id: id.to_vec(), sent_at: now_ms, body: Body::Text { text: text.to_owned() } })
     }
 
     /// CBOR bytes.
@@ -106,7 +102,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_unknown_kinds() {
-        let c = Content::text("hello", 5).unwrap();
+        let c = Content::text([1; 16], "hello", 5).unwrap();
         assert_eq!(Content::decode(&c.encode()).unwrap(), c);
         // A future kind decodes as Unknown rather than failing.
         #[derive(Serialize)]
@@ -130,6 +126,6 @@ mod tests {
         .unwrap();
         assert_eq!(Content::decode(&bytes).unwrap().body, Body::Unknown);
         assert!(Content::decode(b"garbage").is_err());
-        assert!(Content::text(&"x".repeat(MAX_TEXT_BYTES + 1), 0).is_err());
+        assert!(Content::text([1; 16], &"x".repeat(MAX_TEXT_BYTES + 1), 0).is_err());
     }
 }

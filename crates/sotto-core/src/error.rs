@@ -44,9 +44,29 @@ pub enum CoreError {
     /// Input a person gave is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// This device is no longer in the conversation's group.
+    #[error("you are no longer a member of this conversation")]
+    NotAMember,
+    /// A one-to-one conversation where the other person is gone: nobody
+    /// could read a message.
+    #[error("nobody else is in this conversation any more, so nobody could read the message; nothing was sent")]
+    NobodyElse,
 }
 
 impl CoreError {
+    /// The profile's database cannot be opened or written: the folder is
+    /// not writable, the file is read-only, or the disk is full.
+    pub fn storage_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            Self::Db(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, C::CannotOpen | C::ReadOnly | C::DiskFull | C::PermissionDenied)
+            }
+            Self::Io(e) => matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::StorageFull),
+            _ => false,
+        }
+    }
+
     pub(crate) fn mls(e: impl std::fmt::Display) -> Self {
         Self::Mls(e.to_string())
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::content::{Body, Content};
 use crate::error::{CoreError, CoreResult};
-use crate::messenger::{now_ms, Event, GroupKind, Intent, Invitee, Messenger, OutboxItem, PendingCommit};
+use crate::messenger::{Event, GroupKind, Intent, Invitee, Messenger, OutboxItem, PendingCommit};
 
 /// A group as `sotto groups` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +73,7 @@ impl Messenger {
     /// Groups whose last key update by this device is older than `max_age_ms`.
     pub fn updates_due(&self, max_age_ms: i64) -> CoreResult<Vec<Vec<u8>>> {
         let mut stmt = self.conn.prepare("SELECT group_id FROM groups WHERE active=1 AND last_update <= ?")?;
-        let rows = stmt.query_map([now_ms() - max_age_ms], |r| r.get(0))?;
+        let rows = stmt.query_map([self.now() - max_age_ms], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -81,8 +81,7 @@ impl Messenger {
     /// adding people, or to rename it).
     pub fn announce(&self, conversation: &str) -> CoreResult<OutboxItem> {
         let name = conversation.trim_start_matches('#').to_owned();
-        let content =
-            Content { id: rand::random::<[u8; 16]>().to_vec(), sent_at: now_ms(), body: Body::GroupMeta { name } };
+        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::GroupMeta { name } };
         self.prepare_content(conversation, &content)
     }
 
@@ -101,7 +100,7 @@ impl Messenger {
     /// The message announcing that this device leaves; after posting it, the
     /// caller sends `Leave` to the server and calls [`Messenger::mark_left`].
     pub fn leave_message(&self, conversation: &str) -> CoreResult<OutboxItem> {
-        let content = Content { id: rand::random::<[u8; 16]>().to_vec(), sent_at: now_ms(), body: Body::Leave };
+        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::Leave };
         self.prepare_content(conversation, &content)
     }
 

@@ -32,6 +32,7 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
-    Contact, Event, GroupKind, Intent, Invitee, MessageState, Messenger, OutboxItem, PendingCommit, StoredMessage,
+    Contact, Environment, Event, GroupKind, Intent, Invitee, MessageState, Messenger, OutboxItem, PendingCommit,
+    StoredMessage,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -25,11 +25,12 @@
 //! on the MLS epoch and its authenticator.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sotto_core::{Answer, Body, Invitee, Messenger, Policy, PolicyError, Step, Task};
+use sotto_core::{Answer, Body, Environment, Invitee, Messenger, Policy, PolicyError, Step, Task};
 use sotto_proto::{DeviceRef, ErrorBody, Request, Response};
 use sotto_server::relay::{Relay, RelayConfig, Submitted};
 use sotto_server::store::Accounts;
@@ -37,6 +38,8 @@ use sotto_server::store::SqliteStore;
 
 const CLIENTS: usize = 4;
 const GROUP: &str = "#sim";
+/// Where the simulated clock starts (2026-01-01).
+const START_MS: i64 = 1_767_225_600_000;
 
 struct Client {
     m: Messenger,
@@ -113,6 +116,8 @@ struct Sim {
     sent: Vec<Vec<String>>,
     /// Posts the relay refused as stale (the race the policy must win).
     stale: u64,
+    /// The clients' clock (ms): moves 50 ms per step of the schedule.
+    clock: Arc<AtomicI64>,
 }
 
 async fn answer(relay: &Relay, me: &DeviceRef, request: Request) -> Result<Response, ErrorBody> {
@@ -126,11 +131,17 @@ impl Sim {
     /// Registers the clients and makes one group of all of them, over a
     /// perfect network.
     async fn new(seed: u64, dir: &std::path::Path) -> Self {
+        let clock = Arc::new(AtomicI64::new(START_MS));
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
         let relay = Relay::new(store.clone(), RelayConfig::default(), vec![1; 32], dir.to_path_buf());
         let mut clients = Vec::new();
         for i in 0..CLIENTS {
-            let m = Messenger::create_ephemeral(&format!("c{i}"), "sotto://sim:1").unwrap();
+            let mut m = Messenger::create_ephemeral(&format!("c{i}"), "sotto://sim:1").unwrap();
+            // The simulation's clock and this client's own seeded ids, so a
+            // seed replays the same message, client and group ids.
+            let clock = clock.clone();
+            let ids = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(i as u64));
+            m.set_environment(Environment::new(move || clock.load(Ordering::Relaxed), ids));
             let info = m.identity().device_info();
             store.register(&m.identity().handle, &m.identity().account_key(), &info, None, false, 0).unwrap();
             let me = m.me();
@@ -171,7 +182,15 @@ impl Sim {
             let Response::Messages { messages } = answer(&relay, &c.me, fetch).await.unwrap() else { panic!() };
             c.m.handle_deliveries(&messages).unwrap();
         }
-        Sim { rng: StdRng::seed_from_u64(seed), relay, clients, group, sent: vec![Vec::new(); CLIENTS], stale: 0 }
+        Sim {
+            rng: StdRng::seed_from_u64(seed),
+            relay,
+            clients,
+            group,
+            sent: vec![Vec::new(); CLIENTS],
+            stale: 0,
+            clock,
+        }
     }
 
     /// Moves one packet on client `c`'s connection: the request to the
@@ -202,6 +221,7 @@ impl Sim {
 
     /// One step of the schedule.
     async fn step(&mut self, n: u64, faults: &Faults) {
+        self.clock.fetch_add(50, Ordering::Relaxed);
         let c = self.rng.gen_range(0..CLIENTS);
         if self.rng.gen_bool(faults.cut) {
             self.reconnect(c);

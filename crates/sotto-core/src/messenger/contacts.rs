@@ -20,7 +20,7 @@ impl Messenger {
             None => {
                 self.conn.exec(
                     "INSERT INTO contacts(handle, account_key, added_at) VALUES(?,?,?)",
-                    params![handle, account_key, now_ms()],
+                    params![handle, account_key, self.now()],
                 )?;
                 Ok(false)
             }
@@ -38,7 +38,7 @@ impl Messenger {
     /// Blocks `handle`: their welcomes are dropped and their messages are
     /// not stored or shown, in any conversation. True if newly blocked.
     pub fn block(&self, handle: &str) -> CoreResult<bool> {
-        Ok(self.conn.exec("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![handle, now_ms()])? > 0)
+        Ok(self.conn.exec("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![handle, self.now()])? > 0)
     }
 
     /// Lifts a block. True if `handle` was blocked.

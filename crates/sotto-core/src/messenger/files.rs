@@ -35,11 +35,10 @@ impl Messenger {
             return Ok(f);
         }
         let (key, nonce) = ChunkCipher::new_key();
-        let state =
-            UploadState { blob_id: rand::random::<[u8; 16]>().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
+        let state = UploadState { blob_id: self.new_id().to_vec(), key: key.to_vec(), nonce: nonce.to_vec() };
         self.conn.exec(
             "INSERT OR REPLACE INTO uploads(path, size, mtime, blob_id, key, nonce, created_at) VALUES(?,?,?,?,?,?,?)",
-            rusqlite::params![path, size, mtime, state.blob_id, state.key, state.nonce, crate::messenger::now_ms()],
+            rusqlite::params![path, size, mtime, state.blob_id, state.key, state.nonce, self.now()],
         )?;
         Ok(state)
     }
@@ -70,8 +69,7 @@ impl Messenger {
         if !self.messages_where("id=?", &id)?.is_empty() {
             return Ok(None);
         }
-        let content =
-            crate::Content { id, sent_at: crate::messenger::now_ms(), body: crate::Body::File { file, caption } };
+        let content = crate::Content { id, sent_at: self.now(), body: crate::Body::File { file, caption } };
         self.prepare_content(conversation, &content).map(Some)
     }
 

@@ -127,7 +127,7 @@ impl Messenger {
                     sender: sender.handle,
                     outgoing: false,
                     sent_at: content.sent_at,
-                    received_at: now_ms(),
+                    received_at: self.now(),
                     body: content.body,
                     state: MessageState::Received,
                     seq: Some(d.seq),
@@ -199,9 +199,9 @@ impl Messenger {
         seq: u64,
         text: &str,
     ) -> CoreResult<StoredMessage> {
-        let now = now_ms();
+        let now = self.now();
         let m = StoredMessage {
-            id: rand::random::<[u8; 16]>().to_vec(),
+            id: self.new_id().to_vec(),
             conversation: conversation.to_owned(),
             sender: String::new(),
             outgoing: false,

@@ -50,7 +50,7 @@ impl Messenger {
     ) -> CoreResult<PendingCommit> {
         self.tx(|me| {
             let provider = me.provider();
-            let mut group_id: [u8; 16] = rand::random();
+            let mut group_id: [u8; 16] = self.new_id();
             group_id[0] = kind as u8;
             MlsGroup::new_with_group_id(
                 &provider,
@@ -60,7 +60,7 @@ impl Messenger {
                 me.identity.credential(),
             )
             .map_err(CoreError::mls)?;
-            let now = now_ms();
+            let now = self.now();
             me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id.to_vec(), conversation, now, now],
@@ -180,7 +180,7 @@ impl Messenger {
                 _ => format!("#new-{}", short_id(group_id, 4)),
             };
             staged.into_group(&provider).map_err(CoreError::mls)?;
-            let now = now_ms();
+            let now = self.now();
             me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id, conversation, now, now],
@@ -240,7 +240,7 @@ impl Messenger {
                 me.note_contact(&cred.handle, &cred.account_key)?;
             }
             let item = OutboxItem {
-                client_id: rand::random::<[u8; 16]>().to_vec(),
+                client_id: self.new_id().to_vec(),
                 group_id: group_id.to_vec(),
                 epoch,
                 kind: MessageKind::Commit,

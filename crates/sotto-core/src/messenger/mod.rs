@@ -87,9 +87,55 @@ pub struct Messenger {
     tx_depth: std::cell::Cell<u32>,
     pub(crate) identity: Identity,
     dir: PathBuf,
+    env: Environment,
+}
+
+/// Where a messenger reads the time and draws the ids it makes (message,
+/// client and group ids) from: the system clock and the operating system's
+/// random source unless a simulation passes its own, so that one seed
+/// replays the same ids and times. Keys, copy ids and anything secret never
+/// come from here: they always come from the operating system.
+pub struct Environment {
+    clock: Box<dyn Fn() -> i64 + Send>,
+    ids: std::cell::RefCell<Box<dyn rand::RngCore + Send>>,
+}
+
+impl Environment {
+    /// The system clock and random source.
+    pub fn system() -> Self {
+        Self::new(now_ms, rand::rngs::OsRng)
+    }
+
+    /// A given clock (milliseconds since the Unix epoch) and id source.
+    pub fn new(clock: impl Fn() -> i64 + Send + 'static, ids: impl rand::RngCore + Send + 'static) -> Self {
+        Self { clock: Box::new(clock), ids: std::cell::RefCell::new(Box::new(ids)) }
+    }
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Environment")
+    }
 }
 
 impl Messenger {
+    /// Replaces the clock and id source (see [`Environment`]).
+    pub fn set_environment(&mut self, env: Environment) {
+        self.env = env;
+    }
+
+    /// Now, by this messenger's clock (ms since the Unix epoch).
+    pub(crate) fn now(&self) -> i64 {
+        (self.env.clock)()
+    }
+
+    /// A fresh 16-byte id (message, client or group id).
+    pub(crate) fn new_id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        self.env.ids.borrow_mut().fill_bytes(&mut id);
+        id
+    }
+
     /// Creates a profile with a fresh identity for `handle` on `server`.
     pub fn create(dir: &Path, key: &ProfileKey, handle: &str, server: &str) -> CoreResult<Self> {
         let identity = Identity::generate(handle)?;
@@ -106,7 +152,14 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
+        Ok(Self {
+            conn,
+            crypto: RustCrypto::default(),
+            tx_depth: Default::default(),
+            identity,
+            dir: dir.to_owned(),
+            env: Environment::system(),
+        })
     }
 
     /// An ephemeral messenger: identity and history live in memory only and
@@ -119,7 +172,14 @@ impl Messenger {
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
         conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
         conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
-        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: PathBuf::new() })
+        Ok(Self {
+            conn,
+            crypto: RustCrypto::default(),
+            tx_depth: Default::default(),
+            identity,
+            dir: PathBuf::new(),
+            env: Environment::system(),
+        })
     }
 
     /// Re-keys the profile database under a new passphrase or key file.
@@ -148,7 +208,14 @@ impl Messenger {
             .optional()?
             .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
         let identity = Identity::from_bytes(&bytes)?;
-        Ok(Self { conn, crypto: RustCrypto::default(), tx_depth: Default::default(), identity, dir: dir.to_owned() })
+        Ok(Self {
+            conn,
+            crypto: RustCrypto::default(),
+            tx_depth: Default::default(),
+            identity,
+            dir: dir.to_owned(),
+            env: Environment::system(),
+        })
     }
 
     /// The profile directory.

@@ -91,7 +91,7 @@ impl Messenger {
     pub(crate) fn build_commit(&self, group_id: &[u8], intent: Intent) -> CoreResult<Option<OutboxItem>> {
         let mut group = self.load_group(group_id)?;
         if !group.is_active() {
-            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+            return Err(CoreError::NotAMember);
         }
         let provider = self.provider();
         let signer = self.identity.signer();
@@ -132,12 +132,12 @@ impl Messenger {
             Intent::Update => {
                 let bundle =
                     group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
-                self.conn.exec("UPDATE groups SET last_update=? WHERE group_id=?", params![now_ms(), group_id])?;
+                self.conn.exec("UPDATE groups SET last_update=? WHERE group_id=?", params![self.now(), group_id])?;
                 (bundle.commit().clone(), None, vec![], vec![])
             }
         };
         Ok(Some(OutboxItem {
-            client_id: rand::random::<[u8; 16]>().to_vec(),
+            client_id: self.new_id().to_vec(),
             group_id: group_id.to_vec(),
             epoch: group.epoch().as_u64(),
             kind: MessageKind::Commit,
@@ -198,7 +198,7 @@ impl Messenger {
                 item.create_group,
                 cbor(&item.removed),
                 item.intent.as_ref().map(cbor),
-                now_ms()
+                self.now()
             ],
         )?;
         Ok(())
@@ -263,7 +263,7 @@ impl Messenger {
     /// Encrypts a text for a conversation and queues it. The message shows
     /// in history as pending until [`Messenger::accepted`].
     pub fn prepare_text(&self, conversation: &str, text: &str) -> CoreResult<OutboxItem> {
-        let content = Content::text(text, now_ms())?;
+        let content = Content::text(self.new_id(), text, self.now())?;
         self.prepare_content(conversation, &content)
     }
 
@@ -282,7 +282,7 @@ impl Messenger {
             .conversation_group(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
         self.tx(|me| {
-            let now = now_ms();
+            let now = self.now();
             me.conn.exec(
                 "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
                  VALUES(?,?,?,?,1,?,?,?,?,1)",
@@ -297,7 +297,7 @@ impl Messenger {
                     if content.body.is_control() { "control" } else { "pending" }
                 ],
             )?;
-            let item = me.encrypt(&group_id, content, rand::random::<[u8; 16]>().to_vec())?;
+            let item = me.encrypt(&group_id, content, self.new_id().to_vec())?;
             me.put_outbox(&item)?;
             Ok(item)
         })
@@ -306,7 +306,7 @@ impl Messenger {
     pub(crate) fn encrypt(&self, group_id: &[u8], content: &Content, client_id: Vec<u8>) -> CoreResult<OutboxItem> {
         let mut group = self.load_group(group_id)?;
         if !group.is_active() {
-            return Err(CoreError::Invalid("you are no longer a member of this conversation".into()));
+            return Err(CoreError::NotAMember);
         }
         // A one-to-one message nobody else can ever read would sit "sent"
         // for good. (A named group of one is allowed: people may be added.)
@@ -314,10 +314,7 @@ impl Messenger {
             && GroupKind::of(group_id) == GroupKind::Direct
             && !Self::member_handles(&group).iter().any(|(_, c)| c.handle != self.identity.handle)
         {
-            return Err(CoreError::Invalid(
-                "nobody else is in this conversation any more, so nobody could read the message; nothing was sent"
-                    .into(),
-            ));
+            return Err(CoreError::NobodyElse);
         }
         let provider = self.provider();
         let msg =
@@ -349,8 +346,7 @@ impl Messenger {
                 ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
-            let new =
-                me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, rand::random::<[u8; 16]>().to_vec())?;
+            let new = me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, self.new_id().to_vec())?;
             me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             me.put_outbox(&new)?;
             Ok(Some(new))
