@@ -48,7 +48,7 @@ pub fn socket_path() -> Result<PathBuf> {
     }
     let base = match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("sotto"),
-        None => crate::profile::data_dir()?,
+        None => crate::data_home::data_dir()?,
     };
     Ok(base.join("agent.sock"))
 }

@@ -10,6 +10,7 @@ macro_rules! say {
 mod agent;
 mod args;
 mod chat;
+mod data_home;
 mod exit;
 mod export;
 mod frontend;

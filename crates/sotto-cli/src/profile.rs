@@ -3,18 +3,12 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+
+use crate::data_home::data_dir;
 use sotto_core::db;
 use sotto_core::{Messenger, ProfileKey};
 use zeroize::Zeroizing;
-
-/// sotto's data directory: `$XDG_DATA_HOME/sotto` or the platform's
-/// equivalent. Named profiles are folders in it.
-pub fn data_dir() -> Result<PathBuf> {
-    let dirs =
-        directories::ProjectDirs::from("", "", "sotto").context("cannot find a home directory; pass --profile DIR")?;
-    Ok(dirs.data_dir().to_owned())
-}
 
 /// The profile folder for `--profile`: a path when it contains a `/` (or
 /// is `.`/`..`), else a name in the data directory; `default` when absent.

@@ -41,7 +41,7 @@ fn reply(code: StatusCode, text: &str) -> Response {
 }
 
 /// The connection's slot, told when a request shows a valid token.
-type Slot = Option<axum::Extension<crate::server::ConnSlot>>;
+type Slot = Option<axum::Extension<crate::admission::ConnSlot>>;
 
 fn auth(relay: &Relay, headers: &HeaderMap, slot: &Slot) -> Result<DeviceRef, Response> {
     let device = auth_token(relay, headers)?;

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod blob_files;
 pub mod blobs;
 pub mod budget;

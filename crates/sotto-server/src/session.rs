@@ -154,7 +154,7 @@ pub async fn serve(
     mut socket: WebSocket,
     relay: Arc<Relay>,
     remote: std::net::SocketAddr,
-    admission: Option<crate::server::Admission>,
+    admission: Option<crate::admission::Admission>,
 ) {
     let mut challenge = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut challenge);
@@ -169,7 +169,7 @@ pub async fn serve(
         return;
     }
     // Until login, the server may close this connection to make room for
-    // a newer one (see server::Unauthenticated).
+    // a newer one (see admission::Unauthenticated).
     let evicted = async {
         match &admission {
             Some(a) => a.evicted().await,
