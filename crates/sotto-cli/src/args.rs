@@ -151,6 +151,11 @@ pub(crate) enum Command {
         /// Export every conversation into this folder.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["conversation", "output"])]
         all: Option<PathBuf>,
+        /// Also save the conversations' files beside the export (in
+        /// `DIR/files/`, or `NAME-files/` next to `-o NAME`), fetching those
+        /// this device has not saved yet.
+        #[arg(long)]
+        with_files: bool,
     },
     /// Encrypted backups of the whole profile.
     #[command(subcommand)]

@@ -30,13 +30,14 @@ fn when(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn text(m: &StoredMessage) -> String {
+fn text(m: &StoredMessage, saved: &Files) -> String {
     match &m.body {
         Body::Text { text } => text.clone(),
         Body::File { file, caption } => {
             let name = sotto_core::files::safe_file_name(&file.name);
             let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
-            format!("[file {name}, {} bytes, {}]{caption}", file.size, file.media_type)
+            let at = saved.get(&m.id).map(|p| format!(", saved as {p}")).unwrap_or_default();
+            format!("[file {name}, {} bytes, {}{at}]{caption}", file.size, file.media_type)
         }
         _ => "[a kind of message this version cannot show]".into(),
     }
@@ -57,23 +58,46 @@ fn escape_html(s: &str) -> String {
     out
 }
 
+/// Where exported files were saved: message id -> path relative to the export.
+pub type Files = std::collections::HashMap<Vec<u8>, String>;
+
 /// Renders a conversation in `format`.
 pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: Format) -> String {
+    render_with_files(conversation, me, messages, format, &Files::new())
+}
+
+/// Renders a conversation in `format`, naming where each saved file is.
+pub fn render_with_files(
+    conversation: &str,
+    me: &str,
+    messages: &[StoredMessage],
+    format: Format,
+    saved: &Files,
+) -> String {
     let exported = when(chrono::Utc::now().timestamp_millis());
     match format {
         Format::Txt => {
             let mut out = format!("sotto conversation {conversation}, exported by @{me} at {exported}\n\n");
             for m in messages {
                 if m.state == MessageState::System {
-                    out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m)));
+                    out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m, saved)));
                 } else {
-                    out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m)));
+                    out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m, saved)));
                 }
             }
             out
         }
         Format::Json => {
-            let list: Vec<_> = messages.iter().map(crate::output::message_json).collect();
+            let list: Vec<_> = messages
+                .iter()
+                .map(|m| {
+                    let mut v = crate::output::message_json(m);
+                    if let Some(p) = saved.get(&m.id) {
+                        v["saved_as"] = json!(p);
+                    }
+                    v
+                })
+                .collect();
             let doc =
                 json!({"conversation": conversation, "exported_by": me, "exported_at": exported, "messages": list});
             serde_json::to_string_pretty(&doc).expect("json") + "\n"
@@ -95,7 +119,7 @@ pub fn render(conversation: &str, me: &str, messages: &[StoredMessage], format: 
                 };
                 body.push_str(&format!(
                     "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
-                    escape_html(&text(m)),
+                    escape_html(&text(m, saved)),
                     t = when(m.sent_at)
                 ));
             }

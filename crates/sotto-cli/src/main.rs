@@ -13,6 +13,7 @@ mod chat;
 mod data_home;
 mod exit;
 mod export;
+mod export_files;
 mod frontend;
 mod messaging;
 mod output;

@@ -153,18 +153,28 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             }
             say!("sent to {}", targets.join(", "));
         }
-        Command::Export { conversation, format, output, all } => {
+        Command::Export { conversation, format, output, all, with_files } => {
             let messenger = messenger(cli, &dir).await?;
             let me = messenger.identity().handle.clone();
             if let Some(folder) = all {
                 std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-                let mut n = 0;
+                let mut histories = Vec::new();
                 for c in messenger.conversations()? {
-                    let path = folder.join(export::file_name(&c, *format));
-                    write_new(&path, &export::render(&c, &me, &messenger.history(&c)?, *format))?;
-                    n += 1;
+                    histories.push((c.clone(), messenger.history(&c)?));
                 }
-                say!("exported {n} conversations to {}", folder.display());
+                let saved = if *with_files {
+                    let every: Vec<_> = histories.iter().flat_map(|(_, h)| h.iter().cloned()).collect();
+                    Some(export_files::save(&messenger, &every, &folder.join("files"), "files").await?)
+                } else {
+                    None
+                };
+                let files = saved.as_ref().map(|s| s.paths.clone()).unwrap_or_default();
+                for (c, history) in &histories {
+                    let path = folder.join(export::file_name(c, *format));
+                    write_new(&path, &export::render_with_files(c, &me, history, *format, &files))?;
+                }
+                say!("exported {} conversations to {}", histories.len(), folder.display());
+                report_files(saved.as_ref(), &folder.join("files"))?;
             } else {
                 let Some(c) = conversation else { bail!("name a conversation (@handle or #group), or use --all DIR") };
                 let c = conversation_arg(c)?;
@@ -172,10 +182,25 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 if history.is_empty() && messenger.conversation_group(&c)?.is_none() {
                     bail!("no conversation {c}");
                 }
-                let text = export::render(&c, &me, &history, *format);
+                let saved = match (with_files, output) {
+                    (false, _) => None,
+                    (true, None) => bail!("--with-files saves files beside the export: give -o FILE or --all DIR"),
+                    (true, Some(path)) => {
+                        let stem =
+                            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("export".into());
+                        let relative = format!("{stem}-files");
+                        let files_dir = path.parent().unwrap_or(std::path::Path::new("")).join(&relative);
+                        Some((export_files::save(&messenger, &history, &files_dir, &relative).await?, files_dir))
+                    }
+                };
+                let files = saved.as_ref().map(|(s, _)| s.paths.clone()).unwrap_or_default();
+                let text = export::render_with_files(&c, &me, &history, *format, &files);
                 match output {
                     Some(path) => write_new(path, &text)?,
                     None => output::text(&text),
+                }
+                if let Some((s, files_dir)) = &saved {
+                    report_files(Some(s), files_dir)?;
                 }
             }
         }
@@ -183,4 +208,22 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         _ => unreachable!("not a messaging command"),
     }
     Ok(())
+}
+
+/// Says where the files went, and names every one that could not be saved
+/// (an error: the export is incomplete, though what was saved stays).
+fn report_files(saved: Option<&export_files::Saved>, dir: &std::path::Path) -> Result<()> {
+    let Some(saved) = saved else { return Ok(()) };
+    say!("saved {} files in {}", saved.paths.len(), dir.display());
+    if saved.missing.is_empty() {
+        return Ok(());
+    }
+    for m in &saved.missing {
+        eprintln!("not saved: {m}");
+    }
+    bail!(
+        "{} files could not be saved (listed above); the rest of the export is complete. A file the server \
+         no longer has can only come from a device that saved it",
+        saved.missing.len()
+    )
 }

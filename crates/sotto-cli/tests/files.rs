@@ -299,3 +299,55 @@ fn a_file_message_is_queued_once_however_often_its_send_is_run_again() {
     assert!(m.prepare_file("#pair", file, None).unwrap().is_none());
     assert_eq!(m.outbox().unwrap().len(), 2);
 }
+
+#[test]
+fn an_export_with_files_saves_each_file_beside_it_and_names_one_nobody_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    let (plan, photo, gone) =
+        (root.path().join("plan.txt"), root.path().join("photo.bin"), root.path().join("gone.bin"));
+    random_file(&plan, 100_000);
+    random_file(&photo, 300_000);
+    random_file(&gone, 5_000);
+    for f in [&plan, &photo, &gone] {
+        bob.ok(&["send", "@alice", "--file", f.to_str().unwrap()]);
+    }
+    let got = alice.receive_json();
+    let id_of = |name: &str| {
+        got.iter().find(|m| m["kind"] == "file" && m["file"]["name"] == name).unwrap()["file"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Alice saved the plan already (the server then deletes its copy); the
+    // photo she never fetched; "gone" she saved elsewhere and deleted.
+    alice.ok(&["download", &id_of("plan.txt")]);
+    let elsewhere = root.path().join("elsewhere.bin");
+    alice.ok(&["download", &id_of("gone.bin"), "-o", elsewhere.to_str().unwrap()]);
+    std::fs::remove_file(&elsewhere).unwrap();
+
+    let out = root.path().join("export").join("with-bob.txt");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let run = alice.run(&["export", "@bob", "--with-files", "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "an incomplete export is an error: {stderr}");
+    assert!(stderr.contains("not saved: gone.bin"), "the missing file is named: {stderr}");
+    let files = root.path().join("export").join("with-bob-files");
+    assert!(same_bytes(&files.join("plan.txt"), &plan), "copied from the downloads folder");
+    assert!(same_bytes(&files.join("photo.bin"), &photo), "fetched from the server and checked");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("saved as with-bob-files/plan.txt"), "{text}");
+    assert!(text.contains("saved as with-bob-files/photo.bin"), "{text}");
+
+    // A second export finds the photo in the profile's downloads although
+    // the server deleted its copy after the first.
+    let all = root.path().join("all");
+    let run = alice.run(&["export", "--all", all.to_str().unwrap(), "--with-files"]);
+    assert_eq!(run.status.code(), Some(1), "gone.bin is still missing");
+    assert!(same_bytes(&all.join("files").join("photo.bin"), &photo));
+    assert!(same_bytes(&all.join("files").join("plan.txt"), &plan));
+    // Without a place for the files, the command says what to give.
+    let run = alice.run(&["export", "@bob", "--with-files"]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("give -o FILE or --all DIR"));
+}
