@@ -308,7 +308,8 @@ events.onmessage = (e) => {
       $('info').textContent = ev.conversation ? `${ev.conversation}: ${ev.text}` : ev.text;
       break;
     case 'outcome':
-      $('info').textContent = describe(ev.outcome);
+      // A sent text shows as ✓ on the message itself.
+      if (ev.outcome.outcome !== 'sent') $('info').textContent = describe(ev.outcome);
       break;
     case 'progress': {
       const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;

@@ -144,7 +144,18 @@ async fn run_command(
         Command::Send { to, text } => {
             // Into the outbox (durable) and on screen as pending first;
             // the outbox sends it, now or on the next connection.
-            let item = s.queue_text(&to, &text).await?;
+            let item = match s.queue_text(&to, &text).await {
+                Ok(item) => item,
+                // The connection went during the checks before queueing (the
+                // server died a moment ago): keep the message exactly as
+                // when offline, never drop it with an error.
+                Err(e) if connection_lost(&e) && m.conversation_group(&to)?.is_some() => {
+                    let item = m.prepare_text(&to, &text)?;
+                    upsert(m, ev, &to, &item.message_id);
+                    return Err(SessionError::Queued(Box::new(e)));
+                }
+                Err(e) => return Err(e),
+            };
             upsert(m, ev, &to, &item.message_id);
             let sent = s.flush_outbox().await;
             upsert(m, ev, &to, &item.message_id);

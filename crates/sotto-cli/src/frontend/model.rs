@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use sotto_core::StoredMessage;
 
-use super::{Event, Link};
+use super::{Event, Link, Outcome};
 
 /// One conversation in the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +91,9 @@ impl Model {
                     None => text,
                 }
             }
+            // A sent text shows as ✓ on the message itself; a line saying
+            // so after every message would only push out what matters.
+            Event::Outcome { outcome: Outcome::Sent { .. }, .. } => {}
             Event::Outcome { outcome, .. } => self.info = outcome.describe(),
             Event::Renamed { from, to } => {
                 if let Some(mut c) = self.conversations.remove(&from) {
