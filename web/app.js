@@ -181,12 +181,32 @@ function conversationEntry(name) {
   return c;
 }
 
+// While a conversation's history is being fetched, what events say about
+// it waits here and is applied after the fetched list (which may be older
+// than them), so a message that arrives meanwhile is never wiped.
+let arrivedWhileOpening = null;
+
+function applyToOpen(fn) {
+  if (arrivedWhileOpening) arrivedWhileOpening.push(fn);
+  else fn();
+}
+
 async function open(name) {
   current = name;
   $('title').textContent = name;
   $('export').setAttribute('href', `/api/export?c=${encodeURIComponent(name)}`);
-  const h = await api(`/api/history?c=${encodeURIComponent(name)}`);
+  $('messages').replaceChildren();
+  const waiting = [];
+  arrivedWhileOpening = waiting;
+  let h;
+  try {
+    h = await api(`/api/history?c=${encodeURIComponent(name)}`);
+  } finally {
+    if (arrivedWhileOpening === waiting) arrivedWhileOpening = null;
+  }
+  if (current !== name) return;
   renderMessages(h.messages, true);
+  for (const fn of waiting) fn();
   const c = state.conversations.find((x) => x.name === name);
   if (c) c.unread = 0;
   renderConversations();
@@ -266,7 +286,7 @@ events.onmessage = (e) => {
       const m = ev.message;
       const c = conversationEntry(m.conversation);
       state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
-      if (m.conversation === current) upsertMessage(m);
+      if (m.conversation === current) applyToOpen(() => upsertMessage(m));
       else if (!m.outgoing && m.kind !== 'system') c.unread += 1;
       if (!current) open(m.conversation).catch(showError);
       renderConversations();
@@ -274,7 +294,7 @@ events.onmessage = (e) => {
     }
     case 'history':
       conversationEntry(ev.conversation);
-      if (ev.conversation === current) renderMessages(ev.messages, false);
+      if (ev.conversation === current) applyToOpen(() => renderMessages(ev.messages, false));
       else if (!current) open(ev.conversation).catch(showError);
       renderConversations();
       break;
