@@ -39,8 +39,8 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
 }
 
 /// Shows one message as it is now (pending, then sent).
-fn upsert(m: &Messenger, ev: &Events, to: &str, id: &Option<Vec<u8>>) {
-    let found = m.history(to).ok().and_then(|h| h.into_iter().rev().find(|x| Some(&x.id) == id.as_ref()));
+fn upsert(m: &Messenger, ev: &Events, id: &Option<Vec<u8>>) {
+    let found = id.as_deref().and_then(|id| m.message(id).ok().flatten());
     if let Some(msg) = found {
         let _ = ev.send(Event::Message(Box::new(msg)));
     }
@@ -68,7 +68,7 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         Command::Send { to, text } if m.conversation_group(&to).ok().flatten().is_some() => {
             match m.prepare_text(&to, &text) {
                 Ok(item) => {
-                    upsert(m, ev, &to, &item.message_id);
+                    upsert(m, ev, &item.message_id);
                     Outcome::Queued { conversation: to }
                 }
                 Err(e) => error(e),
@@ -151,14 +151,14 @@ async fn run_command(
                 // when offline, never drop it with an error.
                 Err(e) if connection_lost(&e) && m.conversation_group(&to)?.is_some() => {
                     let item = m.prepare_text(&to, &text)?;
-                    upsert(m, ev, &to, &item.message_id);
+                    upsert(m, ev, &item.message_id);
                     return Err(SessionError::Queued(Box::new(e)));
                 }
                 Err(e) => return Err(e),
             };
-            upsert(m, ev, &to, &item.message_id);
+            upsert(m, ev, &item.message_id);
             let sent = s.flush_outbox().await;
-            upsert(m, ev, &to, &item.message_id);
+            upsert(m, ev, &item.message_id);
             sent.map_err(|e| SessionError::Queued(Box::new(e)))?;
             Outcome::Sent { conversation: to }
         }

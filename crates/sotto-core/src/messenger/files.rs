@@ -77,7 +77,7 @@ impl Messenger {
     pub fn file_message(&self, id_hex: &str) -> CoreResult<(crate::StoredMessage, FileInfo)> {
         let id =
             hex::decode(id_hex.trim()).map_err(|_| CoreError::Invalid(format!("{id_hex:?} is not a message id")))?;
-        let Some(m) = self.messages_where("id=?", &id)?.into_iter().next() else {
+        let Some(m) = self.message(&id)? else {
             return Err(CoreError::NotFound(format!(
                 "no file with id {id_hex}; see `sotto receive` or `sotto history`"
             )));

@@ -35,6 +35,11 @@ impl Messenger {
         })
     }
 
+    /// One message by its id, if this device has it.
+    pub fn message(&self, id: &[u8]) -> CoreResult<Option<StoredMessage>> {
+        Ok(self.messages_where("id=?", &id)?.into_iter().next())
+    }
+
     /// A conversation's history, in order.
     pub fn history(&self, conversation: &str) -> CoreResult<Vec<StoredMessage>> {
         self.messages_where("conversation=?", &conversation)

@@ -119,6 +119,19 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Messenger {
+    /// The one place a messenger is put together, with the system clock and
+    /// id source.
+    fn assemble(conn: Connection, identity: Identity, dir: PathBuf) -> Self {
+        Self {
+            conn,
+            crypto: RustCrypto::default(),
+            tx_depth: Default::default(),
+            identity,
+            dir,
+            env: Environment::system(),
+        }
+    }
+
     /// Replaces the clock and id source (see [`Environment`]).
     pub fn set_environment(&mut self, env: Environment) {
         self.env = env;
@@ -152,14 +165,7 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Ok(Self {
-            conn,
-            crypto: RustCrypto::default(),
-            tx_depth: Default::default(),
-            identity,
-            dir: dir.to_owned(),
-            env: Environment::system(),
-        })
+        Ok(Self::assemble(conn, identity, dir.to_owned()))
     }
 
     /// An ephemeral messenger: identity and history live in memory only and
@@ -172,14 +178,7 @@ impl Messenger {
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
         conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
         conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
-        Ok(Self {
-            conn,
-            crypto: RustCrypto::default(),
-            tx_depth: Default::default(),
-            identity,
-            dir: PathBuf::new(),
-            env: Environment::system(),
-        })
+        Ok(Self::assemble(conn, identity, PathBuf::new()))
     }
 
     /// Re-keys the profile database under a new passphrase or key file.
@@ -208,14 +207,7 @@ impl Messenger {
             .optional()?
             .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
         let identity = Identity::from_bytes(&bytes)?;
-        Ok(Self {
-            conn,
-            crypto: RustCrypto::default(),
-            tx_depth: Default::default(),
-            identity,
-            dir: dir.to_owned(),
-            env: Environment::system(),
-        })
+        Ok(Self::assemble(conn, identity, dir.to_owned()))
     }
 
     /// The profile directory.

@@ -12,16 +12,12 @@ use sotto_server::{admin, config, invite};
 
 use super::args::*;
 
-pub(crate) fn open_store(data: &Path) -> Result<SqliteStore> {
-    Ok(sotto_server::node::open_store(data)?)
-}
-
 /// The store of an existing server (operator commands never create one).
 pub(crate) fn existing_store(data: &Path) -> Result<SqliteStore> {
     if !data.join("relay.db").exists() {
         bail!("no server data in {} (start the server once, or pass --data)", data.display());
     }
-    open_store(data)
+    Ok(sotto_server::node::open_store(data)?)
 }
 
 pub(crate) fn when(ms: i64) -> String {
