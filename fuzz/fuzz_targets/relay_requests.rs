@@ -90,7 +90,7 @@ fn request(u: &mut Unstructured<'_>) -> Result<Request> {
             packages: (0..u.int_in_range(0..=3)?).map(|_| bytes(u, 8).map(ByteBuf::from)).collect::<Result<_>>()?,
             last_resort: if u.arbitrary()? { Some(ByteBuf::from(bytes(u, 8)?)) } else { None },
         },
-        14 => Request::ClaimKeyPackages { handle: device(u)?.handle },
+        14 => Request::ClaimKeyPackages { handle: device(u)?.handle, devices: None },
         15 => Request::LookupUser { handle: device(u)?.handle },
         16 => Request::ShareBlob { blob_id: bytes(u, 16)?, group_id: group(u)? },
         _ => Request::BlobFetched { blob_id: bytes(u, 16)? },

@@ -49,6 +49,32 @@ pub(crate) enum Command {
         #[arg(long)]
         no_passphrase: bool,
     },
+    /// Make this new profile a device of an account you use elsewhere:
+    /// shows a code (and its QR code) to enter with `sotto device add` on
+    /// that account's first device, and waits until it is linked.
+    Link {
+        /// The account's server address, as `sotto-server` printed it.
+        #[arg(long)]
+        server: String,
+        /// What to call this device (default: the computer's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep the database key in a file instead of deriving it from a passphrase (weaker).
+        #[arg(long)]
+        no_passphrase: bool,
+        /// Give up after this long (e.g. 10m).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Add or remove devices of your account.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// List your account's devices.
+    Devices {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a message or a file; exits 0 once the server has it.
     Send {
         /// `@handle` or `#group`.
@@ -198,6 +224,34 @@ pub(crate) enum Command {
         /// Comma-separated `@handle`s and `#group`s (default: every one-to-one contact).
         #[arg(long, value_delimiter = ',')]
         to: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// Link the device that shows CODE (from `sotto link` on it): it gets
+    /// this account's contacts and trust decisions and joins every
+    /// conversation from now on. Only the account's first device can.
+    Add {
+        /// The code the new device shows.
+        code: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the new device to come online and join
+        /// the conversations (after that it joins at this device's next
+        /// connection).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Remove a device for good (a lost phone): it leaves every
+    /// conversation, reads nothing sent from now on and cannot log in.
+    Remove {
+        /// The device's number, from `sotto devices`.
+        id: u32,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

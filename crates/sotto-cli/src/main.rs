@@ -11,6 +11,7 @@ mod agent;
 mod args;
 mod chat;
 mod data_home;
+mod devices_cmds;
 mod exit;
 mod export;
 mod export_files;
@@ -27,7 +28,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use args::{AccountCommand, BackupCommand, Cli, Command, GroupCommand};
+use args::{AccountCommand, BackupCommand, Cli, Command, DeviceCommand, GroupCommand};
 use clap::Parser;
 use sotto_client::Session;
 use sotto_core::Event;
@@ -185,10 +186,15 @@ async fn run(cli: Cli) -> Result<()> {
     if cli.ephemeral
         && matches!(
             cli.command,
-            Command::Init { .. } | Command::Backup(_) | Command::Passphrase { .. } | Command::Unlock { .. }
+            Command::Init { .. }
+                | Command::Link { .. }
+                | Command::Device(_)
+                | Command::Backup(_)
+                | Command::Passphrase { .. }
+                | Command::Unlock { .. }
         )
     {
-        bail!("--ephemeral keeps nothing, so init, backup, passphrase and unlock do not apply");
+        bail!("--ephemeral keeps nothing, so init, link, device, backup, passphrase and unlock do not apply");
     }
     if cli.ephemeral && !matches!(cli.command, Command::Account(_)) {
         return ephemeral(cli, dir).await;
@@ -223,6 +229,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Lock
         | Command::Agent { .. }
         | Command::Passphrase { .. } => profile_cmds::run(cli, dir).await,
+        Command::Link { .. } | Command::Device(..) | Command::Devices { .. } => devices_cmds::run(cli, dir).await,
     }
 }
 

@@ -73,4 +73,12 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The server's own words, when it answered with an error.
+    pub fn server_message(&self) -> Option<&str> {
+        match self {
+            Self::Server(b) | Self::Closed(Some(b)) => Some(&b.message),
+            _ => None,
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod blobs;
 mod connection;
+pub mod devices;
 mod error;
 mod files;
 mod session;

@@ -61,13 +61,13 @@ pub type SessionResult<T> = Result<T, SessionError>;
 
 /// A logged-in connection bound to a messenger.
 pub struct Session<'m> {
-    messenger: &'m Messenger,
-    conn: Connection,
+    pub(crate) messenger: &'m Messenger,
+    pub(crate) conn: Connection,
     synced: bool,
     /// One-to-one peers whose account this session has checked against
     /// the server (once per session: a removed and re-registered handle is
     /// someone else, and must not silently swallow messages).
-    checked: std::collections::HashSet<String>,
+    pub(crate) checked: std::collections::HashSet<String>,
 }
 
 impl<'m> Session<'m> {
@@ -86,6 +86,12 @@ impl<'m> Session<'m> {
                 return Err(SessionError::Other(b.message));
             }
             Ok(other) => return Err(SessionError::Other(format!("unexpected answer to login: {other:?}"))),
+            Err(e) if e.code() == Some(ErrorCode::DeviceRevoked) => {
+                return Err(SessionError::Other(format!(
+                    "this device was removed from @{}'s account on another device, so it can no longer send or receive; link it again with `sotto link` (a new profile)",
+                    messenger.identity().handle
+                )))
+            }
             Err(e) if e.code() == Some(ErrorCode::AuthFailed) => {
                 return Err(SessionError::Other(format!(
                     "the server at {address} does not know this device as @{}; was the profile registered on this server? (`sotto init`)",
@@ -100,6 +106,13 @@ impl<'m> Session<'m> {
         }
         session.flush_outbox().await?;
         session.update_keys_older_than(SELF_UPDATE_INTERVAL).await?;
+        // Every device of this account in every conversation: a device
+        // linked while this one was offline (or whose add was cut short)
+        // is added now. Not fatal: the conversations work without it.
+        let me = messenger.identity().handle.clone();
+        if let Err(e) = session.add_missing_devices(&me).await {
+            tracing::warn!(error = %e, "could not add this account's other devices to every conversation yet");
+        }
         Ok(session)
     }
 
@@ -231,7 +244,12 @@ impl<'m> Session<'m> {
 
     /// Claims KeyPackages for every device of `handle`.
     pub async fn claim(&mut self, handle: &str) -> SessionResult<Invitee> {
-        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned() }).await {
+        self.claim_devices(handle, None).await
+    }
+
+    /// Claims KeyPackages for some devices of `handle` (all with `None`).
+    pub async fn claim_devices(&mut self, handle: &str, devices: Option<Vec<u32>>) -> SessionResult<Invitee> {
+        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned(), devices }).await {
             Ok(Response::KeyPackages { account_key, packages, .. }) => {
                 Ok(Invitee { handle: handle.to_owned(), account_key, packages })
             }
@@ -362,6 +380,11 @@ impl<'m> Session<'m> {
         match self.conn.request(Request::LookupUser { handle: handle.to_owned() }).await {
             Ok(Response::User(info)) => {
                 self.messenger.observe_account_key(handle, &info.account_key)?;
+                // A device of theirs missing from our conversations (linked
+                // since) is added before this message goes out.
+                if let Err(e) = self.add_devices_of(&info).await {
+                    tracing::warn!(handle, error = %e, "could not add a new device of theirs yet");
+                }
                 // Is the peer still in our one-to-one group on the server?
                 let conversation = format!("@{handle}");
                 if let Some(group_id) = self.messenger.conversation_group(&conversation)? {

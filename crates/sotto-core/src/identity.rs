@@ -12,12 +12,20 @@ use zeroize::Zeroize;
 use crate::error::{CoreError, CoreResult};
 
 /// This device's identity, with its secret keys.
+///
+/// The first device of an account holds the account key and certifies
+/// every further device with it. A linked device gets only its own
+/// certificate: a stolen laptop can then not add devices to the account.
 pub struct Identity {
     /// The account's handle on its server.
     pub handle: String,
     /// The device's number within the account.
     pub device_id: u32,
-    account: SigningKey,
+    /// What the person calls this device ("laptop").
+    pub name: String,
+    account: Option<SigningKey>,
+    account_public: Vec<u8>,
+    certificate: Vec<u8>,
     device: SigningKey,
 }
 
@@ -35,16 +43,27 @@ pub struct SottoCredential {
     /// The account key's signature over the device key.
     #[serde(with = "serde_bytes")]
     pub certificate: Vec<u8>,
+    /// The device's name, as its owner chose it (not certified: shown
+    /// next to the certified number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredIdentity {
     handle: String,
     device_id: u32,
+    /// The account's secret key; empty on a linked device.
     #[serde(with = "serde_bytes")]
     account: Vec<u8>,
     #[serde(with = "serde_bytes")]
     device: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    account_public: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    certificate: Vec<u8>,
+    #[serde(default)]
+    name: String,
 }
 
 impl Drop for StoredIdentity {
@@ -54,7 +73,7 @@ impl Drop for StoredIdentity {
     }
 }
 
-fn verify(key: &[u8], payload: &[u8], sig: &[u8]) -> bool {
+pub(crate) fn verify(key: &[u8], payload: &[u8], sig: &[u8]) -> bool {
     let Ok(key) = <[u8; 32]>::try_from(key) else { return false };
     let Ok(key) = VerifyingKey::from_bytes(&key) else { return false };
     let Ok(sig) = Signature::from_slice(sig) else { return false };
@@ -66,17 +85,63 @@ impl Identity {
     pub fn generate(handle: &str) -> CoreResult<Self> {
         sotto_proto::validate_handle(handle).map_err(CoreError::Invalid)?;
         let mut rng = rand::rngs::OsRng;
-        Ok(Self {
-            handle: handle.to_owned(),
-            device_id: 1,
-            account: SigningKey::generate(&mut rng),
-            device: SigningKey::generate(&mut rng),
-        })
+        Ok(Self::primary(handle.to_owned(), 1, SigningKey::generate(&mut rng), SigningKey::generate(&mut rng), None))
+    }
+
+    fn primary(handle: String, device_id: u32, account: SigningKey, device: SigningKey, name: Option<String>) -> Self {
+        let account_public = account.verifying_key().to_bytes().to_vec();
+        let payload = signing::device_certificate_payload(&handle, device_id, device.verifying_key().as_bytes());
+        let certificate = account.sign(&payload).to_bytes().to_vec();
+        Self {
+            handle,
+            device_id,
+            name: name.unwrap_or_else(|| format!("device {device_id}")),
+            account: Some(account),
+            account_public,
+            certificate,
+            device,
+        }
+    }
+
+    /// The identity of a newly linked device: its own key, and the
+    /// certificate the account's first device made for it (checked here).
+    pub fn linked(
+        handle: String,
+        device_id: u32,
+        account_public: Vec<u8>,
+        certificate: Vec<u8>,
+        device: SigningKey,
+        name: String,
+    ) -> CoreResult<Self> {
+        sotto_proto::validate_handle(&handle).map_err(CoreError::BadCredential)?;
+        let payload = signing::device_certificate_payload(&handle, device_id, device.verifying_key().as_bytes());
+        if !verify(&account_public, &payload, &certificate) {
+            return Err(CoreError::BadCredential(format!(
+                "the certificate for this device does not verify under @{handle}'s account key"
+            )));
+        }
+        Ok(Self { handle, device_id, name, account: None, account_public, certificate, device })
+    }
+
+    /// Whether this device holds the account key (and so may add devices).
+    pub fn can_certify(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// Certifies another device of this account.
+    pub fn certify(&self, device_id: u32, device_key: &[u8]) -> CoreResult<Vec<u8>> {
+        let account = self.account.as_ref().ok_or_else(|| {
+            CoreError::Invalid(
+                "only the device that holds the account key (the account's first device) can add devices".into(),
+            )
+        })?;
+        let payload = signing::device_certificate_payload(&self.handle, device_id, device_key);
+        Ok(account.sign(&payload).to_bytes().to_vec())
     }
 
     /// The account public key.
     pub fn account_key(&self) -> Vec<u8> {
-        self.account.verifying_key().to_bytes().to_vec()
+        self.account_public.clone()
     }
 
     /// The device public key.
@@ -86,9 +151,7 @@ impl Identity {
 
     /// The device's public keys and certificate, as the server stores them.
     pub fn device_info(&self) -> DeviceInfo {
-        let key = self.device_key();
-        let cert = self.account.sign(&signing::device_certificate_payload(&self.handle, self.device_id, &key));
-        DeviceInfo { device_id: self.device_id, device_key: key, certificate: cert.to_bytes().to_vec() }
+        DeviceInfo { device_id: self.device_id, device_key: self.device_key(), certificate: self.certificate.clone() }
     }
 
     /// Signs a login payload with the device key.
@@ -109,6 +172,7 @@ impl Identity {
             account_key: self.account_key(),
             device_id: self.device_id,
             certificate: info.certificate,
+            device_name: Some(self.name.clone()),
         };
         let mut identity = Vec::new();
         ciborium::into_writer(&cred, &mut identity).expect("credential encodes");
@@ -122,8 +186,11 @@ impl Identity {
         let stored = StoredIdentity {
             handle: self.handle.clone(),
             device_id: self.device_id,
-            account: self.account.to_bytes().to_vec(),
+            account: self.account.as_ref().map(|a| a.to_bytes().to_vec()).unwrap_or_default(),
             device: self.device.to_bytes().to_vec(),
+            account_public: self.account_public.clone(),
+            certificate: self.certificate.clone(),
+            name: self.name.clone(),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&stored, &mut out).expect("identity encodes");
@@ -137,12 +204,24 @@ impl Identity {
                 b.try_into().map_err(|_| CoreError::decode("stored identity", "bad key length"))?,
             ))
         };
-        Ok(Self {
-            handle: s.handle.clone(),
-            device_id: s.device_id,
-            account: key(&s.account)?,
-            device: key(&s.device)?,
-        })
+        let name = (!s.name.is_empty()).then(|| s.name.clone());
+        if !s.account.is_empty() {
+            // The account's first device: everything follows from its keys.
+            return Ok(Self::primary(s.handle.clone(), s.device_id, key(&s.account)?, key(&s.device)?, name));
+        }
+        Self::linked(
+            s.handle.clone(),
+            s.device_id,
+            s.account_public.clone(),
+            s.certificate.clone(),
+            key(&s.device)?,
+            name.unwrap_or_else(|| format!("device {}", s.device_id)),
+        )
+    }
+
+    /// Renames this device (the name peers see with new keys).
+    pub fn set_name(&mut self, name: &str) {
+        self.name = name.to_owned();
     }
 }
 

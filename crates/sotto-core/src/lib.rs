@@ -18,6 +18,7 @@ pub mod groups;
 #[cfg(test)]
 mod hostile_server_tests;
 pub mod identity;
+pub mod link;
 pub mod messenger;
 pub mod policy;
 #[cfg(test)]
@@ -32,7 +33,7 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
-    Contact, Environment, Event, GroupKind, Intent, Invitee, MessageState, Messenger, OutboxItem, PendingCommit,
-    StoredMessage,
+    Contact, Environment, Event, GroupKind, Intent, Invitee, LinkCandidate, MessageState, Messenger, OutboxItem,
+    OwnDevice, PendingCommit, StoredMessage,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

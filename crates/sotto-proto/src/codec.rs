@@ -105,7 +105,7 @@ mod tests {
                 packages: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
                 last_resort: Some(serde_bytes::ByteBuf::from(vec![3])),
             },
-            Request::ClaimKeyPackages { handle: "bob".into() },
+            Request::ClaimKeyPackages { handle: "bob".into(), devices: None },
             Request::LookupUser { handle: "bob".into() },
             Request::CreateGroup { group_id: vec![4; 16] },
             Request::Commit {

@@ -57,6 +57,12 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The server failed; the request may be retried.
     Internal,
+    /// This device was removed from its account and may not log in.
+    DeviceRevoked,
+    /// The account has as many devices as the server allows.
+    DeviceLimit,
+    /// No device is waiting to be linked under that code (or it expired).
+    UnknownLink,
 }
 
 impl ErrorCode {
@@ -87,6 +93,9 @@ impl ErrorCode {
             Self::RateLimited => "too many requests; slow down",
             Self::LimitExceeded => "a server limit was reached",
             Self::Internal => "the server failed; try again",
+            Self::DeviceRevoked => "this device was removed from its account; link it again with `sotto link`",
+            Self::DeviceLimit => "the account has as many devices as this server allows; remove one first",
+            Self::UnknownLink => "no device is waiting to be linked with that code; check it, or start `sotto link` again",
         }
     }
 
@@ -97,7 +106,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::BadRequest,
         Self::MalformedFrame,
         Self::FrameTooLarge,
@@ -122,6 +131,9 @@ impl ErrorCode {
         Self::RateLimited,
         Self::LimitExceeded,
         Self::Internal,
+        Self::DeviceRevoked,
+        Self::DeviceLimit,
+        Self::UnknownLink,
     ];
 }
 

@@ -18,12 +18,14 @@ pub mod codec;
 pub mod error;
 pub mod handle;
 pub mod limits;
+pub mod link;
 pub mod messages;
 pub mod signing;
 
 pub use address::{ServerAddress, Transport};
 pub use error::{ErrorBody, ErrorCode};
 pub use handle::validate_handle;
+pub use link::{link_slot, LINK_SLOT_LEN, LINK_SLOT_TTL_SECS};
 pub use messages::*;
 
 /// The protocol version this crate speaks. The server announces it in

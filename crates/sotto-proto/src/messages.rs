@@ -121,10 +121,15 @@ pub enum Request {
         #[serde(default)]
         last_resort: Option<serde_bytes::ByteBuf>,
     },
-    /// Take one KeyPackage for every device of an account.
+    /// Take one KeyPackage for every device of an account (or for the
+    /// listed devices only).
     ClaimKeyPackages {
         /// The account.
         handle: String,
+        /// Only these devices (adding a newly linked device to a group
+        /// needs its package, not everyone's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        devices: Option<Vec<u32>>,
     },
     /// The account key and devices of a handle.
     LookupUser {
@@ -264,6 +269,45 @@ pub enum Request {
         /// The accounts.
         handles: Vec<String>,
     },
+    /// Add a device to this account. Its certificate must verify under the
+    /// account key; the account may have at most the server's device cap.
+    AddDevice {
+        /// The new device.
+        device: DeviceInfo,
+    },
+    /// Remove a device of this account for good: it leaves every group's
+    /// routing at once, its connections close and it can never log in
+    /// again. Its number is not reused.
+    RemoveDevice {
+        /// The device.
+        device_id: u32,
+    },
+    /// This account's devices with when each was added and last seen.
+    ListDevices,
+    /// (Before login.) A device that wants to be linked to an account
+    /// offers its link KeyPackage and asks whether an answer came. The slot
+    /// is named by the first [`crate::LINK_SLOT_LEN`] bytes of the
+    /// package's SHA-256; it lives a few minutes after the last offer.
+    LinkOffer {
+        /// The TLS-serialized link KeyPackage (at most 16 KiB).
+        #[serde(with = "serde_bytes")]
+        key_package: Vec<u8>,
+    },
+    /// The link KeyPackage waiting in a slot (for the linking device).
+    LinkFetch {
+        /// The slot.
+        #[serde(with = "serde_bytes")]
+        slot: Vec<u8>,
+    },
+    /// Leave the answer for the device waiting in a slot (once).
+    LinkAnswer {
+        /// The slot.
+        #[serde(with = "serde_bytes")]
+        slot: Vec<u8>,
+        /// Opaque to the server: an MLS welcome and message.
+        #[serde(with = "serde_bytes")]
+        answer: Vec<u8>,
+    },
 }
 
 /// A successful answer.
@@ -335,6 +379,25 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         group_info: Vec<u8>,
     },
+    /// A link slot: the answer, once the linking device left one.
+    LinkSlot {
+        /// The answer (see [`Request::LinkAnswer`]).
+        #[serde(default)]
+        answer: Option<serde_bytes::ByteBuf>,
+        /// Seconds the slot stays open without another offer.
+        expires_in: u64,
+    },
+    /// The link KeyPackage waiting in a slot.
+    LinkPackage {
+        /// The TLS-serialized link KeyPackage.
+        #[serde(with = "serde_bytes")]
+        key_package: Vec<u8>,
+    },
+    /// This account's devices.
+    Devices {
+        /// One entry per device.
+        devices: Vec<DeviceRecord>,
+    },
     /// A group's routing state.
     Group {
         /// Current epoch.
@@ -354,6 +417,17 @@ pub struct ClaimedKeyPackage {
     /// The TLS-serialized KeyPackage.
     #[serde(with = "serde_bytes")]
     pub package: Vec<u8>,
+}
+
+/// A device of one's own account, as [`Request::ListDevices`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The device number.
+    pub device_id: u32,
+    /// When it was added (ms since the Unix epoch).
+    pub added_at: i64,
+    /// When it last logged in (ms since the Unix epoch; 0 = never).
+    pub last_seen: i64,
 }
 
 /// An account's public keys.

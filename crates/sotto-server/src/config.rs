@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub byte_burst: Option<u64>,
     /// Most groups one device may create.
     pub max_groups_per_device: Option<u64>,
+    /// Most devices one account may have.
+    pub max_devices: Option<u32>,
 }
 
 /// The resolved settings.
@@ -114,6 +116,8 @@ pub struct Settings {
     pub byte_burst: u64,
     /// Groups per device.
     pub max_groups_per_device: u64,
+    /// Devices per account.
+    pub max_devices: u32,
 }
 
 impl Default for Settings {
@@ -142,6 +146,7 @@ impl Default for Settings {
             byte_rate: crate::relay::DEFAULT_BYTE_RATE,
             byte_burst: crate::relay::DEFAULT_BYTE_BURST,
             max_groups_per_device: 10_000,
+            max_devices: 8,
         }
     }
 }
@@ -278,6 +283,12 @@ impl Settings {
         }
         if let Some(v) = f.max_groups_per_device {
             self.max_groups_per_device = v;
+        }
+        if let Some(v) = f.max_devices {
+            if v == 0 {
+                errors.push("max_devices must be at least 1".into());
+            }
+            self.max_devices = v;
         }
         if errors.is_empty() {
             Ok(self)

@@ -200,6 +200,7 @@ async fn run(args: RunArgs) -> Result<()> {
         byte_rate: s.byte_rate,
         byte_burst: s.byte_burst,
         max_groups_per_device: s.max_groups_per_device,
+        max_devices: s.max_devices,
         ..Default::default()
     };
     let node = Node::open(&s.data, config, server_id)?;

@@ -222,6 +222,11 @@ async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -
                     Err(e) => respond(socket, id, Err(e)).await.ok()?,
                 }
             }
+            // A device waiting to be linked has no account yet: it may
+            // only offer its link package (within this same deadline).
+            Incoming::Request(id, Request::LinkOffer { key_package }) => {
+                respond(socket, id, relay.links.offer(key_package)).await.ok()?
+            }
             Incoming::Request(id, _) => {
                 respond(socket, id, Err(ErrorBody::new(ErrorCode::NotAuthenticated))).await.ok()?
             }
@@ -409,9 +414,14 @@ impl Session<'_> {
     }
 
     async fn drain_everything(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
-        self.drain_welcomes(socket).await?;
+        // Memberships before welcomes: a membership and its welcome are
+        // written in one step, so every group read here has its welcome
+        // pushed before its first entry (read the other way round, a device
+        // added in between got a group's messages before the welcome that
+        // lets it read them, and dropped them).
         let me = self.me.clone();
         let memberships = self.store(move |s| s.memberships(&me)).await?;
+        self.drain_welcomes(socket).await?;
         for m in memberships {
             let upto = self.sent_upto.entry(m.group_id.clone()).or_insert(0);
             *upto = (*upto).max(m.cursor);

@@ -134,7 +134,7 @@ async fn bad_requests_get_codes() {
     let too_many = (0..101).map(|_| serde_bytes::ByteBuf::from(vec![1u8])).collect();
     let err = conn.request(Request::UploadKeyPackages { packages: too_many, last_resort: None }).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::BadRequest);
-    let err = conn.request(Request::ClaimKeyPackages { handle: "nobody".into() }).await.unwrap_err();
+    let err = conn.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None }).await.unwrap_err();
     assert_eq!(code(&err), ErrorCode::UnknownHandle);
     let err = conn
         .request(Request::Commit {

@@ -172,7 +172,7 @@ async fn metrics_are_served_on_their_own_address() {
     let alice = Account::new("alice");
     let mut a = connect(&server.address).await;
     alice.register(&mut a, None).await.unwrap();
-    let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into() }).await;
+    let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None }).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();

@@ -14,7 +14,7 @@ fn gid(n: u8) -> Vec<u8> {
 }
 
 async fn claim(conn: &mut sotto_client::Connection, handle: &str) -> Result<Response, sotto_client::ClientError> {
-    conn.request(Request::ClaimKeyPackages { handle: handle.into() }).await
+    conn.request(Request::ClaimKeyPackages { handle: handle.into(), devices: None }).await
 }
 
 async fn send(

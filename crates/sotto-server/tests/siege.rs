@@ -139,7 +139,7 @@ async fn hostile_clients_do_not_stop_a_normal_conversation() {
                 // Claiming bob's key packages in a loop: they run out, then
                 // the answer is a clear error, not a crash.
                 for _ in 0..10 {
-                    match m.request(Request::ClaimKeyPackages { handle: "bob".into() }).await {
+                    match m.request(Request::ClaimKeyPackages { handle: "bob".into(), devices: None }).await {
                         Ok(Response::KeyPackages { .. }) => {}
                         Err(e) => assert!(matches!(e.code(), Some(ErrorCode::NoKeyPackages | ErrorCode::RateLimited))),
                         Ok(other) => panic!("{other:?}"),

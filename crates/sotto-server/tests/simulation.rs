@@ -152,7 +152,7 @@ impl Sim {
         let mut invitees = Vec::new();
         for c in &clients[1..] {
             let handle = c.m.identity().handle.clone();
-            let claim = Request::ClaimKeyPackages { handle: handle.clone() };
+            let claim = Request::ClaimKeyPackages { handle: handle.clone(), devices: None };
             let Response::KeyPackages { account_key, packages, .. } =
                 answer(&relay, &clients[0].me, claim).await.unwrap()
             else {

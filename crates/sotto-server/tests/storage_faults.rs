@@ -157,6 +157,22 @@ impl Accounts for Faulty {
     fn remove_account(&self, handle: &str) -> StoreResult<()> {
         self.inner.remove_account(handle)
     }
+
+    fn add_device(&self, handle: &str, device: &DeviceInfo, max_devices: u32, now: i64) -> StoreResult<()> {
+        self.inner.add_device(handle, device, max_devices, now)
+    }
+
+    fn remove_device(&self, device: &DeviceRef, now: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.inner.remove_device(device, now)
+    }
+
+    fn device_seen(&self, device: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.inner.device_seen(device, now)
+    }
+
+    fn device_records(&self, handle: &str) -> StoreResult<Vec<sotto_proto::DeviceRecord>> {
+        self.inner.device_records(handle)
+    }
 }
 
 impl KeyPackages for Faulty {
@@ -173,8 +189,8 @@ impl KeyPackages for Faulty {
         self.inner.key_package_count(device)
     }
 
-    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
-        self.inner.claim_key_packages(handle)
+    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+        self.inner.claim_key_packages(handle, only)
     }
 }
 

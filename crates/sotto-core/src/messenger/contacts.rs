@@ -12,6 +12,13 @@ impl Messenger {
     /// key change never loses a message.
     pub(crate) fn note_contact(&self, handle: &str, account_key: &[u8]) -> CoreResult<bool> {
         if handle == self.identity.handle {
+            // Another device of this account must be certified by this
+            // account's key: there is no "trust on first use" for oneself.
+            if account_key != self.identity.account_key() {
+                return Err(CoreError::BadCredential(format!(
+                    "a device calls itself @{handle} (this account) but is not certified by this account's key"
+                )));
+            }
             return Ok(false);
         }
         let known: Option<Vec<u8>> =

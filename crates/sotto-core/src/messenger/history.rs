@@ -29,7 +29,9 @@ impl Messenger {
     /// Incoming messages not yet handed out by `receive`, marking them so.
     pub fn take_unfetched(&self) -> CoreResult<Vec<StoredMessage>> {
         self.tx(|me| {
-            let out = me.messages_where("fetched=0 AND outgoing=?", &0)?;
+            // What this device wrote is stored as fetched already; what the
+            // person sent from another device is news here.
+            let out = me.messages_where("fetched=?", &0)?;
             me.conn.exec("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
             Ok(out)
         })

@@ -121,21 +121,36 @@ impl Messenger {
                 if exists.is_some() || self.is_blocked(&sender.handle)? {
                     return Ok(vec![]);
                 }
+                // Sent from another device of this account: it is this
+                // person's own message, shown as sent from here too.
+                let own = sender.handle == self.identity.handle;
+                let state = if own { MessageState::Sent } else { MessageState::Received };
                 let m = StoredMessage {
                     id: content.id,
                     conversation: conversation.to_owned(),
                     sender: sender.handle,
-                    outgoing: false,
+                    outgoing: own,
                     sent_at: content.sent_at,
                     received_at: self.now(),
                     body: content.body,
-                    state: MessageState::Received,
+                    state,
                     seq: Some(d.seq),
                 };
                 self.conn.exec(
                     "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
-                     VALUES(?,?,?,?,?,0,?,?,?,'received',0)",
-                    params![m.id, m.conversation, d.group_id, d.seq, m.sender, m.sent_at, m.received_at, cbor(&m.body)],
+                     VALUES(?,?,?,?,?,?,?,?,?,?,0)",
+                    params![
+                        m.id,
+                        m.conversation,
+                        d.group_id,
+                        d.seq,
+                        m.sender,
+                        own,
+                        m.sent_at,
+                        m.received_at,
+                        cbor(&m.body),
+                        state.as_str()
+                    ],
                 )?;
                 Ok(vec![Event::Message(Box::new(m))])
             }
@@ -149,16 +164,14 @@ impl Messenger {
                     self.note_contact(&cred.handle, &cred.account_key)?;
                 }
                 let removed = staged.self_removed();
-                let gone: Vec<String> = staged
+                let before = Self::member_handles(&group);
+                let gone: Vec<SottoCredential> = staged
                     .remove_proposals()
                     .filter_map(|r| group.member(r.remove_proposal().removed()).and_then(|c| member_credential(c).ok()))
-                    .map(|c| c.handle)
-                    .filter(|h| h != &self.identity.handle)
                     .collect();
-                let joined: Vec<String> = staged
+                let joined: Vec<SottoCredential> = staged
                     .add_proposals()
                     .filter_map(|a| member_credential(a.add_proposal().key_package().leaf_node().credential()).ok())
-                    .map(|c| c.handle)
                     .collect();
                 group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
                 if removed {
@@ -170,16 +183,42 @@ impl Messenger {
                         Event::Message(Box::new(marker)),
                     ]);
                 }
-                let mut events = Vec::new();
-                if GroupKind::of(&d.group_id) == GroupKind::Group {
-                    let notes = joined
-                        .iter()
-                        .map(|h| format!("@{} added @{h}", sender.handle))
-                        .chain(gone.iter().map(|h| format!("@{h} is no longer in the group")));
-                    for text in notes {
-                        let m = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
-                        events.push(Event::Message(Box::new(m)));
+                let after = Self::member_handles(&group);
+                let device_name = |c: &SottoCredential| match &c.device_name {
+                    Some(n) => format!("{n} (device {})", c.device_id),
+                    None => format!("device {}", c.device_id),
+                };
+                let mut notes = Vec::new();
+                let is_group = GroupKind::of(&d.group_id) == GroupKind::Group;
+                for c in &joined {
+                    if before.iter().any(|(_, b)| b.handle == c.handle) || c.handle == self.identity.handle {
+                        // A new device of someone already here: a notice,
+                        // not a key-change hold (its certificate chains to
+                        // the account key this device trusts).
+                        let who =
+                            if c.handle == self.identity.handle { "you".to_owned() } else { format!("@{}", c.handle) };
+                        notes.push(format!("{who} added a device: {}", device_name(c)));
+                    } else if is_group && !joined.iter().take_while(|j| *j != c).any(|j| j.handle == c.handle) {
+                        notes.push(format!("@{} added @{}", sender.handle, c.handle));
                     }
+                }
+                for c in &gone {
+                    let still_here = after.iter().any(|(_, a)| a.handle == c.handle);
+                    if still_here || c.handle == self.identity.handle {
+                        let who = if c.handle == self.identity.handle {
+                            "your".to_owned()
+                        } else {
+                            format!("@{}'s", c.handle)
+                        };
+                        notes.push(format!("{who} device {} was removed", device_name(c)));
+                    } else if is_group && !gone.iter().take_while(|g| *g != c).any(|g| g.handle == c.handle) {
+                        notes.push(format!("@{} is no longer in the group", c.handle));
+                    }
+                }
+                let mut events = Vec::new();
+                for text in notes {
+                    let m = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
+                    events.push(Event::Message(Box::new(m)));
                 }
                 Ok(events)
             }

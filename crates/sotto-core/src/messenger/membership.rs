@@ -75,31 +75,51 @@ impl Messenger {
     }
 
     /// Validates claimed KeyPackages against the handle and account key the
-    /// server reported, and the credential chain inside each.
+    /// server reported, and the credential chain inside each. A package
+    /// whose device is not certified by the account key (a device the
+    /// server slipped in on its own) is left out, never added.
     pub(crate) fn validate_invitee(&self, invitee: &Invitee) -> CoreResult<Vec<(KeyPackage, DeviceRef)>> {
         let handle = &invitee.handle;
         self.note_contact(handle, &invitee.account_key)?;
         self.require_trusted(handle, &invitee.account_key)?;
         let provider = self.provider();
         let mut out = Vec::new();
+        let mut refused = 0;
         for c in &invitee.packages {
-            let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
-                .map_err(|e| CoreError::decode("key package", e))?
-                .validate(provider.crypto(), ProtocolVersion::Mls10)
-                .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
-            let leaf = kp.leaf_node();
-            let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
-            if &cred.handle != handle
-                || cred.account_key != invitee.account_key
-                || cred.device_id != c.device.device_id
-                || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
-            {
-                return Err(CoreError::BadCredential(format!("the server gave a key package that is not @{handle}'s")));
+            let checked = (|| -> CoreResult<(KeyPackage, DeviceRef)> {
+                let kp = KeyPackageIn::tls_deserialize_exact(c.package.as_slice())
+                    .map_err(|e| CoreError::decode("key package", e))?
+                    .validate(provider.crypto(), ProtocolVersion::Mls10)
+                    .map_err(|e| CoreError::BadCredential(format!("key package of @{handle}: {e}")))?;
+                let leaf = kp.leaf_node();
+                let cred = SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice())?;
+                if &cred.handle != handle
+                    || cred.account_key != invitee.account_key
+                    || cred.device_id != c.device.device_id
+                    || leaf.signature_key().as_slice() != c.device.device_key.as_slice()
+                {
+                    return Err(CoreError::BadCredential(format!(
+                        "the server gave a key package that is not @{handle}'s"
+                    )));
+                }
+                Ok((kp, DeviceRef { handle: handle.clone(), device_id: cred.device_id }))
+            })();
+            match checked {
+                Ok(ok) => out.push(ok),
+                Err(e) => {
+                    refused += 1;
+                    tracing::warn!(handle = %handle, device = c.device.device_id, error = %e, "a device was refused");
+                }
             }
-            out.push((kp, DeviceRef { handle: handle.clone(), device_id: cred.device_id }));
         }
         if out.is_empty() {
-            return Err(CoreError::NotFound(format!("@{handle} has no device to talk to")));
+            return Err(if refused > 0 {
+                CoreError::BadCredential(format!(
+                    "the server offered only devices of @{handle} that @{handle}'s account key never certified; nothing was added"
+                ))
+            } else {
+                CoreError::NotFound(format!("@{handle} has no device to talk to"))
+            });
         }
         Ok(out)
     }
@@ -156,6 +176,9 @@ impl Messenger {
                 let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
                 if cred.handle != me.identity.handle {
                     others.push(cred);
+                } else {
+                    // This account's other devices must chain to its key.
+                    me.note_contact(&cred.handle, &cred.account_key)?;
                 }
             }
             let mut events = Vec::new();

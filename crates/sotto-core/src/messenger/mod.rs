@@ -18,6 +18,7 @@ use crate::identity::{Identity, SottoCredential};
 use crate::provider::{self, Provider};
 
 mod contacts;
+mod devices;
 mod files;
 mod history;
 mod inbound;
@@ -26,6 +27,7 @@ mod model;
 mod outbox;
 mod schema;
 
+pub use devices::{LinkCandidate, OwnDevice};
 pub use files::UploadState;
 pub use model::*;
 pub use outbox::*;

@@ -40,6 +40,8 @@ pub enum Intent {
     Add(Vec<Invitee>),
     /// Remove every device of these handles.
     Remove(Vec<String>),
+    /// Remove these devices (a device removed from its account).
+    RemoveDevices(Vec<DeviceRef>),
     /// Refresh this device's keys (post-compromise security).
     Update,
     /// Rejoin by external commit after losing step with the group.
@@ -101,10 +103,13 @@ impl Messenger {
                 let mut packages = Vec::new();
                 let mut added = Vec::new();
                 for inv in invitees {
-                    if members.iter().any(|(_, c)| c.handle == inv.handle) {
-                        continue;
-                    }
+                    // Per device: someone already in the group may have a
+                    // device that is not (linked since), and a device added
+                    // meanwhile by another member is not added twice.
                     for (kp, d) in self.validate_invitee(inv)? {
+                        if members.iter().any(|(_, c)| c.handle == d.handle && c.device_id == d.device_id) {
+                            continue;
+                        }
                         packages.push(kp);
                         added.push(d);
                     }
@@ -120,6 +125,19 @@ impl Messenger {
                     .iter()
                     .filter(|(_, c)| handles.contains(&c.handle) && c.handle != self.identity.handle)
                     .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
+                    .collect();
+                if targets.is_empty() {
+                    return Ok(None);
+                }
+                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+                let (commit, welcome, _) = group.remove_members(&provider, &signer, &leaves).map_err(CoreError::mls)?;
+                (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
+            }
+            Intent::RemoveDevices(devices) => {
+                let targets: Vec<(LeafNodeIndex, DeviceRef)> = members
+                    .iter()
+                    .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
+                    .filter(|(_, d)| devices.contains(d) && *d != self.me())
                     .collect();
                 if targets.is_empty() {
                     return Ok(None);
@@ -253,7 +271,11 @@ impl Messenger {
                 me.insert_system(&conversation, &item.group_id, seq, "rejoined the conversation")?;
             }
             if let Some(mid) = &item.message_id {
-                me.conn.exec("UPDATE messages SET state='sent', seq=? WHERE id=?", params![seq, mid])?;
+                // A control message (a group's name) stays out of history.
+                me.conn.exec(
+                    "UPDATE messages SET state=CASE state WHEN 'control' THEN 'control' ELSE 'sent' END, seq=? WHERE id=?",
+                    params![seq, mid],
+                )?;
             }
             me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             Ok(())

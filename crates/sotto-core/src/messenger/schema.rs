@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS uploads(
     nonce BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- This account's devices by number, with the names people gave them.
+CREATE TABLE IF NOT EXISTS own_devices(
+    device_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox(
     client_id BLOB PRIMARY KEY,
     group_id BLOB NOT NULL,

@@ -101,6 +101,11 @@ impl Relay {
                     payload,
                     stored_at: now,
                 };
+                // A new member's welcome first: it must reach the device
+                // before any entry of the group it opens.
+                if !added.is_empty() {
+                    self.hub.wake_inbox(&added);
+                }
                 // The entry exactly as the store would give it back, encoded
                 // once for every recipient.
                 match codec::encode(&ServerMessage::Push(Push::Deliver(delivery))) {
@@ -118,9 +123,6 @@ impl Relay {
                         }
                     }
                     Err(_) => self.hub.wake_group(&appended.members, &group_id),
-                }
-                if !added.is_empty() {
-                    self.hub.wake_inbox(&added);
                 }
             }
             Ok(Response::Appended { seq: appended.seq, epoch: appended.epoch, duplicate: appended.duplicate })

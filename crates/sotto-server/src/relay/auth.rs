@@ -41,7 +41,14 @@ impl Relay {
                 // does not tell a stranger which handles exist.
                 let Some(account) = account else { return Err(ErrorBody::new(ErrorCode::AuthFailed)) };
                 let Some(device) = account.devices.iter().find(|d| d.device_id == device_id) else {
-                    return Err(ErrorBody::new(ErrorCode::AuthFailed));
+                    // A removed device is told so, to stop retrying (its key
+                    // is gone with it, so this tells a stranger no more
+                    // than that the account once had that device).
+                    return Err(ErrorBody::new(if account.revoked.contains(&device_id) {
+                        ErrorCode::DeviceRevoked
+                    } else {
+                        ErrorCode::AuthFailed
+                    }));
                 };
                 if !verify(&device.device_key, &payload, &signature) {
                     return Err(ErrorBody::new(ErrorCode::AuthFailed));
@@ -78,7 +85,11 @@ impl Relay {
                 }
                 let store = self.store.clone();
                 let d = dref.clone();
-                let key_packages = blocking_timed(&self.metrics, move || store.key_package_count(&d)).await?;
+                let key_packages = blocking_timed(&self.metrics, move || {
+                    store.device_seen(&d, now_ms())?;
+                    store.key_package_count(&d)
+                })
+                .await?;
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages }))
             }
             _ => Err(ErrorBody::new(ErrorCode::NotAuthenticated)),

@@ -29,9 +29,21 @@ impl Relay {
     }
 
     /// `ClaimKeyPackages`.
-    pub(super) async fn claim_key_packages(&self, me: &DeviceRef, handle: String) -> Result<Response, ErrorBody> {
+    pub(super) async fn claim_key_packages(
+        &self,
+        me: &DeviceRef,
+        handle: String,
+        devices: Option<Vec<u32>>,
+    ) -> Result<Response, ErrorBody> {
         let store = self.store.clone();
-        if !self.claims.allow(&me.handle, &handle, std::time::Instant::now()) {
+        if devices.as_ref().is_some_and(|d| d.is_empty() || d.len() > self.config.max_devices as usize) {
+            return Err(bad("name between one device and the device cap"));
+        }
+        // A device adding its own account's other devices to its groups
+        // (after a link) needs one package per group; the budget guards
+        // other people's stock, not one's own.
+        let own = me.handle == handle;
+        if !own && !self.claims.allow(&me.handle, &handle, std::time::Instant::now()) {
             return Err(ErrorBody::with_message(
                 ErrorCode::RateLimited,
                 format!("too many key package claims for @{handle} this hour; try again later"),
@@ -39,7 +51,7 @@ impl Relay {
         }
         let h = handle.clone();
         let s2 = store.clone();
-        let claimed = blocking_timed(&self.metrics, move || s2.claim_key_packages(&h)).await?;
+        let claimed = blocking_timed(&self.metrics, move || s2.claim_key_packages(&h, devices.as_deref())).await?;
         let h = handle.clone();
         let account = blocking_timed(&self.metrics, move || store.account(&h))
             .await?

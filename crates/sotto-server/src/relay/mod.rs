@@ -22,9 +22,11 @@ use crate::store::{NewMessage, Store, StoreError};
 mod accounts;
 mod append;
 mod auth;
+mod devices;
 mod files;
 mod groups;
 mod key_packages;
+pub mod link;
 
 /// Settings the relay logic needs.
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct RelayConfig {
     pub adds_per_target: u32,
     /// Adds of anyone's devices one account may make per hour.
     pub adds_per_hour: u32,
+    /// Most devices one account may have.
+    pub max_devices: u32,
 }
 
 /// 1 MiB/s: a thousand 1 KiB messages a second, far beyond any person,
@@ -109,6 +113,7 @@ impl Default for RelayConfig {
             key_package_claims_per_hour: 5_000,
             adds_per_target: 30,
             adds_per_hour: 5_000,
+            max_devices: 8,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct Relay {
     pub adds: crate::pair_budget::PairBudget,
     /// Set to true when the server shuts down; sessions say goodbye.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Devices waiting to be linked (in memory: a slot lives minutes).
+    pub links: link::LinkSlots,
 }
 
 /// The answer to a queued request.
@@ -174,6 +181,7 @@ impl Relay {
             claims,
             adds,
             shutdown: tokio::sync::watch::channel(false).0,
+            links: link::LinkSlots::default(),
         }
     }
 
@@ -200,6 +208,8 @@ impl From<StoreError> for ErrorBody {
             StoreError::InviteInvalid => ErrorCode::InviteInvalid,
             StoreError::UnknownHandle | StoreError::UnknownDevice(_) => ErrorCode::UnknownHandle,
             StoreError::NoKeyPackages => ErrorCode::NoKeyPackages,
+            StoreError::DeviceLimit(_) => ErrorCode::DeviceLimit,
+            StoreError::DeviceRevoked => ErrorCode::DeviceRevoked,
             StoreError::UnknownGroup => ErrorCode::UnknownGroup,
             StoreError::GroupExists => ErrorCode::GroupExists,
             StoreError::UnknownBlob => ErrorCode::UnknownBlob,
@@ -319,7 +329,7 @@ impl Relay {
             Request::UploadKeyPackages { packages, last_resort } => {
                 self.upload_key_packages(me, packages, last_resort).await
             }
-            Request::ClaimKeyPackages { handle } => self.claim_key_packages(me, handle).await,
+            Request::ClaimKeyPackages { handle, devices } => self.claim_key_packages(me, handle, devices).await,
             Request::LookupUser { handle } => self.lookup_user(handle).await,
             Request::CreateGroup { group_id } => self.create_group(me, group_id).await,
             Request::Commit { .. } | Request::Send { .. } => Err(bad("appends are queued by submit")),
@@ -336,6 +346,12 @@ impl Relay {
             Request::Leave { group_id } => self.leave(me, group_id).await,
             Request::Presence { handles } => self.presence(me, handles).await,
             Request::GroupState { group_id } => self.group_state(me, group_id).await,
+            Request::AddDevice { device } => self.add_device(me, device).await,
+            Request::RemoveDevice { device_id } => self.remove_device(me, device_id).await,
+            Request::ListDevices => self.list_devices(me).await,
+            Request::LinkOffer { key_package } => self.links.offer(key_package),
+            Request::LinkFetch { slot } => self.links.fetch(&slot),
+            Request::LinkAnswer { slot, answer } => self.links.answer(&slot, answer),
         }
     }
 }

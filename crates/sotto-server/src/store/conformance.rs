@@ -98,6 +98,14 @@ macro_rules! store_conformance {
         fn retention() {
             $crate::store::conformance::retention(&$make);
         }
+        #[test]
+        fn welcome_ids_are_never_handed_out_twice() {
+            $crate::store::conformance::welcome_ids_are_never_handed_out_twice(&$make);
+        }
+        #[test]
+        fn devices_are_added_capped_and_revoked_for_good() {
+            $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
+        }
     };
 }
 
@@ -151,8 +159,8 @@ pub fn registration_and_invites(s: &impl Store) {
 /// at once; then the last-resort one.
 pub fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
     register(&*s, "bob");
-    assert_eq!(s.claim_key_packages("nobody").unwrap_err(), StoreError::UnknownHandle);
-    assert_eq!(s.claim_key_packages("bob").unwrap_err(), StoreError::NoKeyPackages);
+    assert_eq!(s.claim_key_packages("nobody", None).unwrap_err(), StoreError::UnknownHandle);
+    assert_eq!(s.claim_key_packages("bob", None).unwrap_err(), StoreError::NoKeyPackages);
     let packages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 8]).collect();
     assert_eq!(s.add_key_packages(&dev("bob"), &packages, Some(b"last")).unwrap(), 40);
     // 8 threads race for 40 packages, 6 claims each: 48 claims, so exactly
@@ -161,7 +169,7 @@ pub fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
         .map(|_| {
             let s = s.clone();
             std::thread::spawn(move || {
-                (0..6).map(|_| s.claim_key_packages("bob").unwrap()[0].1.clone()).collect::<Vec<_>>()
+                (0..6).map(|_| s.claim_key_packages("bob", None).unwrap()[0].1.clone()).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -503,4 +511,78 @@ pub fn concurrent_appends<S: Store>(s: Arc<S>) {
     assert_eq!((group.last_seq, group.epoch), (400, 0));
     assert_eq!(group.members, vec![dev("alice")], "a refused commit added nobody");
     assert!(s.welcomes(&dev("bob")).unwrap().is_empty(), "and left no welcome");
+}
+
+/// Devices: a second device is added (numbers unique, the cap holds), its
+/// packages can be claimed alone, and a removed device loses its packages
+/// and memberships, stays revoked and its number is never reused.
+pub fn devices_are_added_capped_and_revoked_for_good(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let second = DeviceInfo { device_id: 2, device_key: vec![9; 32], certificate: vec![8; 64] };
+    assert_eq!(s.add_device("nobody", &second, 8, NOW).unwrap_err(), StoreError::UnknownHandle);
+    s.add_device("alice", &second, 8, NOW).unwrap();
+    assert!(matches!(s.add_device("alice", &second, 8, NOW), Err(StoreError::Invalid(_))), "number in use");
+    let third = DeviceInfo { device_id: 3, device_key: vec![10; 32], certificate: vec![8; 64] };
+    assert_eq!(s.add_device("alice", &third, 2, NOW).unwrap_err(), StoreError::DeviceLimit(2));
+    let a1 = dev("alice");
+    let a2 = DeviceRef { handle: "alice".into(), device_id: 2 };
+    s.add_key_packages(&a1, &[b"a1-kp".to_vec()], None).unwrap();
+    s.add_key_packages(&a2, &[b"a2-kp".to_vec(), b"a2-kp2".to_vec()], Some(b"a2-last")).unwrap();
+    let only = s.claim_key_packages("alice", Some(&[2])).unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!((only[0].0.device_id, only[0].1.as_slice(), only[0].2), (2, &b"a2-kp"[..], 1));
+    assert_eq!(s.key_package_count(&a1).unwrap(), 1, "the other device's stock is untouched");
+    assert!(matches!(s.claim_key_packages("alice", Some(&[7])), Err(StoreError::UnknownDevice(_))));
+    // Both devices in a group; then device 2 is removed.
+    s.create_group(b"g-devices", &a1, NOW).unwrap();
+    let added = [a2.clone(), dev("bob")];
+    let mut m = msg(b"g-devices", &a1, 0, b"c1", MessageKind::Commit);
+    m.added = &added;
+    m.welcome = Some(b"welcome");
+    s.append(&m, NOW).unwrap();
+    assert_eq!(s.group(b"g-devices").unwrap().unwrap().members.len(), 3);
+    assert_eq!(s.welcomes(&a2).unwrap().len(), 1);
+    s.device_seen(&a2, NOW + 5).unwrap();
+    let records = s.device_records("alice").unwrap();
+    assert_eq!(records.iter().map(|r| (r.device_id, r.last_seen)).collect::<Vec<_>>(), vec![(1, 0), (2, NOW + 5)]);
+    assert_eq!(s.remove_device(&a2, NOW).unwrap(), vec![b"g-devices".to_vec()]);
+    let account = s.account("alice").unwrap().unwrap();
+    assert_eq!(account.devices.iter().map(|d| d.device_id).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(account.revoked, vec![2]);
+    assert!(!s.group(b"g-devices").unwrap().unwrap().members.contains(&a2), "routed nothing more");
+    assert!(s.welcomes(&a2).unwrap().is_empty());
+    assert_eq!(s.key_package_count(&a2).unwrap(), 0);
+    assert!(matches!(s.fetch(b"g-devices", &a2, 0, 10), Err(StoreError::NotMember)));
+    assert!(matches!(s.remove_device(&a2, NOW), Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(s.add_device("alice", &second, 8, NOW), Err(StoreError::Invalid(_))), "never reused");
+    s.add_device("alice", &third, 8, NOW).unwrap();
+    // A new account under the handle starts with nothing revoked.
+    s.remove_account("alice").unwrap();
+    register(s, "alice");
+    assert!(s.account("alice").unwrap().unwrap().revoked.is_empty());
+}
+
+/// A welcome's id is larger than every earlier one, also after the newest
+/// was acknowledged and deleted (a connection pushes welcomes above the
+/// last id it pushed: a reused id would never reach a device online).
+pub fn welcome_ids_are_never_handed_out_twice(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let bob = [dev("bob")];
+    let mut last = 0;
+    let alice = dev("alice");
+    for (i, g) in [b"g-welcome-1", b"g-welcome-2", b"g-welcome-3"].iter().enumerate() {
+        s.create_group(*g, &alice, NOW).unwrap();
+        let cid = [i as u8 + 1];
+        let mut m = msg(*g, &alice, 0, &cid, MessageKind::Commit);
+        m.added = &bob;
+        m.welcome = Some(b"welcome");
+        s.append(&m, NOW).unwrap();
+        let w = s.welcomes(&dev("bob")).unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].id > last, "welcome id {} after {last}", w[0].id);
+        last = w[0].id;
+        s.ack_welcome(&dev("bob"), last).unwrap();
+    }
 }

@@ -37,6 +37,12 @@ pub enum StoreError {
     /// The account's devices have no KeyPackage left.
     #[error("no key packages left")]
     NoKeyPackages,
+    /// The account has as many devices as allowed.
+    #[error("the account has {0} devices, as many as this server allows; remove one first")]
+    DeviceLimit(u32),
+    /// The device was removed from its account.
+    #[error("this device was removed from its account")]
+    DeviceRevoked,
     /// The group does not exist.
     #[error("unknown group")]
     UnknownGroup,
@@ -83,6 +89,9 @@ pub struct AccountRecord {
     pub banned: bool,
     /// Its devices.
     pub devices: Vec<DeviceInfo>,
+    /// Numbers of devices removed from it (they may never log in again,
+    /// and their numbers are not reused).
+    pub revoked: Vec<u32>,
 }
 
 /// A message to append to a group's log.
@@ -248,6 +257,22 @@ pub trait Accounts: Send + Sync + 'static {
     /// Deletes an account with its devices, KeyPackages, memberships,
     /// welcomes and files; its handle becomes free.
     fn remove_account(&self, handle: &str) -> StoreResult<()>;
+
+    /// Adds a device (its certificate already checked) to an account that
+    /// has fewer than `max_devices`. A number in use or once revoked is
+    /// refused (`Invalid`).
+    fn add_device(&self, handle: &str, device: &DeviceInfo, max_devices: u32, now: i64) -> StoreResult<()>;
+
+    /// Removes a device for good: its KeyPackages, copies, welcomes and
+    /// memberships go (it is routed nothing more), and its number is
+    /// recorded as revoked. Returns the groups it was in.
+    fn remove_device(&self, device: &DeviceRef, now: i64) -> StoreResult<Vec<Vec<u8>>>;
+
+    /// Records that a device logged in.
+    fn device_seen(&self, device: &DeviceRef, now: i64) -> StoreResult<()>;
+
+    /// An account's devices with when each was added and last seen.
+    fn device_records(&self, handle: &str) -> StoreResult<Vec<sotto_proto::DeviceRecord>>;
 }
 
 /// KeyPackage stock per device: each one-time package is handed out once.
@@ -264,10 +289,11 @@ pub trait KeyPackages: Send + Sync + 'static {
     /// One-time KeyPackages in stock for a device.
     fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32>;
 
-    /// Takes one KeyPackage per device of the account: a one-time package,
-    /// deleted as it is handed out, or else the last-resort one. Returns the
-    /// devices' keys with their packages, and the devices that are now low.
-    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
+    /// Takes one KeyPackage per device of the account (only of the devices
+    /// in `only`, when given): a one-time package, deleted as it is handed
+    /// out, or else the last-resort one. Returns the devices' keys with
+    /// their packages and the one-time stock each has left.
+    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
 }
 
 /// Groups and their ordered logs: membership, appends with the epoch and

@@ -56,8 +56,15 @@ impl Accounts for SqliteStore {
             )
             .map_err(backend)?;
             // A new account under an old handle starts with no copy of its
-            // own recorded (the old account's record, if any, is not its).
-            tx.exec("DELETE FROM device_copies WHERE handle=?", [handle]).map_err(backend)?;
+            // own recorded and nothing revoked (the old account's records,
+            // if any, are not its).
+            for sql in [
+                "DELETE FROM device_copies WHERE handle=?",
+                "DELETE FROM revoked_devices WHERE handle=?",
+                "DELETE FROM device_seen WHERE handle=?",
+            ] {
+                tx.exec(sql, [handle]).map_err(backend)?;
+            }
             Ok(())
         })
     }
@@ -71,7 +78,13 @@ impl Accounts for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             let Some((account_key, banned)) = row else { return Ok(None) };
-            Ok(Some(AccountRecord { handle: handle.to_owned(), account_key, banned, devices: devices_of(tx, handle)? }))
+            Ok(Some(AccountRecord {
+                handle: handle.to_owned(),
+                account_key,
+                banned,
+                devices: devices_of(tx, handle)?,
+                revoked: revoked_of(tx, handle)?,
+            }))
         })
     }
 
@@ -128,6 +141,8 @@ impl Accounts for SqliteStore {
                 "DELETE FROM devices WHERE handle=?",
                 "DELETE FROM key_packages WHERE handle=?",
                 "DELETE FROM device_copies WHERE handle=?",
+                "DELETE FROM revoked_devices WHERE handle=?",
+                "DELETE FROM device_seen WHERE handle=?",
                 "DELETE FROM members WHERE handle=?",
                 "DELETE FROM welcomes WHERE handle=?",
                 "DELETE FROM blob_readers WHERE handle=?",
@@ -141,4 +156,108 @@ impl Accounts for SqliteStore {
             Ok(())
         })
     }
+
+    fn add_device(&self, handle: &str, device: &DeviceInfo, max_devices: u32, now: i64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            let known: Option<i64> =
+                tx.row("SELECT 1 FROM accounts WHERE handle=?", [handle], |r| r.get(0)).optional().map_err(backend)?;
+            if known.is_none() {
+                return Err(StoreError::UnknownHandle);
+            }
+            let devices = devices_of(tx, handle)?;
+            if devices.iter().any(|d| d.device_id == device.device_id)
+                || revoked_of(tx, handle)?.contains(&device.device_id)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "device number {} is taken or was removed before; use a new one",
+                    device.device_id
+                )));
+            }
+            if devices.len() as u32 >= max_devices {
+                return Err(StoreError::DeviceLimit(devices.len() as u32));
+            }
+            tx.exec(
+                "INSERT INTO devices(handle, device_id, device_key, certificate, created_at) VALUES(?,?,?,?,?)",
+                params![handle, device.device_id, device.device_key, device.certificate, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn remove_device(&self, device: &DeviceRef, now: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.with_tx(|tx| {
+            // Membership changes outside the writer: its cache must go.
+            self.membership_changes.fetch_add(1, Ordering::SeqCst);
+            let n = tx
+                .exec("DELETE FROM devices WHERE handle=? AND device_id=?", params![device.handle, device.device_id])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::UnknownDevice(device.clone()));
+            }
+            let groups: Vec<Vec<u8>> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT DISTINCT group_id FROM members WHERE handle=? AND device_id=?")
+                    .map_err(backend)?;
+                let rows = stmt.query_map(params![device.handle, device.device_id], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for sql in [
+                "DELETE FROM key_packages WHERE handle=? AND device_id=?",
+                "DELETE FROM device_copies WHERE handle=? AND device_id=?",
+                "DELETE FROM members WHERE handle=? AND device_id=?",
+                "DELETE FROM welcomes WHERE handle=? AND device_id=?",
+                "DELETE FROM blob_readers WHERE handle=? AND device_id=?",
+                "DELETE FROM device_seen WHERE handle=? AND device_id=?",
+            ] {
+                tx.exec(sql, params![device.handle, device.device_id]).map_err(backend)?;
+            }
+            tx.exec(
+                "INSERT OR REPLACE INTO revoked_devices(handle, device_id, revoked_at) VALUES(?,?,?)",
+                params![device.handle, device.device_id, now],
+            )
+            .map_err(backend)?;
+            for g in &groups {
+                delete_fully_acked(tx, g)?;
+            }
+            Ok(groups)
+        })
+    }
+
+    fn device_seen(&self, device: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            tx.exec(
+                "INSERT OR REPLACE INTO device_seen(handle, device_id, last_seen) VALUES(?,?,?)",
+                params![device.handle, device.device_id, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn device_records(&self, handle: &str) -> StoreResult<Vec<sotto_proto::DeviceRecord>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT d.device_id, d.created_at, coalesce(s.last_seen, 0) FROM devices d
+                     LEFT JOIN device_seen s ON s.handle = d.handle AND s.device_id = d.device_id
+                     WHERE d.handle=? ORDER BY d.device_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([handle], |r| {
+                    Ok(sotto_proto::DeviceRecord { device_id: r.get(0)?, added_at: r.get(1)?, last_seen: r.get(2)? })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+}
+
+fn revoked_of(tx: &Connection, handle: &str) -> StoreResult<Vec<u32>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT device_id FROM revoked_devices WHERE handle=? ORDER BY device_id")
+        .map_err(backend)?;
+    let rows = stmt.query_map([handle], |r| r.get(0)).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }

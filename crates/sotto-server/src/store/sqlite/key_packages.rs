@@ -42,11 +42,20 @@ impl KeyPackages for SqliteStore {
         self.with_tx(|tx| one_time_count(tx, device))
     }
 
-    fn claim_key_packages(&self, handle: &str) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
         self.with_tx(|tx| {
-            let devices = devices_of(tx, handle)?;
+            let mut devices = devices_of(tx, handle)?;
             if devices.is_empty() {
                 return Err(StoreError::UnknownHandle);
+            }
+            if let Some(only) = only {
+                devices.retain(|d| only.contains(&d.device_id));
+                if devices.is_empty() {
+                    return Err(StoreError::UnknownDevice(DeviceRef {
+                        handle: handle.to_owned(),
+                        device_id: only.first().copied().unwrap_or(0),
+                    }));
+                }
             }
             let mut out = Vec::new();
             for device in devices {

@@ -114,6 +114,12 @@ impl SqliteStore {
         // only as used) instead of re-reading them from the OS.
         conn.execute_batch("PRAGMA cache_size=-16384;").map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        let welcomes_sql: String = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='welcomes'", [], |r| r.get(0))
+            .map_err(backend)?;
+        if !welcomes_sql.contains("AUTOINCREMENT") {
+            conn.execute_batch(schema::WELCOME_IDS_MIGRATION).map_err(backend)?;
+        }
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, rx) = mpsc::channel();
         let c = conn.clone();

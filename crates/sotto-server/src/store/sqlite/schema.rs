@@ -74,8 +74,11 @@ CREATE TABLE IF NOT EXISTS sent_ids(
     stored_at INTEGER NOT NULL,
     PRIMARY KEY(group_id, sender_handle, sender_device, client_id)
 );
+-- AUTOINCREMENT: an id is never handed out twice, also after the newest
+-- welcome was acknowledged and deleted. A connection pushes welcomes with
+-- ids above the last it pushed; a reused id was never pushed live.
 CREATE TABLE IF NOT EXISTS welcomes(
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     handle TEXT NOT NULL,
     device_id INTEGER NOT NULL,
     group_id BLOB NOT NULL,
@@ -101,6 +104,18 @@ CREATE TABLE IF NOT EXISTS device_copies(
     since INTEGER NOT NULL,
     PRIMARY KEY(handle, device_id)
 );
+CREATE TABLE IF NOT EXISTS revoked_devices(
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
+CREATE TABLE IF NOT EXISTS device_seen(
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY(handle, device_id)
+);
 CREATE TABLE IF NOT EXISTS blob_readers(
     blob_id BLOB NOT NULL,
     handle TEXT NOT NULL,
@@ -108,4 +123,25 @@ CREATE TABLE IF NOT EXISTS blob_readers(
     fetched INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(blob_id, handle, device_id)
 );
+"#;
+
+/// Brings a database made by an older version up to [`SCHEMA`] (run after
+/// it): the welcomes table got AUTOINCREMENT; its rows are copied over.
+pub(super) const WELCOME_IDS_MIGRATION: &str = r#"
+BEGIN IMMEDIATE;
+CREATE TABLE welcomes_new(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    group_id BLOB NOT NULL,
+    sender_handle TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    welcome BLOB NOT NULL,
+    stored_at INTEGER NOT NULL
+);
+INSERT INTO welcomes_new SELECT id, handle, device_id, group_id, sender_handle, sender_device, welcome, stored_at FROM welcomes;
+DROP TABLE welcomes;
+ALTER TABLE welcomes_new RENAME TO welcomes;
+CREATE INDEX IF NOT EXISTS welcomes_device ON welcomes(handle, device_id, id);
+COMMIT;
 "#;

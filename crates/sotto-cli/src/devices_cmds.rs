@@ -1,0 +1,199 @@
+//! `sotto link`, `sotto device add|remove`, `sotto devices`: several devices
+//! per account.
+
+#[allow(unused_imports)]
+use super::*;
+use sotto_client::devices::wait_for_link;
+use sotto_core::link::LinkRequest;
+
+/// Runs one of this family's commands.
+pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
+    match &cli.command {
+        Command::Link { server, name, no_passphrase, wait } => {
+            link(dir, server, name.as_deref(), *no_passphrase, *wait).await
+        }
+        Command::Device(DeviceCommand::Add { code, yes, wait }) => add(cli, dir, code, *yes, *wait).await,
+        Command::Device(DeviceCommand::Remove { id, yes }) => remove(cli, dir, *id, *yes).await,
+        Command::Devices { json } => list(cli, dir, *json).await,
+        _ => unreachable!("not a device command"),
+    }
+}
+
+/// The computer's name, for a device that was not given one.
+fn default_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && h.len() <= 64)
+        .unwrap_or_else(|| "new device".into())
+}
+
+fn confirm(question: &str, yes: bool, how: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Nothing was done: confirm with `{how} --yes`");
+    }
+    eprint!("{question} [y/N] ");
+    let mut typed = String::new();
+    std::io::stdin().read_line(&mut typed)?;
+    if !matches!(typed.trim(), "y" | "Y" | "yes") {
+        bail!("not confirmed; nothing was done");
+    }
+    Ok(())
+}
+
+async fn link(
+    dir: &std::path::Path,
+    server: &str,
+    name: Option<&str>,
+    no_passphrase: bool,
+    wait: Duration,
+) -> Result<()> {
+    let address = ServerAddress::parse(server)?;
+    if sotto_core::db::exists(dir) {
+        bail!("a profile exists already in {}; link into a new one with --profile NAME", dir.display());
+    }
+    let name = name.map(str::to_owned).unwrap_or_else(default_name);
+    // The passphrase first: the person is at this device now, and may
+    // not be when the other device answers.
+    let key = profile::new_key(no_passphrase)?;
+    let request = LinkRequest::new(&name)?;
+    let code = request.code();
+    say!("{}", output::qr(&code));
+    say!("code: {code}");
+    say!("On your account's first device, run:\n  sotto device add {code}");
+    say!("waiting for it (up to {})...", humantime::format_duration(wait));
+    let Some((identity, mut handover)) = wait_for_link(&address, request, wait).await? else {
+        bail!(
+            "no device linked this one within {}; nothing was kept. Run `sotto link` again for a new code",
+            humantime::format_duration(wait)
+        );
+    };
+    // This device reaches the server by the address it was given.
+    handover.server = address.to_string();
+    let handle = identity.handle.clone();
+    let device_id = identity.device_id;
+    let messenger =
+        sotto_core::Messenger::create_linked(dir, &key, identity, &handover).map_err(|e| profile::explain(dir, e))?;
+    // Log in once: the server learns this device's keys, so the linking
+    // device can add it to the conversations.
+    let mut session = Session::open(&messenger)
+        .await
+        .context("linked, but this device could not log in yet; run `sotto receive` to finish")?;
+    let mut joined = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let events = session.sync().await?;
+    report(&events);
+    joined += events.iter().filter(|e| matches!(e, Event::Joined { .. })).count();
+    while tokio::time::Instant::now() < deadline {
+        let events = session.pump(Duration::from_millis(500)).await?;
+        report(&events);
+        joined += events.iter().filter(|e| matches!(e, Event::Joined { .. })).count();
+    }
+    session.close().await;
+    say!("linked: @{handle} (device {device_id}, \"{name}\")");
+    say!("profile: {}", dir.display());
+    if joined > 0 {
+        say!("joined {joined} conversation(s) so far; the rest arrive with `sotto receive`");
+    } else {
+        say!("your conversations arrive with `sotto receive` as the other device adds this one");
+    }
+    Ok(())
+}
+
+async fn add(cli: &Cli, dir: &std::path::Path, code: &str, yes: bool, wait: Duration) -> Result<()> {
+    let messenger = messenger(cli, dir).await?;
+    if !messenger.identity().can_certify() {
+        bail!(
+            "only your account's first device (it holds the account key) can link new devices; run `sotto device add` there"
+        );
+    }
+    let mut session = Session::open(&messenger).await?;
+    report(&session.sync().await?);
+    let candidate = session.fetch_link(code).await?;
+    let handle = messenger.identity().handle.clone();
+    confirm(
+        &format!(
+            "Link the device named \"{}\" to @{handle}? It will get your contacts and take part in every conversation from now on.",
+            candidate.name
+        ),
+        yes,
+        "sotto device add CODE",
+    )?;
+    let linked = session.complete_link(&candidate, wait).await?;
+    session.close().await;
+    say!("added device {} (\"{}\") to @{handle}", linked.device_id, candidate.name);
+    if linked.complete {
+        say!("it is in every conversation ({} added now)", linked.conversations);
+    } else {
+        say!(
+            "it has not come online yet; it joins your conversations the next time this device connects (any command)"
+        );
+    }
+    Ok(())
+}
+
+async fn remove(cli: &Cli, dir: &std::path::Path, id: u32, yes: bool) -> Result<()> {
+    let messenger = messenger(cli, dir).await?;
+    let name = messenger.own_devices()?.into_iter().find(|d| d.device_id == id).map(|d| d.name);
+    let label = match &name {
+        Some(n) => format!("device {id} (\"{n}\")"),
+        None => format!("device {id}"),
+    };
+    confirm(
+        &format!("Remove {label} for good? It leaves every conversation and can never log in again."),
+        yes,
+        "sotto device remove ID",
+    )?;
+    let mut session = Session::open(&messenger).await?;
+    report(&session.sync().await?);
+    let n = session.remove_device(id).await?;
+    session.close().await;
+    say!("removed {label}: taken out of {n} conversation(s); it can no longer log in or read what is sent");
+    Ok(())
+}
+
+async fn list(cli: &Cli, dir: &std::path::Path, json: bool) -> Result<()> {
+    let messenger = messenger(cli, dir).await?;
+    let mut session = Session::open(&messenger).await?;
+    let devices = session.list_devices().await?;
+    session.close().await;
+    let names = messenger.own_devices()?;
+    let me = messenger.identity().device_id;
+    let time = |ms: i64| {
+        if ms <= 0 {
+            "never".to_owned()
+        } else {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+        }
+    };
+    for d in devices {
+        let name = names.iter().find(|n| n.device_id == d.device_id).map(|n| n.name.clone()).unwrap_or_default();
+        let this = d.device_id == me;
+        if json {
+            say!(
+                "{}",
+                serde_json::json!({
+                    "id": d.device_id,
+                    "name": name,
+                    "this": this,
+                    "added_at": time(d.added_at),
+                    "last_seen": time(d.last_seen),
+                })
+            );
+        } else {
+            let shown = if name.is_empty() { "(unnamed)".to_owned() } else { name };
+            say!(
+                "{:>3}  {shown}{}  added {}  last seen {}",
+                d.device_id,
+                if this { " (this device)" } else { "" },
+                time(d.added_at),
+                if this { "now".to_owned() } else { time(d.last_seen) }
+            );
+        }
+    }
+    Ok(())
+}

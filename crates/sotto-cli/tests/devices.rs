@@ -1,0 +1,169 @@
+//! Several devices per account, end to end with the real server and CLI:
+//! linking, both devices in every conversation, one's own messages on the
+//! other device, removal.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::*;
+use sotto_proto::{Request, Response};
+
+/// Starts `sotto link` for `new` and returns the child and the code it shows.
+fn start_link(
+    new: &User,
+    server: &Server,
+    name: &str,
+) -> (std::process::Child, String, BufReader<std::process::ChildStdout>) {
+    let mut child = new
+        .cmd()
+        .args(["link", "--server", &server.address, "--name", name, "--wait", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let code = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "sotto link ended before showing a code");
+        if let Some(c) = line.trim().strip_prefix("code: ") {
+            break c.to_owned();
+        }
+    };
+    (child, code, out)
+}
+
+fn finish_link(mut child: std::process::Child, mut out: BufReader<std::process::ChildStdout>) -> String {
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("warning"), "{err}");
+    assert!(status.success(), "sotto link failed:\n{rest}\n{err}");
+    rest
+}
+
+fn link(new: &User, existing: &User, server: &Server, name: &str) -> String {
+    let (child, code, out) = start_link(new, server, name);
+    let added = existing.ok(&["device", "add", &code, "--yes"]);
+    assert!(added.contains(&format!("(\"{name}\")")), "{added}");
+    finish_link(child, out)
+}
+
+fn has_text(batch: &[serde_json::Value], conversation: &str, from: &str, text: &str) -> bool {
+    texts(batch).iter().any(|(c, f, t)| c == conversation && f == from && t == text)
+}
+
+#[test]
+fn a_linked_device_takes_part_in_every_conversation_and_a_removed_one_reads_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    bob.ok(&["send", "@alice", "hi alice"]);
+    assert_eq!(texts(&alice.receive_json()).len(), 1);
+    alice.ok(&["group", "create", "crew", "@bob", "@carol"]);
+    bob.receive_json();
+    carol.receive_json();
+    alice.ok(&[
+        "verify",
+        "@bob",
+        "--confirm",
+        &sotto_core::trust::grouped(&open_profile(alice).safety_number("bob").unwrap()),
+    ]);
+
+    let laptop = User::new(root.path(), "alice-laptop");
+    let linked = link(&laptop, alice, &server, "laptop");
+    assert!(linked.contains("linked: @alice (device 2"), "{linked}");
+
+    // The handover: contacts with their trust decisions.
+    let contacts = laptop.ok(&["contacts", "--json"]);
+    assert!(contacts.contains("\"bob\"") && contacts.contains("\"verified\":true"), "{contacts}");
+    // Bob and carol see a device notice, not a key-change hold.
+    let notice = bob.receive_json();
+    assert!(
+        notice
+            .iter()
+            .any(|m| m["kind"] == "system" && m["text"].as_str().unwrap().contains("@alice added a device: laptop")),
+        "{notice:?}"
+    );
+    carol.receive_json();
+    let lap = laptop.receive_json();
+    assert!(!lap.iter().any(|m| m["conversation"].as_str().unwrap().starts_with("#new-")), "{lap:?}");
+    assert_eq!(laptop.ok(&["groups"]).trim(), "#crew: @alice @bob @carol");
+
+    // Messages to alice reach both devices, in the 1:1 and the group.
+    bob.ok(&["send", "@alice", "to both of you"]);
+    carol.ok(&["send", "#crew", "crew news"]);
+    let phone = alice.receive_json();
+    let lap = laptop.receive_json();
+    for batch in [&phone, &lap] {
+        assert!(has_text(batch, "@bob", "bob", "to both of you"), "{batch:?}");
+        assert!(has_text(batch, "#crew", "carol", "crew news"), "{batch:?}");
+    }
+    // What alice sends from the laptop reaches bob and shows on the phone
+    // as her own.
+    laptop.ok(&["send", "@bob", "from my laptop"]);
+    assert!(has_text(&bob.receive_json(), "@alice", "alice", "from my laptop"));
+    let mine = alice.receive_json();
+    let own = mine.iter().find(|m| m["text"] == "from my laptop").unwrap_or_else(|| panic!("{mine:?}"));
+    assert_eq!(own["outgoing"], true, "{own}");
+    assert!(alice.ok(&["history", "@bob"]).contains("from my laptop"));
+
+    let devices: Vec<serde_json::Value> =
+        alice.ok(&["devices", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!((devices[0]["id"].as_u64(), devices[0]["this"].as_bool()), (Some(1), Some(true)));
+    assert_eq!((devices[1]["id"].as_u64(), devices[1]["name"].as_str()), (Some(2), Some("laptop")));
+    assert_ne!(devices[1]["last_seen"], "never");
+    // Only the device holding the account key links devices.
+    let out = laptop.run(&["device", "add", "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA", "--yes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("first device"), "{out:?}");
+
+    // Removal: the laptop is out of every conversation and cannot log in.
+    let removed = alice.ok(&["device", "remove", "2", "--yes"]);
+    assert!(removed.contains("taken out of 2 conversation(s)"), "{removed}");
+    let out = laptop.run(&["receive"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("removed from @alice's account"), "{err}");
+    bob.ok(&["send", "@alice", "after the removal"]);
+    assert!(has_text(&alice.receive_json(), "@bob", "bob", "after the removal"));
+    assert!(!alice.ok(&["devices"]).contains("laptop"));
+
+    // Ask the server for the log (as bob) and hand the new message to the
+    // removed device's own state: it cannot decrypt it.
+    let bob_m = open_profile(bob);
+    let group_id = bob_m.conversation_group("@alice").unwrap().unwrap();
+    let log = runtime().block_on(async {
+        let mut s = sotto_client::Session::open(&bob_m).await.unwrap();
+        let r = s.connection().request(Request::Fetch { group_id: group_id.clone(), after_seq: 0, limit: 500 }).await;
+        s.close().await;
+        match r.unwrap() {
+            Response::Messages { messages } => messages,
+            other => panic!("{other:?}"),
+        }
+    });
+    let laptop_m = open_profile(&laptop);
+    let mut read = Vec::new();
+    for d in &log {
+        read.extend(laptop_m.handle_delivery(d).unwrap());
+    }
+    assert!(
+        !read.iter().any(|e| matches!(e, sotto_core::Event::Message(m) if matches!(&m.body, sotto_core::Body::Text { text } if text == "after the removal"))),
+        "the removed device read a message sent after its removal: {read:?}"
+    );
+}
+
+#[test]
+fn a_link_code_that_matches_nothing_is_refused_and_a_wrong_one_is_explained() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice"]);
+    let out = u[0].run(&["device", "add", "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no device is waiting"), "{out:?}");
+    let out = u[0].run(&["device", "add", "not-a-code", "--yes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a link code"), "{out:?}");
+}

@@ -1,0 +1,222 @@
+//! Several devices per account, over a session: linking a new device (on
+//! the device holding the account key), adding every device of every
+//! member to every conversation, removing a device, listing them; and the
+//! new device's side of a link, before it has an account.
+
+use std::time::Duration;
+
+use sotto_core::link::{Handover, LinkRequest};
+use sotto_core::{Identity, LinkCandidate};
+use sotto_proto::{DeviceRecord, ErrorCode, Request, Response, ServerAddress, UserInfo};
+
+use crate::{ClientError, Connection, Session, SessionError, SessionResult};
+
+/// How a link ended on the linking device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// The new device's number.
+    pub device_id: u32,
+    /// Conversations it was added to now.
+    pub conversations: usize,
+    /// False when the new device had not come online (and uploaded its
+    /// keys) in time: it is added to the conversations at this device's
+    /// next connection instead.
+    pub complete: bool,
+}
+
+fn unexpected(what: &str, r: Response) -> SessionError {
+    SessionError::Other(format!("the server gave an unexpected answer to {what}: {}", response_name(&r)))
+}
+
+fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Done => "done",
+        Response::User(_) => "user",
+        _ => "another kind of answer",
+    }
+}
+
+impl Session<'_> {
+    /// The account key and certified devices the server reports.
+    pub async fn lookup(&mut self, handle: &str) -> SessionResult<UserInfo> {
+        match self.conn.request(Request::LookupUser { handle: handle.to_owned() }).await? {
+            Response::User(info) => Ok(info),
+            other => Err(unexpected("a lookup", other)),
+        }
+    }
+
+    /// Adds every certified device of `handle` (this account included)
+    /// that is missing from a conversation with them. Returns how many
+    /// conversations changed.
+    pub async fn add_missing_devices(&mut self, handle: &str) -> SessionResult<usize> {
+        let info = self.lookup(handle).await?;
+        self.add_devices_of(&info).await
+    }
+
+    pub(crate) async fn add_devices_of(&mut self, info: &UserInfo) -> SessionResult<usize> {
+        let (good, forged) = self.messenger.certified_devices(&info.handle, &info.account_key, &info.devices)?;
+        if !forged.is_empty() {
+            tracing::warn!(handle = %info.handle, ?forged, "the server lists devices the account key never certified; they are left out");
+        }
+        let me = self.messenger.me();
+        let good: Vec<u32> = good.into_iter().filter(|d| !(info.handle == me.handle && *d == me.device_id)).collect();
+        if good.is_empty() {
+            return Ok(0);
+        }
+        let mut changed = 0;
+        for (group_id, missing) in self.messenger.groups_missing_devices(&info.handle, &good)? {
+            let invitee = match self.claim_devices(&info.handle, Some(missing)).await {
+                Ok(i) => i,
+                // Not online since it was linked: no keys yet. The next
+                // connection tries again.
+                Err(SessionError::Other(_)) | Err(SessionError::Client(ClientError::Server(_))) => break,
+                Err(e) => return Err(e),
+            };
+            if let Some(commit) = self.messenger.queue_add_devices(&group_id, invitee)? {
+                self.post_item(commit).await?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Fetches the device waiting under `code` (its package must match the
+    /// code).
+    pub async fn fetch_link(&mut self, code: &str) -> SessionResult<LinkCandidate> {
+        let (slot, _) = sotto_core::link::parse_code(code)?;
+        match self.conn.request(Request::LinkFetch { slot: slot.to_vec() }).await {
+            Ok(Response::LinkPackage { key_package }) => Ok(self.messenger.inspect_link(code, &key_package)?),
+            Ok(other) => Err(unexpected("a link fetch", other)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Links the candidate: certifies it under the next free device
+    /// number, adds it to the account on the server, leaves the handover
+    /// in its slot, then waits up to `wait` for it to come online and adds
+    /// it to every conversation.
+    pub async fn complete_link(&mut self, candidate: &LinkCandidate, wait: Duration) -> SessionResult<Linked> {
+        if !self.messenger.identity().can_certify() {
+            return Err(SessionError::Other(
+                "only the account's first device (it holds the account key) can link new devices; run `sotto device add` there".into(),
+            ));
+        }
+        let handle = self.messenger.identity().handle.clone();
+        let info = self.lookup(&handle).await?;
+        let known = self.messenger.own_devices()?;
+        let mut device_id =
+            info.devices.iter().map(|d| d.device_id).chain(known.iter().map(|d| d.device_id)).max().unwrap_or(0) + 1;
+        // A number once revoked is never reused; the server says so, and
+        // the next one is tried.
+        let device = loop {
+            let (device, answer) = self.messenger.approve_link(candidate, device_id)?;
+            match self.conn.request(Request::AddDevice { device: device.clone() }).await {
+                Ok(_) => {
+                    self.messenger.record_own_device(device_id, &candidate.name)?;
+                    match self.conn.request(Request::LinkAnswer { slot: candidate.slot.to_vec(), answer }).await {
+                        Ok(_) => break device,
+                        Err(e) => {
+                            // The new device will never get its handover:
+                            // take the device off the account again.
+                            let _ = self.conn.request(Request::RemoveDevice { device_id }).await;
+                            self.messenger.forget_own_device(device_id)?;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Err(e) if e.code() == Some(ErrorCode::BadRequest) && device_id < 10_000 => device_id += 1,
+                Err(e) if e.code() == Some(ErrorCode::DeviceLimit) => {
+                    return Err(SessionError::Other(format!(
+                        "{}: see `sotto devices`, then `sotto device remove ID`",
+                        e.server_message().unwrap_or("the account has as many devices as this server allows")
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut conversations = 0;
+        loop {
+            conversations += self.add_missing_devices(&handle).await?;
+            let missing = self.messenger.groups_missing_devices(&handle, &[device.device_id])?;
+            if missing.is_empty() {
+                return Ok(Linked { device_id, conversations, complete: true });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Linked { device_id, conversations, complete: false });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Removes a device of this account for good: the server forgets it at
+    /// once (it can no longer log in, and is routed nothing), then it is
+    /// removed from every conversation's MLS group, so what is sent from
+    /// now on is encrypted to keys it does not have. Returns the number of
+    /// conversations it was removed from.
+    pub async fn remove_device(&mut self, device_id: u32) -> SessionResult<usize> {
+        if device_id == self.messenger.identity().device_id {
+            return Err(SessionError::Other(
+                "that is this device; remove it from another of your devices (or delete the profile here)".into(),
+            ));
+        }
+        match self.conn.request(Request::RemoveDevice { device_id }).await {
+            Ok(_) => {}
+            // Already gone on the server (a removal cut short): still take
+            // it out of the conversations.
+            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.messenger.forget_own_device(device_id)?;
+        let mut removed = 0;
+        for group_id in self.messenger.groups_with_own_device(device_id)? {
+            if let Some(commit) = self.messenger.queue_remove_own_device(&group_id, device_id)? {
+                self.post_item(commit).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// This account's devices as the server knows them.
+    pub async fn list_devices(&mut self) -> SessionResult<Vec<DeviceRecord>> {
+        match self.conn.request(Request::ListDevices).await? {
+            Response::Devices { devices } => Ok(devices),
+            other => Err(unexpected("the device list", other)),
+        }
+    }
+}
+
+/// The new device's side: offers the link package at `address` until an
+/// answer comes or `wait` passes, then reads it. Before login, a
+/// connection lives only seconds, so it reconnects as needed. `None` when
+/// nobody answered in time.
+pub async fn wait_for_link(
+    address: &ServerAddress,
+    request: LinkRequest,
+    wait: Duration,
+) -> SessionResult<Option<(Identity, Handover)>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut conn: Option<Connection> = None;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => conn.insert(crate::connect_with_retry(address, 4).await?),
+        };
+        match c.request(Request::LinkOffer { key_package: request.key_package().to_vec() }).await {
+            Ok(Response::LinkSlot { answer: Some(answer), .. }) => {
+                return Ok(Some(request.accept(&answer)?));
+            }
+            Ok(Response::LinkSlot { answer: None, .. }) => {}
+            Ok(other) => return Err(unexpected("a link offer", other)),
+            Err(ClientError::Server(b)) if b.code == ErrorCode::RateLimited => {}
+            Err(ClientError::Server(b)) => return Err(ClientError::Server(b).into()),
+            // The server closed the short-lived connection: a new one.
+            Err(_) => conn = None,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

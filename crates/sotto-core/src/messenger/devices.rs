@@ -1,0 +1,271 @@
+//! Several devices per account: approving a link (on the device that holds
+//! the account key), the new device's profile, keeping every device of
+//! every member in every group, removing a device.
+
+#[allow(unused_imports)]
+use super::*;
+use crate::link::{parse_code, Handover, HandoverContact, LinkAnswer, LinkCredential};
+use sotto_proto::{link_slot, DeviceInfo, LINK_SLOT_LEN};
+
+/// A device waiting to be linked, as the linking device sees it after
+/// fetching its package by the code.
+pub struct LinkCandidate {
+    /// The slot the answer goes to.
+    pub slot: [u8; LINK_SLOT_LEN],
+    secret: Vec<u8>,
+    key_package: KeyPackage,
+    /// The name the person gave the new device.
+    pub name: String,
+    /// Its device key.
+    pub device_key: Vec<u8>,
+}
+
+/// A device of this account as this device knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnDevice {
+    /// Number.
+    pub device_id: u32,
+    /// Name ("" when unknown).
+    pub name: String,
+}
+
+impl Messenger {
+    /// Checks a link package fetched by `code`: it must hash to the code's
+    /// slot (so the server cannot have swapped it) and be a valid link
+    /// package.
+    pub fn inspect_link(&self, code: &str, key_package: &[u8]) -> CoreResult<LinkCandidate> {
+        let (slot, secret) = parse_code(code)?;
+        if link_slot(key_package) != slot {
+            return Err(CoreError::BadCredential(
+                "the server handed out a link request that does not match the code; nothing was linked".into(),
+            ));
+        }
+        let kp = KeyPackageIn::tls_deserialize_exact(key_package)
+            .map_err(|e| CoreError::decode("link request", e))?
+            .validate(self.provider().crypto(), ProtocolVersion::Mls10)
+            .map_err(|e| CoreError::BadCredential(format!("link request: {e}")))?;
+        let leaf = kp.leaf_node();
+        let basic = BasicCredential::try_from(leaf.credential().clone())
+            .map_err(|e| CoreError::BadCredential(e.to_string()))?;
+        let cred: LinkCredential = ciborium::from_reader(basic.identity())
+            .map_err(|e| CoreError::BadCredential(format!("not a link request: {e}")))?;
+        Ok(LinkCandidate {
+            slot,
+            secret,
+            name: cred.link_device,
+            device_key: leaf.signature_key().as_slice().to_vec(),
+            key_package: kp,
+        })
+    }
+
+    /// Certifies the candidate as device `device_id` of this account and
+    /// makes the answer for its slot: a welcome into a two-member MLS group
+    /// (kept in memory only) and the handover as a message in it. Returns
+    /// the device as the server is to store it, and the answer.
+    pub fn approve_link(&self, candidate: &LinkCandidate, device_id: u32) -> CoreResult<(DeviceInfo, Vec<u8>)> {
+        let certificate = self.identity.certify(device_id, &candidate.device_key)?;
+        let device = DeviceInfo { device_id, device_key: candidate.device_key.clone(), certificate };
+        let mut devices = self.own_devices()?;
+        devices.retain(|d| d.device_id != device_id);
+        devices.push(OwnDevice { device_id, name: candidate.name.clone() });
+        let handover = Handover {
+            secret: candidate.secret.clone(),
+            handle: self.identity.handle.clone(),
+            account_key: self.identity.account_key(),
+            device_id,
+            certificate: device.certificate.clone(),
+            server: self.server()?,
+            contacts: self
+                .contacts()?
+                .into_iter()
+                .filter(|c| !c.key_changed)
+                .map(|c| HandoverContact { handle: c.handle, account_key: c.account_key, verified: c.verified })
+                .collect(),
+            blocked: self.blocked()?,
+            devices: devices.into_iter().map(|d| (d.device_id, d.name)).collect(),
+        };
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer = self.identity.signer();
+        let mut group =
+            MlsGroup::new(&provider, &signer, &create_config(), self.identity.credential()).map_err(CoreError::mls)?;
+        let (_, welcome, _) =
+            group.add_members(&provider, &signer, &[candidate.key_package.clone()]).map_err(CoreError::mls)?;
+        group.merge_pending_commit(&provider).map_err(CoreError::mls)?;
+        let message = group.create_message(&provider, &signer, &cbor(&handover)).map_err(CoreError::mls)?;
+        let answer = LinkAnswer {
+            welcome: welcome.tls_serialize_detached().map_err(CoreError::mls)?,
+            message: message.tls_serialize_detached().map_err(CoreError::mls)?,
+        };
+        Ok((device, cbor(&answer)))
+    }
+
+    /// Remembers the name of a device of this account.
+    pub fn record_own_device(&self, device_id: u32, name: &str) -> CoreResult<()> {
+        self.conn.exec(
+            "INSERT INTO own_devices(device_id, name, added_at) VALUES(?,?,?)
+             ON CONFLICT(device_id) DO UPDATE SET name=excluded.name",
+            params![device_id, name, self.now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a device of this account (it was removed).
+    pub fn forget_own_device(&self, device_id: u32) -> CoreResult<()> {
+        self.conn.exec("DELETE FROM own_devices WHERE device_id=?", [device_id])?;
+        Ok(())
+    }
+
+    /// This account's devices as this device knows them (itself included).
+    pub fn own_devices(&self) -> CoreResult<Vec<OwnDevice>> {
+        let mut stmt = self.conn.prepare("SELECT device_id, name FROM own_devices ORDER BY device_id")?;
+        let rows = stmt.query_map([], |r| Ok(OwnDevice { device_id: r.get(0)?, name: r.get(1)? }))?;
+        let mut out: Vec<OwnDevice> = rows.collect::<Result<_, _>>()?;
+        if !out.iter().any(|d| d.device_id == self.identity.device_id) {
+            out.push(OwnDevice { device_id: self.identity.device_id, name: self.identity.name.clone() });
+            out.sort_by_key(|d| d.device_id);
+        }
+        Ok(out)
+    }
+
+    /// The profile of a newly linked device, from the handover: its
+    /// identity, the account's contacts with their trusted keys and
+    /// verified marks, blocks and device names. Registered already (the
+    /// linking device added it to the account).
+    pub fn create_linked(dir: &Path, key: &ProfileKey, identity: Identity, handover: &Handover) -> CoreResult<Self> {
+        let mut conn = db::create(dir, key)?;
+        let result = Self::fill_linked(&mut conn, &identity, handover);
+        if let Err(e) = result {
+            drop(conn);
+            db::remove(dir);
+            return Err(e);
+        }
+        Ok(Self::assemble(conn, identity, dir.to_owned()))
+    }
+
+    fn fill_linked(conn: &mut Connection, identity: &Identity, handover: &Handover) -> CoreResult<()> {
+        conn.execute_batch(SCHEMA)?;
+        provider::migrate(conn).map_err(CoreError::Mls)?;
+        let now = now_ms();
+        let tx = conn.transaction()?;
+        tx.execute("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
+        tx.execute("INSERT INTO settings(k, v) VALUES('server', ?)", [handover.server.as_bytes()])?;
+        tx.execute("INSERT INTO settings(k, v) VALUES('registered', ?)", [b"1".as_slice()])?;
+        for c in &handover.contacts {
+            if sotto_proto::validate_handle(&c.handle).is_err() || c.handle == identity.handle {
+                continue;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO contacts(handle, account_key, verified, added_at) VALUES(?,?,?,?)",
+                params![c.handle, c.account_key, c.verified, now],
+            )?;
+        }
+        for h in &handover.blocked {
+            tx.execute("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![h, now])?;
+        }
+        for (id, name) in &handover.devices {
+            tx.execute(
+                "INSERT OR REPLACE INTO own_devices(device_id, name, added_at) VALUES(?,?,?)",
+                params![id, name, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The active groups where `handle` is a member but some of `devices`
+    /// (the account's certified devices) is not, with the missing device
+    /// numbers. For this account, every active group counts.
+    pub fn groups_missing_devices(&self, handle: &str, devices: &[u32]) -> CoreResult<Vec<(Vec<u8>, Vec<u32>)>> {
+        let own = handle == self.identity.handle;
+        let mut out = Vec::new();
+        for group_id in self.active_groups()? {
+            let group = self.load_group(&group_id)?;
+            if !group.is_active() {
+                continue;
+            }
+            let present: Vec<u32> = Self::member_handles(&group)
+                .into_iter()
+                .filter(|(_, c)| c.handle == handle)
+                .map(|(_, c)| c.device_id)
+                .collect();
+            if present.is_empty() && !own {
+                continue;
+            }
+            let missing: Vec<u32> = devices.iter().copied().filter(|d| !present.contains(d)).collect();
+            if !missing.is_empty() {
+                out.push((group_id, missing));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Active groups in which `device` of this account is a member.
+    pub fn groups_with_own_device(&self, device_id: u32) -> CoreResult<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for group_id in self.active_groups()? {
+            let group = self.load_group(&group_id)?;
+            if Self::member_handles(&group)
+                .iter()
+                .any(|(_, c)| c.handle == self.identity.handle && c.device_id == device_id)
+            {
+                out.push(group_id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues, in one group, the commit that adds the claimed devices.
+    /// `None` when they are all in it by now.
+    pub fn queue_add_devices(&self, group_id: &[u8], invitee: Invitee) -> CoreResult<Option<PendingCommit>> {
+        self.queue_commit(group_id, Intent::Add(vec![invitee]))
+    }
+
+    /// Queues, in one group, the commit that removes a device of this
+    /// account. `None` when it is not in the group.
+    pub fn queue_remove_own_device(&self, group_id: &[u8], device_id: u32) -> CoreResult<Option<PendingCommit>> {
+        if device_id == self.identity.device_id {
+            return Err(CoreError::Invalid("a device cannot remove itself from its conversations this way".into()));
+        }
+        self.queue_commit(
+            group_id,
+            Intent::RemoveDevices(vec![DeviceRef { handle: self.identity.handle.clone(), device_id }]),
+        )
+    }
+
+    /// Checks a device list the server reported for `handle` against the
+    /// account key this device trusts: only devices whose certificate
+    /// verifies are returned; the others (a device the server added on its
+    /// own) are named in the second list.
+    pub fn certified_devices(
+        &self,
+        handle: &str,
+        account_key: &[u8],
+        devices: &[DeviceInfo],
+    ) -> CoreResult<(Vec<u32>, Vec<u32>)> {
+        if handle == self.identity.handle {
+            if account_key != self.identity.account_key() {
+                return Err(CoreError::BadCredential("the server reports another account key for this account".into()));
+            }
+        } else {
+            self.note_contact(handle, account_key)?;
+            self.require_trusted(handle, account_key)?;
+        }
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for d in devices {
+            let payload = sotto_proto::signing::device_certificate_payload(handle, d.device_id, &d.device_key);
+            if crate::identity::verify(account_key, &payload, &d.certificate) {
+                good.push(d.device_id);
+            } else {
+                bad.push(d.device_id);
+            }
+        }
+        Ok((good, bad))
+    }
+
+    fn active_groups(&self) -> CoreResult<Vec<Vec<u8>>> {
+        let mut stmt =
+            self.conn.prepare("SELECT group_id FROM groups WHERE active=1 AND broken=0 ORDER BY group_id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
