@@ -167,7 +167,9 @@ impl Messenger {
                 };
                 let first = conversation.starts_with("#new-");
                 self.set_conversation(group_id, conversation, &new_conv)?;
-                let text = if first {
+                let text = if first && sender == self.identity.handle {
+                    format!("this device joined {new_conv} (added from another of your devices)")
+                } else if first {
                     format!("@{sender} added you to {new_conv}")
                 } else {
                     format!("@{sender} renamed the group to {new_conv}")

@@ -38,6 +38,11 @@ impl Metrics {
         }
     }
 
+    /// How many requests were refused with `code` so far.
+    pub fn rejected_count(&self, code: ErrorCode) -> u64 {
+        ErrorCode::ALL.iter().position(|c| *c == code).map(|i| self.rejected[i].load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     /// Records one store call's duration.
     pub fn store_time(&self, d: std::time::Duration) {
         self.store_calls.fetch_add(1, Ordering::Relaxed);
