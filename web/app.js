@@ -116,7 +116,8 @@ function messageItem(m) {
   if (m.kind === 'system') return el('li', { class: 'system', 'data-id': m.id }, m.text);
   const li = el('li', { class: m.outgoing ? 'out' : 'in', 'data-id': m.id });
   const when = new Date(m.sent_at);
-  const mark = m.state === 'pending' ? ' · sending…' : m.state === 'sent' ? ' · ✓' : '';
+  const mark = m.state === 'pending' ? ' · sending…' : m.state === 'sent' ? ' · ✓'
+    : m.state === 'not_sent' ? ' · not sent (you were removed)' : '';
   li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${mark}`));
   if (m.kind === 'file') {
     const p = el('p', { class: 'body' }, `File: ${m.file.name} (${m.file.size.toLocaleString()} bytes)`);

@@ -61,7 +61,19 @@ fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<u8>> {
 }
 
 fn request(u: &mut Unstructured<'_>) -> Result<Request> {
-    Ok(match u.int_in_range(0..=17u8)? {
+    Ok(match u.int_in_range(0..=24u8)? {
+        17 => Request::AddDevice {
+            device: DeviceInfo { device_id: u.arbitrary()?, device_key: bytes(u, 33)?, certificate: bytes(u, 65)? },
+        },
+        18 => Request::RemoveDevice { device_id: u.int_in_range(0..=3)? },
+        19 => Request::ListDevices,
+        20 => Request::LinkOffer { key_package: bytes(u, 64)? },
+        21 => Request::LinkFetch { slot: bytes(u, 9)? },
+        22 => Request::LinkAnswer { slot: bytes(u, 9)?, answer: bytes(u, 64)? },
+        23 => Request::ClaimKeyPackages {
+            handle: device(u)?.handle,
+            devices: Some((0..u.int_in_range(0..=3)?).map(|_| u.arbitrary()).collect::<Result<_>>()?),
+        },
         0 => Request::CreateGroup { group_id: group(u)? },
         1 => {
             let added: Vec<DeviceRef> = (0..u.int_in_range(0..=3)?).map(|_| device(u)).collect::<Result<_>>()?;

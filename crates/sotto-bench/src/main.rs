@@ -7,6 +7,7 @@ mod backpressure;
 mod baseline;
 mod client;
 mod crash;
+mod devices;
 mod files;
 mod idle;
 mod mls;
@@ -148,6 +149,16 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
         sizes: Vec<usize>,
     },
+    /// Several devices per account (no server): a one-to-one with 1 and
+    /// 3 devices each, and linking a device into many conversations.
+    Devices {
+        /// Texts sent in each one-to-one.
+        #[arg(long, default_value_t = 500)]
+        messages: u64,
+        /// Conversations the linked device is added to.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+    },
     /// Runs a server for the bench (internal).
     #[command(hide = true)]
     Serve {
@@ -281,6 +292,21 @@ fn main() -> Result<()> {
                     g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes
                 );
             }
+            Ok(())
+        }
+        Command::Devices { messages, groups } => {
+            let r = devices::run(messages, groups)?;
+            for c in &r.conversations {
+                println!(
+                    "one_to_one devices_each={} send_ms={:.3} read_ms_all_devices={:.3} start_commit_bytes={}",
+                    c.devices_each, c.send_ms, c.read_ms_all_devices, c.start_commit_bytes
+                );
+            }
+            let l = &r.link;
+            println!(
+                "link groups={} approve_ms={:.1} accept_ms={:.1} commits_ms={:.0} welcomes_ms={:.0} peer_commit_ms={:.2} commit_bytes={} welcome_bytes={}",
+                l.groups, l.approve_ms, l.accept_ms, l.commits_ms, l.welcomes_ms, l.peer_commit_ms, l.commit_bytes, l.welcome_bytes
+            );
             Ok(())
         }
         Command::BaselineServe => rt.block_on(baseline::serve()),

@@ -52,7 +52,11 @@ pub fn message_line(m: &StoredMessage) -> String {
     if m.state == MessageState::System {
         return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
     }
-    let mark = if m.state == MessageState::Pending { " (not yet sent)" } else { "" };
+    let mark = match m.state {
+        MessageState::Pending => " (not yet sent)",
+        MessageState::NotSent => " (not sent: you were removed from the conversation first)",
+        _ => "",
+    };
     if let Body::File { file, caption } = &m.body {
         let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
         return format!(

@@ -51,6 +51,10 @@ pub enum CoreError {
     /// could read a message.
     #[error("nobody else is in this conversation any more, so nobody could read the message; nothing was sent")]
     NobodyElse,
+    /// A welcome into a group this device is in, no newer than its state
+    /// (the same welcome again): nothing to do.
+    #[error("this device is in that conversation already")]
+    AlreadyJoined,
 }
 
 impl CoreError {

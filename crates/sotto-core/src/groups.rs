@@ -67,6 +67,11 @@ impl Messenger {
 
     /// An update commit refreshing this device's keys in a group.
     pub fn update_keys(&self, group_id: &[u8]) -> CoreResult<Option<PendingCommit>> {
+        if self.commit_waiting(group_id)? {
+            // One commit of ours at a time per group; the update comes
+            // with a later turn.
+            return Ok(None);
+        }
         self.queue_commit(group_id, Intent::Update)
     }
 

@@ -221,4 +221,64 @@ mod tests {
         assert!(parse_code("ABCD").is_err());
         assert!(parse_code("!!!!-????").is_err());
     }
+
+    fn first_device() -> crate::Messenger {
+        crate::Messenger::create_ephemeral("alice", "sotto://x:1").unwrap()
+    }
+
+    #[test]
+    fn a_true_answer_links_and_hands_over_the_account() {
+        let alice = first_device();
+        let request = LinkRequest::new("laptop").unwrap();
+        let candidate = alice.inspect_link(&request.code(), request.key_package()).unwrap();
+        assert_eq!(candidate.name, "laptop");
+        let (info, answer) = alice.approve_link(&candidate, 2).unwrap();
+        let (identity, handover) = request.accept(&answer).unwrap();
+        assert_eq!(identity.handle, "alice");
+        assert_eq!(identity.device_id, 2);
+        assert_eq!(info.device_id, 2);
+        assert!(!identity.can_certify(), "the account key stays on the first device");
+        assert_eq!(handover.account_key, alice.identity().account_key());
+    }
+
+    #[test]
+    fn an_answer_from_someone_without_the_code_secret_is_refused() {
+        // The server knows the slot and the package, not the secret: the
+        // best it can do is answer with a code carrying a guessed secret.
+        let mallory = crate::Messenger::create_ephemeral("mallory", "sotto://x:1").unwrap();
+        let request = LinkRequest::new("laptop").unwrap();
+        let (slot, _) = parse_code(&request.code()).unwrap();
+        let guessed = format_code(&slot, &[0; LINK_SECRET_LEN]);
+        let candidate = mallory.inspect_link(&guessed, request.key_package()).unwrap();
+        let (_, answer) = mallory.approve_link(&candidate, 2).unwrap();
+        let err = request.accept(&answer).err().expect("a forged answer must be refused");
+        assert!(matches!(err, CoreError::BadCredential(_)), "{err:?}");
+        assert!(err.to_string().contains("nothing was linked"), "{err}");
+    }
+
+    #[test]
+    fn a_code_that_does_not_match_the_package_is_refused() {
+        // A server that swaps in a package of its own is caught by the hash.
+        let alice = first_device();
+        let real = LinkRequest::new("laptop").unwrap();
+        let swapped = LinkRequest::new("evil").unwrap();
+        let err = alice.inspect_link(&real.code(), swapped.key_package()).err().unwrap();
+        assert!(err.to_string().contains("does not match the code"), "{err}");
+    }
+
+    #[test]
+    fn garbage_answers_are_errors_not_panics() {
+        let samples: [&[u8]; 4] = [b"", b"\xff\x00", &[0xa2, 0x67, b'w', b'e'], &[0u8; 300]];
+        for bytes in samples {
+            let request = LinkRequest::new("laptop").unwrap();
+            assert!(request.accept(bytes).is_err());
+        }
+        // A well-formed answer whose welcome is for another package.
+        let alice = first_device();
+        let one = LinkRequest::new("one").unwrap();
+        let other = LinkRequest::new("other").unwrap();
+        let candidate = alice.inspect_link(&one.code(), one.key_package()).unwrap();
+        let (_, answer) = alice.approve_link(&candidate, 2).unwrap();
+        assert!(other.accept(&answer).is_err());
+    }
 }

@@ -163,3 +163,50 @@ fn a_stale_commit_is_rebuilt_on_the_winners_epoch_and_its_group_info_published()
     assert!(matches!(policy.step(&alice, Some(Err(stale()))).unwrap(), Step::Done(_)), "a newer GroupInfo is fine");
     assert_eq!(alice.epoch_state(&group).unwrap().0, 3);
 }
+
+#[test]
+fn a_message_on_its_way_when_its_device_is_removed_is_marked_not_sent_and_never_retried() {
+    // Alice's laptop (device 2) writes while her first device removes it.
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, group) = pair();
+    let request = crate::link::LinkRequest::new("laptop").unwrap();
+    let candidate = alice.inspect_link(&request.code(), request.key_package()).unwrap();
+    let (_, answer) = alice.approve_link(&candidate, 2).unwrap();
+    let (identity, handover) = request.accept(&answer).unwrap();
+    let laptop =
+        Messenger::create_linked(&dir.path().join("laptop"), &crate::ProfileKey::KeyFile, identity, &handover).unwrap();
+    let Request::UploadKeyPackages { packages, .. } = laptop.key_package_upload(1).unwrap() else { panic!() };
+    let invitee = Invitee {
+        handle: "alice".into(),
+        account_key: alice.identity().account_key(),
+        packages: vec![ClaimedKeyPackage { device: laptop.identity().device_info(), package: packages[0].to_vec() }],
+    };
+    let add = alice.queue_add_devices(&group, invitee).unwrap().expect("the laptop to add");
+    alice.accepted(&add.client_id, 2).unwrap();
+    bob.handle_delivery(&delivery(&alice, &add, 2)).unwrap();
+    laptop.handle_welcome(&group, add.welcome.as_deref().unwrap()).unwrap();
+
+    let written = laptop.prepare_text("@bob", "from the laptop").unwrap();
+    let removal = alice.queue_remove_own_device(&group, 2).unwrap().expect("a removal commit");
+    alice.accepted(&removal.client_id, 3).unwrap();
+
+    let mut policy = Policy::new([Task::Flush]);
+    let send = expect_request(policy.step(&laptop, None).unwrap());
+    assert!(matches!(send, Request::Send { .. }), "{send:?}");
+    let fetch = expect_request(policy.step(&laptop, Some(Err(ErrorBody::new(ErrorCode::NotMember)))).unwrap());
+    assert!(matches!(fetch, Request::Fetch { .. }), "a refusal as non-member makes it read the log: {fetch:?}");
+    let ack = expect_request(
+        policy.step(&laptop, Some(Ok(Response::Messages { messages: vec![delivery(&alice, &removal, 3)] }))).unwrap(),
+    );
+    assert!(matches!(ack, Request::Ack { seq: 3, .. }), "{ack:?}");
+    let mut step = policy.step(&laptop, Some(Ok(Response::Done))).unwrap();
+    // It may read on (the server answers "not a member" past the removal).
+    while let Step::Request(r) = &step {
+        assert!(!matches!(r, Request::Send { .. }), "the message must not be sent again: {r:?}");
+        step = policy.step(&laptop, Some(Err(ErrorBody::new(ErrorCode::NotMember)))).unwrap();
+    }
+    assert!(laptop.outbox().unwrap().is_empty(), "nothing left to send");
+    let mine = laptop.message(written.message_id.as_deref().unwrap()).unwrap().unwrap();
+    assert_eq!(mine.state, crate::MessageState::NotSent);
+    assert!(!laptop.in_group(&group).unwrap());
+}

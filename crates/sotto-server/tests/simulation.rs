@@ -23,6 +23,12 @@
 //! network drains, every member must hold every message exactly once, in
 //! the log's order, no group may be out of step, and all members must agree
 //! on the MLS epoch and its authenticator.
+//!
+//! The first person also has a second, linked device, which that person's
+//! first device keeps adding to and removing from the group while all of
+//! this goes on (its welcome reaches it as a push). It must never lose step,
+//! hold a message twice or out of order, and, if it is in the group at the
+//! end, hold every message sent since it was last added.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,13 +36,18 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sotto_core::{Answer, Body, Environment, Invitee, Messenger, Policy, PolicyError, Step, Task};
-use sotto_proto::{DeviceRef, ErrorBody, Request, Response};
+use sotto_core::link::LinkRequest;
+use sotto_core::{Answer, Body, Environment, Invitee, Messenger, Policy, PolicyError, ProfileKey, Step, Task};
+use sotto_proto::{DeviceRef, ErrorBody, Push, Request, Response};
 use sotto_server::relay::{Relay, RelayConfig, Submitted};
 use sotto_server::store::Accounts;
 use sotto_server::store::SqliteStore;
 
+/// People; each has one client, the first also a second device (the
+/// client at index `CLIENTS`).
 const CLIENTS: usize = 4;
+/// The second device of the first person.
+const SECOND: usize = CLIENTS;
 const GROUP: &str = "#sim";
 /// Where the simulated clock starts (2026-01-01).
 const START_MS: i64 = 1_767_225_600_000;
@@ -89,7 +100,11 @@ impl Client {
                 // The client gives up on this run and reports it; the item
                 // stays in the outbox for the next flush.
                 Err(PolicyError::KeptChanging) => self.running = None,
-                Err(e) => panic!("{}: the policy stopped: {e}", self.m.identity().handle),
+                Err(e) => panic!(
+                    "{} device {}: the policy stopped: {e}",
+                    self.m.identity().handle,
+                    self.m.identity().device_id
+                ),
             }
         }
     }
@@ -182,6 +197,22 @@ impl Sim {
             let Response::Messages { messages } = answer(&relay, &c.me, fetch).await.unwrap() else { panic!() };
             c.m.handle_deliveries(&messages).unwrap();
         }
+        // c0 links a second device (the sans-I/O halves of `sotto link`
+        // and `sotto device add`); it starts outside the group.
+        let request = LinkRequest::new("second").unwrap();
+        let candidate = clients[0].m.inspect_link(&request.code(), request.key_package()).unwrap();
+        let (info, link_answer) = clients[0].m.approve_link(&candidate, 2).unwrap();
+        store.add_device("c0", &info, 8, 0).unwrap();
+        let (identity, handover) = request.accept(&link_answer).unwrap();
+        let mut m = Messenger::create_linked(&dir.join("second"), &ProfileKey::KeyFile, identity, &handover).unwrap();
+        let clock2 = clock.clone();
+        let ids = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(SECOND as u64));
+        m.set_environment(Environment::new(move || clock2.load(Ordering::Relaxed), ids));
+        let me = m.me();
+        for _ in 0..3 {
+            answer(&relay, &me, m.key_package_upload(100).unwrap()).await.unwrap();
+        }
+        clients.push(Client { m, me, running: None, queued: VecDeque::new(), up: None, down: None });
         Sim {
             rng: StdRng::seed_from_u64(seed),
             relay,
@@ -216,20 +247,66 @@ impl Sim {
     fn reconnect(&mut self, c: usize) {
         self.clients[c].cut();
         self.clients[c].ask(Task::Flush);
-        self.clients[c].ask(Task::CatchUp(self.group.clone()));
+        if c == SECOND {
+            self.welcomes();
+        }
+        if self.clients[c].m.in_group(&self.group).unwrap() {
+            self.clients[c].ask(Task::CatchUp(self.group.clone()));
+        }
+    }
+
+    /// The second device's inbox, pushed to it (as `sync` does): the
+    /// policy joins and acknowledges, then it reads on.
+    fn welcomes(&mut self) {
+        let second = &mut self.clients[SECOND];
+        for w in self.relay.store.welcomes(&second.me).unwrap() {
+            second.ask(Task::Push(Push::Welcome {
+                welcome_id: w.id,
+                group_id: w.group_id,
+                sender: w.sender,
+                welcome: w.welcome,
+            }));
+            second.ask(Task::CatchUp(self.group.clone()));
+        }
+    }
+
+    /// c0 adds its second device to the group, or removes it (the claim
+    /// goes straight to the relay; the commit over c0's connection).
+    async fn churn(&mut self) {
+        let c0 = &self.clients[0];
+        if c0.m.outbox().unwrap().iter().any(|i| i.kind == sotto_proto::MessageKind::Commit) {
+            return;
+        }
+        let missing = !c0.m.groups_missing_devices("c0", &[2]).unwrap().is_empty();
+        let item = if missing {
+            let claim = Request::ClaimKeyPackages { handle: "c0".into(), devices: Some(vec![2]) };
+            let Ok(Response::KeyPackages { account_key, packages, .. }) = answer(&self.relay, &c0.me, claim).await
+            else {
+                return;
+            };
+            let invitee = Invitee { handle: "c0".into(), account_key, packages };
+            c0.m.queue_add_devices(&self.group, invitee).unwrap()
+        } else {
+            c0.m.queue_remove_own_device(&self.group, 2).unwrap()
+        };
+        if let Some(item) = item {
+            self.clients[0].ask(Task::Post(item));
+        }
     }
 
     /// One step of the schedule.
     async fn step(&mut self, n: u64, faults: &Faults) {
         self.clock.fetch_add(50, Ordering::Relaxed);
-        let c = self.rng.gen_range(0..CLIENTS);
+        let c = self.rng.gen_range(0..=SECOND);
         if self.rng.gen_bool(faults.cut) {
             self.reconnect(c);
             return;
         }
+        let member = self.clients[c].m.in_group(&self.group).unwrap();
         match self.rng.gen_range(0..100) {
             0..=24 => self.deliver(c, true).await,
             25..=49 => self.deliver(c, false).await,
+            50..=62 if c == SECOND => self.welcomes(),
             50..=62 => {
                 // What every front end does: into the outbox first, then
                 // posted (behind whatever the client is busy with).
@@ -238,7 +315,7 @@ impl Sim {
                 self.sent[c].push(text);
                 self.clients[c].ask(Task::Post(item));
             }
-            63..=66 => {
+            63..=66 if member => {
                 // A key update: commits race each other and the texts. One
                 // commit at a time per device, as the client does.
                 let pending =
@@ -247,7 +324,8 @@ impl Sim {
                     self.clients[c].ask(Task::UpdateKeys(self.group.clone()));
                 }
             }
-            67..=84 => self.clients[c].ask(Task::CatchUp(self.group.clone())),
+            67..=84 if member => self.clients[c].ask(Task::CatchUp(self.group.clone())),
+            85..=88 if c == 0 => self.churn().await,
             _ => self.clients[c].ask(Task::Flush),
         }
     }
@@ -257,7 +335,7 @@ impl Sim {
     async fn settle(&mut self) {
         for round in 0..200 {
             let before: Vec<Option<u64>> = self.clients.iter().map(|c| c.m.cursor(&self.group).unwrap()).collect();
-            while let Some(c) = (0..CLIENTS).find(|&c| self.clients[c].busy()) {
+            while let Some(c) = (0..=SECOND).find(|&c| self.clients[c].busy()) {
                 while self.clients[c].busy() {
                     self.deliver(c, true).await;
                     self.deliver(c, false).await;
@@ -268,18 +346,18 @@ impl Sim {
             if quiet && before == after && round > 0 {
                 return;
             }
-            for c in 0..CLIENTS {
+            for c in 0..=SECOND {
                 self.reconnect(c);
             }
         }
         panic!("the system did not settle in 200 rounds without faults");
     }
 
-    fn check(&self, seed: u64) {
+    fn check(&self, seed: u64) -> (usize, usize) {
         let ctx = format!("seed {seed} (replay: SOTTO_SIM_SEED={seed})");
         // Everyone's view of the conversation, by server order.
         let mut views = Vec::new();
-        for (i, c) in self.clients.iter().enumerate() {
+        for (i, c) in self.clients[..CLIENTS].iter().enumerate() {
             let history = c.m.history(GROUP).unwrap();
             let missing = |m: &&sotto_core::StoredMessage| {
                 m.state == sotto_core::MessageState::System
@@ -312,12 +390,60 @@ impl Sim {
             assert_eq!(got, all_sent, "{ctx}: c{i} does not hold exactly the messages sent");
             assert_eq!(v, &views[0], "{ctx}: c{i} and c0 disagree on the order");
         }
-        let states: Vec<(u64, Vec<u8>)> = self.clients.iter().map(|c| c.m.epoch_state(&self.group).unwrap()).collect();
+        let members: Vec<&Client> = self.clients.iter().filter(|c| c.m.in_group(&self.group).unwrap()).collect();
+        let states: Vec<(u64, Vec<u8>)> = members.iter().map(|c| c.m.epoch_state(&self.group).unwrap()).collect();
         assert!(states.iter().all(|s| s == &states[0]), "{ctx}: members disagree on the epoch: {states:?}");
+        self.check_second(&ctx, &views[0])
+    }
+
+    /// The second device: what it holds is a gapless, duplicate-free run of
+    /// the log in its order, and everything since its last add if it is in
+    /// the group now.
+    fn check_second(&self, ctx: &str, log: &[(u64, String)]) -> (usize, usize) {
+        let second = &self.clients[SECOND].m;
+        let Ok(conversation) = second.conversation_of(&self.group) else { return (0, 0) };
+        let history = second.history(&conversation).unwrap();
+        let lost = history.iter().find(|m| {
+            m.state == sotto_core::MessageState::System
+                && matches!(&m.body, Body::Text { text } if text.contains("may be missing"))
+        });
+        assert!(lost.is_none(), "{ctx}: the second device lost step: {lost:?}");
+        let held: Vec<(u64, String)> = history
+            .iter()
+            .filter(|m| m.state != sotto_core::MessageState::System)
+            .filter_map(|m| match &m.body {
+                Body::Text { text } => Some((m.seq.unwrap(), text.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(held.windows(2).all(|w| w[0].0 < w[1].0), "{ctx}: the second device holds out of order or twice");
+        for h in &held {
+            assert!(log.contains(h), "{ctx}: the second device holds {h:?}, which is not in the log");
+        }
+        // When it was last added, by the notes the others keep.
+        let notes = self.clients[1].m.history(GROUP).unwrap();
+        let last = |what: &str| {
+            notes
+                .iter()
+                .filter(|m| matches!(&m.body, Body::Text { text } if m.state == sotto_core::MessageState::System && text.contains(what)))
+                .filter_map(|m| m.seq)
+                .max()
+        };
+        if second.in_group(&self.group).unwrap() {
+            let since = last("@c0 added a device").unwrap_or_else(|| panic!("{ctx}: in the group, never added"));
+            assert!(last("was removed").is_none_or(|r| r < since), "{ctx}: in the group after its removal");
+            for entry in log.iter().filter(|(seq, _)| *seq > since) {
+                assert!(held.contains(entry), "{ctx}: the second device misses {entry:?} (added at {since})");
+            }
+        }
+        let count = |what: &str| {
+            notes.iter().filter(|m| matches!(&m.body, Body::Text { text } if m.state == sotto_core::MessageState::System && text.contains(what))).count()
+        };
+        (count("@c0 added a device"), count("was removed"))
     }
 }
 
-async fn run(seed: u64, steps: u64) -> (usize, u64, u64) {
+async fn run(seed: u64, steps: u64) -> (usize, u64, u64, (usize, usize)) {
     // Shown only when the test fails: the seed to replay.
     eprintln!("simulating seed {seed} (replay: SOTTO_SIM_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
@@ -327,8 +453,8 @@ async fn run(seed: u64, steps: u64) -> (usize, u64, u64) {
         sim.step(n, &faults).await;
     }
     sim.settle().await;
-    sim.check(seed);
-    (sim.sent.iter().map(Vec::len).sum(), sim.clients[0].m.epoch_state(&sim.group).unwrap().0, sim.stale)
+    let churn = sim.check(seed);
+    (sim.sent.iter().map(Vec::len).sum(), sim.clients[0].m.epoch_state(&sim.group).unwrap().0, sim.stale, churn)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -337,13 +463,18 @@ async fn every_message_once_in_order_and_one_epoch_despite_a_hostile_network() {
         Ok(s) => vec![s.parse().expect("SOTTO_SIM_SEED is a number")],
         Err(_) => (0..std::env::var("SOTTO_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(24)).collect(),
     };
-    let (mut messages, mut epochs, mut stale) = (0, 0, 0);
+    let (mut messages, mut epochs, mut stale, mut adds, mut removes) = (0, 0, 0, 0, 0);
+    let many = seeds.len() >= 8;
     for seed in seeds {
-        let (m, e, s) = run(seed, 300).await;
+        let (m, e, s, (a, r)) = run(seed, 300).await;
         messages += m;
         stale += s;
         epochs += e;
+        adds += a;
+        removes += r;
     }
+    eprintln!("{messages} messages, {epochs} epochs, {stale} stale posts, {adds} device adds, {removes} removals");
+    assert!(!many || (adds > 0 && removes > 0), "the second device was never added and removed again");
     // The schedule must actually exercise something.
     assert!(messages > 0 && epochs > 1, "messages {messages}, epochs {epochs}");
     assert!(stale > 0, "no post was ever stale: the schedule never raced a commit");

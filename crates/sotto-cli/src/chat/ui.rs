@@ -97,6 +97,7 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
         let mark = match m.state {
             MessageState::Pending => " …",
             MessageState::Sent => " ✓",
+            MessageState::NotSent => " ✗ not sent (you were removed)",
             _ => "",
         };
         let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };

@@ -88,8 +88,9 @@ impl Messenger {
         let signer = self.identity.signer();
         let mut group =
             MlsGroup::new(&provider, &signer, &create_config(), self.identity.credential()).map_err(CoreError::mls)?;
-        let (_, welcome, _) =
-            group.add_members(&provider, &signer, &[candidate.key_package.clone()]).map_err(CoreError::mls)?;
+        let (_, welcome, _) = group
+            .add_members(&provider, &signer, std::slice::from_ref(&candidate.key_package))
+            .map_err(CoreError::mls)?;
         group.merge_pending_commit(&provider).map_err(CoreError::mls)?;
         let message = group.create_message(&provider, &signer, &cbor(&handover)).map_err(CoreError::mls)?;
         let answer = LinkAnswer {
@@ -215,9 +216,23 @@ impl Messenger {
     }
 
     /// Queues, in one group, the commit that adds the claimed devices.
-    /// `None` when they are all in it by now.
+    /// `None` when they are all in it by now, or when a commit of this
+    /// device waits for the server in that group (one at a time: the add
+    /// is tried again at the next connection).
     pub fn queue_add_devices(&self, group_id: &[u8], invitee: Invitee) -> CoreResult<Option<PendingCommit>> {
+        if self.commit_waiting(group_id)? {
+            return Ok(None);
+        }
         self.queue_commit(group_id, Intent::Add(vec![invitee]))
+    }
+
+    /// Whether a commit of this device waits in the outbox for the group.
+    pub fn commit_waiting(&self, group_id: &[u8]) -> CoreResult<bool> {
+        Ok(self
+            .conn
+            .row("SELECT 1 FROM outbox WHERE group_id=? AND kind='commit' LIMIT 1", [group_id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .is_some())
     }
 
     /// Queues, in one group, the commit that removes a device of this
@@ -225,6 +240,9 @@ impl Messenger {
     pub fn queue_remove_own_device(&self, group_id: &[u8], device_id: u32) -> CoreResult<Option<PendingCommit>> {
         if device_id == self.identity.device_id {
             return Err(CoreError::Invalid("a device cannot remove itself from its conversations this way".into()));
+        }
+        if self.commit_waiting(group_id)? {
+            return Ok(None);
         }
         self.queue_commit(
             group_id,

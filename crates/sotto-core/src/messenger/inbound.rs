@@ -178,10 +178,17 @@ impl Messenger {
                     self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
                     let text = "you were removed from this conversation".to_owned();
                     let marker = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
-                    return Ok(vec![
+                    let mut events = vec![
                         Event::Warning { conversation: Some(conversation.to_owned()), text },
                         Event::Message(Box::new(marker)),
-                    ]);
+                    ];
+                    // What still waited to go out never will: the server
+                    // refuses posts from a removed device. Say so on each
+                    // message instead of showing it as sending for ever.
+                    for message in self.drop_group_outbox(&d.group_id)? {
+                        events.push(Event::Message(Box::new(message)));
+                    }
+                    return Ok(events);
                 }
                 let after = Self::member_handles(&group);
                 let device_name = |c: &SottoCredential| match &c.device_name {

@@ -155,21 +155,40 @@ impl Messenger {
         if let Some(a) = adder.filter(|a| self.is_blocked(a).unwrap_or(false)) {
             return Err(CoreError::Blocked(a.to_owned()));
         }
-        let known: Option<i64> =
-            self.conn.row("SELECT 1 FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
-        if known.is_some() {
-            return Ok(vec![]);
-        }
+        let known: Option<bool> =
+            self.conn.row("SELECT active FROM groups WHERE group_id=?", [group_id], |r| r.get(0)).optional()?;
         let msg = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| CoreError::decode("welcome", e))?;
         let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
             return Err(CoreError::decode("welcome", "not a welcome message"));
         };
-        self.tx(|me| {
+        let joined = self.tx(|me| {
             let provider = me.provider();
-            let staged =
-                StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None).map_err(CoreError::mls)?;
+            // Added again after being removed (or leaving), perhaps before
+            // this device read its removal (the server then routes it only
+            // from the new add on): the old state of the group goes (the
+            // transaction puts it back if the welcome is no good); history
+            // stays where it was.
+            let mut old_epoch = None;
+            if known.is_some() {
+                if let Some(mut old) =
+                    MlsGroup::load(provider.storage(), &GroupId::from_slice(group_id)).map_err(CoreError::mls)?
+                {
+                    old_epoch = Some(old.epoch().as_u64());
+                    old.delete(provider.storage()).map_err(CoreError::mls)?;
+                }
+            }
+            let staged = match StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None) {
+                Ok(staged) => staged,
+                // In the group, and the package is used up: the same
+                // welcome again.
+                Err(_) if known == Some(true) => return Err(CoreError::AlreadyJoined),
+                Err(e) => return Err(CoreError::mls(e)),
+            };
             if staged.group_context().group_id().as_slice() != group_id {
                 return Err(CoreError::decode("welcome", "group id differs from the server's"));
+            }
+            if known == Some(true) && old_epoch.is_some_and(|old| staged.group_context().epoch().as_u64() <= old) {
+                return Err(CoreError::AlreadyJoined);
             }
             let mut others = Vec::new();
             for m in staged.members() {
@@ -202,15 +221,31 @@ impl Messenger {
                 // the conversation goes by a placeholder.
                 _ => format!("#new-{}", short_id(group_id, 4)),
             };
-            staged.into_group(&provider).map_err(CoreError::mls)?;
             let now = self.now();
+            if known.is_some() {
+                // Commits queued on the old state are rebuilt on the new one.
+                let old_conversation: String =
+                    me.conn.row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))?;
+                staged.into_group(&provider).map_err(CoreError::mls)?;
+                me.conn.exec(
+                    "UPDATE groups SET active=1, broken=0, last_update=? WHERE group_id=?",
+                    params![now, group_id],
+                )?;
+                events.insert(0, Event::Joined { conversation: old_conversation });
+                return Ok(events);
+            }
+            staged.into_group(&provider).map_err(CoreError::mls)?;
             me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id, conversation, now, now],
             )?;
             events.insert(0, Event::Joined { conversation });
             Ok(events)
-        })
+        });
+        match joined {
+            Err(CoreError::AlreadyJoined) => Ok(vec![]),
+            other => other,
+        }
     }
 
     /// Groups this device is out of step with and must rejoin.
@@ -278,6 +313,15 @@ impl Messenger {
             me.put_outbox(&item)?;
             Ok(item)
         })
+    }
+
+    /// Whether this device is (as far as it knows) a member of the group.
+    pub fn in_group(&self, group_id: &[u8]) -> CoreResult<bool> {
+        Ok(self
+            .conn
+            .row("SELECT active FROM groups WHERE group_id=?", [group_id], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
     }
 
     /// The conversation a group belongs to.

@@ -122,6 +122,9 @@ pub enum MessageState {
     Received,
     /// A marker such as "messages may be missing".
     System,
+    /// Ours, and it will not be sent: this device was removed from the
+    /// conversation before the server took it.
+    NotSent,
 }
 
 impl MessageState {
@@ -132,6 +135,7 @@ impl MessageState {
             Self::Sent => "sent",
             Self::Received => "received",
             Self::System => "system",
+            Self::NotSent => "not_sent",
         }
     }
 }
@@ -143,6 +147,7 @@ impl rusqlite::types::FromSql for MessageState {
             "sent" => Ok(Self::Sent),
             "received" => Ok(Self::Received),
             "system" => Ok(Self::System),
+            "not_sent" => Ok(Self::NotSent),
             _ => Err(rusqlite::types::FromSqlError::InvalidType),
         }
     }

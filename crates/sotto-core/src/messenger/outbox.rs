@@ -356,6 +356,30 @@ impl Messenger {
         })
     }
 
+    /// Empties the outbox of a group this device is no longer in; its
+    /// messages become [`MessageState::NotSent`]. Returns them as they are
+    /// now.
+    pub(crate) fn drop_group_outbox(&self, group_id: &[u8]) -> CoreResult<Vec<StoredMessage>> {
+        let ids: Vec<Vec<u8>> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT message_id FROM outbox WHERE group_id=? AND message_id IS NOT NULL ORDER BY rowid")?;
+            let rows = stmt.query_map([group_id], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        self.conn.exec("DELETE FROM outbox WHERE group_id=?", [group_id])?;
+        let mut out = Vec::new();
+        for id in ids {
+            self.conn.exec("UPDATE messages SET state='not_sent' WHERE id=? AND state='pending'", [&id])?;
+            if let Some(m) = self.message(&id)? {
+                if m.state == MessageState::NotSent {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Re-encrypts a queued message in the group's current epoch (after the
     /// server said the epoch was stale and the group caught up).
     pub fn reencrypt(&self, client_id: &[u8]) -> CoreResult<Option<OutboxItem>> {

@@ -61,7 +61,17 @@ impl Policy {
                     // Someone else changed the group first: catch up, then
                     // make the message (or commit) again on the new epoch.
                     let group_id = item.group_id.clone();
-                    self.push(Job::Remake { item, tries, flush });
+                    self.push(Job::Remake { item, tries, flush, server_epoch: e.current_epoch });
+                    self.fetch(m, group_id)
+                }
+                // Removed from the group while this was on its way (by
+                // another member, or by another of our own devices): the
+                // log holds the removal. Reading it empties the group's
+                // outbox (its messages are marked not sent); the remake
+                // then finds nothing left to do.
+                Err(e) if e.code == ErrorCode::NotMember && item.intent != Some(Intent::Rejoin) => {
+                    let group_id = item.group_id.clone();
+                    self.push(Job::Remake { item, tries, flush, server_epoch: None });
                     self.fetch(m, group_id)
                 }
                 // A long outbox (or large messages) can exceed what the
@@ -76,6 +86,10 @@ impl Policy {
                 // Someone committed meanwhile; they publish theirs.
                 Ok(_) => Ok(None),
                 Err(e) if e.code == ErrorCode::StaleEpoch => Ok(None),
+                // Removed from the group just after our commit (another
+                // member's removal landed next): nothing to publish; the
+                // removal reaches us with the log.
+                Err(e) if e.code == ErrorCode::NotMember => Ok(None),
                 Err(e) => Err(PolicyError::Server(e)),
             },
             (Awaiting::Fetched { group_id }, result) => match result {
@@ -86,6 +100,8 @@ impl Policy {
                     Ok(self.request(request, Awaiting::CaughtUpAck { group_id }))
                 }
                 Ok(_) => Err(PolicyError::Unexpected("fetch")),
+                // This device learnt of its removal from an earlier read.
+                Err(e) if GONE.contains(&e.code) && !m.in_group(&group_id)? => Ok(None),
                 Err(e) => Err(PolicyError::Server(e)),
             },
             (Awaiting::CaughtUpAck { group_id }, result) => match result {

@@ -127,6 +127,8 @@ enum Job {
         item: OutboxItem,
         tries: usize,
         flush: bool,
+        /// The epoch the server said the group is at.
+        server_epoch: Option<u64>,
     },
     /// Tell a group's new members its name.
     Announce {
@@ -279,7 +281,19 @@ impl Policy {
                 }
                 Ok(None)
             }
-            Job::Remake { item, tries, flush } => {
+            Job::Remake { item, tries, flush, server_epoch } => {
+                if let Some(server) = server_epoch {
+                    if m.in_group(&item.group_id)? && m.epoch_state(&item.group_id)?.0 < server {
+                        // Everything there is to read is read, and this
+                        // device is still behind the server's epoch: it is
+                        // out of step (its commits are gone with the log,
+                        // or it was added anew). Remaking on its epoch
+                        // would be stale for ever; rejoin instead (queued
+                        // texts are re-encrypted after it).
+                        self.push(Job::Rejoin { group_id: item.group_id, tries: 0, flush: true });
+                        return Ok(None);
+                    }
+                }
                 let next = match item.kind {
                     MessageKind::Commit => m.redo_commit(&item.client_id)?,
                     MessageKind::Application => {
@@ -297,11 +311,18 @@ impl Policy {
             }
             Job::Announce { group_id } => {
                 let conversation = m.conversation_of(&group_id)?;
-                let item = m.announce(&conversation)?;
-                self.push(Job::Post { item, tries: 0, flush: true });
+                // The name goes in the outbox behind any text encrypted
+                // before it, and the whole outbox goes in order: posting it
+                // alone would put a later generation ahead of earlier ones.
+                m.announce(&conversation)?;
+                self.push(Job::FlushRound { left: FLUSH_ROUNDS });
                 Ok(None)
             }
             Job::UpdateNow { group_id } => {
+                if !m.in_group(&group_id)? {
+                    // Removed while catching up: no keys of ours there.
+                    return Ok(None);
+                }
                 if let Some(item) = m.update_keys(&group_id)? {
                     self.push(Job::Post { item, tries: 0, flush: true });
                 }
@@ -405,6 +426,10 @@ impl Policy {
     }
 
     fn fetch(&mut self, m: &Messenger, group_id: Vec<u8>) -> Result<Option<Step>, PolicyError> {
+        if m.cursor(&group_id)?.is_some() && !m.in_group(&group_id)? {
+            // Removed (or left) meanwhile: nothing more to read there.
+            return Ok(None);
+        }
         let after_seq = m.cursor(&group_id)?.unwrap_or(0);
         let request = Request::Fetch { group_id: group_id.clone(), after_seq, limit: MAX_FETCH };
         Ok(self.request(request, Awaiting::Fetched { group_id }))

@@ -103,6 +103,10 @@ macro_rules! store_conformance {
             $crate::store::conformance::welcome_ids_are_never_handed_out_twice(&$make);
         }
         #[test]
+        fn a_fetch_waits_for_the_welcome_into_the_group() {
+            $crate::store::conformance::a_fetch_waits_for_the_welcome_into_the_group(&$make);
+        }
+        #[test]
         fn devices_are_added_capped_and_revoked_for_good() {
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
         }
@@ -585,4 +589,42 @@ pub fn welcome_ids_are_never_handed_out_twice(s: &impl Store) {
         last = w[0].id;
         s.ack_welcome(&dev("bob"), last).unwrap();
     }
+}
+
+/// A device removed and added again before it read its removal must take
+/// the new welcome before the log: the entries from its new join point are
+/// in the welcome's epochs. Until it acknowledges the welcome, a fetch of
+/// that group is empty.
+pub fn a_fetch_waits_for_the_welcome_into_the_group(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let g: &[u8] = b"group-readd";
+    s.create_group(g, &alice, NOW).unwrap();
+    let bobs = [bob.clone()];
+    let mut add = msg(g, &alice, 0, b"a1", MessageKind::Commit);
+    add.added = &bobs;
+    add.welcome = Some(b"welcome-1");
+    s.append(&add, NOW).unwrap();
+    let first = s.welcomes(&bob).unwrap()[0].id;
+    s.ack_welcome(&bob, first).unwrap();
+    let hello = s.append(&msg(g, &alice, 1, b"m1", MessageKind::Application), NOW).unwrap();
+    // Removed and added again while bob reads nothing.
+    let mut remove = msg(g, &alice, 1, b"r", MessageKind::Commit);
+    remove.removed = &bobs;
+    s.append(&remove, NOW).unwrap();
+    let mut again = msg(g, &alice, 2, b"a2", MessageKind::Commit);
+    again.added = &bobs;
+    again.welcome = Some(b"welcome-2");
+    s.append(&again, NOW).unwrap();
+    let after = s.append(&msg(g, &alice, 3, b"m2", MessageKind::Application), NOW).unwrap();
+    assert!(s.fetch(g, &bob, hello.seq - 1, 10).unwrap().is_empty(), "nothing before the new welcome");
+    let second = s.welcomes(&bob).unwrap();
+    assert_eq!(second.len(), 1);
+    s.ack_welcome(&bob, second[0].id).unwrap();
+    assert_eq!(
+        s.fetch(g, &bob, hello.seq - 1, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(),
+        vec![after.seq],
+        "then the log from the new join point"
+    );
 }

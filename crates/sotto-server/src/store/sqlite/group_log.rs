@@ -52,6 +52,22 @@ impl GroupLog for SqliteStore {
                 return Err(StoreError::UnknownGroup);
             }
             let (joined, _, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+            // A device that had read this group before (after_seq > 0)
+            // asks from before its join point while a welcome into the group
+            // waits for it: it was added again, perhaps before it read its
+            // removal. The log from the new join point is in the welcome's
+            // epochs, so the welcome must come first; nothing to read until
+            // it is acknowledged.
+            let welcome_waits = after_seq > 0
+                && after_seq < joined
+                && tx
+                    .prepare_cached("SELECT 1 FROM welcomes WHERE handle=? AND device_id=? AND group_id=? LIMIT 1")
+                    .map_err(backend)?
+                    .exists(params![device.handle, device.device_id, group_id])
+                    .map_err(backend)?;
+            if welcome_waits {
+                return Ok(Vec::new());
+            }
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
