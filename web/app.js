@@ -35,9 +35,21 @@ function describe(o) {
     case 'safety_number': return `safety number with @${o.handle}: ${o.number}`;
     case 'exported': return `exported to ${o.path}`;
     case 'presence': return 'contacts refreshed';
+    case 'devices': return 'your devices: ' + o.devices.map(describeDevice).join('; ');
+    case 'device_linked': return o.complete
+      ? `linked device ${o.id} ("${o.name}"); it is in every conversation`
+      : `linked device ${o.id} ("${o.name}"); it joins your conversations once it has come online and this device reconnects`;
+    case 'device_removed': return `removed device ${o.id}: taken out of ${o.conversations} conversation(s); it can no longer log in or read what is sent`;
     case 'error': return `error: ${o.message}`;
     default: return '';
   }
+}
+
+function describeDevice(d) {
+  const name = d.name ? `"${d.name}"` : '(unnamed)';
+  if (d.this) return `${d.id} ${name} (this device)`;
+  const seen = d.last_seen > 0 ? new Date(d.last_seen).toISOString().replace(/\.\d+Z$/, 'Z') : 'never';
+  return `${d.id} ${name} (last seen ${seen})`;
 }
 
 function el(tag, attrs = {}, text) {
@@ -278,6 +290,48 @@ $('safety').addEventListener('click', () => {
 
 function showError(e) { $('info').textContent = `error: ${e.message}`; }
 
+// --- devices ----------------------------------------------------------
+function renderDevices(list) {
+  const ul = $('devices');
+  ul.replaceChildren();
+  for (const d of list) {
+    const li = el('li', { 'data-device': String(d.id) }, describeDevice(d));
+    if (!d.this) {
+      // Two clicks, no dialog: removal is for good.
+      const b = el('button', { type: 'button', class: 'remove-device' }, 'Remove');
+      b.addEventListener('click', () => {
+        if (b.dataset.armed !== '1') {
+          b.dataset.armed = '1';
+          b.textContent = 'Remove for good?';
+          return;
+        }
+        b.disabled = true;
+        command({ type: 'remove_device', id: d.id })
+          .then(refreshDevices)
+          .catch(showError);
+      });
+      li.append(' ', b);
+    }
+    ul.append(li);
+  }
+}
+
+function refreshDevices() {
+  return command({ type: 'devices' }).then((r) => renderDevices(r.outcome.devices)).catch(showError);
+}
+
+$('devices-panel').addEventListener('toggle', () => { if ($('devices-panel').open) refreshDevices(); });
+$('devices-refresh').addEventListener('click', refreshDevices);
+$('link-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const code = $('link-code').value.trim();
+  if (!code) return;
+  $('info').textContent = 'linking…';
+  command({ type: 'link_device', code })
+    .then(() => { $('link-code').value = ''; return refreshDevices(); })
+    .catch(showError);
+});
+
 // --- live events ------------------------------------------------------
 const events = new EventSource('/api/events');
 events.onmessage = (e) => {
@@ -329,8 +383,8 @@ events.onmessage = (e) => {
       $('info').textContent = ev.conversation ? `${ev.conversation}: ${ev.text}` : ev.text;
       break;
     case 'outcome':
-      // A sent text shows as ✓ on the message itself.
-      if (ev.outcome.outcome !== 'sent') $('info').textContent = describe(ev.outcome);
+      // A text's ✓ says it was sent; the device list shows in its panel.
+      if (!['sent', 'devices'].includes(ev.outcome.outcome)) $('info').textContent = describe(ev.outcome);
       break;
     case 'progress': {
       const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;

@@ -262,6 +262,34 @@ test('keyboard only: focus is visible and reaches the composer', async () => {
   await until(() => receive().find((m) => m.text === 'sent with the keyboard'), 'the keyboard message');
 });
 
+test('devices: link a new device from the page, see it listed, remove it for good', async () => {
+  await page.locator('summary', { hasText: 'Devices' }).click();
+  await until(async () => (await page.locator('#devices li').count()) === 1, 'the device list');
+  assert.match(await page.locator('#devices li').first().textContent(), /this device/);
+  // A new device waits to be linked, as `sotto link` does on it.
+  const laptop = start(bin('sotto'), ['--profile', join(work, 'bob-laptop'), 'link', '--server', address,
+    '--name', 'laptop', '--no-passphrase', '--wait', '2m'], 'code: ');
+  const { child, value: code, seen } = await laptop;
+  await page.locator('#link-code').fill(code);
+  await page.locator('#link-form button[type=submit]').click();
+  await until(() => seen.some((l) => l.startsWith('linked: @bob (device 2, "laptop")')), 'the laptop to say it is linked', 30000);
+  await until(async () => /linked device 2/.test(await page.locator('#info').textContent()), 'the page to say so');
+  await until(async () => (await page.locator('#devices li').count()) === 2, 'two devices listed');
+  assert.match(await page.locator('#devices li[data-device="2"]').textContent(), /"laptop"/);
+  // It exits once linked (perhaps already).
+  if (child.exitCode === null) await new Promise((ok) => child.on('exit', ok));
+  // Remove asks twice (no dialog), then the laptop is gone for good.
+  const remove = page.locator('#devices li[data-device="2"] button.remove-device');
+  await remove.click();
+  assert.equal(await remove.textContent(), 'Remove for good?');
+  await remove.click();
+  await until(async () => /removed device 2/.test(await page.locator('#info').textContent()), 'the removal outcome');
+  await until(async () => (await page.locator('#devices li').count()) === 1, 'one device left');
+  await page.screenshot({ path: join(shots, 'devices.png') });
+  assert.throws(() => sotto('bob-laptop', 'receive'), /removed from its account|link it again/,
+    'the removed laptop can no longer log in');
+});
+
 test('switching to another profile from the page', async () => {
   await page.locator('summary', { hasText: 'Profiles' }).click();
   const button = page.locator('button.switch[data-profile="carol"]');

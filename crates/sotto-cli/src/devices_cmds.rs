@@ -159,39 +159,29 @@ async fn remove(cli: &Cli, dir: &std::path::Path, id: u32, yes: bool) -> Result<
 async fn list(cli: &Cli, dir: &std::path::Path, json: bool) -> Result<()> {
     let messenger = messenger(cli, dir).await?;
     let mut session = Session::open(&messenger).await?;
-    let devices = session.list_devices().await?;
+    let devices = crate::frontend::driver::device_entries(&messenger, &mut session).await?;
     session.close().await;
-    let names = messenger.own_devices()?;
-    let me = messenger.identity().device_id;
-    let time = |ms: i64| {
-        if ms <= 0 {
-            "never".to_owned()
-        } else {
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
-        }
-    };
+    let time = crate::frontend::event::time_of;
     for d in devices {
-        let name = names.iter().find(|n| n.device_id == d.device_id).map(|n| n.name.clone()).unwrap_or_default();
-        let this = d.device_id == me;
         if json {
             say!(
                 "{}",
                 serde_json::json!({
-                    "id": d.device_id,
-                    "name": name,
-                    "this": this,
+                    "id": d.id,
+                    "name": d.name,
+                    "this": d.this,
                     "added_at": time(d.added_at),
                     "last_seen": time(d.last_seen),
                 })
             );
         } else {
-            let shown = if name.is_empty() { "(unnamed)".to_owned() } else { name };
+            let shown = if d.name.is_empty() { "(unnamed)".to_owned() } else { d.name };
             say!(
                 "{:>3}  {shown}{}  added {}  last seen {}",
-                d.device_id,
-                if this { " (this device)" } else { "" },
+                d.id,
+                if d.this { " (this device)" } else { "" },
                 time(d.added_at),
-                if this { "now".to_owned() } else { time(d.last_seen) }
+                if d.this { "now".to_owned() } else { time(d.last_seen) }
             );
         }
     }

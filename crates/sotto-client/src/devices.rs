@@ -59,11 +59,23 @@ impl Session<'_> {
             tracing::warn!(handle = %info.handle, ?forged, "the server lists devices the account key never certified; they are left out");
         }
         let me = self.messenger.me();
+        let mut changed = 0;
+        if info.handle == me.handle {
+            // Own devices the account no longer has, still in a group
+            // (their removal commit never went out): take them out now.
+            for (group_id, stale) in self.messenger.groups_with_removed_own_devices(&good)? {
+                for device_id in stale {
+                    if let Some(commit) = self.messenger.queue_remove_own_device(&group_id, device_id)? {
+                        self.post_item(commit).await?;
+                        changed += 1;
+                    }
+                }
+            }
+        }
         let good: Vec<u32> = good.into_iter().filter(|d| !(info.handle == me.handle && *d == me.device_id)).collect();
         if good.is_empty() {
-            return Ok(0);
+            return Ok(changed);
         }
-        let mut changed = 0;
         for (group_id, missing) in self.messenger.groups_missing_devices(&info.handle, &good)? {
             let invitee = match self.claim_devices(&info.handle, Some(missing)).await {
                 Ok(i) => i,
@@ -168,6 +180,9 @@ impl Session<'_> {
             Err(e) => return Err(e.into()),
         }
         self.messenger.forget_own_device(device_id)?;
+        // What waits in the outbox goes first: a commit of ours waiting in
+        // a group would hold the removal back there.
+        self.flush_outbox().await?;
         let mut removed = 0;
         for group_id in self.messenger.groups_with_own_device(device_id)? {
             if let Some(commit) = self.messenger.queue_remove_own_device(&group_id, device_id)? {

@@ -211,3 +211,46 @@ async fn the_device_cap_holds_and_an_exhausted_device_is_added_by_its_last_resor
     assert_eq!(receive(&alice).await, vec!["reaches the drained device too".to_owned()]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_revoked_before_its_removal_commits_went_out_is_taken_out_at_the_next_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let bob = person(&server, "bob").await;
+    let mut a = Session::open(&alice).await.unwrap();
+    a.send_text("@bob", "hello").await.unwrap();
+    let laptop_dir = tempfile::tempdir().unwrap();
+    let (laptop, _) = link(&server, &mut a, "laptop", &laptop_dir.path().join("p"), Duration::ZERO).await;
+    a.close().await;
+    Session::open(&laptop).await.unwrap().close().await;
+    Session::open(&alice).await.unwrap().close().await;
+    let group = alice.conversation_group("@bob").unwrap().unwrap();
+    assert_eq!(alice.groups_with_own_device(2).unwrap(), vec![group.clone()], "the laptop is in the one-to-one");
+    // The laptop is revoked on the server, and then the connection is gone
+    // before a single removal commit went out (a crash, a cut).
+    let mut a = Session::open(&alice).await.unwrap();
+    a.connection().request(Request::RemoveDevice { device_id: 2 }).await.unwrap();
+    drop(a);
+    assert_eq!(alice.groups_with_own_device(2).unwrap(), vec![group.clone()], "still in the MLS group");
+    // The next connection notices the account no longer has it.
+    Session::open(&alice).await.unwrap().close().await;
+    assert!(alice.groups_with_own_device(2).unwrap().is_empty(), "keyed out of the conversation");
+    let mut b = Session::open(&bob).await.unwrap();
+    let events = b.sync().await.unwrap();
+    b.send_text("@alice", "after the laptop left").await.unwrap();
+    b.close().await;
+    let notices: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) if m.state == sotto_core::MessageState::System => match &m.body {
+                Body::Text { text } => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(notices.iter().any(|n| n.contains("device") && n.contains("removed")), "bob is told: {notices:?}");
+    assert_eq!(receive(&alice).await, vec!["after the laptop left".to_owned()]);
+    server.stop().await;
+}

@@ -478,7 +478,11 @@ async fn a_re_added_member_online_throughout_gets_what_the_store_would_give() {
     let mut b = bob.online(&server).await;
     let g = gid(9);
     group_with(&mut a, &g, &[&bob]).await;
-    sync(&mut b).await;
+    for p in sync(&mut b).await {
+        if let Push::Welcome { welcome_id, .. } = p {
+            b.request(Request::AckWelcome { welcome_id }).await.unwrap();
+        }
+    }
     let commit = |epoch: u64, id: &[u8], added: Vec<sotto_proto::DeviceRef>, removed: Vec<sotto_proto::DeviceRef>| {
         Request::Commit {
             group_id: g.clone(),
@@ -506,10 +510,21 @@ async fn a_re_added_member_online_throughout_gets_what_the_store_would_give() {
     let Response::Appended { seq: hello_at, .. } = send(&mut a, &g, 3, b"hi", b"welcome back").await.unwrap() else {
         panic!()
     };
+    // His welcome comes first; what follows it in the log waits until he
+    // has taken it (its epochs are the welcome's).
     let mut delivered = Vec::new();
+    let mut welcomed = false;
     while let Some(p) = b.next_push_within(Duration::from_millis(800)).await.unwrap() {
-        if let Push::Deliver(d) = p {
-            delivered.push(d.seq);
+        match p {
+            Push::Deliver(d) => {
+                assert!(welcomed, "seq {} came before the welcome was taken", d.seq);
+                delivered.push(d.seq);
+            }
+            Push::Welcome { welcome_id, .. } => {
+                b.request(Request::AckWelcome { welcome_id }).await.unwrap();
+                welcomed = true;
+            }
+            _ => {}
         }
     }
     assert!(!delivered.contains(&readded_at), "the commit adding him is not his to read");

@@ -256,7 +256,7 @@ impl GroupLog for Faulty {
         self.inner.welcomes(device)
     }
 
-    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<Option<Vec<u8>>> {
         self.fault()?;
         self.inner.ack_welcome(device, welcome_id)
     }

@@ -44,6 +44,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/export", "export this conversation to a file"),
     ("/download id", "fetch a received file"),
     ("/profile [name]", "list profiles, or switch to one"),
+    ("/devices", "your devices"),
+    ("/device add CODE", "link the device showing CODE"),
+    ("/device remove ID", "remove a device for good"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -340,6 +343,15 @@ impl App {
                     self.quit = true;
                     None
                 }
+            },
+            "/devices" => Some(Command::Devices),
+            "/device" => match (a.as_deref(), b) {
+                (Some("add"), Some(code)) => Some(Command::LinkDevice { code }),
+                (Some("remove"), Some(id)) => match id.trim().parse() {
+                    Ok(id) => Some(Command::RemoveDevice { id }),
+                    Err(_) => usage(self, "/device remove ID (the number /devices shows)"),
+                },
+                _ => usage(self, "/device add CODE (shown by `sotto link` on the new device) or /device remove ID"),
             },
             "/download" => match a {
                 Some(id) => Some(Command::Download { id }),

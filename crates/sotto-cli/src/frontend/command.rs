@@ -48,6 +48,19 @@ pub enum Command {
     },
     /// Ask the server who is online now.
     Presence,
+    /// This account's devices.
+    Devices,
+    /// Link the device that shows `code` (its `sotto link`) to this
+    /// account. Only the account's first device can.
+    LinkDevice {
+        /// The code, as shown (case, dashes and spaces do not matter).
+        code: String,
+    },
+    /// Remove a device of this account for good.
+    RemoveDevice {
+        /// Its number (see [`Command::Devices`]).
+        id: u32,
+    },
 }
 
 /// A change to a group. Group names are given without `#`, handles with

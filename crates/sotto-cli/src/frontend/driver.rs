@@ -10,6 +10,7 @@ use sotto_client::{ClientError, Session, SessionError};
 use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
+use super::event::DeviceEntry;
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 type Events = mpsc::UnboundedSender<Event>;
@@ -225,7 +226,37 @@ async fn run_command(
             presence(m, s, ev).await?;
             Outcome::Presence
         }
+        Command::Devices => Outcome::Devices { devices: device_entries(m, s).await? },
+        Command::LinkDevice { code } => {
+            let candidate = s.fetch_link(&code).await?;
+            // The front end does not wait for the new device: it joins the
+            // conversations at this device's next connection if need be.
+            let linked = s.complete_link(&candidate, Duration::from_secs(20)).await?;
+            Outcome::DeviceLinked { id: linked.device_id, name: candidate.name, complete: linked.complete }
+        }
+        Command::RemoveDevice { id } => {
+            let conversations = s.remove_device(id).await?;
+            Outcome::DeviceRemoved { id, conversations }
+        }
     })
+}
+
+/// This account's devices as the server lists them, with the names this
+/// device knows.
+pub(crate) async fn device_entries(m: &Messenger, s: &mut Session<'_>) -> Result<Vec<DeviceEntry>, SessionError> {
+    let devices = s.list_devices().await?;
+    let names = m.own_devices()?;
+    let me = m.identity().device_id;
+    Ok(devices
+        .into_iter()
+        .map(|d| DeviceEntry {
+            id: d.device_id,
+            name: names.iter().find(|n| n.device_id == d.device_id).map(|n| n.name.clone()).unwrap_or_default(),
+            this: d.device_id == me,
+            added_at: d.added_at,
+            last_seen: d.last_seen,
+        })
+        .collect())
 }
 
 /// Runs until `quit` turns true.

@@ -82,6 +82,28 @@ pub enum Outcome {
     },
     /// Presence was refreshed (it arrives as [`Event::Presence`]).
     Presence,
+    /// This account's devices.
+    Devices {
+        /// By number.
+        devices: Vec<DeviceEntry>,
+    },
+    /// A new device is linked to this account.
+    DeviceLinked {
+        /// Its number.
+        id: u32,
+        /// The name it was given.
+        name: String,
+        /// Whether it is in every conversation already (otherwise it joins
+        /// them when this device next connects after it came online).
+        complete: bool,
+    },
+    /// A device was removed for good.
+    DeviceRemoved {
+        /// Its number.
+        id: u32,
+        /// Conversations it was taken out of.
+        conversations: usize,
+    },
     /// It did not happen and will not be retried: the message says why
     /// and what to do.
     Error {
@@ -105,8 +127,58 @@ impl Outcome {
             Self::SafetyNumber { handle, number } => format!("safety number with @{handle}: {number}"),
             Self::Exported { path } => format!("exported to {path}"),
             Self::Presence => "contacts: ● online, ○ offline (in the list on the left)".into(),
+            Self::Devices { devices } => {
+                let list: Vec<String> = devices.iter().map(DeviceEntry::describe).collect();
+                format!("your devices: {}", list.join("; "))
+            }
+            Self::DeviceLinked { id, name, complete: true } => {
+                format!("linked device {id} (\"{name}\"); it is in every conversation")
+            }
+            Self::DeviceLinked { id, name, complete: false } => format!(
+                "linked device {id} (\"{name}\"); it joins your conversations once it has come online and this device reconnects"
+            ),
+            Self::DeviceRemoved { id, conversations } => format!(
+                "removed device {id}: taken out of {conversations} conversation(s); it can no longer log in or read what is sent"
+            ),
             Self::Error { message } => format!("error: {message}"),
         }
+    }
+}
+
+/// A device of this account, as `sotto devices` and the front ends show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceEntry {
+    /// Its number.
+    pub id: u32,
+    /// The name it was given ("" when this device never learnt it).
+    pub name: String,
+    /// Whether it is the device showing the list.
+    pub this: bool,
+    /// When it was added (ms since the epoch).
+    pub added_at: i64,
+    /// Its last login (ms since the epoch; 0 when never).
+    pub last_seen: i64,
+}
+
+impl DeviceEntry {
+    /// `2 "laptop" (last seen 2026-12-02T06:40:00Z)`.
+    pub fn describe(&self) -> String {
+        let name = if self.name.is_empty() { "(unnamed)".to_owned() } else { format!("\"{}\"", self.name) };
+        if self.this {
+            format!("{} {name} (this device)", self.id)
+        } else {
+            format!("{} {name} (last seen {})", self.id, time_of(self.last_seen))
+        }
+    }
+}
+
+/// A time for people: RFC 3339, or "never".
+pub fn time_of(ms: i64) -> String {
+    if ms <= 0 {
+        "never".to_owned()
+    } else {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
+            .to_string()
     }
 }
 

@@ -200,6 +200,31 @@ impl Messenger {
         Ok(out)
     }
 
+    /// The active groups with a device of this account that is not among
+    /// `current` (the account's devices as the server lists them, this
+    /// one included): a device removed while a commit of ours waited in
+    /// that group, or removed from another device whose commit never
+    /// went out. With each group, the devices to take out.
+    pub fn groups_with_removed_own_devices(&self, current: &[u32]) -> CoreResult<Vec<(Vec<u8>, Vec<u32>)>> {
+        let mut out = Vec::new();
+        for group_id in self.active_groups()? {
+            let group = self.load_group(&group_id)?;
+            if !group.is_active() {
+                continue;
+            }
+            let stale: Vec<u32> = Self::member_handles(&group)
+                .into_iter()
+                .filter(|(_, c)| c.handle == self.identity.handle)
+                .map(|(_, c)| c.device_id)
+                .filter(|d| *d != self.identity.device_id && !current.contains(d))
+                .collect();
+            if !stale.is_empty() {
+                out.push((group_id, stale));
+            }
+        }
+        Ok(out)
+    }
+
     /// Active groups in which `device` of this account is a member.
     pub fn groups_with_own_device(&self, device_id: u32) -> CoreResult<Vec<Vec<u8>>> {
         let mut out = Vec::new();

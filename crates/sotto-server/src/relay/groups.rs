@@ -34,7 +34,13 @@ impl Relay {
     pub(super) async fn ack_welcome(&self, me: &DeviceRef, welcome_id: u64) -> Result<Response, ErrorBody> {
         let store = self.store.clone();
         let me = me.clone();
-        blocking_timed(&self.metrics, move || store.ack_welcome(&me, welcome_id)).await?;
+        let device = me.clone();
+        let group = blocking_timed(&self.metrics, move || store.ack_welcome(&me, welcome_id)).await?;
+        if let Some(group_id) = group {
+            // Entries held back until the welcome was taken (a device added
+            // again, see `fetch`) can go out now.
+            self.hub.wake_group(std::slice::from_ref(&device), &group_id);
+        }
         Ok(Response::Done)
     }
 

@@ -347,8 +347,9 @@ pub trait GroupLog: Send + Sync + 'static {
     /// Welcomes waiting for the device, oldest first.
     fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>>;
 
-    /// Deletes a welcome from the device's inbox.
-    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()>;
+    /// Deletes a welcome from the device's inbox; returns the group it was
+    /// into (`None` when there was no such welcome).
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<Option<Vec<u8>>>;
 
     /// Deletes messages, welcomes and idempotency keys older than the
     /// retention period, and expired invites. Returns rows deleted.

@@ -238,14 +238,15 @@ impl GroupLog for SqliteStore {
         })
     }
 
-    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<()> {
+    fn ack_welcome(&self, device: &DeviceRef, welcome_id: u64) -> StoreResult<Option<Vec<u8>>> {
         self.with_tx(|tx| {
-            tx.exec(
-                "DELETE FROM welcomes WHERE id=? AND handle=? AND device_id=?",
-                params![welcome_id, device.handle, device.device_id],
-            )
-            .map_err(backend)?;
-            Ok(())
+            let key = params![welcome_id, device.handle, device.device_id];
+            let group: Option<Vec<u8>> = tx
+                .row("SELECT group_id FROM welcomes WHERE id=? AND handle=? AND device_id=?", key, |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            tx.exec("DELETE FROM welcomes WHERE id=? AND handle=? AND device_id=?", key).map_err(backend)?;
+            Ok(group)
         })
     }
 
