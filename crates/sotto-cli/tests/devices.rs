@@ -4,47 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use common::*;
 use sotto_proto::{Request, Response};
-
-/// Starts `sotto link` for `new` and returns the child and the code it shows.
-fn start_link(
-    new: &User,
-    server: &Server,
-    name: &str,
-) -> (std::process::Child, String, BufReader<std::process::ChildStdout>) {
-    let mut child = new
-        .cmd()
-        .args(["link", "--server", &server.address, "--name", name, "--wait", "60s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let code = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "sotto link ended before showing a code");
-        if let Some(c) = line.trim().strip_prefix("code: ") {
-            break c.to_owned();
-        }
-    };
-    (child, code, out)
-}
-
-fn finish_link(mut child: std::process::Child, mut out: BufReader<std::process::ChildStdout>) -> String {
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!err.contains("warning"), "{err}");
-    assert!(status.success(), "sotto link failed:\n{rest}\n{err}");
-    rest
-}
 
 fn link(new: &User, existing: &User, server: &Server, name: &str) -> String {
     let (child, code, out) = start_link(new, server, name);

@@ -217,3 +217,35 @@ fn a_message_typed_while_the_server_is_down_is_kept_shown_as_pending_and_sent_af
     let got: Vec<_> = texts(&alice.receive_json()).into_iter().map(|(_, _, t)| t).collect();
     assert_eq!(got, vec!["typed while the server was down".to_owned()], "delivered once");
 }
+
+#[test]
+fn devices_are_linked_listed_and_removed_from_the_terminal_ui() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    bob.ok(&["send", "@alice", "hello alice"]);
+    let tui = Tmux::start(&chat_command(alice), 100, 30);
+    tui.wait_for("hello alice");
+    tui.line("/devices");
+    tui.wait_for("(this device)");
+    // A phone waits to be linked; alice types its code into the UI.
+    let phone = User::new(root.path(), "alice-phone");
+    let (child, code, out) = start_link(&phone, &server, "phone");
+    tui.line(&format!("/device add {code}"));
+    tui.wait_for("linked device 2 (\"phone\")");
+    let rest = finish_link(child, out);
+    assert!(rest.contains("linked: @alice (device 2, \"phone\")"), "{rest}");
+    tui.line("/devices");
+    tui.wait_for("2 \"phone\" (last seen");
+    // The phone reads what bob sends from now on.
+    bob.ok(&["send", "@alice", "to both of alice's devices"]);
+    let got = phone.ok(&["receive", "--wait", "5"]);
+    assert!(got.contains("to both of alice's devices"), "{got}");
+    tui.line("/device remove 2");
+    tui.wait_for("removed device 2");
+    let refused = phone.run(&["receive"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("link it again"));
+    tui.line("/device remove x");
+    tui.wait_for("usage: /device remove ID");
+}

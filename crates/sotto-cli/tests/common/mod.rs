@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::Once;
 
 pub const PASSPHRASE: &str = "test passphrase";
@@ -201,6 +201,38 @@ pub fn server_with(root: &Path, names: &[&str]) -> (Server, Vec<User>) {
         u.init(&server, &invite);
     }
     (server, users)
+}
+
+/// Starts `sotto link` for `new` and returns the child and the code it shows.
+pub fn start_link(new: &User, server: &Server, name: &str) -> (Child, String, BufReader<ChildStdout>) {
+    let mut child = new
+        .cmd()
+        .args(["link", "--server", &server.address, "--name", name, "--wait", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let code = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "sotto link ended before showing a code");
+        if let Some(c) = line.trim().strip_prefix("code: ") {
+            break c.to_owned();
+        }
+    };
+    (child, code, out)
+}
+
+pub fn finish_link(mut child: Child, mut out: BufReader<ChildStdout>) -> String {
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("warning"), "{err}");
+    assert!(status.success(), "sotto link failed:\n{rest}\n{err}");
+    rest
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
