@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sotto_core::link::LinkRequest;
-use sotto_core::{Invitee, Messenger, OutboxItem, ProfileKey};
-use sotto_proto::{ClaimedKeyPackage, Delivery, Request};
+use sotto_core::{Invitee, Messenger, ProfileKey};
+use sotto_proto::{ClaimedKeyPackage, Request};
 
 /// One device's invitee entry (one fresh KeyPackage).
 fn package(m: &Messenger) -> Result<ClaimedKeyPackage> {
@@ -29,19 +29,6 @@ fn invitee(devices: &[&Messenger]) -> Result<Invitee> {
         account_key: first.identity().account_key(),
         packages: devices.iter().map(|d| package(d)).collect::<Result<_>>()?,
     })
-}
-
-/// The delivery the server would make of `item` at `seq`.
-fn delivery(item: &OutboxItem, from: &Messenger, seq: u64) -> Delivery {
-    Delivery {
-        group_id: item.group_id.clone(),
-        seq,
-        epoch: item.epoch,
-        sender: from.me(),
-        kind: item.kind,
-        payload: item.payload.clone(),
-        stored_at: 0,
-    }
 }
 
 /// `count - 1` further devices of `first`'s account, linked for real
@@ -121,7 +108,7 @@ fn conversation(each: usize, messages: u64, dir: &std::path::Path) -> Result<Con
         let add = a1.queue_add_devices(&start.group_id, invitee(&alices)?)?.context("alice's devices to add")?;
         seq += 1;
         a1.accepted(&add.client_id, seq)?;
-        let d = delivery(&add, &a1, seq);
+        let d = add.delivered_as(a1.me(), seq);
         for b in &bobs {
             b.handle_deliveries(std::slice::from_ref(&d))?;
         }
@@ -139,7 +126,7 @@ fn conversation(each: usize, messages: u64, dir: &std::path::Path) -> Result<Con
         seq += 1;
         a1.accepted(&item.client_id, seq)?;
         send += t.elapsed().as_secs_f64();
-        let d = delivery(&item, &a1, seq);
+        let d = item.delivered_as(a1.me(), seq);
         let t = Instant::now();
         for r in &readers {
             r.handle_deliveries(std::slice::from_ref(&d))?;
@@ -208,7 +195,7 @@ fn link(groups: usize, dir: &std::path::Path) -> Result<LinkTiming> {
     let welcomes_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     for (peer, add) in peers.iter().zip(&adds) {
-        peer.handle_deliveries(&[delivery(add, &a1, 2)])?;
+        peer.handle_deliveries(&[add.delivered_as(a1.me(), 2)])?;
     }
     let peer_commit_ms = t.elapsed().as_secs_f64() * 1000.0 / groups as f64;
     Ok(LinkTiming {

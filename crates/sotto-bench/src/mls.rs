@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use sotto_core::{Invitee, Messenger, ProfileKey};
-use sotto_proto::{ClaimedKeyPackage, Delivery, MessageKind, Request};
+use sotto_proto::{ClaimedKeyPackage, Delivery, Request};
 
 fn invitee(m: &Messenger) -> Result<Invitee> {
     let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
@@ -43,15 +43,8 @@ fn encrypt(a: &Messenger, b: &Messenger, group: &[u8], n: u64) -> Result<Vec<Del
     for seq in 2..n + 2 {
         let item = a.prepare_text(&format!("@{}", b.identity().handle), &text)?;
         a.accepted(&item.client_id, seq)?;
-        out.push(Delivery {
-            group_id: group.to_vec(),
-            seq,
-            epoch: item.epoch,
-            sender: a.me(),
-            kind: MessageKind::Application,
-            payload: item.payload,
-            stored_at: 0,
-        });
+        debug_assert_eq!(item.group_id, group);
+        out.push(item.delivered_as(a.me(), seq));
     }
     Ok(out)
 }

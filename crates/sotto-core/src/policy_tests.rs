@@ -8,15 +8,7 @@ use crate::messenger::{Invitee, Messenger, OutboxItem};
 use crate::policy::{Policy, Step, Task};
 
 fn delivery(from: &Messenger, item: &OutboxItem, seq: u64) -> Delivery {
-    Delivery {
-        group_id: item.group_id.clone(),
-        seq,
-        epoch: item.epoch,
-        sender: from.me(),
-        kind: item.kind,
-        payload: item.payload.clone(),
-        stored_at: 0,
-    }
+    item.delivered_as(from.me(), seq)
 }
 
 /// Alice and Bob in a one-to-one group whose first commit is at seq 1.

@@ -64,6 +64,21 @@ pub struct Invitee {
 pub type PendingCommit = OutboxItem;
 
 impl OutboxItem {
+    /// The entry the server hands members once it stored this item at
+    /// `seq`, sent by `sender` (for code that routes by hand: tests,
+    /// benchmarks).
+    pub fn delivered_as(&self, sender: DeviceRef, seq: u64) -> Delivery {
+        Delivery {
+            group_id: self.group_id.clone(),
+            seq,
+            epoch: self.epoch,
+            sender,
+            kind: self.kind,
+            payload: self.payload.clone(),
+            stored_at: 0,
+        }
+    }
+
     /// The request that posts it.
     pub fn to_request(&self) -> Request {
         match self.kind {
