@@ -173,22 +173,28 @@ impl Messenger {
         Ok(())
     }
 
+    /// Each active group this device is in, with its members' credentials
+    /// (from the MLS state, not the server's routing).
+    fn active_group_members(&self) -> CoreResult<Vec<(Vec<u8>, Vec<SottoCredential>)>> {
+        let mut out = Vec::new();
+        for group_id in self.active_groups()? {
+            let group = self.load_group(&group_id)?;
+            if group.is_active() {
+                let members = Self::member_handles(&group).into_iter().map(|(_, c)| c).collect();
+                out.push((group_id, members));
+            }
+        }
+        Ok(out)
+    }
+
     /// The active groups where `handle` is a member but some of `devices`
     /// (the account's certified devices) is not, with the missing device
     /// numbers. For this account, every active group counts.
     pub fn groups_missing_devices(&self, handle: &str, devices: &[u32]) -> CoreResult<Vec<(Vec<u8>, Vec<u32>)>> {
         let own = handle == self.identity.handle;
         let mut out = Vec::new();
-        for group_id in self.active_groups()? {
-            let group = self.load_group(&group_id)?;
-            if !group.is_active() {
-                continue;
-            }
-            let present: Vec<u32> = Self::member_handles(&group)
-                .into_iter()
-                .filter(|(_, c)| c.handle == handle)
-                .map(|(_, c)| c.device_id)
-                .collect();
+        for (group_id, members) in self.active_group_members()? {
+            let present: Vec<u32> = members.iter().filter(|c| c.handle == handle).map(|c| c.device_id).collect();
             if present.is_empty() && !own {
                 continue;
             }
@@ -206,17 +212,13 @@ impl Messenger {
     /// that group, or removed from another device whose commit never
     /// went out. With each group, the devices to take out.
     pub fn groups_with_removed_own_devices(&self, current: &[u32]) -> CoreResult<Vec<(Vec<u8>, Vec<u32>)>> {
+        let me = &self.identity;
         let mut out = Vec::new();
-        for group_id in self.active_groups()? {
-            let group = self.load_group(&group_id)?;
-            if !group.is_active() {
-                continue;
-            }
-            let stale: Vec<u32> = Self::member_handles(&group)
-                .into_iter()
-                .filter(|(_, c)| c.handle == self.identity.handle)
-                .map(|(_, c)| c.device_id)
-                .filter(|d| *d != self.identity.device_id && !current.contains(d))
+        for (group_id, members) in self.active_group_members()? {
+            let stale: Vec<u32> = members
+                .iter()
+                .filter(|c| c.handle == me.handle && c.device_id != me.device_id && !current.contains(&c.device_id))
+                .map(|c| c.device_id)
                 .collect();
             if !stale.is_empty() {
                 out.push((group_id, stale));
@@ -227,17 +229,13 @@ impl Messenger {
 
     /// Active groups in which `device` of this account is a member.
     pub fn groups_with_own_device(&self, device_id: u32) -> CoreResult<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        for group_id in self.active_groups()? {
-            let group = self.load_group(&group_id)?;
-            if Self::member_handles(&group)
-                .iter()
-                .any(|(_, c)| c.handle == self.identity.handle && c.device_id == device_id)
-            {
-                out.push(group_id);
-            }
-        }
-        Ok(out)
+        let me = &self.identity;
+        Ok(self
+            .active_group_members()?
+            .into_iter()
+            .filter(|(_, members)| members.iter().any(|c| c.handle == me.handle && c.device_id == device_id))
+            .map(|(group_id, _)| group_id)
+            .collect())
     }
 
     /// Queues, in one group, the commit that adds the claimed devices.
