@@ -194,8 +194,9 @@ fn ephemeral_mode_leaves_nothing_behind() {
         .unwrap();
     let users = String::from_utf8_lossy(&users.stdout);
     assert!(!users.contains("@ghost"), "{users}");
+    // And the one-use invite it came with admits someone again.
     let ghost = User::new(root.path(), "ghost");
-    ghost.init(&server, &server.invite());
+    ghost.init(&server, &invite);
 }
 
 #[test]

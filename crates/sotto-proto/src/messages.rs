@@ -224,6 +224,18 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         group_id: Vec<u8>,
     },
+    /// Say whether this account accepts a conversation it was added to
+    /// (a message request from someone new is not accepted until the person
+    /// says so; blocking someone withdraws it). Others see this account's
+    /// presence only through groups it accepted. Groups an account created
+    /// are accepted from the start. Members only.
+    AcceptGroup {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Accepted (true) or not (false).
+        accepted: bool,
+    },
     /// Store the group's public GroupInfo for the current epoch, so a
     /// member that lost its state can rejoin by external commit.
     PutGroupInfo {

@@ -154,8 +154,8 @@ impl Accounts for Faulty {
         self.inner.set_banned(handle, banned)
     }
 
-    fn remove_account(&self, handle: &str) -> StoreResult<()> {
-        self.inner.remove_account(handle)
+    fn remove_account(&self, handle: &str, removal: Removal) -> StoreResult<()> {
+        self.inner.remove_account(handle, removal)
     }
 
     fn add_device(&self, handle: &str, device: &DeviceInfo, max_devices: u32, now: i64) -> StoreResult<()> {
@@ -244,6 +244,10 @@ impl GroupLog for Faulty {
 
     fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
         self.inner.co_members(device, handles)
+    }
+
+    fn set_accepted(&self, group_id: &[u8], device: &DeviceRef, accepted: bool) -> StoreResult<()> {
+        self.inner.set_accepted(group_id, device, accepted)
     }
 
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {

@@ -84,7 +84,9 @@ pub(crate) async fn users(a: UsersArgs) -> Result<()> {
             }
         }
         UsersAction::Remove { handle } => {
-            store.remove_account(&handle).map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
+            store
+                .remove_account(&handle, sotto_server::store::Removal::ByOperator)
+                .map_err(|_| anyhow::anyhow!("no account @{handle}"))?;
             admin::request(&a.data.data, json!({"cmd": "kick", "handle": handle})).await;
             println!("removed @{handle}");
         }

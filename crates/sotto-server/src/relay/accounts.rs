@@ -8,7 +8,7 @@ impl Relay {
     pub(super) async fn delete_account(&self, me: &DeviceRef) -> Result<Response, ErrorBody> {
         let store = self.store.clone();
         let handle = me.handle.clone();
-        blocking_timed(&self.metrics, move || store.remove_account(&handle)).await?;
+        blocking_timed(&self.metrics, move || store.remove_account(&handle, crate::store::Removal::ByOwner)).await?;
         // Its other devices' connections end too (this one gets
         // its answer first: the kick is seen on the next turn).
         self.hub

@@ -95,6 +95,20 @@ impl Relay {
         Ok(Response::Done)
     }
 
+    /// `AcceptGroup`.
+    pub(super) async fn accept_group(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        accepted: bool,
+    ) -> Result<Response, ErrorBody> {
+        let store = self.store.clone();
+        check_group_id(&group_id)?;
+        let me = me.clone();
+        blocking_timed(&self.metrics, move || store.set_accepted(&group_id, &me, accepted)).await?;
+        Ok(Response::Done)
+    }
+
     /// `GroupState`.
     pub(super) async fn group_state(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
         let store = self.store.clone();

@@ -344,6 +344,7 @@ impl Relay {
             }
             Request::GetGroupInfo { group_id } => self.get_group_info(me, group_id).await,
             Request::Leave { group_id } => self.leave(me, group_id).await,
+            Request::AcceptGroup { group_id, accepted } => self.accept_group(me, group_id, accepted).await,
             Request::Presence { handles } => self.presence(me, handles).await,
             Request::GroupState { group_id } => self.group_state(me, group_id).await,
             Request::AddDevice { device } => self.add_device(me, device).await,

@@ -78,6 +78,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The answer to a queued append, delivered once it is durable.
 pub type AppendTicket = tokio::sync::oneshot::Receiver<StoreResult<Appended>>;
 
+/// Who removes an account: its owner (the invite that admitted it admits
+/// one more person) or an operator (the invite stays used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The account's own request (`delete_account`, an ephemeral end).
+    ByOwner,
+    /// `sotto-server users remove`.
+    ByOperator,
+}
+
 /// A registered account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
@@ -255,8 +265,10 @@ pub trait Accounts: Send + Sync + 'static {
     fn set_banned(&self, handle: &str, banned: bool) -> StoreResult<()>;
 
     /// Deletes an account with its devices, KeyPackages, memberships,
-    /// welcomes and files; its handle becomes free.
-    fn remove_account(&self, handle: &str) -> StoreResult<()>;
+    /// welcomes and files; its handle becomes free. An account deleted by
+    /// its owner gives its invite's use back; one an operator removed does
+    /// not.
+    fn remove_account(&self, handle: &str, removal: Removal) -> StoreResult<()>;
 
     /// Adds a device (its certificate already checked) to an account that
     /// has fewer than `max_devices`. A number in use or once revoked is
@@ -338,8 +350,15 @@ pub trait GroupLog: Send + Sync + 'static {
     /// Removes the device from the group's routing (it left).
     fn leave(&self, group_id: &[u8], device: &DeviceRef) -> StoreResult<()>;
 
-    /// Of `handles`, those that share at least one group with `device`.
+    /// Of `handles`, those that share at least one group with `device`
+    /// that they accepted (a person added by a stranger does not show the
+    /// stranger whether they are online).
     fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Records whether the device's account accepts the group (the device
+    /// must be a member). The creator's account accepts its group from the
+    /// start.
+    fn set_accepted(&self, group_id: &[u8], device: &DeviceRef, accepted: bool) -> StoreResult<()>;
 
     /// Moves the device's cursor forward and deletes what every member has.
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;

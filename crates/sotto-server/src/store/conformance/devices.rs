@@ -49,7 +49,7 @@ pub fn devices_are_added_capped_and_revoked_for_good(s: &impl Store) {
     assert!(matches!(s.add_device("alice", &second, 8, NOW), Err(StoreError::Invalid(_))), "never reused");
     s.add_device("alice", &third, 8, NOW).unwrap();
     // A new account under the handle starts with nothing revoked.
-    s.remove_account("alice").unwrap();
+    s.remove_account("alice", Removal::ByOperator).unwrap();
     register(s, "alice");
     assert!(s.account("alice").unwrap().unwrap().revoked.is_empty());
 }

@@ -15,7 +15,7 @@ pub use devices::*;
 
 const NOW: i64 = 1_700_000_000_000;
 
-fn dev(h: &str) -> DeviceRef {
+pub(crate) fn dev(h: &str) -> DeviceRef {
     DeviceRef { handle: h.into(), device_id: 1 }
 }
 
@@ -23,11 +23,17 @@ fn info() -> DeviceInfo {
     DeviceInfo { device_id: 1, device_key: vec![7; 32], certificate: vec![8; 64] }
 }
 
-fn register(s: &impl Store, h: &str) {
+pub(crate) fn register(s: &impl Store, h: &str) {
     s.register(h, &[1; 32], &info(), None, false, NOW).unwrap();
 }
 
-fn msg<'a>(g: &'a [u8], sender: &'a DeviceRef, epoch: u64, cid: &'a [u8], kind: MessageKind) -> NewMessage<'a> {
+pub(crate) fn msg<'a>(
+    g: &'a [u8],
+    sender: &'a DeviceRef,
+    epoch: u64,
+    cid: &'a [u8],
+    kind: MessageKind,
+) -> NewMessage<'a> {
     NewMessage {
         group_id: g,
         sender,
@@ -76,6 +82,10 @@ macro_rules! store_conformance {
         #[test]
         fn removed_member_reads_nothing() {
             $crate::store::conformance::removed_member_reads_nothing(&$make);
+        }
+        #[test]
+        fn presence_follows_acceptance() {
+            $crate::store::conformance::presence_follows_acceptance(&$make);
         }
         #[test]
         fn leaving() {
@@ -138,7 +148,8 @@ pub fn durability<S: Store>(open: impl Fn() -> S) {
     assert_eq!(s.welcomes(&dev("bob")).unwrap().len(), 1);
 }
 
-/// Handles are unique, invites are hashed, used up and expire.
+/// Handles are unique, invites are hashed, used up and expire; an account
+/// its owner deletes gives its invite's use back.
 pub fn registration_and_invites(s: &impl Store) {
     assert_eq!(s.register("a", &[1; 32], &info(), None, true, NOW), Err(StoreError::InviteRequired));
     assert_eq!(s.register("a", &[1; 32], &info(), Some("nope"), true, NOW), Err(StoreError::InviteInvalid));
@@ -153,6 +164,16 @@ pub fn registration_and_invites(s: &impl Store) {
     );
     s.create_invite("old", 5, Some(NOW - 1), NOW).unwrap();
     assert_eq!(s.register("c", &[1; 32], &info(), Some("old"), true, NOW), Err(StoreError::InviteInvalid));
+    // An account its owner deletes gives the use back (an ephemeral
+    // identity ends, someone leaves); one an operator removes does not.
+    s.remove_account("b", Removal::ByOwner).unwrap();
+    s.register("c", &[1; 32], &info(), Some("twice"), true, NOW).unwrap();
+    s.remove_account("c", Removal::ByOperator).unwrap();
+    assert_eq!(
+        s.register("d", &[1; 32], &info(), Some("twice"), true, NOW),
+        Err(StoreError::InviteInvalid),
+        "an operator's removal keeps the invite used"
+    );
     let acc = s.account("a").unwrap().unwrap();
     assert_eq!(acc.devices, vec![info()]);
     assert!(!acc.banned);
@@ -306,6 +327,36 @@ pub fn removed_member_reads_nothing(s: &impl Store) {
     assert_eq!(s.co_members(&alice, &["bob".into(), "alice".into()]).unwrap(), vec!["alice".to_owned()]);
 }
 
+/// Presence goes only through groups the asked-about account accepted: a
+/// person a stranger added shows the stranger nothing until they accept,
+/// and shows nothing again once they withdraw it (blocking).
+pub fn presence_follows_acceptance(s: &impl Store) {
+    register(s, "stranger");
+    register(s, "bob");
+    let (stranger, bob) = (dev("stranger"), dev("bob"));
+    let g: &[u8] = b"group-accept";
+    s.create_group(g, &stranger, NOW).unwrap();
+    let added = [bob.clone()];
+    let mut commit = msg(g, &stranger, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    commit.welcome = Some(b"welcome");
+    s.append(&commit, NOW).unwrap();
+    assert!(s.co_members(&stranger, &["bob".into()]).unwrap().is_empty(), "bob has not accepted");
+    assert_eq!(
+        s.co_members(&bob, &["stranger".into()]).unwrap(),
+        vec!["stranger".to_owned()],
+        "the creator accepted its own group"
+    );
+    s.set_accepted(g, &bob, true).unwrap();
+    s.set_accepted(g, &bob, true).unwrap();
+    assert_eq!(s.co_members(&stranger, &["bob".into()]).unwrap(), vec!["bob".to_owned()]);
+    s.set_accepted(g, &bob, false).unwrap();
+    assert!(s.co_members(&stranger, &["bob".into()]).unwrap().is_empty(), "withdrawn");
+    register(s, "eve");
+    assert_eq!(s.set_accepted(g, &dev("eve"), true), Err(StoreError::NotMember));
+    assert_eq!(s.set_accepted(b"nope", &bob, true), Err(StoreError::UnknownGroup));
+}
+
 /// A device that left is no longer routed to and reads nothing after.
 pub fn leaving(s: &impl Store) {
     register(s, "alice");
@@ -318,6 +369,7 @@ pub fn leaving(s: &impl Store) {
     let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
     commit.added = &added;
     s.append(&commit, NOW).unwrap();
+    s.set_accepted(g, &bob, true).unwrap();
     assert_eq!(s.co_members(&alice, &["bob".into(), "eve".into()]).unwrap(), vec!["bob".to_owned()]);
     s.leave(g, &bob).unwrap();
     assert_eq!(s.leave(g, &bob), Err(StoreError::NotMember));
@@ -350,7 +402,7 @@ pub fn who_is_woken_follows_membership(s: &impl Store) {
     s.leave(g, &bob).unwrap();
     assert_eq!(send(&bob, 1, b"4"), Err(StoreError::NotMember));
     assert_eq!(*send(&alice, 1, b"5").unwrap().members, [alice.clone(), carol.clone()]);
-    s.remove_account("carol").unwrap();
+    s.remove_account("carol", Removal::ByOperator).unwrap();
     assert_eq!(&*send(&alice, 1, b"6").unwrap().members, std::slice::from_ref(&alice));
     // A re-sent message (same client id) still wakes today's members.
     assert_eq!(&*send(&alice, 1, b"2").unwrap().members, std::slice::from_ref(&alice));
@@ -427,7 +479,7 @@ pub fn one_copy_of_a_device_at_a_time(s: &impl Store) {
     assert_eq!(s.claim_copy(&alice, b"restored", true, NOW + 3).unwrap(), Ok(()), "a restored copy takes over");
     assert_eq!(s.claim_copy(&alice, b"first", false, NOW + 4).unwrap(), Err(NOW + 3), "and the old one is stale");
     // A new account under the same handle starts afresh.
-    s.remove_account("alice").unwrap();
+    s.remove_account("alice", Removal::ByOperator).unwrap();
     register(s, "alice");
     assert_eq!(s.claim_copy(&alice, b"new phone", false, NOW + 5).unwrap(), Ok(()));
 }
@@ -461,11 +513,11 @@ pub fn operator_views(s: &impl Store) {
         accounts.iter().map(|a| (a.handle.as_str(), a.groups)).collect::<Vec<_>>(),
         vec![("alice", 1), ("bob", 1)]
     );
-    s.remove_account("bob").unwrap();
+    s.remove_account("bob", Removal::ByOperator).unwrap();
     assert!(s.account("bob").unwrap().is_none());
     assert!(s.welcomes(&bob).unwrap().is_empty());
     assert_eq!(s.group(b"group-ops").unwrap().unwrap().members, vec![alice.clone()]);
-    assert_eq!(s.remove_account("bob"), Err(StoreError::UnknownHandle));
+    assert_eq!(s.remove_account("bob", Removal::ByOperator), Err(StoreError::UnknownHandle));
     // The handle is free again.
     register(s, "bob");
 }

@@ -44,6 +44,11 @@ impl Accounts for SqliteStore {
                 if changed == 0 {
                     return Err(StoreError::InviteInvalid);
                 }
+                tx.exec(
+                    "INSERT OR REPLACE INTO account_invites(handle, code_hash) VALUES(?,?)",
+                    params![handle, invite_hash(code)],
+                )
+                .map_err(backend)?;
             }
             tx.exec(
                 "INSERT INTO accounts(handle, account_key, created_at) VALUES(?,?,?)",
@@ -123,13 +128,24 @@ impl Accounts for SqliteStore {
         })
     }
 
-    fn remove_account(&self, handle: &str) -> StoreResult<()> {
+    fn remove_account(&self, handle: &str, removal: Removal) -> StoreResult<()> {
         self.with_tx(|tx| {
             // Membership changes outside the writer: its cache must go.
             self.membership_changes.fetch_add(1, Ordering::SeqCst);
             let n = tx.exec("DELETE FROM accounts WHERE handle=?", [handle]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::UnknownHandle);
+            }
+            let invite: Option<Vec<u8>> = tx
+                .row("SELECT code_hash FROM account_invites WHERE handle=?", [handle], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            tx.exec("DELETE FROM account_invites WHERE handle=?", [handle]).map_err(backend)?;
+            if let (Removal::ByOwner, Some(code_hash)) = (removal, invite) {
+                // The invite admitted one person, who has left: it admits
+                // one again (if it still exists and has not expired).
+                tx.exec("UPDATE invites SET uses_left = uses_left + 1 WHERE code_hash=?", [code_hash])
+                    .map_err(backend)?;
             }
             let groups: Vec<Vec<u8>> = {
                 let mut stmt =
@@ -144,6 +160,7 @@ impl Accounts for SqliteStore {
                 "DELETE FROM revoked_devices WHERE handle=?",
                 "DELETE FROM device_seen WHERE handle=?",
                 "DELETE FROM members WHERE handle=?",
+                "DELETE FROM accepted_groups WHERE handle=?",
                 "DELETE FROM welcomes WHERE handle=?",
                 "DELETE FROM blob_readers WHERE handle=?",
                 "DELETE FROM blobs WHERE owner_handle=?",

@@ -22,6 +22,11 @@ impl GroupLog for SqliteStore {
                 params![group_id, creator.handle, creator.device_id],
             )
             .map_err(backend)?;
+            tx.exec(
+                "INSERT OR IGNORE INTO accepted_groups(group_id, handle) VALUES(?,?)",
+                params![group_id, creator.handle],
+            )
+            .map_err(backend)?;
             Ok(())
         })
     }
@@ -163,6 +168,12 @@ impl GroupLog for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotMember);
             }
+            tx.exec(
+                "DELETE FROM accepted_groups WHERE group_id=? AND handle=?
+                 AND NOT EXISTS (SELECT 1 FROM members WHERE group_id=? AND handle=?)",
+                params![group_id, device.handle, group_id, device.handle],
+            )
+            .map_err(backend)?;
             delete_fully_acked(tx, group_id)
         })
     }
@@ -172,6 +183,7 @@ impl GroupLog for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
+                     JOIN accepted_groups c ON c.group_id = b.group_id AND c.handle = b.handle
                      WHERE a.handle=? AND a.device_id=? AND b.handle=? AND a.until_seq IS NULL AND b.until_seq IS NULL
                      LIMIT 1",
                 )
@@ -184,6 +196,25 @@ impl GroupLog for SqliteStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn set_accepted(&self, group_id: &[u8], device: &DeviceRef, accepted: bool) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            match reader_row(tx, group_id, device)? {
+                Some((_, _, None)) => {}
+                _ => return Err(StoreError::NotMember),
+            }
+            let sql = if accepted {
+                "INSERT OR IGNORE INTO accepted_groups(group_id, handle) VALUES(?,?)"
+            } else {
+                "DELETE FROM accepted_groups WHERE group_id=? AND handle=?"
+            };
+            tx.exec(sql, params![group_id, device.handle]).map_err(backend)?;
+            Ok(())
         })
     }
 

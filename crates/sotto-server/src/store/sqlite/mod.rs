@@ -113,7 +113,24 @@ impl SqliteStore {
         // moments: keep up to 16 MiB of them in SQLite's own cache (filled
         // only as used) instead of re-reading them from the OS.
         conn.execute_batch("PRAGMA cache_size=-16384;").map_err(backend)?;
+        let had_acceptance: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='accepted_groups'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)?
+            > 0;
+        let had_groups: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='members'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)?
+            > 0;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        if had_groups && !had_acceptance {
+            // A database from before message requests: every membership
+            // then was as good as accepted, so presence stays as it was.
+            conn.execute_batch(schema::ACCEPTANCE_MIGRATION).map_err(backend)?;
+        }
         let welcomes_sql: String = conn
             .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='welcomes'", [], |r| r.get(0))
             .map_err(backend)?;
@@ -270,6 +287,28 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("store.db");
             conformance::durability(|| SqliteStore::open(&path).unwrap());
+        }
+
+        /// A database from before message requests keeps showing presence
+        /// between the members it had (they count as accepted).
+        #[test]
+        fn memberships_from_before_acceptance_count_as_accepted() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("relay.db");
+            let (alice, bob) = (conformance::dev("alice"), conformance::dev("bob"));
+            {
+                let s = SqliteStore::open(&path).unwrap();
+                conformance::register(&s, "alice");
+                conformance::register(&s, "bob");
+                s.create_group(b"old-group", &alice, 0).unwrap();
+                let added = [bob.clone()];
+                let mut commit = conformance::msg(b"old-group", &alice, 0, b"c", sotto_proto::MessageKind::Commit);
+                commit.added = &added;
+                s.append(&commit, 0).unwrap();
+            }
+            Connection::open(&path).unwrap().execute_batch("DROP TABLE accepted_groups").unwrap();
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.co_members(&alice, &["bob".into()]).unwrap(), vec!["bob".to_owned()]);
         }
     }
 }

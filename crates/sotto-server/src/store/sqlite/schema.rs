@@ -21,6 +21,19 @@ CREATE TABLE IF NOT EXISTS invites(
     expires_at INTEGER,
     created_at INTEGER NOT NULL
 );
+-- Which invite admitted an account, so an account its owner deletes gives
+-- the use back (an operator's removal does not).
+CREATE TABLE IF NOT EXISTS account_invites(
+    handle TEXT PRIMARY KEY,
+    code_hash BLOB NOT NULL
+);
+-- The groups each account accepted: presence is shown only through these
+-- (a person added by a stranger shows them nothing until they accept).
+CREATE TABLE IF NOT EXISTS accepted_groups(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    PRIMARY KEY(group_id, handle)
+);
 CREATE TABLE IF NOT EXISTS key_packages(
     id INTEGER PRIMARY KEY,
     handle TEXT NOT NULL,
@@ -123,6 +136,12 @@ CREATE TABLE IF NOT EXISTS blob_readers(
     fetched INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(blob_id, handle, device_id)
 );
+"#;
+
+/// Run once on a database from before `accepted_groups` existed: every
+/// current membership counts as accepted.
+pub(super) const ACCEPTANCE_MIGRATION: &str = r#"
+INSERT OR IGNORE INTO accepted_groups(group_id, handle) SELECT DISTINCT group_id, handle FROM members;
 "#;
 
 /// Brings a database made by an older version up to [`SCHEMA`] (run after
