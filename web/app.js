@@ -40,6 +40,9 @@ function describe(o) {
       ? `linked device ${o.id} ("${o.name}"); it is in every conversation`
       : `linked device ${o.id} ("${o.name}"); it joins your conversations once it has come online and this device reconnects`;
     case 'device_removed': return `removed device ${o.id}: taken out of ${o.conversations} conversation(s); it can no longer log in or read what is sent`;
+    case 'requests': return o.requests.length ? `message requests: ${o.requests.length}` : 'no message requests';
+    case 'request_accepted': return `accepted ${o.conversation}`;
+    case 'request_declined': return `declined ${o.conversation}; its messages are deleted`;
     case 'error': return `error: ${o.message}`;
     default: return '';
   }
@@ -332,6 +335,37 @@ $('link-form').addEventListener('submit', (e) => {
     .catch(showError);
 });
 
+// --- message requests -------------------------------------------------
+function renderRequests(list) {
+  const ul = $('requests');
+  ul.replaceChildren();
+  $('requests-count').textContent = list.length ? `(${list.length})` : '';
+  for (const r of list) {
+    const li = el('li', { 'data-request': r.conversation }, `${r.conversation} from @${r.from} (${r.messages} message(s)) `);
+    const accept = el('button', { type: 'button', class: 'accept-request' }, 'Accept');
+    accept.addEventListener('click', () => {
+      accept.disabled = true;
+      command({ type: 'accept_request', conversation: r.conversation })
+        .then(() => refresh())
+        .then(() => { refreshRequests(); return open(r.conversation); })
+        .catch(showError);
+    });
+    const decline = el('button', { type: 'button', class: 'decline-request' }, 'Decline');
+    decline.addEventListener('click', () => {
+      decline.disabled = true;
+      command({ type: 'decline_request', conversation: r.conversation }).then(refreshRequests).catch(showError);
+    });
+    li.append(accept, ' ', decline);
+    ul.append(li);
+  }
+}
+
+function refreshRequests() {
+  return command({ type: 'requests' }).then((r) => renderRequests(r.outcome.requests)).catch(showError);
+}
+
+$('requests-panel').addEventListener('toggle', () => { if ($('requests-panel').open) refreshRequests(); });
+
 // --- live events ------------------------------------------------------
 const events = new EventSource('/api/events');
 events.onmessage = (e) => {
@@ -377,14 +411,15 @@ events.onmessage = (e) => {
       current = null;
       $('messages').replaceChildren();
       $('title').textContent = `Profile ${ev.profile}`;
-      refresh().catch(showError);
+      refresh().then(refreshRequests).catch(showError);
       break;
     case 'notice':
       $('info').textContent = ev.conversation ? `${ev.conversation}: ${ev.text}` : ev.text;
+      if (ev.text.startsWith('message request')) refreshRequests();
       break;
     case 'outcome':
       // A text's ✓ says it was sent; the device list shows in its panel.
-      if (!['sent', 'devices'].includes(ev.outcome.outcome)) $('info').textContent = describe(ev.outcome);
+      if (!['sent', 'devices', 'requests'].includes(ev.outcome.outcome)) $('info').textContent = describe(ev.outcome);
       break;
     case 'progress': {
       const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;
@@ -396,4 +431,4 @@ events.onmessage = (e) => {
   }
 };
 
-refresh().catch(showError);
+refresh().then(refreshRequests).catch(showError);

@@ -56,11 +56,11 @@ before(async () => {
   }
   const server = await start(bin('sotto-server'), ['--data', join(work, 'server'), '--listen', '127.0.0.1:0', '--open-registration'], 'address: ');
   address = server.value;
-  alice('init', '--server', address, '--name', 'alice');
-  sotto('bob', 'init', '--server', address, '--name', 'bob');
+  alice('init', '--server', address, '--name', 'alice', '--auto-accept');
+  sotto('bob', 'init', '--server', address, '--name', 'bob', '--auto-accept');
   alice('send', '@bob', 'hello from the command line');
   // A second, named profile in the data directory, for the switcher.
-  execFileSync(bin('sotto'), ['--profile', 'carol', 'init', '--server', address, '--name', 'carol'], { env });
+  execFileSync(bin('sotto'), ['--profile', 'carol', 'init', '--server', address, '--name', 'carol', '--auto-accept'], { env });
   const web = await start(bin('sotto'), ['--profile', join(work, 'bob'), 'web', '--no-open'], 'url: ');
   url = web.value;
   browser = await chromium.launch({
@@ -260,6 +260,32 @@ test('keyboard only: focus is visible and reaches the composer', async () => {
   await page.keyboard.type('sent with the keyboard');
   await page.keyboard.press('Enter');
   await until(() => receive().find((m) => m.text === 'sent with the keyboard'), 'the keyboard message');
+});
+
+test('message requests: a stranger waits in Requests, nothing shows until accepted from the page', async () => {
+  sotto('bob', 'requests', '--auto-accept', 'off');
+  try {
+    sotto('dave', 'init', '--server', address, '--name', 'dave');
+    sotto('dave', 'send', '@bob', 'hi, I am new here');
+    await until(async () => /message request from @dave/.test(await page.locator('#info').textContent()), 'the request notice');
+    await page.locator('summary', { hasText: 'Requests' }).click();
+    await until(async () => (await page.locator('#requests li').count()) === 1, 'the request listed');
+    assert.match(await page.locator('#requests li').first().textContent(), /@dave from @dave \(1 message/);
+    assert.equal(await page.getByText('hi, I am new here').count(), 0, 'nothing of it shows before accepting');
+    assert.equal(await page.locator('#conversations li', { hasText: '@dave' }).count(), 0);
+    await page.screenshot({ path: join(shots, 'requests.png') });
+    await page.locator('#requests li button.accept-request').click();
+    await page.getByText('hi, I am new here').waitFor();
+    assert.equal(await page.locator('#title').textContent(), '@dave');
+    await until(async () => (await page.locator('#requests li').count()) === 0, 'the request gone from the list');
+    await page.locator('#text').fill('welcome, dave');
+    await page.locator('#text').press('Enter');
+    const got = await until(() => sotto('dave', 'receive', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .find((m) => m.text === 'welcome, dave'), 'dave to get the answer');
+    assert.equal(got.from, 'bob');
+  } finally {
+    sotto('bob', 'requests', '--auto-accept', 'on');
+  }
 });
 
 test('devices: link a new device from the page, see it listed, remove it for good', async () => {

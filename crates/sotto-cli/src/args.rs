@@ -48,6 +48,11 @@ pub(crate) enum Command {
         /// Keep the database key in a file instead of deriving it from a passphrase (weaker).
         #[arg(long)]
         no_passphrase: bool,
+        /// Show conversations from anyone at once instead of holding them as
+        /// message requests (for bots and support accounts; see `sotto
+        /// requests --auto-accept`).
+        #[arg(long)]
+        auto_accept: bool,
     },
     /// Make this new profile a device of an account you use elsewhere:
     /// shows a code (and its QR code) to enter with `sotto device add` on
@@ -146,8 +151,32 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIGITS")]
         confirm: Option<String>,
     },
+    /// Message requests: conversations started by someone you have not
+    /// written to or accepted yet. Nothing of them shows until you accept.
+    Requests {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// `on`: conversations from anyone show at once, with no request
+        /// (for bots and support accounts); `off` (the default) holds them.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        auto_accept: Option<String>,
+    },
+    /// Accept a message request (`@handle` or `#group`): its messages show,
+    /// you can answer, and its sender's later conversations show at once.
+    Accept {
+        /// The conversation, as `sotto requests` names it.
+        conversation: String,
+    },
+    /// Decline a message request: its messages are deleted and nothing more
+    /// of it reaches this device (`sotto block` also refuses the person).
+    Decline {
+        /// The conversation, as `sotto requests` names it.
+        conversation: String,
+    },
     /// Block someone: their messages and invitations are dropped, in every
-    /// conversation, and your one-to-one conversation with them is left.
+    /// conversation; they no longer see whether you are online, and are not
+    /// told.
     Block {
         /// `@handle`.
         contact: String,

@@ -109,10 +109,21 @@ fn write_new(path: &std::path::Path, text: &str) -> Result<()> {
 
 fn report(events: &[Event]) {
     for e in events {
-        if let Event::Warning { conversation, text } = e {
-            eprintln!("warning: {}{text}", conversation.as_ref().map(|c| format!("{c}: ")).unwrap_or_default());
+        match e {
+            Event::Warning { conversation, text } => {
+                eprintln!("warning: {}{text}", conversation.as_ref().map(|c| format!("{c}: ")).unwrap_or_default())
+            }
+            Event::Request { conversation, from } => eprintln!("{}", request_line(conversation, from)),
+            _ => {}
         }
     }
+}
+
+/// The line that tells a person about a message request.
+fn request_line(conversation: &str, from: &str) -> String {
+    format!(
+        "message request from @{from} ({conversation}): `sotto history {conversation}` shows it, `sotto accept {conversation}` lets it in, `sotto decline {conversation}` or `sotto block @{from}` refuses it"
+    )
 }
 
 thread_local! {
@@ -135,6 +146,9 @@ async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<Rc<sotto_core::Me
     };
     let address = ServerAddress::parse(server)?;
     let m = Rc::new(sotto_core::Messenger::create_ephemeral(name, &address.to_string())?);
+    // It lives for this one command: a request it could only accept in a
+    // later command would never be read.
+    m.set_auto_accept(true)?;
     Session::register(&m, cli.ephemeral_invite.clone()).await?.close().await;
     EPHEMERAL.with(|e| *e.borrow_mut() = Some(m.clone()));
     Ok(m)
@@ -216,6 +230,9 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Groups { .. }
         | Command::Group(..)
         | Command::Verify { .. }
+        | Command::Requests { .. }
+        | Command::Accept { .. }
+        | Command::Decline { .. }
         | Command::Block { .. }
         | Command::Unblock { .. }
         | Command::Blocked

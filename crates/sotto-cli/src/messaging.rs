@@ -8,10 +8,11 @@ use super::*;
 pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
     let dir = dir.to_owned();
     match &cli.command {
-        Command::Init { server, name, invite, no_passphrase } => {
+        Command::Init { server, name, invite, no_passphrase, auto_accept } => {
             let address = ServerAddress::parse(server)?;
             sotto_proto::validate_handle(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
             let messenger = profile::create(&dir, *no_passphrase, name, &address.to_string())?;
+            messenger.set_auto_accept(*auto_accept)?;
             match Session::register(&messenger, invite.clone()).await {
                 Ok(session) => session.close().await,
                 Err(e) => {

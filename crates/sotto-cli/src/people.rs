@@ -92,20 +92,20 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 bail!("you cannot block yourself");
             }
             messenger.block(&handle)?;
-            // Leaving the one-to-one stops the server routing it and
-            // showing them whether you are online.
+            // Withdrawing the one-to-one's acceptance stops the server
+            // showing them whether you are online; unlike leaving, they see
+            // nothing of it.
             let conversation = format!("@{handle}");
             if messenger.conversation_group(&conversation)?.is_some() {
                 match Session::open(&messenger).await {
                     Ok(mut session) => {
-                        let _ = session.sync().await;
-                        if let Err(e) = session.leave_group(&conversation).await {
-                            eprintln!("warning: could not leave {conversation} yet ({e}); their messages are hidden all the same");
+                        if let Err(e) = session.accept_direct(&handle, false).await {
+                            eprintln!("warning: the server could not be told ({e}); their messages are hidden all the same, run `sotto block @{handle}` again later to hide your presence too");
                         }
                         session.close().await;
                     }
                     Err(e) => eprintln!(
-                        "warning: cannot reach the server ({e}); @{handle} is blocked here, and {conversation} is left the next time you block while online"
+                        "warning: cannot reach the server ({e}); @{handle} is blocked here, run `sotto block @{handle}` again when online to hide your presence from them too"
                     ),
                 }
             }
@@ -115,7 +115,13 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let handle = contact_arg(contact)?;
             let messenger = messenger(cli, &dir).await?;
             if messenger.unblock(&handle)? {
-                say!("unblocked @{handle}; write to them to start a new conversation");
+                if messenger.conversation_group(&format!("@{handle}"))?.is_some() {
+                    if let Ok(mut session) = Session::open(&messenger).await {
+                        let _ = session.accept_direct(&handle, true).await;
+                        session.close().await;
+                    }
+                }
+                say!("unblocked @{handle}; what they send from now on shows again");
             } else {
                 say!("@{handle} was not blocked");
             }
@@ -125,6 +131,61 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             for h in messenger.blocked()? {
                 say!("@{h}");
             }
+        }
+        Command::Requests { json, auto_accept } => {
+            let messenger = messenger(cli, &dir).await?;
+            if let Some(v) = auto_accept {
+                messenger.set_auto_accept(v == "on")?;
+                say!(
+                    "auto-accept is {v}: {}",
+                    if v == "on" {
+                        "conversations from anyone show at once"
+                    } else {
+                        "conversations from people you have not written to wait as requests"
+                    }
+                );
+                return Ok(());
+            }
+            let requests = messenger.requests()?;
+            for r in &requests {
+                if *json {
+                    say!(
+                        "{}",
+                        serde_json::json!({"conversation": r.conversation, "from": r.from, "messages": r.messages, "since": r.since})
+                    );
+                } else {
+                    say!("{}  from @{}, {} message(s)", r.conversation, r.from, r.messages);
+                }
+            }
+            if requests.is_empty() && !*json {
+                say!("no message requests");
+            }
+        }
+        Command::Accept { conversation } => {
+            let conversation = conversation_arg(conversation)?;
+            let messenger = messenger(cli, &dir).await?;
+            // What arrived since the last receive may be the request (no
+            // need to announce it: it is being answered).
+            let mut session = Session::open(&messenger).await?;
+            let mut events = session.sync().await?;
+            events.retain(|e| !matches!(e, sotto_core::Event::Request { .. }));
+            report(&events);
+            let from = request_of(&messenger, &conversation)?;
+            session.accept_request(&conversation).await?;
+            session.close().await;
+            say!("accepted {conversation} from @{from}; `sotto receive` shows its messages");
+        }
+        Command::Decline { conversation } => {
+            let conversation = conversation_arg(conversation)?;
+            let messenger = messenger(cli, &dir).await?;
+            let mut session = Session::open(&messenger).await?;
+            let mut events = session.sync().await?;
+            events.retain(|e| !matches!(e, sotto_core::Event::Request { .. }));
+            report(&events);
+            let from = request_of(&messenger, &conversation)?;
+            session.decline_request(&conversation).await?;
+            session.close().await;
+            say!("declined {conversation} from @{from}; its messages are deleted (`sotto block @{from}` refuses them for good)");
         }
         Command::Trust { contact } => {
             let handle = contact_arg(contact)?;
@@ -139,4 +200,15 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         _ => unreachable!("not a people command"),
     }
     Ok(())
+}
+
+/// Who a conversation is a request from, or an error that says what there is.
+fn request_of(messenger: &sotto_core::Messenger, conversation: &str) -> Result<String> {
+    match messenger.request_from(conversation)? {
+        Some(from) => Ok(from),
+        None if messenger.conversation_group(conversation)?.is_some() => {
+            bail!("{conversation} is not a message request: it shows already")
+        }
+        None => bail!("no message request {conversation}; `sotto requests` lists them"),
+    }
 }

@@ -18,7 +18,11 @@ fn a_message_reaches_all_100_members() {
     // Key-file profiles: Argon2 a hundred times would only test Argon2.
     let messengers: Vec<Messenger> = names
         .iter()
-        .map(|n| Messenger::create(&root.path().join(n), &ProfileKey::KeyFile, n, &server.address).unwrap())
+        .map(|n| {
+            let m = Messenger::create(&root.path().join(n), &ProfileKey::KeyFile, n, &server.address).unwrap();
+            m.set_auto_accept(true).unwrap();
+            m
+        })
         .collect();
     rt.block_on(async {
         for m in &messengers {

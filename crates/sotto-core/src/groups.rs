@@ -198,7 +198,7 @@ impl Messenger {
     /// Every group conversation with its members.
     pub fn groups(&self) -> CoreResult<Vec<GroupSummary>> {
         let mut stmt = self.conn.prepare(
-            "SELECT group_id, conversation, active FROM groups WHERE conversation LIKE '#%' ORDER BY conversation",
+            "SELECT group_id, conversation, active FROM groups WHERE conversation LIKE '#%' AND request_from IS NULL ORDER BY conversation",
         )?;
         let rows: Vec<(Vec<u8>, String, bool)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;

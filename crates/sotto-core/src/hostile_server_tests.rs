@@ -51,10 +51,28 @@ fn a_welcome_with_a_one_byte_group_id_joins_instead_of_crashing_the_client() {
         let welcome = welcome_with_group_id(&mallory, &one_time[0], &id);
         let events = bob.handle_welcome(&id, &welcome).expect("a short group id is only unusual");
         assert!(
-            matches!(&events[0], Event::Joined { conversation } if conversation.starts_with("#new-")),
+            matches!(&events[0], Event::Request { conversation, from } if conversation.starts_with("#new-") && from == "mallory"),
             "{events:?}"
         );
     }
+}
+
+#[test]
+fn who_added_you_is_read_from_the_welcomes_signature_not_from_the_server() {
+    // Bob talks to Alice; Mallory's welcome arrives with the server claiming
+    // Alice sent it. It is still Mallory's message request.
+    let bob = Messenger::create_ephemeral("bob", "sotto://x:1").unwrap();
+    let alice = Messenger::create_ephemeral("alice", "sotto://x:1").unwrap();
+    let mallory = Messenger::create_ephemeral("mallory", "sotto://x:1").unwrap();
+    bob.note_contact("alice", &alice.identity().account_key()).unwrap();
+    bob.accept_person("alice").unwrap();
+    let (one_time, _) = packages(&bob);
+    let id = vec![2u8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9];
+    let welcome = welcome_with_group_id(&mallory, &one_time[0], &id);
+    let events = bob.handle_welcome_from(Some("alice"), &id, &welcome).unwrap();
+    assert!(matches!(&events[0], Event::Request { from, .. } if from == "mallory"), "{events:?}");
+    assert_eq!(bob.requests().unwrap().len(), 1);
+    assert!(bob.conversations().unwrap().is_empty(), "a request is not listed as a conversation");
 }
 
 #[test]
@@ -72,7 +90,10 @@ fn the_last_resort_key_package_is_accepted_by_the_person_starting_a_conversation
     let commit = alice.start_direct(invitee).expect("the last-resort package is valid");
     let welcome = commit.welcome.expect("a welcome for Bob");
     let events = bob.handle_welcome(&commit.group_id, &welcome).expect("Bob joins from his last-resort package");
-    assert!(matches!(&events[0], Event::Joined { conversation } if conversation == "@alice"), "{events:?}");
+    assert!(
+        matches!(&events[0], Event::Request { conversation, from } if conversation == "@alice" && from == "alice"),
+        "{events:?}"
+    );
     // The package stays usable for the next person, too.
     let carol = Messenger::create_ephemeral("carol", "sotto://x:1").unwrap();
     let again = Invitee {

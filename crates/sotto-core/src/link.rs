@@ -54,6 +54,10 @@ pub struct HandoverContact {
     pub account_key: Vec<u8>,
     /// Compared safety numbers.
     pub verified: bool,
+    /// Someone the person chose to talk to: their conversations show at
+    /// once on the new device too, not as message requests.
+    #[serde(default)]
+    pub accepted: bool,
 }
 
 /// Everything the new device gets from the linking one.
@@ -79,6 +83,10 @@ pub struct Handover {
     pub blocked: Vec<String>,
     /// Names of the account's devices, by number.
     pub devices: Vec<(u32, String)>,
+    /// Whether conversations from anyone show at once (the account's
+    /// choice, so every device makes the same).
+    #[serde(default)]
+    pub auto_accept: bool,
 }
 
 /// The code a person reads off the new device: slot and secret, in base32

@@ -18,6 +18,8 @@ use sotto_server::relay::{now_ms, RelayConfig};
 
 async fn person(server: &TestServer, handle: &str) -> Messenger {
     let m = Messenger::create_ephemeral(handle, &server.address.to_string()).unwrap();
+    // No message requests in the way of what these tests are about.
+    m.set_auto_accept(true).unwrap();
     Session::register(&m, None).await.unwrap().close().await;
     m
 }

@@ -152,6 +152,7 @@ impl Sim {
         let mut clients = Vec::new();
         for i in 0..CLIENTS {
             let mut m = Messenger::create_ephemeral(&format!("c{i}"), "sotto://sim:1").unwrap();
+            m.set_auto_accept(true).unwrap();
             // The simulation's clock and this client's own seeded ids, so a
             // seed replays the same message, client and group ids.
             let clock = clock.clone();

@@ -47,6 +47,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/devices", "your devices"),
     ("/device add CODE", "link the device showing CODE"),
     ("/device remove ID", "remove a device for good"),
+    ("/requests", "conversations waiting for you to accept them"),
+    ("/accept @h|#g", "accept a message request"),
+    ("/decline @h|#g", "decline a message request (its messages are deleted)"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -345,6 +348,15 @@ impl App {
                 }
             },
             "/devices" => Some(Command::Devices),
+            "/requests" => Some(Command::Requests),
+            "/accept" => match a {
+                Some(conversation) => Some(Command::AcceptRequest { conversation }),
+                None => usage(self, "/accept @handle or /accept #group (as /requests lists it)"),
+            },
+            "/decline" => match a {
+                Some(conversation) => Some(Command::DeclineRequest { conversation }),
+                None => usage(self, "/decline @handle or /decline #group (as /requests lists it)"),
+            },
             "/device" => match (a.as_deref(), b) {
                 (Some("add"), Some(code)) => Some(Command::LinkDevice { code }),
                 (Some("remove"), Some(id)) => match id.trim().parse() {

@@ -61,6 +61,20 @@ pub enum Command {
         /// Its number (see [`Command::Devices`]).
         id: u32,
     },
+    /// The message requests waiting (conversations started by someone not
+    /// accepted yet; nothing of them shows until accepted).
+    Requests,
+    /// Accept a message request: it shows like any other conversation.
+    AcceptRequest {
+        /// Its name, as [`Command::Requests`] lists it.
+        conversation: String,
+    },
+    /// Decline a message request: its messages are deleted and nothing more
+    /// of it reaches this device.
+    DeclineRequest {
+        /// Its name.
+        conversation: String,
+    },
 }
 
 /// A change to a group. Group names are given without `#`, handles with

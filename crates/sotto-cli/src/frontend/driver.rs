@@ -10,7 +10,7 @@ use sotto_client::{ClientError, Session, SessionError};
 use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
-use super::event::DeviceEntry;
+use super::event::{DeviceEntry, RequestEntry};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 type Events = mpsc::UnboundedSender<Event>;
@@ -34,6 +34,12 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             }
             CoreEvent::Warning { conversation, text } => {
                 let _ = ev.send(Event::Notice { conversation, text });
+            }
+            CoreEvent::Request { conversation, from } => {
+                let text = format!(
+                    "message request from @{from} ({conversation}): nothing of it shows until you accept it (/accept {conversation}, or Requests in the web page)"
+                );
+                let _ = ev.send(Event::Notice { conversation: None, text });
             }
         }
     }
@@ -237,6 +243,22 @@ async fn run_command(
         Command::RemoveDevice { id } => {
             let conversations = s.remove_device(id).await?;
             Outcome::DeviceRemoved { id, conversations }
+        }
+        Command::Requests => Outcome::Requests {
+            requests: m
+                .requests()?
+                .into_iter()
+                .map(|r| RequestEntry { conversation: r.conversation, from: r.from, messages: r.messages })
+                .collect(),
+        },
+        Command::AcceptRequest { conversation } => {
+            s.accept_request(&conversation).await?;
+            history(m, ev, &conversation);
+            Outcome::RequestAccepted { conversation }
+        }
+        Command::DeclineRequest { conversation } => {
+            s.decline_request(&conversation).await?;
+            Outcome::RequestDeclined { conversation }
         }
     })
 }

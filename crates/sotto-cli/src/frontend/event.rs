@@ -104,6 +104,21 @@ pub enum Outcome {
         /// Conversations it was taken out of.
         conversations: usize,
     },
+    /// The message requests waiting.
+    Requests {
+        /// Oldest first.
+        requests: Vec<RequestEntry>,
+    },
+    /// A message request was accepted; the conversation shows now.
+    RequestAccepted {
+        /// Its name.
+        conversation: String,
+    },
+    /// A message request was declined and its messages deleted.
+    RequestDeclined {
+        /// Its name.
+        conversation: String,
+    },
     /// It did not happen and will not be retried: the message says why
     /// and what to do.
     Error {
@@ -140,8 +155,33 @@ impl Outcome {
             Self::DeviceRemoved { id, conversations } => format!(
                 "removed device {id}: taken out of {conversations} conversation(s); it can no longer log in or read what is sent"
             ),
+            Self::Requests { requests } if requests.is_empty() => "no message requests".into(),
+            Self::Requests { requests } => {
+                let list: Vec<String> = requests.iter().map(RequestEntry::describe).collect();
+                format!("message requests: {} (/accept or /decline one)", list.join("; "))
+            }
+            Self::RequestAccepted { conversation } => format!("accepted {conversation}"),
+            Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
             Self::Error { message } => format!("error: {message}"),
         }
+    }
+}
+
+/// A message request, as the front ends list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestEntry {
+    /// The conversation's name.
+    pub conversation: String,
+    /// Who started it.
+    pub from: String,
+    /// Messages waiting in it.
+    pub messages: u64,
+}
+
+impl RequestEntry {
+    /// `@mallory from @mallory (2 messages)`.
+    pub fn describe(&self) -> String {
+        format!("{} from @{} ({} message(s))", self.conversation, self.from, self.messages)
     }
 }
 

@@ -139,7 +139,15 @@ impl User {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A profile that shows conversations from anyone at once (the tests
+    /// of other features need no message requests in the way).
     pub fn init(&self, server: &Server, invite: &str) {
+        self.ok(&["init", "--server", &server.address, "--name", &self.name, "--invite", invite, "--auto-accept"]);
+    }
+
+    /// A profile with the default: conversations from people not accepted
+    /// yet wait as message requests.
+    pub fn init_strict(&self, server: &Server, invite: &str) {
         self.ok(&["init", "--server", &server.address, "--name", &self.name, "--invite", invite]);
     }
 

@@ -79,10 +79,14 @@ impl Messenger {
                 .contacts()?
                 .into_iter()
                 .filter(|c| !c.key_changed)
-                .map(|c| HandoverContact { handle: c.handle, account_key: c.account_key, verified: c.verified })
-                .collect(),
+                .map(|c| {
+                    let accepted = self.is_accepted(&c.handle)?;
+                    Ok(HandoverContact { handle: c.handle, account_key: c.account_key, verified: c.verified, accepted })
+                })
+                .collect::<CoreResult<_>>()?,
             blocked: self.blocked()?,
             devices: devices.into_iter().map(|d| (d.device_id, d.name)).collect(),
+            auto_accept: self.auto_accept()?,
         };
         let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
         let signer = self.identity.signer();
@@ -156,12 +160,15 @@ impl Messenger {
                 continue;
             }
             tx.execute(
-                "INSERT OR REPLACE INTO contacts(handle, account_key, verified, added_at) VALUES(?,?,?,?)",
-                params![c.handle, c.account_key, c.verified, now],
+                "INSERT OR REPLACE INTO contacts(handle, account_key, verified, added_at, accepted) VALUES(?,?,?,?,?)",
+                params![c.handle, c.account_key, c.verified, now, c.accepted],
             )?;
         }
         for h in &handover.blocked {
             tx.execute("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![h, now])?;
+        }
+        if handover.auto_accept {
+            tx.execute("INSERT OR REPLACE INTO settings(k, v) VALUES('auto_accept', ?)", [b"1".as_slice()])?;
         }
         for (id, name) in &handover.devices {
             tx.execute(

@@ -31,8 +31,11 @@ impl Messenger {
         self.tx(|me| {
             // What this device wrote is stored as fetched already; what the
             // person sent from another device is news here.
-            let out = me.messages_where("fetched=?", &0)?;
-            me.conn.exec("UPDATE messages SET fetched=1 WHERE fetched=0", [])?;
+            // A message request's messages wait until it is accepted.
+            const SHOWN: &str =
+                "conversation NOT IN (SELECT conversation FROM groups WHERE request_from IS NOT NULL AND active=1)";
+            let out = me.messages_where(&format!("fetched=? AND {SHOWN}"), &0)?;
+            me.conn.exec(&format!("UPDATE messages SET fetched=1 WHERE fetched=0 AND {SHOWN}"), [])?;
             Ok(out)
         })
     }
@@ -51,7 +54,7 @@ impl Messenger {
     pub fn conversations(&self) -> CoreResult<Vec<String>> {
         let mut stmt = self.conn.prepare(
             "SELECT g.conversation, max(coalesce(m.n, 0)) AS last FROM groups g LEFT JOIN messages m ON m.conversation = g.conversation
-             GROUP BY g.conversation ORDER BY last DESC, g.conversation",
+             WHERE g.request_from IS NULL GROUP BY g.conversation ORDER BY last DESC, g.conversation",
         )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)

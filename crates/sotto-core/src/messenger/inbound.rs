@@ -33,6 +33,11 @@ impl Messenger {
     /// caller acknowledges `delivery.seq` afterwards. Entries at or below
     /// the cursor are duplicates and change nothing.
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
+        let events = self.handle_delivery_unscreened(d)?;
+        self.screen_request(&d.group_id, events)
+    }
+
+    fn handle_delivery_unscreened(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
         let row: Option<(String, u64, bool)> = self
             .conn
             .row("SELECT conversation, cursor, broken FROM groups WHERE group_id=?", [&d.group_id], |r| {

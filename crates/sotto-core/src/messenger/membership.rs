@@ -82,6 +82,8 @@ impl Messenger {
         let handle = &invitee.handle;
         self.note_contact(handle, &invitee.account_key)?;
         self.require_trusted(handle, &invitee.account_key)?;
+        // Whoever this person adds is someone they chose to talk to.
+        self.accept_person(handle)?;
         let provider = self.provider();
         let mut out = Vec::new();
         let mut refused = 0;
@@ -234,12 +236,28 @@ impl Messenger {
                 events.insert(0, Event::Joined { conversation: old_conversation });
                 return Ok(events);
             }
+            // Who added this device, by the signature on the welcome's
+            // GroupInfo (not by what the server says): someone this person
+            // has not chosen to talk to makes it a message request.
+            let welcomer = staged
+                .welcome_sender()
+                .ok()
+                .and_then(|leaf| SottoCredential::validate(leaf.credential(), leaf.signature_key().as_slice()).ok())
+                .map(|c| c.handle);
+            let request_from = match welcomer {
+                Some(h) if me.is_accepted(&h)? => None,
+                Some(h) => Some(h),
+                None => None,
+            };
             staged.into_group(&provider).map_err(CoreError::mls)?;
             me.conn.exec(
-                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
-                params![group_id, conversation, now, now],
+                "INSERT INTO groups(group_id, conversation, last_update, created_at, request_from) VALUES(?,?,?,?,?)",
+                params![group_id, conversation, now, now, request_from],
             )?;
-            events.insert(0, Event::Joined { conversation });
+            match request_from {
+                Some(from) => events.insert(0, Event::Request { conversation, from }),
+                None => events.insert(0, Event::Joined { conversation }),
+            }
             Ok(events)
         });
         match joined {

@@ -25,12 +25,14 @@ mod inbound;
 mod membership;
 mod model;
 mod outbox;
+mod requests;
 mod schema;
 
 pub use devices::{LinkCandidate, OwnDevice};
 pub use files::UploadState;
 pub use model::*;
 pub use outbox::*;
+pub use requests::MessageRequest;
 pub(crate) use schema::SCHEMA;
 
 pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -157,6 +159,7 @@ impl Messenger {
         let mut conn = db::create(dir, key)?;
         let result = (|| -> CoreResult<()> {
             conn.execute_batch(SCHEMA)?;
+            schema::upgrade(&conn)?;
             provider::migrate(&mut conn).map_err(CoreError::Mls)?;
             conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
             conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
@@ -177,6 +180,7 @@ impl Messenger {
         let mut conn = Connection::open_in_memory()?;
         conn.set_prepared_statement_cache_capacity(128);
         conn.execute_batch(SCHEMA)?;
+        schema::upgrade(&conn)?;
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
         conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
         conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
@@ -204,6 +208,7 @@ impl Messenger {
 
     pub(crate) fn from_connection(conn: Connection, dir: &Path) -> CoreResult<Self> {
         conn.execute_batch(SCHEMA)?;
+        schema::upgrade(&conn)?;
         let bytes: Vec<u8> = conn
             .row("SELECT v FROM settings WHERE k='identity'", [], |r| r.get(0))
             .optional()?

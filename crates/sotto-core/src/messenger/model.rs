@@ -50,6 +50,15 @@ pub enum Event {
         /// Its name.
         conversation: String,
     },
+    /// Someone this person has not accepted started a conversation with
+    /// them: it is held as a message request (nothing of it shows) until
+    /// accepted.
+    Request {
+        /// Its name.
+        conversation: String,
+        /// Who added this device.
+        from: String,
+    },
     /// A conversation got a new name.
     Renamed {
         /// Old name.

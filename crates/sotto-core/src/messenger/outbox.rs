@@ -315,6 +315,11 @@ impl Messenger {
                 return Err(CoreError::KeyChanged(handle.to_owned()));
             }
         }
+        if let Some(from) = self.request_from(conversation)?.filter(|_| !content.body.is_control()) {
+            return Err(CoreError::Invalid(format!(
+                "{conversation} is a message request from @{from}: accept it first (`sotto accept {conversation}`), or refuse it with `sotto block @{from}`"
+            )));
+        }
         let group_id = self
             .conversation_group(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;

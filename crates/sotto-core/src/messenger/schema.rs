@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS contacts(
     key_changed INTEGER NOT NULL DEFAULT 0,
     -- The new account key seen, held until the person trusts it.
     pending_key BLOB,
-    added_at INTEGER NOT NULL
+    added_at INTEGER NOT NULL,
+    -- 1 once this person chose to talk to them (wrote to them, added them,
+    -- accepted their request): their new conversations show at once.
+    accepted INTEGER NOT NULL DEFAULT 0
 );
 -- People this person blocked: their welcomes are dropped, their messages
 -- are decrypted (to stay in step) but neither stored nor shown.
@@ -26,7 +29,10 @@ CREATE TABLE IF NOT EXISTS groups(
     -- 1 when a delivery could not be processed: the device is out of step
     -- and rejoins by external commit.
     broken INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- Set while the group is a message request: who added this device
+    -- (someone not accepted yet). Its messages are kept but not shown.
+    request_from TEXT
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
 CREATE TABLE IF NOT EXISTS messages(
@@ -74,3 +80,30 @@ CREATE TABLE IF NOT EXISTS outbox(
     created_at INTEGER NOT NULL
 );
 "#;
+
+/// Brings a profile made by an older version up to [`SCHEMA`] (run after
+/// it): columns added since.
+pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
+    if !has_column(conn, "contacts", "accepted")? {
+        // Everyone known before message requests existed was someone this
+        // person already talked to.
+        conn.execute_batch(
+            "ALTER TABLE contacts ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0; UPDATE contacts SET accepted=1;",
+        )?;
+    }
+    if !has_column(conn, "groups", "request_from")? {
+        conn.execute_batch("ALTER TABLE groups ADD COLUMN request_from TEXT;")?;
+    }
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> CoreResult<bool> {
+    let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    for n in names {
+        if n? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

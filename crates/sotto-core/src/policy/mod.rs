@@ -383,7 +383,17 @@ impl Policy {
             Push::Welcome { welcome_id, group_id, welcome, sender } => {
                 self.push(Job::Send { request: Request::AckWelcome { welcome_id }, tolerate: Tolerate::Nothing });
                 match m.handle_welcome_from(Some(&sender.handle), &group_id, &welcome) {
-                    Ok(events) => self.events.extend(events),
+                    Ok(events) => {
+                        // Joined, not held as a request: others may see
+                        // this account's presence through it.
+                        if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
+                            self.push(Job::Send {
+                                request: Request::AcceptGroup { group_id: group_id.clone(), accepted: true },
+                                tolerate: Tolerate::Any,
+                            });
+                        }
+                        self.events.extend(events)
+                    }
                     // Not joined, and not routed either: the server stops
                     // delivering it and showing presence.
                     Err(CoreError::Blocked(_)) => {

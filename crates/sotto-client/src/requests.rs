@@ -1,0 +1,55 @@
+//! Message requests over a session: accepting one (the server then shows
+//! this account's presence through it), declining one (the server stops
+//! routing it here), and withdrawing acceptance from a one-to-one when its
+//! peer is blocked, which the blocked person does not see.
+
+use sotto_core::CoreError;
+use sotto_proto::{ErrorCode, Request};
+
+use crate::{Session, SessionResult};
+
+impl Session<'_> {
+    /// Accepts a message request on the server, then here (in that order:
+    /// if the server cannot be told, nothing changes and the person can try
+    /// again).
+    pub async fn accept_request(&mut self, conversation: &str) -> SessionResult<()> {
+        if self.messenger.request_from(conversation)?.is_none() {
+            return Err(CoreError::NotFound(format!("{conversation} is not a message request")).into());
+        }
+        if let Some(group_id) = self.messenger.conversation_group(conversation)? {
+            self.set_accepted(group_id, true).await?;
+        }
+        self.messenger.accept_request(conversation)?;
+        Ok(())
+    }
+
+    /// Declines a message request: its messages are deleted and the server
+    /// routes nothing more of it to this device.
+    pub async fn decline_request(&mut self, conversation: &str) -> SessionResult<()> {
+        let group_id = self.messenger.decline_request(conversation)?;
+        match self.conn.request(Request::Leave { group_id }).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::NotMember) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Tells the server whether this account accepts the one-to-one with
+    /// `handle` (if there is one): blocking someone withdraws it, so they
+    /// no longer see this account's presence, without the visible departure
+    /// that leaving would be; unblocking gives it back.
+    pub async fn accept_direct(&mut self, handle: &str, accepted: bool) -> SessionResult<bool> {
+        let Some(group_id) = self.messenger.conversation_group(&format!("@{handle}"))? else { return Ok(false) };
+        self.set_accepted(group_id, accepted).await?;
+        Ok(true)
+    }
+
+    async fn set_accepted(&mut self, group_id: Vec<u8>, accepted: bool) -> SessionResult<()> {
+        match self.conn.request(Request::AcceptGroup { group_id, accepted }).await {
+            Ok(_) => Ok(()),
+            // Already out of the group: there is nothing to show or hide.
+            Err(e) if matches!(e.code(), Some(ErrorCode::NotMember | ErrorCode::UnknownGroup)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
