@@ -106,6 +106,15 @@ fn slash_commands_and_completion() {
     );
     typed(&mut app, "/verify @bob");
     assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Verify { handle: "bob".into() }));
+    typed(&mut app, "/requests");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Requests));
+    typed(&mut app, "/accept @mallory");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::AcceptRequest { conversation: "@mallory".into() }));
+    typed(&mut app, "/decline #deals");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::DeclineRequest { conversation: "#deals".into() }));
+    typed(&mut app, "/accept");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    assert!(app.model.info.starts_with("usage"), "{}", app.model.info);
     typed(&mut app, "/nonsense");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
     assert!(app.model.info.contains("unknown command"));
