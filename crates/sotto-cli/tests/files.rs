@@ -351,3 +351,97 @@ fn an_export_with_files_saves_each_file_beside_it_and_names_one_nobody_kept() {
     let run = alice.run(&["export", "@bob", "--with-files"]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("give -o FILE or --all DIR"));
 }
+
+/// `sotto web` for `u`: the child and the address and token its URL shows.
+fn start_web(u: &User) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = u.cmd().args(["web", "--no-open"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "sotto web ended before showing its URL");
+        if let Some(u) = line.trim().strip_prefix("url: ") {
+            break u.to_owned();
+        }
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, token) = rest.split_once("/?token=").unwrap();
+    (child, addr.to_owned(), token.to_owned())
+}
+
+/// Posts `file` to the page's upload endpoint as the browser does; returns
+/// the HTTP status line and body, or `None` if the connection broke.
+fn web_upload(addr: &str, token: &str, to: &str, name: &str, file: &Path) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let len = std::fs::metadata(file).unwrap().len();
+    write!(
+        s,
+        "POST /api/upload?to={to}&name={name} HTTP/1.1\r\nHost: {addr}\r\nX-Sotto-Token: {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    std::io::copy(&mut std::fs::File::open(file).unwrap(), &mut s).ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+#[test]
+fn a_web_upload_cut_by_a_crash_resumes_when_the_same_file_is_sent_again_and_leaves_no_plaintext() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "send me the big one"]);
+    bob.receive_json();
+    let size = 64 * 1024 * 1024;
+    let original = root.path().join("video.bin");
+    random_file(&original, size);
+    let blobs = server.data.join("blobs");
+    let outgoing = bob.profile.join("outgoing");
+    // A stray half-received copy from an older crash, with no upload behind
+    // it, is removed when the page starts.
+    std::fs::create_dir_all(outgoing.join("0123")).unwrap();
+    std::fs::write(outgoing.join("0123").join("old.bin"), b"plaintext left behind").unwrap();
+
+    let (mut web, addr, token) = start_web(bob);
+    assert!(!outgoing.join("0123").exists(), "a stray staged copy is gone at start");
+    let posting = {
+        let (addr, token, original) = (addr.clone(), token.clone(), original.clone());
+        std::thread::spawn(move || web_upload(&addr, &token, "@alice", "video.bin", &original))
+    };
+    // Crash `sotto web` once a fifth of the encrypted file is on the server.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while part_size(&blobs) < size as u64 / 5 {
+        assert!(Instant::now() < deadline, "the upload did not progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    web.kill().unwrap();
+    web.wait().unwrap();
+    let _ = posting.join();
+    let first_part = part_size(&blobs);
+    assert!(first_part > 0 && first_part < size as u64, "cut halfway: {first_part}");
+
+    // Started again and given the same file, it resumes the same upload.
+    let (mut web, addr, token) = start_web(bob);
+    let answer = web_upload(&addr, &token, "@alice", "video.bin", &original).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("file_sent"), "{answer}");
+    let stored: Vec<PathBuf> = files_under(&blobs);
+    assert_eq!(stored.len(), 1, "one blob, resumed, not a second upload from the start: {stored:?}");
+    // And no plaintext is left in the profile.
+    assert!(files_under(&outgoing).is_empty(), "{:?}", files_under(&outgoing));
+    web.kill().unwrap();
+    web.wait().unwrap();
+
+    let got = alice.receive_json();
+    let files: Vec<_> = got.iter().filter(|m| m["kind"] == "file").collect();
+    assert_eq!(files.len(), 1, "one file message: {got:?}");
+    assert_eq!(files[0]["file"]["size"], size as u64);
+    let out = alice.ok(&["download", &file_id(&got)]);
+    let saved = PathBuf::from(out.trim().strip_prefix("saved: ").unwrap());
+    assert!(std::fs::read(&saved).unwrap() == std::fs::read(&original).unwrap(), "byte-identical");
+}

@@ -124,6 +124,7 @@ mod tests {
             Request::GroupState { group_id: vec![4; 16] },
             Request::Sync,
             Request::Leave { group_id: vec![4; 16] },
+            Request::AcceptGroup { group_id: vec![4; 16], accepted: false },
             Request::Presence { handles: vec!["a".into(), "b".into()] },
             Request::PutGroupInfo { group_id: vec![4; 16], epoch: 3, group_info: vec![1, 2, 3] },
             Request::GetGroupInfo { group_id: vec![4; 16] },
@@ -214,6 +215,42 @@ mod tests {
             },
         };
         assert!(encode(&msg).unwrap().len() < 1150);
+    }
+
+    /// What docs/protocol.md says of types: unknown fields are ignored (so
+    /// a newer client can add one), a field of the wrong type is malformed,
+    /// and a byte field also takes an array of small integers (serde_bytes
+    /// accepts both).
+    #[test]
+    fn unknown_fields_are_ignored_and_wrong_types_are_malformed() {
+        use ciborium::Value;
+        let frame = |limit: Value, group_id: Value| {
+            let request = Value::Map(vec![
+                (Value::Text("type".into()), Value::Text("fetch".into())),
+                (Value::Text("group_id".into()), group_id),
+                (Value::Text("after_seq".into()), Value::Integer(0.into())),
+                (Value::Text("limit".into()), limit),
+                (Value::Text("from_the_future".into()), Value::Bool(true)),
+            ]);
+            let msg = Value::Map(vec![
+                (Value::Text("id".into()), Value::Integer(7.into())),
+                (Value::Text("request".into()), request),
+            ]);
+            let mut out = Vec::new();
+            ciborium::into_writer(&msg, &mut out).unwrap();
+            decode_client(&out)
+        };
+        let bytes = Value::Bytes(vec![1; 16]);
+        let m = frame(Value::Integer(10.into()), bytes.clone()).expect("an unknown field is ignored");
+        assert_eq!(m.request, Request::Fetch { group_id: vec![1; 16], after_seq: 0, limit: 10 });
+        for wrong in [Value::Text("10".into()), Value::Integer((-1).into()), Value::Float(10.0), Value::Null] {
+            assert!(matches!(frame(wrong.clone(), bytes.clone()), Err(DecodeError::Malformed(_))), "{wrong:?}");
+        }
+        let as_array = Value::Array(vec![Value::Integer(1.into()); 16]);
+        let m = frame(Value::Integer(10.into()), as_array).expect("serde_bytes takes an array of u8 too");
+        assert_eq!(m.request, Request::Fetch { group_id: vec![1; 16], after_seq: 0, limit: 10 });
+        let too_big = Value::Array(vec![Value::Integer(256.into()); 16]);
+        assert!(frame(Value::Integer(10.into()), too_big).is_err());
     }
 
     #[test]

@@ -173,12 +173,22 @@ async fn run_command(
             let sent = s.send_file(std::slice::from_ref(&to), &path, None, progress(Transfer::Upload)).await;
             // A copy a front end staged in the profile (the web UI's upload)
             // is plaintext: it goes as soon as it is encrypted and sent, or
-            // could not be. The person's own files are never touched.
+            // when it cannot be; it stays (inside the profile, for a day at
+            // most) only while its upload can resume when the person sends
+            // the same file again. The person's own files are never touched.
             if let (Some(outgoing), Some(staging)) = (m.outgoing_dir(), path.parent()) {
-                if staging.parent() == Some(outgoing.as_path()) {
+                let resumable = sent.is_err() && m.staged_upload_resumable(&path).unwrap_or(false);
+                if staging.parent() == Some(outgoing.as_path()) && !resumable {
                     let _ = std::fs::remove_dir_all(staging);
                 }
             }
+            let sent = sent.map_err(|e| match e {
+                SessionError::Core(_) | SessionError::Queued(_) => e,
+                other if m.staged_upload_resumable(&path).unwrap_or(false) => SessionError::Other(format!(
+                    "{other}; the upload broke off and resumes where it stopped when you send the same file again"
+                )),
+                other => other,
+            });
             sent?;
             history(m, ev, &to);
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -4,6 +4,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use sha2::{Digest, Sha256};
 
 #[derive(Deserialize)]
 pub(super) struct UploadQuery {
@@ -11,8 +12,11 @@ pub(super) struct UploadQuery {
     name: String,
 }
 
-/// The browser posts the file's bytes; they are written to a private temp
-/// file (streamed, never whole in memory), then sent like `sotto send --file`.
+/// The browser posts the file's bytes; they are written to a private file
+/// in the profile (streamed, never whole in memory), then sent like `sotto
+/// send --file`. The staged copy is named by its content, so when an upload
+/// broke off, sending the same file again finds the copy it began with and
+/// resumes the encrypted upload where it stopped, as the CLI does.
 pub(super) async fn upload(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -33,36 +37,53 @@ pub(super) async fn upload(
         )
             .into_response();
     };
-    let dir = outgoing.join(hex::encode(rand::random::<[u8; 8]>()));
-    if private_dir(&outgoing).and_then(|()| private_dir(&dir)).is_err() {
+    if private_dir(&outgoing).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
     }
-    let path = dir.join(sotto_core::files::safe_file_name(&q.name));
-    let staged = staged_file(&path).await;
-    let Ok(mut file) = staged else {
+    let incoming = outgoing.join(format!(".incoming-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let Ok(mut file) = staged_file(&incoming).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
     };
     let mut stream = body.into_data_stream();
+    let mut digest = Sha256::new();
     use tokio::io::AsyncWriteExt;
     while let Some(chunk) = stream.next().await {
         let failed = match chunk {
             Ok(b) => {
+                digest.update(&b);
                 file.write_all(&b).await.err().map(|_| (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file"))
             }
             Err(_) => Some((StatusCode::BAD_REQUEST, "the upload broke off; send the file again")),
         };
         if let Some(answer) = failed {
             drop(file);
-            let _ = tokio::fs::remove_dir_all(&dir).await;
+            let _ = tokio::fs::remove_file(&incoming).await;
             return answer.into_response();
         }
     }
     if file.flush().await.is_err() {
         drop(file);
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+        let _ = tokio::fs::remove_file(&incoming).await;
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
     }
     drop(file);
+    // Same bytes under the same name: the same staging place. A copy found
+    // there is the one an interrupted upload began with (its modification
+    // time is part of the upload's record), so it is kept and this one
+    // dropped.
+    let name = sotto_core::files::safe_file_name(&q.name);
+    let dir = outgoing.join(hex::encode(&digest.finalize()[..16]));
+    let path = dir.join(&name);
+    if private_dir(&dir).is_err() {
+        let _ = tokio::fs::remove_file(&incoming).await;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file in the profile folder").into_response();
+    }
+    let kept = tokio::fs::metadata(&path).await.is_ok();
+    let placed = if kept { tokio::fs::remove_file(&incoming).await } else { tokio::fs::rename(&incoming, &path).await };
+    if placed.is_err() {
+        let _ = tokio::fs::remove_file(&incoming).await;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot stage the file").into_response();
+    }
     let (id, outcome) = s.ask(Command::SendFile { to: q.to, path }).await;
     outcome_response(id, &outcome)
 }

@@ -7,6 +7,11 @@
 use super::*;
 use crate::files::{ChunkCipher, FileInfo};
 
+/// How long a file staged by a front end (plaintext, inside the profile)
+/// is kept after its upload broke off, so that sending the same file again
+/// resumes it: a day.
+pub const STAGED_RESUME_MS: i64 = 24 * 3600 * 1000;
+
 /// An upload in progress, remembered so the same command resumes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadState {
@@ -103,10 +108,38 @@ impl Messenger {
         }
     }
 
-    /// Removes whatever plaintext a front end left staged (after a crash).
+    /// Whether a staged file's upload began and can resume (it has an
+    /// upload record younger than [`STAGED_RESUME_MS`]).
+    pub fn staged_upload_resumable(&self, path: &std::path::Path) -> CoreResult<bool> {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()).to_string_lossy().into_owned();
+        let since: Option<i64> =
+            self.conn.row("SELECT created_at FROM uploads WHERE path=?", [&key], |r| r.get(0)).optional()?;
+        Ok(since.is_some_and(|t| self.now() - t < STAGED_RESUME_MS))
+    }
+
+    /// Removes the plaintext a front end left staged (after a crash or a
+    /// failed send), except a file whose upload began recently and can
+    /// resume when the person sends the same file again. Everything else
+    /// (half-received copies, uploads older than a day) goes, with its
+    /// upload record.
     pub fn clear_outgoing(&self) {
-        if let Some(dir) = self.outgoing_dir() {
-            let _ = std::fs::remove_dir_all(dir);
+        let Some(dir) = self.outgoing_dir() else { return };
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let staging = e.path();
+            let files: Vec<std::path::PathBuf> = match std::fs::read_dir(&staging) {
+                Ok(inner) => inner.flatten().map(|f| f.path()).collect(),
+                Err(_) => vec![],
+            };
+            let keep = staging.is_dir() && files.len() == 1 && self.staged_upload_resumable(&files[0]).unwrap_or(false);
+            if !keep {
+                for f in &files {
+                    let key = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+                    let _ = self.upload_done(&key.to_string_lossy());
+                }
+                let _ = std::fs::remove_dir_all(&staging);
+                let _ = std::fs::remove_file(&staging);
+            }
         }
     }
 
