@@ -269,7 +269,10 @@ async fn file_through_cuts(address: &ServerAddress, port: u16, size: u64, dir: &
     crate::files::write_file(&path, size)?;
     let tag: u32 = rand::random();
     let (ha, hb) = (format!("fa{tag}"), format!("fb{tag}"));
-    let (a, b) = (Messenger::create_ephemeral(&ha, &through)?, Messenger::create_ephemeral(&hb, &through)?);
+    let (a, b) = (
+        crate::bench_person(Messenger::create_ephemeral(&ha, &through))?,
+        crate::bench_person(Messenger::create_ephemeral(&hb, &through))?,
+    );
     // Accounts are made while the proxy lets everything through:
     // registering is not something a person retries blindly.
     proxy.stats.armed.store(false, Ordering::Relaxed);

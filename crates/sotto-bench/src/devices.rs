@@ -41,7 +41,7 @@ fn link_devices(first: &Messenger, count: usize, dir: &std::path::Path) -> Resul
         let (_, answer) = first.approve_link(&candidate, n)?;
         let (identity, handover) = request.accept(&answer)?;
         let path = dir.join(format!("{}-{n}", first.identity().handle));
-        out.push(Messenger::create_linked(&path, &ProfileKey::KeyFile, identity, &handover)?);
+        out.push(crate::bench_person(Messenger::create_linked(&path, &ProfileKey::KeyFile, identity, &handover))?);
     }
     Ok(out)
 }
@@ -89,8 +89,8 @@ pub fn run(messages: u64, groups: usize) -> Result<DevicesResult> {
 
 fn conversation(each: usize, messages: u64, dir: &std::path::Path) -> Result<ConversationTiming> {
     std::fs::create_dir_all(dir)?;
-    let a1 = Messenger::create(&dir.join("alice"), &ProfileKey::KeyFile, "alice", "sotto://x:1")?;
-    let b1 = Messenger::create(&dir.join("bob"), &ProfileKey::KeyFile, "bob", "sotto://x:1")?;
+    let a1 = crate::bench_person(Messenger::create(&dir.join("alice"), &ProfileKey::KeyFile, "alice", "sotto://x:1"))?;
+    let b1 = crate::bench_person(Messenger::create(&dir.join("bob"), &ProfileKey::KeyFile, "bob", "sotto://x:1"))?;
     let a_more = link_devices(&a1, each, dir)?;
     let b_more = link_devices(&b1, each, dir)?;
     let bobs: Vec<&Messenger> = std::iter::once(&b1).chain(&b_more).collect();
@@ -154,11 +154,11 @@ fn conversation(each: usize, messages: u64, dir: &std::path::Path) -> Result<Con
 
 fn link(groups: usize, dir: &std::path::Path) -> Result<LinkTiming> {
     std::fs::create_dir_all(dir)?;
-    let a1 = Messenger::create(&dir.join("alice"), &ProfileKey::KeyFile, "alice", "sotto://x:1")?;
+    let a1 = crate::bench_person(Messenger::create(&dir.join("alice"), &ProfileKey::KeyFile, "alice", "sotto://x:1"))?;
     let mut peers = Vec::new();
     let mut group_ids = Vec::new();
     for i in 0..groups {
-        let peer = Messenger::create_ephemeral(&format!("p{i}"), "sotto://x:1")?;
+        let peer = crate::bench_person(Messenger::create_ephemeral(&format!("p{i}"), "sotto://x:1"))?;
         let start = a1.start_direct(invitee(&[&peer])?)?;
         a1.accepted(&start.client_id, 1)?;
         peer.handle_welcome(&start.group_id, start.welcome.as_deref().unwrap_or_default())?;
@@ -172,7 +172,8 @@ fn link(groups: usize, dir: &std::path::Path) -> Result<LinkTiming> {
     let approve_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let (identity, handover) = request.accept(&answer)?;
-    let a2 = Messenger::create_linked(&dir.join("alice-2"), &ProfileKey::KeyFile, identity, &handover)?;
+    let a2 =
+        crate::bench_person(Messenger::create_linked(&dir.join("alice-2"), &ProfileKey::KeyFile, identity, &handover))?;
     let accept_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     // One KeyPackage per group, as the claim hands them out.

@@ -63,8 +63,8 @@ pub async fn child(server: &str, size: u64) -> Result<()> {
     write_file(&path, size)?;
     let tag: u32 = rand::random();
     let (a, b) = (
-        Messenger::create_ephemeral(&format!("fa{tag}"), server)?,
-        Messenger::create_ephemeral(&format!("fb{tag}"), server)?,
+        crate::bench_person(Messenger::create_ephemeral(&format!("fa{tag}"), server))?,
+        crate::bench_person(Messenger::create_ephemeral(&format!("fb{tag}"), server))?,
     );
     Session::register(&a, None).await?.close().await;
     Session::register(&b, None).await?.close().await;

@@ -23,6 +23,16 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use sotto_proto::ServerAddress;
 
+/// A benchmark's person: conversations from anyone show at once (message
+/// requests would only hide what is being measured).
+pub(crate) fn bench_person(
+    m: Result<sotto_core::Messenger, sotto_core::CoreError>,
+) -> Result<sotto_core::Messenger, sotto_core::CoreError> {
+    let m = m?;
+    m.set_auto_accept(true)?;
+    Ok(m)
+}
+
 #[derive(Parser)]
 #[command(name = "sotto-bench", about = "Benchmarks of sotto against a real server")]
 struct Cli {

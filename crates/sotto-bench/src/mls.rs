@@ -71,16 +71,23 @@ pub struct MlsResult {
 
 pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
     // In memory (ephemeral store): the cost of the cryptography and state.
-    let (a, b) =
-        (Messenger::create_ephemeral("alice", "sotto://x:1")?, Messenger::create_ephemeral("bob", "sotto://x:1")?);
+    let (a, b) = (
+        crate::bench_person(Messenger::create_ephemeral("alice", "sotto://x:1"))?,
+        crate::bench_person(Messenger::create_ephemeral("bob", "sotto://x:1"))?,
+    );
     let g = pair(&a, &b)?;
     let msgs_per_s = exchange(&a, &b, &g, messages)?;
     let raw_msgs_per_s = raw(messages)?;
 
     // Into a real SQLCipher profile on disk, one transaction per message.
     let dir = tempfile::tempdir()?;
-    let c = Messenger::create(&dir.path().join("carol"), &ProfileKey::KeyFile, "carol", "sotto://x:1")?;
-    let d = Messenger::create_ephemeral("dave", "sotto://x:1")?;
+    let c = crate::bench_person(Messenger::create(
+        &dir.path().join("carol"),
+        &ProfileKey::KeyFile,
+        "carol",
+        "sotto://x:1",
+    ))?;
+    let d = crate::bench_person(Messenger::create_ephemeral("dave", "sotto://x:1"))?;
     let g2 = pair(&d, &c)?;
     // A backlog arrives on sync and is processed in batches of 256, as the
     // client does (one local commit per batch).
@@ -93,15 +100,15 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
 
     let mut groups = Vec::new();
     for &size in sizes {
-        let owner = Messenger::create_ephemeral("owner", "sotto://x:1")?;
+        let owner = crate::bench_person(Messenger::create_ephemeral("owner", "sotto://x:1"))?;
         let members: Vec<Messenger> = (1..size - 1)
-            .map(|i| Messenger::create_ephemeral(&format!("m{i}"), "sotto://x:1"))
+            .map(|i| crate::bench_person(Messenger::create_ephemeral(&format!("m{i}"), "sotto://x:1")))
             .collect::<Result<_, _>>()?;
         let invitees: Vec<Invitee> = members.iter().map(invitee).collect::<Result<_>>()?;
         let commit = owner.create_group("bench", invitees)?;
         owner.accepted(&commit.client_id, 1)?;
         // The member that makes the group `size` strong.
-        let last = Messenger::create_ephemeral("last", "sotto://x:1")?;
+        let last = crate::bench_person(Messenger::create_ephemeral("last", "sotto://x:1"))?;
         let t = Instant::now();
         let add = owner.add_to_group("#bench", vec![invitee(&last)?])?.expect("someone to add");
         owner.accepted(&add.client_id, 2)?;

@@ -47,10 +47,10 @@ fn temporary(c: &ClientError) -> bool {
     ) || c.code().is_some_and(|code| code.is_retryable())
 }
 
-/// A message that was written to the outbox while the server could not be
-/// reached.
+/// A message that was written to the outbox but not taken by the server
+/// yet (it could not be reached, or could not store it just now).
 #[derive(Debug, thiserror::Error)]
-#[error("{conversation}: the server cannot be reached ({reason}); the message is saved and will be sent the next time sotto connects; do not send it again")]
+#[error("{conversation}: not sent yet ({reason}); the message is saved and will be sent the next time sotto connects; do not send it again")]
 pub struct Queued {
     /// Where it goes.
     pub conversation: String,

@@ -99,3 +99,71 @@ fn an_address_without_its_pin_says_how_to_quote_it() {
     assert!(e.contains("no #sha256= pin") && e.contains("single quotes"), "{e}");
     assert!(!e.contains("UnknownIssuer"), "no library error names: {e}");
 }
+
+/// A small tmpfs mounted for one test (a real file system that fills up),
+/// unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test fills a real (small tmpfs) disk under the server and needs to mount one: run the tests as root, as CI does ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Self(at.to_owned())
+    }
+
+    /// Writes a filler file until the disk is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_message_sent_while_the_servers_disk_is_full_is_queued_with_exit_code_3_and_delivered_once_later() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&root.path().join("small"), "16m");
+    let data = root.path().join("small").join("server");
+    let server = Server::start(&data);
+    let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
+    alice.init(&server, server.first_invite.as_deref().unwrap());
+    bob.init(&server, &server.invite());
+    alice.ok(&["send", "@bob", "before"]);
+    bob.ok(&["receive"]);
+
+    let filler = disk.fill();
+    let out = alice.run(&["send", "@bob", "while the disk was full"]);
+    let e = stderr(&out);
+    assert_eq!(code(&out), 3, "queued, not failed: {e}");
+    assert!(e.starts_with("queued: ") && e.contains("do not send it again"), "{e}");
+    assert!(!e.contains("failed") && !e.contains("try again"), "a queued message is never called failed: {e}");
+    assert!(alice.ok(&["history", "@bob"]).contains("while the disk was full (not yet sent)"));
+    // The server keeps serving: what is stored already still reads.
+    let read = bob.run(&["receive"]);
+    assert!(read.status.success(), "{}", stderr(&read));
+
+    std::fs::remove_file(filler).unwrap();
+    alice.ok(&["receive"]);
+    let got: Vec<_> = texts(&bob.receive_json()).into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(got, vec!["while the disk was full".to_owned()], "delivered exactly once");
+    drop(server);
+}

@@ -92,7 +92,7 @@ impl ErrorCode {
             Self::StaleEpoch => "the conversation moved on; re-sync and retry",
             Self::RateLimited => "too many requests; slow down",
             Self::LimitExceeded => "a server limit was reached",
-            Self::Internal => "the server failed; try again",
+            Self::Internal => "the server could not complete this just now (its disk may be full); it can be retried later",
             Self::DeviceRevoked => "this device was removed from its account; link it again with `sotto link`",
             Self::DeviceLimit => "the account has as many devices as this server allows; remove one first",
             Self::UnknownLink => "no device is waiting to be linked with that code; check it, or start `sotto link` again",

@@ -107,6 +107,9 @@ impl Policy {
             (Awaiting::CaughtUpAck { group_id }, result) => match result {
                 // More may follow: read on from the new cursor.
                 Ok(_) => self.fetch(m, group_id),
+                // Not recorded (a full disk): read on all the same; what
+                // comes again is recognised as read.
+                Err(e) if e.code == ErrorCode::Internal => self.fetch(m, group_id),
                 Err(e) => Err(PolicyError::Server(e)),
             },
             (Awaiting::GroupInfo { group_id, tries, flush }, result) => match result {

@@ -194,6 +194,12 @@ enum Awaiting {
 /// acknowledgement then has nothing to do.
 const GONE: &[ErrorCode] = &[ErrorCode::NotMember, ErrorCode::UnknownGroup];
 
+/// Codes an acknowledgement may meet without failing what the person
+/// asked for: the device is gone from the group, or the server could not
+/// record it just now (a full disk). What was not acknowledged is simply
+/// delivered again and recognised as a duplicate, so nothing is lost.
+const ACK_TOLERATES: &[ErrorCode] = &[ErrorCode::NotMember, ErrorCode::UnknownGroup, ErrorCode::Internal];
+
 /// Which refusals of a request whose answer changes nothing are fine.
 #[derive(Debug, Clone, Copy)]
 enum Tolerate {
@@ -371,7 +377,10 @@ impl Policy {
                     *e = (*e).max(d.seq);
                 }
                 for (group_id, seq) in highest.into_iter().rev() {
-                    self.push(Job::Send { request: Request::Ack { group_id, seq }, tolerate: Tolerate::Codes(GONE) });
+                    self.push(Job::Send {
+                        request: Request::Ack { group_id, seq },
+                        tolerate: Tolerate::Codes(ACK_TOLERATES),
+                    });
                 }
             }
         }
@@ -381,7 +390,12 @@ impl Policy {
     fn on_push(&mut self, m: &Messenger, push: Push) -> Result<(), PolicyError> {
         match push {
             Push::Welcome { welcome_id, group_id, welcome, sender } => {
-                self.push(Job::Send { request: Request::AckWelcome { welcome_id }, tolerate: Tolerate::Nothing });
+                // A welcome whose acknowledgement the server could not
+                // record comes again and is recognised as joined already.
+                self.push(Job::Send {
+                    request: Request::AckWelcome { welcome_id },
+                    tolerate: Tolerate::Codes(&[ErrorCode::Internal]),
+                });
                 match m.handle_welcome_from(Some(&sender.handle), &group_id, &welcome) {
                     Ok(events) => {
                         // Joined, not held as a request: others may see
@@ -411,7 +425,7 @@ impl Policy {
                 self.events.extend(m.handle_delivery(&d)?);
                 self.push(Job::Send {
                     request: Request::Ack { group_id: d.group_id, seq: d.seq },
-                    tolerate: Tolerate::Codes(GONE),
+                    tolerate: Tolerate::Codes(ACK_TOLERATES),
                 });
             }
             Push::KeyPackagesLow { remaining } => {

@@ -86,7 +86,11 @@ impl Relay {
                 let store = self.store.clone();
                 let d = dref.clone();
                 let key_packages = blocking_timed(&self.metrics, move || {
-                    store.device_seen(&d, now_ms())?;
+                    // Bookkeeping only: a server whose disk is full still
+                    // lets people in to read what it holds.
+                    if let Err(e) = store.device_seen(&d, now_ms()) {
+                        tracing::warn!(error = %e, "could not record a device's last login; letting it in all the same");
+                    }
                     store.key_package_count(&d)
                 })
                 .await?;
