@@ -161,32 +161,8 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 say!("no message requests");
             }
         }
-        Command::Accept { conversation } => {
-            let conversation = conversation_arg(conversation)?;
-            let messenger = messenger(cli, &dir).await?;
-            // What arrived since the last receive may be the request (no
-            // need to announce it: it is being answered).
-            let mut session = Session::open(&messenger).await?;
-            let mut events = session.sync().await?;
-            events.retain(|e| !matches!(e, sotto_core::Event::Request { .. }));
-            report(&events);
-            let from = request_of(&messenger, &conversation)?;
-            session.accept_request(&conversation).await?;
-            session.close().await;
-            say!("accepted {conversation} from @{from}; `sotto receive` shows its messages");
-        }
-        Command::Decline { conversation } => {
-            let conversation = conversation_arg(conversation)?;
-            let messenger = messenger(cli, &dir).await?;
-            let mut session = Session::open(&messenger).await?;
-            let mut events = session.sync().await?;
-            events.retain(|e| !matches!(e, sotto_core::Event::Request { .. }));
-            report(&events);
-            let from = request_of(&messenger, &conversation)?;
-            session.decline_request(&conversation).await?;
-            session.close().await;
-            say!("declined {conversation} from @{from}; its messages are deleted (`sotto block @{from}` refuses them for good)");
-        }
+        Command::Accept { conversation } => answer_request(cli, &dir, conversation, true).await?,
+        Command::Decline { conversation } => answer_request(cli, &dir, conversation, false).await?,
         Command::Trust { contact } => {
             let handle = contact_arg(contact)?;
             let messenger = messenger(cli, &dir).await?;
@@ -211,4 +187,26 @@ fn request_of(messenger: &sotto_core::Messenger, conversation: &str) -> Result<S
         }
         None => bail!("no message request {conversation}; `sotto requests` lists them"),
     }
+}
+
+/// `sotto accept` (`accept`) or `sotto decline`: syncs first (what arrived
+/// since the last receive may be the request; no need to announce it, it
+/// is being answered), then answers it on the server and here.
+async fn answer_request(cli: &Cli, dir: &std::path::Path, conversation: &str, accept: bool) -> Result<()> {
+    let conversation = conversation_arg(conversation)?;
+    let messenger = messenger(cli, dir).await?;
+    let mut session = Session::open(&messenger).await?;
+    let mut events = session.sync().await?;
+    events.retain(|e| !matches!(e, sotto_core::Event::Request { .. }));
+    report(&events);
+    let from = request_of(&messenger, &conversation)?;
+    if accept {
+        session.accept_request(&conversation).await?;
+        say!("accepted {conversation} from @{from}; `sotto receive` shows its messages");
+    } else {
+        session.decline_request(&conversation).await?;
+        say!("declined {conversation} from @{from}; its messages are deleted (`sotto block @{from}` refuses them for good)");
+    }
+    session.close().await;
+    Ok(())
 }
