@@ -61,7 +61,7 @@ fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<u8>> {
 }
 
 fn request(u: &mut Unstructured<'_>) -> Result<Request> {
-    Ok(match u.int_in_range(0..=24u8)? {
+    Ok(match u.int_in_range(0..=25u8)? {
         17 => Request::AddDevice {
             device: DeviceInfo { device_id: u.arbitrary()?, device_key: bytes(u, 33)?, certificate: bytes(u, 65)? },
         },
@@ -74,6 +74,7 @@ fn request(u: &mut Unstructured<'_>) -> Result<Request> {
             handle: device(u)?.handle,
             devices: Some((0..u.int_in_range(0..=3)?).map(|_| u.arbitrary()).collect::<Result<_>>()?),
         },
+        24 => Request::AcceptGroup { group_id: group(u)?, accepted: u.arbitrary()? },
         0 => Request::CreateGroup { group_id: group(u)? },
         1 => {
             let added: Vec<DeviceRef> = (0..u.int_in_range(0..=3)?).map(|_| device(u)).collect::<Result<_>>()?;

@@ -13,7 +13,9 @@ fn text_of(body: &Body) -> &str {
     match body {
         Body::Text { text } => text,
         Body::File { file, caption } => caption.as_deref().unwrap_or(&file.name),
-        Body::GroupMeta { .. } | Body::Leave | Body::Unknown => "[a kind of message this version cannot show]",
+        Body::GroupMeta { .. } | Body::Leave | Body::Accepted | Body::Unknown => {
+            "[a kind of message this version cannot show]"
+        }
     }
 }
 

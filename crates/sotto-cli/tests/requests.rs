@@ -172,6 +172,28 @@ fn auto_accept_shows_conversations_from_anyone_at_once() {
     assert!(requests(bot).is_empty());
 }
 
+#[test]
+fn a_request_accepted_on_one_device_is_accepted_on_the_others() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = strict_users(root.path(), &["bob", "mallory"]);
+    let (bob, mallory) = (&u[0], &u[1]);
+    let laptop = User::new(root.path(), "bob-laptop");
+    let (child, code, out) = start_link(&laptop, &server, "laptop");
+    bob.ok(&["device", "add", &code, "--yes"]);
+    finish_link(child, out);
+    mallory.ok(&["send", "@bob", "hello both of you"]);
+    assert!(texts(&bob.receive_json()).is_empty());
+    assert!(texts(&laptop.receive_json()).is_empty(), "a request on the laptop too");
+    assert_eq!(requests(&laptop).len(), 1);
+    bob.ok(&["accept", "@mallory"]);
+    // The laptop learns it from the phone (an MLS message from this
+    // account), and shows what waited.
+    assert_eq!(texts(&laptop.receive_json()), vec![("@mallory".into(), "mallory".into(), "hello both of you".into())]);
+    assert!(requests(&laptop).is_empty());
+    // Mallory is told nothing she could see: no new message for her.
+    assert!(texts(&mallory.receive_json()).is_empty());
+}
+
 fn parse(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -20,6 +20,17 @@ impl Session<'_> {
             self.set_accepted(group_id, true).await?;
         }
         self.messenger.accept_request(conversation)?;
+        // This account's other devices accept it too when they read this
+        // (sealed by MLS, from this account: the server cannot forge it).
+        // In the outbox, so a failure now only delays it.
+        match self.messenger.accepted_notice(conversation) {
+            Ok(_) => {
+                if let Err(e) = self.flush_outbox().await {
+                    tracing::warn!(error = %e, "the acceptance goes to this account's other devices later");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "this account's other devices were not told of the acceptance"),
+        }
         Ok(())
     }
 

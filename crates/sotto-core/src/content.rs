@@ -44,6 +44,10 @@ pub enum Body {
     },
     /// The sender leaves the group; members remove its devices.
     Leave,
+    /// The sender's account accepted this conversation (it was a message
+    /// request): the account's other devices accept it too. A control
+    /// message; other members ignore it.
+    Accepted,
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -57,13 +61,14 @@ impl Body {
             Body::File { .. } => "file",
             Body::GroupMeta { .. } => "group_meta",
             Body::Leave => "leave",
+            Body::Accepted => "accepted",
             Body::Unknown => "unknown",
         }
     }
 
     /// Control messages change the conversation instead of being shown.
     pub fn is_control(&self) -> bool {
-        matches!(self, Body::GroupMeta { .. } | Body::Leave)
+        matches!(self, Body::GroupMeta { .. } | Body::Leave | Body::Accepted)
     }
 }
 

@@ -138,6 +138,17 @@ impl Messenger {
         seq: u64,
         body: Body,
     ) -> CoreResult<Vec<Event>> {
+        if body == Body::Accepted {
+            // Only this account's own devices speak for it.
+            if sender == self.identity.handle {
+                if let Some(from) = self.group_request_from(group_id)? {
+                    self.conn.exec("UPDATE groups SET request_from=NULL WHERE group_id=?", [group_id])?;
+                    self.accept_person(&from)?;
+                    return Ok(vec![Event::Joined { conversation: conversation.to_owned() }]);
+                }
+            }
+            return Ok(vec![]);
+        }
         if GroupKind::of(group_id) != GroupKind::Group {
             // A one-to-one conversation has no name or members to manage;
             // only the peer leaving it (deleting their account) matters:

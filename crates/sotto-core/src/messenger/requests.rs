@@ -103,6 +103,13 @@ impl Messenger {
         Ok(group_id)
     }
 
+    /// The control message telling this account's other devices that a
+    /// conversation was accepted here (queued in the outbox).
+    pub fn accepted_notice(&self, conversation: &str) -> CoreResult<OutboxItem> {
+        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::Accepted };
+        self.prepare_content(conversation, &content)
+    }
+
     /// Declines a request: its messages are deleted and the conversation is
     /// closed on this device. Returns the group id, to leave on the server
     /// so it routes nothing more here.
