@@ -175,8 +175,8 @@ fn auto_accept_shows_conversations_from_anyone_at_once() {
 #[test]
 fn a_request_accepted_on_one_device_is_accepted_on_the_others() {
     let root = tempfile::tempdir().unwrap();
-    let (server, u) = strict_users(root.path(), &["bob", "mallory"]);
-    let (bob, mallory) = (&u[0], &u[1]);
+    let (server, u) = strict_users(root.path(), &["bob", "mallory", "eve"]);
+    let (bob, mallory, eve) = (&u[0], &u[1], &u[2]);
     let laptop = User::new(root.path(), "bob-laptop");
     let (child, code, out) = start_link(&laptop, &server, "laptop");
     bob.ok(&["device", "add", &code, "--yes"]);
@@ -192,6 +192,24 @@ fn a_request_accepted_on_one_device_is_accepted_on_the_others() {
     assert!(requests(&laptop).is_empty());
     // Mallory is told nothing she could see: no new message for her.
     assert!(texts(&mallory.receive_json()).is_empty());
+
+    // A request still waiting (from Eve, new to Bob) is not brought onto a
+    // device linked later; once accepted, it is.
+    eve.ok(&["group", "create", "offers", "@bob"]);
+    eve.ok(&["send", "#offers", "special offer"]);
+    bob.receive_json();
+    let tablet = User::new(root.path(), "bob-tablet");
+    let (child, code, out) = start_link(&tablet, &server, "tablet");
+    bob.ok(&["device", "add", &code, "--yes"]);
+    finish_link(child, out);
+    assert!(texts(&tablet.receive_json()).is_empty());
+    assert!(requests(&tablet).is_empty(), "the waiting request was not brought onto the new device");
+    assert!(!tablet.ok(&["groups"]).contains("offers"));
+    let group = requests(bob)[0]["conversation"].as_str().unwrap().to_owned();
+    bob.ok(&["accept", &group]);
+    eve.ok(&["send", "#offers", "now you see it"]);
+    let got = texts(&tablet.receive_json());
+    assert!(got.iter().any(|(_, _, t)| t == "now you see it"), "{got:?}");
 }
 
 fn parse(stdout: &[u8]) -> Vec<serde_json::Value> {

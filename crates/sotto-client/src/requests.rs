@@ -31,6 +31,12 @@ impl Session<'_> {
             }
             Err(e) => tracing::warn!(error = %e, "this account's other devices were not told of the acceptance"),
         }
+        // Own devices linked while it waited were kept out of it; now they
+        // belong in it.
+        let me = self.messenger.identity().handle.clone();
+        if let Err(e) = self.add_missing_devices(&me).await {
+            tracing::warn!(error = %e, "this account's other devices join the conversation at the next connection");
+        }
         Ok(())
     }
 

@@ -201,6 +201,12 @@ impl Messenger {
         let own = handle == self.identity.handle;
         let mut out = Vec::new();
         for (group_id, members) in self.active_group_members()? {
+            // A message request is not brought onto this account's other
+            // devices by this one (that would let it past their screen);
+            // once accepted, it is.
+            if own && self.group_request_from(&group_id)?.is_some() {
+                continue;
+            }
             let present: Vec<u32> = members.iter().filter(|c| c.handle == handle).map(|c| c.device_id).collect();
             if present.is_empty() && !own {
                 continue;
