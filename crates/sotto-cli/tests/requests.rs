@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn strict_users(root: &std::path::Path, names: &[&str]) -> (Server, Vec<User>) {
-    let server = Server::start(&root.join("server"));
-    let users: Vec<User> = names.iter().map(|n| User::new(root, n)).collect();
-    for (i, u) in users.iter().enumerate() {
-        let invite = if i == 0 { server.first_invite.clone().unwrap() } else { server.invite() };
-        u.init_strict(&server, &invite);
-    }
-    (server, users)
-}
-
 fn requests(u: &User) -> Vec<serde_json::Value> {
     u.ok(&["requests", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -60,7 +50,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_strangers_conversation_is_a_request_until_accepted_and_shows_them_nothing_meanwhile() {
     let root = tempfile::tempdir().unwrap();
-    let (_server, u) = strict_users(root.path(), &["alice", "bob", "mallory"]);
+    let (_server, u) = server_with_requests(root.path(), &["alice", "bob", "mallory"]);
     let (alice, bob, mallory) = (&u[0], &u[1], &u[2]);
 
     // Alice and Bob are friends: Bob writes first, so Alice's answer and
@@ -136,7 +126,7 @@ fn a_strangers_conversation_is_a_request_until_accepted_and_shows_them_nothing_m
 #[test]
 fn blocking_hides_your_presence_without_telling_the_blocked_person() {
     let root = tempfile::tempdir().unwrap();
-    let (_server, u) = strict_users(root.path(), &["alice", "mallory"]);
+    let (_server, u) = server_with_requests(root.path(), &["alice", "mallory"]);
     let (alice, mallory) = (&u[0], &u[1]);
     alice.ok(&["send", "@mallory", "hello"]);
     mallory.ok(&["accept", "@alice"]);
@@ -164,7 +154,7 @@ fn blocking_hides_your_presence_without_telling_the_blocked_person() {
 #[test]
 fn auto_accept_shows_conversations_from_anyone_at_once() {
     let root = tempfile::tempdir().unwrap();
-    let (_server, u) = strict_users(root.path(), &["bot", "carol"]);
+    let (_server, u) = server_with_requests(root.path(), &["bot", "carol"]);
     let (bot, carol) = (&u[0], &u[1]);
     assert!(bot.ok(&["requests", "--auto-accept", "on"]).contains("auto-accept is on"));
     carol.ok(&["send", "@bot", "help"]);
@@ -175,7 +165,7 @@ fn auto_accept_shows_conversations_from_anyone_at_once() {
 #[test]
 fn a_request_accepted_on_one_device_is_accepted_on_the_others() {
     let root = tempfile::tempdir().unwrap();
-    let (server, u) = strict_users(root.path(), &["bob", "mallory", "eve"]);
+    let (server, u) = server_with_requests(root.path(), &["bob", "mallory", "eve"]);
     let (bob, mallory, eve) = (&u[0], &u[1], &u[2]);
     let laptop = User::new(root.path(), "bob-laptop");
     let (child, code, out) = start_link(&laptop, &server, "laptop");

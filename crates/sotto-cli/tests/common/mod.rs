@@ -200,13 +200,24 @@ pub fn texts(batch: &[serde_json::Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// A server with these users registered.
+/// A server with these users registered (conversations from anyone show
+/// at once for them).
 pub fn server_with(root: &Path, names: &[&str]) -> (Server, Vec<User>) {
+    users_on(root, names, User::init)
+}
+
+/// A server with these users registered with the default: conversations
+/// from people they have not accepted wait as message requests.
+pub fn server_with_requests(root: &Path, names: &[&str]) -> (Server, Vec<User>) {
+    users_on(root, names, User::init_strict)
+}
+
+fn users_on(root: &Path, names: &[&str], init: fn(&User, &Server, &str)) -> (Server, Vec<User>) {
     let server = Server::start(&root.join("server"));
     let users: Vec<User> = names.iter().map(|n| User::new(root, n)).collect();
     for (i, u) in users.iter().enumerate() {
         let invite = if i == 0 { server.first_invite.clone().unwrap() } else { server.invite() };
-        u.init(&server, &invite);
+        init(u, &server, &invite);
     }
     (server, users)
 }
