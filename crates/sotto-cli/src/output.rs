@@ -83,7 +83,7 @@ pub fn print_message(m: &StoredMessage, as_json: bool) {
 }
 
 /// Prints a contact in the chosen format.
-pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
+pub fn print_contact(c: &Contact, online: Option<bool>, request: bool, as_json: bool) {
     if as_json {
         say!(
             "{}",
@@ -92,6 +92,7 @@ pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
                 "account_key": hex::encode(&c.account_key),
                 "verified": c.verified,
                 "key_changed": c.key_changed,
+                "request": request,
                 "online": online,
             })
         );
@@ -107,6 +108,9 @@ pub fn print_contact(c: &Contact, online: Option<bool>, as_json: bool) {
         }
         if c.key_changed {
             flags.push("KEY CHANGED");
+        }
+        if request {
+            flags.push("message request waiting: `sotto requests`");
         }
         let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
         say!("@{}{flags}", c.handle);

@@ -25,9 +25,12 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                     None
                 }
             };
+            // A stranger whose conversation waits is listed (their key was
+            // seen) but marked, so nobody mistakes them for a contact.
+            let waiting: Vec<String> = messenger.requests()?.into_iter().map(|r| r.from).collect();
             for c in contacts {
                 let on = online.as_ref().map(|list| list.iter().any(|(h, on)| *h == c.handle && *on));
-                output::print_contact(&c, on, json);
+                output::print_contact(&c, on, waiting.contains(&c.handle), json);
             }
         }
         Command::Groups { json } => {

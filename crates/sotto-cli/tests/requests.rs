@@ -82,6 +82,12 @@ fn a_strangers_conversation_is_a_request_until_accepted_and_shows_them_nothing_m
     assert_eq!(waiting[0]["messages"], 1);
     assert_eq!(waiting[1]["from"], "mallory");
     assert!(!bob.ok(&["groups"]).contains("#deals"), "a request is not a conversation yet");
+    let listed = bob.ok(&["contacts"]);
+    assert!(
+        listed.lines().any(|l| l.starts_with("@mallory") && l.contains("message request waiting: `sotto requests`")),
+        "{listed}"
+    );
+    assert!(!listed.lines().any(|l| l.starts_with("@alice") && l.contains("request")), "{listed}");
     // The person can look before deciding.
     assert!(bob.ok(&["history", "@mallory"]).contains("buy now"));
     // Nothing goes into a request by mistake.
