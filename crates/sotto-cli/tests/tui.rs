@@ -249,3 +249,23 @@ fn devices_are_linked_listed_and_removed_from_the_terminal_ui() {
     tui.line("/device remove x");
     tui.wait_for("usage: /device remove ID");
 }
+
+#[test]
+fn a_message_request_is_held_and_accepted_from_the_terminal_ui() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with_requests(root.path(), &["alice", "mallory"]);
+    let (alice, mallory) = (&u[0], &u[1]);
+    let tui = Tmux::start(&chat_command(alice), 120, 30);
+    tui.wait_for("chats");
+    mallory.ok(&["send", "@alice", "psst, over here"]);
+    tui.wait_for("message request from @mallory");
+    assert!(!tui.screen().contains("psst, over here"), "nothing of it shows: {}", tui.screen());
+    tui.line("/requests");
+    tui.wait_for("@mallory from @mallory (1 message(s))");
+    tui.line("/accept @mallory");
+    tui.wait_for("accepted @mallory");
+    tui.wait_for("psst, over here");
+    tui.line("/msg @mallory who are you?");
+    let got = mallory.ok(&["receive", "--wait", "5"]);
+    assert!(got.contains("who are you?"), "{got}");
+}
