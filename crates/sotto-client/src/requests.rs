@@ -3,7 +3,6 @@
 //! routing it here), and withdrawing acceptance from a one-to-one when its
 //! peer is blocked, which the blocked person does not see.
 
-use sotto_core::CoreError;
 use sotto_proto::{ErrorCode, Request};
 
 use crate::{Session, SessionResult};
@@ -13,13 +12,9 @@ impl Session<'_> {
     /// if the server cannot be told, nothing changes and the person can try
     /// again).
     pub async fn accept_request(&mut self, conversation: &str) -> SessionResult<()> {
-        if self.messenger.request_from(conversation)?.is_none() {
-            return Err(CoreError::NotFound(format!("{conversation} is not a message request")).into());
-        }
-        if let Some(group_id) = self.messenger.conversation_group(conversation)? {
-            self.set_accepted(group_id, true).await?;
-        }
-        self.messenger.accept_request(conversation)?;
+        let (from, group_id) = self.messenger.request_group(conversation)?;
+        self.set_accepted(group_id.clone(), true).await?;
+        self.messenger.clear_request(&group_id, &from)?;
         // This account's other devices accept it too when they read this
         // (sealed by MLS, from this account: the server cannot forge it).
         // In the outbox, so a failure now only delays it.

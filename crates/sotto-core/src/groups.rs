@@ -142,8 +142,7 @@ impl Messenger {
             // Only this account's own devices speak for it.
             if sender == self.identity.handle {
                 if let Some(from) = self.group_request_from(group_id)? {
-                    self.conn.exec("UPDATE groups SET request_from=NULL WHERE group_id=?", [group_id])?;
-                    self.accept_person(&from)?;
+                    self.clear_request(group_id, &from)?;
                     return Ok(vec![Event::Joined { conversation: conversation.to_owned() }]);
                 }
             }

@@ -84,23 +84,25 @@ impl Messenger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Accepts a request: the conversation shows like any other (its
-    /// messages become news for `take_unfetched`) and its sender's later
-    /// conversations show at once. Returns the group id, to tell the server
-    /// (`AcceptGroup`).
-    pub fn accept_request(&self, conversation: &str) -> CoreResult<Vec<u8>> {
+    /// A conversation that is a request: who it is from and its group.
+    pub fn request_group(&self, conversation: &str) -> CoreResult<(String, Vec<u8>)> {
         let from = self
             .request_from(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("{conversation} is not a message request")))?;
         let group_id = self
             .conversation_group(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
+        Ok((from, group_id))
+    }
+
+    /// Accepts a request here (the server is told first, by the session):
+    /// it shows like any other conversation (its messages become news for
+    /// `take_unfetched`) and its sender's later conversations show at once.
+    pub fn clear_request(&self, group_id: &[u8], from: &str) -> CoreResult<()> {
         self.tx(|me| {
-            me.conn.exec("UPDATE groups SET request_from=NULL WHERE group_id=?", [&group_id])?;
-            me.accept_person(&from)?;
-            Ok(())
-        })?;
-        Ok(group_id)
+            me.conn.exec("UPDATE groups SET request_from=NULL WHERE group_id=?", [group_id])?;
+            me.accept_person(from)
+        })
     }
 
     /// The control message telling this account's other devices that a
@@ -114,12 +116,7 @@ impl Messenger {
     /// closed on this device. Returns the group id, to leave on the server
     /// so it routes nothing more here.
     pub fn decline_request(&self, conversation: &str) -> CoreResult<Vec<u8>> {
-        if self.request_from(conversation)?.is_none() {
-            return Err(CoreError::NotFound(format!("{conversation} is not a message request")));
-        }
-        let group_id = self
-            .conversation_group(conversation)?
-            .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
+        let (_, group_id) = self.request_group(conversation)?;
         self.tx(|me| {
             me.conn.exec("DELETE FROM messages WHERE conversation=?", [conversation])?;
             me.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&group_id])?;
@@ -135,8 +132,7 @@ impl Messenger {
         let Some(from) = self.group_request_from(group_id)? else { return Ok(events) };
         let own = |e: &Event| matches!(e, Event::Message(m) if m.outgoing);
         if events.iter().any(own) {
-            self.conn.exec("UPDATE groups SET request_from=NULL WHERE group_id=?", [group_id])?;
-            self.accept_person(&from)?;
+            self.clear_request(group_id, &from)?;
             return Ok(events);
         }
         Ok(events.into_iter().filter(|e| !matches!(e, Event::Message(_))).collect())
