@@ -354,17 +354,9 @@ fn an_export_with_files_saves_each_file_beside_it_and_names_one_nobody_kept() {
 
 /// `sotto web` for `u`: the child and the address and token its URL shows.
 fn start_web(u: &User) -> (std::process::Child, String, String) {
-    use std::io::BufRead;
     let mut child = u.cmd().args(["web", "--no-open"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "sotto web ended before showing its URL");
-        if let Some(u) = line.trim().strip_prefix("url: ") {
-            break u.to_owned();
-        }
-    };
+    let url = value_after(&mut out, "url: ", "sotto web");
     // Keep draining its output so it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let rest = url.strip_prefix("http://").unwrap();

@@ -232,15 +232,21 @@ pub fn start_link(new: &User, server: &Server, name: &str) -> (Child, String, Bu
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let code = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "sotto link ended before showing a code");
-        if let Some(c) = line.trim().strip_prefix("code: ") {
-            break c.to_owned();
-        }
-    };
+    let code = value_after(&mut out, "code: ", "sotto link");
     (child, code, out)
+}
+
+/// Reads a child's output up to the line starting with `prefix` and
+/// returns the rest of that line.
+pub fn value_after(out: &mut BufReader<ChildStdout>, prefix: &str, what: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{what} ended before printing {prefix:?}");
+        if let Some(v) = line.trim().strip_prefix(prefix) {
+            return v.to_owned();
+        }
+    }
 }
 
 pub fn finish_link(mut child: Child, mut out: BufReader<ChildStdout>) -> String {
