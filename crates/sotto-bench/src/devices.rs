@@ -38,7 +38,7 @@ fn link_devices(first: &Messenger, count: usize, dir: &std::path::Path) -> Resul
     for n in 2..=count as u32 {
         let request = LinkRequest::new(&format!("device {n}"))?;
         let candidate = first.inspect_link(&request.code(), request.key_package())?;
-        let (_, answer) = first.approve_link(&candidate, n)?;
+        let (_, answer) = first.approve_link(&candidate, n, 0)?;
         let (identity, handover) = request.accept(&answer)?;
         let path = dir.join(format!("{}-{n}", first.identity().handle));
         out.push(crate::bench_person(Messenger::create_linked(&path, &ProfileKey::KeyFile, identity, &handover))?);
@@ -168,7 +168,7 @@ fn link(groups: usize, dir: &std::path::Path) -> Result<LinkTiming> {
     let request = LinkRequest::new("laptop")?;
     let t = Instant::now();
     let candidate = a1.inspect_link(&request.code(), request.key_package())?;
-    let (_, answer) = a1.approve_link(&candidate, 2)?;
+    let (_, answer) = a1.approve_link(&candidate, 2, 0)?;
     let approve_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let (identity, handover) = request.accept(&answer)?;

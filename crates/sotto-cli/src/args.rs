@@ -272,6 +272,10 @@ pub(crate) enum DeviceCommand {
         /// connection).
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         wait: Duration,
+        /// Days of history (messages, and the files this device still has)
+        /// to hand over to the new device, encrypted end to end; 0 for none.
+        #[arg(long, default_value_t = sotto_client::devices::DEFAULT_HISTORY_DAYS, value_name = "DAYS")]
+        history: u32,
     },
     /// Remove a device for good (a lost phone): it leaves every
     /// conversation, reads nothing sent from now on and cannot log in.

@@ -12,7 +12,9 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         Command::Link { server, name, no_passphrase, wait } => {
             link(dir, server, name.as_deref(), *no_passphrase, *wait).await
         }
-        Command::Device(DeviceCommand::Add { code, yes, wait }) => add(cli, dir, code, *yes, *wait).await,
+        Command::Device(DeviceCommand::Add { code, yes, wait, history }) => {
+            add(cli, dir, code, *yes, *wait, *history).await
+        }
         Command::Device(DeviceCommand::Remove { id, yes }) => remove(cli, dir, *id, *yes).await,
         Command::Devices { json } => list(cli, dir, *json).await,
         _ => unreachable!("not a device command"),
@@ -93,6 +95,7 @@ async fn link(
         report(&events);
         joined += events.iter().filter(|e| matches!(e, Event::Joined { .. })).count();
     }
+    let history = if handover.history_days > 0 { wait_for_history(&mut session, wait).await } else { None };
     session.close().await;
     say!("linked: @{handle} (device {device_id}, \"{name}\")");
     say!("profile: {}", dir.display());
@@ -101,10 +104,43 @@ async fn link(
     } else {
         say!("your conversations arrive with `sotto receive` as the other device adds this one");
     }
+    match history {
+        Some(s) => say!("history: {} messages and {} files from your other device", s.messages, s.files),
+        None if handover.history_days > 0 => {
+            say!("your history has not arrived yet; it is taken in by a later `sotto receive` (or any command)")
+        }
+        None => {}
+    }
     Ok(())
 }
 
-async fn add(cli: &Cli, dir: &std::path::Path, code: &str, yes: bool, wait: Duration) -> Result<()> {
+/// Waits (up to `wait`) for the history the linking device hands over
+/// after adding this one everywhere, and imports it.
+async fn wait_for_history(session: &mut Session<'_>, wait: Duration) -> Option<sotto_core::archive::ArchiveSummary> {
+    let deadline = tokio::time::Instant::now() + wait;
+    say!("waiting for your history from the other device...");
+    while tokio::time::Instant::now() < deadline {
+        // Taken in as soon as it arrives (by the session, whatever
+        // command runs).
+        if let Some(summary) = session.take_imported_history() {
+            return Some(summary);
+        }
+        if matches!(session.messenger().history_offer(), Ok(Some(_))) {
+            // Arrived, but could not be taken in just now.
+            return None;
+        }
+        match session.pump(Duration::from_millis(500)).await {
+            Ok(events) => report(&events),
+            Err(e) => {
+                eprintln!("warning: the connection broke off while waiting for your history: {e}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+async fn add(cli: &Cli, dir: &std::path::Path, code: &str, yes: bool, wait: Duration, history: u32) -> Result<()> {
     let messenger = messenger(cli, dir).await?;
     if !messenger.identity().can_certify() {
         bail!(
@@ -123,7 +159,7 @@ async fn add(cli: &Cli, dir: &std::path::Path, code: &str, yes: bool, wait: Dura
         yes,
         "sotto device add CODE",
     )?;
-    let linked = session.complete_link(&candidate, wait).await?;
+    let linked = session.complete_link(&candidate, wait, history).await?;
     session.close().await;
     say!("added device {} (\"{}\") to @{handle}", linked.device_id, candidate.name);
     if linked.complete {
@@ -132,6 +168,17 @@ async fn add(cli: &Cli, dir: &std::path::Path, code: &str, yes: bool, wait: Dura
         say!(
             "it has not come online yet; it joins your conversations the next time this device connects (any command)"
         );
+    }
+    match (history, linked.history) {
+        (0, _) => {}
+        (days, Some(s)) => say!(
+            "history handed over: {} messages and {} files from the last {days} days, encrypted for it alone",
+            s.messages,
+            s.files
+        ),
+        (days, None) => {
+            say!("the last {days} days of history go to it the next time this device connects, once it is online")
+        }
     }
     Ok(())
 }

@@ -128,3 +128,65 @@ fn a_link_code_that_matches_nothing_is_refused_and_a_wrong_one_is_explained() {
     let out = u[0].run(&["device", "add", "not-a-code", "--yes"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a link code"), "{out:?}");
 }
+
+#[test]
+fn a_linked_device_gets_the_last_days_of_history_with_files_and_later_trust_decisions() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    bob.ok(&["send", "@alice", "before the laptop"]);
+    alice.receive_json();
+    alice.ok(&["send", "@bob", "answered from the phone"]);
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let photo_path = root.path().join("holiday.jpg");
+    std::fs::write(&photo_path, &photo).unwrap();
+    bob.ok(&["send", "@alice", "--file", photo_path.to_str().unwrap(), "the photo"]);
+    let got = alice.receive_json();
+    let id = got.iter().find(|m| m["kind"] == "file").unwrap()["id"].as_str().unwrap().to_owned();
+    alice.ok(&["download", &id]);
+    carol.ok(&["send", "@alice", "hello from carol"]);
+    alice.receive_json();
+
+    let laptop = User::new(root.path(), "alice-laptop");
+    let (child, code, out) = start_link(&laptop, &server, "laptop");
+    let added = alice.ok(&["device", "add", &code, "--yes"]);
+    assert!(added.contains("history handed over: "), "{added}");
+    let linked = finish_link(child, out);
+    assert!(linked.contains("history: "), "{linked}");
+
+    // The laptop shows what was said before it existed, in order, then
+    // what comes after; the file is there, byte for byte, without the
+    // server (it deleted its copy once alice's phone had it).
+    bob.ok(&["send", "@alice", "after the laptop"]);
+    laptop.receive_json();
+    let history = laptop.ok(&["history", "@bob"]);
+    let at = |t: &str| history.find(t).unwrap_or_else(|| panic!("{t:?} missing from {history}"));
+    assert!(at("before the laptop") < at("answered from the phone"));
+    assert!(at("answered from the phone") < at("the photo"));
+    assert!(at("the photo") < at("after the laptop"));
+    assert!(laptop.ok(&["history", "@carol"]).contains("hello from carol"));
+    let copy = laptop.profile.join("downloads").join("holiday.jpg");
+    assert_eq!(std::fs::read(&copy).unwrap(), photo);
+    // Nothing of the archive stays on either device.
+    for dir in [alice.profile.join("outgoing"), laptop.profile.join("incoming")] {
+        let left: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.iter().all(|p| p.is_dir() && std::fs::read_dir(p).unwrap().next().is_none()), "{left:?}");
+    }
+
+    // Trust decisions made on one device after linking follow on the
+    // other, through the account's own group (never shown as a
+    // conversation).
+    let digits = sotto_core::trust::grouped(&open_profile(alice).safety_number("carol").unwrap());
+    alice.ok(&["verify", "@carol", "--confirm", &digits]);
+    alice.ok(&["receive"]);
+    laptop.ok(&["receive"]);
+    let contacts = laptop.ok(&["contacts", "--json"]);
+    let carol_entry = contacts.lines().find(|l| l.contains("\"carol\"")).unwrap_or_else(|| panic!("{contacts}"));
+    assert!(carol_entry.contains("\"verified\":true"), "{carol_entry}");
+    laptop.ok(&["block", "@carol"]);
+    laptop.ok(&["receive"]);
+    alice.ok(&["receive"]);
+    assert!(open_profile(alice).is_blocked("carol").unwrap(), "a block on the laptop holds on the phone");
+    assert!(!open_profile(&laptop).conversations().unwrap().iter().any(|c| c == "~self"));
+    assert!(!laptop.ok(&["groups"]).contains("~self"));
+}

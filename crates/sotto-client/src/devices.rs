@@ -6,10 +6,14 @@
 use std::time::Duration;
 
 use sotto_core::link::{Handover, LinkRequest};
-use sotto_core::{Identity, LinkCandidate};
+use sotto_core::{GroupKind, Identity, LinkCandidate};
 use sotto_proto::{DeviceRecord, ErrorCode, Request, Response, ServerAddress, UserInfo};
 
 use crate::{ClientError, Connection, Session, SessionError, SessionResult};
+
+/// Days of history a newly linked device gets unless the person says
+/// otherwise.
+pub const DEFAULT_HISTORY_DAYS: u32 = 30;
 
 /// How a link ended on the linking device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,9 @@ pub struct Linked {
     /// keys) in time: it is added to the conversations at this device's
     /// next connection instead.
     pub complete: bool,
+    /// The history handed over now (`None`: none asked for, or owed until
+    /// the device is online).
+    pub history: Option<sotto_core::archive::ArchiveSummary>,
 }
 
 fn unexpected(what: &str, r: Response) -> SessionError {
@@ -76,6 +83,21 @@ impl Session<'_> {
         if good.is_empty() {
             return Ok(changed);
         }
+        // The account's own group, made by the device holding the account
+        // key (one maker, so two devices do not each start one) once there
+        // is another device to tell things.
+        if info.handle == me.handle && self.messenger.identity().can_certify() && self.messenger.own_group()?.is_none()
+        {
+            match self.claim_devices(&me.handle, Some(good.clone())).await {
+                Ok(invitee) => {
+                    let commit = self.messenger.start_own_group(invitee)?;
+                    self.post_item(commit).await?;
+                }
+                // No keys yet (not online since it was linked): later.
+                Err(SessionError::Other(_)) | Err(SessionError::Client(ClientError::Server(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
         for (group_id, missing) in self.messenger.groups_missing_devices(&info.handle, &good)? {
             let invitee = match self.claim_devices(&info.handle, Some(missing)).await {
                 Ok(i) => i,
@@ -86,7 +108,8 @@ impl Session<'_> {
             };
             if let Some(commit) = self.messenger.queue_add_devices(&group_id, invitee)? {
                 self.post_item(commit).await?;
-                changed += 1;
+                // The own group is no conversation of the person's.
+                changed += usize::from(GroupKind::of(&group_id) != GroupKind::Own);
             }
         }
         Ok(changed)
@@ -107,7 +130,14 @@ impl Session<'_> {
     /// number, adds it to the account on the server, leaves the handover
     /// in its slot, then waits up to `wait` for it to come online and adds
     /// it to every conversation.
-    pub async fn complete_link(&mut self, candidate: &LinkCandidate, wait: Duration) -> SessionResult<Linked> {
+    /// With `history_days` above 0, it then hands over that many days of
+    /// history (or owes it, if the device did not come online in time).
+    pub async fn complete_link(
+        &mut self,
+        candidate: &LinkCandidate,
+        wait: Duration,
+        history_days: u32,
+    ) -> SessionResult<Linked> {
         if !self.messenger.identity().can_certify() {
             return Err(SessionError::Other(
                 "only the account's first device (it holds the account key) can link new devices; run `sotto device add` there".into(),
@@ -121,7 +151,7 @@ impl Session<'_> {
         // A number once revoked is never reused; the server says so, and
         // the next one is tried.
         let device = loop {
-            let (device, answer) = self.messenger.approve_link(candidate, device_id)?;
+            let (device, answer) = self.messenger.approve_link(candidate, device_id, history_days)?;
             match self.conn.request(Request::AddDevice { device: device.clone() }).await {
                 Ok(_) => {
                     self.messenger.record_own_device(device_id, &candidate.name)?;
@@ -151,11 +181,13 @@ impl Session<'_> {
         loop {
             conversations += self.add_missing_devices(&handle).await?;
             let missing = self.messenger.groups_missing_devices(&handle, &[device.device_id])?;
-            if missing.is_empty() {
-                return Ok(Linked { device_id, conversations, complete: true });
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(Linked { device_id, conversations, complete: false });
+            let done = missing.is_empty();
+            if done || tokio::time::Instant::now() >= deadline {
+                let history = match history_days {
+                    0 => None,
+                    days => self.hand_over_history(device_id, days).await?,
+                };
+                return Ok(Linked { device_id, conversations, complete: done, history });
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -187,7 +219,7 @@ impl Session<'_> {
         for group_id in self.messenger.groups_with_own_device(device_id)? {
             if let Some(commit) = self.messenger.queue_remove_own_device(&group_id, device_id)? {
                 self.post_item(commit).await?;
-                removed += 1;
+                removed += usize::from(GroupKind::of(&group_id) != GroupKind::Own);
             }
         }
         Ok(removed)

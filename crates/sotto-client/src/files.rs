@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use sotto_core::files::{cipher_size, safe_file_name, ChunkCipher, FileInfo, CHUNK, CIPHER_CHUNK, TAG};
+use sotto_core::files::{cipher_size, free_path, safe_file_name, ChunkCipher, FileInfo, CHUNK, CIPHER_CHUNK, TAG};
 use sotto_proto::{Request, Response, ServerAddress};
 use tokio::sync::mpsc;
 
@@ -49,15 +49,8 @@ impl Session<'_> {
         if !meta.is_file() {
             return Err(other(format!("{} is not a file", path.display())));
         }
-        let size = meta.len();
-        let max = self.connection().hello().max_blob_bytes;
-        if max > 0 && cipher_size(size) > max {
-            return Err(other(format!(
-                "{} is {size} bytes; this server takes files up to {} bytes",
-                path.display(),
-                max.saturating_sub(cipher_size(0))
-            )));
-        }
+        // Before anything changes (a conversation started for it, say).
+        self.check_size(path, meta.len())?;
         for c in conversations {
             if let Some(h) = c.strip_prefix('@') {
                 if self.messenger().conversation_group(c)?.is_some() {
@@ -68,6 +61,50 @@ impl Session<'_> {
                 return Err(other(format!("no conversation {c}; see `sotto groups`")));
             }
         }
+        let (info, key) = self.upload_path(path, &meta, progress).await?;
+        for c in conversations {
+            let group_id =
+                self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
+            self.connection().request(Request::ShareBlob { blob_id: info.blob_id.clone(), group_id }).await?;
+            // Already queued by an earlier, interrupted run: the outbox
+            // sends it (again, de-duplicated by the server) on reconnect.
+            if let Some(item) = self.messenger().prepare_file(c, info.clone(), caption.clone())? {
+                if let Some(id) = &item.message_id {
+                    // A history archive for a device linked later carries
+                    // this file while it stays where it is.
+                    self.messenger().record_file_copy(id, path)?;
+                }
+                self.post_item(item).await.map_err(|e| crate::SessionError::Queued(Box::new(e)))?;
+            }
+        }
+        self.messenger().upload_done(&key)?;
+        Ok(())
+    }
+
+    fn check_size(&mut self, path: &Path, size: u64) -> SessionResult<()> {
+        let max = self.connection().hello().max_blob_bytes;
+        if max > 0 && cipher_size(size) > max {
+            return Err(other(format!(
+                "{} is {size} bytes; this server takes files up to {} bytes",
+                path.display(),
+                max.saturating_sub(cipher_size(0))
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encrypts `path` while reading it and uploads it, resuming an upload
+    /// of the same file begun before. Returns what a message needs to
+    /// fetch and check it, and the key its upload is remembered under
+    /// (forget it with `upload_done` once nothing needs to resume).
+    pub(crate) async fn upload_path(
+        &mut self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        progress: Progress,
+    ) -> SessionResult<(FileInfo, String)> {
+        let size = meta.len();
+        self.check_size(path, size)?;
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let key = canonical.to_string_lossy().into_owned();
         let mtime = meta
@@ -132,18 +169,7 @@ impl Session<'_> {
             media_type,
             sha256,
         };
-        for c in conversations {
-            let group_id =
-                self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
-            self.connection().request(Request::ShareBlob { blob_id: state.blob_id.clone(), group_id }).await?;
-            // Already queued by an earlier, interrupted run: the outbox
-            // sends it (again, de-duplicated by the server) on reconnect.
-            if let Some(item) = self.messenger().prepare_file(c, info.clone(), caption.clone())? {
-                self.post_item(item).await.map_err(|e| crate::SessionError::Queued(Box::new(e)))?;
-            }
-        }
-        self.messenger().upload_done(&key)?;
-        Ok(())
+        Ok((info, key))
     }
 
     /// Fetches, decrypts and verifies the file of message `id_hex`. Writes
@@ -156,7 +182,20 @@ impl Session<'_> {
         output: Option<&Path>,
         progress: Progress,
     ) -> SessionResult<PathBuf> {
-        let (_, info) = self.messenger().file_message(id_hex)?;
+        let (message, info) = self.messenger().file_message(id_hex)?;
+        let path = self.download_info(&info, output, progress).await?;
+        self.messenger().record_file_copy(&message.id, &path)?;
+        Ok(path)
+    }
+
+    /// Fetches, decrypts and checks the blob `info` describes, as
+    /// [`Session::download_file`] does for a message's file.
+    pub(crate) async fn download_info(
+        &mut self,
+        info: &FileInfo,
+        output: Option<&Path>,
+        progress: Progress,
+    ) -> SessionResult<PathBuf> {
         let (dir, target) = match output {
             Some(p) => {
                 if p.exists() {
@@ -197,7 +236,7 @@ impl Session<'_> {
             Some(_) => {}
         }
 
-        let result = self.fetch_into(&client, &info, &part, progress).await;
+        let result = self.fetch_into(&client, info, &part, progress).await;
         match result {
             Ok(()) => {}
             Err(Fetch::Interrupted(e)) => {
@@ -211,7 +250,7 @@ impl Session<'_> {
         }
         let final_path = match target {
             Some(p) => p,
-            None => unique_path(&dir, &safe_file_name(&info.name)),
+            None => free_path(&dir, &safe_file_name(&info.name)),
         };
         // Without overwriting: link the finished file to its name.
         std::fs::hard_link(&part, &final_path)
@@ -325,17 +364,4 @@ enum Fetch {
     Interrupted(String),
     /// The bytes are wrong: never resume, never keep.
     Integrity(String),
-}
-
-/// `dir/name`, or `dir/stem (N).ext` if that exists.
-fn unique_path(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
-        _ => (name.to_owned(), String::new()),
-    };
-    (1..).map(|n| dir.join(format!("{stem} ({n}){ext}"))).find(|p| !p.exists()).expect("some name is free")
 }

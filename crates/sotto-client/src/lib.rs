@@ -10,6 +10,7 @@ mod connection;
 pub mod devices;
 mod error;
 mod files;
+mod history;
 mod requests;
 mod session;
 mod tls;

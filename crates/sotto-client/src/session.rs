@@ -68,6 +68,9 @@ pub struct Session<'m> {
     /// the server (once per session: a removed and re-registered handle is
     /// someone else, and must not silently swallow messages).
     pub(crate) checked: std::collections::HashSet<String>,
+    /// History another device handed over, imported during this session
+    /// and not yet reported ([`Session::take_imported_history`]).
+    pub(crate) imported: Option<sotto_core::archive::ArchiveSummary>,
 }
 
 impl<'m> Session<'m> {
@@ -100,7 +103,7 @@ impl<'m> Session<'m> {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut session = Self { messenger, conn, synced: false, checked: Default::default() };
+        let mut session = Self { messenger, conn, synced: false, checked: Default::default(), imported: None };
         if (stock as usize) < KEY_PACKAGE_BATCH / 2 {
             session.upload_key_packages().await?;
         }
@@ -113,6 +116,8 @@ impl<'m> Session<'m> {
         if let Err(e) = session.add_missing_devices(&me).await {
             tracing::warn!(error = %e, "could not add this account's other devices to every conversation yet");
         }
+        session.hand_over_owed_history().await;
+        session.take_offered_history().await;
         Ok(session)
     }
 
@@ -123,7 +128,7 @@ impl<'m> Session<'m> {
         let req = messenger.register_request(&conn.login_payload(), invite);
         conn.request(req).await?;
         messenger.mark_registered()?;
-        let mut session = Self { messenger, conn, synced: false, checked: Default::default() };
+        let mut session = Self { messenger, conn, synced: false, checked: Default::default(), imported: None };
         session.upload_key_packages().await?;
         Ok(session)
     }
@@ -213,6 +218,7 @@ impl<'m> Session<'m> {
                 Push::SyncDone => {
                     let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Flush, Task::Repair];
                     events.extend(self.run(tasks).await?);
+                    self.take_offered_history().await;
                     return Ok(events);
                 }
                 other => {
@@ -236,6 +242,7 @@ impl<'m> Session<'m> {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
             let events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
+            self.take_offered_history().await;
             if !events.is_empty() {
                 return Ok(events);
             }

@@ -48,6 +48,39 @@ pub enum Body {
     /// request): the account's other devices accept it too. A control
     /// message; other members ignore it.
     Accepted,
+    /// In the account's own group: this account trusts `account_key` for
+    /// `handle` (and compared safety numbers with them when `verified`).
+    /// The account's other devices take the same decision.
+    Trust {
+        /// Whose key.
+        handle: String,
+        /// The key trusted.
+        #[serde(with = "serde_bytes")]
+        account_key: Vec<u8>,
+        /// Safety numbers compared.
+        verified: bool,
+    },
+    /// In the account's own group: this account blocked (or unblocked)
+    /// `handle`.
+    Block {
+        /// Who.
+        handle: String,
+        /// Blocked now, or no longer.
+        blocked: bool,
+    },
+    /// In the account's own group: the history archive for a newly linked
+    /// device. `file` is the archive's blob (encrypted as every file is);
+    /// `secret` opens the archive itself. Only `device_id` imports it.
+    History {
+        /// The device it is for.
+        device_id: u32,
+        /// The archive's blob.
+        file: crate::files::FileInfo,
+        /// The archive's passphrase (random, never typed).
+        secret: String,
+        /// How many days back it reaches.
+        days: u32,
+    },
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -62,13 +95,24 @@ impl Body {
             Body::GroupMeta { .. } => "group_meta",
             Body::Leave => "leave",
             Body::Accepted => "accepted",
+            Body::Trust { .. } => "trust",
+            Body::Block { .. } => "block",
+            Body::History { .. } => "history",
             Body::Unknown => "unknown",
         }
     }
 
     /// Control messages change the conversation instead of being shown.
     pub fn is_control(&self) -> bool {
-        matches!(self, Body::GroupMeta { .. } | Body::Leave | Body::Accepted)
+        matches!(
+            self,
+            Body::GroupMeta { .. }
+                | Body::Leave
+                | Body::Accepted
+                | Body::Trust { .. }
+                | Body::Block { .. }
+                | Body::History { .. }
+        )
     }
 }
 

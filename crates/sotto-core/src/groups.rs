@@ -138,6 +138,9 @@ impl Messenger {
         seq: u64,
         body: Body,
     ) -> CoreResult<Vec<Event>> {
+        if GroupKind::of(group_id) == GroupKind::Own {
+            return self.apply_own(sender, body);
+        }
         if body == Body::Accepted {
             // Only this account's own devices speak for it.
             if sender == self.identity.handle {

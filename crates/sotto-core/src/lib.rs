@@ -9,6 +9,9 @@
 //! crash never leaves the two apart.
 #![deny(missing_docs)]
 
+pub mod archive;
+#[cfg(test)]
+mod archive_tests;
 pub mod backup;
 pub mod content;
 pub mod db;

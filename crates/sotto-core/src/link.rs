@@ -87,6 +87,10 @@ pub struct Handover {
     /// choice, so every device makes the same).
     #[serde(default)]
     pub auto_accept: bool,
+    /// Days of history the linking device hands over next, through the
+    /// account's own group (0: none).
+    #[serde(default)]
+    pub history_days: u32,
 }
 
 /// The code a person reads off the new device: slot and secret, in base32
@@ -240,7 +244,7 @@ mod tests {
         let request = LinkRequest::new("laptop").unwrap();
         let candidate = alice.inspect_link(&request.code(), request.key_package()).unwrap();
         assert_eq!(candidate.name, "laptop");
-        let (info, answer) = alice.approve_link(&candidate, 2).unwrap();
+        let (info, answer) = alice.approve_link(&candidate, 2, 0).unwrap();
         let (identity, handover) = request.accept(&answer).unwrap();
         assert_eq!(identity.handle, "alice");
         assert_eq!(identity.device_id, 2);
@@ -258,7 +262,7 @@ mod tests {
         let (slot, _) = parse_code(&request.code()).unwrap();
         let guessed = format_code(&slot, &[0; LINK_SECRET_LEN]);
         let candidate = mallory.inspect_link(&guessed, request.key_package()).unwrap();
-        let (_, answer) = mallory.approve_link(&candidate, 2).unwrap();
+        let (_, answer) = mallory.approve_link(&candidate, 2, 0).unwrap();
         let err = request.accept(&answer).err().expect("a forged answer must be refused");
         assert!(matches!(err, CoreError::BadCredential(_)), "{err:?}");
         assert!(err.to_string().contains("nothing was linked"), "{err}");
@@ -286,7 +290,7 @@ mod tests {
         let one = LinkRequest::new("one").unwrap();
         let other = LinkRequest::new("other").unwrap();
         let candidate = alice.inspect_link(&one.code(), one.key_package()).unwrap();
-        let (_, answer) = alice.approve_link(&candidate, 2).unwrap();
+        let (_, answer) = alice.approve_link(&candidate, 2, 0).unwrap();
         assert!(other.accept(&answer).is_err());
     }
 }

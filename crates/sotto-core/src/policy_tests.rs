@@ -163,7 +163,7 @@ fn a_message_on_its_way_when_its_device_is_removed_is_marked_not_sent_and_never_
     let (alice, bob, group) = pair();
     let request = crate::link::LinkRequest::new("laptop").unwrap();
     let candidate = alice.inspect_link(&request.code(), request.key_package()).unwrap();
-    let (_, answer) = alice.approve_link(&candidate, 2).unwrap();
+    let (_, answer) = alice.approve_link(&candidate, 2, 0).unwrap();
     let (identity, handover) = request.accept(&answer).unwrap();
     let laptop =
         Messenger::create_linked(&dir.path().join("laptop"), &crate::ProfileKey::KeyFile, identity, &handover).unwrap();

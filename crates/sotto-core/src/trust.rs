@@ -5,6 +5,7 @@ use crate::sql::Cached;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha512};
 
+use crate::content::Body;
 use crate::error::{CoreError, CoreResult};
 use crate::messenger::Messenger;
 
@@ -86,7 +87,12 @@ impl Messenger {
                 "that is not the safety number you share with @{handle}; do not trust this contact until you know why"
             )));
         }
-        self.conn.exec("UPDATE contacts SET verified=1 WHERE handle=?", [handle])?;
+        let (key, _, _) = self.contact_key(handle)?;
+        self.tx(|me| {
+            me.conn.exec("UPDATE contacts SET verified=1 WHERE handle=?", [handle])?;
+            me.tell_own_devices(Body::Trust { handle: handle.to_owned(), account_key: key, verified: true })?;
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -98,6 +104,17 @@ impl Messenger {
             return Ok(false);
         }
         let Some(new) = pending else { return Ok(false) };
+        self.tx(|me| {
+            me.trust_here(handle, &new)?;
+            me.tell_own_devices(Body::Trust { handle: handle.to_owned(), account_key: new.clone(), verified: false })?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
+    /// Takes `new` as `handle`'s account key on this device (the person
+    /// trusted it here or on another of their devices).
+    pub(crate) fn trust_here(&self, handle: &str, new: &[u8]) -> CoreResult<()> {
         self.tx(|me| {
             me.conn.exec(
                 "UPDATE contacts SET account_key=?, pending_key=NULL, key_changed=0, verified=0 WHERE handle=?",
@@ -116,8 +133,7 @@ impl Messenger {
                 }
             }
             Ok(())
-        })?;
-        Ok(true)
+        })
     }
 }
 

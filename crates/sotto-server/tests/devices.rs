@@ -56,7 +56,7 @@ async fn link(
             }
         };
         assert_eq!(candidate.name, name);
-        existing.complete_link(&candidate, wait).await.unwrap()
+        existing.complete_link(&candidate, wait, 0).await.unwrap()
     });
     let (identity, handover) = answer.unwrap().expect("answered");
     let m = Messenger::create_linked(dir, &ProfileKey::KeyFile, identity, &handover).unwrap();
@@ -194,7 +194,7 @@ async fn the_device_cap_holds_and_an_exhausted_device_is_added_by_its_last_resor
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        a.complete_link(&candidate, Duration::ZERO).await
+        a.complete_link(&candidate, Duration::ZERO, 0).await
     });
     let e = refused.unwrap_err().to_string();
     assert!(e.contains("as many as this server allows") && e.contains("sotto device remove"), "{e}");

@@ -202,7 +202,7 @@ impl Sim {
         // and `sotto device add`); it starts outside the group.
         let request = LinkRequest::new("second").unwrap();
         let candidate = clients[0].m.inspect_link(&request.code(), request.key_package()).unwrap();
-        let (info, link_answer) = clients[0].m.approve_link(&candidate, 2).unwrap();
+        let (info, link_answer) = clients[0].m.approve_link(&candidate, 2, 0).unwrap();
         store.add_device("c0", &info, 8, 0).unwrap();
         let (identity, handover) = request.accept(&link_answer).unwrap();
         let mut m = Messenger::create_linked(&dir.join("second"), &ProfileKey::KeyFile, identity, &handover).unwrap();

@@ -358,7 +358,7 @@ impl App {
                 None => usage(self, "/decline @handle or /decline #group (as /requests lists it)"),
             },
             "/device" => match (a.as_deref(), b) {
-                (Some("add"), Some(code)) => Some(Command::LinkDevice { code }),
+                (Some("add"), Some(code)) => Some(Command::LinkDevice { code, history_days: None }),
                 (Some("remove"), Some(id)) => match id.trim().parse() {
                     Ok(id) => Some(Command::RemoveDevice { id }),
                     Err(_) => usage(self, "/device remove ID (the number /devices shows)"),

@@ -55,6 +55,9 @@ pub enum Command {
     LinkDevice {
         /// The code, as shown (case, dashes and spaces do not matter).
         code: String,
+        /// Days of history to hand over (`None`: the default, 30; 0: none).
+        #[serde(default)]
+        history_days: Option<u32>,
     },
     /// Remove a device of this account for good.
     RemoveDevice {

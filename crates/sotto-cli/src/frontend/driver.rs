@@ -243,11 +243,12 @@ async fn run_command(
             Outcome::Presence
         }
         Command::Devices => Outcome::Devices { devices: device_entries(m, s).await? },
-        Command::LinkDevice { code } => {
+        Command::LinkDevice { code, history_days } => {
             let candidate = s.fetch_link(&code).await?;
             // The front end does not wait for the new device: it joins the
             // conversations at this device's next connection if need be.
-            let linked = s.complete_link(&candidate, Duration::from_secs(20)).await?;
+            let days = history_days.unwrap_or(sotto_client::devices::DEFAULT_HISTORY_DAYS);
+            let linked = s.complete_link(&candidate, Duration::from_secs(20), days).await?;
             Outcome::DeviceLinked { id: linked.device_id, name: candidate.name, complete: linked.complete }
         }
         Command::RemoveDevice { id } => {

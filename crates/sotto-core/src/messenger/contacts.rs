@@ -44,13 +44,38 @@ impl Messenger {
 
     /// Blocks `handle`: their welcomes are dropped and their messages are
     /// not stored or shown, in any conversation. True if newly blocked.
+    /// The account's other devices block them too.
     pub fn block(&self, handle: &str) -> CoreResult<bool> {
-        Ok(self.conn.exec("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![handle, self.now()])? > 0)
+        self.tx(|me| {
+            let new = me.set_blocked(handle, true)?;
+            if new {
+                me.tell_own_devices(Body::Block { handle: handle.to_owned(), blocked: true })?;
+            }
+            Ok(new)
+        })
     }
 
-    /// Lifts a block. True if `handle` was blocked.
+    /// Lifts a block (on the account's other devices too). True if
+    /// `handle` was blocked.
     pub fn unblock(&self, handle: &str) -> CoreResult<bool> {
-        Ok(self.conn.exec("DELETE FROM blocked WHERE handle=?", [handle])? > 0)
+        self.tx(|me| {
+            let was = me.set_blocked(handle, false)?;
+            if was {
+                me.tell_own_devices(Body::Block { handle: handle.to_owned(), blocked: false })?;
+            }
+            Ok(was)
+        })
+    }
+
+    /// Blocks or unblocks on this device only. True if that changed
+    /// anything.
+    pub(crate) fn set_blocked(&self, handle: &str, blocked: bool) -> CoreResult<bool> {
+        let changed = if blocked {
+            self.conn.exec("INSERT OR IGNORE INTO blocked(handle, since) VALUES(?,?)", params![handle, self.now()])?
+        } else {
+            self.conn.exec("DELETE FROM blocked WHERE handle=?", [handle])?
+        };
+        Ok(changed > 0)
     }
 
     /// Whether this person blocked `handle`.

@@ -62,7 +62,13 @@ impl Messenger {
     /// makes the answer for its slot: a welcome into a two-member MLS group
     /// (kept in memory only) and the handover as a message in it. Returns
     /// the device as the server is to store it, and the answer.
-    pub fn approve_link(&self, candidate: &LinkCandidate, device_id: u32) -> CoreResult<(DeviceInfo, Vec<u8>)> {
+    /// `history_days` tells the new device how much history to wait for.
+    pub fn approve_link(
+        &self,
+        candidate: &LinkCandidate,
+        device_id: u32,
+        history_days: u32,
+    ) -> CoreResult<(DeviceInfo, Vec<u8>)> {
         let certificate = self.identity.certify(device_id, &candidate.device_key)?;
         let device = DeviceInfo { device_id, device_key: candidate.device_key.clone(), certificate };
         let mut devices = self.own_devices()?;
@@ -87,6 +93,7 @@ impl Messenger {
             blocked: self.blocked()?,
             devices: devices.into_iter().map(|d| (d.device_id, d.name)).collect(),
             auto_accept: self.auto_accept()?,
+            history_days,
         };
         let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
         let signer = self.identity.signer();

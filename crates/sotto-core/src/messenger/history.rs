@@ -6,7 +6,7 @@ use super::*;
 impl Messenger {
     pub(crate) fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
         let sql = format!(
-            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND {clause} ORDER BY n"
+            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND conversation != '{OWN_CONVERSATION}' AND {clause} ORDER BY n"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
@@ -52,10 +52,10 @@ impl Messenger {
 
     /// Every conversation name, with its newest activity first.
     pub fn conversations(&self) -> CoreResult<Vec<String>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT g.conversation, max(coalesce(m.n, 0)) AS last FROM groups g LEFT JOIN messages m ON m.conversation = g.conversation
-             WHERE g.request_from IS NULL GROUP BY g.conversation ORDER BY last DESC, g.conversation",
-        )?;
+             WHERE g.request_from IS NULL AND g.conversation != '{OWN_CONVERSATION}' GROUP BY g.conversation ORDER BY last DESC, g.conversation",
+        ))?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -121,6 +121,10 @@ impl Messenger {
                 if content.body.is_control() {
                     return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);
                 }
+                if GroupKind::of(&d.group_id) == GroupKind::Own {
+                    // The own group carries control messages only.
+                    return Ok(vec![]);
+                }
                 let exists: Option<i64> =
                     self.conn.row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
                 if exists.is_some() || self.is_blocked(&sender.handle)? {
@@ -226,6 +230,11 @@ impl Messenger {
                     } else if is_group && !gone.iter().take_while(|g| *g != c).any(|g| g.handle == c.handle) {
                         notes.push(format!("@{} is no longer in the group", c.handle));
                     }
+                }
+                if GroupKind::of(&d.group_id) == GroupKind::Own {
+                    // Devices coming and going show in the conversations
+                    // themselves; the own group is never shown.
+                    notes.clear();
                 }
                 let mut events = Vec::new();
                 for text in notes {

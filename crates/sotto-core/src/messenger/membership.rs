@@ -217,8 +217,15 @@ impl Messenger {
                 // claimed about who sent it): not joined.
                 return Err(CoreError::Blocked(handles.join(", @")));
             }
+            if GroupKind::of(group_id) == GroupKind::Own && !handles.is_empty() {
+                // An "own" group with other people in it is someone else's
+                // trick to read what this account tells its devices: not
+                // joined, and left on the server like a blocked sender's.
+                return Err(CoreError::Blocked(handles.join(", @")));
+            }
             let conversation = match (GroupKind::of(group_id), handles.as_slice()) {
                 (GroupKind::Direct, [one]) => format!("@{one}"),
+                (GroupKind::Own, _) => OWN_CONVERSATION.to_owned(),
                 // The name arrives in the group's first message; until then
                 // the conversation goes by a placeholder.
                 _ => format!("#new-{}", short_id(group_id, 4)),
@@ -262,6 +269,10 @@ impl Messenger {
         });
         match joined {
             Err(CoreError::AlreadyJoined) => Ok(vec![]),
+            // The own group is no conversation to show.
+            Ok(events) if GroupKind::of(group_id) == GroupKind::Own => {
+                Ok(events.into_iter().filter(|e| !matches!(e, Event::Joined { .. })).collect())
+            }
             other => other,
         }
     }

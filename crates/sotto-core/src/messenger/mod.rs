@@ -25,6 +25,7 @@ mod inbound;
 mod membership;
 mod model;
 mod outbox;
+mod own_group;
 mod requests;
 mod schema;
 
@@ -32,6 +33,7 @@ pub use devices::{LinkCandidate, OwnDevice};
 pub use files::UploadState;
 pub use model::*;
 pub use outbox::*;
+pub use own_group::HistoryOffer;
 pub use requests::MessageRequest;
 pub(crate) use schema::SCHEMA;
 
@@ -142,7 +144,8 @@ impl Messenger {
     }
 
     /// Now, by this messenger's clock (ms since the Unix epoch).
-    pub(crate) fn now(&self) -> i64 {
+    /// The messenger's clock, milliseconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
         (self.env.clock)()
     }
 

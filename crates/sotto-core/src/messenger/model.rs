@@ -107,15 +107,22 @@ pub enum GroupKind {
     Direct = 1,
     /// Named group.
     Group = 2,
+    /// The account's own group: only this account's devices, never shown
+    /// as a conversation. Trust decisions, blocks and history handovers go
+    /// from one device to the others through it.
+    Own = 3,
 }
+
+/// The local name of the account's own group (hidden from every list).
+pub const OWN_CONVERSATION: &str = "~self";
 
 impl GroupKind {
     /// The kind a group id says.
     pub fn of(group_id: &[u8]) -> Self {
-        if group_id.first() == Some(&2) {
-            Self::Group
-        } else {
-            Self::Direct
+        match group_id.first() {
+            Some(2) => Self::Group,
+            Some(3) => Self::Own,
+            _ => Self::Direct,
         }
     }
 }

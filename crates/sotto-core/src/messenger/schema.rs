@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS uploads(
     nonce BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- Where this device keeps the file of a message (downloaded, or the
+-- file it sent), so a history archive for a new device can carry it.
+CREATE TABLE IF NOT EXISTS file_copies(message_id BLOB PRIMARY KEY, path TEXT NOT NULL);
 -- This account's devices by number, with the names people gave them.
 CREATE TABLE IF NOT EXISTS own_devices(
     device_id INTEGER PRIMARY KEY,
