@@ -95,7 +95,14 @@ async fn link(
         report(&events);
         joined += events.iter().filter(|e| matches!(e, Event::Joined { .. })).count();
     }
-    let history = if handover.history_days > 0 { wait_for_history(&mut session, wait).await } else { None };
+    // The linking device hands it over right after adding this one
+    // everywhere; if it gave up waiting for this one, it does so at its
+    // next connection, and a later command here takes it in.
+    let history = if handover.history_days > 0 {
+        wait_for_history(&mut session, wait.min(Duration::from_secs(120))).await
+    } else {
+        None
+    };
     session.close().await;
     say!("linked: @{handle} (device {device_id}, \"{name}\")");
     say!("profile: {}", dir.display());

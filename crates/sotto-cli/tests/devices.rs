@@ -167,7 +167,10 @@ fn a_linked_device_gets_the_last_days_of_history_with_files_and_later_trust_deci
     assert!(laptop.ok(&["history", "@carol"]).contains("hello from carol"));
     let copy = laptop.profile.join("downloads").join("holiday.jpg");
     assert_eq!(std::fs::read(&copy).unwrap(), photo);
-    // Nothing of the archive stays on either device.
+    // Nothing of the archive stays on the server (the laptop fetched it)
+    // or on either device.
+    let blobs: Vec<_> = std::fs::read_dir(server.data.join("blobs")).unwrap().flatten().collect();
+    assert!(blobs.is_empty(), "the server keeps no copy: {blobs:?}");
     for dir in [alice.profile.join("outgoing"), laptop.profile.join("incoming")] {
         let left: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         assert!(left.iter().all(|p| p.is_dir() && std::fs::read_dir(p).unwrap().next().is_none()), "{left:?}");

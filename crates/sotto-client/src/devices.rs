@@ -115,6 +115,27 @@ impl Session<'_> {
         Ok(changed)
     }
 
+    /// Before a message to a named group: a device of a member that is on
+    /// their account's signed list but missing from the group (its own
+    /// devices did not add it: offline since the link, say) is added now,
+    /// so it reads this message. A member's list is looked at once an hour
+    /// at most, 16 members per send; not fatal (the message goes anyway).
+    pub(crate) async fn add_members_missing_devices(&mut self, group_id: &[u8]) {
+        let due = match self.messenger.members_due_device_check(group_id, 16) {
+            Ok(d) => d,
+            Err(e) => return tracing::warn!(error = %e, "could not read the group's members"),
+        };
+        for handle in due {
+            let added = match self.lookup(&handle).await {
+                Ok(info) => self.add_devices_of(&info).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = added {
+                tracing::warn!(handle, error = %e, "could not add a new device of theirs yet");
+            }
+        }
+    }
+
     /// Fetches the device waiting under `code` (its package must match the
     /// code).
     pub async fn fetch_link(&mut self, code: &str) -> SessionResult<LinkCandidate> {
@@ -181,7 +202,13 @@ impl Session<'_> {
         loop {
             conversations += self.add_missing_devices(&handle).await?;
             let missing = self.messenger.groups_missing_devices(&handle, &[device.device_id])?;
-            let done = missing.is_empty();
+            // The own group too: the history and what this device tells
+            // the others go through it.
+            let in_own_group = match self.messenger.own_group()? {
+                Some(g) => self.messenger.groups_with_own_device(device_id)?.contains(&g),
+                None => false,
+            };
+            let done = missing.is_empty() && in_own_group;
             if done || tokio::time::Instant::now() >= deadline {
                 let history = match history_days {
                     0 => None,

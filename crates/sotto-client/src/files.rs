@@ -57,7 +57,9 @@ impl Session<'_> {
                     self.check_peer(h).await?;
                 }
                 self.ensure_direct(h).await?;
-            } else if self.messenger().conversation_group(c)?.is_none() {
+            } else if let Some(group_id) = self.messenger().conversation_group(c)? {
+                self.add_members_missing_devices(&group_id).await;
+            } else {
                 return Err(other(format!("no conversation {c}; see `sotto groups`")));
             }
         }

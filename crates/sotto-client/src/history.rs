@@ -107,6 +107,15 @@ impl Session<'_> {
     /// After deliveries were processed: an offered history is imported at
     /// once (not fatal: tried again at the next connection).
     pub(crate) async fn take_offered_history(&mut self) {
+        let release = self.messenger.blobs_to_release().unwrap_or_default();
+        if !release.is_empty() {
+            for blob_id in release {
+                // Gone already, or never shared with this device: nothing
+                // to release.
+                let _ = self.connection().request(Request::BlobFetched { blob_id }).await;
+            }
+            let _ = self.messenger.blobs_released();
+        }
         if !matches!(self.messenger.history_offer(), Ok(Some(_))) {
             return;
         }

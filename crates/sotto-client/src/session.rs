@@ -425,7 +425,9 @@ impl<'m> Session<'m> {
                 self.check_peer(handle).await?;
             }
             self.ensure_direct(handle).await?;
-        } else if self.messenger.conversation_group(conversation)?.is_none() {
+        } else if let Some(group_id) = self.messenger.conversation_group(conversation)? {
+            self.add_members_missing_devices(&group_id).await;
+        } else {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
         Ok(self.messenger.prepare_text(conversation, text)?)

@@ -29,6 +29,10 @@ pub struct OwnDevice {
     pub name: String,
 }
 
+/// How long a member's device list, once looked at before a send to a
+/// named group, counts as current: an hour.
+pub const DEVICE_CHECK_MS: i64 = 3600 * 1000;
+
 impl Messenger {
     /// Checks a link package fetched by `code`: it must hash to the code's
     /// slot (so the server cannot have swapped it) and be a valid link
@@ -321,6 +325,33 @@ impl Messenger {
             }
         }
         Ok((good, bad))
+    }
+
+    /// Members of a named group (not this account) whose device list is
+    /// due a look before this device sends there: never looked at, or not
+    /// within [`DEVICE_CHECK_MS`]; the longest unchecked first, at most
+    /// `limit` (a large group is covered over several sends). Each is
+    /// marked looked at now.
+    pub fn members_due_device_check(&self, group_id: &[u8], limit: usize) -> CoreResult<Vec<String>> {
+        let now = self.now();
+        let mut due: Vec<(i64, String)> = Vec::new();
+        for handle in self.members_of(group_id)? {
+            if handle == self.identity.handle {
+                continue;
+            }
+            let at: Option<i64> =
+                self.conn.row("SELECT at FROM device_checks WHERE handle=?", [&handle], |r| r.get(0)).optional()?;
+            match at {
+                Some(t) if now - t < DEVICE_CHECK_MS => {}
+                other => due.push((other.unwrap_or(0), handle)),
+            }
+        }
+        due.sort();
+        due.truncate(limit);
+        for (_, h) in &due {
+            self.conn.exec("INSERT OR REPLACE INTO device_checks(handle, at) VALUES(?,?)", params![h, now])?;
+        }
+        Ok(due.into_iter().map(|(_, h)| h).collect())
     }
 
     fn active_groups(&self) -> CoreResult<Vec<Vec<u8>>> {

@@ -63,6 +63,16 @@ impl Messenger {
                 self.set_setting("history_offer", &cbor(&HistoryOffer { file, secret, days }))?;
                 Ok(vec![])
             }
+            // For another device of the account: this one will never fetch
+            // it, so it tells the server at once that it need not keep the
+            // blob for it ([`Messenger::blobs_to_release`]).
+            Body::History { file, .. } => {
+                let mut release: Vec<serde_bytes::ByteBuf> =
+                    self.blobs_to_release()?.into_iter().map(serde_bytes::ByteBuf::from).collect();
+                release.push(serde_bytes::ByteBuf::from(file.blob_id));
+                self.set_setting("blobs_to_release", &cbor(&release))?;
+                Ok(vec![])
+            }
             _ => Ok(vec![]),
         }
     }
@@ -99,6 +109,23 @@ impl Messenger {
             Some(_) => {}
         }
         Ok(vec![])
+    }
+
+    /// Blobs shared with this device that it will never fetch (another
+    /// device's history archive): the server is told, so it keeps them
+    /// only for the device they are for.
+    pub fn blobs_to_release(&self) -> CoreResult<Vec<Vec<u8>>> {
+        Ok(self
+            .setting("blobs_to_release")?
+            .and_then(|b| ciborium::from_reader::<Vec<serde_bytes::ByteBuf>, _>(b.as_slice()).ok())
+            .map(|v| v.into_iter().map(|b| b.into_vec()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Forgets the blobs released on the server.
+    pub fn blobs_released(&self) -> CoreResult<()> {
+        self.conn.exec("DELETE FROM settings WHERE k='blobs_to_release'", [])?;
+        Ok(())
     }
 
     /// The history archive offered to this device, if one waits.

@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS uploads(
 -- Where this device keeps the file of a message (downloaded, or the
 -- file it sent), so a history archive for a new device can carry it.
 CREATE TABLE IF NOT EXISTS file_copies(message_id BLOB PRIMARY KEY, path TEXT NOT NULL);
+-- When each person's device list was last looked at before a send to a
+-- named group (a new device of theirs is added then if missing).
+CREATE TABLE IF NOT EXISTS device_checks(handle TEXT PRIMARY KEY, at INTEGER NOT NULL);
 -- This account's devices by number, with the names people gave them.
 CREATE TABLE IF NOT EXISTS own_devices(
     device_id INTEGER PRIMARY KEY,
