@@ -315,6 +315,14 @@ pub(crate) enum BackupCommand {
         /// Protect the restored profile with a key file instead of a passphrase (weaker).
         #[arg(long)]
         no_passphrase: bool,
+        /// Become a device of its own beside the one backed up (a second
+        /// machine), instead of replacing it. Needs the account's first
+        /// device's backup and the server.
+        #[arg(long)]
+        new_device: bool,
+        /// The new device's name (with --new-device; default: the computer's name).
+        #[arg(long, requires = "new_device")]
+        name: Option<String>,
     },
 }
 

@@ -22,7 +22,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
 }
 
 /// The computer's name, for a device that was not given one.
-fn default_name() -> String {
+pub(crate) fn default_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -68,7 +68,40 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             messenger.backup(file, &pass)?;
             say!("backup written to {} (keep the backup passphrase; without it the file is useless)", file.display());
         }
-        Command::Backup(BackupCommand::Restore { file, no_passphrase }) => {
+        Command::Backup(BackupCommand::Restore { file, no_passphrase, new_device: true, name }) => {
+            let pass = profile::backup_passphrase(false)?;
+            let key = profile::new_key(*no_passphrase)?;
+            let existed = dir.exists();
+            let name = name.clone().unwrap_or_else(crate::devices_cmds::default_name);
+            let gone = |e: anyhow::Error| {
+                // Leave no half-made profile folder behind; the backup is
+                // untouched.
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&dir);
+                } else {
+                    sotto_core::db::remove(&dir);
+                }
+                e
+            };
+            let mut messenger = sotto_core::Messenger::restore_as_new_device(file, &pass, &dir, &key, &name)
+                .map_err(|e| gone(profile::explain(&dir, e)))?;
+            let id = match sotto_client::devices::enroll(&mut messenger).await {
+                Ok(id) => id,
+                Err(e) => {
+                    drop(messenger);
+                    return Err(gone(anyhow::Error::new(e).context(
+                        "the backup was not restored: a new device joins its account on the server, which did not take it",
+                    )));
+                }
+            };
+            say!(
+                "restored @{} into {} as a new device: device {id} (\"{name}\"), beside the one backed up",
+                messenger.identity().handle,
+                dir.display()
+            );
+            say!("its history is here; its conversations resume as your other devices and your contacts add it");
+        }
+        Command::Backup(BackupCommand::Restore { file, no_passphrase, .. }) => {
             let pass = profile::backup_passphrase(false)?;
             let key = profile::new_key(*no_passphrase)?;
             let existed = dir.exists();

@@ -193,3 +193,51 @@ fn a_linked_device_gets_the_last_days_of_history_with_files_and_later_trust_deci
     assert!(!open_profile(&laptop).conversations().unwrap().iter().any(|c| c == "~self"));
     assert!(!laptop.ok(&["groups"]).contains("~self"));
 }
+
+#[test]
+fn a_backup_restored_as_a_new_device_joins_beside_the_original_with_its_history() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    bob.ok(&["send", "@alice", "before the backup"]);
+    alice.receive_json();
+    let file = root.path().join("alice.sotto-backup");
+    let backup =
+        |u: &User, args: &[&str]| u.cmd().env("SOTTO_BACKUP_PASSPHRASE", "backup secret").args(args).output().unwrap();
+    assert!(backup(alice, &["backup", "create", file.to_str().unwrap()]).status.success());
+    // The original goes on after the backup.
+    alice.ok(&["send", "@bob", "after the backup"]);
+    bob.receive_json();
+
+    let second = User { name: "alice".into(), profile: root.path().join("alice-second-machine") };
+    let out = backup(&second, &["backup", "restore", file.to_str().unwrap(), "--new-device", "--name", "desk"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("as a new device: device 2 (\"desk\")"), "{said}");
+    assert!(second.ok(&["history", "@bob"]).contains("before the backup"), "the backup's history is kept");
+
+    // Both machines are alice now: bob's next message reaches both (his
+    // client adds the certified new device first), and each can write.
+    bob.ok(&["send", "@alice", "to both machines"]);
+    assert!(has_text(&second.receive_json(), "@bob", "bob", "to both machines"));
+    assert!(has_text(&alice.receive_json(), "@bob", "bob", "to both machines"), "the original is not cut off");
+    second.ok(&["send", "@bob", "from the second machine"]);
+    alice.ok(&["send", "@bob", "from the original"]);
+    let got = bob.receive_json();
+    assert!(has_text(&got, "@alice", "alice", "from the second machine"), "{got:?}");
+    assert!(has_text(&got, "@alice", "alice", "from the original"), "{got:?}");
+    let devices = alice.ok(&["devices"]);
+    assert!(devices.contains("desk"), "{devices}");
+
+    // A backup of a linked device cannot make devices: it says what to do,
+    // and leaves nothing behind.
+    let laptop = User::new(root.path(), "alice-laptop");
+    link(&laptop, alice, &server, "laptop");
+    let linked_file = root.path().join("laptop.sotto-backup");
+    assert!(backup(&laptop, &["backup", "create", linked_file.to_str().unwrap()]).status.success());
+    let third = User { name: "alice".into(), profile: root.path().join("alice-third") };
+    let out = backup(&third, &["backup", "restore", linked_file.to_str().unwrap(), "--new-device"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sotto link"), "{out:?}");
+    assert!(!sotto_core::db::exists(&third.profile));
+}

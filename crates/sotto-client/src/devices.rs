@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use sotto_core::link::{Handover, LinkRequest};
-use sotto_core::{GroupKind, Identity, LinkCandidate};
+use sotto_core::{GroupKind, Identity, LinkCandidate, Messenger};
 use sotto_proto::{DeviceRecord, ErrorCode, Request, Response, ServerAddress, UserInfo};
 
 use crate::{ClientError, Connection, Session, SessionError, SessionResult};
@@ -293,4 +293,45 @@ pub async fn wait_for_link(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Joins a profile restored as a new device
+/// ([`sotto_core::Messenger::restore_as_new_device`]) to its account: the
+/// server checks the certificate the account key made and adds the device,
+/// trying the next number while one is taken, then gets its KeyPackages.
+/// Returns the device's number.
+pub async fn enroll(messenger: &mut Messenger) -> SessionResult<u32> {
+    let address = ServerAddress::parse(&messenger.server()?).map_err(|e| SessionError::Other(e.to_string()))?;
+    let mut conn = crate::connect_with_retry(&address, 2).await?;
+    for _ in 0..64 {
+        let request = messenger.enroll_request(&conn.login_payload());
+        match conn.request(request).await {
+            Ok(Response::LoggedIn { .. }) => {
+                messenger.copy_confirmed()?;
+                let id = messenger.identity().device_id;
+                let mut session = Session::logged_in(messenger, conn);
+                session.upload_key_packages().await?;
+                session.close().await;
+                return Ok(id);
+            }
+            Ok(other) => return Err(unexpected("enrolling the device", other)),
+            Err(e) if e.code() == Some(ErrorCode::BadRequest) => {
+                messenger.renumber_device()?;
+            }
+            Err(e) if e.code() == Some(ErrorCode::DeviceLimit) => {
+                return Err(SessionError::Other(format!(
+                    "{}: remove one with `sotto device remove ID` on another device, then restore again",
+                    e.server_message().unwrap_or("the account has as many devices as this server allows")
+                )))
+            }
+            Err(e) if e.code() == Some(ErrorCode::BadCertificate) => {
+                return Err(SessionError::Other(format!(
+                    "the server holds another account key for @{} than this backup: the account was deleted and registered again since",
+                    messenger.identity().handle
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SessionError::Other("the server refused every device number tried; try again later".into()))
 }

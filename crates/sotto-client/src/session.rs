@@ -103,7 +103,7 @@ impl<'m> Session<'m> {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut session = Self { messenger, conn, synced: false, checked: Default::default(), imported: None };
+        let mut session = Self::logged_in(messenger, conn);
         if (stock as usize) < KEY_PACKAGE_BATCH / 2 {
             session.upload_key_packages().await?;
         }
@@ -121,6 +121,11 @@ impl<'m> Session<'m> {
         Ok(session)
     }
 
+    /// A session over a connection that just logged in.
+    pub(crate) fn logged_in(messenger: &'m Messenger, conn: Connection) -> Self {
+        Self { messenger, conn, synced: false, checked: Default::default(), imported: None }
+    }
+
     /// Registers a freshly created profile on its server.
     pub async fn register(messenger: &'m Messenger, invite: Option<String>) -> SessionResult<Self> {
         let address = ServerAddress::parse(&messenger.server()?).map_err(|e| SessionError::Other(e.to_string()))?;
@@ -128,7 +133,7 @@ impl<'m> Session<'m> {
         let req = messenger.register_request(&conn.login_payload(), invite);
         conn.request(req).await?;
         messenger.mark_registered()?;
-        let mut session = Self { messenger, conn, synced: false, checked: Default::default(), imported: None };
+        let mut session = Self::logged_in(messenger, conn);
         session.upload_key_packages().await?;
         Ok(session)
     }
@@ -172,7 +177,7 @@ impl<'m> Session<'m> {
         self.run([Task::Post(item)]).await.map(drop)
     }
 
-    async fn upload_key_packages(&mut self) -> SessionResult<()> {
+    pub(crate) async fn upload_key_packages(&mut self) -> SessionResult<()> {
         let req = self.messenger.key_package_upload(KEY_PACKAGE_BATCH)?;
         self.conn.request(req).await?;
         Ok(())

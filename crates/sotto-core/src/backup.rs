@@ -88,8 +88,19 @@ impl Messenger {
         })
     }
 
-    /// Restores a backup into a new profile in `dir`, protected by `key`.
+    /// Restores a backup into a new profile in `dir`, protected by `key`:
+    /// the same device, replacing the copy in use (which the server then
+    /// refuses). See [`Messenger::restore_as_new_device`] for a device of
+    /// its own beside the original.
     pub fn restore(file: &Path, passphrase: &str, dir: &Path, key: &ProfileKey) -> CoreResult<Self> {
+        let m = Self::restore_files(file, passphrase, dir, key)?;
+        m.become_new_copy()?;
+        Ok(m)
+    }
+
+    /// The backup's database, decrypted into a new profile in `dir`, as it
+    /// was when the backup was made.
+    pub(crate) fn restore_files(file: &Path, passphrase: &str, dir: &Path, key: &ProfileKey) -> CoreResult<Self> {
         if db::exists(dir) {
             return Err(CoreError::ProfileExists(dir.display().to_string()));
         }
@@ -109,9 +120,7 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        let m = Messenger::open(dir, key)?;
-        m.become_new_copy()?;
-        Ok(m)
+        Messenger::open(dir, key)
     }
 }
 

@@ -139,6 +139,19 @@ impl Identity {
         Ok(account.sign(&payload).to_bytes().to_vec())
     }
 
+    /// Another device of this account, made and certified here: a new
+    /// device key as number `device_id` (a restored backup becoming a
+    /// device of its own). `None` for a new key kept (renumbering).
+    pub(crate) fn as_device(&self, device_id: u32, fresh_key: bool, name: &str) -> CoreResult<Self> {
+        let account = self.account.clone().ok_or_else(|| {
+            CoreError::Invalid(
+                "this profile does not hold the account key (it was a linked device): it cannot become a device of its own; link the new machine with `sotto link` instead".into(),
+            )
+        })?;
+        let device = if fresh_key { SigningKey::generate(&mut rand::rngs::OsRng) } else { self.device.clone() };
+        Ok(Self::primary(self.handle.clone(), device_id, account, device, Some(name.to_owned())))
+    }
+
     /// The account public key.
     pub fn account_key(&self) -> Vec<u8> {
         self.account_public.clone()

@@ -91,6 +91,20 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
+    /// Log in as a new device of an existing account, certified by the
+    /// account key (a restored backup of the account's first device
+    /// becoming a device of its own): the server checks the certificate
+    /// against the account key, adds the device (within its cap; a revoked
+    /// number is refused) and logs it in. Allowed before login.
+    EnrollDevice {
+        /// The account's handle.
+        handle: String,
+        /// The new device, certified by the account key.
+        device: DeviceInfo,
+        /// The new device key's signature over [`crate::signing::login_payload`].
+        #[serde(with = "serde_bytes")]
+        signature: Vec<u8>,
+    },
     /// Log a registered device in.
     Login {
         /// The account's handle.

@@ -213,15 +213,16 @@ async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -
                 }
                 respond(socket, 0, Err(malformed_error(&e))).await.ok()?;
             }
-            Incoming::Request(id, req @ (Request::Register { .. } | Request::Login { .. })) => {
-                match relay.authenticate(challenge, req).await {
-                    Ok((me, response)) => {
-                        respond(socket, id, Ok(response)).await.ok()?;
-                        return Some(me);
-                    }
-                    Err(e) => respond(socket, id, Err(e)).await.ok()?,
+            Incoming::Request(
+                id,
+                req @ (Request::Register { .. } | Request::Login { .. } | Request::EnrollDevice { .. }),
+            ) => match relay.authenticate(challenge, req).await {
+                Ok((me, response)) => {
+                    respond(socket, id, Ok(response)).await.ok()?;
+                    return Some(me);
                 }
-            }
+                Err(e) => respond(socket, id, Err(e)).await.ok()?,
+            },
             // A device waiting to be linked has no account yet: it may
             // only offer its link package (within this same deadline).
             Incoming::Request(id, Request::LinkOffer { key_package }) => {

@@ -207,6 +207,17 @@ impl Messenger {
                 let mut notes = Vec::new();
                 let is_group = GroupKind::of(&d.group_id) == GroupKind::Group;
                 for c in &joined {
+                    if c.handle == self.identity.handle {
+                        // A device of this account this one has not named
+                        // yet (enrolled from a backup, or linked from
+                        // another device): its name, from its credential.
+                        if let Some(name) = &c.device_name {
+                            self.conn.exec(
+                                "INSERT OR IGNORE INTO own_devices(device_id, name, added_at) VALUES(?,?,?)",
+                                params![c.device_id, name, self.now()],
+                            )?;
+                        }
+                    }
                     if before.iter().any(|(_, b)| b.handle == c.handle) || c.handle == self.identity.handle {
                         // A new device of someone already here: a notice,
                         // not a key-change hold (its certificate chains to

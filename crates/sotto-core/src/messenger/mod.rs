@@ -19,6 +19,7 @@ use crate::provider::{self, Provider};
 
 mod contacts;
 mod devices;
+mod enroll;
 mod files;
 mod history;
 mod inbound;

@@ -33,6 +33,33 @@ impl Relay {
                 let dref = DeviceRef { handle, device_id: device.device_id };
                 Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
             }
+            Request::EnrollDevice { handle, device, signature } => {
+                let store = self.store.clone();
+                let h = handle.clone();
+                let account = blocking_timed(&self.metrics, move || store.account(&h)).await?;
+                let Some(account) = account else { return Err(ErrorBody::new(ErrorCode::AuthFailed)) };
+                if device.device_key.len() != 32 || device.device_id == 0 {
+                    return Err(bad("a device has a 32-byte Ed25519 key and a number from 1"));
+                }
+                // Only the account key makes a device: whoever enrolls one
+                // could as well have added it from a logged-in device.
+                let cert_payload = signing::device_certificate_payload(&handle, device.device_id, &device.device_key);
+                if !verify(&account.account_key, &cert_payload, &device.certificate) {
+                    return Err(ErrorBody::new(ErrorCode::BadCertificate));
+                }
+                if !verify(&device.device_key, &payload, &signature) {
+                    return Err(ErrorBody::new(ErrorCode::AuthFailed));
+                }
+                if account.banned {
+                    return Err(ErrorBody::new(ErrorCode::Banned));
+                }
+                let (store, h, max) = (self.store.clone(), handle.clone(), self.config.max_devices);
+                let id = device.device_id;
+                blocking_timed(&self.metrics, move || store.add_device(&h, &device, max, now_ms())).await?;
+                tracing::info!(handle = %handle, device = id, "device enrolled by its account key");
+                let dref = DeviceRef { handle, device_id: id };
+                Ok((dref.clone(), Response::LoggedIn { device: dref, key_packages: 0 }))
+            }
             Request::Login { handle, device_id, signature, copy, takeover } => {
                 let store = self.store.clone();
                 let h = handle.clone();

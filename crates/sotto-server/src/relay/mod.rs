@@ -323,7 +323,9 @@ impl Relay {
             Submitted::Other(request) => request,
         };
         match request {
-            Request::Register { .. } | Request::Login { .. } => Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated)),
+            Request::Register { .. } | Request::Login { .. } | Request::EnrollDevice { .. } => {
+                Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated))
+            }
             Request::Sync => Err(bad("sync is handled by the session")),
             Request::DeleteAccount => self.delete_account(me).await,
             Request::UploadKeyPackages { packages, last_resort } => {
