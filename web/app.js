@@ -335,6 +335,27 @@ $('link-form').addEventListener('submit', (e) => {
     .catch(showError);
 });
 
+// This computer as a new device of an account: the QR code and the code
+// come from the local process (an SVG it drew, shown as an image).
+$('join-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const body = {
+    server: $('join-server').value.trim(),
+    profile: $('join-profile').value.trim(),
+    name: $('join-name').value.trim(),
+    passphrase: $('join-pass').value,
+  };
+  $('join-pass').value = '';
+  api('/api/link', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    .then((r) => {
+      $('join-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(r.qr);
+      $('join-code-text').textContent = r.code;
+      $('join-status').textContent = 'waiting for the other device…';
+      $('join-code').hidden = false;
+    })
+    .catch(showError);
+});
+
 // --- message requests -------------------------------------------------
 function renderRequests(list) {
   const ul = $('requests');
@@ -412,6 +433,12 @@ events.onmessage = (e) => {
       $('messages').replaceChildren();
       $('title').textContent = `Profile ${ev.profile}`;
       refresh().then(refreshRequests).catch(showError);
+      break;
+    case 'linked':
+      $('join-status').textContent = `linked: this is now a device of @${ev.handle}; opening profile ${ev.profile}…`;
+      break;
+    case 'link_failed':
+      $('join-status').textContent = ev.text;
       break;
     case 'notice':
       $('info').textContent = ev.conversation ? `${ev.conversation}: ${ev.text}` : ev.text;

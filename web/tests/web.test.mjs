@@ -325,3 +325,32 @@ test('switching to another profile from the page', async () => {
   alice('send', '@carol', 'hi carol');
   await page.getByText('hi carol').waitFor();
 });
+
+test('this computer as a new device: the page shows a QR code, the first device adds it, the page opens the account with its history', async () => {
+  const panel = page.locator('details', { has: page.locator('#profiles') });
+  if (!(await panel.evaluate((d) => d.open))) await page.locator('summary', { hasText: 'Profiles' }).click();
+  await page.locator('#join-server').fill(address);
+  await page.locator('#join-profile').fill('alice-browser');
+  await page.locator('#join-name').fill('browser');
+  await page.locator('#join-form button[type=submit]').click();
+  await page.locator('#join-code').waitFor();
+  const code = (await page.locator('#join-code-text').textContent()).trim();
+  assert.match(code, /^[A-Z2-7]{4}(-[A-Z2-7]{4}){5}$/);
+  const drawn = await page.locator('#join-qr').evaluate((img) => img.complete && img.naturalWidth >= 200);
+  assert.ok(drawn, 'the QR code is drawn');
+  await page.screenshot({ path: join(shots, 'link-qr.png') });
+  // On alice's first device (it waits for the page's device to come
+  // online, adds it everywhere and hands over the history).
+  const added = await new Promise((ok, fail) => {
+    const c = spawn(bin('sotto'), ['--profile', join(work, 'alice'), 'device', 'add', code, '--yes'], { env });
+    let out = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.on('exit', (status) => (status === 0 ? ok(out) : fail(new Error(`device add exited ${status}: ${out}`))));
+  });
+  assert.match(added, /added device \d+ \("browser"\)/);
+  await until(async () => (await page.locator('#me').textContent()) === '@alice', 'the page to open @alice', 30000);
+  // What alice said before this device existed is here.
+  await until(async () => (await page.locator('#conversations button[data-name="@bob"]').count()) === 1, '@bob listed', 30000);
+  await page.locator('#conversations button[data-name="@bob"]').click();
+  await page.getByText('hello from the command line').waitFor({ timeout: 30000 });
+});

@@ -382,6 +382,15 @@ pub async fn run(
                     break;
                 }
             }
+            if let Some(got) = session.take_imported_history() {
+                // Older messages from another device of the account: every
+                // conversation is shown afresh, with them ahead.
+                let text = format!("history from your other device: {} messages and {} files", got.messages, got.files);
+                let _ = ev.send(Event::Notice { conversation: None, text });
+                for c in m.conversations().unwrap_or_default() {
+                    history(m, &ev, &c);
+                }
+            }
             if last_presence.elapsed() > Duration::from_secs(15) {
                 last_presence = Instant::now();
                 let _ = presence(m, &mut session, &ev).await;

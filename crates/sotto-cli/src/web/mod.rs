@@ -159,6 +159,7 @@ macro_rules! guard {
 
 // After `guard!`, which it uses.
 mod files;
+mod link;
 
 use files::{download, upload};
 
@@ -325,6 +326,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
         .route("/api/history", get(history))
         .route("/api/action", post(act))
         .route("/api/upload", post(upload))
+        .route("/api/link", post(link::link))
         .route("/api/download", get(download))
         .route("/api/export", get(export))
         .route("/api/events", get(event_stream))
