@@ -91,6 +91,53 @@ pub(crate) enum Command {
         /// resumes when the same command runs again).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Answer this message (its id, from `history --json`), quoting it.
+        #[arg(long, value_name = "ID", conflicts_with = "file")]
+        reply_to: Option<String>,
+    },
+    /// React to a message with an emoji (or take the reaction back).
+    React {
+        /// The message's id (from `history --json` or `receive --json`).
+        id: String,
+        /// Any emoji.
+        emoji: String,
+        /// Take this reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Change the text of a message you sent, for everyone.
+    Edit {
+        /// The message's id.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message you sent for everyone (a "message deleted" line
+    /// stays), or with --for-me any message from this device only.
+    Delete {
+        /// The message's id.
+        id: String,
+        /// Only from this device; nothing is sent.
+        #[arg(long)]
+        for_me: bool,
+    },
+    /// Show or set a conversation's disappearing-message timer, for
+    /// everyone in it: `off`, or a duration such as 5m, 1h, 1d, 1w, 4w.
+    Timer {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// The new timer (leave out to show the current one).
+        duration: Option<String>,
+    },
+    /// Mark a conversation read (the others see it unless read receipts
+    /// are off), or turn sending read receipts on or off.
+    Read {
+        /// `@handle` or `#group`.
+        #[arg(required_unless_present = "receipts")]
+        conversation: Option<String>,
+        /// Whether the others learn that you read their messages.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        receipts: Option<String>,
     },
     /// The terminal UI: conversations, live messages, slash commands.
     Chat,

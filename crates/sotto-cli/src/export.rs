@@ -30,7 +30,38 @@ fn when(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn text(m: &StoredMessage, saved: &Files) -> String {
+/// A message's text with what happened to it: deleted (nothing of it
+/// stays), edited (the newest version), the message it answers, and its
+/// reactions with who gave them.
+fn text(m: &StoredMessage, saved: &Files, all: &[StoredMessage]) -> String {
+    if m.detail.deleted {
+        return crate::output::DELETED.to_owned();
+    }
+    let mut out = String::new();
+    if let Some(reply_to) = &m.detail.reply_to {
+        match all.iter().find(|q| q.id == *reply_to) {
+            Some(q) if q.detail.deleted => {
+                out.push_str(&format!("(in reply to {}: {}) ", q.sender, crate::output::DELETED))
+            }
+            Some(q) => {
+                let quoted: String = body_text(q, saved).chars().take(60).collect();
+                out.push_str(&format!("(in reply to {}: \"{quoted}\") ", q.sender));
+            }
+            None => out.push_str("(in reply to an earlier message) "),
+        }
+    }
+    out.push_str(&body_text(m, saved));
+    if m.detail.edited_at.is_some() {
+        out.push_str(" (edited)");
+    }
+    if !m.detail.reactions.is_empty() {
+        let list: Vec<String> = m.detail.reactions.iter().map(|(e, by)| format!("{e} {}", by.join(", "))).collect();
+        out.push_str(&format!(" [reactions: {}]", list.join("; ")));
+    }
+    out
+}
+
+fn body_text(m: &StoredMessage, saved: &Files) -> String {
     match &m.body {
         Body::Text { text } => text.clone(),
         Body::File { file, caption } => {
@@ -80,9 +111,9 @@ pub fn render_with_files(
             let mut out = format!("sotto conversation {conversation}, exported by @{me} at {exported}\n\n");
             for m in messages {
                 if m.state == MessageState::System {
-                    out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m, saved)));
+                    out.push_str(&format!("[{}] -- {}\n", when(m.sent_at), text(m, saved, messages)));
                 } else {
-                    out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m, saved)));
+                    out.push_str(&format!("[{}] {}: {}\n", when(m.sent_at), m.sender, text(m, saved, messages)));
                 }
             }
             out
@@ -119,7 +150,7 @@ pub fn render_with_files(
                 };
                 body.push_str(&format!(
                     "<div class=\"msg {class}\"><div class=\"meta\">{who}<time datetime=\"{t}\">{t}</time></div><p>{}</p></div>\n",
-                    escape_html(&text(m, saved)),
+                    escape_html(&text(m, saved, messages)),
                     t = when(m.sent_at)
                 ));
             }
@@ -170,6 +201,7 @@ mod tests {
             body: Body::Text { text: "<script>alert(1)</script> & \"x\"".into() },
             state: MessageState::Received,
             seq: Some(1),
+            detail: Default::default(),
         };
         let html = render("@bob", "alice", &[m], Format::Html);
         assert!(!html.contains("<script>"));
@@ -199,6 +231,7 @@ mod tests {
             body: Body::File { file: info, caption: Some("the beach".into()) },
             state: MessageState::Received,
             seq: Some(1),
+            detail: Default::default(),
         };
         for format in [Format::Txt, Format::Html] {
             let out = render("@bob", "alice", std::slice::from_ref(&m), format);
@@ -210,5 +243,43 @@ mod tests {
         assert_eq!((file["name"].as_str(), file["size"].as_u64()), (Some("photo.png"), Some(200_000)));
         assert_eq!(file["media_type"], "image/png");
         assert_eq!(file_name("@bob", Format::Json), "dm-bob.json");
+    }
+
+    #[test]
+    fn exports_apply_edits_and_deletes_and_list_reactions() {
+        let msg = |id: u8, text: &str| StoredMessage {
+            id: vec![id],
+            conversation: "@bob".into(),
+            sender: "bob".into(),
+            outgoing: false,
+            sent_at: 0,
+            received_at: 0,
+            body: Body::Text { text: text.into() },
+            state: MessageState::Received,
+            seq: Some(id as u64),
+            detail: Default::default(),
+        };
+        let mut deleted = msg(1, "");
+        deleted.detail.deleted = true;
+        let mut edited = msg(2, "fixed typo");
+        edited.detail.edited_at = Some(5);
+        edited.detail.reactions = vec![("👍".into(), vec!["alice".into(), "carol".into()])];
+        let mut reply = msg(3, "answer");
+        reply.detail.reply_to = Some(vec![1]);
+        let all = [deleted, edited, reply];
+        for format in [Format::Txt, Format::Html, Format::Json] {
+            let out = render("@bob", "alice", &all, format);
+            assert!(out.contains("fixed typo"), "{out}");
+            assert!(out.contains("[message deleted]") || format == Format::Json, "{out}");
+        }
+        let txt = render("@bob", "alice", &all, Format::Txt);
+        assert!(txt.contains("fixed typo (edited) [reactions: 👍 alice, carol]"), "{txt}");
+        assert!(txt.contains("(in reply to bob: [message deleted]) answer"), "{txt}");
+        let json: serde_json::Value = serde_json::from_str(&render("@bob", "alice", &all, Format::Json)).unwrap();
+        assert_eq!(json["messages"][0]["deleted"], true);
+        assert_eq!(json["messages"][0]["text"], "");
+        assert_eq!(json["messages"][1]["edited"], true);
+        assert_eq!(json["messages"][1]["reactions"][0]["count"], 2);
+        assert_eq!(json["messages"][2]["reply_to"], "01");
     }
 }

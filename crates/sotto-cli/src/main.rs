@@ -10,6 +10,7 @@ macro_rules! say {
 mod agent;
 mod args;
 mod chat;
+mod conversation_cmds;
 mod data_home;
 mod devices_cmds;
 mod exit;
@@ -226,6 +227,11 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Download { .. }
         | Command::Broadcast { .. }
         | Command::Export { .. } => messaging::run(cli, dir).await,
+        Command::React { .. }
+        | Command::Edit { .. }
+        | Command::Delete { .. }
+        | Command::Timer { .. }
+        | Command::Read { .. } => conversation_cmds::run(cli, dir).await,
         Command::Contacts { .. }
         | Command::Groups { .. }
         | Command::Group(..)

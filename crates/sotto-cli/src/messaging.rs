@@ -25,7 +25,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             say!("registered @{name} on {address}");
             say!("profile: {}", dir.display());
         }
-        Command::Send { to, text, file } => {
+        Command::Send { to, text, file, reply_to } => {
             let conversation = conversation_arg(to)?;
             let messenger = messenger(cli, &dir).await?;
             let mut session = match Session::open(&messenger).await {
@@ -36,7 +36,11 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 Err(e)
                     if file.is_none() && !cli.ephemeral && messenger.conversation_group(&conversation)?.is_some() =>
                 {
-                    messenger.prepare_text(&conversation, text.as_deref().unwrap_or_default())?;
+                    let text = text.as_deref().unwrap_or_default();
+                    match reply_to {
+                        Some(id) => messenger.prepare_reply(&conversation, text, id)?,
+                        None => messenger.prepare_text(&conversation, text)?,
+                    };
                     return Err(exit::Queued { conversation, reason: e.to_string() }.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -51,7 +55,9 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                     bar.finish(r.is_ok());
                     r
                 }
-                None => session.send_text(&conversation, text.as_deref().unwrap_or_default()).await,
+                None => {
+                    session.send_message(&conversation, text.as_deref().unwrap_or_default(), reply_to.as_deref()).await
+                }
             };
             if let Err(e) = sent {
                 let what = if e.is_queued() { conversation } else { format!("could not send to {conversation}") };
@@ -65,7 +71,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let mut session = Session::open(&messenger).await?;
             report(&session.sync().await?);
             for m in messenger.take_unfetched()? {
-                output::print_message(&m, json);
+                show(&messenger, &m, json);
             }
             if let Some(secs) = wait {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -84,7 +90,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                         }
                     }
                     for m in messenger.take_unfetched()? {
-                        output::print_message(&m, json);
+                        show(&messenger, &m, json);
                     }
                 }
             }
@@ -94,7 +100,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let conversation = conversation_arg(conversation)?;
             let messenger = messenger(cli, &dir).await?;
             for m in messenger.history(&conversation)? {
-                output::print_message(&m, *json);
+                show(&messenger, &m, *json);
             }
         }
         Command::Download { id, output } => {
@@ -209,6 +215,19 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         _ => unreachable!("not a messaging command"),
     }
     Ok(())
+}
+
+/// Prints a message: a reply with the line it answers; receipts only for
+/// scripts (`--json`), since people see them as ✓✓ on their messages.
+fn show(messenger: &sotto_core::Messenger, m: &sotto_core::StoredMessage, json: bool) {
+    if json {
+        return output::print_message(m, true);
+    }
+    if matches!(m.body, sotto_core::Body::Receipt { .. }) {
+        return;
+    }
+    let quoted = m.detail.reply_to.as_ref().and_then(|id| messenger.message(id).ok().flatten());
+    say!("{}", output::message_line_quoting(m, quoted.as_ref()));
 }
 
 /// Says where the files went, and names every one that could not be saved

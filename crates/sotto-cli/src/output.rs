@@ -13,13 +13,39 @@ fn text_of(body: &Body) -> &str {
     match body {
         Body::Text { text } => text,
         Body::File { file, caption } => caption.as_deref().unwrap_or(&file.name),
+        Body::Reaction { emoji, .. } => emoji,
         _ => "[a kind of message this version cannot show]",
+    }
+}
+
+/// The line a message deleted for everyone leaves.
+pub const DELETED: &str = "[message deleted]";
+
+/// The kind `receive --json` names: an edit is a text that replaces
+/// another; a deleted message is `deleted`, whatever it was.
+fn kind_of(m: &StoredMessage) -> &'static str {
+    if m.state == MessageState::System {
+        "system"
+    } else if m.detail.annotation && matches!(m.body, Body::Text { .. }) {
+        "edit"
+    } else {
+        m.body.kind()
+    }
+}
+
+/// Where an own message stands: pending, sent (✓: the server has it),
+/// delivered (✓✓: every device of the others has it), read, not_sent.
+pub fn receipt_state(m: &StoredMessage) -> &'static str {
+    match (&m.state, &m.detail.receipt) {
+        (MessageState::Sent, Some(r)) if !r.read_by.is_empty() => "read",
+        (MessageState::Sent, Some(r)) if r.delivered => "delivered",
+        (state, _) => state.as_str(),
     }
 }
 
 /// A message as one JSON object.
 pub fn message_json(m: &StoredMessage) -> serde_json::Value {
-    let kind = if m.state == MessageState::System { "system" } else { m.body.kind() };
+    let kind = kind_of(m);
     let mut v = json!({
         "id": hex::encode(&m.id),
         "conversation": m.conversation,
@@ -31,6 +57,45 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
         "state": m.state.as_str(),
         "seq": m.seq,
     });
+    let d = &m.detail;
+    if d.annotation {
+        v["target"] = json!(d.target.as_ref().map(hex::encode));
+        match &m.body {
+            Body::Reaction { emoji, remove } => {
+                v["emoji"] = json!(emoji);
+                v["remove"] = json!(remove);
+            }
+            Body::Receipt { delivered, read } => {
+                v["text"] = json!("");
+                v["delivered"] = json!(delivered);
+                v["read"] = json!(read);
+            }
+            Body::Delete => v["text"] = json!(""),
+            _ => {}
+        }
+        return v;
+    }
+    v["reply_to"] = json!(d.reply_to.as_ref().map(hex::encode));
+    v["edited"] = json!(d.edited_at.is_some());
+    v["deleted"] = json!(d.deleted);
+    if d.deleted {
+        v["text"] = json!("");
+    }
+    v["expires_at"] = json!(d.expires_at.map(rfc3339));
+    v["reactions"] = json!(d
+        .reactions
+        .iter()
+        .map(|(emoji, by)| json!({"emoji": emoji, "count": by.len(), "by": by}))
+        .collect::<Vec<_>>());
+    if m.outgoing && m.state != MessageState::System {
+        v["state"] = json!(receipt_state(m));
+        if let Some(r) = &d.receipt {
+            v["receipt"] = json!({"delivered": r.delivered, "read_by": r.read_by});
+        }
+    }
+    if d.deleted {
+        return v;
+    }
     if let Body::File { file, caption } = &m.body {
         v["file"] = json!({
             "id": hex::encode(&m.id),
@@ -43,6 +108,28 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
     v
 }
 
+/// A message as a line for people; `quoted` is the message it answers,
+/// when this device has it.
+pub fn message_line_quoting(m: &StoredMessage, quoted: Option<&StoredMessage>) -> String {
+    let line = message_line(m);
+    let Some(reply_to) = &m.detail.reply_to else { return line };
+    let quote = match quoted {
+        Some(q) if q.detail.deleted => format!("<{}> {DELETED}", q.sender),
+        Some(q) => format!("<{}> {}", q.sender, short(text_of(&q.body), 40)),
+        None => format!("a message not on this device ({})", &hex::encode(reply_to)[..8.min(reply_to.len() * 2)]),
+    };
+    format!("{line}\n    ↪ in reply to {quote}")
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(max).collect();
+    format!("{cut}…")
+}
+
 /// A message as a line for people.
 pub fn message_line(m: &StoredMessage) -> String {
     let when = DateTime::<Utc>::from_timestamp_millis(m.sent_at)
@@ -52,11 +139,54 @@ pub fn message_line(m: &StoredMessage) -> String {
     if m.state == MessageState::System {
         return format!("{when} {} -- {}", m.conversation, text_of(&m.body));
     }
-    let mark = match m.state {
-        MessageState::Pending => " (not yet sent)",
-        MessageState::NotSent => " (not sent: you were removed from the conversation first)",
-        _ => "",
+    if m.detail.annotation {
+        let target =
+            m.detail.target.as_ref().map(|t| hex::encode(t)[..8.min(t.len() * 2)].to_owned()).unwrap_or_default();
+        return match &m.body {
+            Body::Reaction { emoji, remove: false } => {
+                format!("{when} {} <{}> reacted {emoji} to {target}", m.conversation, m.sender)
+            }
+            Body::Reaction { emoji, remove: true } => {
+                format!("{when} {} <{}> took back {emoji} on {target}", m.conversation, m.sender)
+            }
+            Body::Delete => format!("{when} {} <{}> deleted {target}", m.conversation, m.sender),
+            Body::Text { text } => format!("{when} {} <{}> edited {target}: {text}", m.conversation, m.sender),
+            Body::Receipt { read: Some(seq), .. } => {
+                format!("{when} {} <{}> read up to {seq}", m.conversation, m.sender)
+            }
+            _ => format!("{when} {} <{}> has the conversation", m.conversation, m.sender),
+        };
+    }
+    if m.detail.deleted {
+        return format!("{when} {} <{}> {DELETED}", m.conversation, m.sender);
+    }
+    let mut mark = match m.state {
+        MessageState::Pending => " (not yet sent)".to_owned(),
+        MessageState::NotSent => " (not sent: you were removed from the conversation first)".to_owned(),
+        _ => String::new(),
     };
+    if m.detail.edited_at.is_some() {
+        mark.push_str(" (edited)");
+    }
+    if m.outgoing {
+        match receipt_state(m) {
+            "read" if m.conversation.starts_with('#') => mark.push_str(&format!(
+                " ✓✓ read by {}",
+                m.detail.receipt.as_ref().map(|r| r.read_by.join(", ")).unwrap_or_default()
+            )),
+            "read" => mark.push_str(" ✓✓ read"),
+            "delivered" => mark.push_str(" ✓✓"),
+            "sent" => mark.push_str(" ✓"),
+            _ => {}
+        }
+    }
+    if !m.detail.reactions.is_empty() {
+        let list: Vec<String> = m.detail.reactions.iter().map(|(e, by)| format!("{e} {}", by.len())).collect();
+        mark.push_str(&format!(" [{}]", list.join(" ")));
+    }
+    if m.detail.expires_at.is_some() {
+        mark.push_str(" ⏱");
+    }
     if let Body::File { file, caption } = &m.body {
         let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
         return format!(

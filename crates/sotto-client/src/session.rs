@@ -425,6 +425,17 @@ impl<'m> Session<'m> {
     /// checking the peer first; nothing is posted yet. Front ends show the
     /// pending message, then [`Session::flush_outbox`].
     pub async fn queue_text(&mut self, conversation: &str, text: &str) -> SessionResult<OutboxItem> {
+        self.queue_message(conversation, text, None).await
+    }
+
+    /// [`Session::queue_text`], answering the message `reply_to` (hex id)
+    /// when given.
+    pub async fn queue_message(
+        &mut self,
+        conversation: &str,
+        text: &str,
+        reply_to: Option<&str>,
+    ) -> SessionResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
             if self.messenger.conversation_group(conversation)?.is_some() {
                 self.check_peer(handle).await?;
@@ -435,14 +446,22 @@ impl<'m> Session<'m> {
         } else {
             return Err(SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")));
         }
-        Ok(self.messenger.prepare_text(conversation, text)?)
+        Ok(match reply_to {
+            Some(id) => self.messenger.prepare_reply(conversation, text, id)?,
+            None => self.messenger.prepare_text(conversation, text)?,
+        })
     }
 
     /// Sends a text to a conversation (`@handle` starts one if needed) and
     /// returns once the server acknowledged it. It leaves behind anything
     /// written before it (the whole outbox goes, in order).
     pub async fn send_text(&mut self, conversation: &str, text: &str) -> SessionResult<()> {
-        self.queue_text(conversation, text).await?;
+        self.send_message(conversation, text, None).await
+    }
+
+    /// [`Session::send_text`], answering `reply_to` (hex id) when given.
+    pub async fn send_message(&mut self, conversation: &str, text: &str, reply_to: Option<&str>) -> SessionResult<()> {
+        self.queue_message(conversation, text, reply_to).await?;
         self.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))
     }
 

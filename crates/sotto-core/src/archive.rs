@@ -56,16 +56,19 @@ impl Messenger {
                 "CREATE TABLE backup.archive_messages(
                     n INTEGER PRIMARY KEY, id BLOB NOT NULL, conversation TEXT NOT NULL, group_id BLOB,
                     sender TEXT NOT NULL, outgoing INTEGER NOT NULL, sent_at INTEGER NOT NULL,
-                    received_at INTEGER NOT NULL, body BLOB NOT NULL, state TEXT NOT NULL);
+                    received_at INTEGER NOT NULL, body BLOB NOT NULL, state TEXT NOT NULL,
+                    reply_to BLOB, edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, expires_at INTEGER,
+                    reactions BLOB);
                  CREATE TABLE backup.archive_files(message_id BLOB NOT NULL, part INTEGER NOT NULL, bytes BLOB NOT NULL,
                     PRIMARY KEY(message_id, part));",
             )?;
             summary.messages = me.conn.exec(
                 &format!(
                     "INSERT INTO backup.archive_messages
-                     SELECT n, id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state
+                     SELECT n, id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state,
+                            reply_to, edited_at, deleted, expires_at, reactions
                      FROM main.messages
-                     WHERE sent_at >= ?1 AND state IN ('sent', 'received', 'system', 'not_sent')
+                     WHERE sent_at >= ?1 AND state IN ('sent', 'received', 'system', 'not_sent') AND annotation=0
                        AND conversation != '{OWN_CONVERSATION}'
                        AND conversation NOT IN (SELECT conversation FROM main.groups WHERE request_from IS NOT NULL AND active=1)"
                 ),
@@ -131,14 +134,34 @@ impl Messenger {
             CoreError::Invalid(_) => CoreError::Invalid("the history archive does not open with its key".into()),
             other => other,
         })?;
-        type Row = (Vec<u8>, String, Option<Vec<u8>>, String, bool, i64, i64, Vec<u8>, String);
+        type Row = (Vec<u8>, String, Option<Vec<u8>>, String, bool, i64, i64, Vec<u8>, String, Extra);
+        // What replies, edits, deletes, reactions and timers left on a
+        // message (absent in archives from before them).
+        type Extra = (Option<Vec<u8>>, Option<i64>, bool, Option<i64>, Option<Vec<u8>>);
+        let with_extra = src.conn.prepare("SELECT reply_to FROM archive_messages LIMIT 0").is_ok();
         let rows: Vec<Row> = {
-            let mut stmt = src.conn.prepare(
-                "SELECT id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state
-                 FROM archive_messages ORDER BY n",
-            )?;
+            let extra = if with_extra {
+                "reply_to, edited_at, deleted, expires_at, reactions"
+            } else {
+                "NULL, NULL, 0, NULL, NULL"
+            };
+            let mut stmt = src.conn.prepare(&format!(
+                "SELECT id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, {extra}
+                 FROM archive_messages ORDER BY n"
+            ))?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
+                ))
             })?;
             rows.collect::<Result<_, _>>()?
         };
@@ -148,7 +171,7 @@ impl Messenger {
             // message, so history shows them first.
             let low: i64 = me.conn.row("SELECT coalesce(min(n), 1) FROM messages", [], |r| r.get(0))?;
             let count = rows.len() as i64;
-            for (i, (id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state)) in
+            for (i, (id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, extra)) in
                 rows.iter().enumerate()
             {
                 if !matches!(state.as_str(), "sent" | "received" | "system" | "not_sent") || id.is_empty() {
@@ -168,16 +191,33 @@ impl Messenger {
                     continue;
                 }
                 let added = me.conn.exec(
-                    "INSERT OR IGNORE INTO messages(n, id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
-                     VALUES(?,?,?,?,NULL,?,?,?,?,?,?,1)",
-                    params![low - count + i as i64 - 1, id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state],
+                    "INSERT OR IGNORE INTO messages(n, id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched,
+                        reply_to, edited_at, deleted, expires_at, reactions)
+                     VALUES(?,?,?,?,NULL,?,?,?,?,?,?,1,?,?,?,?,?)",
+                    params![
+                        low - count + i as i64 - 1,
+                        id,
+                        conversation,
+                        group_id,
+                        sender,
+                        outgoing,
+                        sent_at,
+                        received_at,
+                        body,
+                        state,
+                        extra.0,
+                        extra.1,
+                        extra.2,
+                        extra.3,
+                        extra.4
+                    ],
                 )?;
                 summary.messages += added;
             }
             Ok(())
         })?;
         let Some(downloads) = self.downloads_dir() else { return Ok(summary) };
-        for (id, _, _, _, _, _, _, body, _) in &rows {
+        for (id, _, _, _, _, _, _, body, _, _) in &rows {
             let Ok(Body::File { file, .. }) = ciborium::from_reader::<Body, _>(body.as_slice()) else { continue };
             if self.restore_file(&src.conn, id, &file, &downloads)? {
                 summary.files += 1;

@@ -1,7 +1,16 @@
 //! What travels inside an MLS application message: a typed, versioned
 //! envelope. The server never sees any of it.
+//!
+//! The shape follows the IETF MIMI content format (draft-ietf-mimi-content):
+//! an edit or a delete `replaces` the message it changes, a reply names the
+//! message it answers in `in_reply_to`, a reaction is a reply whose body is
+//! a reaction, a disappearing message carries its `expires` time, and
+//! receipts are a status report of their own. Fields are CBOR map keys, so
+//! a version that does not know a field ignores it, and one that does not
+//! know a body kind shows a placeholder.
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use crate::error::{CoreError, CoreResult};
 
@@ -16,7 +25,26 @@ pub struct Content {
     pub sent_at: i64,
     /// The payload.
     pub body: Body,
+    /// The content format's version ([`CONTENT_VERSION`]); 0 for content
+    /// from versions before it was written down.
+    #[serde(default)]
+    pub v: u32,
+    /// The message this one answers (a reply), or reacts to (a reaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<ByteBuf>,
+    /// The message this one replaces: an edit (a text body) or a delete for
+    /// everyone ([`Body::Delete`]). Only the sender's account may do either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<ByteBuf>,
+    /// When every copy of this message is to be removed (sender's clock,
+    /// milliseconds since the Unix epoch): the conversation's disappearing
+    /// timer when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
+
+/// The content format's version this code writes (docs/protocol.md).
+pub const CONTENT_VERSION: u32 = 1;
 
 /// The kinds of content. New kinds are added as new variants; a client that
 /// does not know one shows a placeholder instead of failing.
@@ -81,6 +109,36 @@ pub enum Body {
         /// How many days back it reaches.
         days: u32,
     },
+    /// A reaction to the message named in `in_reply_to` (any emoji), or
+    /// its withdrawal.
+    Reaction {
+        /// The emoji (or any short text).
+        emoji: String,
+        /// The sender takes this reaction back.
+        #[serde(default)]
+        remove: bool,
+    },
+    /// Deletes for everyone the message named in `replaces`: its text and
+    /// file go from every member's history; a "message deleted" line stays.
+    Delete,
+    /// How far this device has the conversation (`delivered`) and how far
+    /// its person has read it (`read`), as the group's sequence numbers:
+    /// one mark per conversation, not one receipt per message.
+    Receipt {
+        /// Everything up to this sequence number is on this device.
+        delivered: u64,
+        /// Everything up to this one was read (absent when the person
+        /// turned read receipts off).
+        #[serde(default)]
+        read: Option<u64>,
+    },
+    /// Sets the conversation's disappearing-message timer (0 = off). Group
+    /// state: every member applies the one with the highest sequence number,
+    /// so all end with the same timer whatever order they saw them in.
+    Timer {
+        /// Seconds a message lives after it is sent; 0 turns it off.
+        secs: u64,
+    },
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -98,6 +156,10 @@ impl Body {
             Body::Trust { .. } => "trust",
             Body::Block { .. } => "block",
             Body::History { .. } => "history",
+            Body::Reaction { .. } => "reaction",
+            Body::Delete => "delete",
+            Body::Receipt { .. } => "receipt",
+            Body::Timer { .. } => "timer",
             Body::Unknown => "unknown",
         }
     }
@@ -112,12 +174,23 @@ impl Body {
                 | Body::Trust { .. }
                 | Body::Block { .. }
                 | Body::History { .. }
+                | Body::Timer { .. }
         )
+    }
+
+    /// Kinds that change another message or the conversation's marks
+    /// (reactions, receipts) instead of being a message of their own; an
+    /// edit is a text that `replaces` another, see [`Content::is_annotation`].
+    pub fn is_annotation(&self) -> bool {
+        matches!(self, Body::Reaction { .. } | Body::Delete | Body::Receipt { .. })
     }
 }
 
 /// Most bytes of text in one message.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Most bytes of one reaction (an emoji with modifiers and joiners fits).
+pub const MAX_REACTION_BYTES: usize = 64;
 
 impl Content {
     /// A new text message with a fresh id.
@@ -125,7 +198,35 @@ impl Content {
         if text.len() > MAX_TEXT_BYTES {
             return Err(CoreError::Invalid(format!("a message may hold at most {MAX_TEXT_BYTES} bytes of text")));
         }
-        Ok(Self { id: id.to_vec(), sent_at: now_ms, body: Body::Text { text: text.to_owned() } })
+        Ok(Self::new(id, now_ms, Body::Text { text: text.to_owned() }))
+    }
+
+    /// New content of this version with a fresh id and nothing it refers to.
+    pub fn new(id: [u8; 16], now_ms: i64, body: Body) -> Self {
+        Self {
+            id: id.to_vec(),
+            sent_at: now_ms,
+            body,
+            v: CONTENT_VERSION,
+            in_reply_to: None,
+            replaces: None,
+            expires: None,
+        }
+    }
+
+    /// Changes another message (an edit, a delete, a reaction, a receipt)
+    /// rather than being one.
+    pub fn is_annotation(&self) -> bool {
+        self.body.is_annotation() || (self.replaces.is_some() && matches!(self.body, Body::Text { .. }))
+    }
+
+    /// The message an annotation acts on: the one a reaction answers, or
+    /// the one an edit or delete replaces.
+    pub fn target(&self) -> Option<&[u8]> {
+        match self.body {
+            Body::Reaction { .. } => self.in_reply_to.as_deref().map(|b| b.as_slice()),
+            _ => self.replaces.as_deref().map(|b| b.as_slice()),
+        }
     }
 
     /// CBOR bytes.
@@ -140,6 +241,22 @@ impl Content {
         let c: Content = ciborium::from_reader(bytes).map_err(|e| CoreError::decode("message content", e))?;
         if c.id.is_empty() || c.id.len() > 32 {
             return Err(CoreError::decode("message content", "bad message id"));
+        }
+        let bad_ref = |r: &Option<ByteBuf>| r.as_ref().is_some_and(|r| r.is_empty() || r.len() > 32);
+        if bad_ref(&c.in_reply_to) || bad_ref(&c.replaces) {
+            return Err(CoreError::decode("message content", "bad reference to another message"));
+        }
+        match &c.body {
+            Body::Reaction { emoji, .. } if emoji.is_empty() || emoji.len() > MAX_REACTION_BYTES => {
+                return Err(CoreError::decode("message content", "bad reaction"));
+            }
+            Body::Reaction { .. } if c.in_reply_to.is_none() => {
+                return Err(CoreError::decode("message content", "a reaction to no message"));
+            }
+            Body::Delete if c.replaces.is_none() => {
+                return Err(CoreError::decode("message content", "a delete of no message"));
+            }
+            _ => {}
         }
         Ok(c)
     }
@@ -174,7 +291,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Content::decode(&bytes).unwrap().body, Body::Unknown);
+        // Content from before the version field (no `v`, no references)
+        // still reads, as version 0.
+        #[derive(Serialize)]
+        struct Old {
+            #[serde(with = "serde_bytes")]
+            id: Vec<u8>,
+            sent_at: i64,
+            body: Body,
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&Old { id: vec![2; 16], sent_at: 3, body: Body::Text { text: "hi".into() } }, &mut bytes)
+            .unwrap();
+        let old = Content::decode(&bytes).unwrap();
+        assert_eq!((old.v, old.in_reply_to, old.replaces), (0, None, None));
         assert!(Content::decode(b"garbage").is_err());
         assert!(Content::text([1; 16], &"x".repeat(MAX_TEXT_BYTES + 1), 0).is_err());
+    }
+
+    #[test]
+    fn references_are_checked_and_annotations_are_told_apart() {
+        let mut reaction = Content::new([1; 16], 0, Body::Reaction { emoji: "👍".into(), remove: false });
+        assert!(Content::decode(&reaction.encode()).is_err(), "a reaction must name its message");
+        reaction.in_reply_to = Some(ByteBuf::from(vec![9; 16]));
+        let back = Content::decode(&reaction.encode()).unwrap();
+        assert_eq!(back.target(), Some(&[9u8; 16][..]));
+        assert!(back.is_annotation());
+        let mut edit = Content::text([2; 16], "fixed", 0).unwrap();
+        assert!(!edit.is_annotation());
+        edit.replaces = Some(ByteBuf::from(vec![9; 16]));
+        assert!(edit.is_annotation());
+        let mut reply = Content::text([3; 16], "yes", 0).unwrap();
+        reply.in_reply_to = Some(ByteBuf::from(vec![9; 16]));
+        assert!(!reply.is_annotation() && reply.target().is_none());
+        reply.in_reply_to = Some(ByteBuf::from(vec![]));
+        assert!(Content::decode(&reply.encode()).is_err());
+        assert!(Content::decode(&Content::new([4; 16], 0, Body::Delete).encode()).is_err());
+        let long = Content {
+            in_reply_to: Some(ByteBuf::from(vec![9; 16])),
+            ..Content::new([5; 16], 0, Body::Reaction { emoji: "x".repeat(MAX_REACTION_BYTES + 1), remove: false })
+        };
+        assert!(Content::decode(&long.encode()).is_err());
     }
 }

@@ -86,7 +86,7 @@ impl Messenger {
     /// adding people, or to rename it).
     pub fn announce(&self, conversation: &str) -> CoreResult<OutboxItem> {
         let name = conversation.trim_start_matches('#').to_owned();
-        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::GroupMeta { name } };
+        let content = Content::new(self.new_id(), self.now(), Body::GroupMeta { name });
         self.prepare_content(conversation, &content)
     }
 
@@ -105,7 +105,7 @@ impl Messenger {
     /// The message announcing that this device leaves; after posting it, the
     /// caller sends `Leave` to the server and calls [`Messenger::mark_left`].
     pub fn leave_message(&self, conversation: &str) -> CoreResult<OutboxItem> {
-        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::Leave };
+        let content = Content::new(self.new_id(), self.now(), Body::Leave);
         self.prepare_content(conversation, &content)
     }
 
@@ -140,6 +140,9 @@ impl Messenger {
     ) -> CoreResult<Vec<Event>> {
         if GroupKind::of(group_id) == GroupKind::Own {
             return self.apply_own(sender, body);
+        }
+        if let Body::Timer { secs } = body {
+            return self.apply_timer(group_id, conversation, sender, seq, secs);
         }
         if body == Body::Accepted {
             // Only this account's own devices speak for it.

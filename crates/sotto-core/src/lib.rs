@@ -36,7 +36,7 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
-    Contact, Environment, Event, GroupKind, Intent, Invitee, LinkCandidate, MessageState, Messenger, OutboxItem,
-    OwnDevice, PendingCommit, StoredMessage,
+    timer_words, Annotated, Contact, Environment, Event, GroupKind, Intent, Invitee, LinkCandidate, MessageDetail,
+    MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, Receipt, StoredMessage, MAX_TIMER_SECS,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -24,6 +24,7 @@ pub(crate) fn msg(conv: &str, from: &str, text: &str, id: u8) -> StoredMessage {
         body: Body::Text { text: text.into() },
         state: if from == "me" { sotto_core::MessageState::Sent } else { sotto_core::MessageState::Received },
         seq: Some(u64::from(id)),
+        detail: Default::default(),
     }
 }
 

@@ -78,6 +78,58 @@ pub enum Command {
         /// Its name.
         conversation: String,
     },
+    /// Answer a message, quoting it.
+    Reply {
+        /// Where (the conversation of the message answered).
+        to: String,
+        /// What.
+        text: String,
+        /// The message answered (hex id).
+        reply_to: String,
+    },
+    /// React to a message, or take the reaction back.
+    React {
+        /// The message (hex id).
+        id: String,
+        /// Any emoji.
+        emoji: String,
+        /// Take it back.
+        #[serde(default)]
+        remove: bool,
+    },
+    /// Change the text of an own message, for everyone.
+    Edit {
+        /// The message (hex id).
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete an own message for everyone, or any message from this
+    /// device only.
+    Delete {
+        /// The message (hex id).
+        id: String,
+        /// Only here.
+        #[serde(default)]
+        for_me: bool,
+    },
+    /// Set a conversation's disappearing-message timer (0: off).
+    Timer {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// Seconds a message lives.
+        secs: u64,
+    },
+    /// The person read a conversation up to its newest message.
+    Read {
+        /// `@handle` or `#group`.
+        conversation: String,
+    },
+    /// Turn sending read receipts on or off.
+    ReadReceipts {
+        /// On.
+        on: bool,
+    },
 }
 
 /// A change to a group. Group names are given without `#`, handles with
@@ -185,6 +237,14 @@ impl Command {
                 Ok(())
             }
             Self::SendFile { to, .. } => conversation(to),
+            Self::Reply { to, text, .. } | Self::Edit { id: to, text } if text.trim().is_empty() => {
+                let _ = to;
+                Err("the message is empty".into())
+            }
+            Self::Timer { secs, .. } if *secs > sotto_core::MAX_TIMER_SECS => {
+                Err("a disappearing-message timer is at most one year".into())
+            }
+            Self::Timer { conversation: c, .. } | Self::Read { conversation: c } => conversation(c),
             Self::Broadcast { text } if text.trim().is_empty() => Err("the message is empty".into()),
             Self::Export { conversation: c } => conversation(c),
             Self::Group(GroupChange::Create { name, .. } | GroupChange::Rename { to: name, .. }) => {

@@ -35,6 +35,9 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             CoreEvent::Warning { conversation, text } => {
                 let _ = ev.send(Event::Notice { conversation, text });
             }
+            CoreEvent::Removed { conversation, id } => {
+                let _ = ev.send(Event::Removed { conversation, id });
+            }
             CoreEvent::Request { conversation, from } => {
                 let text = format!(
                     "message request from @{from} ({conversation}): nothing of it shows until you accept it (/accept {conversation}, or Requests in the web page)"
@@ -86,6 +89,20 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         )),
         Command::Verify { handle } => verify(m, &handle).unwrap_or_else(error),
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
+        command @ (Command::Reply { .. }
+        | Command::React { .. }
+        | Command::Edit { .. }
+        | Command::Delete { .. }
+        | Command::Timer { .. }
+        | Command::Read { .. }
+        | Command::ReadReceipts { .. }) => match change_locally(m, ev, command) {
+            // Made and in the outbox: it goes when the connection returns.
+            Ok(Outcome::Changed { conversation, change }) if !matches!(change, "delete_for_me" | "read_receipts") => {
+                Outcome::Queued { conversation }
+            }
+            Ok(outcome) => outcome,
+            Err(e) => error(e),
+        },
         _ => error("not connected; that needs the server, try again when online"),
     }
 }
@@ -105,6 +122,49 @@ fn export(m: &Messenger, conversation: &str) -> Result<Outcome, SessionError> {
         .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
     std::fs::write(&path, text).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
     Ok(Outcome::Exported { path: path.display().to_string() })
+}
+
+/// Carries out a command that changes messages here and puts what the
+/// others must learn into the outbox (sent by the caller, or on the next
+/// connection); shows the change at once.
+fn change_locally(m: &Messenger, ev: &Events, command: Command) -> Result<Outcome, SessionError> {
+    let shown = |a: sotto_core::Annotated, change: &'static str| {
+        if let Some(changed) = a.changed {
+            let _ = ev.send(Event::Message(Box::new(changed)));
+        }
+        Outcome::Changed { conversation: a.conversation, change }
+    };
+    Ok(match command {
+        Command::Reply { to, text, reply_to } => {
+            let item = m.prepare_reply(&to, &text, &reply_to)?;
+            upsert(m, ev, &item.message_id);
+            Outcome::Changed { conversation: to, change: "reply" }
+        }
+        Command::React { id, emoji, remove } => shown(m.prepare_reaction(&id, &emoji, remove)?, "react"),
+        Command::Edit { id, text } => shown(m.prepare_edit(&id, &text)?, "edit"),
+        Command::Delete { id, for_me: false } => shown(m.prepare_delete(&id)?, "delete"),
+        Command::Delete { id, for_me: true } => {
+            if let sotto_core::Event::Removed { conversation, id } = m.delete_for_me(&id)? {
+                let _ = ev.send(Event::Removed { conversation: conversation.clone(), id });
+                Outcome::Changed { conversation, change: "delete_for_me" }
+            } else {
+                Outcome::Changed { conversation: String::new(), change: "delete_for_me" }
+            }
+        }
+        Command::Timer { conversation, secs } => {
+            m.prepare_timer(&conversation, secs)?;
+            Outcome::Changed { conversation, change: "timer" }
+        }
+        Command::Read { conversation } => {
+            m.mark_read(&conversation)?;
+            Outcome::Changed { conversation, change: "read" }
+        }
+        Command::ReadReceipts { on } => {
+            m.set_read_receipts(on)?;
+            Outcome::Changed { conversation: String::new(), change: "read_receipts" }
+        }
+        other => return Err(SessionError::Other(format!("{other:?} is not a change to messages"))),
+    })
 }
 
 /// Whether an error means the connection is gone (reconnect) rather than a
@@ -271,6 +331,22 @@ async fn run_command(
             s.decline_request(&conversation).await?;
             Outcome::RequestDeclined { conversation }
         }
+        command @ (Command::Reply { .. }
+        | Command::React { .. }
+        | Command::Edit { .. }
+        | Command::Delete { .. }
+        | Command::Timer { .. }
+        | Command::Read { .. }
+        | Command::ReadReceipts { .. }) => {
+            let outcome = change_locally(m, ev, command)?;
+            s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            if let Outcome::Changed { conversation, change: "timer" | "reply" } = &outcome {
+                // The timer's line (and the reply, now sent) show from
+                // history.
+                history(m, ev, conversation);
+            }
+            outcome
+        }
     })
 }
 
@@ -360,7 +436,8 @@ pub async fn run(
                     continue;
                 }
                 let to = match &r.command {
-                    Command::Send { to, .. } => to.clone(),
+                    Command::Send { to, .. } | Command::Reply { to, .. } => to.clone(),
+                    Command::Timer { conversation, .. } | Command::Read { conversation } => conversation.clone(),
                     _ => String::new(),
                 };
                 match run_command(m, &mut session, &ev, r.id, r.command).await {
@@ -390,6 +467,10 @@ pub async fn run(
                 for c in m.conversations().unwrap_or_default() {
                     history(m, &ev, &c);
                 }
+            }
+            // Disappearing messages go on time, also while nothing arrives.
+            if let Ok(gone) = m.expire_due() {
+                forward(m, &ev, gone);
             }
             if last_presence.elapsed() > Duration::from_secs(15) {
                 last_presence = Instant::now();

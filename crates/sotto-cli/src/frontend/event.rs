@@ -104,6 +104,15 @@ pub enum Outcome {
         /// Conversations it was taken out of.
         conversations: usize,
     },
+    /// A message was changed (a reaction, an edit, a delete), a timer set,
+    /// a conversation marked read or a setting changed.
+    Changed {
+        /// Where (empty for a setting).
+        conversation: String,
+        /// `react`, `edit`, `delete`, `delete_for_me`, `timer`, `read` or
+        /// `read_receipts`.
+        change: &'static str,
+    },
     /// The message requests waiting.
     Requests {
         /// Oldest first.
@@ -161,6 +170,12 @@ impl Outcome {
                 format!("message requests: {} (/accept or /decline one)", list.join("; "))
             }
             Self::RequestAccepted { conversation } => format!("accepted {conversation}"),
+            Self::Changed { conversation, change } => match *change {
+                "delete_for_me" => "deleted from this device".into(),
+                "read_receipts" => "read receipts changed".into(),
+                "timer" => format!("{conversation}: disappearing-message timer set"),
+                other => format!("{other} in {conversation}: done"),
+            },
             Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
             Self::Error { message } => format!("error: {message}"),
         }
@@ -249,6 +264,14 @@ pub enum Event {
         from: String,
         /// The new one.
         to: String,
+    },
+    /// A message left this device (deleted for me, or it disappeared):
+    /// remove it.
+    Removed {
+        /// Where it was.
+        conversation: String,
+        /// Its id.
+        id: Vec<u8>,
     },
     /// The connection state changed.
     Connection(Link),

@@ -17,6 +17,9 @@ pub fn event_json(ev: &Event) -> Value {
         }),
         Event::Message(m) => json!({"type": "message", "message": message_json(m)}),
         Event::Renamed { from, to } => json!({"type": "renamed", "from": from, "to": to}),
+        Event::Removed { conversation, id } => {
+            json!({"type": "removed", "conversation": conversation, "id": hex::encode(id)})
+        }
         Event::Connection(link) => json!({"type": "connection", "link": link}),
         Event::Presence(online) => {
             let online: Vec<Value> = online.iter().map(|(h, on)| json!({"handle": h, "online": on})).collect();

@@ -77,6 +77,11 @@ impl Model {
                     self.current = Some(name);
                 }
             }
+            Event::Removed { conversation, id } => {
+                if let Some(c) = self.conversations.get_mut(&conversation) {
+                    c.messages.retain(|m| m.id != id);
+                }
+            }
             Event::Connection(l) => self.link = Some(l),
             Event::Presence(list) => {
                 for (h, on) in list {

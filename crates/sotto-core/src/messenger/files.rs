@@ -74,7 +74,8 @@ impl Messenger {
         if !self.messages_where("id=?", &id)?.is_empty() {
             return Ok(None);
         }
-        let content = crate::Content { id, sent_at: self.now(), body: crate::Body::File { file, caption } };
+        let content =
+            crate::Content { id, ..crate::Content::new([0; 16], self.now(), crate::Body::File { file, caption }) };
         self.prepare_content(conversation, &content).map(Some)
     }
 

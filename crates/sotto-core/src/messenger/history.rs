@@ -6,28 +6,59 @@ use super::*;
 impl Messenger {
     pub(crate) fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
         let sql = format!(
-            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq FROM messages WHERE state != 'control' AND conversation != '{OWN_CONVERSATION}' AND {clause} ORDER BY n"
+            "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq,
+                    reply_to, annotation, target, edited_at, deleted, expires_at, reactions, group_id
+             FROM messages WHERE state != 'control' AND conversation != '{OWN_CONVERSATION}' AND {clause} ORDER BY n"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
             let body: Vec<u8> = r.get(6)?;
-            Ok(StoredMessage {
-                id: r.get(0)?,
-                conversation: r.get(1)?,
-                sender: r.get(2)?,
-                outgoing: r.get(3)?,
-                sent_at: r.get(4)?,
-                received_at: r.get(5)?,
-                body: ciborium::from_reader(body.as_slice()).unwrap_or(Body::Unknown),
-                state: r.get(7)?,
-                seq: r.get(8)?,
-            })
+            let reactions: Option<Vec<u8>> = r.get(15)?;
+            Ok((
+                StoredMessage {
+                    id: r.get(0)?,
+                    conversation: r.get(1)?,
+                    sender: r.get(2)?,
+                    outgoing: r.get(3)?,
+                    sent_at: r.get(4)?,
+                    received_at: r.get(5)?,
+                    body: ciborium::from_reader(body.as_slice()).unwrap_or(Body::Unknown),
+                    state: r.get(7)?,
+                    seq: r.get(8)?,
+                    detail: MessageDetail {
+                        reply_to: r.get(9)?,
+                        annotation: r.get(10)?,
+                        target: r.get(11)?,
+                        edited_at: r.get(12)?,
+                        deleted: r.get(13)?,
+                        expires_at: r.get(14)?,
+                        reactions: reactions.and_then(|b| ciborium::from_reader(b.as_slice()).ok()).unwrap_or_default(),
+                        receipt: None,
+                    },
+                },
+                r.get::<_, Option<Vec<u8>>>(16)?,
+            ))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows: Vec<(StoredMessage, Option<Vec<u8>>)> = rows.collect::<Result<_, _>>()?;
+        // How far the others got with this person's own messages: one
+        // look at each group's members and marks per listing.
+        let mut views = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut m, group_id) in rows {
+            if let (true, false, Some(seq), Some(g)) = (m.outgoing, m.detail.annotation, m.seq, group_id) {
+                if m.state == MessageState::Sent {
+                    self.receipt_view(&g, &mut views)?;
+                    m.detail.receipt = views.get(&g).and_then(|v| v.as_ref()).map(|v| v.of(seq));
+                }
+            }
+            out.push(m);
+        }
+        Ok(out)
     }
 
     /// Incoming messages not yet handed out by `receive`, marking them so.
     pub fn take_unfetched(&self) -> CoreResult<Vec<StoredMessage>> {
+        self.expire_due()?;
         self.tx(|me| {
             // What this device wrote is stored as fetched already; what the
             // person sent from another device is news here.
@@ -47,7 +78,8 @@ impl Messenger {
 
     /// A conversation's history, in order.
     pub fn history(&self, conversation: &str) -> CoreResult<Vec<StoredMessage>> {
-        self.messages_where("conversation=?", &conversation)
+        self.expire_due()?;
+        self.messages_where("annotation=0 AND conversation=?", &conversation)
     }
 
     /// Every conversation name, with its newest activity first.

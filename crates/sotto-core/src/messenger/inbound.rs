@@ -23,8 +23,9 @@ impl Messenger {
         self.tx(|me| {
             let mut events = Vec::new();
             for d in batch {
-                events.extend(me.handle_delivery(d)?);
+                events.extend(me.handle_one(d)?);
             }
+            me.queue_receipts(batch.iter().map(|d| d.group_id.as_slice()))?;
             Ok(events)
         })
     }
@@ -33,6 +34,14 @@ impl Messenger {
     /// caller acknowledges `delivery.seq` afterwards. Entries at or below
     /// the cursor are duplicates and change nothing.
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
+        self.tx(|me| {
+            let events = me.handle_one(d)?;
+            me.queue_receipts([d.group_id.as_slice()])?;
+            Ok(events)
+        })
+    }
+
+    fn handle_one(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
         let events = self.handle_delivery_unscreened(d)?;
         self.screen_request(&d.group_id, events)
     }
@@ -130,38 +139,7 @@ impl Messenger {
                 if exists.is_some() || self.is_blocked(&sender.handle)? {
                     return Ok(vec![]);
                 }
-                // Sent from another device of this account: it is this
-                // person's own message, shown as sent from here too.
-                let own = sender.handle == self.identity.handle;
-                let state = if own { MessageState::Sent } else { MessageState::Received };
-                let m = StoredMessage {
-                    id: content.id,
-                    conversation: conversation.to_owned(),
-                    sender: sender.handle,
-                    outgoing: own,
-                    sent_at: content.sent_at,
-                    received_at: self.now(),
-                    body: content.body,
-                    state,
-                    seq: Some(d.seq),
-                };
-                self.conn.exec(
-                    "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)
-                     VALUES(?,?,?,?,?,?,?,?,?,?,0)",
-                    params![
-                        m.id,
-                        m.conversation,
-                        d.group_id,
-                        d.seq,
-                        m.sender,
-                        own,
-                        m.sent_at,
-                        m.received_at,
-                        cbor(&m.body),
-                        state.as_str()
-                    ],
-                )?;
-                Ok(vec![Event::Message(Box::new(m))])
+                self.store_content(d, conversation, &sender, content)
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 if let Some(leaf) = staged.update_path_leaf_node() {
@@ -263,6 +241,74 @@ impl Messenger {
         }
     }
 
+    /// Stores what someone (or this account's other device) sent: a
+    /// message, or an annotation applied to the message it names.
+    fn store_content(
+        &self,
+        d: &Delivery,
+        conversation: &str,
+        sender: &SottoCredential,
+        content: Content,
+    ) -> CoreResult<Vec<Event>> {
+        // Sent from another device of this account: it is this person's
+        // own message, shown as sent from here too.
+        let own = sender.handle == self.identity.handle;
+        let state = if own { MessageState::Sent } else { MessageState::Received };
+        let author = annotations::Author { handle: &sender.handle, device_id: sender.device_id };
+        let mut events = Vec::new();
+        if let Body::Receipt { delivered, read } = content.body {
+            events.extend(self.apply_receipt(&d.group_id, &author, delivered, read)?);
+            // Only the newest receipt of each sender waits for `receive`.
+            self.conn.exec(
+                "DELETE FROM messages WHERE annotation=1 AND target IS NULL AND group_id=? AND sender=?",
+                params![d.group_id, sender.handle],
+            )?;
+        } else if content.is_annotation() {
+            let Some(changed) = self.apply_annotation(conversation, &author, &content)? else { return Ok(vec![]) };
+            events.push(Event::Message(Box::new(changed)));
+        }
+        let received_at = self.now();
+        // The sender's timer, counted from now (their clock may be off),
+        // else this conversation's.
+        let expires_at = match content.expires {
+            Some(at) => Some(received_at + (at - content.sent_at).clamp(0, MAX_TIMER_SECS as i64 * 1000)),
+            None if content.is_annotation() => None,
+            None => self.expiry_for(&d.group_id, received_at)?,
+        };
+        let reply_to = match content.body {
+            Body::Reaction { .. } => None,
+            _ => content.in_reply_to.as_ref().map(|b| b.to_vec()),
+        };
+        let annotation = content.is_annotation();
+        self.conn.exec(
+            "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched,
+                reply_to, annotation, target, expires_at)
+             VALUES(?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
+            params![
+                content.id,
+                conversation,
+                d.group_id,
+                d.seq,
+                sender.handle,
+                own,
+                content.sent_at,
+                received_at,
+                cbor(&content.body),
+                state.as_str(),
+                reply_to,
+                annotation,
+                content.target(),
+                expires_at
+            ],
+        )?;
+        if !annotation {
+            if let Some(m) = self.message(&content.id)? {
+                events.push(Event::Message(Box::new(m)));
+            }
+        }
+        Ok(events)
+    }
+
     pub(crate) fn insert_system(
         &self,
         conversation: &str,
@@ -281,6 +327,7 @@ impl Messenger {
             body: Body::Text { text: text.to_owned() },
             state: MessageState::System,
             seq: Some(seq),
+            detail: MessageDetail::default(),
         };
         self.conn.exec(
             "INSERT INTO messages(id, conversation, group_id, seq, sender, outgoing, sent_at, received_at, body, state, fetched)

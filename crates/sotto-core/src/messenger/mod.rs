@@ -17,6 +17,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::identity::{Identity, SottoCredential};
 use crate::provider::{self, Provider};
 
+mod annotations;
 mod contacts;
 mod devices;
 mod enroll;
@@ -27,9 +28,12 @@ mod membership;
 mod model;
 mod outbox;
 mod own_group;
+mod receipts;
 mod requests;
 mod schema;
+mod timer;
 
+pub use annotations::Annotated;
 pub use devices::{LinkCandidate, OwnDevice};
 pub use files::UploadState;
 pub use model::*;
@@ -37,6 +41,7 @@ pub use outbox::*;
 pub use own_group::HistoryOffer;
 pub use requests::MessageRequest;
 pub(crate) use schema::SCHEMA;
+pub use timer::{timer_words, MAX_TIMER_SECS};
 
 pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 

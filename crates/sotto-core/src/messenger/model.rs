@@ -25,6 +25,40 @@ pub struct StoredMessage {
     pub state: MessageState,
     /// Server sequence number in its group, once known.
     pub seq: Option<u64>,
+    /// Replies, edits, deletes, reactions, timers and receipts.
+    pub detail: MessageDetail,
+}
+
+/// What other messages did to a message, or what an annotation does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageDetail {
+    /// The message this one answers.
+    pub reply_to: Option<Vec<u8>>,
+    /// This is an annotation (a reaction, an edit, a delete, a receipt)
+    /// acting on `target`, listed by `receive` but not in history.
+    pub annotation: bool,
+    /// The message an annotation acts on.
+    pub target: Option<Vec<u8>>,
+    /// When it was last edited (sender's clock, ms).
+    pub edited_at: Option<i64>,
+    /// Deleted for everyone by its sender.
+    pub deleted: bool,
+    /// When it disappears from this device (ms).
+    pub expires_at: Option<i64>,
+    /// Reactions: each emoji with who reacted, in the order first seen.
+    pub reactions: Vec<(String, Vec<String>)>,
+    /// For this person's own messages the server stored: how far the
+    /// others got.
+    pub receipt: Option<Receipt>,
+}
+
+/// How far an own message got with the other members.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receipt {
+    /// Every other member device has it.
+    pub delivered: bool,
+    /// The members (handles) who read it.
+    pub read_by: Vec<String>,
 }
 
 /// A contact: someone this device shares a conversation with.
@@ -65,6 +99,14 @@ pub enum Event {
         from: String,
         /// New name.
         to: String,
+    },
+    /// A message left this device's history (deleted for me, or its
+    /// disappearing timer ran out).
+    Removed {
+        /// Where it was.
+        conversation: String,
+        /// Its id.
+        id: Vec<u8>,
     },
     /// Something the person should know (a marker is also in history).
     Warning {

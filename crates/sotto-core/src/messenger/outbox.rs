@@ -291,6 +291,23 @@ impl Messenger {
                     "UPDATE messages SET state=CASE state WHEN 'control' THEN 'control' ELSE 'sent' END, seq=? WHERE id=?",
                     params![seq, mid],
                 )?;
+                let row: Option<(Vec<u8>, bool, String)> = me
+                    .conn
+                    .row("SELECT body, annotation, conversation FROM messages WHERE id=?", [mid], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                if let Some((body, annotation, conversation)) = row {
+                    if annotation {
+                        // Applied when it was made; nothing more to show.
+                        me.conn.exec("DELETE FROM messages WHERE id=?", [mid])?;
+                    } else if let Ok(Body::Timer { secs }) = ciborium::from_reader::<Body, _>(body.as_slice()) {
+                        // The timer takes effect in the server's order, here
+                        // as for everyone else.
+                        let handle = me.identity.handle.clone();
+                        me.apply_timer(&item.group_id, &conversation, &handle, seq, secs)?;
+                    }
+                }
             }
             me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             Ok(())
@@ -323,11 +340,32 @@ impl Messenger {
         let group_id = self
             .conversation_group(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))?;
+        self.queue_in_group(&group_id, conversation, content)
+    }
+
+    /// Writes content into `group_id`'s history (pending) and the outbox
+    /// in one transaction, stamped with the conversation's disappearing
+    /// timer. No checks: the caller made them.
+    pub(crate) fn queue_in_group(
+        &self,
+        group_id: &[u8],
+        conversation: &str,
+        content: &Content,
+    ) -> CoreResult<OutboxItem> {
+        let mut content = content.clone();
+        if content.expires.is_none() && !content.body.is_control() && !content.is_annotation() {
+            content.expires = self.expiry_for(group_id, content.sent_at)?;
+        }
         self.tx(|me| {
             let now = self.now();
+            let reply_to = match content.body {
+                Body::Reaction { .. } => None,
+                _ => content.in_reply_to.as_ref().map(|b| b.to_vec()),
+            };
             me.conn.exec(
-                "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched)
-                 VALUES(?,?,?,?,1,?,?,?,?,1)",
+                "INSERT INTO messages(id, conversation, group_id, sender, outgoing, sent_at, received_at, body, state, fetched,
+                    reply_to, annotation, target, expires_at)
+                 VALUES(?,?,?,?,1,?,?,?,?,1,?,?,?,?)",
                 params![
                     content.id,
                     conversation,
@@ -336,13 +374,40 @@ impl Messenger {
                     content.sent_at,
                     now,
                     cbor(&content.body),
-                    if content.body.is_control() { "control" } else { "pending" }
+                    if content.body.is_control() { "control" } else { "pending" },
+                    reply_to,
+                    content.is_annotation(),
+                    content.target(),
+                    content.expires
                 ],
             )?;
-            let item = me.encrypt(&group_id, content, self.new_id().to_vec())?;
+            let item = me.encrypt(group_id, &content, self.new_id().to_vec())?;
             me.put_outbox(&item)?;
             Ok(item)
         })
+    }
+
+    /// The content of a message this device wrote, as it was sent (to
+    /// encrypt it again in a newer epoch).
+    fn stored_content(&self, id: &[u8]) -> CoreResult<Content> {
+        type Row = (Vec<u8>, i64, Option<Vec<u8>>, Option<Vec<u8>>, bool, Option<i64>);
+        let (body, sent_at, reply_to, target, annotation, expires): Row = self.conn.row(
+            "SELECT body, sent_at, reply_to, target, annotation, expires_at FROM messages WHERE id=?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )?;
+        let body: Body = ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
+        let mut content = Content { id: id.to_vec(), ..Content::new([0; 16], sent_at, body) };
+        content.expires = expires;
+        content.in_reply_to = reply_to.map(ByteBuf::from);
+        if let Some(target) = target.filter(|_| annotation) {
+            if matches!(content.body, Body::Reaction { .. }) {
+                content.in_reply_to = Some(ByteBuf::from(target));
+            } else {
+                content.replaces = Some(ByteBuf::from(target));
+            }
+        }
+        Ok(content)
     }
 
     pub(crate) fn encrypt(&self, group_id: &[u8], content: &Content, client_id: Vec<u8>) -> CoreResult<OutboxItem> {
@@ -406,13 +471,10 @@ impl Messenger {
         self.tx(|me| {
             let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
             let Some(mid) = item.message_id.clone() else { return Ok(None) };
-            let (body, sent_at): (Vec<u8>, i64) =
-                me.conn.row("SELECT body, sent_at FROM messages WHERE id=?", [&mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let body: Body =
-                ciborium::from_reader(body.as_slice()).map_err(|e| CoreError::decode("stored message", e))?;
+            let content = me.stored_content(&mid)?;
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
-            let new = me.encrypt(&item.group_id, &Content { id: mid, sent_at, body }, self.new_id().to_vec())?;
+            let new = me.encrypt(&item.group_id, &content, self.new_id().to_vec())?;
             me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             me.put_outbox(&new)?;
             Ok(Some(new))

@@ -41,7 +41,7 @@ impl Messenger {
         if self.own_group()?.is_none() {
             return Ok(None);
         }
-        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body };
+        let content = Content::new(self.new_id(), self.now(), body);
         self.prepare_content(OWN_CONVERSATION, &content).map(Some)
     }
 

@@ -108,7 +108,7 @@ impl Messenger {
     /// The control message telling this account's other devices that a
     /// conversation was accepted here (queued in the outbox).
     pub fn accepted_notice(&self, conversation: &str) -> CoreResult<OutboxItem> {
-        let content = Content { id: self.new_id().to_vec(), sent_at: self.now(), body: Body::Accepted };
+        let content = Content::new(self.new_id(), self.now(), Body::Accepted);
         self.prepare_content(conversation, &content)
     }
 

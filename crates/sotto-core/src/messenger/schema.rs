@@ -32,7 +32,16 @@ CREATE TABLE IF NOT EXISTS groups(
     created_at INTEGER NOT NULL,
     -- Set while the group is a message request: who added this device
     -- (someone not accepted yet). Its messages are kept but not shown.
-    request_from TEXT
+    request_from TEXT,
+    -- The disappearing-message timer (seconds, 0 = off) and the sequence
+    -- number of the timer message that set it: the highest wins.
+    timer_secs INTEGER NOT NULL DEFAULT 0,
+    timer_seq INTEGER NOT NULL DEFAULT 0,
+    -- How far this person read (on any of their devices), and how far
+    -- this device last told the others it has and has read.
+    read_seq INTEGER NOT NULL DEFAULT 0,
+    told_delivered INTEGER NOT NULL DEFAULT 0,
+    told_read INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
 CREATE TABLE IF NOT EXISTS messages(
@@ -47,9 +56,40 @@ CREATE TABLE IF NOT EXISTS messages(
     received_at INTEGER NOT NULL,
     body BLOB NOT NULL,
     state TEXT NOT NULL,
-    fetched INTEGER NOT NULL DEFAULT 0
+    fetched INTEGER NOT NULL DEFAULT 0,
+    -- The message this one answers.
+    reply_to BLOB,
+    -- An annotation (a reaction, an edit, a delete, a receipt) changes
+    -- `target` rather than being shown itself; `receive` lists it.
+    annotation INTEGER NOT NULL DEFAULT 0,
+    target BLOB,
+    -- When the newest edit arrived; the earlier versions are in
+    -- message_versions.
+    edited_at INTEGER,
+    -- Deleted for everyone by its sender: the body is gone.
+    deleted INTEGER NOT NULL DEFAULT 0,
+    -- Removed from this device (and its file) at this time.
+    expires_at INTEGER,
+    -- Reactions: CBOR list of (emoji, [handle]).
+    reactions BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation, n);
+-- Earlier versions of edited messages, kept on this device only.
+CREATE TABLE IF NOT EXISTS message_versions(
+    message_id BLOB NOT NULL,
+    body BLOB NOT NULL,
+    replaced_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_versions_id ON message_versions(message_id);
+-- The newest receipt of each member device in each group.
+CREATE TABLE IF NOT EXISTS receipts(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    read INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(group_id, handle, device_id)
+);
 CREATE TABLE IF NOT EXISTS uploads(
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -100,6 +140,30 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
     if !has_column(conn, "groups", "request_from")? {
         conn.execute_batch("ALTER TABLE groups ADD COLUMN request_from TEXT;")?;
     }
+    if !has_column(conn, "groups", "timer_secs")? {
+        conn.execute_batch(
+            "ALTER TABLE groups ADD COLUMN timer_secs INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN timer_seq INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN told_delivered INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN told_read INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
+    if !has_column(conn, "messages", "annotation")? {
+        conn.execute_batch(
+            "ALTER TABLE messages ADD COLUMN reply_to BLOB;
+             ALTER TABLE messages ADD COLUMN annotation INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE messages ADD COLUMN target BLOB;
+             ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+             ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+             ALTER TABLE messages ADD COLUMN reactions BLOB;",
+        )?;
+    }
+    // After the columns exist (an older profile gets them just above).
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;",
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,193 @@
+//! What people do with messages already sent, end to end with the real
+//! server and CLI: replies, reactions, edits, deletes for everyone and for
+//! me, delivery and read receipts, disappearing messages.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The id (hex) of the first message with this text in `who`'s history of
+/// `conversation`.
+fn id_of(who: &User, conversation: &str, text: &str) -> String {
+    history(who, conversation)
+        .into_iter()
+        .find(|m| m["text"] == text)
+        .unwrap_or_else(|| panic!("{text:?} not in {}'s history of {conversation}", who.name))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn history(who: &User, conversation: &str) -> Vec<Value> {
+    who.ok(&["history", conversation, "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn find(list: &[Value], id: &str) -> Value {
+    list.iter().find(|m| m["id"] == id).cloned().unwrap_or_else(|| panic!("no {id} in {list:?}"))
+}
+
+#[test]
+fn replies_reactions_edits_and_deletes_reach_everyone_and_only_the_sender_may_change_a_message() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["group", "create", "crew", "@bob", "@carol"]);
+    bob.receive_json();
+    carol.receive_json();
+    alice.ok(&["send", "#crew", "lunch at noon?"]);
+    alice.ok(&["send", "#crew", "meet at the statoin"]);
+    bob.receive_json();
+    let lunch = id_of(bob, "#crew", "lunch at noon?");
+    let typo = id_of(alice, "#crew", "meet at the statoin");
+
+    // A reply quotes what it answers, for everyone.
+    bob.ok(&["send", "#crew", "yes!", "--reply-to", &lunch]);
+    let got = carol.receive_json();
+    let reply = got.iter().find(|m| m["text"] == "yes!").expect("carol has the reply");
+    assert_eq!(reply["reply_to"], lunch.as_str());
+    let line = carol.ok(&["history", "#crew"]);
+    assert!(line.contains("↪ in reply to <alice> lunch at noon?"), "{line}");
+
+    // Reactions: any emoji, counted per emoji with who gave them; taken back.
+    bob.ok(&["react", &lunch, "👍"]);
+    carol.ok(&["react", &lunch, "👍"]);
+    carol.ok(&["react", &lunch, "🎉"]);
+    alice.receive_json();
+    let m = find(&history(alice, "#crew"), &lunch);
+    assert_eq!(m["reactions"][0]["emoji"], "👍");
+    assert_eq!(m["reactions"][0]["count"], 2);
+    assert_eq!(m["reactions"][1]["by"], serde_json::json!(["carol"]));
+    carol.ok(&["react", &lunch, "🎉", "--remove"]);
+    let got = alice.receive_json();
+    assert!(
+        got.iter().any(|l| l["kind"] == "reaction" && l["remove"] == true && l["target"] == lunch.as_str()),
+        "{got:?}"
+    );
+    let m = find(&history(alice, "#crew"), &lunch);
+    assert_eq!(m["reactions"].as_array().unwrap().len(), 1, "{m}");
+    // Reacting twice, or taking back what was never given, is explained.
+    let out = bob.run(&["react", &lunch, "👍"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already"), "{out:?}");
+
+    // Edits: only the sender's, newest version shown and marked; Carol is
+    // offline meanwhile and sees the edit when she comes back.
+    alice.ok(&["edit", &typo, "meet at the station"]);
+    let out = bob.run(&["edit", &typo, "hijacked"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only its sender"), "{out:?}");
+    let got = carol.receive_json();
+    assert!(got.iter().any(|l| l["kind"] == "edit" && l["text"] == "meet at the station"), "{got:?}");
+    let m = find(&history(carol, "#crew"), &typo);
+    assert_eq!((m["text"].as_str(), m["edited"].as_bool()), (Some("meet at the station"), Some(true)));
+    assert!(carol.ok(&["history", "#crew"]).contains("meet at the station (edited)"));
+
+    // Delete for everyone: gone from every history and export; the line
+    // stays; a reply to it still shows it was deleted.
+    alice.ok(&["delete", &lunch]);
+    for who in [alice, bob, carol] {
+        who.receive_json();
+        let m = find(&history(who, "#crew"), &lunch);
+        assert_eq!((m["deleted"].as_bool(), m["text"].as_str()), (Some(true), Some("")), "{}: {m}", who.name);
+        assert!(m["reactions"].as_array().unwrap().is_empty());
+        let out = root.path().join(format!("{}-crew.txt", who.name));
+        who.ok(&["export", "#crew", "--format", "txt", "-o", out.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(!text.contains("lunch at noon"), "{}'s export: {text}", who.name);
+        assert!(text.contains("(in reply to alice: [message deleted]) yes!"), "{text}");
+        let json = who.ok(&["export", "#crew", "--format", "json"]);
+        assert!(!json.contains("lunch at noon"), "{json}");
+    }
+    // Not in the profile's database either (the earlier versions of an
+    // edit stay on the sender's device only; a deleted message's go).
+    drop(open_profile(carol));
+    assert!(files_containing(&carol.profile, b"lunch at noon").is_empty());
+    let out = carol.run(&["delete", &typo]);
+    assert_eq!(out.status.code(), Some(1), "only the sender deletes for everyone");
+
+    // Delete for me: only here.
+    carol.ok(&["delete", &typo, "--for-me"]);
+    assert!(history(carol, "#crew").iter().all(|m| m["id"] != typo.as_str()));
+    assert!(history(bob, "#crew").iter().any(|m| m["id"] == typo.as_str()));
+}
+
+#[test]
+fn receipts_move_from_sent_to_delivered_to_read_and_read_receipts_can_be_turned_off() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["send", "@bob", "first"]);
+    let id = id_of(alice, "@bob", "first");
+    assert_eq!(find(&history(alice, "@bob"), &id)["state"], "sent");
+    bob.receive_json();
+    let got = alice.receive_json();
+    assert!(got.iter().any(|l| l["kind"] == "receipt" && l["from"] == "bob"), "{got:?}");
+    assert_eq!(find(&history(alice, "@bob"), &id)["state"], "delivered");
+    assert!(alice.ok(&["history", "@bob"]).contains("first ✓✓"));
+    bob.ok(&["read", "@alice"]);
+    alice.receive_json();
+    let m = find(&history(alice, "@bob"), &id);
+    assert_eq!(m["state"], "read", "{m}");
+    assert_eq!(m["receipt"]["read_by"], serde_json::json!(["bob"]));
+
+    // In a group: read by whom.
+    alice.ok(&["group", "create", "crew", "@bob", "@carol"]);
+    alice.ok(&["send", "#crew", "hello crew"]);
+    let gid = id_of(alice, "#crew", "hello crew");
+    bob.receive_json();
+    alice.receive_json();
+    assert_eq!(find(&history(alice, "#crew"), &gid)["state"], "sent", "carol's device does not have it yet");
+    carol.receive_json();
+    carol.ok(&["read", "#crew"]);
+    alice.receive_json();
+    let m = find(&history(alice, "#crew"), &gid);
+    assert_eq!(m["receipt"]["delivered"], true, "{m}");
+    assert_eq!(m["receipt"]["read_by"], serde_json::json!(["carol"]));
+    assert!(alice.ok(&["history", "#crew"]).contains("read by carol"));
+
+    // Bob turns read receipts off: reading tells nobody.
+    bob.ok(&["read", "--receipts", "off"]);
+    bob.ok(&["read", "#crew"]);
+    alice.receive_json();
+    let m = find(&history(alice, "#crew"), &gid);
+    assert_eq!(m["receipt"]["read_by"], serde_json::json!(["carol"]), "{m}");
+}
+
+#[test]
+fn a_disappearing_message_is_gone_from_every_device_after_its_timer() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "this stays"]);
+    bob.receive_json();
+    let out = alice.ok(&["timer", "@bob", "2s"]);
+    assert!(out.contains("disappearing messages 2 seconds"), "{out}");
+    let got = bob.receive_json();
+    assert!(
+        got.iter().any(|l| l["kind"] == "system" && l["text"] == "@alice set disappearing messages to 2 seconds"),
+        "{got:?}"
+    );
+    assert!(bob.ok(&["timer", "@alice"]).contains("2 seconds"));
+    alice.ok(&["send", "@bob", "burn after reading"]);
+    let got = bob.receive_json();
+    let m = got.iter().find(|m| m["text"] == "burn after reading").expect("arrives");
+    assert!(m["expires_at"].is_string(), "{m}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    for who in [alice, bob] {
+        let h = history(who, if who.name == "alice" { "@bob" } else { "@alice" });
+        assert!(h.iter().all(|m| m["text"] != "burn after reading"), "{}: {h:?}", who.name);
+        assert!(h.iter().any(|m| m["text"] == "this stays"));
+        drop(open_profile(who));
+        assert!(files_containing(&who.profile, b"burn after reading").is_empty(), "{}", who.name);
+    }
+    // Turned off, messages stay again.
+    bob.ok(&["timer", "@alice", "off"]);
+    alice.receive_json();
+    alice.ok(&["send", "@bob", "forever"]);
+    let got = bob.receive_json();
+    assert!(got.iter().any(|m| m["text"] == "forever" && m["expires_at"].is_null()), "{got:?}");
+    let out = alice.run(&["timer", "@bob", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a timer"), "{out:?}");
+}
