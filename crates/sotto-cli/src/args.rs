@@ -129,6 +129,16 @@ pub(crate) enum Command {
         /// The new timer (leave out to show the current one).
         duration: Option<String>,
     },
+    /// Tell a conversation's members who are online now that you are
+    /// typing (for scripts and bots; the terminal and web UIs do it as you
+    /// type). Nothing is stored anywhere.
+    Typing {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// Say you stopped instead.
+        #[arg(long)]
+        stop: bool,
+    },
     /// Mark a conversation read (the others see it unless read receipts
     /// are off), or turn sending read receipts on or off.
     Read {

@@ -37,6 +37,16 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             deliver(&messenger, &conversation).await?;
             say!("{conversation}: disappearing messages {}", sotto_core::timer_words(messenger.timer(&conversation)?));
         }
+        Command::Typing { conversation, stop } => {
+            let conversation = conversation_arg(conversation)?;
+            if messenger.conversation_group(&conversation)?.is_none() {
+                bail!("no conversation {conversation}");
+            }
+            let mut session = Session::open(&messenger).await?;
+            let sent = session.send_typing(&conversation, !stop).await;
+            session.close().await;
+            sent?;
+        }
         Command::Read { conversation, receipts } => {
             if let Some(on) = receipts {
                 messenger.set_read_receipts(on == "on")?;

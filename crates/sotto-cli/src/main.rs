@@ -231,6 +231,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Edit { .. }
         | Command::Delete { .. }
         | Command::Timer { .. }
+        | Command::Typing { .. }
         | Command::Read { .. } => conversation_cmds::run(cli, dir).await,
         Command::Contacts { .. }
         | Command::Groups { .. }

@@ -81,7 +81,19 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                         break;
                     }
                     match session.pump(left).await {
-                        Ok(events) => report(&events),
+                        Ok(events) => {
+                            report(&events);
+                            if json {
+                                for e in &events {
+                                    if let sotto_core::Event::Typing { conversation, handle, typing } = e {
+                                        say!(
+                                            "{}",
+                                            serde_json::json!({"kind": "typing", "conversation": conversation, "from": handle, "typing": typing})
+                                        );
+                                    }
+                                }
+                            }
+                        }
                         Err(e) => {
                             // Dropped connection: reconnect (with backoff) and go on.
                             eprintln!("warning: {e}; reconnecting");

@@ -191,3 +191,53 @@ fn a_disappearing_message_is_gone_from_every_device_after_its_timer() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a timer"), "{out:?}");
 }
+
+#[test]
+fn typing_reaches_only_connected_members_and_is_never_stored() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    bob.ok(&["group", "create", "crew", "@alice", "@carol"]);
+    alice.receive_json();
+    carol.receive_json();
+
+    // Alice is connected and listening; Carol is offline.
+    let listener = alice
+        .cmd()
+        .args(["receive", "--json", "--wait", "8"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut sealed = Vec::new();
+    runtime().block_on(async {
+        let m = open_profile(bob);
+        let mut s = sotto_client::Session::open(&m).await.unwrap();
+        // Three in a row: the server passes on one per second.
+        for _ in 0..3 {
+            let request = m.typing_request("#crew", true).unwrap().expect("a signal for #crew");
+            if let sotto_proto::Request::Signal { payload, .. } = &request {
+                sealed.push(payload.clone());
+            }
+            s.connection().request(request).await.unwrap();
+        }
+        s.close().await;
+    });
+    let out = listener.wait_with_output().unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let typing: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "typing").collect();
+    assert_eq!(typing.len(), 1, "one typing line for Alice, who was online: {lines:?}");
+    assert_eq!((typing[0]["from"].as_str(), typing[0]["conversation"].as_str()), (Some("bob"), Some("#crew")));
+
+    // Carol, offline then, never gets it.
+    let got = carol.receive_json();
+    assert!(got.iter().all(|l| l["kind"] != "typing"), "{got:?}");
+    // The server stored none of it (its database, WAL and every file).
+    for payload in &sealed {
+        assert!(files_containing(&server.data, &payload[32..64]).is_empty(), "a signal was written to disk");
+    }
+    // A signal for a group the sender is not in goes nowhere.
+    let stranger = open_profile(carol);
+    assert!(stranger.typing_request("#nowhere", true).unwrap().is_none());
+}

@@ -465,6 +465,16 @@ impl<'m> Session<'m> {
         self.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))
     }
 
+    /// Tells the conversation's other connected devices that this person
+    /// is typing (or stopped). Transient: nothing is stored or retried; the
+    /// server passes on at most one per second per conversation.
+    pub async fn send_typing(&mut self, conversation: &str, typing: bool) -> SessionResult<()> {
+        if let Some(request) = self.messenger.typing_request(conversation, typing)? {
+            self.conn.request(request).await?;
+        }
+        Ok(())
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.conn.close().await;

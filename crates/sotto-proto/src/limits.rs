@@ -17,6 +17,11 @@ pub const MAX_FETCH: u32 = 500;
 pub const MAX_MEMBERSHIP_CHANGE: usize = 1000;
 /// Seconds an unauthenticated connection may live.
 pub const AUTH_TIMEOUT_SECS: u64 = 10;
+/// Largest transient signal payload (a typing indicator).
+pub const MAX_SIGNAL_BYTES: usize = 512;
+/// A device's transient signals to one group are passed on at most this
+/// often; the rest are dropped.
+pub const SIGNAL_INTERVAL_MS: u64 = 1000;
 /// Length of a group id in bytes.
 pub const GROUP_ID_LEN: usize = 16;
 /// Default largest file (encrypted blob) a server accepts: 2 GiB.

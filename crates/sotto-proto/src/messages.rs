@@ -334,6 +334,20 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         answer: Vec<u8>,
     },
+    /// A transient signal (a typing indicator) for the group's other
+    /// member devices that are connected now. Never stored, never
+    /// delivered later; at most one per device and group every
+    /// [`crate::limits::SIGNAL_INTERVAL_MS`] is passed on (the rest are
+    /// dropped, and still answered `Done`).
+    Signal {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Opaque to the server (sealed with a key exported from the
+        /// group's epoch); at most [`crate::limits::MAX_SIGNAL_BYTES`].
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
 }
 
 /// A successful answer.
@@ -514,6 +528,18 @@ pub enum Push {
     KeyPackagesLow {
         /// Unclaimed packages left.
         remaining: u32,
+    },
+    /// A transient signal from another member device of a group (see
+    /// [`Request::Signal`]). Only sent to connected, synced devices.
+    Signal {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Who sent it.
+        sender: DeviceRef,
+        /// As the sender gave it.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
     },
 }
 

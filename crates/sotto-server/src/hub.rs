@@ -46,7 +46,13 @@ pub struct Pending {
     pub key_packages_low: Option<u32>,
     /// Close the connection with this reason (ban, removal).
     pub kick: Option<ErrorBody>,
+    /// Transient signals (typing indicators), encoded; a few at most: a
+    /// connection that does not take them loses the oldest.
+    pub signals: Vec<bytes::Bytes>,
 }
+
+/// Most transient signals waiting for one connection.
+pub const MAX_SIGNALS_WAITING: usize = 16;
 
 /// A connection's mailbox for wake-ups.
 #[derive(Default)]
@@ -206,6 +212,17 @@ impl Hub {
                 // Over the budget, or already reading this group from the store.
                 _ => *slot = None,
             }
+        });
+    }
+
+    /// Hands a transient signal to the devices' live connections (and to
+    /// nobody else: it is not kept anywhere).
+    pub fn signal(&self, devices: &[DeviceRef], frame: bytes::Bytes) {
+        self.each(devices, |p| {
+            if p.signals.len() >= MAX_SIGNALS_WAITING {
+                p.signals.remove(0);
+            }
+            p.signals.push(frame.clone());
         });
     }
 

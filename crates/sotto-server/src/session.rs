@@ -352,6 +352,13 @@ impl Session<'_> {
                                 self.drain_group(socket, &group).await?;
                             }
                         }
+                        if !pending.signals.is_empty() {
+                            let limit = self.relay.config.write_timeout;
+                            for frame in pending.signals {
+                                feed_frame(socket, frame, &self.relay.metrics.bytes_out, limit).await?;
+                            }
+                            flush(socket, limit).await?;
+                        }
                     }
                 }
                 _ = ping.tick() => {

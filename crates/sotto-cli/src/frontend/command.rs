@@ -125,11 +125,24 @@ pub enum Command {
         /// `@handle` or `#group`.
         conversation: String,
     },
+    /// The person is typing in a conversation (or stopped): the others who
+    /// are online see it for a few seconds.
+    Typing {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// Typing now, or stopped.
+        #[serde(default = "yes")]
+        typing: bool,
+    },
     /// Turn sending read receipts on or off.
     ReadReceipts {
         /// On.
         on: bool,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A change to a group. Group names are given without `#`, handles with

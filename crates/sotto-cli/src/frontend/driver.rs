@@ -35,6 +35,9 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             CoreEvent::Warning { conversation, text } => {
                 let _ = ev.send(Event::Notice { conversation, text });
             }
+            CoreEvent::Typing { conversation, handle, typing } => {
+                let _ = ev.send(Event::Typing { conversation, handle, typing });
+            }
             CoreEvent::Removed { conversation, id } => {
                 let _ = ev.send(Event::Removed { conversation, id });
             }
@@ -89,6 +92,8 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         )),
         Command::Verify { handle } => verify(m, &handle).unwrap_or_else(error),
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
+        // Nobody is there to see it: a typing line offline is simply not sent.
+        Command::Typing { .. } => Outcome::Signalled,
         command @ (Command::Reply { .. }
         | Command::React { .. }
         | Command::Edit { .. }
@@ -301,6 +306,10 @@ async fn run_command(
         Command::Presence => {
             presence(m, s, ev).await?;
             Outcome::Presence
+        }
+        Command::Typing { conversation, typing } => {
+            s.send_typing(&conversation, typing).await?;
+            Outcome::Signalled
         }
         Command::Devices => Outcome::Devices { devices: device_entries(m, s).await? },
         Command::LinkDevice { code, history_days } => {

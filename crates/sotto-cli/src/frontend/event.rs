@@ -82,6 +82,9 @@ pub enum Outcome {
     },
     /// Presence was refreshed (it arrives as [`Event::Presence`]).
     Presence,
+    /// A transient signal (typing) went to whoever is online; nothing to
+    /// show.
+    Signalled,
     /// This account's devices.
     Devices {
         /// By number.
@@ -151,6 +154,7 @@ impl Outcome {
             Self::SafetyNumber { handle, number } => format!("safety number with @{handle}: {number}"),
             Self::Exported { path } => format!("exported to {path}"),
             Self::Presence => "contacts: ● online, ○ offline (in the list on the left)".into(),
+            Self::Signalled => String::new(),
             Self::Devices { devices } => {
                 let list: Vec<String> = devices.iter().map(DeviceEntry::describe).collect();
                 format!("your devices: {}", list.join("; "))
@@ -272,6 +276,15 @@ pub enum Event {
         conversation: String,
         /// Its id.
         id: Vec<u8>,
+    },
+    /// Someone is typing (or stopped): show it for a few seconds.
+    Typing {
+        /// Where.
+        conversation: String,
+        /// Who.
+        handle: String,
+        /// Typing now, or stopped.
+        typing: bool,
     },
     /// The connection state changed.
     Connection(Link),

@@ -20,6 +20,9 @@ pub fn event_json(ev: &Event) -> Value {
         Event::Removed { conversation, id } => {
             json!({"type": "removed", "conversation": conversation, "id": hex::encode(id)})
         }
+        Event::Typing { conversation, handle, typing } => {
+            json!({"type": "typing", "conversation": conversation, "from": handle, "typing": typing})
+        }
         Event::Connection(link) => json!({"type": "connection", "link": link}),
         Event::Presence(online) => {
             let online: Vec<Value> = online.iter().map(|(h, on)| json!({"handle": h, "online": on})).collect();

@@ -20,6 +20,18 @@ pub struct Conversation {
     pub unread: usize,
     /// The other person is online (one-to-one only).
     pub online: bool,
+    /// Who is typing, since when (a line shows for a few seconds).
+    pub typing: Vec<(String, std::time::Instant)>,
+}
+
+/// How long a typing line shows after the last signal.
+pub const TYPING_SHOWN: std::time::Duration = std::time::Duration::from_secs(6);
+
+impl Conversation {
+    /// Who is typing now.
+    pub fn typing_now(&self) -> Vec<&str> {
+        self.typing.iter().filter(|(_, at)| at.elapsed() < TYPING_SHOWN).map(|(h, _)| h.as_str()).collect()
+    }
 }
 
 /// The front-end state every UI shares.
@@ -63,6 +75,7 @@ impl Model {
                 // With nothing open, the first conversation to speak opens.
                 let looking = self.current.is_none() || self.current.as_deref() == Some(name.as_str());
                 let c = self.conversation(&name);
+                c.typing.retain(|(h, _)| *h != m.sender);
                 match c.messages.iter_mut().find(|x| x.id == m.id) {
                     Some(existing) => *existing = m,
                     None => {
@@ -80,6 +93,13 @@ impl Model {
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.messages.retain(|m| m.id != id);
+                }
+            }
+            Event::Typing { conversation, handle, typing } => {
+                let c = self.conversation(&conversation);
+                c.typing.retain(|(h, _)| *h != handle);
+                if typing {
+                    c.typing.push((handle, std::time::Instant::now()));
                 }
             }
             Event::Connection(l) => self.link = Some(l),

@@ -185,6 +185,12 @@ pub fn open_profile(u: &User) -> sotto_core::Messenger {
     sotto_core::Messenger::open(&u.profile, &sotto_core::ProfileKey::Passphrase(PASSPHRASE.to_owned().into())).unwrap()
 }
 
+/// A receive --json batch without its receipt lines (each device says
+/// it has what it received; tests of other things count messages).
+pub fn without_receipts(batch: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    batch.into_iter().filter(|m| m["kind"] != "receipt").collect()
+}
+
 /// Texts (kind `text`) in a receive --json batch, as (conversation, from, text).
 pub fn texts(batch: &[serde_json::Value]) -> Vec<(String, String, String)> {
     batch

@@ -260,7 +260,7 @@ impl Messenger {
             events.extend(self.apply_receipt(&d.group_id, &author, delivered, read)?);
             // Only the newest receipt of each sender waits for `receive`.
             self.conn.exec(
-                "DELETE FROM messages WHERE annotation=1 AND target IS NULL AND group_id=? AND sender=?",
+                "DELETE FROM messages WHERE annotation=1 AND target IS NULL AND group_id=? AND sender=? AND state != 'pending'",
                 params![d.group_id, sender.handle],
             )?;
         } else if content.is_annotation() {

@@ -31,6 +31,7 @@ mod own_group;
 mod receipts;
 mod requests;
 mod schema;
+mod signals;
 mod timer;
 
 pub use annotations::Annotated;

@@ -108,6 +108,16 @@ pub enum Event {
         /// Its id.
         id: Vec<u8>,
     },
+    /// Someone is typing in a conversation (or stopped). Transient: shown
+    /// for a few seconds, never stored.
+    Typing {
+        /// Where.
+        conversation: String,
+        /// Who.
+        handle: String,
+        /// Typing now, or stopped.
+        typing: bool,
+    },
     /// Something the person should know (a marker is also in history).
     Warning {
         /// Where, if anywhere.

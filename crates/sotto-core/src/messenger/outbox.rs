@@ -471,7 +471,16 @@ impl Messenger {
         self.tx(|me| {
             let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(None) };
             let Some(mid) = item.message_id.clone() else { return Ok(None) };
-            let content = me.stored_content(&mid)?;
+            let content = match me.stored_content(&mid) {
+                Ok(content) => content,
+                // Its message is gone (it disappeared, or was deleted
+                // meanwhile): nothing is left to send.
+                Err(CoreError::Db(rusqlite::Error::QueryReturnedNoRows)) => {
+                    me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
             let new = me.encrypt(&item.group_id, &content, self.new_id().to_vec())?;

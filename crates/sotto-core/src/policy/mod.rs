@@ -435,6 +435,9 @@ impl Policy {
                 }
             }
             Push::SyncDone => {}
+            Push::Signal { group_id, sender, payload } => {
+                self.events.extend(m.open_signal(&group_id, &sender, &payload));
+            }
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ mod files;
 mod groups;
 mod key_packages;
 pub mod link;
+mod signals;
 
 /// Settings the relay logic needs.
 #[derive(Debug, Clone)]
@@ -145,6 +146,8 @@ pub struct Relay {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Devices waiting to be linked (in memory: a slot lives minutes).
     pub links: link::LinkSlots,
+    /// When each device last passed on a transient signal, per group.
+    pub signals: signals::SignalGate,
 }
 
 /// The answer to a queued request.
@@ -182,6 +185,7 @@ impl Relay {
             adds,
             shutdown: tokio::sync::watch::channel(false).0,
             links: link::LinkSlots::default(),
+            signals: signals::SignalGate::default(),
         }
     }
 
@@ -355,6 +359,7 @@ impl Relay {
             Request::LinkOffer { key_package } => self.links.offer(key_package),
             Request::LinkFetch { slot } => self.links.fetch(&slot),
             Request::LinkAnswer { slot, answer } => self.links.answer(&slot, answer),
+            Request::Signal { group_id, payload } => self.signal(me, group_id, payload).await,
         }
     }
 }
