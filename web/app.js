@@ -34,6 +34,17 @@ function describe(o) {
     case 'group_changed': return `${o.change} ${o.conversation}: done`;
     case 'safety_number': return `safety number with @${o.handle}: ${o.number}`;
     case 'exported': return `exported to ${o.path}`;
+    case 'removed':
+      if (ev.conversation === current) applyToOpen(() => document.querySelector(`#messages li[data-id="${CSS.escape(ev.id)}"]`)?.remove());
+      break;
+    case 'timer':
+      if (ev.conversation === current) showTimer(ev.secs);
+      break;
+    case 'typing':
+      if (ev.typing) typing.set(`${ev.conversation}\n${ev.from}`, Date.now() + 6000);
+      else typing.delete(`${ev.conversation}\n${ev.from}`);
+      renderTyping();
+      break;
     case 'presence': return 'contacts refreshed';
     case 'devices': return 'your devices: ' + o.devices.map(describeDevice).join('; ');
     case 'device_linked': return o.complete
@@ -43,6 +54,11 @@ function describe(o) {
     case 'requests': return o.requests.length ? `message requests: ${o.requests.length}` : 'no message requests';
     case 'request_accepted': return `accepted ${o.conversation}`;
     case 'request_declined': return `declined ${o.conversation}; its messages are deleted`;
+    case 'changed':
+      if (o.change === 'delete_for_me') return 'deleted from this device';
+      if (o.change === 'read_receipts') return 'read receipts changed';
+      return o.change === 'timer' ? `${o.conversation}: disappearing-message timer set` : '';
+    case 'signalled': return '';
     case 'error': return `error: ${o.message}`;
     default: return '';
   }
@@ -127,14 +143,46 @@ function dayLabel(d) {
   return d.toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }
 
+// The text a message shows, for quotes.
+function shownText(m) {
+  if (m.deleted) return 'message deleted';
+  if (m.kind === 'file') return `File: ${m.file ? m.file.name : ''}`;
+  return m.text;
+}
+
+// Where an own message stands: ✓ the server has it, ✓✓ every device of
+// the others has it, then read (by whom, in groups).
+function receiptMark(m) {
+  if (m.state === 'pending') return ' · sending…';
+  if (m.state === 'not_sent') return ' · not sent (you were removed)';
+  if (m.state === 'read') {
+    const by = m.receipt && current && current.startsWith('#') ? ` by ${m.receipt.read_by.join(', ')}` : '';
+    return ` · ✓✓ read${by}`;
+  }
+  if (m.state === 'delivered') return ' · ✓✓';
+  if (m.state === 'sent') return ' · ✓';
+  return '';
+}
+
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+
 function messageItem(m) {
   if (m.kind === 'system') return el('li', { class: 'system', 'data-id': m.id }, m.text);
-  const li = el('li', { class: m.outgoing ? 'out' : 'in', 'data-id': m.id });
+  const li = el('li', { class: m.outgoing ? 'out' : 'in', 'data-id': m.id, tabindex: '-1' });
   const when = new Date(m.sent_at);
-  const mark = m.state === 'pending' ? ' · sending…' : m.state === 'sent' ? ' · ✓'
-    : m.state === 'not_sent' ? ' · not sent (you were removed)' : '';
-  li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${mark}`));
-  if (m.kind === 'file') {
+  const edited = m.edited && !m.deleted ? ' · edited' : '';
+  const timer = m.expires_at ? ' · ⏱' : '';
+  const mark = m.outgoing ? receiptMark(m) : '';
+  li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${edited}${timer}${mark}`));
+  if (m.reply_to) {
+    const q = document.querySelector(`#messages li[data-id="${CSS.escape(m.reply_to)}"]`);
+    const quoted = q && q.sottoJson ? JSON.parse(q.sottoJson) : null;
+    const quote = el('blockquote', { class: 'quote' }, quoted ? `${quoted.from}: ${shownText(quoted)}` : 'an earlier message');
+    li.append(quote);
+  }
+  if (m.deleted) {
+    li.append(el('p', { class: 'body deleted' }, 'message deleted'));
+  } else if (m.kind === 'file') {
     const p = el('p', { class: 'body' }, `File: ${m.file.name} (${m.file.size.toLocaleString()} bytes)`);
     li.append(p);
     if (m.text) li.append(el('p', { class: 'body' }, m.text));
@@ -145,7 +193,94 @@ function messageItem(m) {
   } else {
     li.append(el('p', { class: 'body' }, m.text));
   }
+  if (m.reactions && m.reactions.length) {
+    const row = el('div', { class: 'reactions' });
+    for (const r of m.reactions) {
+      const mine = r.by.includes(state.me);
+      const b = el('button', { type: 'button', class: mine ? 'reaction mine' : 'reaction', 'aria-pressed': String(mine), title: r.by.join(', '), 'aria-label': `${r.emoji} ${r.count}: ${r.by.join(', ')}` }, `${r.emoji} ${r.count}`);
+      b.addEventListener('click', () => command({ type: 'react', id: m.id, emoji: r.emoji, remove: mine }).catch(showError));
+      row.append(b);
+    }
+    li.append(row);
+  }
+  if (!m.deleted && m.state !== 'pending') li.append(messageActions(m));
   return li;
+}
+
+// Reply, react, edit, delete: a small toolbar on each message.
+function messageActions(m) {
+  const bar = el('div', { class: 'actions' });
+  const button = (label, text, fn) => {
+    const b = el('button', { type: 'button', 'aria-label': label }, text);
+    b.addEventListener('click', () => fn(b));
+    bar.append(b);
+  };
+  button('Reply', 'Reply', () => startReply(m));
+  button('React', '☺︎', (b) => showPicker(m, b));
+  if (m.outgoing && m.kind === 'text') button('Edit', 'Edit', () => startEdit(m));
+  if (m.outgoing) {
+    button('Delete for everyone', 'Delete', () => confirmDelete(m, bar));
+  }
+  button('Delete for me', 'Hide', () => command({ type: 'delete', id: m.id, for_me: true }).catch(showError));
+  return bar;
+}
+
+// Asks in place before a delete for everyone (no browser dialog).
+function confirmDelete(m, bar) {
+  const ask = el('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' });
+  ask.append(el('span', {}, 'Delete for everyone? They will see "message deleted". '));
+  const yes = el('button', { type: 'button' }, 'Delete for everyone');
+  const no = el('button', { type: 'button' }, 'Keep');
+  yes.addEventListener('click', () => { ask.remove(); command({ type: 'delete', id: m.id }).catch(showError); });
+  no.addEventListener('click', () => { ask.replaceWith(bar); });
+  ask.append(yes, ' ', no);
+  bar.replaceWith(ask);
+  no.focus();
+}
+
+function showPicker(m, anchor) {
+  document.querySelectorAll('.picker').forEach((p) => p.remove());
+  const picker = el('div', { class: 'picker', role: 'group', 'aria-label': 'Pick a reaction' });
+  for (const e of QUICK_REACTIONS) {
+    const b = el('button', { type: 'button', 'aria-label': `React ${e}` }, e);
+    b.addEventListener('click', () => { picker.remove(); command({ type: 'react', id: m.id, emoji: e }).catch(showError); });
+    picker.append(b);
+  }
+  const other = el('input', { 'aria-label': 'Any emoji', placeholder: 'any', size: '4' });
+  other.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && other.value.trim()) { picker.remove(); command({ type: 'react', id: m.id, emoji: other.value.trim() }).catch(showError); }
+    if (ev.key === 'Escape') picker.remove();
+  });
+  picker.append(other);
+  anchor.parentElement.after(picker);
+  picker.querySelector('button').focus();
+}
+
+// What the composer does next: a plain message, a reply, or an edit.
+let composing = null;
+
+function showComposing() {
+  const box = $('composing');
+  if (!composing) { box.hidden = true; $('composing-text').textContent = ''; return; }
+  box.hidden = false;
+  $('composing-text').textContent = composing.kind === 'edit'
+    ? 'Editing your message (Esc cancels)'
+    : `Replying to ${composing.message.from}: ${shownText(composing.message).slice(0, 80)}`;
+}
+
+function startReply(m) { composing = { kind: 'reply', message: m }; showComposing(); $('text').focus(); }
+
+function startEdit(m) {
+  composing = { kind: 'edit', message: m };
+  $('text').value = m.text;
+  showComposing();
+  $('text').focus();
+}
+
+function cancelComposing() {
+  if (composing && composing.kind === 'edit') $('text').value = '';
+  composing = null;
+  showComposing();
 }
 
 // Whether the reader is at the newest message (then new ones scroll into
@@ -168,7 +303,19 @@ function upsertMessage(m) {
   li.dataset.day = dayLabel(new Date(m.sent_at));
   const existing = ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`);
   if (existing) {
-    if (existing.sottoJson !== json) existing.replaceWith(li);
+    if (existing.sottoJson !== json) {
+      existing.replaceWith(li);
+      // Replies quoting it show the new text (or that it was deleted).
+      for (const r of ol.querySelectorAll('li[data-id]')) {
+        const rm = r.sottoJson ? JSON.parse(r.sottoJson) : null;
+        if (rm && rm.reply_to === m.id) {
+          const again = messageItem(rm);
+          again.sottoJson = r.sottoJson;
+          again.dataset.day = r.dataset.day;
+          r.replaceWith(again);
+        }
+      }
+    }
   } else {
     const last = [...ol.querySelectorAll('li[data-id]')].pop();
     if (!last || dayOf(last) !== li.dataset.day) ol.append(el('li', { class: 'day' }, li.dataset.day));
@@ -222,6 +369,10 @@ async function open(name) {
   }
   if (current !== name) return;
   renderMessages(h.messages, true);
+  showTimer(h.timer || 0);
+  cancelComposing();
+  renderTyping();
+  markRead();
   for (const fn of waiting) fn();
   const c = state.conversations.find((x) => x.name === name);
   if (c) c.unread = 0;
@@ -234,12 +385,77 @@ async function send() {
   const text = $('text').value;
   if (!current || !text.trim()) return;
   $('text').value = '';
-  await command({ type: 'send', to: current, text });
+  const how = composing;
+  composing = null;
+  showComposing();
+  lastTyping = 0;
+  if (how && how.kind === 'edit') await command({ type: 'edit', id: how.message.id, text });
+  else if (how && how.kind === 'reply') await command({ type: 'reply', to: current, text, reply_to: how.message.id });
+  else await command({ type: 'send', to: current, text });
 }
+
+// The newest own text in the open conversation (↑ edits it).
+function lastOwnText() {
+  const items = [...document.querySelectorAll('#messages li.out[data-id]')].reverse();
+  for (const li of items) {
+    const m = li.sottoJson ? JSON.parse(li.sottoJson) : null;
+    if (m && m.kind === 'text' && !m.deleted && m.state !== 'pending') return m;
+  }
+  return null;
+}
+
+// Typing: the others who are online see it; told at most every 4 s.
+let lastTyping = 0;
+$('text').addEventListener('input', () => {
+  if (!current || Date.now() - lastTyping < 4000 || !$('text').value.trim()) return;
+  lastTyping = Date.now();
+  command({ type: 'typing', conversation: current }).catch(() => {});
+});
+
+// Who is typing where, until when.
+const typing = new Map();
+function renderTyping() {
+  const now = Date.now();
+  const who = [...typing.entries()].filter(([k, until]) => until > now && k.startsWith(`${current}\n`)).map(([k]) => k.split('\n')[1]);
+  $('typing').textContent = who.length ? `${who.join(', ')} ${who.length === 1 ? 'is' : 'are'} typing…` : '';
+}
+setInterval(renderTyping, 1000);
+
+// The open conversation counts as read while the page is visible.
+let readPending = false;
+function markRead() {
+  if (!current || document.hidden || readPending) return;
+  readPending = true;
+  setTimeout(() => {
+    readPending = false;
+    if (current && !document.hidden) command({ type: 'read', conversation: current }).catch(() => {});
+  }, 300);
+}
+document.addEventListener('visibilitychange', markRead);
+
+function showTimer(secs) {
+  const words = { 0: 'off', 300: '5 minutes', 3600: '1 hour', 86400: '1 day', 604800: '1 week', 2419200: '4 weeks' };
+  $('timer').value = String(secs);
+  if (![...$('timer').options].some((o) => o.value === String(secs))) {
+    $('timer').append(el('option', { value: String(secs) }, words[secs] || `${secs} seconds`));
+    $('timer').value = String(secs);
+  }
+  $('timer-label').textContent = secs ? '⏱' : '';
+}
+$('timer').addEventListener('change', () => {
+  if (!current) return;
+  command({ type: 'timer', conversation: current, secs: Number($('timer').value) }).catch(showError);
+});
 $('composer').addEventListener('submit', (e) => { e.preventDefault(); send().catch(showError); });
 $('text').addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send().catch(showError); }
+  if (e.key === 'Escape' && composing) { e.preventDefault(); cancelComposing(); }
+  if (e.key === 'ArrowUp' && !$('text').value) {
+    const m = lastOwnText();
+    if (m) { e.preventDefault(); startEdit(m); }
+  }
 });
+$('composing-cancel').addEventListener('click', cancelComposing);
 
 async function sendFile(file) {
   if (!current) { $('info').textContent = 'open a conversation first'; return; }
@@ -396,8 +612,12 @@ events.onmessage = (e) => {
       const m = ev.message;
       const c = conversationEntry(m.conversation);
       state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
-      if (m.conversation === current) applyToOpen(() => upsertMessage(m));
-      else if (!m.outgoing && m.kind !== 'system') c.unread += 1;
+      if (m.conversation === current) {
+        applyToOpen(() => upsertMessage(m));
+        typing.delete(`${m.conversation}\n${m.from}`);
+        renderTyping();
+        if (!m.outgoing && m.state === 'received') markRead();
+      } else if (!m.outgoing && m.kind !== 'system' && !m.edited && !m.deleted) c.unread += 1;
       if (!current) open(m.conversation).catch(showError);
       renderConversations();
       break;
@@ -415,6 +635,17 @@ events.onmessage = (e) => {
       renderConversations();
       break;
     }
+    case 'removed':
+      if (ev.conversation === current) applyToOpen(() => document.querySelector(`#messages li[data-id="${CSS.escape(ev.id)}"]`)?.remove());
+      break;
+    case 'timer':
+      if (ev.conversation === current) showTimer(ev.secs);
+      break;
+    case 'typing':
+      if (ev.typing) typing.set(`${ev.conversation}\n${ev.from}`, Date.now() + 6000);
+      else typing.delete(`${ev.conversation}\n${ev.from}`);
+      renderTyping();
+      break;
     case 'presence':
       for (const p of ev.online) {
         const c = state.conversations.find((x) => x.name === `@${p.handle}`);
@@ -446,7 +677,10 @@ events.onmessage = (e) => {
       break;
     case 'outcome':
       // A text's ✓ says it was sent; the device list shows in its panel.
-      if (!['sent', 'devices', 'requests'].includes(ev.outcome.outcome)) $('info').textContent = describe(ev.outcome);
+      if (!['sent', 'devices', 'requests', 'signalled'].includes(ev.outcome.outcome)
+        && !(ev.outcome.outcome === 'changed' && ['read', 'react', 'edit', 'delete', 'reply'].includes(ev.outcome.change))) {
+        $('info').textContent = describe(ev.outcome);
+      }
       break;
     case 'progress': {
       const pct = ev.total ? Math.floor((ev.done * 100) / ev.total) : 100;

@@ -262,6 +262,66 @@ test('keyboard only: focus is visible and reaches the composer', async () => {
   await until(() => receive().find((m) => m.text === 'sent with the keyboard'), 'the keyboard message');
 });
 
+test('replies, reactions, edits, deletes, receipts, typing and the timer in the browser', async () => {
+  await page.locator('#conversations button', { hasText: '@alice' }).click();
+  alice('send', '@bob', 'shall we meet at the statoin?');
+  await page.locator('#messages li.in', { hasText: 'shall we meet at the statoin?' }).waitFor();
+  const itemId = await page.locator('#messages li.in', { hasText: 'shall we meet at the statoin?' }).getAttribute('data-id');
+  const item = page.locator(`#messages li[data-id="${itemId}"]`);
+  // Reply by choosing the message.
+  await item.hover();
+  await item.getByRole('button', { name: 'Reply' }).click();
+  await page.locator('#composing').getByText('Replying to alice').waitFor();
+  await page.locator('#text').fill('yes, at noon');
+  await page.locator('#text').press('Enter');
+  const reply = await until(() => receive().find((m) => m.text === 'yes, at noon'), 'alice to get the reply');
+  const original = JSON.parse(alice('history', '@bob', '--json').split('\n').filter(Boolean).map((l) => l).find((l) => l.includes('statoin')));
+  assert.equal(reply.reply_to, original.id, 'the reply names the message it answers');
+  await page.locator('#messages li', { hasText: 'yes, at noon' }).locator('.quote', { hasText: 'alice: shall we meet' }).waitFor();
+  // React with the picker; Alice sees it.
+  await item.hover();
+  await item.getByRole('button', { name: 'React' }).click();
+  await page.getByRole('button', { name: 'React 🎉' }).click();
+  await item.locator('.reaction', { hasText: '🎉 1' }).waitFor();
+  await until(() => {
+    receive();
+    const h = alice('history', '@bob', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    return h.find((m) => m.id === original.id).reactions.some((r) => r.emoji === '🎉' && r.by.includes('bob'));
+  }, 'the reaction at alice');
+  // Alice fixes her typo: the page shows the new text, marked edited.
+  alice('edit', original.id, 'shall we meet at the station?');
+  await page.locator('#messages li', { hasText: 'shall we meet at the station?' }).locator('.meta', { hasText: 'edited' }).waitFor();
+  assert.equal(await page.getByText('statoin').count(), 0, `the old text is gone from the page: ${await page.getByText('statoin').evaluateAll((l) => l.map((e) => e.outerHTML).join('\n'))}`);
+  // ✓ then ✓✓ then read on Bob's own reply, as Alice's device gets and reads it.
+  const mine = page.locator('#messages li.out', { hasText: 'yes, at noon' });
+  await mine.locator('.meta', { hasText: '✓✓' }).waitFor();
+  alice('read', '@bob');
+  await mine.locator('.meta', { hasText: 'read' }).waitFor();
+  // Typing from Alice shows while she types.
+  alice('typing', '@bob');
+  await page.locator('#typing', { hasText: 'alice is typing' }).waitFor();
+  // ↑ edits Bob's last message; a delete for everyone asks first.
+  await page.locator('#text').focus();
+  await page.locator('#text').press('ArrowUp');
+  assert.equal(await page.locator('#text').inputValue(), 'yes, at noon');
+  await page.locator('#text').fill('yes, at half past twelve');
+  await page.locator('#text').press('Enter');
+  await until(() => receive().find((m) => m.kind === 'edit' && m.text === 'yes, at half past twelve'), 'alice to get the edit');
+  const edited = page.locator('#messages li.out', { hasText: 'yes, at half past twelve' });
+  await edited.hover();
+  await edited.getByRole('button', { name: 'Delete for everyone' }).click();
+  await edited.getByRole('button', { name: 'Delete for everyone' }).click();
+  await page.locator('#messages li.out .deleted', { hasText: 'message deleted' }).waitFor();
+  await until(() => { receive(); return alice('history', '@bob', '--json').includes('"deleted":true'); }, 'the delete at alice');
+  assert.ok(!alice('history', '@bob').includes('half past twelve'), 'the text is gone from Alice\'s history');
+  // The timer from the conversation header; Alice's history says so.
+  await page.locator('#timer').selectOption('3600');
+  await until(() => receive().find((m) => m.kind === 'system' && m.text === '@bob set disappearing messages to 1 hour'), 'the timer line at alice');
+  assert.match(alice('timer', '@bob'), /1 hour/);
+  await page.locator('#timer').selectOption('0');
+  await page.screenshot({ path: join(shots, 'conversation-features.png') });
+});
+
 test('message requests: a stranger waits in Requests, nothing shows until accepted from the page', async () => {
   sotto('bob', 'requests', '--auto-accept', 'off');
   try {

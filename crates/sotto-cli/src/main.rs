@@ -158,7 +158,7 @@ async fn messenger(cli: &Cli, dir: &std::path::Path) -> Result<Rc<sotto_core::Me
 /// Says on leaving a front end how many messages still wait for the
 /// server (they go out on the next connection of any command).
 fn waiting_note(m: &sotto_core::Messenger) {
-    let n = m.outbox().map(|o| o.iter().filter(|i| i.message_id.is_some()).count()).unwrap_or(0);
+    let n = m.waiting_messages().unwrap_or(0);
     if n > 0 {
         eprintln!(
             "{n} message{} still waiting to be sent; {} out the next time sotto connects (any command, e.g. `sotto receive`)",

@@ -202,12 +202,8 @@ fn typing_reaches_only_connected_members_and_is_never_stored() {
     carol.receive_json();
 
     // Alice is connected and listening; Carol is offline.
-    let listener = alice
-        .cmd()
-        .args(["receive", "--json", "--wait", "8"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener =
+        alice.cmd().args(["receive", "--json", "--wait", "8"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
     let mut sealed = Vec::new();
     runtime().block_on(async {

@@ -41,7 +41,8 @@ fn a_message_reaches_all_100_members() {
             s.sync().await.unwrap();
             s.close().await;
             let got = m.take_unfetched().unwrap();
-            let text: Vec<_> = got.iter().filter(|x| x.state == sotto_core::MessageState::Received && !x.detail.annotation).collect();
+            let text: Vec<_> =
+                got.iter().filter(|x| x.state == sotto_core::MessageState::Received && !x.detail.annotation).collect();
             assert_eq!(text.len(), 1, "member {i}: {got:?}");
             assert_eq!(text[0].conversation, "#hundred");
             assert_eq!(text[0].body, sotto_core::Body::Text { text: "one message for a hundred people".into() });

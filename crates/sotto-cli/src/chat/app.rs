@@ -30,6 +30,19 @@ pub struct App {
     pub profiles: Vec<(String, String)>,
     /// Set with `quit` when the person switches to another profile.
     pub switch_to: Option<String>,
+    /// The message selected with Ctrl-↑/Ctrl-↓ (replies, reactions act
+    /// on it).
+    pub selected: Option<Vec<u8>>,
+    /// The own message being edited (↑ in an empty line).
+    pub editing: Option<Vec<u8>>,
+    /// A delete for everyone waiting for "y".
+    pub confirm_delete: Option<Vec<u8>>,
+    /// When this person last told the others they are typing.
+    pub last_typing: Option<std::time::Instant>,
+    /// How far each conversation was marked read.
+    pub read_upto: std::collections::HashMap<String, u64>,
+    /// Commands the screen made by itself, waiting to be sent.
+    pub queued: Vec<Command>,
 }
 
 /// The commands, for `/help` and completion.
@@ -50,6 +63,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/requests", "conversations waiting for you to accept them"),
     ("/accept @h|#g", "accept a message request"),
     ("/decline @h|#g", "decline a message request (its messages are deleted)"),
+    ("/reply text", "answer the selected (Ctrl-↑) or newest message"),
+    ("/react 👍", "react to the selected or newest message (/unreact takes it back)"),
+    ("/edit text", "change your selected or last message (or ↑ in an empty line)"),
+    ("/delete [me]", "delete your message for everyone (asks), or any message here only"),
+    ("/timer off|5m|1h|1d|1w", "disappearing messages in this conversation"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -58,6 +76,7 @@ impl App {
     /// Applies something the network reported.
     pub fn on_net(&mut self, ev: Event) {
         self.model.apply(ev);
+        self.note_read();
     }
 
     /// Opens a conversation, clearing its unread count.
@@ -94,7 +113,19 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if self.confirm_delete.is_some() {
+            return self.confirm(key.code == KeyCode::Char('y') || key.code == KeyCode::Char('Y'));
+        }
         match key.code {
+            KeyCode::Up if ctrl => {
+                self.select(true);
+                None
+            }
+            KeyCode::Down if ctrl => {
+                self.select(false);
+                None
+            }
+            KeyCode::Up if self.input.is_empty() && self.history_pos.is_none() && self.start_editing() => None,
             KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
                 self.quit = true;
                 None
@@ -151,6 +182,7 @@ impl App {
                 let mut buf = [0u8; 4];
                 self.insert(c.encode_utf8(&mut buf));
                 self.history_pos = None;
+                self.typed();
                 None
             }
             KeyCode::Backspace => {
@@ -200,6 +232,7 @@ impl App {
             }
             KeyCode::Esc => {
                 self.show_help = false;
+                self.cancel();
                 None
             }
             _ => None,
@@ -265,7 +298,8 @@ impl App {
                 self.model.info = "no conversation open: /msg @handle text, or /join #group".into();
                 return None;
             };
-            return Some(Command::Send { to, text });
+            self.last_typing = None;
+            return Some(self.compose(to, text));
         }
         let mut parts = text.splitn(3, ' ');
         let cmd = parts.next().unwrap_or("");
@@ -275,6 +309,10 @@ impl App {
             this.model.info = format!("usage: {u}");
             None
         };
+        let rest = text.strip_prefix(cmd).unwrap_or("").to_owned();
+        if let Some(command) = self.message_command(cmd, &rest) {
+            return command;
+        }
         match cmd {
             "/exit" | "/quit" => {
                 self.quit = true;

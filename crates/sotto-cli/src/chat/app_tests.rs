@@ -136,3 +136,47 @@ fn slash_commands_and_completion() {
     app.on_key(key(KeyCode::Enter));
     assert!(app.quit && app.switch_to.is_none());
 }
+
+#[test]
+fn select_to_reply_react_up_to_edit_and_delete_after_a_yes() {
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "lunch?", 1))));
+    app.on_net(Event::Message(Box::new(msg("@bob", "me", "maybe", 2))));
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "noon", 3))));
+    let ctrl = |c| KeyEvent::new(c, KeyModifiers::CONTROL);
+    // Ctrl-↑ twice selects "maybe", a third time "lunch?"; typing replies.
+    app.on_key(ctrl(KeyCode::Up));
+    app.on_key(ctrl(KeyCode::Up));
+    app.on_key(ctrl(KeyCode::Up));
+    assert_eq!(app.selected, Some(vec![1]));
+    typed(&mut app, "yes");
+    let cmd = app.on_key(key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Reply { to: "@bob".into(), text: "yes".into(), reply_to: "01".into() }));
+    assert_eq!(app.selected, None, "a reply ends selecting");
+    // /react acts on the newest message when none is selected.
+    typed(&mut app, "/react 🎉");
+    let cmd = app.on_key(key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::React { id: "03".into(), emoji: "🎉".into(), remove: false }));
+    // ↑ in an empty line edits the last own message.
+    app.on_key(key(KeyCode::Up));
+    assert_eq!((app.input.as_str(), app.editing.clone()), ("maybe", Some(vec![2])));
+    app.on_key(key(KeyCode::Backspace));
+    typed(&mut app, "e!");
+    let cmd = app.on_key(key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Edit { id: "02".into(), text: "maybe!".into() }));
+    // A delete for everyone asks first; anything but y keeps it.
+    typed(&mut app, "/delete");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    assert!(app.model.info.contains("for everyone?"), "{}", app.model.info);
+    assert_eq!(app.on_key(key(KeyCode::Char('n'))), None);
+    typed(&mut app, "/delete");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.on_key(key(KeyCode::Char('y'))), Some(Command::Delete { id: "02".into(), for_me: false }));
+    typed(&mut app, "/timer 1h");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Timer { conversation: "@bob".into(), secs: 3600 }));
+    // Typing tells the others once per message written ("yes", then the
+    // edit), not at every key; what is shown is read.
+    let queued = app.take_queued();
+    assert!(queued.contains(&Command::Read { conversation: "@bob".into() }), "{queued:?}");
+    assert_eq!(queued.iter().filter(|c| matches!(c, Command::Typing { .. })).count(), 2, "{queued:?}");
+}

@@ -3,6 +3,7 @@
 //! the front-end driver (`crate::frontend`), shared with `sotto web`. The
 //! terminal is restored on exit, on panic and on signals.
 
+mod actions;
 pub mod app;
 pub mod ui;
 
@@ -47,6 +48,8 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
                             next_request += 1;
                             let _ = cmd_tx.send(crate::frontend::Request::new(next_request, command));
                         }
+                        // Switching conversations may have shown unread ones.
+                        app.note_read();
                     }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => app.quit = true,
@@ -59,6 +62,10 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
                     }
                 }
                 _ = signal => app.quit = true,
+            }
+            for command in app.take_queued() {
+                next_request += 1;
+                let _ = cmd_tx.send(crate::frontend::Request::new(next_request, command));
             }
             if app.quit {
                 return Ok::<_, anyhow::Error>(app.switch_to.take());

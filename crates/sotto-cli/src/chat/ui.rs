@@ -18,6 +18,9 @@ fn local(ms: i64) -> DateTime<Local> {
 }
 
 fn body_text(m: &StoredMessage) -> String {
+    if m.detail.deleted {
+        return crate::output::DELETED.to_owned();
+    }
     match &m.body {
         Body::Text { text } => text.clone(),
         Body::File { file, caption } => {
@@ -73,6 +76,7 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
     };
     let mut rows = Vec::new();
     let mut last_day = None;
+    let selected = app.selected.as_ref();
     for m in &conv.messages {
         let t = local(m.sent_at);
         let day = t.date_naive();
@@ -94,27 +98,72 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
             }
             continue;
         }
-        let mark = match m.state {
-            MessageState::Pending => " …",
-            MessageState::Sent => " ✓",
-            MessageState::NotSent => " ✗ not sent (you were removed)",
-            _ => "",
+        let mut mark = match (m.state, crate::output::receipt_state(m)) {
+            (MessageState::Pending, _) => " …".to_owned(),
+            (_, "read") if conv.name.starts_with('#') => {
+                format!(" ✓✓ read by {}", m.detail.receipt.as_ref().map(|r| r.read_by.join(", ")).unwrap_or_default())
+            }
+            (_, "read") => " ✓✓ read".to_owned(),
+            (_, "delivered") => " ✓✓".to_owned(),
+            (MessageState::Sent, _) => " ✓".to_owned(),
+            (MessageState::NotSent, _) => " ✗ not sent (you were removed)".to_owned(),
+            _ => String::new(),
         };
+        if m.detail.edited_at.is_some() && !m.detail.deleted {
+            mark.insert_str(0, " (edited)");
+        }
+        if m.detail.expires_at.is_some() {
+            mark.push_str(" ⏱");
+        }
         let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };
         let head = format!("{} {}: ", t.format("%H:%M"), m.sender);
-        let text = format!("{}{mark}", body_text(m));
         let indent = head.width();
+        if let Some(reply_to) = &m.detail.reply_to {
+            let quoted = conv.messages.iter().find(|q| &q.id == reply_to);
+            let quote = match quoted {
+                Some(q) => format!("↪ {}: {}", q.sender, body_text(q).replace('\n', " ")),
+                None => "↪ an earlier message".to_owned(),
+            };
+            let cut: String = quote.chars().take(width.saturating_sub(indent + 1).max(10)).collect();
+            rows.push(Line::from(vec![
+                Span::raw(" ".repeat(indent)),
+                Span::styled(cut, Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC)),
+            ]));
+        }
+        let text = format!("{}{mark}", body_text(m));
         let wrapped = wrap(&text, width.saturating_sub(indent).max(10));
+        let body_style = if selected == Some(&m.id) {
+            Style::default().add_modifier(Modifier::REVERSED)
+        } else if m.detail.deleted {
+            Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC)
+        } else {
+            Style::default()
+        };
         for (i, r) in wrapped.into_iter().enumerate() {
             if i == 0 {
                 rows.push(Line::from(vec![
                     Span::styled(head.clone(), who_style.add_modifier(Modifier::BOLD)),
-                    Span::raw(r),
+                    Span::styled(r, body_style),
                 ]));
             } else {
-                rows.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::raw(r)]));
+                rows.push(Line::from(vec![Span::raw(" ".repeat(indent)), Span::styled(r, body_style)]));
             }
         }
+        if !m.detail.reactions.is_empty() {
+            let list: Vec<String> = m.detail.reactions.iter().map(|(e, by)| format!("{e} {}", by.len())).collect();
+            rows.push(Line::from(vec![
+                Span::raw(" ".repeat(indent)),
+                Span::styled(list.join("  "), Style::default().fg(Color::Magenta)),
+            ]));
+        }
+    }
+    let typing = conv.typing_now();
+    if !typing.is_empty() {
+        let who = typing.join(", ");
+        rows.push(Line::from(Span::styled(
+            format!("{who} {} typing…", if typing.len() == 1 { "is" } else { "are" }),
+            Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
+        )));
     }
     rows
 }
@@ -170,7 +219,10 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     }
 
     let title = match &app.model.current {
-        Some(c) => format!(" {c} "),
+        Some(c) => match app.model.conversations.get(c).map(|c| c.timer).unwrap_or(0) {
+            0 => format!(" {c} "),
+            secs => format!(" {c} ⏱ {} ", sotto_core::timer_words(secs)),
+        },
         None => " sotto ".into(),
     };
     let block = Block::default().borders(Borders::ALL).title(title);
@@ -223,7 +275,8 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
         ("Ctrl-N / Ctrl-P, Alt-↓/↑", "next / previous conversation"),
         ("Tab", "complete a command, @handle or #group"),
         ("PageUp / PageDown", "scroll the conversation"),
-        ("↑ / ↓", "lines you sent before"),
+        ("↑ / ↓", "edit your last message (empty line); lines sent before"),
+        ("Ctrl-↑ / Ctrl-↓", "select a message (then type to reply, /react, /edit, /delete)"),
         ("←/→ Home/End Ctrl-A/E", "move in the line"),
         ("Ctrl-U / Ctrl-W", "delete to start / a word"),
         ("Alt-Enter", "new line in the message"),
@@ -298,6 +351,36 @@ mod tests {
         app.show_help = true;
         let s = screen(&app, 80, 24);
         assert!(s.contains("/msg @h text") && s.contains("/download id"), "{s}");
+    }
+
+    #[test]
+    fn replies_edits_deletes_reactions_receipts_timer_and_typing_show() {
+        let mut app = sample();
+        let mut reply = crate::chat::app::tests::msg("@bob", "bob", "sounds good", 4);
+        reply.detail.reply_to = Some(vec![2]);
+        app.on_net(Event::Message(Box::new(reply)));
+        let mut first = crate::chat::app::tests::msg("@bob", "bob", "hello there", 1);
+        first.detail.edited_at = Some(1);
+        first.detail.reactions = vec![("👍".into(), vec!["me".into()])];
+        app.on_net(Event::Message(Box::new(first)));
+        let mut mine = crate::chat::app::tests::msg("@bob", "me", "hi bob", 2);
+        mine.detail.receipt = Some(sotto_core::Receipt { delivered: true, read_by: vec!["bob".into()] });
+        app.on_net(Event::Message(Box::new(mine)));
+        let mut gone = crate::chat::app::tests::msg("@bob", "bob", "", 5);
+        gone.detail.deleted = true;
+        app.on_net(Event::Message(Box::new(gone)));
+        app.on_net(Event::Timer { conversation: "@bob".into(), secs: 3600 });
+        app.on_net(Event::Typing { conversation: "@bob".into(), handle: "bob".into(), typing: true });
+        app.open("@bob");
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("hello there (edited)"), "{s}");
+        // (An emoji takes two cells; the second is blank in the buffer.)
+        assert!(s.lines().any(|l| l.contains('👍') && l.contains('1')), "{s}");
+        assert!(s.contains("↪ me: hi bob"), "{s}");
+        assert!(s.contains("hi bob ✓✓ read"), "{s}");
+        assert!(s.contains("[message deleted]"), "{s}");
+        assert!(s.contains("@bob ⏱ 1 hour"), "{s}");
+        assert!(s.contains("bob is typing…"), "{s}");
     }
 
     #[test]

@@ -19,12 +19,21 @@ fn history(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(messages) = m.history(conversation) {
         let _ = ev.send(Event::History { conversation: conversation.to_owned(), messages });
     }
+    if let Ok(secs) = m.timer(conversation) {
+        let _ = ev.send(Event::Timer { conversation: conversation.to_owned(), secs });
+    }
 }
 
 fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
     for e in events {
         match e {
             CoreEvent::Message(msg) => {
+                // A timer line: the conversation's timer changed with it.
+                if msg.state == sotto_core::MessageState::System {
+                    if let Ok(secs) = m.timer(&msg.conversation) {
+                        let _ = ev.send(Event::Timer { conversation: msg.conversation.clone(), secs });
+                    }
+                }
                 let _ = ev.send(Event::Message(msg));
             }
             CoreEvent::Joined { conversation } => history(m, ev, &conversation),

@@ -277,6 +277,13 @@ pub enum Event {
         /// Its id.
         id: Vec<u8>,
     },
+    /// A conversation's disappearing-message timer (seconds; 0: off).
+    Timer {
+        /// Which.
+        conversation: String,
+        /// The timer.
+        secs: u64,
+    },
     /// Someone is typing (or stopped): show it for a few seconds.
     Typing {
         /// Where.

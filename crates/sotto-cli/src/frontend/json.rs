@@ -20,6 +20,7 @@ pub fn event_json(ev: &Event) -> Value {
         Event::Removed { conversation, id } => {
             json!({"type": "removed", "conversation": conversation, "id": hex::encode(id)})
         }
+        Event::Timer { conversation, secs } => json!({"type": "timer", "conversation": conversation, "secs": secs}),
         Event::Typing { conversation, handle, typing } => {
             json!({"type": "typing", "conversation": conversation, "from": handle, "typing": typing})
         }

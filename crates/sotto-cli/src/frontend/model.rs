@@ -22,6 +22,8 @@ pub struct Conversation {
     pub online: bool,
     /// Who is typing, since when (a line shows for a few seconds).
     pub typing: Vec<(String, std::time::Instant)>,
+    /// The disappearing-message timer (seconds; 0: off).
+    pub timer: u64,
 }
 
 /// How long a typing line shows after the last signal.
@@ -90,6 +92,7 @@ impl Model {
                     self.current = Some(name);
                 }
             }
+            Event::Timer { conversation, secs } => self.conversation(&conversation).timer = secs,
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.messages.retain(|m| m.id != id);
@@ -119,6 +122,9 @@ impl Model {
             // A sent text shows as ✓ on the message itself; a line saying
             // so after every message would only push out what matters.
             Event::Outcome { outcome: Outcome::Sent { .. }, .. } => {}
+            // Typing and reading happen as the person uses the screen;
+            // nothing to say about them.
+            Event::Outcome { outcome: Outcome::Signalled | Outcome::Changed { change: "read", .. }, .. } => {}
             Event::Outcome { outcome, .. } => self.info = outcome.describe(),
             Event::Renamed { from, to } => {
                 if let Some(mut c) = self.conversations.remove(&from) {

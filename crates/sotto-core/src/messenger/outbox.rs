@@ -214,6 +214,17 @@ impl Messenger {
         })
     }
 
+    /// How many things this person wrote still wait for the server
+    /// (receipts, which the device makes by itself, are not counted).
+    pub fn waiting_messages(&self) -> CoreResult<usize> {
+        Ok(self.conn.row(
+            "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message_id
+             WHERE NOT (m.annotation = 1 AND m.target IS NULL)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
     pub(crate) fn put_outbox(&self, item: &OutboxItem) -> CoreResult<()> {
         self.conn.exec(
             "INSERT OR REPLACE INTO outbox(client_id, group_id, epoch, kind, payload, message_id, welcome, added, create_group,

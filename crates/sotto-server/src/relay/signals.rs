@@ -45,7 +45,12 @@ impl SignalGate {
 
 impl Relay {
     /// `Signal`: to the group's other connected devices, or nowhere.
-    pub(super) async fn signal(&self, me: &DeviceRef, group_id: Vec<u8>, payload: Vec<u8>) -> Result<Response, ErrorBody> {
+    pub(super) async fn signal(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> Result<Response, ErrorBody> {
         check_group_id(&group_id)?;
         if payload.is_empty() || payload.len() > MAX_SIGNAL_BYTES {
             return Err(bad(format!("a signal is 1 to {MAX_SIGNAL_BYTES} bytes")));
