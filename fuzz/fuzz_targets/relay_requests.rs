@@ -61,7 +61,9 @@ fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<u8>> {
 }
 
 fn request(u: &mut Unstructured<'_>) -> Result<Request> {
-    Ok(match u.int_in_range(0..=25u8)? {
+    Ok(match u.int_in_range(0..=27u8)? {
+        26 => Request::Signal { group_id: group(u)?, payload: bytes(u, 600)? },
+        27 => Request::SetRetention { group_id: group(u)?, secs: u.arbitrary()? },
         17 => Request::AddDevice {
             device: DeviceInfo { device_id: u.arbitrary()?, device_key: bytes(u, 33)?, certificate: bytes(u, 65)? },
         },

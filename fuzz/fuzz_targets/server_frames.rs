@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
             Push::Deliver(d) => {
                 let _ = m.handle_deliveries(&[d]);
             }
+            Push::Signal { group_id, sender, payload } => {
+                let _ = m.open_signal(&group_id, &sender, &payload);
+            }
             _ => {}
         }
     }

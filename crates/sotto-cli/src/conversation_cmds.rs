@@ -91,6 +91,7 @@ async fn deliver(messenger: &Messenger, conversation: &str) -> Result<()> {
         Err(e) => return Err(exit::Queued { conversation: conversation.to_owned(), reason: e.to_string() }.into()),
     };
     let flushed = session.flush_outbox().await;
+    session.tell_retention().await;
     session.close().await;
     flushed.map_err(|e| exit::Queued { conversation: conversation.to_owned(), reason: e.to_string() }.into())
 }

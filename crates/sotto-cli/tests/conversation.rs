@@ -181,6 +181,13 @@ fn a_disappearing_message_is_gone_from_every_device_after_its_timer() {
         drop(open_profile(who));
         assert!(files_containing(&who.profile, b"burn after reading").is_empty(), "{}", who.name);
     }
+    // The server keeps nothing beyond the timer: a message Bob's device
+    // has not fetched when its time is up is gone from the server too
+    // (the server purges such groups every few seconds).
+    alice.ok(&["send", "@bob", "nobody read this in time"]);
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let got = bob.receive_json();
+    assert!(got.iter().all(|m| m["text"] != "nobody read this in time"), "{got:?}");
     // Turned off, messages stay again.
     bob.ok(&["timer", "@alice", "off"]);
     alice.receive_json();

@@ -224,6 +224,7 @@ impl<'m> Session<'m> {
                     let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Flush, Task::Repair];
                     events.extend(self.run(tasks).await?);
                     self.take_offered_history().await;
+                    self.tell_retention().await;
                     return Ok(events);
                 }
                 other => {
@@ -248,6 +249,7 @@ impl<'m> Session<'m> {
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
             let events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
             self.take_offered_history().await;
+            self.tell_retention().await;
             if !events.is_empty() {
                 return Ok(events);
             }
@@ -463,6 +465,23 @@ impl<'m> Session<'m> {
     pub async fn send_message(&mut self, conversation: &str, text: &str, reply_to: Option<&str>) -> SessionResult<()> {
         self.queue_message(conversation, text, reply_to).await?;
         self.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))
+    }
+
+    /// Tells the server the disappearing timers it has not heard of (it
+    /// then keeps those groups' entries no longer than the timer). Not
+    /// fatal: it is told at the next chance.
+    pub async fn tell_retention(&mut self) {
+        let Ok(requests) = self.messenger.retention_requests() else { return };
+        for request in requests {
+            let Request::SetRetention { group_id, .. } = &request else { continue };
+            let group_id = group_id.clone();
+            match self.conn.request(request).await {
+                Ok(_) => {
+                    let _ = self.messenger.retention_told(&group_id);
+                }
+                Err(e) => tracing::debug!(error = %e, "the server was not told a disappearing timer yet"),
+            }
+        }
     }
 
     /// Tells the conversation's other connected devices that this person

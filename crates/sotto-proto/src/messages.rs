@@ -334,6 +334,17 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         answer: Vec<u8>,
     },
+    /// Keep the group's entries on the server for at most this long, even
+    /// if not every device has them (a conversation's disappearing
+    /// timer); 0 goes back to the server's retention. Any member may set
+    /// it; the newest setting wins.
+    SetRetention {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Seconds; 0 for the server's own retention.
+        secs: u64,
+    },
     /// A transient signal (a typing indicator) for the group's other
     /// member devices that are connected now. Never stored, never
     /// delivered later; at most one per device and group every

@@ -35,6 +35,9 @@ pub enum NodeError {
 const ABANDONED_SCAN: Duration = Duration::from_secs(300);
 /// How often the retention purge runs.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often groups with their own (disappearing) retention are purged:
+/// an entry outlives its timer on the server by at most this.
+const GROUP_PURGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What runs beside the client listener.
 #[derive(Default)]
@@ -136,6 +139,7 @@ impl Node {
         if services.maintenance {
             tasks.push(tokio::spawn(remove_abandoned(self.relay.clone())));
             tasks.push(tokio::spawn(purge(self.relay.clone())));
+            tasks.push(tokio::spawn(purge_group_retention(self.relay.clone())));
         }
         let result = server::run(listener, tls, self.relay.clone(), listen, shutdown).await;
         for t in &tasks {
@@ -179,6 +183,19 @@ async fn remove_abandoned(relay: Arc<Relay>) {
         let n = crate::blobs::remove_abandoned(&relay, crate::blobs::ABANDONED_AFTER).await;
         if n > 0 {
             tracing::info!(removed = n, "abandoned uploads removed");
+        }
+    }
+}
+
+async fn purge_group_retention(relay: Arc<Relay>) {
+    let mut tick = tokio::time::interval(GROUP_PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let st = relay.store.clone();
+        match tokio::task::spawn_blocking(move || st.purge_group_retention(now_ms())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "disappearing-message purge"),
+            Ok(Err(e)) => tracing::error!(error = %e, "disappearing-message purge failed"),
+            _ => {}
         }
     }
 }

@@ -250,6 +250,15 @@ impl GroupLog for Faulty {
         self.inner.set_accepted(group_id, device, accepted)
     }
 
+    fn set_retention(&self, group_id: &[u8], device: &DeviceRef, retention_ms: Option<i64>) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.set_retention(group_id, device, retention_ms)
+    }
+
+    fn purge_group_retention(&self, now: i64) -> StoreResult<u64> {
+        self.inner.purge_group_retention(now)
+    }
+
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
         self.fault()?;
         self.inner.ack(group_id, device, seq)

@@ -358,6 +358,7 @@ async fn run_command(
         | Command::ReadReceipts { .. }) => {
             let outcome = change_locally(m, ev, command)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            s.tell_retention().await;
             if let Outcome::Changed { conversation, change: "timer" | "reply" } = &outcome {
                 // The timer's line (and the reply, now sent) show from
                 // history.

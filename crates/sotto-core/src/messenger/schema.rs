@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS groups(
     -- this device last told the others it has and has read.
     read_seq INTEGER NOT NULL DEFAULT 0,
     told_delivered INTEGER NOT NULL DEFAULT 0,
-    told_read INTEGER NOT NULL DEFAULT 0
+    told_read INTEGER NOT NULL DEFAULT 0,
+    -- 0 when the server has not been told the timer yet (it keeps the
+    -- group's entries no longer than the timer).
+    retention_told INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
 CREATE TABLE IF NOT EXISTS messages(
@@ -146,7 +149,8 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN timer_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN told_delivered INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE groups ADD COLUMN told_read INTEGER NOT NULL DEFAULT 0;",
+             ALTER TABLE groups ADD COLUMN told_read INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;",
         )?;
     }
     if !has_column(conn, "messages", "annotation")? {

@@ -62,7 +62,7 @@ impl Messenger {
     ) -> CoreResult<Vec<Event>> {
         let secs = secs.min(MAX_TIMER_SECS);
         let changed = self.conn.exec(
-            "UPDATE groups SET timer_secs=?, timer_seq=? WHERE group_id=? AND timer_seq < ?",
+            "UPDATE groups SET timer_secs=?, timer_seq=?, retention_told=0 WHERE group_id=? AND timer_seq < ?",
             params![secs, seq, group_id, seq],
         )?;
         if changed == 0 {
@@ -76,6 +76,28 @@ impl Messenger {
         };
         let m = self.insert_system(conversation, group_id, seq, &text)?;
         Ok(vec![Event::Message(Box::new(m))])
+    }
+
+    /// The requests that tell the server the timers it has not heard of
+    /// yet, so it keeps no entry of those groups longer than the timer
+    /// (whoever has not read it). Any member may tell it; each does once.
+    pub fn retention_requests(&self) -> CoreResult<Vec<Request>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT group_id, timer_secs FROM groups WHERE retention_told=0 AND active=1 AND broken=0",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (group_id, secs) = row?;
+            out.push(Request::SetRetention { group_id, secs });
+        }
+        Ok(out)
+    }
+
+    /// The server has the timer of `group_id`.
+    pub fn retention_told(&self, group_id: &[u8]) -> CoreResult<()> {
+        self.conn.exec("UPDATE groups SET retention_told=1 WHERE group_id=?", [group_id])?;
+        Ok(())
     }
 
     /// When a message made now in `group_id` disappears, if it does.

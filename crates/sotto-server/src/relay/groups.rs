@@ -109,6 +109,21 @@ impl Relay {
         Ok(Response::Done)
     }
 
+    /// `SetRetention`.
+    pub(super) async fn set_retention(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        secs: u64,
+    ) -> Result<Response, ErrorBody> {
+        check_group_id(&group_id)?;
+        // Never longer than the server's own retention.
+        let ms = (secs > 0).then(|| (secs.saturating_mul(1000)).min(self.config.retention.as_millis() as u64) as i64);
+        let (store, me) = (self.store.clone(), me.clone());
+        blocking_timed(&self.metrics, move || store.set_retention(&group_id, &me, ms)).await?;
+        Ok(Response::Done)
+    }
+
     /// `GroupState`.
     pub(super) async fn group_state(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
         let store = self.store.clone();

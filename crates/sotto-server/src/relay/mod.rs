@@ -360,6 +360,7 @@ impl Relay {
             Request::LinkFetch { slot } => self.links.fetch(&slot),
             Request::LinkAnswer { slot, answer } => self.links.answer(&slot, answer),
             Request::Signal { group_id, payload } => self.signal(me, group_id, payload).await,
+            Request::SetRetention { group_id, secs } => self.set_retention(me, group_id, secs).await,
         }
     }
 }

@@ -360,6 +360,14 @@ pub trait GroupLog: Send + Sync + 'static {
     /// start.
     fn set_accepted(&self, group_id: &[u8], device: &DeviceRef, accepted: bool) -> StoreResult<()>;
 
+    /// Keeps the group's entries at most `retention_ms` (the device must
+    /// be a member); `None` goes back to the server's retention.
+    fn set_retention(&self, group_id: &[u8], device: &DeviceRef, retention_ms: Option<i64>) -> StoreResult<()>;
+
+    /// Deletes the entries of groups with their own retention that are
+    /// older than it. Returns rows deleted.
+    fn purge_group_retention(&self, now: i64) -> StoreResult<u64>;
+
     /// Moves the device's cursor forward and deletes what every member has.
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()>;
 

@@ -114,6 +114,10 @@ macro_rules! store_conformance {
             $crate::store::conformance::retention(&$make);
         }
         #[test]
+        fn group_retention() {
+            $crate::store::conformance::group_retention(&$make);
+        }
+        #[test]
         fn welcome_ids_are_never_handed_out_twice() {
             $crate::store::conformance::welcome_ids_are_never_handed_out_twice(&$make);
         }
@@ -314,6 +318,35 @@ pub fn retention(s: &impl Store) {
     s.create_invite("expired", 1, Some(NOW - 1), NOW).unwrap();
     assert!(s.purge_expired(NOW, 5_000).unwrap() >= 2);
     assert_eq!(s.fetch(g, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+}
+
+/// A group with its own retention (a disappearing timer) loses entries
+/// older than it, whoever has not read them; other groups keep theirs.
+pub fn group_retention(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let (g, other): (&[u8], &[u8]) = (b"group-timer", b"group-keeps");
+    for group in [g, other] {
+        s.create_group(group, &alice, NOW).unwrap();
+        let added = [bob.clone()];
+        let mut commit = msg(group, &alice, 0, b"c", MessageKind::Commit);
+        commit.added = &added;
+        s.append(&commit, NOW - 60_000).unwrap();
+        s.append(&msg(group, &alice, 1, b"old", MessageKind::Application), NOW - 60_000).unwrap();
+        s.append(&msg(group, &alice, 1, b"new", MessageKind::Application), NOW - 1_000).unwrap();
+    }
+    s.set_retention(g, &bob, Some(30_000)).unwrap();
+    assert!(s.purge_group_retention(NOW).unwrap() >= 2, "the commit and the old message");
+    let seqs = |group: &[u8]| s.fetch(group, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(g), vec![3], "only the entry younger than the timer is left");
+    assert_eq!(seqs(other), vec![1, 2, 3], "another group keeps everything");
+    s.set_retention(g, &bob, None).unwrap();
+    s.append(&msg(g, &alice, 1, b"later", MessageKind::Application), NOW - 50_000).unwrap();
+    assert_eq!(s.purge_group_retention(NOW).unwrap(), 0, "back to the server's retention");
+    register(s, "eve");
+    assert_eq!(s.set_retention(g, &dev("eve"), Some(1)), Err(StoreError::NotMember));
+    assert_eq!(s.set_retention(b"nope", &bob, Some(1)), Err(StoreError::UnknownGroup));
 }
 
 /// Uploads fit the size limit and quota, are shared with members only, and go

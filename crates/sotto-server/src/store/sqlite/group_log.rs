@@ -218,6 +218,54 @@ impl GroupLog for SqliteStore {
         })
     }
 
+    fn set_retention(&self, group_id: &[u8], device: &DeviceRef, retention_ms: Option<i64>) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            if group_row(tx, group_id)?.is_none() {
+                return Err(StoreError::UnknownGroup);
+            }
+            match reader_row(tx, group_id, device)? {
+                Some((_, _, None)) => {}
+                _ => return Err(StoreError::NotMember),
+            }
+            match retention_ms {
+                Some(ms) => tx
+                    .exec(
+                        "INSERT OR REPLACE INTO group_retention(group_id, retention_ms) VALUES(?,?)",
+                        params![group_id, ms],
+                    )
+                    .map_err(backend)?,
+                None => tx.exec("DELETE FROM group_retention WHERE group_id=?", [group_id]).map_err(backend)?,
+            };
+            Ok(())
+        })
+    }
+
+    fn purge_group_retention(&self, now: i64) -> StoreResult<u64> {
+        // Runs every few seconds: without any such group, no write
+        // transaction is started at all.
+        let any: bool = {
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("SELECT EXISTS(SELECT 1 FROM group_retention)", [], |r| r.get(0)).map_err(backend)?
+        };
+        if !any {
+            return Ok(0);
+        }
+        self.with_tx(|tx| {
+            let n = tx
+                .exec(
+                    "DELETE FROM messages WHERE rowid IN (
+                        SELECT m.rowid FROM group_retention r JOIN messages m ON m.group_id = r.group_id
+                        WHERE m.stored_at < ? - r.retention_ms)",
+                    [now],
+                )
+                .map_err(backend)?;
+            // A group that is gone needs no setting.
+            tx.exec("DELETE FROM group_retention WHERE group_id NOT IN (SELECT group_id FROM groups)", [])
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+    }
+
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
         self.with_tx(|tx| {
             let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;

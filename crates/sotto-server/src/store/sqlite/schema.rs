@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS account_invites(
 );
 -- The groups each account accepted: presence is shown only through these
 -- (a person added by a stranger shows them nothing until they accept).
+-- Groups whose entries go sooner than the server's retention (a
+-- conversation's disappearing timer, as its members set it).
+CREATE TABLE IF NOT EXISTS group_retention(
+    group_id BLOB PRIMARY KEY,
+    retention_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS accepted_groups(
     group_id BLOB NOT NULL,
     handle TEXT NOT NULL,
