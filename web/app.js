@@ -40,6 +40,9 @@ function describe(o) {
     case 'timer':
       if (ev.conversation === current) showTimer(ev.secs);
       break;
+    case 'description':
+      if (ev.conversation === current) $('description').textContent = ev.text;
+      break;
     case 'typing':
       if (ev.typing) typing.set(`${ev.conversation}\n${ev.from}`, Date.now() + 6000);
       else typing.delete(`${ev.conversation}\n${ev.from}`);
@@ -57,6 +60,7 @@ function describe(o) {
     case 'changed':
       if (o.change === 'delete_for_me') return 'deleted from this device';
       if (o.change === 'read_receipts') return 'read receipts changed';
+      if (o.change === 'describe') return `${o.conversation}: description set`;
       return o.change === 'timer' ? `${o.conversation}: disappearing-message timer set` : '';
     case 'signalled': return '';
     case 'error': return `error: ${o.message}`;
@@ -168,10 +172,11 @@ const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
 function messageItem(m) {
   if (m.kind === 'system') return el('li', { class: 'system', 'data-id': m.id }, m.text);
-  const li = el('li', { class: m.outgoing ? 'out' : 'in', 'data-id': m.id, tabindex: '-1' });
+  const mentioned = !m.outgoing && m.mentions && m.mentions.includes(state.me);
+  const li = el('li', { class: `${m.outgoing ? 'out' : 'in'}${mentioned ? ' mention' : ''}`, 'data-id': m.id, tabindex: '-1' });
   const when = new Date(m.sent_at);
   const edited = m.edited && !m.deleted ? ' · edited' : '';
-  const timer = m.expires_at ? ' · ⏱' : '';
+  const timer = (m.expires_at ? ' · ⏱' : '') + (m.pinned ? ' · 📌 pinned' : '');
   const mark = m.outgoing ? receiptMark(m) : '';
   li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${edited}${timer}${mark}`));
   if (m.reply_to) {
@@ -217,6 +222,7 @@ function messageActions(m) {
   };
   button('Reply', 'Reply', () => startReply(m));
   button('React', '☺︎', (b) => showPicker(m, b));
+  button(m.pinned ? 'Unpin' : 'Pin', m.pinned ? 'Unpin' : 'Pin', () => command({ type: 'pin', id: m.id, pinned: !m.pinned }).catch(showError));
   if (m.outgoing && m.kind === 'text') button('Edit', 'Edit', () => startEdit(m));
   if (m.outgoing) {
     button('Delete for everyone', 'Delete', () => confirmDelete(m, bar));
@@ -370,6 +376,7 @@ async function open(name) {
   if (current !== name) return;
   renderMessages(h.messages, true);
   showTimer(h.timer || 0);
+  $('description').textContent = h.description || '';
   cancelComposing();
   renderTyping();
   markRead();
@@ -489,6 +496,10 @@ $('group-form').addEventListener('submit', (e) => {
   const action = $('group-action').value;
   const name = $('group-name').value.trim().replace(/^#/, '');
   const people = $('group-people').value.split(/\s+/).filter(Boolean).map((h) => h.replace(/^@/, ''));
+  if (action === 'describe') {
+    command({ type: 'describe', conversation: `#${name}`, text: $('group-people').value }).catch(showError);
+    return;
+  }
   const cmd = action === 'leave' ? { type: 'group', action, name }
     : action === 'rename' ? { type: 'group', action, name, to: (people[0] || '').replace(/^#/, '') }
     : { type: 'group', action, name, people };

@@ -105,6 +105,14 @@ pub(crate) enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Pin a message for everyone in its conversation (or unpin it).
+    Pin {
+        /// The message's id.
+        id: String,
+        /// Unpin it instead.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Change the text of a message you sent, for everyone.
     Edit {
         /// The message's id.
@@ -420,5 +428,12 @@ pub(crate) enum GroupCommand {
         name: String,
         /// New name.
         new: String,
+    },
+    /// Say what the group is about, for everyone in it ("" clears it).
+    Describe {
+        /// Group name.
+        name: String,
+        /// The description.
+        text: String,
     },
 }

@@ -14,6 +14,10 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let done = messenger.prepare_reaction(id, emoji, *remove)?;
             deliver(&messenger, &done.conversation).await?;
         }
+        Command::Pin { id, remove } => {
+            let (conversation, _) = messenger.prepare_pin(id, !remove)?;
+            deliver(&messenger, &conversation).await?;
+        }
         Command::Edit { id, text } => {
             let done = messenger.prepare_edit(id, text)?;
             deliver(&messenger, &done.conversation).await?;

@@ -232,6 +232,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Delete { .. }
         | Command::Timer { .. }
         | Command::Typing { .. }
+        | Command::Pin { .. }
         | Command::Read { .. } => conversation_cmds::run(cli, dir).await,
         Command::Contacts { .. }
         | Command::Groups { .. }

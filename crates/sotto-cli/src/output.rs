@@ -82,6 +82,8 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
         v["text"] = json!("");
     }
     v["expires_at"] = json!(d.expires_at.map(rfc3339));
+    v["pinned"] = json!(d.pinned);
+    v["mentions"] = json!(d.mentions);
     v["reactions"] = json!(d
         .reactions
         .iter()
@@ -186,6 +188,9 @@ pub fn message_line(m: &StoredMessage) -> String {
     }
     if m.detail.expires_at.is_some() {
         mark.push_str(" ⏱");
+    }
+    if m.detail.pinned {
+        mark.push_str(" 📌");
     }
     if let Body::File { file, caption } = &m.body {
         let caption = caption.as_ref().map(|c| format!(" {c}")).unwrap_or_default();

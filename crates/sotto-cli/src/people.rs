@@ -42,6 +42,9 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                     let state = if g.active { String::new() } else { " (left)".to_owned() };
                     let members: Vec<String> = g.members.iter().map(|m| format!("@{m}")).collect();
                     say!("{}{state}: {}", g.conversation, members.join(" "));
+                    if !g.description.is_empty() {
+                        say!("  {}", g.description);
+                    }
                 }
             }
         }
@@ -65,6 +68,12 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 GroupCommand::Rename { name, new } => {
                     let new_conv = group_arg(new)?;
                     session.rename_group(&group_arg(name)?, &new_conv[1..]).await?;
+                }
+                GroupCommand::Describe { name, text } => {
+                    messenger.prepare_description(&group_arg(name)?, text)?;
+                    if let Err(e) = session.flush_outbox().await {
+                        return Err(exit::Queued { conversation: group_arg(name)?, reason: e.to_string() }.into());
+                    }
                 }
             }
             session.close().await;

@@ -244,3 +244,42 @@ fn typing_reaches_only_connected_members_and_is_never_stored() {
     let stranger = open_profile(carol);
     assert!(stranger.typing_request("#nowhere", true).unwrap().is_none());
 }
+
+#[test]
+fn mentions_descriptions_and_pins_reach_every_member_in_the_same_order() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["group", "create", "crew", "@bob", "@carol"]);
+    alice.ok(&["group", "describe", "crew", "Saturday's climbing trip"]);
+    alice.ok(&["send", "#crew", "@carol can you bring the rope? (mail me at alice@example.org)"]);
+    for who in [bob, carol] {
+        let got = who.receive_json();
+        assert!(
+            got.iter().any(|l| l["kind"] == "system"
+                && l["text"] == "@alice set the group's description: Saturday's climbing trip"),
+            "{}: {got:?}",
+            who.name
+        );
+        let m = got.iter().find(|l| l["text"].as_str().is_some_and(|t| t.contains("rope"))).unwrap();
+        assert_eq!(m["mentions"], serde_json::json!(["carol"]), "an address is no mention: {m}");
+        let groups: Value = serde_json::from_str(who.ok(&["groups", "--json"]).lines().next().unwrap()).unwrap();
+        assert_eq!(groups["description"], "Saturday's climbing trip");
+    }
+    // Pinned for everyone; unpinned again.
+    let rope = id_of(bob, "#crew", "@carol can you bring the rope? (mail me at alice@example.org)");
+    bob.ok(&["pin", &rope]);
+    for who in [alice, carol] {
+        who.receive_json();
+        assert_eq!(find(&history(who, "#crew"), &rope)["pinned"], true, "{}", who.name);
+    }
+    assert!(alice.ok(&["history", "#crew"]).contains("@bob pinned a message: @carol can you bring the rope?"));
+    let out = carol.run(&["pin", &rope]);
+    assert_eq!(out.status.code(), Some(1), "pinned already");
+    carol.ok(&["pin", &rope, "--remove"]);
+    alice.receive_json();
+    assert_eq!(find(&history(alice, "#crew"), &rope)["pinned"], false);
+    // A description is for groups only.
+    let out = alice.run(&["group", "describe", "nosuch", "x"]);
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -139,10 +139,25 @@ pub enum Body {
         /// Seconds a message lives after it is sent; 0 turns it off.
         secs: u64,
     },
+    /// Sets the group's description (empty clears it). Group state,
+    /// ordered like the timer: the highest sequence number wins.
+    Description {
+        /// At most [`MAX_DESCRIPTION_BYTES`].
+        text: String,
+    },
+    /// Pins (or unpins) the message named in `in_reply_to` for everyone in
+    /// the conversation.
+    Pin {
+        /// Pinned now, or no longer.
+        pinned: bool,
+    },
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
 }
+
+/// Most bytes of a group description.
+pub const MAX_DESCRIPTION_BYTES: usize = 2048;
 
 impl Body {
     /// The kind's name, as `receive --json` prints it.
@@ -160,6 +175,8 @@ impl Body {
             Body::Delete => "delete",
             Body::Receipt { .. } => "receipt",
             Body::Timer { .. } => "timer",
+            Body::Description { .. } => "description",
+            Body::Pin { .. } => "pin",
             Body::Unknown => "unknown",
         }
     }
@@ -175,6 +192,8 @@ impl Body {
                 | Body::Block { .. }
                 | Body::History { .. }
                 | Body::Timer { .. }
+                | Body::Description { .. }
+                | Body::Pin { .. }
         )
     }
 
@@ -252,6 +271,12 @@ impl Content {
             }
             Body::Reaction { .. } if c.in_reply_to.is_none() => {
                 return Err(CoreError::decode("message content", "a reaction to no message"));
+            }
+            Body::Pin { .. } if c.in_reply_to.is_none() => {
+                return Err(CoreError::decode("message content", "a pin of no message"));
+            }
+            Body::Description { text } if text.len() > MAX_DESCRIPTION_BYTES => {
+                return Err(CoreError::decode("message content", "a description too long"));
             }
             Body::Delete if c.replaces.is_none() => {
                 return Err(CoreError::decode("message content", "a delete of no message"));

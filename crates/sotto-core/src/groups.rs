@@ -18,6 +18,8 @@ pub struct GroupSummary {
     pub members: Vec<String>,
     /// False after leaving or being removed.
     pub active: bool,
+    /// What the group is about ("" when nobody said).
+    pub description: String,
 }
 
 /// Checks a group name: 1 to 32 of letters, digits, `_`, `-`, `.`.
@@ -144,6 +146,9 @@ impl Messenger {
         if let Body::Timer { secs } = body {
             return self.apply_timer(group_id, conversation, sender, seq, secs);
         }
+        if matches!(body, Body::Description { .. } | Body::Pin { .. }) {
+            return Ok(vec![]);
+        }
         if body == Body::Accepted {
             // Only this account's own devices speak for it.
             if sender == self.identity.handle {
@@ -214,14 +219,14 @@ impl Messenger {
     /// Every group conversation with its members.
     pub fn groups(&self) -> CoreResult<Vec<GroupSummary>> {
         let mut stmt = self.conn.prepare(
-            "SELECT group_id, conversation, active FROM groups WHERE conversation LIKE '#%' AND request_from IS NULL ORDER BY conversation",
+            "SELECT group_id, conversation, active, description FROM groups WHERE conversation LIKE '#%' AND request_from IS NULL ORDER BY conversation",
         )?;
-        let rows: Vec<(Vec<u8>, String, bool)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        let rows: Vec<(Vec<u8>, String, bool, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
         let mut out = Vec::new();
-        for (g, conversation, active) in rows {
+        for (g, conversation, active, description) in rows {
             let members = if active { self.members_of(&g)? } else { vec![] };
-            out.push(GroupSummary { conversation, members, active });
+            out.push(GroupSummary { conversation, members, active, description });
         }
         Ok(out)
     }

@@ -107,7 +107,7 @@ impl App {
         };
         let Some(to) = to else {
             return match cmd {
-                "/reply" | "/react" | "/unreact" | "/edit" | "/delete" | "/timer" => {
+                "/reply" | "/react" | "/unreact" | "/edit" | "/delete" | "/timer" | "/pin" | "/unpin" | "/describe" => {
                     fail(self, "open a conversation first")
                 }
                 _ => None,
@@ -156,6 +156,13 @@ impl App {
                 self.model.info = format!("delete \"{preview}\" for everyone? y deletes, any other key keeps it");
                 None
             }
+            "/pin" | "/unpin" => {
+                let Some(m) = self.target(false) else { return fail(self, "nothing to pin") };
+                let id = hex::encode(&m.id);
+                self.selected = None;
+                Some(Command::Pin { id, pinned: cmd == "/pin" })
+            }
+            "/describe" => Some(Command::Describe { conversation: to, text: rest.to_owned() }),
             "/timer" => match parse_timer(rest) {
                 Some(secs) => Some(Command::Timer { conversation: to, secs }),
                 None => return fail(self, "usage: /timer off|5m|1h|1d|1w|4w"),

@@ -68,6 +68,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/edit text", "change your selected or last message (or ↑ in an empty line)"),
     ("/delete [me]", "delete your message for everyone (asks), or any message here only"),
     ("/timer off|5m|1h|1d|1w", "disappearing messages in this conversation"),
+    ("/pin, /unpin", "pin the selected or newest message for everyone"),
+    ("/describe text", "set this group's description"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];

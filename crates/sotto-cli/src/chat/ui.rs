@@ -115,6 +115,9 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
         if m.detail.expires_at.is_some() {
             mark.push_str(" ⏱");
         }
+        if m.detail.pinned {
+            mark.push_str(" 📌");
+        }
         let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };
         let head = format!("{} {}: ", t.format("%H:%M"), m.sender);
         let indent = head.width();
@@ -134,6 +137,8 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
         let wrapped = wrap(&text, width.saturating_sub(indent).max(10));
         let body_style = if selected == Some(&m.id) {
             Style::default().add_modifier(Modifier::REVERSED)
+        } else if !m.outgoing && m.detail.mentions.contains(&app.model.me) {
+            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else if m.detail.deleted {
             Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC)
         } else {
@@ -219,10 +224,18 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     }
 
     let title = match &app.model.current {
-        Some(c) => match app.model.conversations.get(c).map(|c| c.timer).unwrap_or(0) {
-            0 => format!(" {c} "),
-            secs => format!(" {c} ⏱ {} ", sotto_core::timer_words(secs)),
-        },
+        Some(c) => {
+            let conv = app.model.conversations.get(c);
+            let timer = match conv.map(|c| c.timer).unwrap_or(0) {
+                0 => String::new(),
+                secs => format!(" ⏱ {}", sotto_core::timer_words(secs)),
+            };
+            let about = match conv.map(|c| c.description.as_str()).unwrap_or("") {
+                "" => String::new(),
+                d => format!(" — {}", d.chars().take(40).collect::<String>()),
+            };
+            format!(" {c}{timer}{about} ")
+        }
         None => " sotto ".into(),
     };
     let block = Block::default().borders(Borders::ALL).title(title);

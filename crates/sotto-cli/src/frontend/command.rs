@@ -134,6 +134,21 @@ pub enum Command {
         #[serde(default = "yes")]
         typing: bool,
     },
+    /// Pin a message for everyone in its conversation, or unpin it.
+    Pin {
+        /// The message (hex id).
+        id: String,
+        /// Pinned, or no longer.
+        #[serde(default = "yes")]
+        pinned: bool,
+    },
+    /// Set a group's description for everyone ("" clears it).
+    Describe {
+        /// `#group`.
+        conversation: String,
+        /// What the group is about.
+        text: String,
+    },
     /// Turn sending read receipts on or off.
     ReadReceipts {
         /// On.

@@ -19,8 +19,18 @@ fn history(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(messages) = m.history(conversation) {
         let _ = ev.send(Event::History { conversation: conversation.to_owned(), messages });
     }
+    settings(m, ev, conversation);
+}
+
+/// A conversation's timer and description, as they are now.
+fn settings(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(secs) = m.timer(conversation) {
         let _ = ev.send(Event::Timer { conversation: conversation.to_owned(), secs });
+    }
+    if conversation.starts_with('#') {
+        if let Ok(text) = m.description(conversation) {
+            let _ = ev.send(Event::Description { conversation: conversation.to_owned(), text });
+        }
     }
 }
 
@@ -30,9 +40,7 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             CoreEvent::Message(msg) => {
                 // A timer line: the conversation's timer changed with it.
                 if msg.state == sotto_core::MessageState::System {
-                    if let Ok(secs) = m.timer(&msg.conversation) {
-                        let _ = ev.send(Event::Timer { conversation: msg.conversation.clone(), secs });
-                    }
+                    settings(m, ev, &msg.conversation);
                 }
                 let _ = ev.send(Event::Message(msg));
             }
@@ -109,6 +117,8 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         | Command::Delete { .. }
         | Command::Timer { .. }
         | Command::Read { .. }
+        | Command::Pin { .. }
+        | Command::Describe { .. }
         | Command::ReadReceipts { .. }) => match change_locally(m, ev, command) {
             // Made and in the outbox: it goes when the connection returns.
             Ok(Outcome::Changed { conversation, change }) if !matches!(change, "delete_for_me" | "read_receipts") => {
@@ -172,6 +182,14 @@ fn change_locally(m: &Messenger, ev: &Events, command: Command) -> Result<Outcom
         Command::Read { conversation } => {
             m.mark_read(&conversation)?;
             Outcome::Changed { conversation, change: "read" }
+        }
+        Command::Pin { id, pinned } => {
+            let (conversation, _) = m.prepare_pin(&id, pinned)?;
+            Outcome::Changed { conversation, change: "pin" }
+        }
+        Command::Describe { conversation, text } => {
+            m.prepare_description(&conversation, &text)?;
+            Outcome::Changed { conversation, change: "describe" }
         }
         Command::ReadReceipts { on } => {
             m.set_read_receipts(on)?;
@@ -355,11 +373,13 @@ async fn run_command(
         | Command::Delete { .. }
         | Command::Timer { .. }
         | Command::Read { .. }
+        | Command::Pin { .. }
+        | Command::Describe { .. }
         | Command::ReadReceipts { .. }) => {
             let outcome = change_locally(m, ev, command)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
             s.tell_retention().await;
-            if let Outcome::Changed { conversation, change: "timer" | "reply" } = &outcome {
+            if let Outcome::Changed { conversation, change: "timer" | "reply" | "describe" | "pin" } = &outcome {
                 // The timer's line (and the reply, now sent) show from
                 // history.
                 history(m, ev, conversation);

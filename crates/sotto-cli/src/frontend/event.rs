@@ -178,6 +178,8 @@ impl Outcome {
                 "delete_for_me" => "deleted from this device".into(),
                 "read_receipts" => "read receipts changed".into(),
                 "timer" => format!("{conversation}: disappearing-message timer set"),
+                "pin" => format!("{conversation}: pins changed"),
+                "describe" => format!("{conversation}: description set"),
                 other => format!("{other} in {conversation}: done"),
             },
             Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
@@ -283,6 +285,13 @@ pub enum Event {
         conversation: String,
         /// The timer.
         secs: u64,
+    },
+    /// A group's description.
+    Description {
+        /// Which.
+        conversation: String,
+        /// What it says ("" when nothing).
+        text: String,
     },
     /// Someone is typing (or stopped): show it for a few seconds.
     Typing {

@@ -20,6 +20,9 @@ pub fn event_json(ev: &Event) -> Value {
         Event::Removed { conversation, id } => {
             json!({"type": "removed", "conversation": conversation, "id": hex::encode(id)})
         }
+        Event::Description { conversation, text } => {
+            json!({"type": "description", "conversation": conversation, "text": text})
+        }
         Event::Timer { conversation, secs } => json!({"type": "timer", "conversation": conversation, "secs": secs}),
         Event::Typing { conversation, handle, typing } => {
             json!({"type": "typing", "conversation": conversation, "from": handle, "typing": typing})

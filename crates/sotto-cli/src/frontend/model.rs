@@ -24,6 +24,8 @@ pub struct Conversation {
     pub typing: Vec<(String, std::time::Instant)>,
     /// The disappearing-message timer (seconds; 0: off).
     pub timer: u64,
+    /// A group's description.
+    pub description: String,
 }
 
 /// How long a typing line shows after the last signal.
@@ -76,6 +78,10 @@ impl Model {
                 let name = m.conversation.clone();
                 // With nothing open, the first conversation to speak opens.
                 let looking = self.current.is_none() || self.current.as_deref() == Some(name.as_str());
+                let new = !self.conversations.get(&name).is_some_and(|c| c.messages.iter().any(|x| x.id == m.id));
+                if new && !m.outgoing && !looking && !self.me.is_empty() && m.detail.mentions.contains(&self.me) {
+                    self.info = format!("@{} mentioned you in {name}", m.sender);
+                }
                 let c = self.conversation(&name);
                 c.typing.retain(|(h, _)| *h != m.sender);
                 match c.messages.iter_mut().find(|x| x.id == m.id) {
@@ -84,6 +90,7 @@ impl Model {
                         if !m.outgoing && !looking {
                             c.unread += 1;
                         }
+
                         c.messages.push(m);
                     }
                 }
@@ -93,6 +100,7 @@ impl Model {
                 }
             }
             Event::Timer { conversation, secs } => self.conversation(&conversation).timer = secs,
+            Event::Description { conversation, text } => self.conversation(&conversation).description = text,
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.messages.retain(|m| m.id != id);

@@ -193,12 +193,12 @@ async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Que
     if app.conversations.contains_key(&q.c) {
         app.open(&q.c);
     }
-    let (list, timer): (Vec<Value>, u64) = app
+    let (list, timer, description): (Vec<Value>, u64, String) = app
         .conversations
         .get(&q.c)
-        .map(|c| (c.messages.iter().map(message_json).collect(), c.timer))
+        .map(|c| (c.messages.iter().map(message_json).collect(), c.timer, c.description.clone()))
         .unwrap_or_default();
-    Json(json!({"conversation": q.c, "messages": list, "timer": timer})).into_response()
+    Json(json!({"conversation": q.c, "messages": list, "timer": timer, "description": description})).into_response()
 }
 
 /// A switch to another profile: handled here, not by the driver (it ends

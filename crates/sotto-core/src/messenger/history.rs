@@ -7,7 +7,7 @@ impl Messenger {
     pub(crate) fn messages_where(&self, clause: &str, arg: &dyn rusqlite::ToSql) -> CoreResult<Vec<StoredMessage>> {
         let sql = format!(
             "SELECT id, conversation, sender, outgoing, sent_at, received_at, body, state, seq,
-                    reply_to, annotation, target, edited_at, deleted, expires_at, reactions, group_id
+                    reply_to, annotation, target, edited_at, deleted, expires_at, reactions, group_id, pinned
              FROM messages WHERE state != 'control' AND conversation != '{OWN_CONVERSATION}' AND {clause} ORDER BY n"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -34,6 +34,8 @@ impl Messenger {
                         expires_at: r.get(14)?,
                         reactions: reactions.and_then(|b| ciborium::from_reader(b.as_slice()).ok()).unwrap_or_default(),
                         receipt: None,
+                        pinned: r.get(17)?,
+                        mentions: Vec::new(),
                     },
                 },
                 r.get::<_, Option<Vec<u8>>>(16)?,
@@ -45,6 +47,9 @@ impl Messenger {
         let mut views = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for (mut m, group_id) in rows {
+            if let Body::Text { text } = &m.body {
+                m.detail.mentions = mentions_in(text);
+            }
             if let (true, false, Some(seq), Some(g)) = (m.outgoing, m.detail.annotation, m.seq, group_id) {
                 if m.state == MessageState::Sent {
                     self.receipt_view(&g, &mut views)?;

@@ -22,6 +22,7 @@ mod contacts;
 mod devices;
 mod enroll;
 mod files;
+mod group_state;
 mod history;
 mod inbound;
 mod membership;

@@ -50,6 +50,28 @@ pub struct MessageDetail {
     /// For this person's own messages the server stored: how far the
     /// others got.
     pub receipt: Option<Receipt>,
+    /// Pinned for everyone in the conversation.
+    pub pinned: bool,
+    /// The people its text names with `@handle` (each once).
+    pub mentions: Vec<String>,
+}
+
+/// The handles a text names as `@handle` (each once, in order).
+pub fn mentions_in(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices('@') {
+        // A mention starts a word: "mail@example.org" names nobody.
+        if text[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let handle: String =
+            text[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')).collect();
+        let handle = handle.trim_end_matches('.').to_owned();
+        if sotto_proto::validate_handle(&handle).is_ok() && !out.contains(&handle) {
+            out.push(handle);
+        }
+    }
+    out
 }
 
 /// How far an own message got with the other members.

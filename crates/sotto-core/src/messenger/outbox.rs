@@ -312,11 +312,20 @@ impl Messenger {
                     if annotation {
                         // Applied when it was made; nothing more to show.
                         me.conn.exec("DELETE FROM messages WHERE id=?", [mid])?;
-                    } else if let Ok(Body::Timer { secs }) = ciborium::from_reader::<Body, _>(body.as_slice()) {
-                        // The timer takes effect in the server's order, here
-                        // as for everyone else.
+                    } else {
+                        // Group state takes effect in the server's order,
+                        // here as for everyone else.
                         let handle = me.identity.handle.clone();
-                        me.apply_timer(&item.group_id, &conversation, &handle, seq, secs)?;
+                        match ciborium::from_reader::<Body, _>(body.as_slice()) {
+                            Ok(Body::Timer { secs }) => {
+                                me.apply_timer(&item.group_id, &conversation, &handle, seq, secs)?;
+                            }
+                            Ok(Body::Description { .. } | Body::Pin { .. }) => {
+                                let content = me.stored_content(mid)?;
+                                me.apply_group_state(&item.group_id, &conversation, &handle, seq, &content)?;
+                            }
+                            _ => {}
+                        }
                     }
                 }
             }

@@ -44,7 +44,10 @@ CREATE TABLE IF NOT EXISTS groups(
     told_read INTEGER NOT NULL DEFAULT 0,
     -- 0 when the server has not been told the timer yet (it keeps the
     -- group's entries no longer than the timer).
-    retention_told INTEGER NOT NULL DEFAULT 1
+    retention_told INTEGER NOT NULL DEFAULT 1,
+    -- The group's description and the sequence number that set it.
+    description TEXT NOT NULL DEFAULT '',
+    description_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
 CREATE TABLE IF NOT EXISTS messages(
@@ -74,7 +77,9 @@ CREATE TABLE IF NOT EXISTS messages(
     -- Removed from this device (and its file) at this time.
     expires_at INTEGER,
     -- Reactions: CBOR list of (emoji, [handle]).
-    reactions BLOB
+    reactions BLOB,
+    -- Pinned for everyone in the conversation.
+    pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation, n);
 -- Earlier versions of edited messages, kept on this device only.
@@ -150,7 +155,9 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN told_delivered INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN told_read INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;",
+             ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;
+             ALTER TABLE groups ADD COLUMN description TEXT NOT NULL DEFAULT '';
+             ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
     if !has_column(conn, "messages", "annotation")? {
@@ -161,7 +168,8 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE messages ADD COLUMN edited_at INTEGER;
              ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE messages ADD COLUMN expires_at INTEGER;
-             ALTER TABLE messages ADD COLUMN reactions BLOB;",
+             ALTER TABLE messages ADD COLUMN reactions BLOB;
+             ALTER TABLE messages ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
     // After the columns exist (an older profile gets them just above).
