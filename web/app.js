@@ -40,6 +40,10 @@ function describe(o) {
     case 'timer':
       if (ev.conversation === current) showTimer(ev.secs);
       break;
+    case 'profile':
+      notePerson(ev);
+      renderConversations();
+      break;
     case 'description':
       if (ev.conversation === current) $('description').textContent = ev.text;
       break;
@@ -109,7 +113,10 @@ function renderConversations() {
       const dot = el('span', { class: c.online ? 'dot on' : 'dot', 'aria-label': c.online ? 'online' : 'offline', role: 'img' });
       b.append(dot);
     }
+    const who = c.name.startsWith('@') ? people.get(c.name.slice(1)) : null;
+    if (who && who.avatar) b.append(el('img', { class: 'avatar', src: who.avatar, alt: '' }));
     b.append(document.createTextNode(c.name));
+    if (who && who.display_name) b.append(el('span', { class: 'display-name' }, ` ${who.display_name}`));
     if (c.unread > 0 && c.name !== current) b.append(el('span', { class: 'badge', 'aria-label': `${c.unread} unread` }, String(c.unread)));
     b.addEventListener('click', () => open(c.name));
     li.append(b);
@@ -135,8 +142,13 @@ function showLink(link) {
 
 // The whole state: only on start and after a profile switch; everything
 // else arrives as events.
+// People's names and pictures, as they shared them (end to end).
+const people = new Map();
+function notePerson(p) { people.set(p.handle, p); }
+
 async function refresh() {
   state = await api('/api/state');
+  for (const p of state.people || []) notePerson(p);
   $('me').textContent = `@${state.me}`;
   showLink(state.link);
   if (!current && state.conversations.length) await open(state.conversations[0].name);

@@ -105,6 +105,10 @@ pub(crate) enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Your profile (the name you go by, your picture), shared end to end
+    /// with the people you talk to; or someone's, as they shared it.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Pin a message for everyone in its conversation (or unpin it).
     Pin {
         /// The message's id.
@@ -435,5 +439,33 @@ pub(crate) enum GroupCommand {
         name: String,
         /// The description.
         text: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Set your name and picture; they go to every conversation you are
+    /// in (and start), encrypted end to end: the server never sees them.
+    Set {
+        /// The name you go by (up to 64 characters; "" removes it).
+        #[arg(long)]
+        name: Option<String>,
+        /// A picture: PNG, JPEG, GIF or WebP, at most 256 KiB.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_avatar")]
+        avatar: Option<PathBuf>,
+        /// Remove your picture.
+        #[arg(long)]
+        no_avatar: bool,
+    },
+    /// Show your profile, or someone's.
+    Show {
+        /// `@handle` (yours when left out).
+        handle: Option<String>,
+        /// Save the picture to this file.
+        #[arg(long, value_name = "FILE")]
+        avatar_out: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

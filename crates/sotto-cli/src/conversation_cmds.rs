@@ -14,6 +14,55 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let done = messenger.prepare_reaction(id, emoji, *remove)?;
             deliver(&messenger, &done.conversation).await?;
         }
+        Command::Profile(ProfileCommand::Set { name, avatar, no_avatar }) => {
+            if name.is_none() && avatar.is_none() && !no_avatar {
+                bail!("say what to set: --name NAME, --avatar FILE or --no-avatar");
+            }
+            let picture = match (avatar, no_avatar) {
+                (Some(path), _) => {
+                    Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+                }
+                (None, true) => Some(Vec::new()),
+                (None, false) => None,
+            };
+            let p = messenger.set_own_profile(name.as_deref(), picture)?;
+            say!(
+                "profile: {}{}",
+                if p.name.is_empty() { "(no name)" } else { &p.name },
+                if p.avatar.is_some() { ", with a picture" } else { "" }
+            );
+            // Into every conversation now (or the next time sotto connects).
+            match Session::open(&messenger).await {
+                Ok(session) => session.close().await,
+                Err(e) => {
+                    return Err(exit::Queued { conversation: "your conversations".into(), reason: e.to_string() }.into())
+                }
+            }
+        }
+        Command::Profile(ProfileCommand::Show { handle, avatar_out, json }) => {
+            let handle = match handle {
+                Some(h) => contact_arg(h)?,
+                None => messenger.identity().handle.clone(),
+            };
+            let p = messenger
+                .profile_of(&handle)?
+                .unwrap_or_else(|| sotto_core::PersonProfile { handle: handle.clone(), ..Default::default() });
+            if let (Some(path), Some((_, bytes))) = (avatar_out, &p.avatar) {
+                write_new_bytes(path, bytes)?;
+            } else if avatar_out.is_some() {
+                bail!("@{handle} shared no picture");
+            }
+            if *json {
+                say!("{}", output::profile_json(&p));
+            } else {
+                let name = if p.name.is_empty() { "(no name shared)".to_owned() } else { p.name.clone() };
+                let picture = match &p.avatar {
+                    Some((kind, bytes)) => format!("a picture ({kind}, {} bytes)", bytes.len()),
+                    None => "no picture".into(),
+                };
+                say!("@{handle}: {name}; {picture}");
+            }
+        }
         Command::Pin { id, remove } => {
             let (conversation, _) = messenger.prepare_pin(id, !remove)?;
             deliver(&messenger, &conversation).await?;
@@ -66,6 +115,18 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         // The dispatcher in main.rs sends only this family's commands here.
         _ => unreachable!("not a conversation command"),
     }
+    Ok(())
+}
+
+/// Writes bytes to a new file (never over an existing one).
+fn write_new_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it may exist already)", path.display()))?;
+    f.write_all(bytes)?;
     Ok(())
 }
 

@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use args::{AccountCommand, BackupCommand, Cli, Command, DeviceCommand, GroupCommand};
+use args::{AccountCommand, BackupCommand, Cli, Command, DeviceCommand, GroupCommand, ProfileCommand};
 use clap::Parser;
 use sotto_client::Session;
 use sotto_core::Event;
@@ -233,6 +233,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Timer { .. }
         | Command::Typing { .. }
         | Command::Pin { .. }
+        | Command::Profile(..)
         | Command::Read { .. } => conversation_cmds::run(cli, dir).await,
         Command::Contacts { .. }
         | Command::Groups { .. }

@@ -215,13 +215,32 @@ pub fn print_message(m: &StoredMessage, as_json: bool) {
     }
 }
 
+/// A profile as one JSON object (the picture as its type and size).
+pub fn profile_json(p: &sotto_core::PersonProfile) -> serde_json::Value {
+    json!({
+        "handle": p.handle,
+        "display_name": if p.name.is_empty() { None } else { Some(&p.name) },
+        "avatar": p.avatar.as_ref().map(|(kind, bytes)| json!({"media_type": kind, "size": bytes.len()})),
+    })
+}
+
 /// Prints a contact in the chosen format.
-pub fn print_contact(c: &Contact, online: Option<bool>, request: bool, as_json: bool) {
+pub fn print_contact(
+    c: &Contact,
+    profile: Option<&sotto_core::PersonProfile>,
+    online: Option<bool>,
+    request: bool,
+    as_json: bool,
+) {
+    let shown = profile.filter(|p| !p.name.is_empty()).map(|p| p.name.as_str());
     if as_json {
+        let p = profile.map(profile_json);
         say!(
             "{}",
             json!({
                 "handle": c.handle,
+                "display_name": shown,
+                "avatar": p.as_ref().map(|p| p["avatar"].clone()).unwrap_or(serde_json::Value::Null),
                 "account_key": hex::encode(&c.account_key),
                 "verified": c.verified,
                 "key_changed": c.key_changed,
@@ -246,7 +265,8 @@ pub fn print_contact(c: &Contact, online: Option<bool>, request: bool, as_json: 
             flags.push("message request waiting: `sotto requests`");
         }
         let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
-        say!("@{}{flags}", c.handle);
+        let name = shown.map(|n| format!(" {n:?}")).unwrap_or_default();
+        say!("@{}{name}{flags}", c.handle);
     }
 }
 

@@ -30,7 +30,8 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             let waiting: Vec<String> = messenger.requests()?.into_iter().map(|r| r.from).collect();
             for c in contacts {
                 let on = online.as_ref().map(|list| list.iter().any(|(h, on)| *h == c.handle && *on));
-                output::print_contact(&c, on, waiting.contains(&c.handle), json);
+                let profile = messenger.profile_of(&c.handle)?;
+                output::print_contact(&c, profile.as_ref(), on, waiting.contains(&c.handle), json);
             }
         }
         Command::Groups { json } => {

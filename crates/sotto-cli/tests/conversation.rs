@@ -283,3 +283,43 @@ fn mentions_descriptions_and_pins_reach_every_member_in_the_same_order() {
     let out = alice.run(&["group", "describe", "nosuch", "x"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// The smallest PNG there is (a 1x1 transparent pixel).
+const PIXEL_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+#[test]
+fn a_profile_name_and_picture_reach_contacts_end_to_end_and_new_conversations_later() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["send", "@bob", "hi"]);
+    bob.receive_json();
+    let picture = root.path().join("me.png");
+    std::fs::write(&picture, PIXEL_PNG).unwrap();
+    let out = alice.ok(&["profile", "set", "--name", "Alice Quillfeather", "--avatar", picture.to_str().unwrap()]);
+    assert!(out.contains("Alice Quillfeather, with a picture"), "{out}");
+    bob.receive_json();
+    let contacts: Vec<Value> =
+        bob.ok(&["contacts", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let a = contacts.iter().find(|c| c["handle"] == "alice").unwrap();
+    assert_eq!(a["display_name"], "Alice Quillfeather");
+    assert_eq!(a["avatar"]["media_type"], "image/png");
+    let saved = root.path().join("alice-as-bob-sees-her.png");
+    bob.ok(&["profile", "show", "@alice", "--avatar-out", saved.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&saved).unwrap(), PIXEL_PNG);
+    // Someone Alice starts talking to later gets it too.
+    alice.ok(&["send", "@carol", "hello carol"]);
+    carol.receive_json();
+    assert!(carol.ok(&["profile", "show", "@alice"]).contains("Alice Quillfeather"));
+    // The server never sees the name.
+    assert!(files_containing(&server.data, b"Quillfeather").is_empty());
+    // A file that is no picture is refused, with what to do.
+    let out = alice.run(&["profile", "set", "--avatar", "/etc/hostname"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PNG, JPEG, GIF or WebP"), "{out:?}");
+}

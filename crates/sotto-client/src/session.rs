@@ -186,7 +186,17 @@ impl<'m> Session<'m> {
     /// Re-sends everything the server has not acknowledged, catching up and
     /// re-encrypting (or re-committing) where the epoch moved on.
     pub async fn flush_outbox(&mut self) -> SessionResult<()> {
+        self.queue_owed_profiles();
         self.run([Task::Flush]).await.map(drop)
+    }
+
+    /// This person's profile into conversations that lack its newest
+    /// version (new ones, or after a change); the next flush sends it.
+    fn queue_owed_profiles(&self) -> usize {
+        self.messenger.queue_owed_profiles().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not queue this person's profile");
+            0
+        })
     }
 
     /// Issues an update commit in every group where this device's keys are
@@ -221,8 +231,10 @@ impl<'m> Session<'m> {
                     }
                 }
                 Push::SyncDone => {
-                    let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Flush, Task::Repair];
-                    events.extend(self.run(tasks).await?);
+                    events.extend(self.run([Task::Batch(std::mem::take(&mut batch))]).await?);
+                    // Conversations joined meanwhile get this person's profile.
+                    self.queue_owed_profiles();
+                    events.extend(self.run([Task::Flush, Task::Repair]).await?);
                     self.take_offered_history().await;
                     self.tell_retention().await;
                     return Ok(events);
@@ -247,7 +259,10 @@ impl<'m> Session<'m> {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
-            let events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
+            let mut events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
+            if self.queue_owed_profiles() > 0 {
+                events.extend(self.run([Task::Flush]).await?);
+            }
             self.take_offered_history().await;
             self.tell_retention().await;
             if !events.is_empty() {

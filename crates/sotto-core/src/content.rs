@@ -151,9 +151,35 @@ pub enum Body {
         /// Pinned now, or no longer.
         pinned: bool,
     },
+    /// The sender's profile: the name they go by and their picture. Sent
+    /// into each of their conversations (never to the server in the
+    /// clear); only the sender's own profile is taken from it.
+    Profile {
+        /// Display name (1 to 64 characters), or empty for none.
+        name: String,
+        /// A small picture (PNG, JPEG, GIF or WebP; at most
+        /// [`MAX_AVATAR_BYTES`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar: Option<ByteBuf>,
+    },
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
+}
+
+/// Most bytes of a profile picture (it travels inside the MLS message).
+pub const MAX_AVATAR_BYTES: usize = 256 * 1024;
+
+/// The media type of a picture, by its first bytes; `None` for anything
+/// that is not a PNG, JPEG, GIF or WebP image.
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
+        [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
+        [b'G', b'I', b'F', b'8', ..] => Some("image/gif"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("image/webp"),
+        _ => None,
+    }
 }
 
 /// Most bytes of a group description.
@@ -177,6 +203,7 @@ impl Body {
             Body::Timer { .. } => "timer",
             Body::Description { .. } => "description",
             Body::Pin { .. } => "pin",
+            Body::Profile { .. } => "profile",
             Body::Unknown => "unknown",
         }
     }
@@ -194,6 +221,7 @@ impl Body {
                 | Body::Timer { .. }
                 | Body::Description { .. }
                 | Body::Pin { .. }
+                | Body::Profile { .. }
         )
     }
 
@@ -277,6 +305,14 @@ impl Content {
             }
             Body::Description { text } if text.len() > MAX_DESCRIPTION_BYTES => {
                 return Err(CoreError::decode("message content", "a description too long"));
+            }
+            Body::Profile { name, avatar } => {
+                if name.chars().count() > 64 || name.chars().any(char::is_control) {
+                    return Err(CoreError::decode("message content", "a bad display name"));
+                }
+                if avatar.as_ref().is_some_and(|a| a.len() > MAX_AVATAR_BYTES || image_type(a).is_none()) {
+                    return Err(CoreError::decode("message content", "a bad profile picture"));
+                }
             }
             Body::Delete if c.replaces.is_none() => {
                 return Err(CoreError::decode("message content", "a delete of no message"));

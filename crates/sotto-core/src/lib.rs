@@ -37,6 +37,7 @@ pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
     timer_words, Annotated, Contact, Environment, Event, GroupKind, Intent, Invitee, LinkCandidate, MessageDetail,
-    MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, Receipt, StoredMessage, MAX_TIMER_SECS,
+    MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, PersonProfile, Receipt, StoredMessage,
+    MAX_TIMER_SECS,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -234,7 +234,13 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
                 "" => String::new(),
                 d => format!(" — {}", d.chars().take(40).collect::<String>()),
             };
-            format!(" {c}{timer}{about} ")
+            let name = c
+                .strip_prefix('@')
+                .and_then(|h| app.model.names.get(h))
+                .filter(|n| !n.is_empty())
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!(" {c}{name}{timer}{about} ")
         }
         None => " sotto ".into(),
     };

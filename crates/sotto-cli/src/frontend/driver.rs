@@ -22,6 +22,13 @@ fn history(m: &Messenger, ev: &Events, conversation: &str) {
     settings(m, ev, conversation);
 }
 
+/// Someone's profile as this device has it.
+fn profile(m: &Messenger, ev: &Events, handle: &str) {
+    if let Ok(Some(p)) = m.profile_of(handle) {
+        let _ = ev.send(Event::Profile { handle: handle.to_owned(), name: p.name, avatar: p.avatar });
+    }
+}
+
 /// A conversation's timer and description, as they are now.
 fn settings(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(secs) = m.timer(conversation) {
@@ -52,6 +59,7 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             CoreEvent::Warning { conversation, text } => {
                 let _ = ev.send(Event::Notice { conversation, text });
             }
+            CoreEvent::Profile { handle } => profile(m, ev, &handle),
             CoreEvent::Typing { conversation, handle, typing } => {
                 let _ = ev.send(Event::Typing { conversation, handle, typing });
             }
@@ -417,6 +425,9 @@ pub async fn run(
     let _ = ev.send(Event::Identity { me: m.identity().handle.clone(), server: m.server().unwrap_or_default() });
     for c in m.conversations().unwrap_or_default() {
         history(m, &ev, &c);
+    }
+    for c in m.contacts().unwrap_or_default() {
+        profile(m, &ev, &c.handle);
     }
     let mut backoff = Duration::from_secs(1);
     let mut first = true;

@@ -286,6 +286,15 @@ pub enum Event {
         /// The timer.
         secs: u64,
     },
+    /// Someone's profile (as they shared it).
+    Profile {
+        /// Whose.
+        handle: String,
+        /// The name they go by ("" when none).
+        name: String,
+        /// Their picture: media type and bytes.
+        avatar: Option<(String, Vec<u8>)>,
+    },
     /// A group's description.
     Description {
         /// Which.

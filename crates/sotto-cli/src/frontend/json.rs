@@ -20,6 +20,14 @@ pub fn event_json(ev: &Event) -> Value {
         Event::Removed { conversation, id } => {
             json!({"type": "removed", "conversation": conversation, "id": hex::encode(id)})
         }
+        Event::Profile { handle, name, avatar } => {
+            // The picture as a data URL (the page's CSP allows `data:`
+            // images, nothing else from outside).
+            let avatar = avatar
+                .as_ref()
+                .map(|(kind, bytes)| format!("data:{kind};base64,{}", data_encoding::BASE64.encode(bytes)));
+            json!({"type": "profile", "handle": handle, "display_name": name, "avatar": avatar})
+        }
         Event::Description { conversation, text } => {
             json!({"type": "description", "conversation": conversation, "text": text})
         }

@@ -55,6 +55,10 @@ pub struct Model {
     pub current: Option<String>,
     /// Last line to show (a notice or an outcome).
     pub info: String,
+    /// People's display names, as they shared them.
+    pub names: std::collections::HashMap<String, String>,
+    /// People's pictures (media type, bytes), as they shared them.
+    pub avatars: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
 
 impl Model {
@@ -100,6 +104,13 @@ impl Model {
                 }
             }
             Event::Timer { conversation, secs } => self.conversation(&conversation).timer = secs,
+            Event::Profile { handle, name, avatar } => {
+                match avatar {
+                    Some(a) => self.avatars.insert(handle.clone(), a),
+                    None => self.avatars.remove(&handle),
+                };
+                self.names.insert(handle, name);
+            }
             Event::Description { conversation, text } => self.conversation(&conversation).description = text,
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {

@@ -173,10 +173,23 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
         .map(|c| json!({"name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len()}))
         .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
+    // People's names and pictures, as the `profile` event carries them.
+    let people: Vec<Value> = app
+        .names
+        .iter()
+        .map(|(handle, name)| {
+            let avatar = app.avatars.get(handle).cloned();
+            crate::frontend::json::event_json(&crate::frontend::Event::Profile {
+                handle: handle.clone(),
+                name: name.clone(),
+                avatar,
+            })
+        })
+        .collect();
     Json(json!({
         "me": app.me, "server": app.server,
         "link": app.link.clone().unwrap_or(crate::frontend::Link::Connecting),
-        "conversations": conversations, "profiles": profiles, "info": app.info,
+        "conversations": conversations, "profiles": profiles, "people": people, "info": app.info,
     }))
     .into_response()
 }

@@ -128,6 +128,9 @@ impl Messenger {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let content = Content::decode(&app.into_bytes())?;
                 if content.body.is_control() {
+                    if matches!(content.body, Body::Profile { .. }) {
+                        return self.apply_profile(&sender.handle, &content);
+                    }
                     if matches!(content.body, Body::Description { .. } | Body::Pin { .. }) {
                         return self.apply_group_state(&d.group_id, conversation, &sender.handle, d.seq, &content);
                     }

@@ -130,6 +130,11 @@ pub enum Event {
         /// Its id.
         id: Vec<u8>,
     },
+    /// Someone's profile (name, picture) changed.
+    Profile {
+        /// Whose.
+        handle: String,
+    },
     /// Someone is typing in a conversation (or stopped). Transient: shown
     /// for a few seconds, never stored.
     Typing {

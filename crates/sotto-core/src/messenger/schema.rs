@@ -47,7 +47,16 @@ CREATE TABLE IF NOT EXISTS groups(
     retention_told INTEGER NOT NULL DEFAULT 1,
     -- The group's description and the sequence number that set it.
     description TEXT NOT NULL DEFAULT '',
-    description_seq INTEGER NOT NULL DEFAULT 0
+    description_seq INTEGER NOT NULL DEFAULT 0,
+    -- The version of this person's profile last put into this group.
+    profile_sent INTEGER NOT NULL DEFAULT 0
+);
+-- Other people's profiles, as they sent them (end to end).
+CREATE TABLE IF NOT EXISTS profiles(
+    handle TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    avatar BLOB,
+    updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS groups_conversation ON groups(conversation);
 CREATE TABLE IF NOT EXISTS messages(
@@ -157,7 +166,8 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN told_read INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;
              ALTER TABLE groups ADD COLUMN description TEXT NOT NULL DEFAULT '';
-             ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;",
+             ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN profile_sent INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
     if !has_column(conn, "messages", "annotation")? {
