@@ -269,3 +269,75 @@ fn a_message_request_is_held_and_accepted_from_the_terminal_ui() {
     let got = mallory.ok(&["receive", "--wait", "5"]);
     assert!(got.contains("who are you?"), "{got}");
 }
+
+#[test]
+fn replies_reactions_edits_deletes_receipts_and_typing_in_the_terminal_ui() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "dinner at eight?"]);
+    let tui = Tmux::start(&chat_command(bob), 100, 30);
+    tui.wait_for("dinner at eight?");
+    tui.wait_for("online");
+    // Alice's message was on Bob's screen: she sees it read.
+    let read = || {
+        alice.receive_json();
+        alice.ok(&["history", "@bob"]).contains("dinner at eight? ✓✓ read")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read() {
+        assert!(Instant::now() < deadline, "never read: {}", alice.ok(&["history", "@bob"]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Select Alice's message with Ctrl-↑ and answer it.
+    tui.keys(&["C-Up"]);
+    tui.wait_for("selected alice");
+    tui.line("yes, see you there");
+    tui.wait_for("↪ alice: dinner at eight?");
+    let got = alice.receive_json();
+    let reply = got.iter().find(|m| m["text"] == "yes, see you there").expect("alice has the reply");
+    assert!(reply["reply_to"].is_string(), "{reply}");
+    // A reaction on the newest message from Alice.
+    tui.line("/react 🎉");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        alice.receive_json();
+        if alice.ok(&["history", "@bob"]).contains("[🎉 1]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reaction never reached alice");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // ↑ in the empty line edits Bob's last message.
+    tui.keys(&["Up"]);
+    tui.wait_for("editing your last message");
+    tui.keys(&["C-u"]);
+    tui.line("yes, see you at eight");
+    tui.wait_for("yes, see you at eight (edited)");
+    // Typing from Alice shows; then she edits her question.
+    alice.ok(&["typing", "@bob"]);
+    tui.wait_for("alice is typing…");
+    let question =
+        alice.ok(&["history", "@bob", "--json"]).lines().find(|l| l.contains("dinner at eight?")).unwrap().to_owned();
+    let id = serde_json::from_str::<serde_json::Value>(&question).unwrap()["id"].as_str().unwrap().to_owned();
+    alice.ok(&["edit", &id, "dinner at nine?"]);
+    tui.wait_for("dinner at nine? (edited)");
+    // Delete for everyone asks first; y deletes.
+    tui.line("/delete");
+    tui.wait_for("for everyone? y deletes");
+    tui.keys(&["y"]);
+    tui.wait_for("[message deleted]");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        alice.receive_json();
+        if !alice.ok(&["history", "@bob"]).contains("see you at eight") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delete never reached alice");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The timer shows in the title.
+    tui.line("/timer 1h");
+    tui.wait_for("@alice ⏱ 1 hour");
+    tui.line("/exit");
+}
