@@ -433,6 +433,25 @@ pub(crate) enum GroupCommand {
         /// New name.
         new: String,
     },
+    /// Make a member an admin (who may add, remove and promote), or a
+    /// member again. Admins only.
+    Role {
+        /// Group name.
+        name: String,
+        /// Whose role, as `@handle`.
+        member: String,
+        /// The role.
+        #[arg(value_parser = ["admin", "member"])]
+        role: String,
+    },
+    /// Who may add people: `admins`, or `members` (everyone). Admins only.
+    Adding {
+        /// Group name.
+        name: String,
+        /// Who may add.
+        #[arg(value_parser = ["admins", "members"])]
+        who: String,
+    },
     /// Say what the group is about, for everyone in it ("" clears it).
     Describe {
         /// Group name.

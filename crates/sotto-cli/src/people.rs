@@ -46,6 +46,12 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                     if !g.description.is_empty() {
                         say!("  {}", g.description);
                     }
+                    if !g.admins.is_empty() {
+                        let admins: Vec<String> = g.admins.iter().map(|a| format!("@{a}")).collect();
+                        let adding =
+                            if g.members_can_add { "all members may add people" } else { "only admins add people" };
+                        say!("  admins: {}; {adding}", admins.join(" "));
+                    }
                 }
             }
         }
@@ -69,6 +75,20 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 GroupCommand::Rename { name, new } => {
                     let new_conv = group_arg(new)?;
                     session.rename_group(&group_arg(name)?, &new_conv[1..]).await?;
+                }
+                GroupCommand::Role { name, member, role } => {
+                    let conversation = group_arg(name)?;
+                    let handle = contact_arg(member)?;
+                    session.set_role(&conversation, &handle, role == "admin").await?;
+                    say!("@{handle} is {} of {conversation}", if role == "admin" { "an admin" } else { "a member" });
+                }
+                GroupCommand::Adding { name, who } => {
+                    let conversation = group_arg(name)?;
+                    session.set_members_can_add(&conversation, who == "members").await?;
+                    say!(
+                        "in {conversation}, {} add people",
+                        if who == "members" { "all members may" } else { "only admins may" }
+                    );
                 }
                 GroupCommand::Describe { name, text } => {
                     messenger.prepare_description(&group_arg(name)?, text)?;

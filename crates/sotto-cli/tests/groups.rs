@@ -192,3 +192,52 @@ fn broadcast_to_three_contacts_and_presence() {
     listening.kill().unwrap();
     listening.wait().unwrap();
 }
+
+#[test]
+fn roles_the_creator_is_admin_members_cannot_remove_and_every_device_sees_who_did_what() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol", "dave"]);
+    let (alice, bob, carol, dave) = (&u[0], &u[1], &u[2], &u[3]);
+    alice.ok(&["group", "create", "crew", "@bob", "@carol"]);
+    bob.receive_json();
+    carol.receive_json();
+    let groups: serde_json::Value =
+        serde_json::from_str(bob.ok(&["groups", "--json"]).lines().next().unwrap()).unwrap();
+    assert_eq!(groups["admins"], serde_json::json!(["alice"]), "{groups}");
+    // A member may not remove anyone; nothing reaches the others.
+    let out = bob.run(&["group", "remove", "crew", "@carol"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an admin of #crew"), "{out:?}");
+    // Nor change roles: the server refuses it too.
+    let out = bob.run(&["group", "role", "crew", "@bob", "admin"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin"), "{out:?}");
+    // Members may add, until an admin says only admins may.
+    bob.ok(&["group", "add", "crew", "@dave"]);
+    dave.receive_json();
+    alice.ok(&["group", "adding", "crew", "admins"]);
+    bob.receive_json();
+    // Alice makes Bob an admin; everyone, Alice included, sees who did it.
+    alice.ok(&["group", "role", "crew", "@bob", "admin"]);
+    let lines = |who: &User| -> Vec<String> {
+        who.receive_json();
+        who.ok(&["history", "#crew", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|m| m["kind"] == "system")
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(lines(alice).contains(&"you made @bob an admin".to_owned()));
+    assert!(lines(carol).contains(&"@alice made @bob an admin".to_owned()));
+    assert!(lines(dave).contains(&"@alice let only admins add people".to_owned()), "{:?}", lines(dave));
+    // Now Bob may remove Carol: the line names him everywhere.
+    bob.ok(&["group", "remove", "crew", "@carol"]);
+    assert!(lines(bob).contains(&"you removed @carol".to_owned()));
+    assert!(lines(alice).contains(&"@bob removed @carol".to_owned()), "{:?}", lines(alice));
+    assert!(lines(dave).contains(&"@bob removed @carol".to_owned()));
+    // Dave, a member, may no longer add anyone.
+    let out = dave.run(&["group", "add", "crew", "@carol"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an admin of #crew"), "{out:?}");
+}

@@ -332,6 +332,30 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
+    /// Makes a member of a named group an admin, or a member again. The
+    /// server (which enforces roles) decides; then the members are told.
+    pub async fn set_role(&mut self, conversation: &str, handle: &str, admin: bool) -> SessionResult<()> {
+        let group_id = self.group_id_of(conversation)?;
+        let request = Request::SetRole { group_id, handle: handle.to_owned(), admin };
+        self.conn.request(request).await?;
+        self.messenger.prepare_roles(conversation, Some(sotto_core::RoleChange::Admin(handle.to_owned(), admin)))?;
+        self.flush_outbox().await
+    }
+
+    /// Lets every member of a named group add people, or only admins.
+    pub async fn set_members_can_add(&mut self, conversation: &str, yes: bool) -> SessionResult<()> {
+        let group_id = self.group_id_of(conversation)?;
+        self.conn.request(Request::SetGroupPolicy { group_id, members_can_add: yes }).await?;
+        self.messenger.prepare_roles(conversation, Some(sotto_core::RoleChange::MembersCanAdd(yes)))?;
+        self.flush_outbox().await
+    }
+
+    fn group_id_of(&self, conversation: &str) -> SessionResult<Vec<u8>> {
+        self.messenger
+            .conversation_group(conversation)?
+            .ok_or_else(|| SessionError::Other(format!("no conversation {conversation}; see `sotto groups`")))
+    }
+
     /// Removes people from a group.
     pub async fn remove_from_group(&mut self, conversation: &str, handles: &[String]) -> SessionResult<()> {
         match self.messenger.remove_from_group(conversation, handles.to_vec())? {

@@ -151,6 +151,16 @@ pub enum Body {
         /// Pinned now, or no longer.
         pinned: bool,
     },
+    /// Who the admins of a named group are and whether members may add
+    /// people: sent by an admin after a change (the server, which enforces
+    /// roles, said yes first), and by whoever adds people, so newcomers
+    /// learn them. Ordered group state: the highest sequence number wins.
+    Roles {
+        /// Admins' handles.
+        admins: Vec<String>,
+        /// Members who are not admins may add people.
+        members_can_add: bool,
+    },
     /// The sender's profile: the name they go by and their picture. Sent
     /// into each of their conversations (never to the server in the
     /// clear); only the sender's own profile is taken from it.
@@ -204,6 +214,7 @@ impl Body {
             Body::Description { .. } => "description",
             Body::Pin { .. } => "pin",
             Body::Profile { .. } => "profile",
+            Body::Roles { .. } => "roles",
             Body::Unknown => "unknown",
         }
     }
@@ -222,6 +233,7 @@ impl Body {
                 | Body::Description { .. }
                 | Body::Pin { .. }
                 | Body::Profile { .. }
+                | Body::Roles { .. }
         )
     }
 

@@ -21,6 +21,10 @@ pub enum CoreError {
     /// MLS refused something.
     #[error("MLS: {0}")]
     Mls(String),
+    /// A commit breaks the group's roles (someone without the right
+    /// removed or added people); it is refused.
+    #[error("{0}")]
+    RoleBreach(String),
     /// A peer's credential or key package failed validation.
     #[error("invalid credential: {0}")]
     BadCredential(String),

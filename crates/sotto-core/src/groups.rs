@@ -20,6 +20,10 @@ pub struct GroupSummary {
     pub active: bool,
     /// What the group is about ("" when nobody said).
     pub description: String,
+    /// Its admins (empty: a group from before roles, everyone may).
+    pub admins: Vec<String>,
+    /// Members who are not admins may add people.
+    pub members_can_add: bool,
 }
 
 /// Checks a group name: 1 to 32 of letters, digits, `_`, `-`, `.`.
@@ -35,7 +39,7 @@ pub fn validate_group_name(name: &str) -> CoreResult<()> {
 }
 
 impl Messenger {
-    fn group_of(&self, conversation: &str) -> CoreResult<Vec<u8>> {
+    pub(crate) fn group_of(&self, conversation: &str) -> CoreResult<Vec<u8>> {
         self.conversation_group(conversation)?
             .ok_or_else(|| CoreError::NotFound(format!("no conversation {conversation}")))
     }
@@ -54,9 +58,20 @@ impl Messenger {
         self.start_group(GroupKind::Group, &conversation, invitees)
     }
 
+    /// Why this person may not do `what` here: the words, naming the
+    /// admins to ask.
+    pub(crate) fn admins_only(&self, group_id: &[u8], conversation: &str, what: &str) -> CoreResult<String> {
+        let admins = self.roles(group_id)?.map(|r| r.admins).unwrap_or_default();
+        let list: Vec<String> = admins.iter().map(|a| format!("@{a}")).collect();
+        Ok(format!("only an admin of {conversation} can {what} it; ask {}", list.join(" or ")))
+    }
+
     /// The commit adding people to a group, or `None` if all are in it.
     pub fn add_to_group(&self, conversation: &str, invitees: Vec<Invitee>) -> CoreResult<Option<PendingCommit>> {
         let g = self.group_of(conversation)?;
+        if !self.may(&g, &self.identity.handle, crate::RoleRight::Add)? {
+            return Err(CoreError::Invalid(self.admins_only(&g, conversation, "add people to")?));
+        }
         self.precheck(&invitees)?;
         self.queue_commit(&g, Intent::Add(invitees))
     }
@@ -64,6 +79,9 @@ impl Messenger {
     /// The commit removing people from a group, or `None` if none is in it.
     pub fn remove_from_group(&self, conversation: &str, handles: Vec<String>) -> CoreResult<Option<PendingCommit>> {
         let g = self.group_of(conversation)?;
+        if !self.may(&g, &self.identity.handle, crate::RoleRight::Remove)? {
+            return Err(CoreError::Invalid(self.admins_only(&g, conversation, "remove people from")?));
+        }
         self.queue_commit(&g, Intent::Remove(handles))
     }
 
@@ -89,7 +107,10 @@ impl Messenger {
     pub fn announce(&self, conversation: &str) -> CoreResult<OutboxItem> {
         let name = conversation.trim_start_matches('#').to_owned();
         let content = Content::new(self.new_id(), self.now(), Body::GroupMeta { name });
-        self.prepare_content(conversation, &content)
+        let item = self.prepare_content(conversation, &content)?;
+        // Newcomers learn the roles from whoever added them, too.
+        self.prepare_roles(conversation, None)?;
+        Ok(item)
     }
 
     /// Renames a group locally and returns the message telling the others.
@@ -226,7 +247,15 @@ impl Messenger {
         let mut out = Vec::new();
         for (g, conversation, active, description) in rows {
             let members = if active { self.members_of(&g)? } else { vec![] };
-            out.push(GroupSummary { conversation, members, active, description });
+            let roles = self.roles(&g)?.unwrap_or(crate::GroupRoles { admins: vec![], members_can_add: true });
+            out.push(GroupSummary {
+                conversation,
+                members,
+                active,
+                description,
+                admins: roles.admins,
+                members_can_add: roles.members_can_add,
+            });
         }
         Ok(out)
     }

@@ -27,6 +27,8 @@ pub mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod provider;
+#[cfg(test)]
+mod roles_tests;
 mod sql;
 pub mod trust;
 
@@ -36,8 +38,8 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
-    timer_words, Annotated, Contact, Environment, Event, GroupKind, Intent, Invitee, LinkCandidate, MessageDetail,
-    MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, PersonProfile, Receipt, StoredMessage,
-    MAX_TIMER_SECS,
+    timer_words, Annotated, Contact, Environment, Event, GroupKind, GroupRoles, Intent, Invitee, LinkCandidate,
+    MessageDetail, MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, PersonProfile, Receipt, RoleChange,
+    RoleRight, StoredMessage, MAX_TIMER_SECS,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -63,6 +63,9 @@ pub enum ErrorCode {
     DeviceLimit,
     /// No device is waiting to be linked under that code (or it expired).
     UnknownLink,
+    /// Only an admin of the group may do that (remove people, add people
+    /// when the group does not let members add, change roles).
+    NotAdmin,
 }
 
 impl ErrorCode {
@@ -96,6 +99,7 @@ impl ErrorCode {
             Self::DeviceRevoked => "this device was removed from its account; link it again with `sotto link`",
             Self::DeviceLimit => "the account has as many devices as this server allows; remove one first",
             Self::UnknownLink => "no device is waiting to be linked with that code; check it, or start `sotto link` again",
+            Self::NotAdmin => "only an admin of the group can do that; ask one of its admins",
         }
     }
 
@@ -106,7 +110,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::BadRequest,
         Self::MalformedFrame,
         Self::FrameTooLarge,
@@ -134,6 +138,7 @@ impl ErrorCode {
         Self::DeviceRevoked,
         Self::DeviceLimit,
         Self::UnknownLink,
+        Self::NotAdmin,
     ];
 }
 

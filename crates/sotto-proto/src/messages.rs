@@ -345,6 +345,25 @@ pub enum Request {
         /// Seconds; 0 for the server's own retention.
         secs: u64,
     },
+    /// Makes a member an admin of a named group, or a member again. Only
+    /// an admin may; the group's creator is its first admin.
+    SetRole {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Whose role.
+        handle: String,
+        /// Admin, or member.
+        admin: bool,
+    },
+    /// Whether members who are not admins may add people (admins only).
+    SetGroupPolicy {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group_id: Vec<u8>,
+        /// Members may add people.
+        members_can_add: bool,
+    },
     /// A transient signal (a typing indicator) for the group's other
     /// member devices that are connected now. Never stored, never
     /// delivered later; at most one per device and group every
@@ -457,6 +476,13 @@ pub enum Response {
         members: Vec<DeviceRef>,
         /// Sequence number of the newest message.
         last_seq: u64,
+        /// The admins of a named group (empty: the group has no roles,
+        /// every member may add and remove).
+        #[serde(default)]
+        admins: Vec<String>,
+        /// Whether members who are not admins may add people.
+        #[serde(default = "default_true")]
+        members_can_add: bool,
     },
 }
 
@@ -571,4 +597,8 @@ pub enum ServerMessage {
     Push(Push),
     /// The server closes the connection after this, saying why.
     Goodbye(ErrorBody),
+}
+
+fn default_true() -> bool {
+    true
 }

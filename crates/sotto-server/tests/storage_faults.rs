@@ -250,6 +250,16 @@ impl GroupLog for Faulty {
         self.inner.set_accepted(group_id, device, accepted)
     }
 
+    fn set_role(&self, group_id: &[u8], by: &DeviceRef, handle: &str, admin: bool) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.set_role(group_id, by, handle, admin)
+    }
+
+    fn set_group_policy(&self, group_id: &[u8], by: &DeviceRef, members_can_add: bool) -> StoreResult<()> {
+        self.fault()?;
+        self.inner.set_group_policy(group_id, by, members_can_add)
+    }
+
     fn set_retention(&self, group_id: &[u8], device: &DeviceRef, retention_ms: Option<i64>) -> StoreResult<()> {
         self.fault()?;
         self.inner.set_retention(group_id, device, retention_ms)

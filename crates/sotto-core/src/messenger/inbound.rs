@@ -10,6 +10,7 @@ pub(crate) fn unreadable_reason(e: &CoreError) -> &'static str {
         CoreError::Mls(_) => "a message could not be decrypted (this device fell out of step with the conversation)",
         CoreError::Decode { .. } => "a message arrived damaged",
         CoreError::BadCredential(_) => "a message came from a device whose keys do not check out",
+        CoreError::RoleBreach(_) => "a change to the group came from someone without the right to make it",
         CoreError::Db(_) | CoreError::Io(_) => "this device could not store a message",
         _ => "a message could not be processed",
     }
@@ -86,7 +87,12 @@ impl Messenger {
                     // The library's own words go to the log, not to the
                     // person: they can act on "missing", not on an error name.
                     tracing::warn!(seq = d.seq, error = %e, "a message could not be read; rejoining");
-                    let text = format!("messages may be missing: {}; rejoining", unreadable_reason(&e));
+                    let text = match &e {
+                        CoreError::RoleBreach(why) => {
+                            format!("refused a change to the group: {why}; this device takes no part in it and rejoins")
+                        }
+                        _ => format!("messages may be missing: {}; rejoining", unreadable_reason(&e)),
+                    };
                     let marker = me.insert_system(&conversation, &d.group_id, d.seq, &text)?;
                     me.conn.exec("UPDATE groups SET broken=1 WHERE group_id=?", [&d.group_id])?;
                     vec![
@@ -128,6 +134,16 @@ impl Messenger {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let content = Content::decode(&app.into_bytes())?;
                 if content.body.is_control() {
+                    if let Body::Roles { admins, members_can_add } = &content.body {
+                        return self.apply_roles(
+                            &d.group_id,
+                            conversation,
+                            &sender.handle,
+                            d.seq,
+                            admins,
+                            *members_can_add,
+                        );
+                    }
                     if matches!(content.body, Body::Profile { .. }) {
                         return self.apply_profile(&sender.handle, &content);
                     }
@@ -166,6 +182,11 @@ impl Messenger {
                     .add_proposals()
                     .filter_map(|a| member_credential(a.add_proposal().key_package().leaf_node().credential()).ok())
                     .collect();
+                let before_handles: Vec<String> = before.iter().map(|(_, c)| c.handle.clone()).collect();
+                if let Some(why) = self.role_breach(&d.group_id, &sender.handle, &gone, &joined, &before_handles)? {
+                    // Not merged: every member refuses it alike.
+                    return Err(CoreError::RoleBreach(why));
+                }
                 group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
                 if removed {
                     self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
@@ -223,7 +244,12 @@ impl Messenger {
                         };
                         notes.push(format!("{who} device {} was removed", device_name(c)));
                     } else if is_group && !gone.iter().take_while(|g| *g != c).any(|g| g.handle == c.handle) {
-                        notes.push(format!("@{} is no longer in the group", c.handle));
+                        // Who did it, unless they left by themselves.
+                        notes.push(if c.handle == sender.handle {
+                            format!("@{} is no longer in the group", c.handle)
+                        } else {
+                            format!("@{} removed @{}", sender.handle, c.handle)
+                        });
                     }
                 }
                 if GroupKind::of(&d.group_id) == GroupKind::Own {

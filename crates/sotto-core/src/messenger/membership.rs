@@ -65,6 +65,11 @@ impl Messenger {
                 "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
                 params![group_id.to_vec(), conversation, now, now],
             )?;
+            if kind == GroupKind::Group {
+                // The creator is the group's first admin (the server,
+                // which enforces roles, says the same).
+                me.start_roles(&group_id)?;
+            }
             let mut item = me
                 .build_commit(&group_id, Intent::Add(invitees))?
                 .ok_or_else(|| CoreError::NotFound("nobody to add".into()))?;

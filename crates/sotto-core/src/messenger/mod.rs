@@ -32,6 +32,7 @@ mod own_group;
 mod profiles;
 mod receipts;
 mod requests;
+mod roles;
 mod schema;
 mod signals;
 mod timer;
@@ -44,6 +45,7 @@ pub use outbox::*;
 pub use own_group::HistoryOffer;
 pub use profiles::PersonProfile;
 pub use requests::MessageRequest;
+pub use roles::{GroupRoles, RoleChange, RoleRight};
 pub(crate) use schema::SCHEMA;
 pub use timer::{timer_words, MAX_TIMER_SECS};
 

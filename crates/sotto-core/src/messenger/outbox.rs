@@ -214,6 +214,25 @@ impl Messenger {
         })
     }
 
+    /// Drops an outbox item the server refused for good (a change the
+    /// group's roles do not allow): a commit's pending state goes too.
+    pub fn drop_refused(&self, client_id: &[u8]) -> CoreResult<()> {
+        self.tx(|me| {
+            let Some(item) = me.outbox()?.into_iter().find(|i| i.client_id == client_id) else { return Ok(()) };
+            if item.kind == MessageKind::Commit {
+                let mut group = me.load_group(&item.group_id)?;
+                if group.pending_commit().is_some() {
+                    group.clear_pending_commit(me.provider().storage()).map_err(CoreError::mls)?;
+                }
+            }
+            if let Some(mid) = &item.message_id {
+                me.conn.exec("UPDATE messages SET state='not_sent' WHERE id=? AND state='pending'", [mid])?;
+            }
+            me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
+            Ok(())
+        })
+    }
+
     /// How many things this person wrote still wait for the server
     /// (receipts, which the device makes by itself, are not counted).
     pub fn waiting_messages(&self) -> CoreResult<usize> {
@@ -287,6 +306,16 @@ impl Messenger {
                     group.merge_pending_commit(&me.provider()).map_err(CoreError::mls)?;
                 }
             }
+            if let (Some(Intent::Remove(handles)), GroupKind::Group) = (&item.intent, GroupKind::of(&item.group_id)) {
+                // The device that removed someone says so too.
+                let conversation = me.conversation_of(&item.group_id)?;
+                for h in handles {
+                    if me.announced_leaving(&item.group_id, h)? {
+                        continue;
+                    }
+                    me.insert_system(&conversation, &item.group_id, seq, &format!("you removed @{h}"))?;
+                }
+            }
             if item.intent == Some(Intent::Rejoin) {
                 // Everything before our external commit is unreadable to us.
                 me.conn.exec(
@@ -319,6 +348,9 @@ impl Messenger {
                         match ciborium::from_reader::<Body, _>(body.as_slice()) {
                             Ok(Body::Timer { secs }) => {
                                 me.apply_timer(&item.group_id, &conversation, &handle, seq, secs)?;
+                            }
+                            Ok(Body::Roles { admins, members_can_add }) => {
+                                me.apply_roles(&item.group_id, &conversation, &handle, seq, &admins, members_can_add)?;
                             }
                             Ok(Body::Description { .. } | Body::Pin { .. }) => {
                                 let content = me.stored_content(mid)?;

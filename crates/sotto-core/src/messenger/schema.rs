@@ -49,7 +49,17 @@ CREATE TABLE IF NOT EXISTS groups(
     description TEXT NOT NULL DEFAULT '',
     description_seq INTEGER NOT NULL DEFAULT 0,
     -- The version of this person's profile last put into this group.
-    profile_sent INTEGER NOT NULL DEFAULT 0
+    profile_sent INTEGER NOT NULL DEFAULT 0,
+    -- Roles (named groups): known once this device created the group or
+    -- got a roles message; the sequence number of the one applied.
+    roles_known INTEGER NOT NULL DEFAULT 0,
+    roles_seq INTEGER NOT NULL DEFAULT 0,
+    members_can_add INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS group_admins(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    PRIMARY KEY(group_id, handle)
 );
 -- Other people's profiles, as they sent them (end to end).
 CREATE TABLE IF NOT EXISTS profiles(
@@ -167,7 +177,10 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;
              ALTER TABLE groups ADD COLUMN description TEXT NOT NULL DEFAULT '';
              ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE groups ADD COLUMN profile_sent INTEGER NOT NULL DEFAULT 0;",
+             ALTER TABLE groups ADD COLUMN profile_sent INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN roles_known INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN roles_seq INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN members_can_add INTEGER NOT NULL DEFAULT 1;",
         )?;
     }
     if !has_column(conn, "messages", "annotation")? {

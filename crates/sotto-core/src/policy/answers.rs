@@ -74,6 +74,15 @@ impl Policy {
                     self.push(Job::Remake { item, tries, flush, server_epoch: None });
                     self.fetch(m, group_id)
                 }
+                // The group's roles do not allow it (the server enforces
+                // them): the change is dropped, never retried, and the
+                // person is told. Nothing else waits on it.
+                Err(e) if e.code == ErrorCode::NotAdmin => {
+                    m.drop_refused(&item.client_id)?;
+                    let conversation = m.conversation_of(&item.group_id).ok();
+                    self.events.push(Event::Warning { conversation, text: e.message.clone() });
+                    Ok(None)
+                }
                 // A long outbox (or large messages) can exceed what the
                 // server takes from one connection per second.
                 Err(e) if e.code == ErrorCode::RateLimited && pause <= RATE_LIMIT_MAX_PAUSE => {

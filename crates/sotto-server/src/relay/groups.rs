@@ -109,6 +109,33 @@ impl Relay {
         Ok(Response::Done)
     }
 
+    /// `SetRole`.
+    pub(super) async fn set_role(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        handle: String,
+        admin: bool,
+    ) -> Result<Response, ErrorBody> {
+        check_group_id(&group_id)?;
+        let (store, me) = (self.store.clone(), me.clone());
+        blocking_timed(&self.metrics, move || store.set_role(&group_id, &me, &handle, admin)).await?;
+        Ok(Response::Done)
+    }
+
+    /// `SetGroupPolicy`.
+    pub(super) async fn set_group_policy(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        members_can_add: bool,
+    ) -> Result<Response, ErrorBody> {
+        check_group_id(&group_id)?;
+        let (store, me) = (self.store.clone(), me.clone());
+        blocking_timed(&self.metrics, move || store.set_group_policy(&group_id, &me, members_can_add)).await?;
+        Ok(Response::Done)
+    }
+
     /// `SetRetention`.
     pub(super) async fn set_retention(
         &self,
@@ -136,6 +163,12 @@ impl Relay {
             Ok(g)
         })
         .await?;
-        Ok(Response::Group { epoch: group.epoch, members: group.members, last_seq: group.last_seq })
+        Ok(Response::Group {
+            epoch: group.epoch,
+            members: group.members,
+            last_seq: group.last_seq,
+            admins: group.admins,
+            members_can_add: group.members_can_add,
+        })
     }
 }

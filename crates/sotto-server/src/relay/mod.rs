@@ -219,6 +219,7 @@ impl From<StoreError> for ErrorBody {
             StoreError::UnknownBlob => ErrorCode::UnknownBlob,
             StoreError::Invalid(_) => ErrorCode::BadRequest,
             StoreError::NotMember => ErrorCode::NotMember,
+            StoreError::NotAdmin(_) => ErrorCode::NotAdmin,
             StoreError::StaleEpoch { current } => {
                 return ErrorBody {
                     code: ErrorCode::StaleEpoch,
@@ -361,6 +362,10 @@ impl Relay {
             Request::LinkAnswer { slot, answer } => self.links.answer(&slot, answer),
             Request::Signal { group_id, payload } => self.signal(me, group_id, payload).await,
             Request::SetRetention { group_id, secs } => self.set_retention(me, group_id, secs).await,
+            Request::SetRole { group_id, handle, admin } => self.set_role(me, group_id, handle, admin).await,
+            Request::SetGroupPolicy { group_id, members_can_add } => {
+                self.set_group_policy(me, group_id, members_can_add).await
+            }
         }
     }
 }

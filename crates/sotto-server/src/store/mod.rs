@@ -55,6 +55,9 @@ pub enum StoreError {
     /// The device is not in the group.
     #[error("not a member of the group")]
     NotMember,
+    /// Only an admin of the group may do this.
+    #[error("{0}")]
+    NotAdmin(String),
     /// The message's epoch is not the group's.
     #[error("stale epoch; current is {current}")]
     StaleEpoch {
@@ -150,6 +153,10 @@ pub struct GroupRecord {
     pub last_seq: u64,
     /// Member devices.
     pub members: Vec<DeviceRef>,
+    /// Admins of a named group (empty: no roles, everyone may).
+    pub admins: Vec<String>,
+    /// Members who are not admins may add people.
+    pub members_can_add: bool,
 }
 
 /// A welcome waiting in a device's inbox.
@@ -359,6 +366,14 @@ pub trait GroupLog: Send + Sync + 'static {
     /// must be a member). The creator's account accepts its group from the
     /// start.
     fn set_accepted(&self, group_id: &[u8], device: &DeviceRef, accepted: bool) -> StoreResult<()>;
+
+    /// Makes `handle` (a member account) an admin or a member again; `by`
+    /// must be an admin. The last admin cannot step down.
+    fn set_role(&self, group_id: &[u8], by: &DeviceRef, handle: &str, admin: bool) -> StoreResult<()>;
+
+    /// Whether members who are not admins may add people; `by` must be an
+    /// admin.
+    fn set_group_policy(&self, group_id: &[u8], by: &DeviceRef, members_can_add: bool) -> StoreResult<()>;
 
     /// Keeps the group's entries at most `retention_ms` (the device must
     /// be a member); `None` goes back to the server's retention.

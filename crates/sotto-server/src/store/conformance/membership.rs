@@ -110,3 +110,55 @@ pub fn who_is_woken_follows_membership(s: &impl Store) {
     // A re-sent message (same client id) still wakes today's members.
     assert_eq!(&*send(&alice, 1, b"2").unwrap().members, std::slice::from_ref(&alice));
 }
+
+/// In a named group (kind byte 2) the creator is admin: a member's commit
+/// that removes someone else, or adds someone new when only admins may, is
+/// refused before it is stored; admins change roles, nobody else.
+pub fn roles_in_named_groups(s: &impl Store) {
+    for h in ["alice", "bob", "carol", "dave"] {
+        register(s, h);
+    }
+    let (alice, bob, carol, dave) = (dev("alice"), dev("bob"), dev("carol"), dev("dave"));
+    let mut g = [2u8; 16];
+    g[1] = 7;
+    let g: &[u8] = &g;
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone(), carol.clone()];
+    let mut commit = msg(g, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    commit.welcome = Some(b"welcome");
+    s.append(&commit, NOW).unwrap();
+    let rec = s.group(g).unwrap().unwrap();
+    assert_eq!((rec.admins.clone(), rec.members_can_add), (vec!["alice".to_owned()], true));
+    // Bob removing Carol: refused, nothing stored.
+    let gone = [carol.clone()];
+    let mut remove = msg(g, &bob, 1, b"r", MessageKind::Commit);
+    remove.removed = &gone;
+    assert!(matches!(s.append(&remove, NOW), Err(StoreError::NotAdmin(_))));
+    assert_eq!(s.group(g).unwrap().unwrap().epoch, 1, "nothing was appended");
+    // Bob may add (members may, by default), and not once admins only may.
+    let new = [dave.clone()];
+    let mut add = msg(g, &bob, 1, b"a", MessageKind::Commit);
+    add.added = &new;
+    add.welcome = Some(b"welcome");
+    assert!(matches!(s.set_group_policy(g, &bob, false), Err(StoreError::NotAdmin(_))));
+    s.set_group_policy(g, &alice, false).unwrap();
+    assert!(matches!(s.append(&add, NOW), Err(StoreError::NotAdmin(_))));
+    // Roles: only admins change them; the last admin cannot step down.
+    assert!(matches!(s.set_role(g, &bob, "bob", true), Err(StoreError::NotAdmin(_))));
+    assert!(matches!(s.set_role(g, &alice, "alice", false), Err(StoreError::Invalid(_))));
+    s.set_role(g, &alice, "bob", true).unwrap();
+    s.append(&remove, NOW).unwrap();
+    s.append(&msg(g, &bob, 2, b"x", MessageKind::Application), NOW).unwrap();
+    assert_eq!(s.group(g).unwrap().unwrap().admins, vec!["alice".to_owned(), "bob".to_owned()]);
+    // A group without roles (not a named group) lets anyone, as before.
+    let plain: &[u8] = b"group-no-roles!!";
+    s.create_group(plain, &alice, NOW).unwrap();
+    let mut commit = msg(plain, &alice, 0, b"c", MessageKind::Commit);
+    commit.added = &added;
+    s.append(&commit, NOW).unwrap();
+    let mut remove = msg(plain, &bob, 1, b"r", MessageKind::Commit);
+    remove.removed = &gone;
+    s.append(&remove, NOW).unwrap();
+    assert!(s.group(plain).unwrap().unwrap().admins.is_empty());
+}

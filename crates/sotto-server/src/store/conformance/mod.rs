@@ -114,6 +114,10 @@ macro_rules! store_conformance {
             $crate::store::conformance::retention(&$make);
         }
         #[test]
+        fn roles_in_named_groups() {
+            $crate::store::conformance::roles_in_named_groups(&$make);
+        }
+        #[test]
         fn group_retention() {
             $crate::store::conformance::group_retention(&$make);
         }

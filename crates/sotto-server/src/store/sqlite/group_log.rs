@@ -27,6 +27,15 @@ impl GroupLog for SqliteStore {
                 params![group_id, creator.handle],
             )
             .map_err(backend)?;
+            // A named group (kind byte 2) has roles: its creator is admin.
+            if group_id.first() == Some(&2) {
+                tx.exec("INSERT OR IGNORE INTO group_policy(group_id) VALUES(?)", [group_id]).map_err(backend)?;
+                tx.exec(
+                    "INSERT OR IGNORE INTO group_admins(group_id, handle) VALUES(?,?)",
+                    params![group_id, creator.handle],
+                )
+                .map_err(backend)?;
+            }
             Ok(())
         })
     }
@@ -34,7 +43,24 @@ impl GroupLog for SqliteStore {
     fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>> {
         self.with_tx(|tx| {
             let Some((epoch, last_seq)) = group_row(tx, group_id)? else { return Ok(None) };
-            Ok(Some(GroupRecord { epoch, last_seq, members: members_of(tx, group_id)? }))
+            let members_can_add: Option<bool> = tx
+                .row("SELECT members_can_add FROM group_policy WHERE group_id=?", [group_id], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            let admins: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT handle FROM group_admins WHERE group_id=? ORDER BY handle")
+                    .map_err(backend)?;
+                let rows = stmt.query_map([group_id], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            Ok(Some(GroupRecord {
+                epoch,
+                last_seq,
+                members: members_of(tx, group_id)?,
+                admins,
+                members_can_add: members_can_add.unwrap_or(true),
+            }))
         })
     }
 
@@ -218,6 +244,49 @@ impl GroupLog for SqliteStore {
         })
     }
 
+    fn set_role(&self, group_id: &[u8], by: &DeviceRef, handle: &str, admin: bool) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            require_admin(tx, group_id, by)?;
+            let member: bool = tx
+                .row(
+                    "SELECT EXISTS(SELECT 1 FROM members WHERE group_id=? AND handle=? AND until_seq IS NULL)",
+                    params![group_id, handle],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if !member {
+                return Err(StoreError::Invalid(format!("@{handle} is not in the group")));
+            }
+            if admin {
+                tx.exec("INSERT OR IGNORE INTO group_admins(group_id, handle) VALUES(?,?)", params![group_id, handle])
+                    .map_err(backend)?;
+            } else {
+                let admins: i64 = tx
+                    .row(
+                        "SELECT count(*) FROM group_admins WHERE group_id=? AND handle != ?",
+                        params![group_id, handle],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if admins == 0 {
+                    return Err(StoreError::Invalid("a group needs an admin: make someone else admin first".into()));
+                }
+                tx.exec("DELETE FROM group_admins WHERE group_id=? AND handle=?", params![group_id, handle])
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn set_group_policy(&self, group_id: &[u8], by: &DeviceRef, members_can_add: bool) -> StoreResult<()> {
+        self.with_tx(|tx| {
+            require_admin(tx, group_id, by)?;
+            tx.exec("UPDATE group_policy SET members_can_add=? WHERE group_id=?", params![members_can_add, group_id])
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
     fn set_retention(&self, group_id: &[u8], device: &DeviceRef, retention_ms: Option<i64>) -> StoreResult<()> {
         self.with_tx(|tx| {
             if group_row(tx, group_id)?.is_none() {
@@ -342,4 +411,32 @@ impl GroupLog for SqliteStore {
             Ok(n as u64)
         })
     }
+}
+
+/// `by` is a member device of an admin of a group that has roles.
+fn require_admin(tx: &rusqlite::Connection, group_id: &[u8], by: &DeviceRef) -> StoreResult<()> {
+    if group_row(tx, group_id)?.is_none() {
+        return Err(StoreError::UnknownGroup);
+    }
+    match reader_row(tx, group_id, by)? {
+        Some((_, _, None)) => {}
+        _ => return Err(StoreError::NotMember),
+    }
+    let roles: bool = tx
+        .row("SELECT EXISTS(SELECT 1 FROM group_policy WHERE group_id=?)", [group_id], |r| r.get(0))
+        .map_err(backend)?;
+    if !roles {
+        return Err(StoreError::Invalid("this group has no roles (it was made by an older version)".into()));
+    }
+    let admin: bool = tx
+        .row(
+            "SELECT EXISTS(SELECT 1 FROM group_admins WHERE group_id=? AND handle=?)",
+            params![group_id, by.handle],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if !admin {
+        return Err(StoreError::NotAdmin("only an admin of the group can change roles".into()));
+    }
+    Ok(())
 }

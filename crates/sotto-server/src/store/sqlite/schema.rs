@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS account_invites(
 );
 -- The groups each account accepted: presence is shown only through these
 -- (a person added by a stranger shows them nothing until they accept).
+-- Roles in named groups (group ids of kind 2): a group with a policy row
+-- has roles; its creator is its first admin. Groups from before roles
+-- have no row: every member may add and remove there, as before.
+CREATE TABLE IF NOT EXISTS group_policy(
+    group_id BLOB PRIMARY KEY,
+    members_can_add INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS group_admins(
+    group_id BLOB NOT NULL,
+    handle TEXT NOT NULL,
+    PRIMARY KEY(group_id, handle)
+);
 -- Groups whose entries go sooner than the server's retention (a
 -- conversation's disappearing timer, as its members set it).
 CREATE TABLE IF NOT EXISTS group_retention(

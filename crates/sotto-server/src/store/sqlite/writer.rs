@@ -216,6 +216,9 @@ pub(super) fn append_in(
     }
     let seq = last_seq + 1;
     let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
+    if m.kind == MessageKind::Commit && (!m.added.is_empty() || !m.removed.is_empty()) {
+        check_roles(tx, m, &members)?;
+    }
     if m.kind == MessageKind::Commit {
         for d in m.added {
             let known: i64 = tx
@@ -290,4 +293,37 @@ pub(super) fn append_in(
     let mut wake = members_of(tx, m.group_id)?;
     wake.extend(m.removed.iter().cloned());
     Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
+}
+
+/// In a group with roles, a commit from someone who is not an admin may
+/// not remove another person who is still in the group, nor add someone
+/// new unless the group lets members add. Devices of the committer's own
+/// account, and new devices of people already in the group, are theirs to
+/// add or remove; people who left are no longer routed, so removing their
+/// leftover devices is anyone's.
+fn check_roles(tx: &Connection, m: &NewMessage<'_>, members: &[DeviceRef]) -> StoreResult<()> {
+    let policy: Option<bool> = tx
+        .row("SELECT members_can_add FROM group_policy WHERE group_id=?", [m.group_id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let Some(members_can_add) = policy else { return Ok(()) };
+    let admin: bool = tx
+        .row(
+            "SELECT EXISTS(SELECT 1 FROM group_admins WHERE group_id=? AND handle=?)",
+            params![m.group_id, m.sender.handle],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if admin {
+        return Ok(());
+    }
+    if m.removed.iter().any(|d| d.handle != m.sender.handle && members.contains(d)) {
+        return Err(StoreError::NotAdmin("only an admin of this group can remove people from it".into()));
+    }
+    let someone_new =
+        m.added.iter().any(|d| d.handle != m.sender.handle && !members.iter().any(|x| x.handle == d.handle));
+    if someone_new && !members_can_add {
+        return Err(StoreError::NotAdmin("only an admin of this group can add people to it".into()));
+    }
+    Ok(())
 }
