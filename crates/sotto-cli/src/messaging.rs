@@ -105,6 +105,10 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                         show(&messenger, &m, json);
                     }
                 }
+                // What arrived in the last seconds gets its receipt too.
+                if let Err(e) = session.send_due_receipts().await {
+                    tracing::debug!(error = %e, "receipts go out the next time");
+                }
             }
             session.close().await;
         }

@@ -323,3 +323,50 @@ fn a_profile_name_and_picture_reach_contacts_end_to_end_and_new_conversations_la
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PNG, JPEG, GIF or WebP"), "{out:?}");
 }
+
+#[test]
+fn with_two_devices_each_edits_reactions_reads_and_timers_reach_the_other_device_too() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&u[0], &u[1]);
+    alice.ok(&["send", "@bob", "hello bob"]);
+    bob.receive_json();
+    let laptop = User::new(root.path(), "alice-laptop");
+    let (child, code, out) = start_link(&laptop, &server, "laptop");
+    alice.ok(&["device", "add", &code, "--yes", "--history", "0"]);
+    finish_link(child, out);
+    let bob_laptop = User::new(root.path(), "bob-laptop");
+    let (child, code, out) = start_link(&bob_laptop, &server, "laptop");
+    bob.ok(&["device", "add", &code, "--yes", "--history", "0"]);
+    finish_link(child, out);
+    for d in [alice, &laptop, bob, &bob_laptop] {
+        d.receive_json();
+    }
+    // Alice writes from her laptop; Bob reacts from his; everyone's devices agree.
+    laptop.ok(&["send", "@bob", "lunch tomorrow?"]);
+    bob_laptop.receive_json();
+    let id = id_of(&bob_laptop, "@alice", "lunch tomorrow?");
+    bob_laptop.ok(&["react", &id, "👍"]);
+    // She edits it from her phone (the same account sent it).
+    alice.receive_json();
+    alice.ok(&["edit", &id, "lunch tomorrow at one?"]);
+    for (d, conversation) in [(alice, "@bob"), (&laptop, "@bob"), (bob, "@alice"), (&bob_laptop, "@alice")] {
+        d.receive_json();
+        let m = find(&history(d, conversation), &id);
+        assert_eq!(m["text"], "lunch tomorrow at one?", "{}: {m}", d.name);
+        assert_eq!(m["edited"], true);
+        assert_eq!(m["reactions"][0]["by"], serde_json::json!(["bob"]), "{}: {m}", d.name);
+    }
+    // Bob reads on his laptop: Alice's devices see "read".
+    bob_laptop.ok(&["read", "@alice"]);
+    for d in [alice, &laptop] {
+        d.receive_json();
+        assert_eq!(find(&history(d, "@bob"), &id)["state"], "read", "{}", d.name);
+    }
+    // A timer set on one device holds on the other.
+    laptop.ok(&["timer", "@bob", "1h"]);
+    alice.receive_json();
+    assert!(alice.ok(&["timer", "@bob"]).contains("1 hour"));
+    bob.receive_json();
+    assert!(bob.ok(&["timer", "@alice"]).contains("1 hour"));
+}

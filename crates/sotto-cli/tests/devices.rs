@@ -53,7 +53,10 @@ fn a_linked_device_takes_part_in_every_conversation_and_a_removed_one_reads_noth
     carol.receive_json();
     let lap = laptop.receive_json();
     assert!(!lap.iter().any(|m| m["conversation"].as_str().unwrap().starts_with("#new-")), "{lap:?}");
-    assert_eq!(laptop.ok(&["groups"]).trim(), "#crew: @alice @bob @carol");
+    assert_eq!(
+        laptop.ok(&["groups"]).trim(),
+        "#crew: @alice @bob @carol\n  admins: @alice; all members may add people"
+    );
 
     // Messages to alice reach both devices, in the 1:1 and the group.
     bob.ok(&["send", "@alice", "to both of you"]);

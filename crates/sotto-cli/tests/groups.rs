@@ -108,7 +108,8 @@ fn removed_and_departed_members_get_nothing_after() {
         assert_eq!(err.code(), Some(ErrorCode::NotMember));
     });
     let carol_sees = carol.receive_json();
-    assert!(carol_sees.iter().any(|m| m["text"] == "@bob is no longer in the group"), "{carol_sees:?}");
+    // Who did it shows (Alice, the admin, removed him).
+    assert!(carol_sees.iter().any(|m| m["text"] == "@alice removed @bob"), "{carol_sees:?}");
     assert_eq!(members(carol, "#club"), vec!["alice", "carol"]);
 
     // Carol leaves: the server stops routing to her at once, and Alice's

@@ -59,6 +59,9 @@ impl SessionError {
 /// Result of a session call.
 pub type SessionResult<T> = Result<T, SessionError>;
 
+/// Live deliveries get their receipt at most this often per conversation.
+pub const RECEIPT_EVERY: Duration = Duration::from_secs(2);
+
 /// A logged-in connection bound to a messenger.
 pub struct Session<'m> {
     pub(crate) messenger: &'m Messenger,
@@ -190,6 +193,23 @@ impl<'m> Session<'m> {
         self.run([Task::Flush]).await.map(drop)
     }
 
+    /// Receipts for live deliveries, one per conversation every
+    /// [`RECEIPT_EVERY`] at most.
+    fn queue_due_receipts(&self) -> usize {
+        self.messenger.queue_due_receipts(RECEIPT_EVERY.as_millis() as i64).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not queue receipts");
+            0
+        })
+    }
+
+    /// Sends the receipts still owed for live deliveries (before closing).
+    pub async fn send_due_receipts(&mut self) -> SessionResult<()> {
+        if self.messenger.queue_due_receipts(0)? > 0 {
+            self.flush_outbox().await?;
+        }
+        Ok(())
+    }
+
     /// This person's profile into conversations that lack its newest
     /// version (new ones, or after a change); the next flush sends it.
     fn queue_owed_profiles(&self) -> usize {
@@ -258,9 +278,15 @@ impl<'m> Session<'m> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(push) = self.conn.next_push_within(left).await? else { return Ok(vec![]) };
+            let Some(push) = self.conn.next_push_within(left).await? else {
+                // Quiet: what arrived a moment ago gets its receipt now.
+                if self.queue_due_receipts() > 0 {
+                    return self.run([Task::Flush]).await;
+                }
+                return Ok(vec![]);
+            };
             let mut events = self.run([Task::Push(push), Task::Flush, Task::Repair]).await?;
-            if self.queue_owed_profiles() > 0 {
+            if self.queue_owed_profiles() + self.queue_due_receipts() > 0 {
                 events.extend(self.run([Task::Flush]).await?);
             }
             self.take_offered_history().await;

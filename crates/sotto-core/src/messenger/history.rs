@@ -47,7 +47,7 @@ impl Messenger {
         let mut views = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for (mut m, group_id) in rows {
-            if let Body::Text { text } = &m.body {
+            if let (Body::Text { text }, false) = (&m.body, m.state == MessageState::System) {
                 m.detail.mentions = mentions_in(text);
             }
             if let (true, false, Some(seq), Some(g)) = (m.outgoing, m.detail.annotation, m.seq, group_id) {

@@ -34,12 +34,11 @@ impl Messenger {
     /// Processes one entry of a group's log. Returns what to show; the
     /// caller acknowledges `delivery.seq` afterwards. Entries at or below
     /// the cursor are duplicates and change nothing.
+    /// A live delivery's receipt is not sent at once: see
+    /// [`Messenger::queue_due_receipts`], which sends one per conversation
+    /// every few seconds however many messages arrive.
     pub fn handle_delivery(&self, d: &Delivery) -> CoreResult<Vec<Event>> {
-        self.tx(|me| {
-            let events = me.handle_one(d)?;
-            me.queue_receipts([d.group_id.as_slice()])?;
-            Ok(events)
-        })
+        self.tx(|me| me.handle_one(d))
     }
 
     fn handle_one(&self, d: &Delivery) -> CoreResult<Vec<Event>> {

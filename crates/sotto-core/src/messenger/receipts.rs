@@ -119,12 +119,36 @@ impl Messenger {
                 )
                 .optional()?;
             if news.is_none() {
+                // Only this account's own entries, receipts or changes
+                // came: nothing to tell, and nothing to look at again.
+                self.conn.exec("UPDATE groups SET told_delivered=? WHERE group_id=?", params![cursor, group_id])?;
                 continue;
             }
             let read = (self.read_receipts()? && read_seq > told_read).then_some(read_seq);
             self.queue_receipt(group_id, &conversation, cursor, read)?;
         }
         Ok(())
+    }
+
+    /// Receipts for what arrived live: at most one per conversation every
+    /// `every_ms` (a busy conversation costs one receipt per few seconds,
+    /// not one per message). Returns how many were queued; the outbox
+    /// sends them.
+    pub fn queue_due_receipts(&self, every_ms: i64) -> CoreResult<usize> {
+        let due: Vec<Vec<u8>> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT group_id FROM groups WHERE cursor > told_delivered AND active=1 AND broken=0
+                 AND request_from IS NULL AND receipt_at <= ?",
+            )?;
+            let rows = stmt.query_map([self.now() - every_ms], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let before = self.outbox()?.len();
+        self.tx(|me| me.queue_receipts(due.iter().map(Vec::as_slice)))?;
+        Ok(self.outbox()?.len().saturating_sub(before))
     }
 
     /// This person read `conversation` up to its newest message: the
@@ -188,8 +212,8 @@ impl Messenger {
             Err(e) => return Err(e),
         }
         self.conn.exec(
-            "UPDATE groups SET told_delivered=max(told_delivered, ?), told_read=max(told_read, ?) WHERE group_id=?",
-            params![delivered, read.unwrap_or(0), group_id],
+            "UPDATE groups SET told_delivered=max(told_delivered, ?), told_read=max(told_read, ?), receipt_at=? WHERE group_id=?",
+            params![delivered, read.unwrap_or(0), self.now(), group_id],
         )?;
         Ok(())
     }

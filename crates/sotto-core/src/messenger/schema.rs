@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS groups(
     read_seq INTEGER NOT NULL DEFAULT 0,
     told_delivered INTEGER NOT NULL DEFAULT 0,
     told_read INTEGER NOT NULL DEFAULT 0,
+    -- When the last receipt went (live receipts are sent every few seconds).
+    receipt_at INTEGER NOT NULL DEFAULT 0,
     -- 0 when the server has not been told the timer yet (it keeps the
     -- group's entries no longer than the timer).
     retention_told INTEGER NOT NULL DEFAULT 1,
@@ -178,6 +180,7 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN description TEXT NOT NULL DEFAULT '';
              ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN profile_sent INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN receipt_at INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN roles_known INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN roles_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN members_can_add INTEGER NOT NULL DEFAULT 1;",
