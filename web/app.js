@@ -34,24 +34,6 @@ function describe(o) {
     case 'group_changed': return `${o.change} ${o.conversation}: done`;
     case 'safety_number': return `safety number with @${o.handle}: ${o.number}`;
     case 'exported': return `exported to ${o.path}`;
-    case 'removed':
-      if (ev.conversation === current) applyToOpen(() => document.querySelector(`#messages li[data-id="${CSS.escape(ev.id)}"]`)?.remove());
-      break;
-    case 'timer':
-      if (ev.conversation === current) showTimer(ev.secs);
-      break;
-    case 'profile':
-      notePerson(ev);
-      renderConversations();
-      break;
-    case 'description':
-      if (ev.conversation === current) $('description').textContent = ev.text;
-      break;
-    case 'typing':
-      if (ev.typing) typing.set(`${ev.conversation}\n${ev.from}`, Date.now() + 6000);
-      else typing.delete(`${ev.conversation}\n${ev.from}`);
-      renderTyping();
-      break;
     case 'presence': return 'contacts refreshed';
     case 'devices': return 'your devices: ' + o.devices.map(describeDevice).join('; ');
     case 'device_linked': return o.complete
@@ -663,6 +645,13 @@ events.onmessage = (e) => {
       break;
     case 'timer':
       if (ev.conversation === current) showTimer(ev.secs);
+      break;
+    case 'profile':
+      notePerson(ev);
+      renderConversations();
+      break;
+    case 'description':
+      if (ev.conversation === current) $('description').textContent = ev.text;
       break;
     case 'typing':
       if (ev.typing) typing.set(`${ev.conversation}\n${ev.from}`, Date.now() + 6000);

@@ -319,6 +319,14 @@ test('replies, reactions, edits, deletes, receipts, typing and the timer in the 
   await until(() => receive().find((m) => m.kind === 'system' && m.text === '@bob set disappearing messages to 1 hour'), 'the timer line at alice');
   assert.match(alice('timer', '@bob'), /1 hour/);
   await page.locator('#timer').selectOption('0');
+  // Alice pins her question from the command line; her name shows in the list.
+  alice('pin', original.id);
+  await page.locator(`#messages li[data-id="${itemId}"] .meta`, { hasText: 'pinned' }).waitFor();
+  alice('profile', 'set', '--name', 'Alice Quillfeather');
+  await page.locator('#conversations button', { hasText: 'Alice Quillfeather' }).waitFor();
+  // A mention of Bob is marked for him.
+  alice('send', '@bob', '@bob look at this');
+  await page.locator('#messages li.mention', { hasText: 'look at this' }).waitFor();
   await page.screenshot({ path: join(shots, 'conversation-features.png') });
 });
 

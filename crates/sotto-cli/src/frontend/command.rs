@@ -247,6 +247,25 @@ impl GroupChange {
 }
 
 impl Command {
+    /// A command that changes messages or settings here first and puts
+    /// what the others must learn into the outbox (so it works offline
+    /// too): replies, reactions, edits, deletes, timers, reads, pins,
+    /// descriptions, the read-receipts setting.
+    pub fn changes_messages(&self) -> bool {
+        matches!(
+            self,
+            Self::Reply { .. }
+                | Self::React { .. }
+                | Self::Edit { .. }
+                | Self::Delete { .. }
+                | Self::Timer { .. }
+                | Self::Read { .. }
+                | Self::Pin { .. }
+                | Self::Describe { .. }
+                | Self::ReadReceipts { .. }
+        )
+    }
+
     /// Checks what a person or a page asked for before it goes anywhere.
     pub fn validate(&self) -> Result<(), String> {
         let conversation = |to: &str| {

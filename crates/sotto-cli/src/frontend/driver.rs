@@ -119,15 +119,7 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
         // Nobody is there to see it: a typing line offline is simply not sent.
         Command::Typing { .. } => Outcome::Signalled,
-        command @ (Command::Reply { .. }
-        | Command::React { .. }
-        | Command::Edit { .. }
-        | Command::Delete { .. }
-        | Command::Timer { .. }
-        | Command::Read { .. }
-        | Command::Pin { .. }
-        | Command::Describe { .. }
-        | Command::ReadReceipts { .. }) => match change_locally(m, ev, command) {
+        command if command.changes_messages() => match change_locally(m, ev, command) {
             // Made and in the outbox: it goes when the connection returns.
             Ok(Outcome::Changed { conversation, change }) if !matches!(change, "delete_for_me" | "read_receipts") => {
                 Outcome::Queued { conversation }
@@ -375,15 +367,7 @@ async fn run_command(
             s.decline_request(&conversation).await?;
             Outcome::RequestDeclined { conversation }
         }
-        command @ (Command::Reply { .. }
-        | Command::React { .. }
-        | Command::Edit { .. }
-        | Command::Delete { .. }
-        | Command::Timer { .. }
-        | Command::Read { .. }
-        | Command::Pin { .. }
-        | Command::Describe { .. }
-        | Command::ReadReceipts { .. }) => {
+        command if command.changes_messages() => {
             let outcome = change_locally(m, ev, command)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
             s.tell_retention().await;

@@ -326,16 +326,32 @@ impl Messenger {
                 received_at,
                 cbor(&content.body),
                 state.as_str(),
-                reply_to,
+                reply_to.clone(),
                 annotation,
                 content.target(),
                 expires_at
             ],
         )?;
         if !annotation {
-            if let Some(m) = self.message(&content.id)? {
-                events.push(Event::Message(Box::new(m)));
-            }
+            // Made here rather than read back: a backlog of thousands is
+            // stored one after another (reading each back cost ~18 %).
+            let mentions = match &content.body {
+                Body::Text { text } => mentions_in(text),
+                _ => vec![],
+            };
+            let detail = MessageDetail { reply_to, expires_at, mentions, ..Default::default() };
+            events.push(Event::Message(Box::new(StoredMessage {
+                id: content.id,
+                conversation: conversation.to_owned(),
+                sender: sender.handle.clone(),
+                outgoing: own,
+                sent_at: content.sent_at,
+                received_at,
+                body: content.body,
+                state,
+                seq: Some(d.seq),
+                detail,
+            })));
         }
         Ok(events)
     }
