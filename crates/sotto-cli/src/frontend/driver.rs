@@ -367,7 +367,8 @@ async fn run_command(
             s.decline_request(&conversation).await?;
             Outcome::RequestDeclined { conversation }
         }
-        command if command.changes_messages() => {
+        // What is left changes messages here first (`Command::changes_messages`).
+        command => {
             let outcome = change_locally(m, ev, command)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
             s.tell_retention().await;
