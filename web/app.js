@@ -95,7 +95,7 @@ function renderConversations() {
       const dot = el('span', { class: c.online ? 'dot on' : 'dot', 'aria-label': c.online ? 'online' : 'offline', role: 'img' });
       b.append(dot);
     }
-    const who = c.name.startsWith('@') ? people.get(c.name.slice(1)) : null;
+    const who = people.get(c.name.startsWith('@') ? c.name.slice(1) : c.name);
     if (who && who.avatar) b.append(el('img', { class: 'avatar', src: who.avatar, alt: '' }));
     b.append(document.createTextNode(c.name));
     if (who && who.display_name) b.append(el('span', { class: 'display-name' }, ` ${who.display_name}`));
@@ -126,7 +126,11 @@ function showLink(link) {
 // else arrives as events.
 // People's names and pictures, as they shared them (end to end).
 const people = new Map();
-function notePerson(p) { people.set(p.handle, p); }
+function notePerson(p) {
+  // A person by handle; a group's picture by its name.
+  if (p.type === 'group_picture') people.set(p.conversation, { avatar: p.avatar });
+  else people.set(p.handle, p);
+}
 
 async function refresh() {
   state = await api('/api/state');
@@ -647,6 +651,7 @@ events.onmessage = (e) => {
       if (ev.conversation === current) showTimer(ev.secs);
       break;
     case 'profile':
+    case 'group_picture':
       notePerson(ev);
       renderConversations();
       break;

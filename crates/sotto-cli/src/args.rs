@@ -452,6 +452,18 @@ pub(crate) enum GroupCommand {
         #[arg(value_parser = ["admins", "members"])]
         who: String,
     },
+    /// Set the group's picture for everyone in it (PNG, JPEG, GIF or WebP,
+    /// at most 256 KiB), or remove it.
+    Picture {
+        /// Group name.
+        name: String,
+        /// The picture.
+        #[arg(required_unless_present = "remove")]
+        file: Option<PathBuf>,
+        /// Remove the picture.
+        #[arg(long, conflicts_with = "file")]
+        remove: bool,
+    },
     /// Say what the group is about, for everyone in it ("" clears it).
     Describe {
         /// Group name.

@@ -90,6 +90,17 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                         if who == "members" { "all members may" } else { "only admins may" }
                     );
                 }
+                GroupCommand::Picture { name, file, remove: _ } => {
+                    let conversation = group_arg(name)?;
+                    let bytes = match file {
+                        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                        None => Vec::new(),
+                    };
+                    messenger.prepare_group_picture(&conversation, bytes)?;
+                    if let Err(e) = session.flush_outbox().await {
+                        return Err(exit::Queued { conversation, reason: e.to_string() }.into());
+                    }
+                }
                 GroupCommand::Describe { name, text } => {
                     messenger.prepare_description(&group_arg(name)?, text)?;
                     if let Err(e) = session.flush_outbox().await {

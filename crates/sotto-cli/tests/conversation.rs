@@ -318,6 +318,13 @@ fn a_profile_name_and_picture_reach_contacts_end_to_end_and_new_conversations_la
     assert!(carol.ok(&["profile", "show", "@alice"]).contains("Alice Quillfeather"));
     // The server never sees the name.
     assert!(files_containing(&server.data, b"Quillfeather").is_empty());
+    // A group's picture, for everyone in it.
+    alice.ok(&["group", "create", "crew", "@bob"]);
+    alice.ok(&["group", "picture", "crew", picture.to_str().unwrap()]);
+    bob.receive_json();
+    let groups: Value = serde_json::from_str(bob.ok(&["groups", "--json"]).lines().next().unwrap()).unwrap();
+    assert_eq!(groups["picture"], serde_json::json!({"media_type": "image/png", "size": PIXEL_PNG.len()}), "{groups}");
+    assert!(bob.ok(&["history", "#crew"]).contains("@alice changed the group's picture"));
     // A file that is no picture is refused, with what to do.
     let out = alice.run(&["profile", "set", "--avatar", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(1));
@@ -363,6 +370,10 @@ fn with_two_devices_each_edits_reactions_reads_and_timers_reach_the_other_device
         d.receive_json();
         assert_eq!(find(&history(d, "@bob"), &id)["state"], "read", "{}", d.name);
     }
+    // A name set on one device is the person's name on the other too.
+    laptop.ok(&["profile", "set", "--name", "Alice on the go"]);
+    alice.receive_json();
+    assert!(alice.ok(&["profile", "show"]).contains("Alice on the go"), "{}", alice.ok(&["profile", "show"]));
     // A timer set on one device holds on the other.
     laptop.ok(&["timer", "@bob", "1h"]);
     alice.receive_json();

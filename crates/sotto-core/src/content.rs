@@ -145,6 +145,13 @@ pub enum Body {
         /// At most [`MAX_DESCRIPTION_BYTES`].
         text: String,
     },
+    /// Sets a named group's picture (absent: removes it). Group state,
+    /// ordered like the description.
+    GroupPicture {
+        /// PNG, JPEG, GIF or WebP, at most [`MAX_AVATAR_BYTES`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar: Option<ByteBuf>,
+    },
     /// Pins (or unpins) the message named in `in_reply_to` for everyone in
     /// the conversation.
     Pin {
@@ -212,6 +219,7 @@ impl Body {
             Body::Receipt { .. } => "receipt",
             Body::Timer { .. } => "timer",
             Body::Description { .. } => "description",
+            Body::GroupPicture { .. } => "group_picture",
             Body::Pin { .. } => "pin",
             Body::Profile { .. } => "profile",
             Body::Roles { .. } => "roles",
@@ -231,6 +239,7 @@ impl Body {
                 | Body::History { .. }
                 | Body::Timer { .. }
                 | Body::Description { .. }
+                | Body::GroupPicture { .. }
                 | Body::Pin { .. }
                 | Body::Profile { .. }
                 | Body::Roles { .. }
@@ -314,6 +323,9 @@ impl Content {
             }
             Body::Pin { .. } if c.in_reply_to.is_none() => {
                 return Err(CoreError::decode("message content", "a pin of no message"));
+            }
+            Body::GroupPicture { avatar: Some(a) } if a.len() > MAX_AVATAR_BYTES || image_type(a).is_none() => {
+                return Err(CoreError::decode("message content", "a bad group picture"));
             }
             Body::Description { text } if text.len() > MAX_DESCRIPTION_BYTES => {
                 return Err(CoreError::decode("message content", "a description too long"));

@@ -20,10 +20,21 @@ pub struct GroupSummary {
     pub active: bool,
     /// What the group is about ("" when nobody said).
     pub description: String,
+    /// Its picture, if it has one.
+    pub picture: Option<PictureInfo>,
     /// Its admins (empty: a group from before roles, everyone may).
     pub admins: Vec<String>,
     /// Members who are not admins may add people.
     pub members_can_add: bool,
+}
+
+/// A picture's kind and size (the bytes stay in the profile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PictureInfo {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub media_type: String,
+    /// Bytes.
+    pub size: usize,
 }
 
 /// Checks a group name: 1 to 32 of letters, digits, `_`, `-`, `.`.
@@ -248,7 +259,11 @@ impl Messenger {
         for (g, conversation, active, description) in rows {
             let members = if active { self.members_of(&g)? } else { vec![] };
             let roles = self.roles(&g)?.unwrap_or(crate::GroupRoles { admins: vec![], members_can_add: true });
+            let picture = self
+                .group_picture(&conversation)?
+                .map(|(media_type, bytes)| PictureInfo { media_type, size: bytes.len() });
             out.push(GroupSummary {
+                picture,
                 conversation,
                 members,
                 active,

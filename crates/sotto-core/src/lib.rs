@@ -35,7 +35,7 @@ pub mod trust;
 pub use content::{Body, Content};
 pub use db::ProfileKey;
 pub use error::CoreError;
-pub use groups::{validate_group_name, GroupSummary};
+pub use groups::{validate_group_name, GroupSummary, PictureInfo};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
     timer_words, Annotated, Contact, Environment, Event, GroupKind, GroupRoles, Intent, Invitee, LinkCandidate,

@@ -38,6 +38,9 @@ fn settings(m: &Messenger, ev: &Events, conversation: &str) {
         if let Ok(text) = m.description(conversation) {
             let _ = ev.send(Event::Description { conversation: conversation.to_owned(), text });
         }
+        if let Ok(picture) = m.group_picture(conversation) {
+            let _ = ev.send(Event::GroupPicture { conversation: conversation.to_owned(), picture });
+        }
     }
 }
 

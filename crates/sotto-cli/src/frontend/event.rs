@@ -295,6 +295,13 @@ pub enum Event {
         /// Their picture: media type and bytes.
         avatar: Option<(String, Vec<u8>)>,
     },
+    /// A group's picture.
+    GroupPicture {
+        /// Which group.
+        conversation: String,
+        /// Media type and bytes; `None` when it has none.
+        picture: Option<(String, Vec<u8>)>,
+    },
     /// A group's description.
     Description {
         /// Which.

@@ -28,6 +28,12 @@ pub fn event_json(ev: &Event) -> Value {
                 .map(|(kind, bytes)| format!("data:{kind};base64,{}", data_encoding::BASE64.encode(bytes)));
             json!({"type": "profile", "handle": handle, "display_name": name, "avatar": avatar})
         }
+        Event::GroupPicture { conversation, picture } => {
+            let avatar = picture
+                .as_ref()
+                .map(|(kind, bytes)| format!("data:{kind};base64,{}", data_encoding::BASE64.encode(bytes)));
+            json!({"type": "group_picture", "conversation": conversation, "avatar": avatar})
+        }
         Event::Description { conversation, text } => {
             json!({"type": "description", "conversation": conversation, "text": text})
         }

@@ -111,6 +111,12 @@ impl Model {
                 };
                 self.names.insert(handle, name);
             }
+            Event::GroupPicture { conversation, picture } => {
+                match picture {
+                    Some(p) => self.avatars.insert(conversation, p),
+                    None => self.avatars.remove(&conversation),
+                };
+            }
             Event::Description { conversation, text } => self.conversation(&conversation).description = text,
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {

@@ -174,18 +174,25 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
         .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
     // People's names and pictures, as the `profile` event carries them.
-    let people: Vec<Value> = app
-        .names
+    let mut people: Vec<Value> = app
+        .avatars
         .iter()
-        .map(|(handle, name)| {
-            let avatar = app.avatars.get(handle).cloned();
-            crate::frontend::json::event_json(&crate::frontend::Event::Profile {
-                handle: handle.clone(),
-                name: name.clone(),
-                avatar,
+        .filter(|(k, _)| k.starts_with('#'))
+        .map(|(conversation, picture)| {
+            crate::frontend::json::event_json(&crate::frontend::Event::GroupPicture {
+                conversation: conversation.clone(),
+                picture: Some(picture.clone()),
             })
         })
         .collect();
+    people.extend(app.names.iter().map(|(handle, name)| {
+        let avatar = app.avatars.get(handle).cloned();
+        crate::frontend::json::event_json(&crate::frontend::Event::Profile {
+            handle: handle.clone(),
+            name: name.clone(),
+            avatar,
+        })
+    }));
     Json(json!({
         "me": app.me, "server": app.server,
         "link": app.link.clone().unwrap_or(crate::frontend::Link::Connecting),

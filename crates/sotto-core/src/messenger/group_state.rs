@@ -35,6 +35,41 @@ impl Messenger {
             .unwrap_or_default())
     }
 
+    /// Sets the group's picture for everyone (an empty one removes it).
+    pub fn prepare_group_picture(&self, conversation: &str, picture: Vec<u8>) -> CoreResult<OutboxItem> {
+        if !conversation.starts_with('#') {
+            return Err(CoreError::Invalid("only a group has a picture of its own".into()));
+        }
+        if !picture.is_empty() {
+            if picture.len() > crate::content::MAX_AVATAR_BYTES {
+                return Err(CoreError::Invalid(format!(
+                    "a group picture is at most {} KiB; make a smaller copy of it",
+                    crate::content::MAX_AVATAR_BYTES / 1024
+                )));
+            }
+            if crate::content::image_type(&picture).is_none() {
+                return Err(CoreError::Invalid("a group picture must be a PNG, JPEG, GIF or WebP image".into()));
+            }
+        }
+        let avatar = (!picture.is_empty()).then(|| ByteBuf::from(picture));
+        let content = Content::new(self.new_id(), self.now(), Body::GroupPicture { avatar });
+        self.prepare_content(conversation, &content)
+    }
+
+    /// A group's picture (media type, bytes), if it has one.
+    pub fn group_picture(&self, conversation: &str) -> CoreResult<Option<(String, Vec<u8>)>> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .row(
+                "SELECT picture FROM groups WHERE conversation=? ORDER BY picture_seq DESC LIMIT 1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(bytes.and_then(|b| crate::content::image_type(&b).map(|t| (t.to_owned(), b))))
+    }
+
     /// Pins (or unpins) a message for everyone in its conversation.
     pub fn prepare_pin(&self, id_hex: &str, pinned: bool) -> CoreResult<(String, OutboxItem)> {
         let target = self.message_by_hex(id_hex)?;
@@ -85,6 +120,23 @@ impl Messenger {
                     format!("{who} removed the group's description")
                 } else {
                     format!("{who} set the group's description: {text}")
+                }
+            }
+            Body::GroupPicture { avatar } => {
+                if GroupKind::of(group_id) != GroupKind::Group {
+                    return Ok(vec![]);
+                }
+                let changed = self.conn.exec(
+                    "UPDATE groups SET picture=?, picture_seq=? WHERE group_id=? AND picture_seq < ?",
+                    params![avatar.as_ref().map(|a| a.to_vec()), seq, group_id, seq],
+                )?;
+                if changed == 0 {
+                    return Ok(vec![]);
+                }
+                if avatar.is_some() {
+                    format!("{who} changed the group's picture")
+                } else {
+                    format!("{who} removed the group's picture")
                 }
             }
             Body::Pin { pinned } => {

@@ -146,7 +146,7 @@ impl Messenger {
                     if matches!(content.body, Body::Profile { .. }) {
                         return self.apply_profile(&sender.handle, &content);
                     }
-                    if matches!(content.body, Body::Description { .. } | Body::Pin { .. }) {
+                    if matches!(content.body, Body::Description { .. } | Body::Pin { .. } | Body::GroupPicture { .. }) {
                         return self.apply_group_state(&d.group_id, conversation, &sender.handle, d.seq, &content);
                     }
                     return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);

@@ -352,7 +352,7 @@ impl Messenger {
                             Ok(Body::Roles { admins, members_can_add }) => {
                                 me.apply_roles(&item.group_id, &conversation, &handle, seq, &admins, members_can_add)?;
                             }
-                            Ok(Body::Description { .. } | Body::Pin { .. }) => {
+                            Ok(Body::Description { .. } | Body::Pin { .. } | Body::GroupPicture { .. }) => {
                                 let content = me.stored_content(mid)?;
                                 me.apply_group_state(&item.group_id, &conversation, &handle, seq, &content)?;
                             }

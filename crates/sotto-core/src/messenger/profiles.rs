@@ -28,6 +28,9 @@ struct Stored {
     name: String,
     #[serde(default, with = "serde_bytes")]
     avatar: Option<Vec<u8>>,
+    /// When it was set (ms), on whichever of the account's devices.
+    #[serde(default)]
+    at: i64,
 }
 
 impl Messenger {
@@ -60,7 +63,8 @@ impl Messenger {
                 now.avatar = Some((kind.to_owned(), bytes));
             }
         }
-        let stored = Stored { name: now.name.clone(), avatar: now.avatar.as_ref().map(|(_, b)| b.clone()) };
+        let stored =
+            Stored { name: now.name.clone(), avatar: now.avatar.as_ref().map(|(_, b)| b.clone()), at: self.now() };
         self.tx(|me| {
             me.set_setting(OWN_PROFILE, &cbor(&stored))?;
             let version = me.profile_version()? + 1;
@@ -143,7 +147,21 @@ impl Messenger {
     /// A profile from `sender` (only theirs is taken, and only if newer).
     pub(crate) fn apply_profile(&self, sender: &str, content: &Content) -> CoreResult<Vec<Event>> {
         let Body::Profile { name, avatar } = &content.body else { return Ok(vec![]) };
-        if sender == self.identity.handle || self.is_blocked(sender)? {
+        if sender == self.identity.handle {
+            // Set on another of this account's devices: it is this
+            // person's profile here too (that device tells the others).
+            let mine_at = match self.setting(OWN_PROFILE)? {
+                Some(b) => ciborium::from_reader::<Stored, _>(b.as_slice()).map(|s| s.at).unwrap_or(0),
+                None => 0,
+            };
+            if content.sent_at > mine_at {
+                let stored =
+                    Stored { name: name.clone(), avatar: avatar.as_ref().map(|a| a.to_vec()), at: content.sent_at };
+                self.set_setting(OWN_PROFILE, &cbor(&stored))?;
+            }
+            return Ok(vec![]);
+        }
+        if self.is_blocked(sender)? {
             return Ok(vec![]);
         }
         let changed = self.conn.exec(

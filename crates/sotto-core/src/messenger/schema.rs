@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS groups(
     -- The group's description and the sequence number that set it.
     description TEXT NOT NULL DEFAULT '',
     description_seq INTEGER NOT NULL DEFAULT 0,
+    -- A named group's picture and the sequence number that set it.
+    picture BLOB,
+    picture_seq INTEGER NOT NULL DEFAULT 0,
     -- The version of this person's profile last put into this group.
     profile_sent INTEGER NOT NULL DEFAULT 0,
     -- Roles (named groups): known once this device created the group or
@@ -179,6 +182,8 @@ pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN retention_told INTEGER NOT NULL DEFAULT 1;
              ALTER TABLE groups ADD COLUMN description TEXT NOT NULL DEFAULT '';
              ALTER TABLE groups ADD COLUMN description_seq INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE groups ADD COLUMN picture BLOB;
+             ALTER TABLE groups ADD COLUMN picture_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN profile_sent INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN receipt_at INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN roles_known INTEGER NOT NULL DEFAULT 0;
