@@ -7,6 +7,7 @@
 
 pub mod blobs;
 mod connection;
+mod conversation;
 pub mod devices;
 mod error;
 mod files;

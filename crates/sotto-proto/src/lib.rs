@@ -20,6 +20,7 @@ pub mod handle;
 pub mod limits;
 pub mod link;
 pub mod messages;
+mod push;
 pub mod signing;
 
 pub use address::{ServerAddress, Transport};

@@ -87,7 +87,8 @@ impl Messenger {
     /// After a batch of deliveries: in each group where someone else's
     /// messages arrived that this device has not told the others about,
     /// a receipt is queued (it goes out with the outbox).
-    pub(crate) fn queue_receipts<'a>(&self, group_ids: impl IntoIterator<Item = &'a [u8]>) -> CoreResult<()> {
+    pub(crate) fn queue_receipts<'a>(&self, group_ids: impl IntoIterator<Item = &'a [u8]>) -> CoreResult<usize> {
+        let mut queued = 0;
         let mut seen = std::collections::HashSet::new();
         for group_id in group_ids {
             if !seen.insert(group_id.to_vec()) || GroupKind::of(group_id) == GroupKind::Own {
@@ -125,9 +126,9 @@ impl Messenger {
                 continue;
             }
             let read = (self.read_receipts()? && read_seq > told_read).then_some(read_seq);
-            self.queue_receipt(group_id, &conversation, cursor, read)?;
+            queued += self.queue_receipt(group_id, &conversation, cursor, read)?;
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// Receipts for what arrived live: at most one per conversation every
@@ -146,9 +147,7 @@ impl Messenger {
         if due.is_empty() {
             return Ok(0);
         }
-        let before = self.outbox()?.len();
-        self.tx(|me| me.queue_receipts(due.iter().map(Vec::as_slice)))?;
-        Ok(self.outbox()?.len().saturating_sub(before))
+        self.tx(|me| me.queue_receipts(due.iter().map(Vec::as_slice)))
     }
 
     /// This person read `conversation` up to its newest message: the
@@ -176,8 +175,7 @@ impl Messenger {
                 let newest = newest.unwrap_or(0).max(*read_seq);
                 me.conn.exec("UPDATE groups SET read_seq=? WHERE group_id=?", params![newest, group_id])?;
                 if newest > *told_read && me.read_receipts()? {
-                    me.queue_receipt(group_id, conversation, *cursor, Some(newest))?;
-                    queued += 1;
+                    queued += me.queue_receipt(group_id, conversation, *cursor, Some(newest))?;
                 }
             }
             Ok(())
@@ -185,37 +183,33 @@ impl Messenger {
         Ok(queued)
     }
 
-    /// How far this person read a conversation (the highest mark of its
-    /// groups), for unread counts.
-    pub fn read_mark(&self, conversation: &str) -> CoreResult<u64> {
-        Ok(self.conn.row(
-            "SELECT coalesce(max(read_seq), 0) FROM groups WHERE conversation=?",
-            [conversation],
-            |r| r.get(0),
-        )?)
-    }
-
-    fn queue_receipt(&self, group_id: &[u8], conversation: &str, delivered: u64, read: Option<u64>) -> CoreResult<()> {
+    fn queue_receipt(
+        &self,
+        group_id: &[u8],
+        conversation: &str,
+        delivered: u64,
+        read: Option<u64>,
+    ) -> CoreResult<usize> {
         if let Some(handle) = conversation.strip_prefix('@') {
             // A held key change: nothing goes out, receipts included.
             let changed: Option<bool> =
                 self.conn.row("SELECT key_changed FROM contacts WHERE handle=?", [handle], |r| r.get(0)).optional()?;
             if changed == Some(true) || self.is_blocked(handle)? {
-                return Ok(());
+                return Ok(0);
             }
         }
         let content = Content::new(self.new_id(), self.now(), Body::Receipt { delivered, read });
         match self.queue_in_group(group_id, conversation, &content) {
             Ok(_) => {}
             // Nobody else to tell (the peer left): nothing to do.
-            Err(CoreError::NobodyElse) | Err(CoreError::NotAMember) => return Ok(()),
+            Err(CoreError::NobodyElse) | Err(CoreError::NotAMember) => return Ok(0),
             Err(e) => return Err(e),
         }
         self.conn.exec(
             "UPDATE groups SET told_delivered=max(told_delivered, ?), told_read=max(told_read, ?), receipt_at=? WHERE group_id=?",
             params![delivered, read.unwrap_or(0), self.now(), group_id],
         )?;
-        Ok(())
+        Ok(1)
     }
 
     /// A receipt from a member device: its marks move forward (never

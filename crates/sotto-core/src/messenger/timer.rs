@@ -133,11 +133,6 @@ impl Messenger {
             Ok(events)
         })
     }
-
-    /// When the next message here disappears (for a front end's timer).
-    pub fn next_expiry(&self) -> CoreResult<Option<i64>> {
-        Ok(self.conn.row("SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL", [], |r| r.get(0))?)
-    }
 }
 
 #[cfg(test)]
