@@ -30,7 +30,7 @@ impl Session<'_> {
         let group_id = self.group_id_of(conversation)?;
         let request = Request::SetRole { group_id, handle: handle.to_owned(), admin };
         self.conn.request(request).await?;
-        self.messenger.prepare_roles(conversation, Some(sotto_core::RoleChange::Admin(handle.to_owned(), admin)))?;
+        self.messenger.change_roles(conversation, sotto_core::RoleChange::Admin(handle.to_owned(), admin))?;
         self.flush_outbox().await
     }
 
@@ -38,7 +38,7 @@ impl Session<'_> {
     pub async fn set_members_can_add(&mut self, conversation: &str, yes: bool) -> SessionResult<()> {
         let group_id = self.group_id_of(conversation)?;
         self.conn.request(Request::SetGroupPolicy { group_id, members_can_add: yes }).await?;
-        self.messenger.prepare_roles(conversation, Some(sotto_core::RoleChange::MembersCanAdd(yes)))?;
+        self.messenger.change_roles(conversation, sotto_core::RoleChange::MembersCanAdd(yes))?;
         self.flush_outbox().await
     }
 

@@ -24,7 +24,7 @@ fn welcome_with_group_id(mallory: &Messenger, bob_package: &[u8], group_id: &[u8
     let mut group = MlsGroup::new_with_group_id(
         &provider,
         &mallory.identity.signer(),
-        &crate::messenger::create_config(),
+        &crate::messenger::create_config(None).unwrap(),
         GroupId::from_slice(group_id),
         mallory.identity.credential(),
     )

@@ -83,7 +83,7 @@ fn a_removal_by_a_member_who_is_not_an_admin_is_refused_by_every_other_member() 
 }
 
 #[test]
-fn only_an_admins_roles_message_counts_and_changes_show_who_did_what() {
+fn roles_live_in_the_groups_mls_state_and_only_an_admin_changes_them() {
     let alice = Messenger::create_ephemeral("alice", "sotto://x:1").unwrap();
     let bob = Messenger::create_ephemeral("bob", "sotto://x:1").unwrap();
     knows(&bob, &alice);
@@ -91,24 +91,37 @@ fn only_an_admins_roles_message_counts_and_changes_show_who_did_what() {
     alice.accepted(&create.client_id, 1).unwrap();
     let g = create.group_id.clone();
     bob.handle_welcome(&g, create.welcome.as_deref().unwrap()).unwrap();
+    // The Welcome carried them: no message needed.
+    assert_eq!(bob.roles(&g).unwrap().unwrap().admins, vec!["alice".to_owned()]);
     let mut seq = 1;
     let mut send = |from: &Messenger, to: &Messenger, item: &OutboxItem| {
         seq += 1;
+        let events = to.handle_delivery(&delivery(from, item, seq)).unwrap();
         from.accepted(&item.client_id, seq).unwrap();
-        to.handle_delivery(&delivery(from, item, seq)).unwrap()
+        events
     };
-    // The name and the roles, as after any add.
-    alice.announce("#crew").unwrap();
-    for item in alice.outbox().unwrap() {
-        send(&alice, &bob, &item);
-    }
-    // Bob claims to be admin: Alice ignores it.
-    let claim = bob.prepare_roles("#crew", Some(crate::RoleChange::Admin("bob".into(), true))).unwrap().unwrap();
-    send(&bob, &alice, &claim);
+    // A roles message (the older way) no longer counts, even from the admin.
+    let claim = alice.prepare_roles("#crew", Some(crate::RoleChange::Admin("bob".into(), true))).unwrap();
+    assert!(claim.is_none(), "groups with roles in their state send no roles message");
+    // Bob's own app refuses to make himself admin...
+    let err = bob.change_roles(&bob.conversation_of(&g).unwrap(), crate::RoleChange::Admin("bob".into(), true));
+    assert!(err.unwrap_err().to_string().contains("only an admin"));
+    // ...a modified one makes the commit anyway, and Alice refuses it.
+    let forged = bob.build_commit(&g, Intent::Roles(crate::RoleChange::Admin("bob".into(), true))).unwrap().unwrap();
+    let (epoch, _) = alice.epoch_state(&g).unwrap();
+    let events = alice.handle_delivery(&delivery(&bob, &forged, 2)).unwrap();
+    assert!(said(&events, "@bob tried to change the group's roles without being an admin"), "{events:?}");
+    assert_eq!(alice.epoch_state(&g).unwrap().0, epoch, "not merged");
     assert_eq!(alice.roles(&g).unwrap().unwrap().admins, vec!["alice".to_owned()]);
-    // Alice makes him admin: both see who did it.
-    let promote = alice.prepare_roles("#crew", Some(crate::RoleChange::Admin("bob".into(), true))).unwrap().unwrap();
-    let events = send(&alice, &bob, &promote);
+    // Alice makes a real change: a commit, and both see who did it.
+    let carol = Messenger::create_ephemeral("carol", "sotto://x:1").unwrap();
+    knows(&carol, &alice);
+    let add = alice.add_to_group("#crew", vec![invitee(&carol)]).unwrap().unwrap();
+    send(&alice, &carol, &add);
+    carol.handle_welcome(&g, add.welcome.as_deref().unwrap()).unwrap();
+    alice.change_roles("#crew", crate::RoleChange::Admin("carol".into(), true)).unwrap();
+    let commit = alice.outbox().unwrap().into_iter().find(|i| i.intent.is_some()).expect("a roles commit");
+    let events = send(&alice, &carol, &commit);
     assert!(said(&events, "@alice made you an admin"), "{events:?}");
     let mine: Vec<String> = alice
         .history("#crew")
@@ -119,6 +132,33 @@ fn only_an_admins_roles_message_counts_and_changes_show_who_did_what() {
             _ => None,
         })
         .collect();
-    assert!(mine.contains(&"you made @bob an admin".to_owned()), "{mine:?}");
-    assert_eq!(bob.roles(&g).unwrap().unwrap().admins, vec!["alice".to_owned(), "bob".to_owned()]);
+    assert!(mine.contains(&"you made @carol an admin".to_owned()), "{mine:?}");
+    assert_eq!(carol.roles(&g).unwrap().unwrap().admins, vec!["alice".to_owned(), "carol".to_owned()]);
+    assert_eq!(alice.roles(&g).unwrap().unwrap().admins, vec!["alice".to_owned(), "carol".to_owned()]);
+    // An admin may step down while another stays; the last one may not.
+    let conv = carol.conversation_of(&g).unwrap();
+    carol.change_roles(&conv, crate::RoleChange::Admin("carol".into(), false)).unwrap();
+    let err = alice.build_commit(&g, Intent::Roles(crate::RoleChange::Admin("alice".into(), false)));
+    assert!(err.is_ok(), "carol's step-down is not merged yet, so alice is not the last: {err:?}");
+}
+
+#[test]
+fn a_device_on_an_older_sotto_cannot_be_added_to_a_group_with_roles_and_is_told_why() {
+    use openmls::prelude::{tls_codec::Serialize as _, *};
+    let alice = Messenger::create_ephemeral("alice", "sotto://x:1").unwrap();
+    let bob = Messenger::create_ephemeral("bob", "sotto://x:1").unwrap();
+    // A KeyPackage as sotto made them before roles lived in the MLS state.
+    let old_capabilities = Capabilities::builder().extensions(vec![ExtensionType::LastResort]).build();
+    let bundle = KeyPackage::builder()
+        .leaf_node_capabilities(old_capabilities)
+        .build(crate::messenger::CIPHERSUITE, &bob.provider(), &bob.identity().signer(), bob.identity().credential())
+        .unwrap();
+    let package = bundle.key_package().tls_serialize_detached().unwrap();
+    let old = Invitee {
+        handle: "bob".into(),
+        account_key: bob.identity().account_key(),
+        packages: vec![ClaimedKeyPackage { device: bob.identity().device_info(), package }],
+    };
+    let err = alice.create_group("crew", vec![old]).unwrap_err().to_string();
+    assert!(err.contains("@bob uses an older sotto") && err.contains("update"), "{err}");
 }

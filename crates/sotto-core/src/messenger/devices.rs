@@ -101,8 +101,8 @@ impl Messenger {
         };
         let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
         let signer = self.identity.signer();
-        let mut group =
-            MlsGroup::new(&provider, &signer, &create_config(), self.identity.credential()).map_err(CoreError::mls)?;
+        let mut group = MlsGroup::new(&provider, &signer, &create_config(None)?, self.identity.credential())
+            .map_err(CoreError::mls)?;
         let (_, welcome, _) = group
             .add_members(&provider, &signer, std::slice::from_ref(&candidate.key_package))
             .map_err(CoreError::mls)?;

@@ -116,6 +116,7 @@ impl Messenger {
             // did not merge (we crashed in between) is merged now.
             if d.kind == MessageKind::Commit && group.pending_commit().is_some() && group.epoch().as_u64() == d.epoch {
                 group.merge_pending_commit(&provider).map_err(CoreError::mls)?;
+                return self.mirror_roles(&group, conversation, &self.identity.handle, Some(d.seq));
             }
             return Ok(vec![]);
         }
@@ -182,11 +183,16 @@ impl Messenger {
                     .filter_map(|a| member_credential(a.add_proposal().key_package().leaf_node().credential()).ok())
                     .collect();
                 let before_handles: Vec<String> = before.iter().map(|(_, c)| c.handle.clone()).collect();
-                if let Some(why) = self.role_breach(&d.group_id, &sender.handle, &gone, &joined, &before_handles)? {
+                let breach = match self.role_breach(&d.group_id, &sender.handle, &gone, &joined, &before_handles)? {
+                    Some(why) => Some(why),
+                    None => self.context_breach(&group, &staged, &sender.handle)?,
+                };
+                if let Some(why) = breach {
                     // Not merged: every member refuses it alike.
                     return Err(CoreError::RoleBreach(why));
                 }
                 group.merge_staged_commit(&provider, *staged).map_err(CoreError::mls)?;
+                let role_lines = self.mirror_roles(&group, conversation, &sender.handle, Some(d.seq))?;
                 if removed {
                     self.conn.exec("UPDATE groups SET active=0 WHERE group_id=?", [&d.group_id])?;
                     let text = "you were removed from this conversation".to_owned();
@@ -256,7 +262,7 @@ impl Messenger {
                     // themselves; the own group is never shown.
                     notes.clear();
                 }
-                let mut events = Vec::new();
+                let mut events = role_lines;
                 for text in notes {
                     let m = self.insert_system(conversation, &d.group_id, d.seq, &text)?;
                     events.push(Event::Message(Box::new(m)));

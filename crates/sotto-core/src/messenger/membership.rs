@@ -52,10 +52,14 @@ impl Messenger {
             let provider = me.provider();
             let mut group_id: [u8; 16] = self.new_id();
             group_id[0] = kind as u8;
+            // A named group's creator is its first admin, in the group's
+            // MLS state (the server, which enforces roles, says the same).
+            let roles = (kind == GroupKind::Group)
+                .then(|| GroupRoles { admins: vec![me.identity.handle.clone()], members_can_add: true });
             MlsGroup::new_with_group_id(
                 &provider,
                 &me.identity.signer(),
-                &create_config(),
+                &create_config(roles.as_ref())?,
                 GroupId::from_slice(&group_id),
                 me.identity.credential(),
             )
@@ -240,11 +244,12 @@ impl Messenger {
                 // Commits queued on the old state are rebuilt on the new one.
                 let old_conversation: String =
                     me.conn.row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))?;
-                staged.into_group(&provider).map_err(CoreError::mls)?;
+                let group = staged.into_group(&provider).map_err(CoreError::mls)?;
                 me.conn.exec(
                     "UPDATE groups SET active=1, broken=0, last_update=? WHERE group_id=?",
                     params![now, group_id],
                 )?;
+                me.mirror_roles(&group, &old_conversation, "", None)?;
                 events.insert(0, Event::Joined { conversation: old_conversation });
                 return Ok(events);
             }
@@ -261,11 +266,14 @@ impl Messenger {
                 Some(h) => Some(h),
                 None => None,
             };
-            staged.into_group(&provider).map_err(CoreError::mls)?;
+            let group = staged.into_group(&provider).map_err(CoreError::mls)?;
             me.conn.exec(
                 "INSERT INTO groups(group_id, conversation, last_update, created_at, request_from) VALUES(?,?,?,?,?)",
                 params![group_id, conversation, now, now, request_from],
             )?;
+            // The roles come in the group's state (none in older groups:
+            // then in a message from whoever added this device).
+            me.mirror_roles(&group, &conversation, "", None)?;
             match request_from {
                 Some(from) => events.insert(0, Event::Request { conversation, from }),
                 None => events.insert(0, Event::Joined { conversation }),
@@ -318,6 +326,9 @@ impl Messenger {
                 .with_config(join_config())
                 .build_group(&provider, verifiable, me.identity.credential())
                 .map_err(CoreError::mls)?
+                .leaf_node_parameters(
+                    LeafNodeParameters::builder().with_capabilities(roles_state::capabilities()).build(),
+                )
                 .load_psks(provider.storage())
                 .map_err(CoreError::mls)?
                 .build(provider.rand(), provider.crypto(), &me.identity.signer(), |_| true)
@@ -330,6 +341,13 @@ impl Messenger {
             for m in group.members() {
                 let cred = SottoCredential::validate(&m.credential, &m.signature_key)?;
                 me.note_contact(&cred.handle, &cred.account_key)?;
+            }
+            if me.roles(group_id)?.is_none() {
+                // Only roles this device did not know come from the
+                // GroupInfo: whoever uploaded it (perhaps the author of the
+                // commit this device refused) cannot rewrite them.
+                let conversation = me.conversation_of(group_id)?;
+                me.mirror_roles(&group, &conversation, "", None)?;
             }
             let item = OutboxItem {
                 client_id: self.new_id().to_vec(),

@@ -33,6 +33,7 @@ mod profiles;
 mod receipts;
 mod requests;
 mod roles;
+mod roles_state;
 mod schema;
 mod signals;
 mod timer;
@@ -58,14 +59,22 @@ pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES
 /// if the device is compromised.
 pub(crate) const MAX_PAST_EPOCHS: usize = 3;
 
-pub(crate) fn create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
+/// How this device makes a group; `roles` go into its MLS state (named
+/// groups).
+pub(crate) fn create_config(roles: Option<&GroupRoles>) -> CoreResult<MlsGroupCreateConfig> {
+    let extensions = match roles {
+        Some(roles) => roles_state::with_roles(Extensions::empty(), roles)?,
+        None => Extensions::empty(),
+    };
+    Ok(MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .capabilities(roles_state::capabilities())
+        .with_group_context_extensions(extensions)
         .use_ratchet_tree_extension(true)
         .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .padding_size(32)
-        .build()
+        .build())
 }
 
 pub(crate) fn join_config() -> MlsGroupJoinConfig {
@@ -376,8 +385,9 @@ impl Messenger {
                 // extension: a package carrying it must, or the person
                 // claiming it refuses it (and a drained person could not be
                 // reached at all).
-                let capabilities = Capabilities::builder().extensions(vec![ExtensionType::LastResort]).build();
-                let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities);
+                // It says so of the roles extension too, so it can join a
+                // named group whose MLS state holds its roles.
+                let mut b = KeyPackage::builder().leaf_node_capabilities(roles_state::capabilities());
                 if last_resort {
                     b = b.mark_as_last_resort();
                 }

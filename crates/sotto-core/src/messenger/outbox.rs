@@ -46,6 +46,8 @@ pub enum Intent {
     Update,
     /// Rejoin by external commit after losing step with the group.
     Rejoin,
+    /// Change the group's roles (held in its MLS state).
+    Roles(RoleChange),
 }
 
 /// Someone to add, with the KeyPackages the server handed out for them.
@@ -121,12 +123,27 @@ impl Messenger {
                     // Per device: someone already in the group may have a
                     // device that is not (linked since), and a device added
                     // meanwhile by another member is not added twice.
+                    let roles_in_state = roles_state::roles_in(group.extensions())?.is_some();
+                    let mut too_old = 0;
                     for (kp, d) in self.validate_invitee(inv)? {
                         if members.iter().any(|(_, c)| c.handle == d.handle && c.device_id == d.device_id) {
                             continue;
                         }
+                        if roles_in_state && !roles_state::package_supports_roles(&kp) {
+                            // MLS lets in only a device that understands
+                            // every extension of the group's state.
+                            too_old += 1;
+                            continue;
+                        }
                         packages.push(kp);
                         added.push(d);
+                    }
+                    if too_old > 0 && !added.iter().any(|d| d.handle == inv.handle) {
+                        return Err(CoreError::Invalid(format!(
+                            "@{} uses an older sotto that cannot join a group with admins; \
+                             ask them to update sotto and open it once, then add them again",
+                            inv.handle
+                        )));
                     }
                 }
                 if packages.is_empty() {
@@ -162,9 +179,17 @@ impl Messenger {
                 (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
             }
             Intent::Rejoin => return Err(CoreError::Invalid("a rejoin is made from the group's GroupInfo".into())),
+            Intent::Roles(change) => {
+                let extensions = self.roles_commit_extensions(&group, change)?;
+                let (commit, welcome, _) =
+                    group.update_group_context_extensions(&provider, extensions, &signer).map_err(CoreError::mls)?;
+                (commit, welcome, vec![], vec![])
+            }
             Intent::Update => {
-                let bundle =
-                    group.self_update(&provider, &signer, LeafNodeParameters::default()).map_err(CoreError::mls)?;
+                // The new leaf lists this version's capabilities, so a
+                // group from before can take its roles into its state.
+                let parameters = LeafNodeParameters::builder().with_capabilities(roles_state::capabilities()).build();
+                let bundle = group.self_update(&provider, &signer, parameters).map_err(CoreError::mls)?;
                 self.conn.exec("UPDATE groups SET last_update=? WHERE group_id=?", params![self.now(), group_id])?;
                 (bundle.commit().clone(), None, vec![], vec![])
             }
@@ -304,6 +329,8 @@ impl Messenger {
                 let mut group = me.load_group(&item.group_id)?;
                 if group.pending_commit().is_some() {
                     group.merge_pending_commit(&me.provider()).map_err(CoreError::mls)?;
+                    let conversation = me.conversation_of(&item.group_id)?;
+                    me.mirror_roles(&group, &conversation, &me.identity.handle.clone(), Some(seq))?;
                 }
             }
             if let (Some(Intent::Remove(handles)), GroupKind::Group) = (&item.intent, GroupKind::of(&item.group_id)) {

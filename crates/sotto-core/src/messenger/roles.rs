@@ -60,15 +60,14 @@ impl Messenger {
     /// this device knows no roles.
     pub fn prepare_roles(&self, conversation: &str, change: Option<RoleChange>) -> CoreResult<Option<OutboxItem>> {
         let group_id = self.group_of(conversation)?;
-        let Some(mut roles) = self.roles(&group_id)? else { return Ok(None) };
-        match change {
-            Some(RoleChange::Admin(handle, true)) if !roles.admins.contains(&handle) => roles.admins.push(handle),
-            Some(RoleChange::Admin(_, true)) => {}
-            Some(RoleChange::Admin(handle, false)) => roles.admins.retain(|a| *a != handle),
-            Some(RoleChange::MembersCanAdd(yes)) => roles.members_can_add = yes,
-            None => {}
+        if self.load_group(&group_id)?.extensions().unknown(super::roles_state::ROLES_EXTENSION).is_some() {
+            // Newcomers find the roles in the group's state.
+            return Ok(None);
         }
-        roles.admins.sort();
+        let Some(mut roles) = self.roles(&group_id)? else { return Ok(None) };
+        if let Some(change) = &change {
+            roles = super::roles_state::changed(roles, change);
+        }
         let body = Body::Roles { admins: roles.admins, members_can_add: roles.members_can_add };
         let content = Content::new(self.new_id(), self.now(), body);
         self.prepare_content(conversation, &content).map(Some)
@@ -101,6 +100,31 @@ impl Messenger {
                 return Ok(vec![]);
             }
         }
+        if self
+            .load_group(group_id)
+            .is_ok_and(|g| g.extensions().unknown(super::roles_state::ROLES_EXTENSION).is_some())
+        {
+            // The group's MLS state holds its roles; a message cannot
+            // override them.
+            return Ok(vec![]);
+        }
+        let roles = GroupRoles { admins: admins.to_vec(), members_can_add };
+        self.record_roles(group_id, conversation, sender, seq, &roles)
+    }
+
+    /// Makes `roles` this device's view of the group's roles, with a
+    /// history line for each change `sender` made (none when this device
+    /// knew no roles before).
+    pub(crate) fn record_roles(
+        &self,
+        group_id: &[u8],
+        conversation: &str,
+        sender: &str,
+        seq: u64,
+        roles: &GroupRoles,
+    ) -> CoreResult<Vec<Event>> {
+        let before = self.roles(group_id)?;
+        let (admins, members_can_add) = (&roles.admins, roles.members_can_add);
         self.conn.exec("DELETE FROM group_admins WHERE group_id=?", [group_id])?;
         for a in admins {
             self.conn.exec("INSERT OR IGNORE INTO group_admins(group_id, handle) VALUES(?,?)", params![group_id, a])?;
@@ -194,7 +218,7 @@ pub enum RoleRight {
 }
 
 /// A change of roles an admin makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoleChange {
     /// Make `handle` an admin (true) or a member (false).
     Admin(String, bool),
