@@ -157,7 +157,7 @@ fn receipts_move_from_sent_to_delivered_to_read_and_read_receipts_can_be_turned_
 #[test]
 fn a_disappearing_message_is_gone_from_every_device_after_its_timer() {
     let root = tempfile::tempdir().unwrap();
-    let (_server, u) = server_with(root.path(), &["alice", "bob"]);
+    let (server, u) = server_with(root.path(), &["alice", "bob"]);
     let (alice, bob) = (&u[0], &u[1]);
     alice.ok(&["send", "@bob", "this stays"]);
     bob.receive_json();
@@ -184,10 +184,21 @@ fn a_disappearing_message_is_gone_from_every_device_after_its_timer() {
     // The server keeps nothing beyond the timer: a message Bob's device
     // has not fetched when its time is up is gone from the server too
     // (the server purges such groups every few seconds).
+    // So does a file sent in the conversation: its encrypted bytes go from
+    // the server's blob folder with the timer, fetched or not.
+    let blobs = server.data.join("blobs");
+    let stored = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let before = stored(&blobs);
+    let photo = root.path().join("photo.bin");
+    std::fs::write(&photo, vec![7u8; 50_000]).unwrap();
     alice.ok(&["send", "@bob", "nobody read this in time"]);
+    alice.ok(&["send", "@bob", "--file", photo.to_str().unwrap()]);
+    assert_eq!(stored(&blobs), before + 1, "the file is on the server");
     std::thread::sleep(std::time::Duration::from_secs(9));
+    assert_eq!(stored(&blobs), before, "the file is gone from the server with its timer");
     let got = bob.receive_json();
     assert!(got.iter().all(|m| m["text"] != "nobody read this in time"), "{got:?}");
+    assert!(got.iter().all(|m| m["kind"] != "file"), "{got:?}");
     // Turned off, messages stay again.
     bob.ok(&["timer", "@alice", "off"]);
     alice.receive_json();

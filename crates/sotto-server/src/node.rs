@@ -197,6 +197,20 @@ async fn purge_group_retention(relay: Arc<Relay>) {
             Ok(Err(e)) => tracing::error!(error = %e, "disappearing-message purge failed"),
             _ => {}
         }
+        // Files sent in disappearing conversations go with their timer.
+        let st = relay.store.clone();
+        match tokio::task::spawn_blocking(move || st.expire_group_blobs(now_ms())).await {
+            Ok(Ok(ids)) => {
+                for id in &ids {
+                    crate::blob_files::remove_bytes(&relay.blob_dir, id).await;
+                }
+                if !ids.is_empty() {
+                    tracing::debug!(deleted = ids.len(), "disappearing files removed");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "disappearing-file purge failed"),
+            Err(_) => {}
+        }
     }
 }
 

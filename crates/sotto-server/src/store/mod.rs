@@ -439,6 +439,11 @@ pub trait Blobs: Send + Sync + 'static {
 
     /// Deletes the records of blobs older than `cutoff` and returns their ids.
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>>;
+
+    /// Deletes the records of blobs shared only with groups that have their
+    /// own retention (a disappearing timer), once it ran out for every one
+    /// of them, and returns their ids (the caller removes the bytes).
+    fn expire_group_blobs(&self, now: i64) -> StoreResult<Vec<Vec<u8>>>;
 }
 
 /// What the operator lists and counts.

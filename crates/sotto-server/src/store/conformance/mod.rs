@@ -345,6 +345,30 @@ pub fn group_retention(s: &impl Store) {
     let seqs = |group: &[u8]| s.fetch(group, &alice, 0, 10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>();
     assert_eq!(seqs(g), vec![3], "only the entry younger than the timer is left");
     assert_eq!(seqs(other), vec![1, 2, 3], "another group keeps everything");
+    // Files go with the timer of the groups they were shared with.
+    for (id, age, groups) in [
+        (&b"timed-old"[..], 60_000, &[g][..]),
+        (b"timed-new", 1_000, &[g]),
+        (b"also-elsewhere", 60_000, &[g, other]),
+        (b"unshared", 60_000, &[]),
+    ] {
+        s.begin_blob(id, &alice, 1, 100, 1000, NOW - age).unwrap();
+        for group in groups {
+            s.share_blob(id, &alice, group).unwrap();
+        }
+    }
+    assert_eq!(s.expire_group_blobs(NOW).unwrap(), vec![b"timed-old".to_vec()]);
+    assert!(s.blob(b"timed-old").unwrap().is_none());
+    assert!(!s.may_read_blob(b"timed-old", &bob).unwrap(), "nobody reads it any more");
+    for kept in [&b"timed-new"[..], b"also-elsewhere", b"unshared"] {
+        assert!(s.blob(kept).unwrap().is_some(), "{}", String::from_utf8_lossy(kept));
+    }
+    assert!(s.expire_group_blobs(NOW).unwrap().is_empty(), "nothing twice");
+    assert_eq!(
+        s.expire_group_blobs(NOW + 30_000).unwrap(),
+        vec![b"timed-new".to_vec()],
+        "the younger one when its time comes"
+    );
     s.set_retention(g, &bob, None).unwrap();
     s.append(&msg(g, &alice, 1, b"later", MessageKind::Application), NOW - 50_000).unwrap();
     assert_eq!(s.purge_group_retention(NOW).unwrap(), 0, "back to the server's retention");

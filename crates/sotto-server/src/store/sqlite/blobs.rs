@@ -63,6 +63,8 @@ impl Blobs for SqliteStore {
             // Someone else's blob looks like no blob: no probing for ids.
             blob_row(tx, id)?.filter(|b| &b.owner == owner).ok_or(StoreError::UnknownBlob)?;
             member_row(tx, group_id, owner)?.ok_or(StoreError::NotMember)?;
+            tx.exec("INSERT OR IGNORE INTO blob_groups(blob_id, group_id) VALUES(?,?)", params![id, group_id])
+                .map_err(backend)?;
             for m in members_of(tx, group_id)? {
                 if &m != owner {
                     tx.exec(
@@ -106,6 +108,7 @@ impl Blobs for SqliteStore {
                 .map_err(backend)?;
             if readers > 0 && waiting == 0 {
                 tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
                 tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
                 return Ok(true);
             }
@@ -127,8 +130,36 @@ impl Blobs for SqliteStore {
     fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
         self.with_tx(|tx| {
             tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+            tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
             tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
             Ok(())
+        })
+    }
+
+    fn expire_group_blobs(&self, now: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.with_tx(|tx| {
+            // Shared with at least one group, and with no group that keeps
+            // it longer: one without a timer, or whose timer has not run
+            // out for it yet.
+            let ids: Vec<Vec<u8>> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT b.id FROM blobs b
+                         WHERE EXISTS(SELECT 1 FROM blob_groups g WHERE g.blob_id = b.id)
+                         AND NOT EXISTS(
+                             SELECT 1 FROM blob_groups g LEFT JOIN group_retention r ON r.group_id = g.group_id
+                             WHERE g.blob_id = b.id AND (r.retention_ms IS NULL OR b.created_at >= ? - r.retention_ms))",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt.query_map([now], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            for id in &ids {
+                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+            }
+            Ok(ids)
         })
     }
 
@@ -141,6 +172,7 @@ impl Blobs for SqliteStore {
             };
             for id in &ids {
                 tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
                 tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
             }
             Ok(ids)

@@ -154,6 +154,13 @@ CREATE TABLE IF NOT EXISTS blob_readers(
     fetched INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(blob_id, handle, device_id)
 );
+-- The groups a blob was shared with: a blob shared only with groups that
+-- have a disappearing timer goes with the timer.
+CREATE TABLE IF NOT EXISTS blob_groups(
+    blob_id BLOB NOT NULL,
+    group_id BLOB NOT NULL,
+    PRIMARY KEY(blob_id, group_id)
+);
 "#;
 
 /// Run once on a database from before `accepted_groups` existed: every
