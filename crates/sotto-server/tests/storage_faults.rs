@@ -333,6 +333,10 @@ impl Blobs for Faulty {
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
         self.inner.expire_blobs(cutoff)
     }
+
+    fn expire_group_blobs(&self, now: i64) -> StoreResult<Vec<Vec<u8>>> {
+        self.inner.expire_group_blobs(now)
+    }
 }
 
 impl OperatorViews for Faulty {
