@@ -14,6 +14,7 @@ mod mls;
 mod proc;
 mod proxy;
 mod relay;
+mod search;
 mod soak;
 
 use std::time::Duration;
@@ -161,6 +162,17 @@ enum Command {
     },
     /// Several devices per account (no server): a one-to-one with 1 and
     /// 3 devices each, and linking a device into many conversations.
+    /// Search over a history of many messages in a real SQLCipher profile,
+    /// in the process and through `sotto search` (needs the `sotto` binary
+    /// beside this one: `cargo build --release -p sotto-cli`).
+    Search {
+        /// Messages in the history.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Skip the timing through the CLI.
+        #[arg(long)]
+        no_cli: bool,
+    },
     Devices {
         /// Texts sent in each one-to-one.
         #[arg(long, default_value_t = 500)]
@@ -301,6 +313,15 @@ fn main() -> Result<()> {
                     "group size={} add_ms={:.1} join_ms={:.1} send_ms={:.2} commit_bytes={}",
                     g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes
                 );
+            }
+            Ok(())
+        }
+        Command::Search { messages, no_cli } => {
+            let r = search::run(messages, !no_cli)?;
+            println!("search messages={} fill_secs={:.1}", r.messages, r.fill_secs);
+            for (q, hits, ms, cli_ms) in &r.queries {
+                let cli = cli_ms.map(|ms| format!(" cli_ms={ms:.1}")).unwrap_or_default();
+                println!("query={q:?} hits={hits} in_process_ms={ms:.2}{cli}");
             }
             Ok(())
         }

@@ -197,6 +197,22 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search all stored history (texts, file names and captions), newest
+    /// first. Every word must appear; the last may be the start of a word.
+    Search {
+        /// What to look for (may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        text: String,
+        /// Only in this conversation (`@handle` or `#group`).
+        #[arg(long = "in", value_name = "CONVERSATION")]
+        conversation: Option<String>,
+        /// At most this many results (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line (as `history --json`).
+        #[arg(long)]
+        json: bool,
+    },
     /// List contacts (and who of them is online).
     Contacts {
         /// One JSON object per line.

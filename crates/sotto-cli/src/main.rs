@@ -224,6 +224,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Send { .. }
         | Command::Receive { .. }
         | Command::History { .. }
+        | Command::Search { .. }
         | Command::Download { .. }
         | Command::Broadcast { .. }
         | Command::Export { .. } => messaging::run(cli, dir).await,

@@ -119,6 +119,22 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 show(&messenger, &m, *json);
             }
         }
+        Command::Search { text, conversation, limit, json } => {
+            let conversation = conversation.as_deref().map(conversation_arg).transpose()?;
+            let messenger = messenger(cli, &dir).await?;
+            let hits = messenger.search(text, conversation.as_deref(), *limit)?;
+            if hits.is_empty() && !*json {
+                eprintln!("nothing found for \"{text}\"");
+            }
+            for m in &hits {
+                if !*json && conversation.is_none() {
+                    // Across conversations each hit says where it is.
+                    say!("{}  {}", m.conversation, output::message_line_quoting(m, None));
+                } else {
+                    show(&messenger, m, *json);
+                }
+            }
+        }
         Command::Download { id, output } => {
             let messenger = messenger(cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;

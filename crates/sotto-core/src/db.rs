@@ -142,6 +142,8 @@ fn keyed(path: &Path, key: &[u8; 32]) -> CoreResult<Connection> {
         Err(e) => return Err(e.into()),
     }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // The search index's triggers call it on every write to history.
+    crate::messenger::register_search(&conn)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     // The folder is 0700 already; the files are the owner's alone too, so
     // copying the folder elsewhere keeps them private. (-wal and -shm take

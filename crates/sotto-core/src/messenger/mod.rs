@@ -35,6 +35,7 @@ mod requests;
 mod roles;
 mod roles_state;
 mod schema;
+mod search;
 mod signals;
 mod timer;
 
@@ -48,6 +49,8 @@ pub use profiles::PersonProfile;
 pub use requests::MessageRequest;
 pub use roles::{GroupRoles, RoleChange, RoleRight};
 pub(crate) use schema::SCHEMA;
+pub(crate) use search::register as register_search;
+pub use search::MAX_SEARCH_HITS;
 pub use timer::{timer_words, MAX_TIMER_SECS};
 
 pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;

@@ -162,6 +162,12 @@ CREATE TABLE IF NOT EXISTS outbox(
 /// Brings a profile made by an older version up to [`SCHEMA`] (run after
 /// it): columns added since.
 pub(crate) fn upgrade(conn: &Connection) -> CoreResult<()> {
+    upgrade_columns(conn)?;
+    // Needs `messages` with every column above: installed last.
+    super::search::install(conn)
+}
+
+fn upgrade_columns(conn: &Connection) -> CoreResult<()> {
     if !has_column(conn, "contacts", "accepted")? {
         // Everyone known before message requests existed was someone this
         // person already talked to.
