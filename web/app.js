@@ -43,6 +43,7 @@ function describe(o) {
     case 'requests': return o.requests.length ? `message requests: ${o.requests.length}` : 'no message requests';
     case 'request_accepted': return `accepted ${o.conversation}`;
     case 'request_declined': return `declined ${o.conversation}; its messages are deleted`;
+    case 'found': return o.hits.length ? `${o.hits.length} found for "${o.query}"` : `nothing found for "${o.query}"`;
     case 'changed':
       if (o.change === 'delete_for_me') return 'deleted from this device';
       if (o.change === 'read_receipts') return 'read receipts changed';
@@ -694,7 +695,7 @@ events.onmessage = (e) => {
       break;
     case 'outcome':
       // A text's ✓ says it was sent; the device list shows in its panel.
-      if (!['sent', 'devices', 'requests', 'signalled'].includes(ev.outcome.outcome)
+      if (!['sent', 'devices', 'requests', 'signalled', 'found'].includes(ev.outcome.outcome)
         && !(ev.outcome.outcome === 'changed' && ['read', 'react', 'edit', 'delete', 'reply'].includes(ev.outcome.change))) {
         $('info').textContent = describe(ev.outcome);
       }
@@ -708,5 +709,66 @@ events.onmessage = (e) => {
       break;
   }
 };
+
+// --- search -----------------------------------------------------------
+// The words searched for, marked in a result's text (built as text nodes
+// and <mark> elements, never HTML).
+function marked(text, query) {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  const out = document.createDocumentFragment();
+  const lower = text.toLowerCase();
+  let at = 0;
+  while (at < text.length) {
+    let best = null;
+    for (const w of words) {
+      const i = lower.indexOf(w, at);
+      if (i >= 0 && (!best || i < best.i)) best = { i, n: w.length };
+    }
+    if (!best) break;
+    out.append(document.createTextNode(text.slice(at, best.i)), el('mark', {}, text.slice(best.i, best.i + best.n)));
+    at = best.i + best.n;
+  }
+  out.append(document.createTextNode(text.slice(at)));
+  return out;
+}
+
+function renderFound(o) {
+  $('search-panel').hidden = false;
+  $('search-summary').textContent = describe(o);
+  $('search-results').replaceChildren(...o.hits.map((hit) => {
+    const b = el('button', { type: 'button', class: 'hit' });
+    const when = new Date(hit.sent_at).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+    b.append(el('span', { class: 'meta' }, `${hit.conversation} · ${hit.from} · ${when}`), el('br'));
+    const text = el('span', { class: 'hit-text' });
+    text.append(marked(hit.text, o.query));
+    b.append(text);
+    b.addEventListener('click', () => jumpTo(hit).catch(showError));
+    const li = el('li');
+    li.append(b);
+    return li;
+  }));
+}
+
+// Opens a result's conversation and shows the message in context.
+async function jumpTo(hit) {
+  if (current !== hit.conversation) await open(hit.conversation);
+  const li = document.querySelector(`#messages li[data-id="${CSS.escape(hit.id)}"]`);
+  if (!li) { $('info').textContent = 'that message is no longer here'; return; }
+  li.scrollIntoView({ block: 'center' });
+  li.classList.add('found');
+  li.focus({ preventScroll: true });
+  setTimeout(() => li.classList.remove('found'), 4000);
+}
+
+$('search-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = $('search-text').value.trim();
+  if (!text) return;
+  command({ type: 'search', text }).then((r) => renderFound(r.outcome)).catch(showError);
+});
+$('search-close').addEventListener('click', () => {
+  $('search-panel').hidden = true;
+  $('search-text').value = '';
+});
 
 refresh().then(refreshRequests).catch(showError);

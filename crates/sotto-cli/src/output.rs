@@ -9,7 +9,7 @@ fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn text_of(body: &Body) -> &str {
+pub(crate) fn text_of(body: &Body) -> &str {
     match body {
         Body::Text { text } => text,
         Body::File { file, caption } => caption.as_deref().unwrap_or(&file.name),

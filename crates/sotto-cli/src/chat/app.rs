@@ -43,6 +43,8 @@ pub struct App {
     pub read_upto: std::collections::HashMap<String, u64>,
     /// Commands the screen made by itself, waiting to be sent.
     pub queued: Vec<Command>,
+    /// Search results shown over the screen.
+    pub search: Option<super::search::SearchView>,
 }
 
 /// The commands, for `/help` and completion.
@@ -70,6 +72,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/timer off|5m|1h|1d|1w", "disappearing messages in this conversation"),
     ("/pin, /unpin", "pin the selected or newest message for everyone"),
     ("/describe text", "set this group's description"),
+    ("/search text", "search all history (↑/↓ and Enter open a result)"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -77,6 +80,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
 impl App {
     /// Applies something the network reported.
     pub fn on_net(&mut self, ev: Event) {
+        if let Event::Outcome { outcome: crate::frontend::Outcome::Found { query, hits }, .. } = &ev {
+            self.on_found(query.clone(), hits.clone());
+        }
         self.model.apply(ev);
         self.note_read();
     }
@@ -117,6 +123,9 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         if self.confirm_delete.is_some() {
             return self.confirm(key.code == KeyCode::Char('y') || key.code == KeyCode::Char('Y'));
+        }
+        if !ctrl && !alt && self.search_key(key.code) {
+            return None;
         }
         match key.code {
             KeyCode::Up if ctrl => {
@@ -387,6 +396,13 @@ impl App {
                     None
                 }
             },
+            "/search" => {
+                let what = rest.trim().to_owned();
+                if what.is_empty() {
+                    return usage(self, "/search words (in all conversations)");
+                }
+                Some(Command::Search { text: what, conversation: None })
+            }
             "/devices" => Some(Command::Devices),
             "/requests" => Some(Command::Requests),
             "/accept" => match a {

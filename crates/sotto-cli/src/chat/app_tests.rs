@@ -180,3 +180,50 @@ fn select_to_reply_react_up_to_edit_and_delete_after_a_yes() {
     assert!(queued.contains(&Command::Read { conversation: "@bob".into() }), "{queued:?}");
     assert_eq!(queued.iter().filter(|c| matches!(c, Command::Typing { .. })).count(), 2, "{queued:?}");
 }
+
+#[test]
+fn search_results_show_over_the_screen_and_enter_opens_the_message_in_its_conversation() {
+    use crate::frontend::event::SearchHit;
+    use crate::frontend::Outcome;
+    let mut app = App::default();
+    for i in 1..=60u8 {
+        app.on_net(Event::Message(Box::new(msg("@bob", "bob", &format!("line {i}"), i))));
+    }
+    app.on_net(Event::Message(Box::new(msg("#crew", "carol", "latest", 61))));
+    app.open("#crew");
+    typed(&mut app, "/search");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None, "no words: a usage line");
+    assert!(app.model.info.starts_with("usage: /search"), "{}", app.model.info);
+    typed(&mut app, "/search line 3");
+    let cmd = app.on_key(key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Search { text: "line 3".into(), conversation: None }));
+    let hit = |id: u8| SearchHit {
+        conversation: "@bob".into(),
+        id: hex::encode([id]),
+        from: "bob".into(),
+        sent_at: 0,
+        text: format!("line {id}"),
+    };
+    let found = Outcome::Found { query: "line 3".into(), hits: vec![hit(30), hit(3)] };
+    app.on_net(Event::Outcome { request: 1, outcome: found });
+    assert_eq!(app.model.info, "2 found for \"line 3\"");
+    let view = app.search.as_ref().expect("results shown");
+    assert_eq!(view.hits.len(), 2);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.search.is_none());
+    assert_eq!(app.model.current.as_deref(), Some("@bob"));
+    assert_eq!(app.selected, Some(vec![3]), "the older hit, chosen with ↓");
+    // Drawn, the selected message is in view although 57 newer ones follow.
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| crate::chat::ui::draw(f, &app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let screen: String =
+        (0..24).map(|y| (0..80).map(|x| buf[(x, y)].symbol().to_owned()).collect::<String>()).collect();
+    assert!(screen.contains("line 3 ") || screen.contains("line 3│"), "{screen}");
+    // Nothing found shows no overlay, only the status line.
+    let none = Outcome::Found { query: "zebra".into(), hits: vec![] };
+    app.on_net(Event::Outcome { request: 2, outcome: none });
+    assert!(app.search.is_none());
+    assert_eq!(app.model.info, "nothing found for \"zebra\"");
+}

@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod app;
+mod search;
 pub mod ui;
 
 use anyhow::Result;

@@ -67,13 +67,17 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// The message view's rows for a conversation, oldest first.
-fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
+/// The rows of the open conversation, and the row where the selected
+/// message starts (to scroll it into view).
+fn message_rows(app: &App, width: usize) -> (Vec<Line<'static>>, Option<usize>) {
     let Some(conv) = app.model.current.as_ref().and_then(|c| app.model.conversations.get(c)) else {
-        return vec![Line::from(Span::styled(
+        let hint = Line::from(Span::styled(
             "No conversation yet. /msg @handle text starts one; /help lists commands.",
             Style::default().fg(Color::DarkGray),
-        ))];
+        ));
+        return (vec![hint], None);
     };
+    let mut selected_row = None;
     let mut rows = Vec::new();
     let mut last_day = None;
     let selected = app.selected.as_ref();
@@ -117,6 +121,9 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
         }
         if m.detail.pinned {
             mark.push_str(" 📌");
+        }
+        if selected == Some(&m.id) {
+            selected_row = Some(rows.len());
         }
         let who_style = if m.outgoing { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::Yellow) };
         let head = format!("{} {}: ", t.format("%H:%M"), m.sender);
@@ -170,7 +177,7 @@ fn message_rows(app: &App, width: usize) -> Vec<Line<'static>> {
             Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
         )));
     }
-    rows
+    (rows, selected_row)
 }
 
 /// Draws the whole screen.
@@ -247,11 +254,16 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(view_area);
     frame.render_widget(block, view_area);
-    let rows = message_rows(app, inner.width as usize);
+    let (rows, selected_row) = message_rows(app, inner.width as usize);
     let height = inner.height as usize;
     let max_scroll = rows.len().saturating_sub(height);
     let scroll = app.scroll.min(max_scroll);
-    let start = rows.len().saturating_sub(height + scroll);
+    let mut start = rows.len().saturating_sub(height + scroll);
+    if let Some(row) = selected_row.filter(|r| *r < start || *r >= start + height) {
+        // A message selected out of sight (an old search result, or far up
+        // with Ctrl-↑) is brought into the middle of the view.
+        start = row.saturating_sub(height / 2).min(max_scroll);
+    }
     let visible: Vec<Line> = rows.into_iter().skip(start).take(height).collect();
     frame.render_widget(Paragraph::new(visible), inner);
 
@@ -282,6 +294,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     ]);
     frame.render_widget(Paragraph::new(status).style(Style::default().bg(Color::Black)), outer[2]);
 
+    if let Some(view) = &app.search {
+        super::search::draw_search(frame, area, view);
+    }
     if app.show_help {
         draw_help(frame, area);
     }

@@ -134,6 +134,16 @@ pub enum Command {
         #[serde(default = "yes")]
         typing: bool,
     },
+    /// Search all history on this device (texts, file names, captions),
+    /// newest first.
+    Search {
+        /// What to look for: every word must appear; the last may be a
+        /// word's start.
+        text: String,
+        /// Only in this conversation.
+        #[serde(default)]
+        conversation: Option<String>,
+    },
     /// Pin a message for everyone in its conversation, or unpin it.
     Pin {
         /// The message (hex id).
@@ -293,6 +303,8 @@ impl Command {
             }
             Self::Timer { conversation: c, .. } | Self::Read { conversation: c } => conversation(c),
             Self::Broadcast { text } if text.trim().is_empty() => Err("the message is empty".into()),
+            Self::Search { text, .. } if text.trim().is_empty() => Err("type something to search for".into()),
+            Self::Search { text, .. } if text.len() > 1000 => Err("search for at most 1,000 characters".into()),
             Self::Export { conversation: c } => conversation(c),
             Self::Group(GroupChange::Create { name, .. } | GroupChange::Rename { to: name, .. }) => {
                 sotto_core::validate_group_name(name.trim_start_matches('#')).map_err(|e| e.to_string())

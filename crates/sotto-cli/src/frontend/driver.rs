@@ -10,7 +10,7 @@ use sotto_client::{ClientError, Session, SessionError};
 use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
-use super::event::{DeviceEntry, RequestEntry};
+use super::event::{DeviceEntry, RequestEntry, SearchHit};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 type Events = mpsc::UnboundedSender<Event>;
@@ -120,6 +120,7 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         )),
         Command::Verify { handle } => verify(m, &handle).unwrap_or_else(error),
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
+        Command::Search { text, conversation } => search(m, text, conversation).unwrap_or_else(error),
         // Nobody is there to see it: a typing line offline is simply not sent.
         Command::Typing { .. } => Outcome::Signalled,
         command if command.changes_messages() => match change_locally(m, ev, command) {
@@ -132,6 +133,12 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         },
         _ => error("not connected; that needs the server, try again when online"),
     }
+}
+
+/// Searches this device's history: no server needed.
+fn search(m: &Messenger, text: String, conversation: Option<String>) -> Result<Outcome, SessionError> {
+    let hits = m.search(&text, conversation.as_deref(), 100)?.iter().map(SearchHit::of).collect();
+    Ok(Outcome::Found { query: text, hits })
 }
 
 fn verify(m: &Messenger, handle: &str) -> Result<Outcome, SessionError> {
@@ -354,6 +361,7 @@ async fn run_command(
             let conversations = s.remove_device(id).await?;
             Outcome::DeviceRemoved { id, conversations }
         }
+        Command::Search { text, conversation } => search(m, text, conversation)?,
         Command::Requests => Outcome::Requests {
             requests: m
                 .requests()?

@@ -116,6 +116,13 @@ pub enum Outcome {
         /// `read_receipts`.
         change: &'static str,
     },
+    /// What a search found, newest first.
+    Found {
+        /// What was searched for.
+        query: String,
+        /// The messages.
+        hits: Vec<SearchHit>,
+    },
     /// The message requests waiting.
     Requests {
         /// Oldest first.
@@ -174,6 +181,8 @@ impl Outcome {
                 format!("message requests: {} (/accept or /decline one)", list.join("; "))
             }
             Self::RequestAccepted { conversation } => format!("accepted {conversation}"),
+            Self::Found { query, hits } if hits.is_empty() => format!("nothing found for \"{query}\""),
+            Self::Found { query, hits } => format!("{} found for \"{query}\"", hits.len()),
             Self::Changed { conversation, change } => match *change {
                 "delete_for_me" => "deleted from this device".into(),
                 "read_receipts" => "read receipts changed".into(),
@@ -184,6 +193,34 @@ impl Outcome {
             },
             Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
             Self::Error { message } => format!("error: {message}"),
+        }
+    }
+}
+
+/// A message a search found, as the front ends list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SearchHit {
+    /// Where it is.
+    pub conversation: String,
+    /// Its id (hex), to open it in context.
+    pub id: String,
+    /// Who wrote it.
+    pub from: String,
+    /// When it was written (ms since 1970).
+    pub sent_at: i64,
+    /// Its text (a file's caption, or its name).
+    pub text: String,
+}
+
+impl SearchHit {
+    /// The hit for a found message.
+    pub fn of(m: &StoredMessage) -> Self {
+        Self {
+            conversation: m.conversation.clone(),
+            id: hex::encode(&m.id),
+            from: m.sender.clone(),
+            sent_at: m.sent_at,
+            text: crate::output::text_of(&m.body).to_owned(),
         }
     }
 }
