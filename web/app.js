@@ -43,6 +43,9 @@ function describe(o) {
     case 'requests': return o.requests.length ? `message requests: ${o.requests.length}` : 'no message requests';
     case 'request_accepted': return `accepted ${o.conversation}`;
     case 'request_declined': return `declined ${o.conversation}; its messages are deleted`;
+    case 'verified': return `@${o.handle} is verified: the safety numbers match`;
+    case 'trusted': return o.changed ? `accepted @${o.handle}'s new key; compare safety numbers again` : `@${o.handle}'s key has not changed; nothing to accept`;
+    case 'members': return `${o.conversation}: ` + o.members.map((m) => `@${m.handle}${m.me ? ' (you)' : ''}${m.admin ? ' (admin)' : ''}`).join(', ');
     case 'found': return o.hits.length ? `${o.hits.length} found for "${o.query}"` : `nothing found for "${o.query}"`;
     case 'changed':
       if (o.change === 'delete_for_me') return 'deleted from this device';

@@ -341,3 +341,53 @@ fn replies_reactions_edits_deletes_receipts_and_typing_in_the_terminal_ui() {
     tui.wait_for("@alice ⏱ 1 hour");
     tui.line("/exit");
 }
+
+#[test]
+fn hotlist_search_members_safety_numbers_and_new_groups_in_a_narrow_terminal_ui() {
+    let root = tempfile::tempdir().unwrap();
+    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    alice.ok(&["send", "@bob", "the kayak trip is on saturday"]);
+    // 50 columns: no conversation list on the left.
+    let tui = Tmux::start(&chat_command(bob), 50, 24);
+    tui.wait_for("the kayak trip is on saturday");
+    tui.wait_for("online");
+
+    // A message elsewhere waits in the status bar's hotlist.
+    carol.ok(&["send", "@bob", "are you coming too?"]);
+    tui.wait_for("@carol(1)");
+
+    // A send to nobody leaves no conversation behind.
+    tui.line("/msg @nobody hello?");
+    tui.wait_for("error:");
+    let s = tui.screen();
+    assert!(s.contains("@alice") && !s.contains("@nobody"), "back in @alice, nothing of @nobody:\n{s}");
+
+    // A new group takes focus at once.
+    tui.line("/group create trip @alice @carol");
+    tui.wait_for("#trip");
+    tui.line("/members");
+    let s = tui.wait_for("(admin)");
+    assert!(s.contains("@bob (you) (admin)") && s.contains("@alice") && s.contains("@carol"), "{s}");
+    tui.keys(&["Escape"]);
+
+    // The whole safety number, however narrow the screen.
+    tui.line("/verify @alice");
+    let s = tui.wait_for("safety number with @alice");
+    let number = alice.ok(&["verify", "@bob"]);
+    let first = number.lines().next().unwrap().to_owned();
+    let want: String = first.chars().filter(|c| c.is_ascii_digit()).collect();
+    let shown: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
+    assert!(want.len() >= 60 && shown.contains(&want), "the number is cut:\n{s}\nwant {want}");
+    tui.keys(&["Escape"]);
+    let digits = want.clone();
+    tui.line(&format!("/confirm @alice {digits}"));
+    tui.wait_for("@alice is verified");
+
+    // Search opens the message in its conversation.
+    tui.line("/search kayak");
+    tui.wait_for("1 found for \"kayak\"");
+    tui.keys(&["Enter"]);
+    let s = tui.wait_for("found in @alice");
+    assert!(s.contains("the kayak trip is on saturday"), "{s}");
+}

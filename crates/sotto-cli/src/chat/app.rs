@@ -45,6 +45,18 @@ pub struct App {
     pub queued: Vec<Command>,
     /// Search results shown over the screen.
     pub search: Option<super::search::SearchView>,
+    /// A box with lines to read (a safety number, members).
+    pub notice: Option<super::attention::Notice>,
+    /// Bell and notifications for messages elsewhere.
+    pub alerts: super::attention::Alerts,
+    /// What arrived elsewhere, waiting for the bell.
+    pub alert: Option<String>,
+    /// The conversation `/msg` opened for someone new (and the one open
+    /// before), until the send is done.
+    pub opened_for_send: Option<(String, Option<String>)>,
+    /// The first unread message when the conversation was opened: the
+    /// "new messages" line goes above it.
+    pub new_from: Option<Vec<u8>>,
 }
 
 /// The commands, for `/help` and completion.
@@ -73,6 +85,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/pin, /unpin", "pin the selected or newest message for everyone"),
     ("/describe text", "set this group's description"),
     ("/search text", "search all history (↑/↓ and Enter open a result)"),
+    ("/members", "who is in this conversation (and who is admin)"),
+    ("/confirm @h DIGITS", "mark @h verified: the safety number they read out"),
+    ("/trust @h", "accept @h's changed key"),
+    ("/bell on|off, /notify on|off", "bell, desktop notification for messages elsewhere"),
     ("/help", "show or hide this help"),
     ("/exit", "quit (also Ctrl-C)"),
 ];
@@ -83,12 +99,14 @@ impl App {
         if let Event::Outcome { outcome: crate::frontend::Outcome::Found { query, hits }, .. } = &ev {
             self.on_found(query.clone(), hits.clone());
         }
+        self.attend(&ev);
         self.model.apply(ev);
         self.note_read();
     }
 
     /// Opens a conversation, clearing its unread count.
     pub fn open(&mut self, name: &str) {
+        self.mark_new(name);
         self.model.open(name);
         self.scroll = 0;
     }
@@ -125,6 +143,9 @@ impl App {
             return self.confirm(key.code == KeyCode::Char('y') || key.code == KeyCode::Char('Y'));
         }
         if !ctrl && !alt && self.search_key(key.code) {
+            return None;
+        }
+        if key.code == KeyCode::Esc && self.notice.take().is_some() {
             return None;
         }
         match key.code {
@@ -335,6 +356,9 @@ impl App {
             }
             "/msg" => match (a, b) {
                 (Some(to), Some(text)) if to.starts_with('@') || to.starts_with('#') => {
+                    if !self.model.conversations.contains_key(&to) {
+                        self.opened_for_send = Some((to.clone(), self.model.current.clone()));
+                    }
                     self.open(&to);
                     Some(Command::Send { to, text })
                 }
@@ -402,6 +426,22 @@ impl App {
                     return usage(self, "/search words (in all conversations)");
                 }
                 Some(Command::Search { text: what, conversation: None })
+            }
+            "/members" => match self.model.current.clone() {
+                Some(conversation) => Some(Command::Members { conversation }),
+                None => usage(self, "/members (in a conversation)"),
+            },
+            "/confirm" => match (a, b) {
+                (Some(h), Some(digits)) if h.starts_with('@') => Some(Command::Confirm { handle: h, digits }),
+                _ => usage(self, "/confirm @handle DIGITS (the safety number they read out)"),
+            },
+            "/trust" => match a {
+                Some(h) if h.starts_with('@') => Some(Command::Trust { handle: h }),
+                _ => usage(self, "/trust @handle"),
+            },
+            "/bell" | "/notify" => {
+                self.set_alert(&cmd[1..], a.as_deref());
+                None
             }
             "/devices" => Some(Command::Devices),
             "/requests" => Some(Command::Requests),

@@ -227,3 +227,107 @@ fn search_results_show_over_the_screen_and_enter_opens_the_message_in_its_conver
     assert!(app.search.is_none());
     assert_eq!(app.model.info, "nothing found for \"zebra\"");
 }
+
+fn drawn(app: &App, w: u16, h: u16) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+    t.draw(|f| crate::chat::ui::draw(f, app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    (0..h).map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_owned()).collect::<String>() + "\n").collect()
+}
+
+#[test]
+fn messages_elsewhere_ring_the_bell_and_wait_in_the_hotlist_mentions_first() {
+    use crate::frontend::Outcome;
+    let mut app = App::default();
+    app.on_net(Event::Identity { me: "me".into(), server: "sotto://x:1#sha256=y".into() });
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+    let mut out = Vec::new();
+    app.ring(&mut out);
+    assert!(out.is_empty(), "a message in the open conversation rings nothing");
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "psst", 2))));
+    let mut mention = msg("#crew", "dave", "@me look", 3);
+    mention.detail.mentions = vec!["me".into()];
+    app.on_net(Event::Message(Box::new(mention)));
+    app.ring(&mut out);
+    assert_eq!(out, b"\x07", "one bell for what arrived together");
+    assert_eq!(app.hotlist(), vec![("#crew".into(), 1, true), ("@carol".into(), 1, false)]);
+    // At 40 columns there is no list on the left; the status bar says it.
+    let screen = drawn(&app, 40, 12);
+    assert!(screen.contains("#crew(1@)"), "{screen}");
+    // Desktop notifications when asked for; no control characters pass.
+    typed(&mut app, "/notify on");
+    app.on_key(key(KeyCode::Enter));
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "evil\x1b]0;x\x07", 4))));
+    let mut out = Vec::new();
+    app.ring(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("\x07\x1b]9;sotto @carol: evil ]0;x \x07"), "{out:?}");
+    typed(&mut app, "/bell off");
+    app.on_key(key(KeyCode::Enter));
+    typed(&mut app, "/notify off");
+    app.on_key(key(KeyCode::Enter));
+    app.on_net(Event::Message(Box::new(msg("@carol", "carol", "again", 5))));
+    let mut out = Vec::new();
+    app.ring(&mut out);
+    assert!(out.is_empty());
+    // Opening one shows where its unread messages start.
+    app.open("@carol");
+    assert_eq!(app.new_from, Some(vec![2]));
+    let screen = drawn(&app, 80, 20);
+    assert!(screen.contains("new messages"), "{screen}");
+    assert!(app.hotlist().iter().all(|(n, _, _)| n != "@carol"));
+    let _ = Outcome::Presence;
+}
+
+#[test]
+fn a_send_to_nobody_leaves_no_conversation_and_a_new_group_takes_focus() {
+    use crate::frontend::Outcome;
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+    typed(&mut app, "/msg @nobody hello?");
+    assert!(matches!(app.on_key(key(KeyCode::Enter)), Some(Command::Send { .. })));
+    assert_eq!(app.model.current.as_deref(), Some("@nobody"));
+    let error = Outcome::Error { message: "there is no @nobody on this server".into() };
+    app.on_net(Event::Outcome { request: 1, outcome: error });
+    assert!(!app.model.conversations.contains_key("@nobody"), "no phantom conversation");
+    assert!(!app.model.order.iter().any(|n| n == "@nobody"));
+    assert_eq!(app.model.current.as_deref(), Some("@bob"), "back where the person was");
+    let created = Outcome::GroupChanged { conversation: "#crew".into(), change: "create" };
+    app.on_net(Event::Outcome { request: 2, outcome: created });
+    assert_eq!(app.model.current.as_deref(), Some("#crew"));
+}
+
+#[test]
+fn the_whole_safety_number_shows_at_any_width_and_members_in_a_box() {
+    use crate::frontend::event::MemberEntry;
+    use crate::frontend::Outcome;
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("#crew", "bob", "hi", 1))));
+    let number = "12345 67890 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890";
+    let sn = Outcome::SafetyNumber { handle: "bob".into(), number: number.into() };
+    app.on_net(Event::Outcome { request: 1, outcome: sn });
+    for width in [40u16, 60, 100] {
+        let screen = drawn(&app, width, 24);
+        let digits: String = screen.chars().filter(|c| c.is_ascii_digit()).collect();
+        let want: String = number.chars().filter(|c| c.is_ascii_digit()).collect();
+        assert!(digits.contains(&want), "{width} columns: {screen}");
+    }
+    app.on_key(key(KeyCode::Esc));
+    assert!(app.notice.is_none());
+    typed(&mut app, "/members");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Members { conversation: "#crew".into() }));
+    let members = vec![
+        MemberEntry { handle: "alice".into(), admin: true, me: false },
+        MemberEntry { handle: "me".into(), admin: false, me: true },
+    ];
+    app.on_net(Event::Outcome { request: 2, outcome: Outcome::Members { conversation: "#crew".into(), members } });
+    let screen = drawn(&app, 60, 20);
+    assert!(screen.contains("@alice (admin)") && screen.contains("@me (you)"), "{screen}");
+    typed(&mut app, "/confirm @bob 1234 5678");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        Some(Command::Confirm { handle: "@bob".into(), digits: "1234 5678".into() })
+    );
+    typed(&mut app, "/trust @bob");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Trust { handle: "@bob".into() }));
+}

@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod app;
+mod attention;
 mod search;
 pub mod ui;
 
@@ -61,6 +62,7 @@ pub async fn run(messenger: &Messenger, profiles: Vec<(String, String)>) -> Resu
                     while let Ok(ev) = ev_rx.try_recv() {
                         app.on_net(ev);
                     }
+                    app.ring(&mut std::io::stdout());
                 }
                 _ = signal => app.quit = true,
             }

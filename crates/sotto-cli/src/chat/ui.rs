@@ -93,8 +93,16 @@ fn message_rows(app: &App, width: usize) -> (Vec<Line<'static>>, Option<usize>) 
                 Style::default().fg(Color::DarkGray),
             )));
         }
+        if app.new_from.as_ref() == Some(&m.id) {
+            let label = " new messages ";
+            let side = width.saturating_sub(label.width()) / 2;
+            rows.push(Line::from(Span::styled(
+                format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
+                Style::default().fg(Color::Red),
+            )));
+        }
         if m.state == MessageState::System {
-            for r in wrap(&format!("-- {}", body_text(m)), width) {
+            for r in wrap(&format!("-- {} {}", t.format("%H:%M"), body_text(m)), width) {
                 rows.push(Line::from(Span::styled(
                     r,
                     Style::default().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
@@ -286,20 +294,54 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         }
     };
     let host = app.model.server.split("://").nth(1).and_then(|r| r.split('#').next()).unwrap_or("");
-    let status = Line::from(vec![
+    let mut status = vec![
         Span::styled(format!(" @{} ", app.model.me), Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("{host} ")),
+        // A narrow screen keeps its room for the hotlist and the last line.
+        Span::raw(if area.width >= 80 { format!("{host} ") } else { String::new() }),
         link,
-        Span::raw(if app.model.info.is_empty() { String::new() } else { format!(" │ {}", app.model.info) }),
-    ]);
+    ];
+    // The hotlist: where unread messages wait, mentions first (as in
+    // weechat), so a narrow screen without the list still shows them.
+    let hot = app.hotlist();
+    if !hot.is_empty() {
+        status.push(Span::raw(" │"));
+        for (name, unread, mentioned) in hot {
+            let style = if mentioned {
+                Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD)
+            } else {
+                Style::default().fg(Color::Yellow)
+            };
+            status.push(Span::styled(format!(" {name}({unread}{})", if mentioned { "@" } else { "" }), style));
+        }
+    }
+    if !app.model.info.is_empty() {
+        status.push(Span::raw(format!(" │ {}", app.model.info)));
+    }
+    let status = Line::from(status);
     frame.render_widget(Paragraph::new(status).style(Style::default().bg(Color::Black)), outer[2]);
 
     if let Some(view) = &app.search {
         super::search::draw_search(frame, area, view);
     }
+    if let Some(notice) = &app.notice {
+        draw_notice(frame, area, notice);
+    }
     if app.show_help {
         draw_help(frame, area);
     }
+}
+
+/// A box with lines to read, wrapped to the screen (a safety number is
+/// never cut off).
+fn draw_notice(frame: &mut Frame<'_>, area: Rect, notice: &super::attention::Notice) {
+    let w = area.width.min(78);
+    let inner = w.saturating_sub(2).max(1) as usize;
+    let lines: Vec<Line> = notice.lines.iter().flat_map(|l| wrap(l, inner)).map(Line::from).collect();
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
+    frame.render_widget(Clear, r);
+    let title = notice.title.clone();
+    frame.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)), r);
 }
 
 fn draw_help(frame: &mut Frame<'_>, area: Rect) {

@@ -41,6 +41,24 @@ pub enum Command {
         /// Handle, with or without `@`.
         handle: String,
     },
+    /// Mark a contact verified: `digits` are the safety number they read
+    /// out (spaces do not matter); refused when it differs.
+    Confirm {
+        /// Handle, with or without `@`.
+        handle: String,
+        /// The number as the other person reads it.
+        digits: String,
+    },
+    /// Accept a contact's changed key (sending to them is held until then).
+    Trust {
+        /// Handle, with or without `@`.
+        handle: String,
+    },
+    /// Who is in a conversation, and who of them is admin.
+    Members {
+        /// `@handle` or `#group`.
+        conversation: String,
+    },
     /// Write a conversation to a text file in the current folder.
     Export {
         /// `@handle` or `#group`.

@@ -10,7 +10,7 @@ use sotto_client::{ClientError, Session, SessionError};
 use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
-use super::event::{DeviceEntry, RequestEntry, SearchHit};
+use super::event::{DeviceEntry, MemberEntry, RequestEntry, SearchHit};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 type Events = mpsc::UnboundedSender<Event>;
@@ -121,6 +121,11 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         Command::Verify { handle } => verify(m, &handle).unwrap_or_else(error),
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
         Command::Search { text, conversation } => search(m, text, conversation).unwrap_or_else(error),
+        Command::Members { conversation } => members(m, conversation).unwrap_or_else(error),
+        // Kept here and told to this account's other devices when the
+        // connection returns.
+        Command::Confirm { handle, digits } => confirm(m, handle, &digits).unwrap_or_else(error),
+        Command::Trust { handle } => trust(m, handle).unwrap_or_else(error),
         // Nobody is there to see it: a typing line offline is simply not sent.
         Command::Typing { .. } => Outcome::Signalled,
         command if command.changes_messages() => match change_locally(m, ev, command) {
@@ -133,6 +138,37 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         },
         _ => error("not connected; that needs the server, try again when online"),
     }
+}
+
+fn confirm(m: &Messenger, handle: String, digits: &str) -> Result<Outcome, SessionError> {
+    let handle = handle.trim_start_matches('@').to_owned();
+    m.confirm_verified(&handle, digits)?;
+    Ok(Outcome::Verified { handle })
+}
+
+fn trust(m: &Messenger, handle: String) -> Result<Outcome, SessionError> {
+    let handle = handle.trim_start_matches('@').to_owned();
+    let changed = m.trust(&handle)?;
+    Ok(Outcome::Trusted { handle, changed })
+}
+
+/// Who is in a conversation, by its MLS state; admins by its roles.
+fn members(m: &Messenger, conversation: String) -> Result<Outcome, SessionError> {
+    let group = m
+        .conversation_group(&conversation)?
+        .ok_or_else(|| SessionError::Other(format!("no conversation {conversation}")))?;
+    let roles = m.roles(&group)?;
+    let me = m.identity().handle.clone();
+    let members = m
+        .members_of(&group)?
+        .into_iter()
+        .map(|handle| MemberEntry {
+            admin: roles.as_ref().is_some_and(|r| r.admins.contains(&handle)),
+            me: handle == me,
+            handle,
+        })
+        .collect();
+    Ok(Outcome::Members { conversation, members })
 }
 
 /// Searches this device's history: no server needed.
@@ -362,6 +398,17 @@ async fn run_command(
             Outcome::DeviceRemoved { id, conversations }
         }
         Command::Search { text, conversation } => search(m, text, conversation)?,
+        Command::Members { conversation } => members(m, conversation)?,
+        Command::Confirm { handle, digits } => {
+            let outcome = confirm(m, handle, &digits)?;
+            s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            outcome
+        }
+        Command::Trust { handle } => {
+            let outcome = trust(m, handle)?;
+            s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            outcome
+        }
         Command::Requests => Outcome::Requests {
             requests: m
                 .requests()?

@@ -116,6 +116,26 @@ pub enum Outcome {
         /// `read_receipts`.
         change: &'static str,
     },
+    /// A contact is verified (the safety numbers matched).
+    Verified {
+        /// Whose.
+        handle: String,
+    },
+    /// A contact's changed key is accepted (`changed` false: nothing had
+    /// changed).
+    Trusted {
+        /// Whose.
+        handle: String,
+        /// Whether there was a changed key to accept.
+        changed: bool,
+    },
+    /// Who is in a conversation.
+    Members {
+        /// Which.
+        conversation: String,
+        /// Sorted by handle.
+        members: Vec<MemberEntry>,
+    },
     /// What a search found, newest first.
     Found {
         /// What was searched for.
@@ -181,6 +201,15 @@ impl Outcome {
                 format!("message requests: {} (/accept or /decline one)", list.join("; "))
             }
             Self::RequestAccepted { conversation } => format!("accepted {conversation}"),
+            Self::Verified { handle } => format!("@{handle} is verified: the safety numbers match"),
+            Self::Trusted { handle, changed: true } => {
+                format!("accepted @{handle}'s new key; compare safety numbers again (/verify @{handle})")
+            }
+            Self::Trusted { handle, changed: false } => format!("@{handle}'s key has not changed; nothing to accept"),
+            Self::Members { conversation, members } => {
+                let list: Vec<String> = members.iter().map(MemberEntry::describe).collect();
+                format!("{conversation}: {}", list.join(", "))
+            }
             Self::Found { query, hits } if hits.is_empty() => format!("nothing found for \"{query}\""),
             Self::Found { query, hits } => format!("{} found for \"{query}\"", hits.len()),
             Self::Changed { conversation, change } => match *change {
@@ -194,6 +223,31 @@ impl Outcome {
             Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
             Self::Error { message } => format!("error: {message}"),
         }
+    }
+}
+
+/// A member of a conversation, as the front ends list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberEntry {
+    /// Handle (without `@`).
+    pub handle: String,
+    /// An admin of the group.
+    pub admin: bool,
+    /// This person.
+    pub me: bool,
+}
+
+impl MemberEntry {
+    /// "@alice (admin)".
+    pub fn describe(&self) -> String {
+        let mut s = format!("@{}", self.handle);
+        if self.me {
+            s.push_str(" (you)");
+        }
+        if self.admin {
+            s.push_str(" (admin)");
+        }
+        s
     }
 }
 

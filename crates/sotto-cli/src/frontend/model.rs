@@ -26,6 +26,8 @@ pub struct Conversation {
     pub timer: u64,
     /// A group's description.
     pub description: String,
+    /// A message among the unread ones mentions this person.
+    pub mentioned: bool,
 }
 
 /// How long a typing line shows after the last signal.
@@ -85,6 +87,7 @@ impl Model {
                 let new = !self.conversations.get(&name).is_some_and(|c| c.messages.iter().any(|x| x.id == m.id));
                 if new && !m.outgoing && !looking && !self.me.is_empty() && m.detail.mentions.contains(&self.me) {
                     self.info = format!("@{} mentioned you in {name}", m.sender);
+                    self.conversation(&name).mentioned = true;
                 }
                 let c = self.conversation(&name);
                 c.typing.retain(|(h, _)| *h != m.sender);
@@ -193,7 +196,9 @@ impl Model {
 
     /// Opens a conversation, clearing its unread count.
     pub fn open(&mut self, name: &str) {
-        self.conversation(name).unread = 0;
+        let c = self.conversation(name);
+        c.unread = 0;
+        c.mentioned = false;
         if !self.order.iter().any(|n| n == name) {
             self.order.push(name.to_owned());
         }
