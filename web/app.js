@@ -88,26 +88,47 @@ media.addEventListener('change', applyTheme);
 applyTheme();
 
 // --- conversations ----------------------------------------------------
+// A time for the list: the hour today, the weekday this week, else the date.
+function shortTime(ms) {
+  const d = new Date(ms);
+  const now = new Date();
+  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (now - d < 6 * 86400000) return d.toLocaleDateString([], { weekday: 'short' });
+  return d.toLocaleDateString([], { day: 'numeric', month: 'short' });
+}
+
 function renderConversations() {
   const ul = $('conversations');
   ul.replaceChildren();
   for (const c of state.conversations) {
     const li = el('li');
-    const b = el('button', { type: 'button', 'data-name': c.name });
+    const b = el('button', { type: 'button', 'data-name': c.name, class: 'conv' });
     if (c.name === current) b.setAttribute('aria-current', 'true');
+    const top = el('span', { class: 'conv-top' });
     if (c.name.startsWith('@')) {
       const dot = el('span', { class: c.online ? 'dot on' : 'dot', 'aria-label': c.online ? 'online' : 'offline', role: 'img' });
-      b.append(dot);
+      top.append(dot);
     }
     const who = people.get(c.name.startsWith('@') ? c.name.slice(1) : c.name);
-    if (who && who.avatar) b.append(el('img', { class: 'avatar', src: who.avatar, alt: '' }));
-    b.append(document.createTextNode(c.name));
-    if (who && who.display_name) b.append(el('span', { class: 'display-name' }, ` ${who.display_name}`));
-    if (c.unread > 0 && c.name !== current) b.append(el('span', { class: 'badge', 'aria-label': `${c.unread} unread` }, String(c.unread)));
+    if (who && who.avatar) top.append(el('img', { class: 'avatar', src: who.avatar, alt: '' }));
+    top.append(el('span', { class: 'conv-name' }, c.name));
+    if (who && who.display_name) top.append(el('span', { class: 'display-name' }, ` ${who.display_name}`));
+    if (muted.has(c.name)) top.append(el('span', { class: 'muted-mark', 'aria-label': 'muted', role: 'img' }, ' 🔕'));
+    if (c.last) top.append(el('span', { class: 'conv-time' }, shortTime(c.last.sent_at)));
+    b.append(top);
+    const bottom = el('span', { class: 'conv-bottom' });
+    if (c.last) {
+      const from = c.last.kind === 'system' ? '' : c.last.from === state.me ? 'you: ' : c.name.startsWith('#') ? `${c.last.from}: ` : '';
+      const text = c.last.kind === 'file' ? `📎 ${c.last.text}` : c.last.text;
+      bottom.append(el('span', { class: 'preview' }, `${from}${text}`));
+    }
+    if (c.unread > 0 && c.name !== current) bottom.append(el('span', { class: 'badge', 'aria-label': `${c.unread} unread` }, String(c.unread)));
+    b.append(bottom);
     b.addEventListener('click', () => open(c.name));
     li.append(b);
     ul.append(li);
   }
+  showUnreadTotal();
   const profiles = $('profiles');
   profiles.replaceChildren(...(state.profiles || []).map((p) => {
     const li = el('li', {}, `${p.name}: ${p.detail} `);
@@ -124,7 +145,91 @@ function renderConversations() {
 
 function showLink(link) {
   $('link').textContent = link.state === 'online' ? 'online' : link.state === 'reconnecting' ? 'reconnecting…' : 'connecting…';
+  // Offline said plainly, and gone by itself when the connection is back.
+  const banner = $('banner');
+  if (link.state === 'reconnecting') {
+    banner.textContent = `Offline: ${link.reason}. What you send waits on this computer and goes when the connection returns.`;
+    banner.hidden = false;
+  } else {
+    banner.hidden = true;
+    if (link.state === 'online' && /^error: .*(connect|server|connection)/.test($('info').textContent)) $('info').textContent = '';
+  }
 }
+
+// --- attention ----------------------------------------------------------
+// Muted conversations: no notification, no count in the tab title. Kept in
+// this page only: a list of who someone talks to stays out of the
+// browser's storage.
+const muted = new Set();
+$('mute').addEventListener('click', () => {
+  if (!current) return;
+  if (muted.has(current)) muted.delete(current); else muted.add(current);
+  $('mute').setAttribute('aria-pressed', String(muted.has(current)));
+  $('mute').textContent = muted.has(current) ? 'Unmute' : 'Mute';
+  renderConversations();
+});
+
+function showUnreadTotal() {
+  const total = state.conversations.filter((c) => !muted.has(c.name) && c.name !== current).reduce((n, c) => n + (c.unread || 0), 0);
+  document.title = total ? `(${total}) sotto` : 'sotto';
+}
+
+// Browser notifications while the page is hidden: asked for when the
+// person ticks the box (a browser asks only after a click), off when
+// unticked.
+let notifyOn = false;
+$('notify').addEventListener('change', async () => {
+  if (!$('notify').checked) { notifyOn = false; return; }
+  if (!('Notification' in window)) { $('info').textContent = 'this browser cannot show notifications'; $('notify').checked = false; return; }
+  const answer = Notification.permission === 'granted' ? 'granted' : await Notification.requestPermission();
+  notifyOn = answer === 'granted';
+  $('notify').checked = notifyOn;
+  if (!notifyOn) $('info').textContent = 'notifications are blocked for this page in the browser\'s settings';
+});
+function notify(m) {
+  if (!notifyOn || !document.hidden || muted.has(m.conversation) || m.kind === 'system') return;
+  const body = m.kind === 'file' ? `📎 ${m.file.name}` : m.text;
+  const n = new Notification(m.conversation.startsWith('#') ? `${m.from} in ${m.conversation}` : m.from, { body: body.slice(0, 200), tag: m.conversation });
+  n.onclick = () => { window.focus(); open(m.conversation).catch(showError); n.close(); };
+}
+
+// Ctrl-K: jump to any conversation by typing part of its name.
+function jumpMatches() {
+  const q = $('jump-text').value.trim().toLowerCase();
+  return state.conversations.filter((c) => c.name.toLowerCase().includes(q)).slice(0, 8);
+}
+function renderJump() {
+  $('jump-list').replaceChildren(...jumpMatches().map((c, i) => {
+    const b = el('button', { type: 'button', class: i === 0 ? 'jump-hit first' : 'jump-hit' }, c.name);
+    b.addEventListener('click', () => { $('jump').close(); open(c.name).catch(showError); });
+    const li = el('li');
+    li.append(b);
+    return li;
+  }));
+}
+document.addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'k') {
+    e.preventDefault();
+    $('jump-text').value = '';
+    renderJump();
+    $('jump').showModal();
+    $('jump-text').focus();
+  }
+});
+$('jump-text').addEventListener('input', renderJump);
+$('jump-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const hit = jumpMatches()[0];
+  $('jump').close();
+  if (hit) open(hit.name).catch(showError);
+});
+
+// Narrow screens show one pane at a time: the list, or a conversation
+// with a back button.
+$('back').addEventListener('click', () => {
+  document.body.classList.remove('in-chat');
+  if (current) drafts.set(current, $('text').value);
+});
 
 // The whole state: only on start and after a profile switch; everything
 // else arrives as events.
@@ -136,12 +241,16 @@ function notePerson(p) {
   else people.set(p.handle, p);
 }
 
+// Set once the first state arrived: until then events do not open a
+// conversation by themselves (the list's most recent one opens).
+let loaded = false;
 async function refresh() {
   state = await api('/api/state');
+  loaded = true;
   for (const p of state.people || []) notePerson(p);
   $('me').textContent = `@${state.me}`;
   showLink(state.link);
-  if (!current && state.conversations.length) await open(state.conversations[0].name);
+  if (!current && state.conversations.length) await open(state.conversations[0].name, false);
   renderConversations();
 }
 
@@ -172,6 +281,35 @@ function receiptMark(m) {
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
+// Sizes as people read them.
+function humanSize(n) {
+  if (n < 1024) return `${n} bytes`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+// A text with its web addresses as links: built from text nodes and <a>
+// elements (never HTML), only http and https, opened on a click alone in
+// a new tab that cannot reach back to this page.
+function linked(text) {
+  const out = document.createDocumentFragment();
+  const re = /\bhttps?:\/\/[^\s<>"]+/g;
+  let at = 0;
+  for (const match of text.matchAll(re)) {
+    let url = match[0].replace(/[.,;:!?)\]}'"]+$/, '');
+    let href;
+    try { href = new URL(url).href; } catch { continue; }
+    out.append(document.createTextNode(text.slice(at, match.index)));
+    out.append(el('a', { href, rel: 'noopener noreferrer', target: '_blank' }, url));
+    at = match.index + url.length;
+  }
+  out.append(document.createTextNode(text.slice(at)));
+  return out;
+}
+
 function messageItem(m) {
   if (m.kind === 'system') return el('li', { class: 'system', 'data-id': m.id }, m.text);
   const mentioned = !m.outgoing && m.mentions && m.mentions.includes(state.me);
@@ -190,7 +328,7 @@ function messageItem(m) {
   if (m.deleted) {
     li.append(el('p', { class: 'body deleted' }, 'message deleted'));
   } else if (m.kind === 'file') {
-    const p = el('p', { class: 'body' }, `File: ${m.file.name} (${m.file.size.toLocaleString()} bytes)`);
+    const p = el('p', { class: 'body' }, `📎 ${m.file.name} (${humanSize(m.file.size)})`);
     li.append(p);
     if (m.text) li.append(el('p', { class: 'body' }, m.text));
     if (!m.outgoing) {
@@ -198,7 +336,9 @@ function messageItem(m) {
       li.append(a);
     }
   } else {
-    li.append(el('p', { class: 'body' }, m.text));
+    const body = el('p', { class: 'body' });
+    body.append(linked(m.text));
+    li.append(body);
   }
   if (m.reactions && m.reactions.length) {
     const row = el('div', { class: 'reactions' });
@@ -332,11 +472,39 @@ function upsertMessage(m) {
   if (follow) ol.scrollTop = ol.scrollHeight;
 }
 
+// An older page above what is shown, keeping the reader's place.
+function prependMessages(list) {
+  const ol = $('messages');
+  const before = ol.scrollHeight - ol.scrollTop;
+  const firstShown = ol.querySelector('li');
+  const frag = document.createDocumentFragment();
+  let day = null;
+  for (const m of list) {
+    if (ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`)) continue;
+    const li = messageItem(m);
+    li.sottoJson = JSON.stringify(m);
+    li.dataset.day = dayLabel(new Date(m.sent_at));
+    if (li.dataset.day !== day) { frag.append(el('li', { class: 'day' }, li.dataset.day)); day = li.dataset.day; }
+    frag.append(li);
+  }
+  // The day line that opened the shown part goes if the page ends that day.
+  if (firstShown && firstShown.classList.contains('day') && firstShown.textContent === day) firstShown.remove();
+  ol.prepend(frag);
+  ol.scrollTop = ol.scrollHeight - before;
+}
+
 // A whole history: messages already shown and unchanged stay the same
 // elements; only new or changed ones are made.
 function renderMessages(list, fresh) {
   const ol = $('messages');
   if (fresh) ol.replaceChildren();
+  else {
+    // A whole history arrives after some changes: only the part shown (the
+    // pages loaded so far) is brought up to date.
+    const first = ol.querySelector('li[data-id]');
+    const at = first ? list.findIndex((m) => m.id === first.dataset.id) : -1;
+    list = at >= 0 ? list.slice(at) : list.slice(-200);
+  }
   const wanted = new Set(list.map((m) => m.id));
   for (const li of [...ol.querySelectorAll('li[data-id]')]) if (!wanted.has(li.dataset.id)) li.remove();
   for (const m of list) upsertMessage(m);
@@ -362,11 +530,26 @@ function applyToOpen(fn) {
   else fn();
 }
 
-async function open(name) {
+// Drafts per conversation, kept in this page only (never on disk).
+const drafts = new Map();
+// Whether older messages of the open conversation are still to load.
+let moreHistory = false;
+
+// `show`: on a narrow screen, switch from the list to the conversation
+// (not when the page opens the most recent one by itself).
+async function open(name, show = true) {
+  if (current && current !== name) drafts.set(current, $('text').value);
+  const unreadBefore = state.conversations.find((x) => x.name === name)?.unread || 0;
   current = name;
+  if (show) document.body.classList.add('in-chat');
   $('title').textContent = name;
+  $('text').value = drafts.get(name) || '';
+  grow();
+  $('mute').setAttribute('aria-pressed', String(muted.has(name)));
+  $('mute').textContent = muted.has(name) ? 'Unmute' : 'Mute';
   $('export').setAttribute('href', `/api/export?c=${encodeURIComponent(name)}`);
   $('messages').replaceChildren();
+  $('to-new').hidden = true;
   const waiting = [];
   arrivedWhileOpening = waiting;
   let h;
@@ -376,7 +559,9 @@ async function open(name) {
     if (arrivedWhileOpening === waiting) arrivedWhileOpening = null;
   }
   if (current !== name) return;
+  moreHistory = h.more;
   renderMessages(h.messages, true);
+  markNew(unreadBefore);
   showTimer(h.timer || 0);
   $('description').textContent = h.description || '';
   cancelComposing();
@@ -389,19 +574,79 @@ async function open(name) {
   $('text').focus();
 }
 
+// The "new messages" line above the first unread one, and a button to
+// it when it is out of sight.
+function markNew(unread) {
+  if (!unread) return;
+  const incoming = [...document.querySelectorAll('#messages li.in[data-id]')];
+  const first = incoming[Math.max(0, incoming.length - unread)];
+  if (!first) return;
+  const line = el('li', { class: 'new-line', id: 'new-line' }, 'new messages');
+  first.before(line);
+  const ol = $('messages');
+  if (line.offsetTop < ol.scrollTop) $('to-new').hidden = false;
+}
+$('to-new').addEventListener('click', () => {
+  $('new-line')?.scrollIntoView({ block: 'start' });
+  $('to-new').hidden = true;
+});
+
+// Older pages of history as the reader scrolls up: the reader stays on
+// the message they were reading.
+let loadingOlder = false;
+$('messages').addEventListener('scroll', () => {
+  const ol = $('messages');
+  if (!$('to-new').hidden && $('new-line') && $('new-line').offsetTop >= ol.scrollTop) $('to-new').hidden = true;
+  if (ol.scrollTop > 300 || !moreHistory || loadingOlder || !current) return;
+  const first = ol.querySelector('li[data-id]');
+  if (!first) return;
+  loadingOlder = true;
+  const name = current;
+  api(`/api/history?c=${encodeURIComponent(name)}&before=${encodeURIComponent(first.dataset.id)}`)
+    .then((h) => {
+      if (current !== name) return;
+      moreHistory = h.more;
+      prependMessages(h.messages);
+    })
+    .catch(showError)
+    .finally(() => { loadingOlder = false; });
+});
+
 // --- sending ----------------------------------------------------------
 async function send() {
   const text = $('text').value;
   if (!current || !text.trim()) return;
+  const to = current;
   $('text').value = '';
+  drafts.delete(to);
+  grow();
   const how = composing;
   composing = null;
   showComposing();
   lastTyping = 0;
-  if (how && how.kind === 'edit') await command({ type: 'edit', id: how.message.id, text });
-  else if (how && how.kind === 'reply') await command({ type: 'reply', to: current, text, reply_to: how.message.id });
-  else await command({ type: 'send', to: current, text });
+  try {
+    if (how && how.kind === 'edit') await command({ type: 'edit', id: how.message.id, text });
+    else if (how && how.kind === 'reply') await command({ type: 'reply', to, text, reply_to: how.message.id });
+    else await command({ type: 'send', to, text });
+  } catch (e) {
+    // Not sent and not kept: the text goes back in the box to try again.
+    if (current === to && !$('text').value) {
+      $('text').value = text;
+      grow();
+      composing = how;
+      showComposing();
+    } else drafts.set(to, text);
+    throw new Error(`not sent: ${e.message} (your text is back in the box: press Enter to try again)`);
+  }
 }
+
+// The message box grows with its text, up to a third of the screen.
+function grow() {
+  const t = $('text');
+  t.style.height = 'auto';
+  t.style.height = `${Math.min(t.scrollHeight + 2, Math.floor(window.innerHeight / 3))}px`;
+}
+$('text').addEventListener('input', grow);
 
 // The newest own text in the open conversation (↑ edits it).
 function lastOwnText() {
@@ -520,7 +765,14 @@ $('safety').addEventListener('click', () => {
   command({ type: 'verify', handle: current }).catch(showError);
 });
 
+// A line about what just happened; it goes by itself after a while, so an
+// old error does not stay after things recovered.
+let infoTimer = null;
 function showError(e) { $('info').textContent = `error: ${e.message}`; }
+new MutationObserver(() => {
+  clearTimeout(infoTimer);
+  if ($('info').textContent) infoTimer = setTimeout(() => { $('info').textContent = ''; }, 15000);
+}).observe($('info'), { childList: true, characterData: true, subtree: true });
 
 // --- devices ----------------------------------------------------------
 function renderDevices(list) {
@@ -625,20 +877,24 @@ events.onmessage = (e) => {
       const m = ev.message;
       const c = conversationEntry(m.conversation);
       state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
+      if (!m.edited && m.kind !== 'reaction' && m.kind !== 'receipt' && (!c.last || m.sent_at >= c.last.sent_at)) {
+        c.last = { from: m.from, text: m.deleted ? 'message deleted' : m.kind === 'file' ? m.file.name : m.text, sent_at: m.sent_at, kind: m.kind };
+      }
+      if (!m.outgoing && m.state === 'received' && !m.edited && !m.deleted) notify(m);
       if (m.conversation === current) {
         applyToOpen(() => upsertMessage(m));
         typing.delete(`${m.conversation}\n${m.from}`);
         renderTyping();
         if (!m.outgoing && m.state === 'received') markRead();
       } else if (!m.outgoing && m.kind !== 'system' && !m.edited && !m.deleted) c.unread += 1;
-      if (!current) open(m.conversation).catch(showError);
+      if (!current && loaded) open(m.conversation, false).catch(showError);
       renderConversations();
       break;
     }
     case 'history':
       conversationEntry(ev.conversation);
       if (ev.conversation === current) applyToOpen(() => renderMessages(ev.messages, false));
-      else if (!current) open(ev.conversation).catch(showError);
+      else if (!current && loaded) open(ev.conversation, false).catch(showError);
       renderConversations();
       break;
     case 'renamed': {

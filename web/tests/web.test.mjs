@@ -90,20 +90,20 @@ test('requests without the token are refused', async () => {
 });
 
 test('messages both ways with the CLI', async () => {
-  await page.getByText('hello from the command line').waitFor();
+  await page.locator('#messages').getByText('hello from the command line').waitFor();
   alice('send', '@bob', 'are you there?');
-  await page.getByText('are you there?').waitFor();
+  await page.locator('#messages').getByText('are you there?').waitFor();
   await page.locator('#text').fill('yes, from the browser');
   await page.locator('#text').press('Enter');
   const got = await until(() => receive().find((m) => m.text === 'yes, from the browser'), 'alice to get the reply');
   assert.equal(got.from, 'bob');
-  await page.getByText('yes, from the browser').waitFor();
+  await page.locator('#messages').getByText('yes, from the browser').waitFor();
 });
 
 test('a new message is added in place: someone reading older messages keeps their place', async () => {
   const filler = 'a line that takes up room on the screen\n'.repeat(8);
   for (let i = 0; i < 8; i++) alice('send', '@bob', `older message ${i}\n${filler}`);
-  await page.getByText('older message 7').waitFor();
+  await page.locator('#messages').getByText('older message 7').waitFor();
   const ol = page.locator('#messages');
   assert.ok(await ol.evaluate((e) => e.scrollHeight > e.clientHeight + 200), 'the history is long enough to scroll');
   // The reader goes back to the oldest messages; mark an element they see.
@@ -116,7 +116,7 @@ test('a new message is added in place: someone reading older messages keeps thei
   });
   const count = await page.locator('#messages li[data-id]').count();
   alice('send', '@bob', 'a new message while reading');
-  await page.getByText('a new message while reading').waitFor({ state: 'attached' });
+  await page.locator('#messages').getByText('a new message while reading').waitFor({ state: 'attached' });
   assert.equal(await ol.evaluate((e) => e.scrollTop), 0, 'the reader was not moved');
   assert.equal(await page.locator('#messages li[data-id]').count(), count + 1, 'one message added');
   const kept = await page.evaluate((id) => document.querySelector(`#messages li[data-id="${id}"]`).sottoKept === true, marked);
@@ -124,7 +124,7 @@ test('a new message is added in place: someone reading older messages keeps thei
   // At the newest message, a new one scrolls into view.
   await ol.evaluate((e) => { e.scrollTop = e.scrollHeight; });
   alice('send', '@bob', 'another one at the bottom');
-  await page.getByText('another one at the bottom').waitFor({ state: 'attached' });
+  await page.locator('#messages').getByText('another one at the bottom').waitFor({ state: 'attached' });
   await until(() => ol.evaluate((e) => e.scrollHeight - e.scrollTop - e.clientHeight < 40), 'the view to follow the new message');
 });
 
@@ -184,7 +184,7 @@ test('a file sent from the browser leaves no plaintext copy anywhere, and the pr
   writeFileSync(original, secret);
   await page.locator('#file').setInputFiles(original);
   const msg = await until(() => receive().find((m) => m.kind === 'file' && m.file.name === 'secret-plan.bin'), 'alice to get it');
-  await page.getByText('sent secret-plan.bin').waitFor();
+  await page.locator('#info').getByText('sent secret-plan.bin').waitFor();
   // Neither the page nor anything else shows where a copy was staged.
   assert.ok(!(await page.content()).includes('outgoing'), 'no staging path on the page');
   const needle = secret.subarray(50000, 54096);
@@ -227,7 +227,7 @@ test('themes change colours and survive a reload; screenshots of each', async ()
   await page.locator('#theme').selectOption('nord');
   const nord = await bg();
   await page.reload();
-  await page.getByText('hello from the command line').waitFor();
+  await page.locator('#messages').getByText('hello from the command line').waitFor();
   assert.equal(await bg(), nord, 'the choice is remembered');
   assert.equal(await page.locator('#theme').inputValue(), 'nord');
 });
@@ -291,7 +291,7 @@ test('replies, reactions, edits, deletes, receipts, typing and the timer in the 
   // Alice fixes her typo: the page shows the new text, marked edited.
   alice('edit', original.id, 'shall we meet at the station?');
   await page.locator('#messages li', { hasText: 'shall we meet at the station?' }).locator('.meta', { hasText: 'edited' }).waitFor();
-  assert.equal(await page.getByText('statoin').count(), 0, `the old text is gone from the page: ${await page.getByText('statoin').evaluateAll((l) => l.map((e) => e.outerHTML).join('\n'))}`);
+  assert.equal(await page.locator('#messages').getByText('statoin').count(), 0, `the old text is gone from the page: ${await page.locator('#messages').getByText('statoin').evaluateAll((l) => l.map((e) => e.outerHTML).join('\n'))}`);
   // ✓ then ✓✓ then read on Bob's own reply, as Alice's device gets and reads it.
   const mine = page.locator('#messages li.out', { hasText: 'yes, at noon' });
   await mine.locator('.meta', { hasText: '✓✓' }).waitFor();
@@ -339,11 +339,11 @@ test('message requests: a stranger waits in Requests, nothing shows until accept
     await page.locator('summary', { hasText: 'Requests' }).click();
     await until(async () => (await page.locator('#requests li').count()) === 1, 'the request listed');
     assert.match(await page.locator('#requests li').first().textContent(), /@dave from @dave \(1 message/);
-    assert.equal(await page.getByText('hi, I am new here').count(), 0, 'nothing of it shows before accepting');
+    assert.equal(await page.locator('#messages').getByText('hi, I am new here').count(), 0, 'nothing of it shows before accepting');
     assert.equal(await page.locator('#conversations li', { hasText: '@dave' }).count(), 0);
     await page.screenshot({ path: join(shots, 'requests.png') });
     await page.locator('#requests li button.accept-request').click();
-    await page.getByText('hi, I am new here').waitFor();
+    await page.locator('#messages').getByText('hi, I am new here').waitFor();
     assert.equal(await page.locator('#title').textContent(), '@dave');
     await until(async () => (await page.locator('#requests li').count()) === 0, 'the request gone from the list');
     await page.locator('#text').fill('welcome, dave');
@@ -419,7 +419,7 @@ test('switching to another profile from the page', async () => {
   await button.click();
   await until(async () => (await page.locator('#me').textContent()) === '@carol', 'the page to show @carol');
   alice('send', '@carol', 'hi carol');
-  await page.getByText('hi carol').waitFor();
+  await page.locator('#messages').getByText('hi carol').waitFor();
 });
 
 test('this computer as a new device: the page shows a QR code, the first device adds it, the page opens the account with its history', async () => {
@@ -448,5 +448,5 @@ test('this computer as a new device: the page shows a QR code, the first device 
   // What alice said before this device existed is here.
   await until(async () => (await page.locator('#conversations button[data-name="@bob"]').count()) === 1, '@bob listed', 30000);
   await page.locator('#conversations button[data-name="@bob"]').click();
-  await page.getByText('hello from the command line').waitFor({ timeout: 30000 });
+  await page.locator('#messages').getByText('hello from the command line').waitFor({ timeout: 30000 });
 });

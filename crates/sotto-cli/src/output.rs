@@ -23,7 +23,7 @@ pub const DELETED: &str = "[message deleted]";
 
 /// The kind `receive --json` names: an edit is a text that replaces
 /// another; a deleted message is `deleted`, whatever it was.
-fn kind_of(m: &StoredMessage) -> &'static str {
+pub(crate) fn kind_of(m: &StoredMessage) -> &'static str {
     if m.state == MessageState::System {
         "system"
     } else if m.detail.annotation && matches!(m.body, Body::Text { .. }) {

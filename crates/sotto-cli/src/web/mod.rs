@@ -166,11 +166,23 @@ use files::{download, upload};
 async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
     let app = s.model.lock().unwrap_or_else(|p| p.into_inner());
-    let conversations: Vec<Value> = app
-        .order
-        .iter()
-        .filter_map(|n| app.conversations.get(n))
-        .map(|c| json!({"name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len()}))
+    // Most recent activity first, each with its last message for the list.
+    let mut list: Vec<&crate::frontend::model::Conversation> =
+        app.order.iter().filter_map(|n| app.conversations.get(n)).collect();
+    list.sort_by_key(|c| std::cmp::Reverse(c.messages.last().map(|m| m.sent_at.max(m.received_at)).unwrap_or(0)));
+    let conversations: Vec<Value> = list
+        .into_iter()
+        .map(|c| {
+            let last = c.messages.iter().rev().find(|m| !m.detail.annotation).map(|m| {
+                let text = if m.detail.deleted {
+                    crate::output::DELETED.to_owned()
+                } else {
+                    crate::output::text_of(&m.body).chars().take(120).collect()
+                };
+                json!({"from": m.sender, "text": text, "sent_at": m.sent_at, "kind": crate::output::kind_of(m)})
+            });
+            json!({"name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len(), "last": last})
+        })
         .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
     // People's names and pictures, as the `profile` event carries them.
@@ -205,7 +217,15 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
 struct ConvQuery {
     c: String,
     token: Option<String>,
+    /// Only messages older than this one (hex id): the page before.
+    before: Option<String>,
+    /// How many at most (default and cap: [`HISTORY_PAGE`]).
+    limit: Option<usize>,
 }
+
+/// Messages per page of history: a conversation of 10,000 messages opens
+/// as fast as one of 200; older pages load as the reader scrolls up.
+const HISTORY_PAGE: usize = 200;
 
 async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ConvQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
@@ -213,12 +233,25 @@ async fn history(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Que
     if app.conversations.contains_key(&q.c) {
         app.open(&q.c);
     }
-    let (list, timer, description): (Vec<Value>, u64, String) = app
-        .conversations
-        .get(&q.c)
-        .map(|c| (c.messages.iter().map(message_json).collect(), c.timer, c.description.clone()))
-        .unwrap_or_default();
-    Json(json!({"conversation": q.c, "messages": list, "timer": timer, "description": description})).into_response()
+    let limit = q.limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_PAGE);
+    let Some(c) = app.conversations.get(&q.c) else {
+        return Json(json!({"conversation": q.c, "messages": [], "timer": 0, "description": "", "more": false}))
+            .into_response();
+    };
+    let end = match q.before.as_deref().map(hex::decode) {
+        None => c.messages.len(),
+        Some(Ok(id)) => match c.messages.iter().position(|m| m.id == id) {
+            Some(i) => i,
+            None => return (StatusCode::NOT_FOUND, "that message is not in this conversation").into_response(),
+        },
+        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "before: a message id in hex").into_response(),
+    };
+    let start = end.saturating_sub(limit);
+    let list: Vec<Value> = c.messages[start..end].iter().map(message_json).collect();
+    Json(json!({
+        "conversation": q.c, "messages": list, "timer": c.timer, "description": c.description, "more": start > 0,
+    }))
+    .into_response()
 }
 
 /// A switch to another profile: handled here, not by the driver (it ends
