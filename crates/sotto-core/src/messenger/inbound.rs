@@ -27,6 +27,9 @@ impl Messenger {
                 events.extend(me.handle_one(d)?);
             }
             me.queue_receipts(batch.iter().map(|d| d.group_id.as_slice()))?;
+            // What the batch stored goes into the search index at once
+            // (live deliveries wait for the next batch or search).
+            super::search::index_queued(&me.conn)?;
             Ok(events)
         })
     }
