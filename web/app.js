@@ -281,6 +281,27 @@ function receiptMark(m) {
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
+// A message's formatting (bold, italic, code, quotes, lists, links), as
+// the tree sotto parsed it into: elements from a fixed list and text
+// nodes, never HTML.
+const FORMAT_TAGS = { p: 'p', b: 'strong', i: 'em', s: 's', quote: 'blockquote', ul: 'ul', ol: 'ol', li: 'li' };
+function formattedNode(n) {
+  if (typeof n === 'string') return linked(n);
+  if (n.k === 'br') return el('br');
+  if (n.k === 'code') return el('code', {}, n.t);
+  if (n.k === 'pre') return el('pre', {}, n.t);
+  let node;
+  if (n.k === 'a') {
+    let href = null;
+    try { const u = new URL(n.href); if (u.protocol === 'https:' || u.protocol === 'http:') href = u.href; } catch { /* not a link */ }
+    node = href ? el('a', { href, rel: 'noopener noreferrer', target: '_blank' }) : el('span');
+  } else {
+    node = el(FORMAT_TAGS[n.k] || 'span');
+  }
+  for (const c of n.c || []) node.append(n.k === 'a' && typeof c === 'string' ? document.createTextNode(c) : formattedNode(c));
+  return node;
+}
+
 // Sizes as people read them.
 function humanSize(n) {
   if (n < 1024) return `${n} bytes`;
@@ -335,6 +356,10 @@ function messageItem(m) {
       const a = el('a', { href: `/api/download?id=${encodeURIComponent(m.file.id)}`, class: 'download', download: m.file.name }, 'Download');
       li.append(a);
     }
+  } else if (m.formatted) {
+    const body = el('div', { class: 'body formatted' });
+    for (const n of m.formatted) body.append(formattedNode(n));
+    li.append(body);
   } else {
     const body = el('p', { class: 'body' });
     body.append(linked(m.text));
@@ -636,6 +661,13 @@ async function send() {
       composing = how;
       showComposing();
     } else drafts.set(to, text);
+    // A conversation that never started (nobody by that name) leaves
+    // nothing in the list.
+    const c = state.conversations.find((x) => x.name === to);
+    if (c && !c.last && !document.querySelector('#messages li[data-id]')) {
+      state.conversations = state.conversations.filter((x) => x !== c);
+      renderConversations();
+    }
     throw new Error(`not sent: ${e.message} (your text is back in the box: press Enter to try again)`);
   }
 }
@@ -877,8 +909,9 @@ events.onmessage = (e) => {
       const m = ev.message;
       const c = conversationEntry(m.conversation);
       state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
-      if (!m.edited && m.kind !== 'reaction' && m.kind !== 'receipt' && (!c.last || m.sent_at >= c.last.sent_at)) {
-        c.last = { from: m.from, text: m.deleted ? 'message deleted' : m.kind === 'file' ? m.file.name : m.text, sent_at: m.sent_at, kind: m.kind };
+      const at = Date.parse(m.sent_at);
+      if (!m.edited && m.kind !== 'reaction' && m.kind !== 'receipt' && (!c.last || at >= c.last.sent_at)) {
+        c.last = { from: m.from, text: m.deleted ? 'message deleted' : m.kind === 'file' ? m.file.name : m.text, sent_at: at, kind: m.kind };
       }
       if (!m.outgoing && m.state === 'received' && !m.edited && !m.deleted) notify(m);
       if (m.conversation === current) {

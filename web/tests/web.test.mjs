@@ -412,6 +412,133 @@ test('search: results from all history with the words marked; a click shows the 
   assert.equal(await page.locator('#search-panel').isHidden(), true);
 });
 
+test('the list: most recent first, with the last message, its time and unread counts; Ctrl-K jumps to a conversation', async () => {
+  sotto('dave', 'send', '@bob', 'dave was here');
+  alice('send', '@bob', 'the newest preview, from alice');
+  const first = page.locator('#conversations button.conv').first();
+  await until(async () => /the newest preview, from alice/.test(await first.locator('.preview').textContent()), 'the preview on top');
+  assert.equal(await first.getAttribute('data-name'), '@alice');
+  assert.match(await first.locator('.conv-time').textContent(), /\d/);
+  // Ctrl-K, a few letters, Enter.
+  await page.locator('#text').focus();
+  await page.keyboard.press('Control+k');
+  await page.locator('#jump').waitFor();
+  await page.keyboard.type('dav');
+  await page.keyboard.press('Enter');
+  await until(async () => (await page.locator('#title').textContent()) === '@dave', 'the jump to @dave');
+  assert.equal(await page.locator('#jump').evaluate((d) => d.open), false);
+  // Something new from alice while dave's chat is open: counted in the
+  // list and in the tab's title.
+  alice('send', '@bob', 'unread one');
+  await until(async () => (await page.title()) === '(1) sotto', 'the unread count in the title');
+  assert.equal(await page.locator('#conversations button[data-name="@alice"] .badge').textContent(), '1');
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  await until(async () => (await page.title()) === 'sotto', 'the title without unread');
+  await page.locator('#messages li.new-line').waitFor();
+});
+
+test('links open on a click only, safely; file sizes as people read them; a failed send keeps the text', async () => {
+  alice('send', '@bob', 'see https://example.org/a?b=1. and javascript:alert(1) too');
+  const link = page.locator('#messages a[href="https://example.org/a?b=1"]');
+  await link.waitFor();
+  assert.equal(await link.getAttribute('rel'), 'noopener noreferrer');
+  assert.equal(await link.getAttribute('target'), '_blank');
+  assert.equal(await link.textContent(), 'https://example.org/a?b=1');
+  assert.equal(await page.locator('#messages a[href^="javascript"]').count(), 0);
+  assert.ok(await page.locator('#messages').getByText('secret-plan.bin (195 KB)').count() >= 1, 'a human size');
+  // Formatting from a parser, shown with elements and text, never HTML.
+  alice('send', '@bob', 'a **bold** claim, some `code` and <b>no html</b>\n\n> quoted');
+  const f = page.locator('#messages li', { hasText: 'a bold claim' });
+  await f.locator('strong').waitFor();
+  assert.equal(await f.locator('strong').textContent(), 'bold');
+  assert.equal(await f.locator('code').textContent(), 'code');
+  assert.equal(await f.locator('blockquote').textContent(), 'quoted');
+  assert.equal(await f.locator('.body b').count(), 0, 'no element from the sender');
+  assert.match(await f.locator('.body').textContent(), /<b>no html<\/b>/);
+  // A draft stays with its conversation.
+  await page.locator('#text').fill('a draft for alice');
+  await page.locator('#conversations button[data-name="@dave"]').click();
+  assert.equal(await page.locator('#text').inputValue(), '');
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  assert.equal(await page.locator('#text').inputValue(), 'a draft for alice');
+  // To nobody: not sent, and the text is back in the box.
+  await page.locator('#new-to').fill('@nobody-at-all');
+  await page.locator('#new-chat button').click();
+  await until(async () => (await page.locator('#title').textContent()) === '@nobody-at-all', 'the new chat');
+  await page.locator('#text').fill('does anyone read this?');
+  await page.locator('#text').press('Enter');
+  await until(async () => /not sent/.test(await page.locator('#info').textContent()), 'the error');
+  assert.equal(await page.locator('#text').inputValue(), 'does anyone read this?');
+  assert.equal(await page.locator('#conversations button[data-name="@nobody-at-all"]').count(), 0, 'no phantom in the list');
+  await page.locator('#conversations button[data-name="@alice"]').click();
+});
+
+test('history comes in pages: the newest first, older ones on request', async () => {
+  const r = await page.evaluate(async () => {
+    const get = async (q) => (await fetch(`/api/history?c=%40alice${q}`)).json();
+    const last = await get('&limit=3');
+    const older = await get(`&limit=3&before=${last.messages[0].id}`);
+    const bad = await fetch('/api/history?c=%40alice&before=zz');
+    return { last, older, bad: bad.status };
+  });
+  assert.equal(r.last.messages.length, 3);
+  assert.equal(r.last.more, true);
+  assert.equal(r.older.messages.length, 3);
+  assert.ok(r.older.messages[2].sent_at <= r.last.messages[0].sent_at, 'the page before');
+  assert.equal(r.bad, 400);
+});
+
+test('a phone-sized screen: one pane at a time, a composer that grows, screenshots in every theme', async () => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  phone.on('dialog', (d) => { throw new Error(`a dialog opened: ${d.message()}`); });
+  await phone.goto(url);
+  await phone.locator('#conversations button.conv').first().waitFor();
+  assert.equal(await phone.locator('#chat').isVisible(), false, 'the list first');
+  await phone.locator('#conversations button[data-name="@alice"]').click();
+  await phone.locator('#messages li[data-id]').first().waitFor();
+  assert.equal(await phone.locator('nav').isVisible(), false, 'then the conversation alone');
+  const box = await phone.locator('#text').boundingBox();
+  assert.ok(box.width > 200, `the message box is ${box.width}px wide`);
+  const before = box.height;
+  await phone.locator('#text').fill('one\ntwo\nthree\nfour');
+  await phone.locator('#text').dispatchEvent('input');
+  assert.ok((await phone.locator('#text').boundingBox()).height > before, 'it grows with its text');
+  for (const b of await phone.locator('#composer button, .back').all()) {
+    const r = await b.boundingBox();
+    assert.ok(r.height >= 44, 'in reach of a thumb');
+  }
+  for (const theme of ['pure-black', 'dark', 'light', 'nord']) {
+    await phone.locator('#theme').selectOption(theme);
+    await phone.screenshot({ path: join(shots, `phone-chat-${theme}.png`) });
+  }
+  await phone.locator('#text').fill('');
+  await phone.locator('#back').click();
+  assert.equal(await phone.locator('nav').isVisible(), true, 'back to the list');
+  await phone.screenshot({ path: join(shots, 'phone-list.png') });
+  await phone.close();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  for (const theme of ['pure-black', 'dark', 'light', 'nord']) {
+    await page.locator('#theme').selectOption(theme);
+    await page.screenshot({ path: join(shots, `desktop-${theme}.png`) });
+  }
+});
+
+test('accessibility: no serious or critical problem (axe-core) at either width', async () => {
+  const context = await browser.newContext({ bypassCSP: true });
+  const p = await context.newPage();
+  await p.goto(url);
+  await p.locator('#messages li[data-id]').first().waitFor();
+  for (const size of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    await p.setViewportSize(size);
+    await p.addScriptTag({ path: join(here, 'node_modules', 'axe-core', 'axe.min.js') });
+    const found = await p.evaluate(async () => (await window.axe.run(document)).violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join('; ')})`));
+    assert.deepEqual(found, [], `${size.width}px`);
+  }
+  await context.close();
+});
+
 test('switching to another profile from the page', async () => {
   await page.locator('summary', { hasText: 'Profiles' }).click();
   const button = page.locator('button.switch[data-profile="carol"]');

@@ -172,6 +172,9 @@ enum Command {
         /// Skip the timing through the CLI.
         #[arg(long)]
         no_cli: bool,
+        /// Keep the filled profile in this folder (it must not exist).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<std::path::PathBuf>,
     },
     Devices {
         /// Texts sent in each one-to-one.
@@ -316,8 +319,8 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Search { messages, no_cli } => {
-            let r = search::run(messages, !no_cli)?;
+        Command::Search { messages, no_cli, keep } => {
+            let r = search::run(messages, !no_cli, keep.as_deref())?;
             println!("search messages={} fill_secs={:.1}", r.messages, r.fill_secs);
             for (q, hits, ms, cli_ms) in &r.queries {
                 let cli = cli_ms.map(|ms| format!(" cli_ms={ms:.1}")).unwrap_or_default();

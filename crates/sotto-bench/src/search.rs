@@ -68,9 +68,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(messages: u64, cli: bool) -> Result<SearchResult> {
+/// `keep`: leave the filled profile there (for `web/tests/bench-open.mjs`,
+/// which times opening it in the web UI).
+pub fn run(messages: u64, cli: bool, keep: Option<&std::path::Path>) -> Result<SearchResult> {
     let dir = tempfile::tempdir()?;
-    let profile = dir.path().join("carol");
+    let profile = match keep {
+        Some(path) => path.to_owned(),
+        None => dir.path().join("carol"),
+    };
     let carol = crate::bench_person(Messenger::create(&profile, &ProfileKey::KeyFile, "carol", "sotto://x:1"))?;
     let dave = crate::bench_person(Messenger::create_ephemeral("dave", "sotto://x:1"))?;
     let commit = dave.start_direct(invitee(&carol)?)?;

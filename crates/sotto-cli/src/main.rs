@@ -16,6 +16,7 @@ mod devices_cmds;
 mod exit;
 mod export;
 mod export_files;
+mod formatting;
 mod frontend;
 mod messaging;
 mod output;

@@ -4,7 +4,19 @@
 use serde_json::{json, Value};
 
 use super::event::Event;
-use crate::output::message_json;
+
+/// A message as the event stream and `/api/history` carry it: as
+/// `history --json` prints it, plus `formatted` (the tree of its
+/// formatting, see `formatting.rs`) when a text has any.
+pub fn message_json(m: &sotto_core::StoredMessage) -> Value {
+    let mut v = crate::output::message_json(m);
+    if let (sotto_core::Body::Text { text }, false) = (&m.body, m.detail.deleted) {
+        if let Some(f) = crate::formatting::formatted(text) {
+            v["formatted"] = f;
+        }
+    }
+    v
+}
 
 /// One event as the JSON object the event stream carries.
 pub fn event_json(ev: &Event) -> Value {

@@ -53,7 +53,7 @@ struct Shared {
 }
 
 fn message_json(m: &sotto_core::StoredMessage) -> Value {
-    crate::output::message_json(m)
+    crate::frontend::json::message_json(m)
 }
 
 impl Shared {

@@ -160,6 +160,8 @@ impl Messenger {
 
     fn fill_linked(conn: &mut Connection, identity: &Identity, handover: &Handover) -> CoreResult<()> {
         conn.execute_batch(SCHEMA)?;
+        // The search index and its triggers too, as for every new profile.
+        super::schema::upgrade(conn)?;
         provider::migrate(conn).map_err(CoreError::Mls)?;
         let now = now_ms();
         let tx = conn.transaction()?;
