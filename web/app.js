@@ -280,6 +280,8 @@ function receiptMark(m) {
 }
 
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+// While a whole page of messages is made at once: its messages by id.
+let batch = null;
 
 // A message's formatting (bold, italic, code, quotes, lists, links), as
 // the tree sotto parsed it into: elements from a fixed list and text
@@ -342,7 +344,7 @@ function messageItem(m) {
   li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${edited}${timer}${mark}`));
   if (m.reply_to) {
     const q = document.querySelector(`#messages li[data-id="${CSS.escape(m.reply_to)}"]`);
-    const quoted = q && q.sottoJson ? JSON.parse(q.sottoJson) : null;
+    const quoted = (batch && batch.get(m.reply_to)) || (q && q.sottoJson ? JSON.parse(q.sottoJson) : null);
     const quote = el('blockquote', { class: 'quote' }, quoted ? `${quoted.from}: ${shownText(quoted)}` : 'an earlier message');
     li.append(quote);
   }
@@ -522,8 +524,26 @@ function prependMessages(list) {
 // elements; only new or changed ones are made.
 function renderMessages(list, fresh) {
   const ol = $('messages');
-  if (fresh) ol.replaceChildren();
-  else {
+  if (fresh) {
+    // Opening: every element made off the page and put in at once, one
+    // layout instead of one per message.
+    const frag = document.createDocumentFragment();
+    let day = null;
+    // Replies find what they quote among the messages being made.
+    batch = new Map(list.map((m) => [m.id, m]));
+    for (const m of list) {
+      const li = messageItem(m);
+      li.sottoJson = JSON.stringify(m);
+      li.dataset.day = dayLabel(new Date(m.sent_at));
+      if (li.dataset.day !== day) { frag.append(el('li', { class: 'day' }, li.dataset.day)); day = li.dataset.day; }
+      frag.append(li);
+    }
+    batch = null;
+    ol.replaceChildren(frag);
+    ol.scrollTop = ol.scrollHeight;
+    return;
+  }
+  {
     // A whole history arrives after some changes: only the part shown (the
     // pages loaded so far) is brought up to date.
     const first = ol.querySelector('li[data-id]');
@@ -533,7 +553,6 @@ function renderMessages(list, fresh) {
   const wanted = new Set(list.map((m) => m.id));
   for (const li of [...ol.querySelectorAll('li[data-id]')]) if (!wanted.has(li.dataset.id)) li.remove();
   for (const m of list) upsertMessage(m);
-  if (fresh) ol.scrollTop = ol.scrollHeight;
 }
 
 function conversationEntry(name) {
