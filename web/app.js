@@ -413,20 +413,88 @@ function confirmDelete(m, bar) {
   no.focus();
 }
 
+// Emoji to choose from, with words to find them by. A short list of the
+// ones people use most; any other can be typed or pasted.
+const EMOJI = [
+  ['👍', 'thumbs up yes ok like'], ['👎', 'thumbs down no dislike'], ['❤️', 'heart love red'], ['😂', 'laugh tears joy lol'],
+  ['😮', 'wow surprised open mouth'], ['😢', 'sad cry tear'], ['🎉', 'party tada celebrate congratulations'], ['🙏', 'thanks please pray'],
+  ['😀', 'grin smile happy'], ['😃', 'smile happy joy'], ['😄', 'smile laugh'], ['😁', 'grin beam'], ['😅', 'sweat relief laugh'],
+  ['🤣', 'rofl rolling laugh'], ['🙂', 'slight smile'], ['🙃', 'upside down silly'], ['😉', 'wink'], ['😊', 'blush smile'],
+  ['😇', 'angel innocent halo'], ['🥰', 'love hearts adore'], ['😍', 'heart eyes love'], ['🤩', 'star struck excited'],
+  ['😘', 'kiss'], ['😋', 'yum tasty'], ['😛', 'tongue'], ['😜', 'wink tongue crazy'], ['🤪', 'zany crazy'], ['🤔', 'thinking hmm'],
+  ['🤨', 'raised eyebrow skeptical'], ['😐', 'neutral meh'], ['😑', 'expressionless'], ['😶', 'speechless no mouth'],
+  ['🙄', 'eye roll'], ['😏', 'smirk'], ['😬', 'grimace awkward'], ['😌', 'relieved calm'], ['😔', 'pensive sad'],
+  ['😪', 'sleepy'], ['😴', 'sleep zzz tired'], ['😷', 'mask sick'], ['🤒', 'ill fever sick'], ['🤯', 'mind blown exploding'],
+  ['🥳', 'party celebrate birthday'], ['😎', 'cool sunglasses'], ['🤓', 'nerd geek'], ['😕', 'confused'], ['😟', 'worried'],
+  ['😲', 'astonished shocked'], ['😳', 'flushed embarrassed'], ['🥺', 'pleading puppy eyes'], ['😭', 'sob crying'],
+  ['😱', 'scream fear'], ['😤', 'triumph huff'], ['😡', 'angry rage'], ['🤬', 'swearing cursing'], ['😈', 'devil evil'],
+  ['💀', 'skull dead'], ['💩', 'poop'], ['🤡', 'clown'], ['👻', 'ghost boo'], ['👽', 'alien'], ['🤖', 'robot'],
+  ['👋', 'wave hello bye'], ['👌', 'ok perfect'], ['✌️', 'peace victory'], ['🤞', 'fingers crossed luck'], ['👏', 'clap applause'],
+  ['🙌', 'raise hands hooray'], ['🤝', 'handshake deal'], ['💪', 'strong muscle flex'], ['👀', 'eyes look see'],
+  ['🧡', 'orange heart'], ['💛', 'yellow heart'], ['💚', 'green heart'], ['💙', 'blue heart'], ['💜', 'purple heart'],
+  ['🖤', 'black heart'], ['💔', 'broken heart'], ['💯', 'hundred perfect'], ['🔥', 'fire hot lit'], ['✨', 'sparkles shiny'],
+  ['⭐', 'star'], ['🌟', 'glowing star'], ['⚡', 'lightning zap'], ['💥', 'boom collision'], ['💤', 'sleep zzz'],
+  ['✅', 'check done yes'], ['❌', 'cross no wrong'], ['❓', 'question'], ['❗', 'exclamation important'], ['⚠️', 'warning'],
+  ['🚀', 'rocket launch ship'], ['🎂', 'birthday cake'], ['🎁', 'gift present'], ['🍕', 'pizza food'], ['🍔', 'burger food'],
+  ['🍺', 'beer drink'], ['🍷', 'wine drink'], ['☕', 'coffee tea'], ['🍰', 'cake dessert'], ['🍎', 'apple fruit'],
+  ['🌈', 'rainbow'], ['☀️', 'sun sunny'], ['🌧️', 'rain'], ['❄️', 'snow cold'], ['🌍', 'earth world globe'],
+  ['🐶', 'dog puppy'], ['🐱', 'cat kitten'], ['🦊', 'fox'], ['🐻', 'bear'], ['🐼', 'panda'], ['🦄', 'unicorn'],
+  ['⚽', 'football soccer'], ['🏀', 'basketball'], ['🎮', 'game controller'], ['🎵', 'music note'], ['📷', 'camera photo'],
+  ['💻', 'laptop computer'], ['📱', 'phone mobile'], ['📎', 'paperclip attachment'], ['📌', 'pin'], ['🔒', 'lock secure private'],
+  ['🔑', 'key'], ['💡', 'idea bulb'], ['📅', 'calendar date'], ['⏰', 'alarm clock time'], ['🏠', 'home house'],
+  ['🚗', 'car drive'], ['✈️', 'plane travel flight'], ['🏖️', 'beach holiday vacation'], ['🎄', 'christmas tree'],
+];
+// Recently chosen first; kept for this page only.
+const recentEmoji = [];
+
+// A picker: recent ones, then all, narrowed by what is typed; `pick` gets
+// the emoji (Enter takes the first shown, or what was typed when nothing
+// matches, so any emoji can be used).
+function emojiPicker(pick, label) {
+  const box = el('div', { class: 'picker', role: 'group', 'aria-label': label });
+  const find = el('input', { type: 'search', 'aria-label': 'Search emoji', placeholder: 'search or type any', size: '14' });
+  const grid = el('div', { class: 'emoji-grid' });
+  const choose = (e) => {
+    box.remove();
+    recentEmoji.splice(0, recentEmoji.length, e, ...recentEmoji.filter((x) => x !== e).slice(0, 11));
+    pick(e);
+  };
+  const show = () => {
+    const q = find.value.trim().toLowerCase();
+    const seen = new Set();
+    const list = [...recentEmoji.map((e) => [e, '']), ...QUICK_REACTIONS.map((e) => [e, '']), ...EMOJI]
+      .filter(([e, words]) => {
+        if (seen.has(e)) return false;
+        const all = EMOJI.find((x) => x[0] === e);
+        const ok = !q || (words || (all ? all[1] : '')).includes(q) || (all && all[1].includes(q));
+        if (ok) seen.add(e);
+        return ok;
+      })
+      .slice(0, 40);
+    grid.replaceChildren(...list.map(([e]) => {
+      const b = el('button', { type: 'button', 'aria-label': `${e} ${(EMOJI.find((x) => x[0] === e) || ['', ''])[1].split(' ')[0]}` }, e);
+      b.addEventListener('click', () => choose(e));
+      return b;
+    }));
+  };
+  find.addEventListener('input', show);
+  find.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') { ev.preventDefault(); box.remove(); }
+    if (ev.key === 'Enter') {
+      ev.preventDefault();
+      const first = grid.querySelector('button');
+      if (first) choose(first.textContent);
+      else if (find.value.trim()) choose(find.value.trim());
+    }
+  });
+  box.append(find, grid);
+  show();
+  return box;
+}
+
 function showPicker(m, anchor) {
   document.querySelectorAll('.picker').forEach((p) => p.remove());
-  const picker = el('div', { class: 'picker', role: 'group', 'aria-label': 'Pick a reaction' });
-  for (const e of QUICK_REACTIONS) {
-    const b = el('button', { type: 'button', 'aria-label': `React ${e}` }, e);
-    b.addEventListener('click', () => { picker.remove(); command({ type: 'react', id: m.id, emoji: e }).catch(showError); });
-    picker.append(b);
-  }
-  const other = el('input', { 'aria-label': 'Any emoji', placeholder: 'any', size: '4' });
-  other.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && other.value.trim()) { picker.remove(); command({ type: 'react', id: m.id, emoji: other.value.trim() }).catch(showError); }
-    if (ev.key === 'Escape') picker.remove();
-  });
-  picker.append(other);
+  const picker = emojiPicker((e) => command({ type: 'react', id: m.id, emoji: e }).catch(showError), 'Pick a reaction');
   anchor.parentElement.after(picker);
   picker.querySelector('button').focus();
 }
@@ -761,6 +829,29 @@ $('text').addEventListener('keydown', (e) => {
   }
 });
 $('composing-cancel').addEventListener('click', cancelComposing);
+
+// The composer's emoji button: the choice goes in where the cursor was.
+$('emoji').addEventListener('click', () => {
+  const open = document.querySelector('#composer-picker .picker');
+  if (open) { open.remove(); return; }
+  const t = $('text');
+  const [from, to] = [t.selectionStart, t.selectionEnd];
+  const picker = emojiPicker((e) => {
+    t.setRangeText(e, from, to, 'end');
+    grow();
+    t.focus();
+  }, 'Insert an emoji');
+  $('composer-picker').append(picker);
+  picker.querySelector('input').focus();
+});
+
+// An image pasted into the message box is sent like a chosen file.
+$('text').addEventListener('paste', (e) => {
+  const files = [...(e.clipboardData?.files || [])];
+  if (!files.length) return;
+  e.preventDefault();
+  for (const f of files) sendFile(f.name && f.name !== 'image.png' ? f : new File([f], `pasted-${Date.now()}.${(f.type.split('/')[1] || 'bin')}`, { type: f.type })).catch(showError);
+});
 
 async function sendFile(file) {
   if (!current) { $('info').textContent = 'open a conversation first'; return; }

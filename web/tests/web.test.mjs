@@ -281,7 +281,9 @@ test('replies, reactions, edits, deletes, receipts, typing and the timer in the 
   // React with the picker; Alice sees it.
   await item.hover();
   await item.getByRole('button', { name: 'React' }).click();
-  await page.getByRole('button', { name: 'React 🎉' }).click();
+  // Searched by a word, then chosen.
+  await page.locator('.picker input[type=search]').fill('party');
+  await page.locator('.picker .emoji-grid button', { hasText: '🎉' }).first().click();
   await item.locator('.reaction', { hasText: '🎉 1' }).waitFor();
   await until(() => {
     receive();
@@ -461,6 +463,25 @@ test('links open on a click only, safely; file sizes as people read them; a fail
   assert.equal(await page.locator('#text').inputValue(), '');
   await page.locator('#conversations button[data-name="@alice"]').click();
   assert.equal(await page.locator('#text').inputValue(), 'a draft for alice');
+  // The composer's emoji picker puts the choice where the cursor was.
+  await page.locator('#text').fill('lunch? ');
+  await page.locator('#emoji').click();
+  await page.locator('#composer-picker input').fill('pizza');
+  await page.locator('#composer-picker .emoji-grid button').first().click();
+  assert.equal(await page.locator('#text').inputValue(), 'lunch? 🍕');
+  // The one just used comes first next time.
+  await page.locator('#emoji').click();
+  assert.equal(await page.locator('#composer-picker .emoji-grid button').first().textContent(), '🍕');
+  await page.locator('#composer-picker input').press('Escape');
+  await page.locator('#text').fill('a draft for alice');
+  // An image pasted into the box is sent.
+  await page.locator('#text').evaluate((t) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array([137, 80, 78, 71, 1, 2, 3])], 'image.png', { type: 'image/png' }));
+    t.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await until(() => receive().find((m) => m.kind === 'file' && /^pasted-\d+\.png$/.test(m.file.name)), 'alice to get the pasted image');
+  assert.equal(await page.locator('#text').inputValue(), 'a draft for alice', 'the text stays');
   // To nobody: not sent, and the text is back in the box.
   await page.locator('#new-to').fill('@nobody-at-all');
   await page.locator('#new-chat button').click();
