@@ -341,7 +341,9 @@ function messageItem(m) {
   const edited = m.edited && !m.deleted ? ' · edited' : '';
   const timer = (m.expires_at ? ' · ⏱' : '') + (m.pinned ? ' · 📌 pinned' : '');
   const mark = m.outgoing ? receiptMark(m) : '';
-  li.append(el('div', { class: 'meta' }, `${m.from} · ${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${edited}${timer}${mark}`));
+  const meta = el('div', { class: 'meta' });
+  meta.append(el('span', { class: 'from' }, `${m.from} · `), `${when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}${edited}${timer}${mark}`);
+  li.append(meta);
   if (m.reply_to) {
     const q = document.querySelector(`#messages li[data-id="${CSS.escape(m.reply_to)}"]`);
     const quoted = (batch && batch.get(m.reply_to)) || (q && q.sottoJson ? JSON.parse(q.sottoJson) : null);
@@ -534,6 +536,14 @@ function atBottom(ol) {
 
 function dayOf(li) { return li.dataset.day; }
 
+// A message right after another from the same person (within five
+// minutes) joins it: no name again, less space between.
+function groupWith(prev, li, m) {
+  const p = prev && prev.sottoJson ? JSON.parse(prev.sottoJson) : null;
+  if (p && p.kind !== 'system' && m.kind !== 'system' && p.from === m.from
+    && Date.parse(m.sent_at) - Date.parse(p.sent_at) < 5 * 60000) li.classList.add('cont');
+}
+
 // Puts one message into the open conversation: replaces the element with
 // its id, or appends it (with a day separator when the day changes).
 // Nothing else on the page is touched, so the reader keeps their place.
@@ -562,6 +572,7 @@ function upsertMessage(m) {
   } else {
     const last = [...ol.querySelectorAll('li[data-id]')].pop();
     if (!last || dayOf(last) !== li.dataset.day) ol.append(el('li', { class: 'day' }, li.dataset.day));
+    else if (ol.lastElementChild === last) groupWith(last, li, m);
     ol.append(li);
   }
   if (follow) ol.scrollTop = ol.scrollHeight;
@@ -604,6 +615,7 @@ function renderMessages(list, fresh) {
       li.sottoJson = JSON.stringify(m);
       li.dataset.day = dayLabel(new Date(m.sent_at));
       if (li.dataset.day !== day) { frag.append(el('li', { class: 'day' }, li.dataset.day)); day = li.dataset.day; }
+      else groupWith(frag.lastElementChild, li, m);
       frag.append(li);
     }
     batch = null;

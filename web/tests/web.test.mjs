@@ -488,7 +488,8 @@ test('links open on a click only, safely; file sizes as people read them; a fail
   await until(async () => (await page.locator('#title').textContent()) === '@nobody-at-all', 'the new chat');
   await page.locator('#text').fill('does anyone read this?');
   await page.locator('#text').press('Enter');
-  await until(async () => /not sent/.test(await page.locator('#info').textContent()), 'the error');
+  await until(async () => /not sent/.test(await page.locator('#info').textContent()), 'the error', 30000)
+    .catch(async (e) => { throw new Error(`${e.message}; the page says: ${await page.locator('#info').textContent()}; box: ${await page.locator('#text').inputValue()}`); });
   assert.equal(await page.locator('#text').inputValue(), 'does anyone read this?');
   assert.equal(await page.locator('#conversations button[data-name="@nobody-at-all"]').count(), 0, 'no phantom in the list');
   await page.locator('#conversations button[data-name="@alice"]').click();
