@@ -8,7 +8,7 @@ use anyhow::Result;
 use sotto_core::{Invitee, Messenger, ProfileKey};
 use sotto_proto::{ClaimedKeyPackage, Delivery, Request};
 
-fn invitee(m: &Messenger) -> Result<Invitee> {
+pub(crate) fn invitee(m: &Messenger) -> Result<Invitee> {
     let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
     Ok(Invitee {
         handle: m.identity().handle.clone(),

@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use sotto_core::{Invitee, Messenger, ProfileKey};
-use sotto_proto::{ClaimedKeyPackage, Request};
+use sotto_core::{Messenger, ProfileKey};
+
+use crate::mls::invitee;
 
 pub struct SearchResult {
     pub messages: u64,
@@ -52,15 +53,6 @@ fn sentence(rng: &mut u64, n: u64) -> String {
         words.push("kayaking".into());
     }
     words.join(" ")
-}
-
-fn invitee(m: &Messenger) -> Result<Invitee> {
-    let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
-    Ok(Invitee {
-        handle: m.identity().handle.clone(),
-        account_key: m.identity().account_key(),
-        packages: vec![ClaimedKeyPackage { device: m.identity().device_info(), package: packages[0].to_vec() }],
-    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -107,9 +107,7 @@ impl Blobs for SqliteStore {
                 })
                 .map_err(backend)?;
             if readers > 0 && waiting == 0 {
-                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                delete_blob(tx, id)?;
                 return Ok(true);
             }
             Ok(false)
@@ -128,12 +126,7 @@ impl Blobs for SqliteStore {
     }
 
     fn remove_blob(&self, id: &[u8]) -> StoreResult<()> {
-        self.with_tx(|tx| {
-            tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-            tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
-            tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
-            Ok(())
-        })
+        self.with_tx(|tx| delete_blob(tx, id))
     }
 
     fn expire_group_blobs(&self, now: i64) -> StoreResult<Vec<Vec<u8>>> {
@@ -141,23 +134,17 @@ impl Blobs for SqliteStore {
             // Shared with at least one group, and with no group that keeps
             // it longer: one without a timer, or whose timer has not run
             // out for it yet.
-            let ids: Vec<Vec<u8>> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT b.id FROM blobs b
-                         WHERE EXISTS(SELECT 1 FROM blob_groups g WHERE g.blob_id = b.id)
-                         AND NOT EXISTS(
-                             SELECT 1 FROM blob_groups g LEFT JOIN group_retention r ON r.group_id = g.group_id
-                             WHERE g.blob_id = b.id AND (r.retention_ms IS NULL OR b.created_at >= ? - r.retention_ms))",
-                    )
-                    .map_err(backend)?;
-                let rows = stmt.query_map([now], |r| r.get(0)).map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
-            };
+            let ids = blob_ids(
+                tx,
+                "SELECT b.id FROM blobs b
+                 WHERE EXISTS(SELECT 1 FROM blob_groups g WHERE g.blob_id = b.id)
+                 AND NOT EXISTS(
+                     SELECT 1 FROM blob_groups g LEFT JOIN group_retention r ON r.group_id = g.group_id
+                     WHERE g.blob_id = b.id AND (r.retention_ms IS NULL OR b.created_at >= ? - r.retention_ms))",
+                now,
+            )?;
             for id in &ids {
-                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                delete_blob(tx, id)?;
             }
             Ok(ids)
         })
@@ -165,17 +152,26 @@ impl Blobs for SqliteStore {
 
     fn expire_blobs(&self, cutoff: i64) -> StoreResult<Vec<Vec<u8>>> {
         self.with_tx(|tx| {
-            let ids: Vec<Vec<u8>> = {
-                let mut stmt = tx.prepare_cached("SELECT id FROM blobs WHERE created_at < ?").map_err(backend)?;
-                let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(backend)?;
-                rows.collect::<Result<_, _>>().map_err(backend)?
-            };
+            let ids = blob_ids(tx, "SELECT id FROM blobs WHERE created_at < ?", cutoff)?;
             for id in &ids {
-                tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
-                tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+                delete_blob(tx, id)?;
             }
             Ok(ids)
         })
     }
+}
+
+/// The ids a query with one time parameter selects.
+fn blob_ids(tx: &rusqlite::Transaction<'_>, sql: &str, time: i64) -> StoreResult<Vec<Vec<u8>>> {
+    let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt.query_map([time], |r| r.get(0)).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// A blob's record, its readers and the groups it was shared with.
+fn delete_blob(tx: &rusqlite::Transaction<'_>, id: &[u8]) -> StoreResult<()> {
+    tx.exec("DELETE FROM blob_readers WHERE blob_id=?", [id]).map_err(backend)?;
+    tx.exec("DELETE FROM blob_groups WHERE blob_id=?", [id]).map_err(backend)?;
+    tx.exec("DELETE FROM blobs WHERE id=?", [id]).map_err(backend)?;
+    Ok(())
 }
