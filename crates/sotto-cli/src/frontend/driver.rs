@@ -10,7 +10,8 @@ use sotto_client::{ClientError, Session, SessionError};
 use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
-use super::event::{DeviceEntry, MemberEntry, RequestEntry, SearchHit};
+use super::event::{DeviceEntry, RequestEntry};
+use super::local::{confirm, export, members, search, trust, verify};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 type Events = mpsc::UnboundedSender<Event>;
@@ -138,60 +139,6 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         },
         _ => error("not connected; that needs the server, try again when online"),
     }
-}
-
-fn confirm(m: &Messenger, handle: String, digits: &str) -> Result<Outcome, SessionError> {
-    let handle = handle.trim_start_matches('@').to_owned();
-    m.confirm_verified(&handle, digits)?;
-    Ok(Outcome::Verified { handle })
-}
-
-fn trust(m: &Messenger, handle: String) -> Result<Outcome, SessionError> {
-    let handle = handle.trim_start_matches('@').to_owned();
-    let changed = m.trust(&handle)?;
-    Ok(Outcome::Trusted { handle, changed })
-}
-
-/// Who is in a conversation, by its MLS state; admins by its roles.
-fn members(m: &Messenger, conversation: String) -> Result<Outcome, SessionError> {
-    let group = m
-        .conversation_group(&conversation)?
-        .ok_or_else(|| SessionError::Other(format!("no conversation {conversation}")))?;
-    let roles = m.roles(&group)?;
-    let me = m.identity().handle.clone();
-    let members = m
-        .members_of(&group)?
-        .into_iter()
-        .map(|handle| MemberEntry {
-            admin: roles.as_ref().is_some_and(|r| r.admins.contains(&handle)),
-            me: handle == me,
-            handle,
-        })
-        .collect();
-    Ok(Outcome::Members { conversation, members })
-}
-
-/// Searches this device's history: no server needed.
-fn search(m: &Messenger, text: String, conversation: Option<String>) -> Result<Outcome, SessionError> {
-    let hits = m.search(&text, conversation.as_deref(), 100)?.iter().map(SearchHit::of).collect();
-    Ok(Outcome::Found { query: text, hits })
-}
-
-fn verify(m: &Messenger, handle: &str) -> Result<Outcome, SessionError> {
-    let handle = handle.trim_start_matches('@').to_owned();
-    let n = m.safety_number(&handle)?;
-    Ok(Outcome::SafetyNumber { handle, number: sotto_core::trust::grouped(&n) })
-}
-
-fn export(m: &Messenger, conversation: &str) -> Result<Outcome, SessionError> {
-    let messages = m.history(conversation)?;
-    let name = crate::export::file_name(conversation, crate::export::Format::Txt);
-    let text = crate::export::render(conversation, &m.identity().handle, &messages, crate::export::Format::Txt);
-    let path = std::env::current_dir()
-        .unwrap_or_default()
-        .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
-    std::fs::write(&path, text).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
-    Ok(Outcome::Exported { path: path.display().to_string() })
 }
 
 /// Carries out a command that changes messages here and puts what the

@@ -16,6 +16,7 @@ pub mod command;
 pub(crate) mod driver;
 pub mod event;
 pub mod json;
+mod local;
 pub mod model;
 
 pub use command::{Command, GroupChange};

@@ -18,6 +18,7 @@ use crate::identity::{Identity, SottoCredential};
 use crate::provider::{self, Provider};
 
 mod annotations;
+mod commits;
 mod contacts;
 mod devices;
 mod enroll;
