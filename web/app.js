@@ -157,16 +157,21 @@ function showLink(link) {
 }
 
 // --- attention ----------------------------------------------------------
-// Muted conversations: no notification, no count in the tab title. Kept in
-// this page only: a list of who someone talks to stays out of the
-// browser's storage.
+// Muted conversations: no notification, no count in the tab title. Kept
+// in the encrypted profile (a list of whom someone talks to stays out of
+// the browser's storage); every front end hears of a change.
 const muted = new Set();
+function showMuted(conversation, on) {
+  if (on) muted.add(conversation); else muted.delete(conversation);
+  if (conversation === current) {
+    $('mute').setAttribute('aria-pressed', String(on));
+    $('mute').textContent = on ? 'Unmute' : 'Mute';
+  }
+  renderConversations();
+}
 $('mute').addEventListener('click', () => {
   if (!current) return;
-  if (muted.has(current)) muted.delete(current); else muted.add(current);
-  $('mute').setAttribute('aria-pressed', String(muted.has(current)));
-  $('mute').textContent = muted.has(current) ? 'Unmute' : 'Mute';
-  renderConversations();
+  command({ type: 'mute', conversation: current, muted: !muted.has(current) }).catch(showError);
 });
 
 function showUnreadTotal() {
@@ -247,6 +252,8 @@ let loaded = false;
 async function refresh() {
   state = await api('/api/state');
   loaded = true;
+  muted.clear();
+  for (const c of state.conversations) if (c.muted) muted.add(c.name);
   for (const p of state.people || []) notePerson(p);
   $('me').textContent = `@${state.me}`;
   showLink(state.link);
@@ -1070,6 +1077,9 @@ events.onmessage = (e) => {
       notePerson(ev);
       renderConversations();
       break;
+    case 'muted':
+      showMuted(ev.conversation, ev.muted);
+      break;
     case 'description':
       if (ev.conversation === current) $('description').textContent = ev.text;
       break;
@@ -1110,6 +1120,7 @@ events.onmessage = (e) => {
     case 'outcome':
       // A text's ✓ says it was sent; the device list shows in its panel.
       if (!['sent', 'devices', 'requests', 'signalled', 'found'].includes(ev.outcome.outcome)
+        && !(ev.outcome.outcome === 'changed' && ['mute', 'unmute'].includes(ev.outcome.change))
         && !(ev.outcome.outcome === 'changed' && ['read', 'react', 'edit', 'delete', 'reply'].includes(ev.outcome.change))) {
         $('info').textContent = describe(ev.outcome);
       }

@@ -437,6 +437,17 @@ test('the list: most recent first, with the last message, its time and unread co
   await page.locator('#conversations button[data-name="@alice"]').click();
   await until(async () => (await page.title()) === 'sotto', 'the title without unread');
   await page.locator('#messages li.new-line').waitFor();
+  // Mute is kept in the profile: still muted after a reload.
+  await page.locator('#conversations button[data-name="@dave"]').click();
+  await page.locator('#mute').click();
+  await until(async () => (await page.locator('#mute').textContent()) === 'Unmute', 'muted');
+  await page.reload();
+  await page.locator('#conversations button[data-name="@dave"] .muted-mark').waitFor();
+  await page.locator('#conversations button[data-name="@dave"]').click();
+  assert.equal(await page.locator('#mute').textContent(), 'Unmute');
+  await page.locator('#mute').click();
+  await until(async () => (await page.locator('#mute').textContent()) === 'Mute', 'unmuted');
+  await page.locator('#conversations button[data-name="@alice"]').click();
 });
 
 test('links open on a click only, safely; file sizes as people read them; a failed send keeps the text', async () => {

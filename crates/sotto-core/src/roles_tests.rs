@@ -162,3 +162,18 @@ fn a_device_on_an_older_sotto_cannot_be_added_to_a_group_with_roles_and_is_told_
     let err = alice.create_group("crew", vec![old]).unwrap_err().to_string();
     assert!(err.contains("@bob uses an older sotto") && err.contains("update"), "{err}");
 }
+
+#[test]
+fn a_muted_conversation_stays_muted_in_the_profile() {
+    let alice = Messenger::create_ephemeral("alice", "sotto://x:1").unwrap();
+    let bob = Messenger::create_ephemeral("bob", "sotto://x:1").unwrap();
+    knows(&bob, &alice);
+    let create = alice.create_group("crew", vec![invitee(&bob)]).unwrap();
+    alice.accepted(&create.client_id, 1).unwrap();
+    assert!(alice.muted_conversations().unwrap().is_empty());
+    alice.set_muted("#crew", true).unwrap();
+    assert_eq!(alice.muted_conversations().unwrap(), vec!["#crew".to_owned()]);
+    alice.set_muted("#crew", false).unwrap();
+    assert!(alice.muted_conversations().unwrap().is_empty());
+    assert!(alice.set_muted("#nowhere", true).unwrap_err().to_string().contains("no conversation #nowhere"));
+}

@@ -331,3 +331,29 @@ fn the_whole_safety_number_shows_at_any_width_and_members_in_a_box() {
     typed(&mut app, "/trust @bob");
     assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Trust { handle: "@bob".into() }));
 }
+
+#[test]
+fn a_muted_conversation_rings_only_for_a_mention() {
+    let mut app = App::default();
+    app.on_net(Event::Identity { me: "me".into(), server: "sotto://x:1#sha256=y".into() });
+    app.on_net(Event::Message(Box::new(msg("@bob", "bob", "hi", 1))));
+    app.on_net(Event::Message(Box::new(msg("#crew", "carol", "first", 2))));
+    app.open("@bob");
+    app.open("#crew");
+    app.ring(&mut Vec::new());
+    typed(&mut app, "/mute");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Mute { conversation: "#crew".into(), muted: true }));
+    app.on_net(Event::Muted { conversation: "#crew".into(), muted: true });
+    app.open("@bob");
+    app.on_net(Event::Message(Box::new(msg("#crew", "carol", "chatter", 3))));
+    let mut out = Vec::new();
+    app.ring(&mut out);
+    assert!(out.is_empty(), "no bell for a muted conversation");
+    assert!(app.hotlist().is_empty(), "nor a place in the hotlist");
+    let mut mention = msg("#crew", "carol", "@me look", 4);
+    mention.detail.mentions = vec!["me".into()];
+    app.on_net(Event::Message(Box::new(mention)));
+    app.ring(&mut out);
+    assert_eq!(out, b"\x07", "a mention still calls");
+    assert_eq!(app.hotlist(), vec![("#crew".into(), 2, true)]);
+}

@@ -51,7 +51,11 @@ impl App {
                     .conversations
                     .get(&m.conversation)
                     .is_some_and(|c| c.messages.iter().any(|x| x.id == m.id));
-                if new && elsewhere && !m.outgoing && m.state != MessageState::System && !m.detail.annotation {
+                // A muted conversation calls only when it mentions this person.
+                let muted = self.model.conversations.get(&m.conversation).is_some_and(|c| c.muted)
+                    && !m.detail.mentions.contains(&self.model.me);
+                if new && elsewhere && !muted && !m.outgoing && m.state != MessageState::System && !m.detail.annotation
+                {
                     let text = crate::output::text_of(&m.body).replace(['\n', '\x07', '\x1b'], " ");
                     let who = if m.conversation.starts_with('@') {
                         m.conversation.clone()
@@ -145,7 +149,7 @@ impl App {
             .iter()
             .filter(|n| self.model.current.as_deref() != Some(n.as_str()))
             .filter_map(|n| self.model.conversations.get(n))
-            .filter(|c| c.unread > 0)
+            .filter(|c| c.unread > 0 && (!c.muted || c.mentioned))
             .map(|c| (c.name.clone(), c.unread, c.mentioned))
             .collect();
         list.sort_by_key(|(_, _, mentioned)| !mentioned);

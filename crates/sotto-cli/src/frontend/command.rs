@@ -54,6 +54,15 @@ pub enum Command {
         /// Handle, with or without `@`.
         handle: String,
     },
+    /// Mute a conversation on this device (no bell, no notification), or
+    /// unmute it.
+    Mute {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// Mute (true) or unmute.
+        #[serde(default = "yes")]
+        muted: bool,
+    },
     /// Who is in a conversation, and who of them is admin.
     Members {
         /// `@handle` or `#group`.

@@ -11,10 +11,10 @@ use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
 use super::event::{DeviceEntry, RequestEntry};
-use super::local::{confirm, export, members, search, trust, verify};
+use super::local::{confirm, export, members, mute, search, trust, verify};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
-type Events = mpsc::UnboundedSender<Event>;
+pub(super) type Events = mpsc::UnboundedSender<Event>;
 
 fn history(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(messages) = m.history(conversation) {
@@ -34,6 +34,9 @@ fn profile(m: &Messenger, ev: &Events, handle: &str) {
 fn settings(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(secs) = m.timer(conversation) {
         let _ = ev.send(Event::Timer { conversation: conversation.to_owned(), secs });
+    }
+    if m.muted_conversations().is_ok_and(|list| list.iter().any(|c| c == conversation)) {
+        let _ = ev.send(Event::Muted { conversation: conversation.to_owned(), muted: true });
     }
     if conversation.starts_with('#') {
         if let Ok(text) = m.description(conversation) {
@@ -123,6 +126,7 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         Command::Export { conversation } => export(m, &conversation).unwrap_or_else(error),
         Command::Search { text, conversation } => search(m, text, conversation).unwrap_or_else(error),
         Command::Members { conversation } => members(m, conversation).unwrap_or_else(error),
+        Command::Mute { conversation, muted } => mute(m, ev, conversation, muted).unwrap_or_else(error),
         // Kept here and told to this account's other devices when the
         // connection returns.
         Command::Confirm { handle, digits } => confirm(m, handle, &digits).unwrap_or_else(error),
@@ -346,6 +350,7 @@ async fn run_command(
         }
         Command::Search { text, conversation } => search(m, text, conversation)?,
         Command::Members { conversation } => members(m, conversation)?,
+        Command::Mute { conversation, muted } => mute(m, ev, conversation, muted)?,
         Command::Confirm { handle, digits } => {
             let outcome = confirm(m, handle, &digits)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;

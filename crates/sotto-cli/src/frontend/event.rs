@@ -217,6 +217,8 @@ impl Outcome {
                 "read_receipts" => "read receipts changed".into(),
                 "timer" => format!("{conversation}: disappearing-message timer set"),
                 "pin" => format!("{conversation}: pins changed"),
+                "mute" => format!("{conversation} muted: no bell or notification (a mention still calls)"),
+                "unmute" => format!("{conversation} unmuted"),
                 "describe" => format!("{conversation}: description set"),
                 other => format!("{other} in {conversation}: done"),
             },
@@ -392,6 +394,13 @@ pub enum Event {
         conversation: String,
         /// Media type and bytes; `None` when it has none.
         picture: Option<(String, Vec<u8>)>,
+    },
+    /// A conversation is muted on this device, or not any more.
+    Muted {
+        /// Which.
+        conversation: String,
+        /// Muted now.
+        muted: bool,
     },
     /// A group's description.
     Description {

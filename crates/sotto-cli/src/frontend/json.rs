@@ -46,6 +46,9 @@ pub fn event_json(ev: &Event) -> Value {
                 .map(|(kind, bytes)| format!("data:{kind};base64,{}", data_encoding::BASE64.encode(bytes)));
             json!({"type": "group_picture", "conversation": conversation, "avatar": avatar})
         }
+        Event::Muted { conversation, muted } => {
+            json!({"type": "muted", "conversation": conversation, "muted": muted})
+        }
         Event::Description { conversation, text } => {
             json!({"type": "description", "conversation": conversation, "text": text})
         }

@@ -6,7 +6,7 @@ use sotto_client::SessionError;
 use sotto_core::Messenger;
 
 use super::event::{MemberEntry, SearchHit};
-use super::Outcome;
+use super::{Event, Outcome};
 
 pub(super) fn confirm(m: &Messenger, handle: String, digits: &str) -> Result<Outcome, SessionError> {
     let handle = handle.trim_start_matches('@').to_owned();
@@ -60,4 +60,16 @@ pub(super) fn export(m: &Messenger, conversation: &str) -> Result<Outcome, Sessi
         .join(format!("sotto-export-{}-{name}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
     std::fs::write(&path, text).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
     Ok(Outcome::Exported { path: path.display().to_string() })
+}
+
+/// Mutes a conversation here, or unmutes it; every front end is told.
+pub(super) fn mute(
+    m: &Messenger,
+    ev: &super::driver::Events,
+    conversation: String,
+    muted: bool,
+) -> Result<Outcome, SessionError> {
+    m.set_muted(&conversation, muted)?;
+    let _ = ev.send(Event::Muted { conversation: conversation.clone(), muted });
+    Ok(Outcome::Changed { conversation, change: if muted { "mute" } else { "unmute" } })
 }

@@ -28,6 +28,8 @@ pub struct Conversation {
     pub description: String,
     /// A message among the unread ones mentions this person.
     pub mentioned: bool,
+    /// Muted on this device: no bell, no notification.
+    pub muted: bool,
 }
 
 /// How long a typing line shows after the last signal.
@@ -121,6 +123,7 @@ impl Model {
                 };
             }
             Event::Description { conversation, text } => self.conversation(&conversation).description = text,
+            Event::Muted { conversation, muted } => self.conversation(&conversation).muted = muted,
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.messages.retain(|m| m.id != id);

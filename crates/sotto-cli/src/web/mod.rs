@@ -181,7 +181,10 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
                 };
                 json!({"from": m.sender, "text": text, "sent_at": m.sent_at, "kind": crate::output::kind_of(m)})
             });
-            json!({"name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len(), "last": last})
+            json!({
+                "name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len(), "last": last,
+                "muted": c.muted,
+            })
         })
         .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();

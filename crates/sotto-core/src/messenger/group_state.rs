@@ -162,4 +162,22 @@ impl Messenger {
         events.push(Event::Message(Box::new(m)));
         Ok(events)
     }
+
+    /// Mutes a conversation on this device (no bell, no notification, not
+    /// counted in unread totals), or unmutes it. Kept in the encrypted
+    /// profile: which conversations someone mutes says whom they talk to.
+    pub fn set_muted(&self, conversation: &str, muted: bool) -> CoreResult<()> {
+        let n = self.conn.exec("UPDATE groups SET muted=? WHERE conversation=?", params![muted, conversation])?;
+        if n == 0 {
+            return Err(CoreError::NotFound(format!("no conversation {conversation}")));
+        }
+        Ok(())
+    }
+
+    /// The conversations muted on this device.
+    pub fn muted_conversations(&self) -> CoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT conversation FROM groups WHERE muted=1")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

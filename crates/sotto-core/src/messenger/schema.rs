@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS groups(
     -- got a roles message; the sequence number of the one applied.
     roles_known INTEGER NOT NULL DEFAULT 0,
     roles_seq INTEGER NOT NULL DEFAULT 0,
-    members_can_add INTEGER NOT NULL DEFAULT 1
+    members_can_add INTEGER NOT NULL DEFAULT 1,
+    -- Muted here: no bell, no notification, not counted in unread totals.
+    muted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS group_admins(
     group_id BLOB NOT NULL,
@@ -196,6 +198,9 @@ fn upgrade_columns(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN roles_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN members_can_add INTEGER NOT NULL DEFAULT 1;",
         )?;
+    }
+    if !has_column(conn, "groups", "muted")? {
+        conn.execute_batch("ALTER TABLE groups ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;")?;
     }
     if !has_column(conn, "messages", "annotation")? {
         conn.execute_batch(
