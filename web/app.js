@@ -586,20 +586,30 @@ function upsertMessage(m) {
 }
 
 // An older page above what is shown, keeping the reader's place.
-function prependMessages(list) {
-  const ol = $('messages');
-  const before = ol.scrollHeight - ol.scrollTop;
-  const firstShown = ol.querySelector('li');
+// A page of messages made off the page, with a day line where the day
+// changes and consecutive messages grouped; replies find what they quote
+// among the messages being made. Returns it and the last day in it.
+function pageFragment(list) {
   const frag = document.createDocumentFragment();
   let day = null;
+  batch = new Map(list.map((m) => [m.id, m]));
   for (const m of list) {
-    if (ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`)) continue;
     const li = messageItem(m);
     li.sottoJson = JSON.stringify(m);
     li.dataset.day = dayLabel(new Date(m.sent_at));
     if (li.dataset.day !== day) { frag.append(el('li', { class: 'day' }, li.dataset.day)); day = li.dataset.day; }
+    else groupWith(frag.lastElementChild, li, m);
     frag.append(li);
   }
+  batch = null;
+  return { frag, day };
+}
+
+function prependMessages(list) {
+  const ol = $('messages');
+  const before = ol.scrollHeight - ol.scrollTop;
+  const firstShown = ol.querySelector('li');
+  const { frag, day } = pageFragment(list.filter((m) => !ol.querySelector(`li[data-id="${CSS.escape(m.id)}"]`)));
   // The day line that opened the shown part goes if the page ends that day.
   if (firstShown && firstShown.classList.contains('day') && firstShown.textContent === day) firstShown.remove();
   ol.prepend(frag);
@@ -613,30 +623,15 @@ function renderMessages(list, fresh) {
   if (fresh) {
     // Opening: every element made off the page and put in at once, one
     // layout instead of one per message.
-    const frag = document.createDocumentFragment();
-    let day = null;
-    // Replies find what they quote among the messages being made.
-    batch = new Map(list.map((m) => [m.id, m]));
-    for (const m of list) {
-      const li = messageItem(m);
-      li.sottoJson = JSON.stringify(m);
-      li.dataset.day = dayLabel(new Date(m.sent_at));
-      if (li.dataset.day !== day) { frag.append(el('li', { class: 'day' }, li.dataset.day)); day = li.dataset.day; }
-      else groupWith(frag.lastElementChild, li, m);
-      frag.append(li);
-    }
-    batch = null;
-    ol.replaceChildren(frag);
+    ol.replaceChildren(pageFragment(list).frag);
     ol.scrollTop = ol.scrollHeight;
     return;
   }
-  {
-    // A whole history arrives after some changes: only the part shown (the
-    // pages loaded so far) is brought up to date.
-    const first = ol.querySelector('li[data-id]');
-    const at = first ? list.findIndex((m) => m.id === first.dataset.id) : -1;
-    list = at >= 0 ? list.slice(at) : list.slice(-200);
-  }
+  // A whole history arrives after some changes: only the part shown (the
+  // pages loaded so far) is brought up to date.
+  const first = ol.querySelector('li[data-id]');
+  const at = first ? list.findIndex((m) => m.id === first.dataset.id) : -1;
+  list = at >= 0 ? list.slice(at) : list.slice(-200);
   const wanted = new Set(list.map((m) => m.id));
   for (const li of [...ol.querySelectorAll('li[data-id]')]) if (!wanted.has(li.dataset.id)) li.remove();
   for (const m of list) upsertMessage(m);

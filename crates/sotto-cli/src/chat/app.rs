@@ -97,9 +97,6 @@ pub const COMMANDS: &[(&str, &str)] = &[
 impl App {
     /// Applies something the network reported.
     pub fn on_net(&mut self, ev: Event) {
-        if let Event::Outcome { outcome: crate::frontend::Outcome::Found { query, hits }, .. } = &ev {
-            self.on_found(query.clone(), hits.clone());
-        }
         self.attend(&ev);
         self.model.apply(ev);
         self.note_read();

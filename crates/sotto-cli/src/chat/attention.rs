@@ -84,6 +84,7 @@ impl App {
                     lines.push("Esc closes this.".into());
                     self.notice = Some(Notice { title: format!(" {conversation}: {} ", members.len()), lines });
                 }
+                Outcome::Found { query, hits } => self.on_found(query, hits),
                 Outcome::GroupChanged { conversation, change: "create" } => self.open(conversation),
                 Outcome::Sent { .. } | Outcome::Queued { .. } => self.opened_for_send = None,
                 Outcome::Error { .. } => self.forget_unsent_conversation(),

@@ -9,7 +9,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
-use unicode_width::UnicodeWidthStr;
+use unicode_width::UnicodeWidthChar;
 
 use super::app::App;
 use crate::frontend::event::SearchHit;
@@ -28,7 +28,8 @@ pub struct SearchView {
 impl App {
     /// A search's results arrived: show them (nothing found says so in the
     /// status line only).
-    pub(super) fn on_found(&mut self, query: String, hits: Vec<SearchHit>) {
+    pub(super) fn on_found(&mut self, query: &str, hits: &[SearchHit]) {
+        let (query, hits) = (query.to_owned(), hits.to_vec());
         self.search = (!hits.is_empty()).then_some(SearchView { query, hits, pos: 0 });
     }
 
@@ -54,14 +55,13 @@ impl App {
 
 /// Cuts `s` to at most `width` columns.
 fn cut(s: &str, width: usize) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if (out.clone() + &c.to_string()).width() > width {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    let mut used = 0;
+    s.chars()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used <= width
+        })
+        .collect()
 }
 
 /// Draws the results over the screen.

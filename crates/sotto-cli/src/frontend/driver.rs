@@ -35,7 +35,7 @@ fn settings(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(secs) = m.timer(conversation) {
         let _ = ev.send(Event::Timer { conversation: conversation.to_owned(), secs });
     }
-    if m.muted_conversations().is_ok_and(|list| list.iter().any(|c| c == conversation)) {
+    if m.is_muted(conversation).unwrap_or(false) {
         let _ = ev.send(Event::Muted { conversation: conversation.to_owned(), muted: true });
     }
     if conversation.starts_with('#') {

@@ -55,24 +55,18 @@ impl Messenger {
                 let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
                 (commit, Some(welcome), added, vec![])
             }
-            Intent::Remove(handles) => {
-                let targets: Vec<(LeafNodeIndex, DeviceRef)> = members
-                    .iter()
-                    .filter(|(_, c)| handles.contains(&c.handle) && c.handle != self.identity.handle)
-                    .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
-                    .collect();
-                if targets.is_empty() {
-                    return Ok(None);
-                }
-                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
-                let (commit, welcome, _) = group.remove_members(&provider, &signer, &leaves).map_err(CoreError::mls)?;
-                (commit, welcome, vec![], targets.into_iter().map(|(_, d)| d).collect())
-            }
-            Intent::RemoveDevices(devices) => {
+            Intent::Remove(_) | Intent::RemoveDevices(_) => {
+                // Every device of these people, or these devices; never this one.
+                let me = self.me();
+                let removes = |d: &DeviceRef| match &intent {
+                    Intent::Remove(handles) => handles.contains(&d.handle) && d.handle != me.handle,
+                    Intent::RemoveDevices(devices) => devices.contains(d) && *d != me,
+                    _ => false,
+                };
                 let targets: Vec<(LeafNodeIndex, DeviceRef)> = members
                     .iter()
                     .map(|(i, c)| (*i, DeviceRef { handle: c.handle.clone(), device_id: c.device_id }))
-                    .filter(|(_, d)| devices.contains(d) && *d != self.me())
+                    .filter(|(_, d)| removes(d))
                     .collect();
                 if targets.is_empty() {
                     return Ok(None);

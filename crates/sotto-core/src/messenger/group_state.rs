@@ -174,10 +174,12 @@ impl Messenger {
         Ok(())
     }
 
-    /// The conversations muted on this device.
-    pub fn muted_conversations(&self) -> CoreResult<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT conversation FROM groups WHERE muted=1")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// Whether a conversation is muted on this device.
+    pub fn is_muted(&self, conversation: &str) -> CoreResult<bool> {
+        Ok(self.conn.row(
+            "SELECT EXISTS(SELECT 1 FROM groups WHERE conversation=? AND muted=1)",
+            [conversation],
+            |r| r.get(0),
+        )?)
     }
 }
