@@ -179,16 +179,31 @@ function showUnreadTotal() {
   document.title = total ? `(${total}) sotto` : 'sotto';
 }
 
+// What this person chose on this device (drafts, the notification switch,
+// recent emoji): kept in the encrypted profile by sotto, never in the
+// browser's storage, so they survive a reload and another browser.
+let prefs = {};
+function setPref(name, value) {
+  if ((prefs[name] || '') === value) return;
+  if (value) prefs[name] = value; else delete prefs[name];
+  command({ type: 'preference', name, value }).catch(showError);
+}
+
 // Browser notifications while the page is hidden: asked for when the
 // person ticks the box (a browser asks only after a click), off when
-// unticked.
+// unticked. The choice is kept; the browser's permission is its own.
 let notifyOn = false;
+function applyNotifyPref() {
+  notifyOn = prefs.notify === 'on' && 'Notification' in window && Notification.permission === 'granted';
+  $('notify').checked = notifyOn;
+}
 $('notify').addEventListener('change', async () => {
-  if (!$('notify').checked) { notifyOn = false; return; }
+  if (!$('notify').checked) { notifyOn = false; setPref('notify', 'off'); return; }
   if (!('Notification' in window)) { $('info').textContent = 'this browser cannot show notifications'; $('notify').checked = false; return; }
   const answer = Notification.permission === 'granted' ? 'granted' : await Notification.requestPermission();
   notifyOn = answer === 'granted';
   $('notify').checked = notifyOn;
+  setPref('notify', notifyOn ? 'on' : 'off');
   if (!notifyOn) $('info').textContent = 'notifications are blocked for this page in the browser\'s settings';
 });
 function notify(m) {
@@ -233,7 +248,7 @@ $('jump-form').addEventListener('submit', (e) => {
 // with a back button.
 $('back').addEventListener('click', () => {
   document.body.classList.remove('in-chat');
-  if (current) drafts.set(current, $('text').value);
+  if (current) saveDraft(current, $('text').value);
 });
 
 // The whole state: only on start and after a profile switch; everything
@@ -252,6 +267,11 @@ let loaded = false;
 async function refresh() {
   state = await api('/api/state');
   loaded = true;
+  prefs = { ...(state.preferences || {}) };
+  applyNotifyPref();
+  recentEmoji.splice(0, recentEmoji.length, ...(prefs['emoji.recent'] || '').split(' ').filter(Boolean));
+  notices = state.notices || [];
+  renderNotices();
   muted.clear();
   for (const c of state.conversations) if (c.muted) muted.add(c.name);
   for (const p of state.people || []) notePerson(p);
@@ -276,7 +296,7 @@ function shownText(m) {
 // the others has it, then read (by whom, in groups).
 function receiptMark(m) {
   if (m.state === 'pending') return ' · sending…';
-  if (m.state === 'not_sent') return ' · not sent (you were removed)';
+  if (m.state === 'not_sent') return ' · not sent';
   if (m.state === 'read') {
     const by = m.receipt && current && current.startsWith('#') ? ` by ${m.receipt.read_by.join(', ')}` : '';
     return ` · ✓✓ read${by}`;
@@ -359,6 +379,16 @@ function messageItem(m) {
   }
   if (m.deleted) {
     li.append(el('p', { class: 'body deleted' }, 'message deleted'));
+  } else if (m.kind === 'file' && m.file.thumbnail) {
+    // The preview came inside the message; the whole picture is fetched
+    // only when asked for.
+    const t = m.file.thumbnail;
+    const img = el('img', { src: `/api/thumbnail?id=${encodeURIComponent(m.file.id)}`, width: String(t.width), height: String(t.height), alt: `picture: ${m.file.name}` });
+    const open = el('button', { type: 'button', class: 'picture', 'aria-label': `Open ${m.file.name} (${humanSize(m.file.size)})` });
+    open.append(img);
+    open.addEventListener('click', () => openPicture(m.file));
+    li.append(open);
+    if (m.text) li.append(el('p', { class: 'body' }, m.text));
   } else if (m.kind === 'file') {
     const p = el('p', { class: 'body' }, `📎 ${m.file.name} (${humanSize(m.file.size)})`);
     li.append(p);
@@ -384,6 +414,18 @@ function messageItem(m) {
       b.addEventListener('click', () => command({ type: 'react', id: m.id, emoji: r.emoji, remove: mine }).catch(showError));
       row.append(b);
     }
+    li.append(row);
+  }
+  if (m.outgoing && m.state === 'not_sent' && m.kind === 'text' && !m.deleted) {
+    // Not sent, and sotto will not try again by itself: the text stays
+    // here and one click sends it again.
+    const again = el('button', { type: 'button', class: 'retry' }, 'Retry');
+    again.addEventListener('click', () => {
+      again.disabled = true;
+      command({ type: 'retry', id: m.id }).catch((e) => { again.disabled = false; showError(e); });
+    });
+    const row = el('div', { class: 'failed', role: 'group', 'aria-label': 'Not sent' });
+    row.append(el('span', {}, 'Not sent. '), again);
     li.append(row);
   }
   if (!m.deleted && m.state !== 'pending') li.append(messageActions(m));
@@ -453,7 +495,7 @@ const EMOJI = [
   ['🔑', 'key'], ['💡', 'idea bulb'], ['📅', 'calendar date'], ['⏰', 'alarm clock time'], ['🏠', 'home house'],
   ['🚗', 'car drive'], ['✈️', 'plane travel flight'], ['🏖️', 'beach holiday vacation'], ['🎄', 'christmas tree'],
 ];
-// Recently chosen first; kept for this page only.
+// Recently chosen first; kept in the profile.
 const recentEmoji = [];
 
 // A picker: recent ones, then all, narrowed by what is typed; `pick` gets
@@ -466,6 +508,7 @@ function emojiPicker(pick, label) {
   const choose = (e) => {
     box.remove();
     recentEmoji.splice(0, recentEmoji.length, e, ...recentEmoji.filter((x) => x !== e).slice(0, 11));
+    setPref('emoji.recent', recentEmoji.join(' '));
     pick(e);
   };
   const show = () => {
@@ -656,20 +699,31 @@ function applyToOpen(fn) {
   else fn();
 }
 
-// Drafts per conversation, kept in this page only (never on disk).
-const drafts = new Map();
+// Drafts per conversation, kept in the encrypted profile (saved a moment
+// after typing stops, and when leaving the conversation).
+const draftOf = (name) => prefs[`draft.${name}`] || '';
+let draftTimer = null;
+function saveDraft(name, text) {
+  clearTimeout(draftTimer);
+  setPref(`draft.${name}`, text.trim() ? text : '');
+}
+$('text').addEventListener('input', () => {
+  clearTimeout(draftTimer);
+  const name = current;
+  if (name) draftTimer = setTimeout(() => saveDraft(name, $('text').value), 800);
+});
 // Whether older messages of the open conversation are still to load.
 let moreHistory = false;
 
 // `show`: on a narrow screen, switch from the list to the conversation
 // (not when the page opens the most recent one by itself).
 async function open(name, show = true) {
-  if (current && current !== name) drafts.set(current, $('text').value);
+  if (current && current !== name) saveDraft(current, $('text').value);
   const unreadBefore = state.conversations.find((x) => x.name === name)?.unread || 0;
   current = name;
   if (show) document.body.classList.add('in-chat');
   $('title').textContent = name;
-  $('text').value = drafts.get(name) || '';
+  $('text').value = draftOf(name);
   grow();
   $('mute').setAttribute('aria-pressed', String(muted.has(name)));
   $('mute').textContent = muted.has(name) ? 'Unmute' : 'Mute';
@@ -744,7 +798,7 @@ async function send() {
   if (!current || !text.trim()) return;
   const to = current;
   $('text').value = '';
-  drafts.delete(to);
+  saveDraft(to, '');
   grow();
   const how = composing;
   composing = null;
@@ -761,7 +815,7 @@ async function send() {
       grow();
       composing = how;
       showComposing();
-    } else drafts.set(to, text);
+    } else saveDraft(to, text);
     // A conversation that never started (nobody by that name) leaves
     // nothing in the list.
     const c = state.conversations.find((x) => x.name === to);
@@ -918,8 +972,89 @@ $('broadcast-form').addEventListener('submit', (e) => {
 
 $('safety').addEventListener('click', () => {
   if (!current || !current.startsWith('@')) { $('info').textContent = 'safety numbers are per person: open a one-to-one chat'; return; }
-  command({ type: 'verify', handle: current }).catch(showError);
+  openVerify(current).catch(showError);
 });
+
+// --- operator notices -------------------------------------------------------
+// Shown apart from every conversation and plainly marked: the server's
+// operator wrote them, and they are not end-to-end encrypted. The newest
+// one not dismissed stays at the top until dismissed (on any device that
+// shares this profile's preferences).
+let notices = [];
+function noticeTime(n) {
+  return new Date(n.sent_at).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+function renderNotices() {
+  $('notices').replaceChildren(...(notices.length ? [...notices].reverse().map((n) => {
+    const li = el('li');
+    li.append(el('time', { datetime: new Date(n.sent_at).toISOString() }, noticeTime(n)), el('p', { class: 'notice-text' }, n.text));
+    return li;
+  }) : [el('li', { class: 'muted' }, 'No notices.')]));
+  const seen = Number(prefs['notices.seen'] || 0);
+  const newest = notices[notices.length - 1];
+  const show = newest && newest.id > seen;
+  $('operator-notice').hidden = !show;
+  if (show) $('operator-notice-text').textContent = `${noticeTime(newest)}: ${newest.text}`;
+}
+$('operator-notice-dismiss').addEventListener('click', () => {
+  const newest = notices[notices.length - 1];
+  if (newest) setPref('notices.seen', String(newest.id));
+  renderNotices();
+});
+
+// --- verification ---------------------------------------------------------
+// The safety number in twelve blocks of five digits (as Signal shows it),
+// its QR code, and the one action that fits the contact's state: mark as
+// verified, or, while their key changed, accept the new key after comparing.
+async function openVerify(conversation) {
+  const handle = conversation.slice(1);
+  const r = await command({ type: 'verify', handle });
+  const o = r.outcome;
+  $('verify-title').textContent = `Safety number with @${o.handle}`;
+  const blocks = $('verify-blocks');
+  blocks.replaceChildren(...o.number.split(' ').map((b) => el('span', { class: 'block' }, b)));
+  $('verify-qr').src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(o.qr || '');
+  $('verify-hold').hidden = !o.key_changed;
+  $('verify-hold-text').textContent = `@${o.handle}'s key changed: a new phone or a reinstall, or someone in between. `
+    + `Messages with @${o.handle} wait until you accept the new key. Compare the number above with @${o.handle} first.`;
+  $('verify-mark').hidden = o.key_changed || o.verified;
+  $('verify-state').textContent = o.key_changed ? 'not verified: the key changed'
+    : o.verified ? `✓ @${o.handle} is verified` : `@${o.handle} is not verified yet`;
+  $('verify').dataset.handle = o.handle;
+  $('verify').dataset.number = o.number;
+  if (!$('verify').open) $('verify').showModal();
+}
+
+$('verify-mark').addEventListener('click', () => {
+  const d = $('verify');
+  command({ type: 'confirm', handle: d.dataset.handle, digits: d.dataset.number })
+    .then(() => openVerify(`@${d.dataset.handle}`))
+    .catch((e) => { $('verify-state').textContent = `error: ${e.message}`; });
+});
+$('verify-accept').addEventListener('click', () => {
+  const d = $('verify');
+  command({ type: 'trust', handle: d.dataset.handle })
+    .then(() => openVerify(`@${d.dataset.handle}`))
+    .catch((e) => { $('verify-state').textContent = `error: ${e.message}`; });
+});
+$('verify-close').addEventListener('click', () => $('verify').close());
+
+// --- pictures -------------------------------------------------------------
+function openPicture(file) {
+  $('viewer-img').src = `/api/download?view=1&id=${encodeURIComponent(file.id)}`;
+  $('viewer-img').alt = file.name;
+  $('viewer-name').textContent = `${file.name} (${humanSize(file.size)})`;
+  $('viewer-save').href = `/api/download?id=${encodeURIComponent(file.id)}`;
+  $('viewer-save').setAttribute('download', file.name);
+  $('viewer').showModal();
+}
+$('viewer-img').addEventListener('error', () => {
+  if ($('viewer').open && $('viewer-img').getAttribute('src')) {
+    $('viewer-name').textContent = 'the picture could not be fetched; try again when the connection is back';
+  }
+});
+$('viewer-close').addEventListener('click', () => $('viewer').close());
+$('viewer').addEventListener('close', () => $('viewer-img').removeAttribute('src'));
 
 // A line about what just happened; it goes by itself after a while, so an
 // old error does not stay after things recovered.
@@ -1075,6 +1210,17 @@ events.onmessage = (e) => {
     case 'muted':
       showMuted(ev.conversation, ev.muted);
       break;
+    case 'preference':
+      if (ev.value) prefs[ev.name] = ev.value; else delete prefs[ev.name];
+      if (ev.name === 'notify') applyNotifyPref();
+      if (ev.name === 'notices.seen') renderNotices();
+      break;
+    case 'server_notice':
+      if (!notices.some((n) => n.id === ev.id)) notices.push({ id: ev.id, text: ev.text, sent_at: ev.sent_at });
+      notices.sort((a, b) => a.id - b.id);
+      renderNotices();
+      if (ev.fresh && notifyOn && document.hidden) new Notification('Notice from the server operator', { body: ev.text.slice(0, 200), tag: 'server-notice' });
+      break;
     case 'description':
       if (ev.conversation === current) $('description').textContent = ev.text;
       break;
@@ -1114,7 +1260,8 @@ events.onmessage = (e) => {
       break;
     case 'outcome':
       // A text's ✓ says it was sent; the device list shows in its panel.
-      if (!['sent', 'devices', 'requests', 'signalled', 'found'].includes(ev.outcome.outcome)
+      // The verification screen shows the safety number itself.
+      if (!['sent', 'devices', 'requests', 'signalled', 'found', 'remembered', 'safety_number'].includes(ev.outcome.outcome)
         && !(ev.outcome.outcome === 'changed' && ['mute', 'unmute'].includes(ev.outcome.change))
         && !(ev.outcome.outcome === 'changed' && ['read', 'react', 'edit', 'delete', 'reply'].includes(ev.outcome.change))) {
         $('info').textContent = describe(ev.outcome);

@@ -506,6 +506,161 @@ test('links open on a click only, safely; file sizes as people read them; a fail
   await page.locator('#conversations button[data-name="@alice"]').click();
 });
 
+// A JPEG drawn by the browser, with an EXIF segment put in as a camera
+// would (an orientation and a made-up place), to see that none of it
+// reaches the preview.
+async function cameraPhoto(width, height) {
+  const b64 = await page.evaluate(([w, h]) => {
+    const c = document.createElement('canvas');
+    c.width = w; c.height = h;
+    const g = c.getContext('2d');
+    g.fillStyle = '#2a6'; g.fillRect(0, 0, w, h);
+    g.fillStyle = '#fc3'; g.beginPath(); g.arc(w / 2, h / 2, h / 3, 0, 7); g.fill();
+    return c.toDataURL('image/jpeg', 0.9).split(',')[1];
+  }, [width, height]);
+  const jpeg = Buffer.from(b64, 'base64');
+  const exif = Buffer.concat([
+    Buffer.from('Exif\0\0MM\0\x2a\0\0\0\x08\0\x01', 'latin1'),
+    Buffer.from([0x01, 0x0e, 0, 2, 0, 0, 0, 4]), Buffer.from('GPS\0', 'latin1'), Buffer.from([0, 0, 0, 0]),
+  ]);
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(exif.length + 2);
+  return Buffer.concat([jpeg.subarray(0, 2), Buffer.from([0xff, 0xe1]), len, exif, jpeg.subarray(2)]);
+}
+
+test('pictures: a preview inside the message, the whole picture on a click, no EXIF in the preview', async () => {
+  const photo = join(work, 'beach.jpg');
+  writeFileSync(photo, await cameraPhoto(1200, 900));
+  alice('send', '@bob', '--file', photo);
+  const preview = page.locator('#messages button.picture img').last();
+  await preview.waitFor();
+  await until(() => preview.evaluate((i) => i.complete && i.naturalWidth > 0), 'the preview to load');
+  assert.deepEqual(await preview.evaluate((i) => [i.naturalWidth, i.naturalHeight]), [320, 240], 'a small preview, same shape');
+  assert.equal(await preview.getAttribute('alt'), 'picture: beach.jpg');
+  const bytes = await page.evaluate(async (src) => Array.from(new Uint8Array(await (await fetch(src)).arrayBuffer())), await preview.getAttribute('src'));
+  const text = Buffer.from(bytes).toString('latin1');
+  assert.ok(!text.includes('Exif') && !text.includes('GPS'), 'the preview carries nothing of the camera\'s EXIF');
+  // The whole picture opens on a click (fetched, checked, shown inline).
+  await page.locator('#messages button.picture').last().click();
+  await until(() => page.locator('#viewer-img').evaluate((i) => i.complete && i.naturalWidth === 1200), 'the whole picture');
+  assert.match(await page.locator('#viewer-name').textContent(), /beach\.jpg/);
+  await page.screenshot({ path: join(shots, 'desktop-picture.png') });
+  await page.locator('#viewer-close').click();
+  assert.equal(await page.locator('#viewer').evaluate((d) => d.open), false);
+  // A file that only claims to be a picture is never shown as one.
+  const fake = join(work, 'fake.png');
+  writeFileSync(fake, '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>');
+  alice('send', '@bob', '--file', fake);
+  const msg = await until(async () => {
+    const r = await page.evaluate(async () => (await fetch('/api/history?c=%40alice&limit=5')).json());
+    return r.messages.find((m) => m.kind === 'file' && m.file.name === 'fake.png');
+  }, 'the fake picture');
+  assert.equal(msg.file.thumbnail, undefined, 'no preview');
+  const viewed = await page.evaluate(async (id) => {
+    const r = await fetch(`/api/download?view=1&id=${id}`);
+    return [r.status, r.headers.get('content-type'), r.headers.get('x-content-type-options')];
+  }, msg.file.id);
+  assert.deepEqual(viewed, [200, 'application/octet-stream', 'nosniff']);
+});
+
+test('verification: the safety number in blocks with its QR code, mark as verified, and the key-change hold', async () => {
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  await page.locator('#safety').click();
+  const dialog = page.locator('#verify');
+  await dialog.waitFor();
+  assert.equal(await page.locator('#verify-blocks .block').count(), 12);
+  for (const b of await page.locator('#verify-blocks .block').allTextContents()) assert.match(b, /^\d{5}$/);
+  assert.match(await page.locator('#verify-qr').getAttribute('src'), /^data:image\/svg\+xml/);
+  assert.match(await page.locator('#verify-state').textContent(), /not verified yet/);
+  const blocks = (await page.locator('#verify-blocks .block').allTextContents()).join(' ');
+  assert.ok(alice('verify', '@bob').includes(blocks), 'the same number on both sides');
+  await page.screenshot({ path: join(shots, 'desktop-verify.png') });
+  await page.locator('#verify-mark').click();
+  await until(async () => /✓ @alice is verified/.test(await page.locator('#verify-state').textContent()), 'verified');
+  assert.equal(await page.locator('#verify-mark').isVisible(), false, 'nothing more to mark');
+  await page.locator('#verify-close').click();
+  // Erin's account is made again (a new phone): her key changed, and the
+  // conversation waits until Bob accepts the new key from this screen.
+  sotto('erin', 'init', '--server', address, '--name', 'erin', '--auto-accept');
+  sotto('erin', 'send', '@bob', 'hi bob, erin here');
+  await page.locator('#conversations button[data-name="@erin"]').waitFor();
+  sotto('erin', 'account', 'delete', '--yes');
+  sotto('erin-new', 'init', '--server', address, '--name', 'erin', '--auto-accept');
+  sotto('erin-new', 'send', '@bob', 'new phone, same erin');
+  await page.locator('#conversations button[data-name="@erin"]').click();
+  await until(async () => {
+    await page.locator('#safety').click();
+    await dialog.waitFor();
+    if (await page.locator('#verify-hold').isVisible()) return true;
+    await page.locator('#verify-close').click();
+    return false;
+  }, 'the key change to show');
+  assert.match(await page.locator('#verify-hold-text').textContent(), /key changed.*wait until you accept/s);
+  assert.match(await page.locator('#verify-state').textContent(), /key changed/);
+  assert.equal(await page.locator('#verify-mark').isVisible(), false, 'no "verified" while the key changed');
+  await page.screenshot({ path: join(shots, 'desktop-key-changed.png') });
+  await page.locator('#verify-accept').click();
+  await until(async () => !(await page.locator('#verify-hold').isVisible()), 'the new key accepted');
+  assert.match(await page.locator('#verify-state').textContent(), /not verified yet/);
+  await page.locator('#verify-close').click();
+  await page.locator('#text').fill('welcome back, erin');
+  await page.locator('#text').press('Enter');
+  await until(() => sotto('erin-new', 'receive', '--json').includes('welcome back, erin'), 'erin to get it');
+  await page.locator('#conversations button[data-name="@alice"]').click();
+});
+
+test('operator notices: apart from conversations, marked as not encrypted, dismissed for good', async () => {
+  execFileSync(bin('sotto-server'), ['announce', 'Maintenance tonight at 22:00 UTC; back by 22:15.', '--data', join(work, 'server')], { env });
+  const banner = page.locator('#operator-notice');
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /operator of this server/);
+  assert.match(await banner.textContent(), /Not end-to-end encrypted/);
+  assert.match(await page.locator('#operator-notice-text').textContent(), /Maintenance tonight at 22:00 UTC/);
+  assert.equal(await page.locator('#messages').getByText('Maintenance tonight').count(), 0, 'in no conversation');
+  // The CLI prints it apart too, as kind "notice".
+  const got = await until(() => receive().find((m) => m.kind === 'notice'), 'alice to get the notice');
+  assert.equal(got.from, 'operator');
+  assert.equal(got.encrypted, false);
+  assert.ok(!receive().some((m) => m.kind === 'notice'), 'once');
+  await page.screenshot({ path: join(shots, 'desktop-notice.png') });
+  await page.locator('#operator-notice-dismiss').click();
+  assert.equal(await banner.isVisible(), false);
+  await until(() => page.evaluate(async () => (await (await fetch('/api/state')).json()).preferences['notices.seen']), 'the dismissal kept');
+  await page.reload();
+  await page.locator('#messages li[data-id]').first().waitFor();
+  assert.equal(await banner.isVisible(), false, 'dismissed stays dismissed');
+  await page.locator('#notices-panel summary').click();
+  assert.match(await page.locator('#notices').textContent(), /Maintenance tonight/);
+  await page.locator('#notices-panel summary').click();
+});
+
+test('drafts, the notification switch and recent emoji are kept in the profile across a reload', async () => {
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  await page.locator('#text').fill('a draft that outlives the page');
+  await page.locator('#conversations button[data-name="@dave"]').click();
+  await page.locator('#emoji').click();
+  await page.locator('#composer-picker input').fill('cat');
+  await page.locator('#composer-picker .emoji-grid button').first().click();
+  await page.locator('#text').fill('');
+  await page.context().grantPermissions(['notifications']);
+  await page.locator('#notify').check();
+  await until(() => page.evaluate(async () => (await (await fetch('/api/state')).json()).preferences.notify === 'on'), 'the switch kept');
+  await page.reload();
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  assert.equal(await page.locator('#text').inputValue(), 'a draft that outlives the page');
+  assert.equal(await page.locator('#notify').isChecked(), true);
+  await page.locator('#emoji').click();
+  assert.equal(await page.locator('#composer-picker .emoji-grid button').first().textContent(), '🐱');
+  await page.locator('#composer-picker input').press('Escape');
+  // Sending clears the draft for good.
+  await page.locator('#text').press('Enter');
+  await until(() => receive().find((m) => m.text === 'a draft that outlives the page'), 'alice to get it');
+  await page.reload();
+  await page.locator('#conversations button[data-name="@alice"]').click();
+  assert.equal(await page.locator('#text').inputValue(), '');
+  await page.locator('#notify').uncheck();
+});
+
 test('history comes in pages: the newest first, older ones on request', async () => {
   const r = await page.evaluate(async () => {
     const get = async (q) => (await fetch(`/api/history?c=%40alice${q}`)).json();
@@ -561,13 +716,30 @@ test('accessibility: no serious or critical problem (axe-core) at either width',
   const p = await context.newPage();
   await p.goto(url);
   await p.locator('#messages li[data-id]').first().waitFor();
-  for (const size of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
-    await p.setViewportSize(size);
-    await p.addScriptTag({ path: join(here, 'node_modules', 'axe-core', 'axe.min.js') });
+  await p.addScriptTag({ path: join(here, 'node_modules', 'axe-core', 'axe.min.js') });
+  const check = async (what) => {
     const found = await p.evaluate(async () => (await window.axe.run(document)).violations
       .filter((v) => v.impact === 'serious' || v.impact === 'critical')
       .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join('; ')})`));
-    assert.deepEqual(found, [], `${size.width}px`);
+    assert.deepEqual(found, [], what);
+  };
+  for (const size of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    await p.setViewportSize(size);
+    await check(`${size.width}px`);
+  }
+  // The dialogs too: the verification screen and a picture, in every theme.
+  await p.setViewportSize({ width: 1280, height: 800 });
+  for (const theme of ['pure-black', 'dark', 'light', 'nord']) {
+    await p.locator('#theme').selectOption(theme);
+    await p.locator('#conversations button[data-name="@alice"]').click();
+    await p.locator('#safety').click();
+    await p.locator('#verify-blocks .block').first().waitFor();
+    await check(`the verification screen, ${theme}`);
+    await p.locator('#verify-close').click();
+    await p.locator('#messages button.picture').last().click();
+    await p.locator('#viewer').waitFor();
+    await check(`a picture, ${theme}`);
+    await p.locator('#viewer-close').click();
   }
   await context.close();
 });

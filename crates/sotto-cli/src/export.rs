@@ -220,6 +220,7 @@ mod tests {
             name: "photo.png".into(),
             media_type: "image/png".into(),
             sha256: vec![4; 32],
+            thumbnail: None,
         };
         let m = StoredMessage {
             id: vec![9],

@@ -73,6 +73,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
             for m in messenger.take_unfetched()? {
                 show(&messenger, &m, json);
             }
+            show_notices(&messenger, json)?;
             if let Some(secs) = wait {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
                 loop {
@@ -104,6 +105,7 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                     for m in messenger.take_unfetched()? {
                         show(&messenger, &m, json);
                     }
+                    show_notices(&messenger, json)?;
                 }
                 // What arrived in the last seconds gets its receipt too.
                 if let Err(e) = session.send_due_receipts().await {
@@ -251,6 +253,22 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
 
 /// Prints a message: a reply with the line it answers; receipts only for
 /// scripts (`--json`), since people see them as ✓✓ on their messages.
+/// Notices from the server's operator not shown before, apart from every
+/// conversation and marked as not end-to-end encrypted.
+fn show_notices(messenger: &sotto_core::Messenger, json: bool) -> Result<()> {
+    for n in messenger.take_unshown_notices()? {
+        if json {
+            say!(
+                "{}",
+                serde_json::json!({"kind": "notice", "from": "operator", "encrypted": false, "id": n.id, "text": n.text, "sent_at": n.sent_at})
+            );
+        } else {
+            say!("notice from the operator of this server (not end-to-end encrypted): {}", n.text);
+        }
+    }
+    Ok(())
+}
+
 fn show(messenger: &sotto_core::Messenger, m: &sotto_core::StoredMessage, json: bool) {
     if json {
         return output::print_message(m, true);

@@ -105,6 +105,11 @@ pub fn message_json(m: &StoredMessage) -> serde_json::Value {
             "size": file.size,
             "media_type": file.media_type,
         });
+        if let Some(t) = &file.thumbnail {
+            // The preview's shape (the page keeps room for it while it
+            // loads); its bytes come from the web UI's /api/thumbnail.
+            v["file"]["thumbnail"] = json!({"width": t.width, "height": t.height});
+        }
         v["text"] = json!(caption.clone().unwrap_or_default());
     }
     v

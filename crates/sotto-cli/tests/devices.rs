@@ -7,13 +7,6 @@ mod common;
 use common::*;
 use sotto_proto::{Request, Response};
 
-fn link(new: &User, existing: &User, server: &Server, name: &str) -> String {
-    let (child, code, out) = start_link(new, server, name);
-    let added = existing.ok(&["device", "add", &code, "--yes"]);
-    assert!(added.contains(&format!("(\"{name}\")")), "{added}");
-    finish_link(child, out)
-}
-
 fn has_text(batch: &[serde_json::Value], conversation: &str, from: &str, text: &str) -> bool {
     texts(batch).iter().any(|(c, f, t)| c == conversation && f == from && t == text)
 }

@@ -50,6 +50,7 @@ impl Connection {
                 challenge: vec![],
                 invite_only: true,
                 max_blob_bytes: 0,
+                notices: false,
             },
             next_id: 1,
             pushes: VecDeque::new(),

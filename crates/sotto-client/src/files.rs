@@ -160,6 +160,11 @@ impl Session<'_> {
             )));
         }
 
+        // A picture gets a preview that travels inside its message; decoding
+        // takes a moment, so off the async threads.
+        let picture = path.to_owned();
+        let thumbnail =
+            tokio::task::spawn_blocking(move || sotto_core::thumbnail::of_file(&picture)).await.ok().flatten();
         let media_type = mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let info = FileInfo {
@@ -170,6 +175,7 @@ impl Session<'_> {
             name,
             media_type,
             sha256,
+            thumbnail,
         };
         Ok((info, key))
     }
@@ -185,9 +191,34 @@ impl Session<'_> {
         progress: Progress,
     ) -> SessionResult<PathBuf> {
         let (message, info) = self.messenger().file_message(id_hex)?;
+        if output.is_none() {
+            if let Some(copy) = self.downloaded_copy(&message.id, &info)? {
+                return Ok(copy);
+            }
+        }
         let path = self.download_info(&info, output, progress).await?;
         self.messenger().record_file_copy(&message.id, &path)?;
         Ok(path)
+    }
+
+    /// The copy of this file already in the profile's download folder, when
+    /// it is still there and still the file that was sent (checked, as a
+    /// download is): opening a picture twice does not make two copies.
+    fn downloaded_copy(&mut self, message_id: &[u8], info: &FileInfo) -> SessionResult<Option<PathBuf>> {
+        let (Some(copy), Some(downloads)) = (self.messenger().file_copy(message_id)?, self.messenger().downloads_dir())
+        else {
+            return Ok(None);
+        };
+        let downloads = std::fs::canonicalize(&downloads).unwrap_or(downloads);
+        if !copy.starts_with(&downloads) || std::fs::metadata(&copy).map(|m| m.len()).ok() != Some(info.size) {
+            return Ok(None);
+        }
+        let Ok(mut f) = std::fs::File::open(&copy) else { return Ok(None) };
+        let mut hasher = Sha256::new();
+        if std::io::copy(&mut f, &mut hasher).is_err() || hasher.finalize().as_slice() != info.sha256.as_slice() {
+            return Ok(None);
+        }
+        Ok(Some(copy))
     }
 
     /// Fetches, decrypts and checks the blob `info` describes, as

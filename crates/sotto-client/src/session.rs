@@ -240,6 +240,7 @@ impl<'m> Session<'m> {
                     events.extend(self.run([Task::Flush, Task::Repair]).await?);
                     self.take_offered_history().await;
                     self.tell_retention().await;
+                    events.extend(self.ask_notices().await);
                     return Ok(events);
                 }
                 other => {
@@ -248,6 +249,31 @@ impl<'m> Session<'m> {
                     let tasks = [Task::Batch(std::mem::take(&mut batch)), Task::Push(other)];
                     events.extend(self.run(tasks).await?);
                 }
+            }
+        }
+    }
+
+    /// The operator's notices this device has not had, and from now on new
+    /// ones pushed on this connection (servers that say they have them).
+    /// Nothing here is worth failing a sync for: a notice missed now comes
+    /// at the next connection.
+    async fn ask_notices(&mut self) -> Vec<Event> {
+        if !self.conn.hello().notices {
+            return vec![];
+        }
+        let after = self.messenger.last_notice_id().unwrap_or(0);
+        match self.conn.request(Request::Notices { after }).await {
+            Ok(Response::Notices { notices }) => self.messenger.receive_notices(notices).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not keep the operator's notices");
+                vec![]
+            }),
+            Ok(other) => {
+                tracing::debug!(?other, "unexpected answer to notices");
+                vec![]
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no notices this time");
+                vec![]
             }
         }
     }

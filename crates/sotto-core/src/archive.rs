@@ -43,6 +43,14 @@ impl Messenger {
         Ok(())
     }
 
+    /// Where this device keeps the file of a message, if it recorded one.
+    pub fn file_copy(&self, message_id: &[u8]) -> CoreResult<Option<std::path::PathBuf>> {
+        use rusqlite::OptionalExtension;
+        let path: Option<String> =
+            self.conn.row("SELECT path FROM file_copies WHERE message_id=?", [message_id], |r| r.get(0)).optional()?;
+        Ok(path.map(Into::into))
+    }
+
     /// Writes the history of the conversations this person sees (not
     /// message requests, not what is still unsent) from `since_ms` on,
     /// with the bytes of each file this device still has unchanged, into

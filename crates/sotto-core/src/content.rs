@@ -96,6 +96,14 @@ pub enum Body {
         /// Blocked now, or no longer.
         blocked: bool,
     },
+    /// In the account's own group: this account muted (or unmuted) the
+    /// conversation of group `group_id`; its other devices do the same.
+    Mute {
+        /// The conversation's group.
+        group_id: ByteBuf,
+        /// Muted now, or no longer.
+        muted: bool,
+    },
     /// In the account's own group: the history archive for a newly linked
     /// device. `file` is the archive's blob (encrypted as every file is);
     /// `secret` opens the archive itself. Only `device_id` imports it.
@@ -213,6 +221,7 @@ impl Body {
             Body::Accepted => "accepted",
             Body::Trust { .. } => "trust",
             Body::Block { .. } => "block",
+            Body::Mute { .. } => "mute",
             Body::History { .. } => "history",
             Body::Reaction { .. } => "reaction",
             Body::Delete => "delete",
@@ -236,6 +245,7 @@ impl Body {
                 | Body::Accepted
                 | Body::Trust { .. }
                 | Body::Block { .. }
+                | Body::Mute { .. }
                 | Body::History { .. }
                 | Body::Timer { .. }
                 | Body::Description { .. }
@@ -306,7 +316,7 @@ impl Content {
 
     /// Decodes content from a peer; refuses anything malformed.
     pub fn decode(bytes: &[u8]) -> CoreResult<Self> {
-        let c: Content = ciborium::from_reader(bytes).map_err(|e| CoreError::decode("message content", e))?;
+        let mut c: Content = ciborium::from_reader(bytes).map_err(|e| CoreError::decode("message content", e))?;
         if c.id.is_empty() || c.id.len() > 32 {
             return Err(CoreError::decode("message content", "bad message id"));
         }
@@ -343,6 +353,12 @@ impl Content {
             }
             _ => {}
         }
+        // A preview this client would not show is dropped; the file stays.
+        if let Body::File { file, .. } = &mut c.body {
+            if file.thumbnail.as_ref().is_some_and(|t| !t.is_acceptable()) {
+                file.thumbnail = None;
+            }
+        }
         Ok(c)
     }
 }
@@ -350,6 +366,29 @@ impl Content {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_preview_from_a_peer_is_dropped_and_the_file_kept() {
+        let file = crate::files::FileInfo {
+            blob_id: vec![1; 16],
+            key: vec![2; 32],
+            nonce: vec![3; 19],
+            size: 10,
+            name: "x.png".into(),
+            media_type: "image/png".into(),
+            sha256: vec![4; 32],
+            thumbnail: Some(crate::thumbnail::Thumbnail {
+                jpeg: b"<svg onload=alert(1)>".to_vec(),
+                width: 10,
+                height: 10,
+            }),
+        };
+        let c = Content::new([1; 16], 5, Body::File { file, caption: None });
+        let back = Content::decode(&c.encode()).unwrap();
+        let Body::File { file, .. } = back.body else { panic!("the file is kept") };
+        assert_eq!(file.thumbnail, None);
+        assert_eq!(file.name, "x.png");
+    }
 
     #[test]
     fn round_trip_and_unknown_kinds() {

@@ -47,6 +47,10 @@ pub struct FileInfo {
     /// SHA-256 of the plaintext.
     #[serde(with = "serde_bytes")]
     pub sha256: Vec<u8>,
+    /// A small preview when the file is a picture (made by the sender;
+    /// one from a peer that is not acceptable is dropped on arrival).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<crate::thumbnail::Thumbnail>,
 }
 
 /// Number of chunks a plaintext of `size` bytes makes (an empty file is one

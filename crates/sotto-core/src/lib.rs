@@ -30,6 +30,7 @@ mod provider;
 #[cfg(test)]
 mod roles_tests;
 mod sql;
+pub mod thumbnail;
 pub mod trust;
 
 pub use content::{Body, Content};
@@ -40,6 +41,6 @@ pub use identity::{Identity, SottoCredential};
 pub use messenger::{
     timer_words, Annotated, Contact, Environment, Event, GroupKind, GroupRoles, Intent, Invitee, LinkCandidate,
     MessageDetail, MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, PersonProfile, Receipt, RoleChange,
-    RoleRight, StoredMessage, MAX_TIMER_SECS,
+    RoleRight, ServerNotice, StoredMessage, MAX_TIMER_SECS,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

@@ -201,4 +201,35 @@ fn a_message_on_its_way_when_its_device_is_removed_is_marked_not_sent_and_never_
     let mine = laptop.message(written.message_id.as_deref().unwrap()).unwrap().unwrap();
     assert_eq!(mine.state, crate::MessageState::NotSent);
     assert!(!laptop.in_group(&group).unwrap());
+    // Sending it again cannot work from a device that is out: it says so,
+    // and the text stays.
+    assert!(laptop.retry(&mine.id).is_err());
+    assert_eq!(laptop.message(&mine.id).unwrap().unwrap().state, crate::MessageState::NotSent);
+}
+
+#[test]
+fn a_text_that_was_not_sent_is_sent_again_on_request_and_replaces_the_failed_one() {
+    let (alice, bob, _group) = pair();
+    let first = alice.prepare_text("@bob", "are we still on for friday?").unwrap();
+    let failed_id = first.message_id.clone().unwrap();
+    // The server refused it for good: the text stays, marked not sent.
+    alice.drop_refused(&first.client_id).unwrap();
+    assert_eq!(alice.message(&failed_id).unwrap().unwrap().state, crate::MessageState::NotSent);
+    assert!(alice.outbox().unwrap().is_empty());
+
+    let again = alice.retry(&failed_id).unwrap();
+    assert!(alice.message(&failed_id).unwrap().is_none(), "the failed one is replaced");
+    let new = alice.message(again.message_id.as_deref().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        (new.state, &new.body),
+        (crate::MessageState::Pending, &Body::Text { text: "are we still on for friday?".into() })
+    );
+    assert_eq!(alice.outbox().unwrap().len(), 1, "in the outbox at once");
+    assert!(matches!(alice.retry(&failed_id), Err(crate::CoreError::NotFound(_))));
+    let pending = alice.retry(again.message_id.as_deref().unwrap()).unwrap_err().to_string();
+    assert!(pending.contains("only a message of yours that was not sent"), "{pending}");
+
+    bob.handle_delivery(&delivery(&alice, &again, 2)).unwrap();
+    let got = bob.history("@alice").unwrap();
+    assert_eq!(got.last().unwrap().body, Body::Text { text: "are we still on for friday?".into() });
 }

@@ -176,6 +176,7 @@ mod tests {
             challenge: vec![2; 32],
             invite_only: true,
             max_blob_bytes: 1 << 31,
+            notices: true,
         }));
         out.push(ServerMessage::Push(Push::Deliver(delivery())));
         out.push(ServerMessage::Push(Push::Welcome {
@@ -186,6 +187,11 @@ mod tests {
         }));
         out.push(ServerMessage::Push(Push::SyncDone));
         out.push(ServerMessage::Push(Push::KeyPackagesLow { remaining: 2 }));
+        out.push(ServerMessage::Push(Push::Notice(crate::Notice {
+            id: 3,
+            text: "maintenance at 22:00".into(),
+            sent_at: 5,
+        })));
         out.push(ServerMessage::Goodbye(ErrorBody::new(ErrorCode::Banned)));
         out
     }

@@ -28,3 +28,7 @@ pub const GROUP_ID_LEN: usize = 16;
 pub const DEFAULT_MAX_BLOB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Length of a blob id in bytes.
 pub const BLOB_ID_LEN: usize = 16;
+/// Most bytes of an operator notice's text.
+pub const MAX_NOTICE_BYTES: usize = 2000;
+/// Most notices answered to one [`crate::Request::Notices`] (the newest).
+pub const MAX_NOTICES: usize = 20;

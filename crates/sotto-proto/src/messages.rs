@@ -50,6 +50,21 @@ pub struct Hello {
     /// Largest file (encrypted blob) the server accepts, in bytes.
     #[serde(default)]
     pub max_blob_bytes: u64,
+    /// The server answers [`Request::Notices`] (older servers do not).
+    #[serde(default)]
+    pub notices: bool,
+}
+
+/// A notice from the server's operator to every user: plain text, not end
+/// to end encrypted, not part of any conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Increasing on this server.
+    pub id: u64,
+    /// What the operator wrote (at most [`crate::limits::MAX_NOTICE_BYTES`]).
+    pub text: String,
+    /// When it was written (ms since the Unix epoch).
+    pub sent_at: i64,
 }
 
 /// A client-to-server frame: a request with an id the response will carry.
@@ -378,6 +393,14 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+    /// The operator's notices after `after` (the newest few), and from now
+    /// on each new one as [`Push::Notice`] on this connection. Only a
+    /// client that asks gets them pushed, so older clients never meet the
+    /// push they would not understand.
+    Notices {
+        /// The highest notice id this device has.
+        after: u64,
+    },
 }
 
 /// A successful answer.
@@ -462,6 +485,11 @@ pub enum Response {
         /// The TLS-serialized link KeyPackage.
         #[serde(with = "serde_bytes")]
         key_package: Vec<u8>,
+    },
+    /// Operator notices, oldest first.
+    Notices {
+        /// The notices.
+        notices: Vec<Notice>,
     },
     /// This account's devices.
     Devices {

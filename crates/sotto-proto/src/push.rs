@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
-use crate::messages::{Delivery, DeviceRef, Hello, Response};
+use crate::messages::{Delivery, DeviceRef, Hello, Notice, Response};
 
 /// Something the server sends without being asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub enum Push {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+    /// A new notice from the operator (only to connections that sent
+    /// [`crate::Request::Notices`]).
+    Notice(Notice),
 }
 
 /// A server-to-client frame.

@@ -52,6 +52,10 @@ async fn handle(relay: &Relay, req: &Value) -> Value {
             relay.hub.kick_account(handle, ErrorBody::new(ErrorCode::Banned));
             json!({"kicked": before})
         }
+        Some("notices") => {
+            relay.hub.wake_notices();
+            json!({"connections": relay.hub.connections()})
+        }
         Some("stats") => json!({"connections": relay.hub.connections()}),
         _ => json!({"error": "unknown command"}),
     }

@@ -44,6 +44,8 @@ pub struct Pending {
     pub inbox: bool,
     /// The device's KeyPackage stock fell to this.
     pub key_packages_low: Option<u32>,
+    /// The operator wrote a notice.
+    pub notices: bool,
     /// Close the connection with this reason (ban, removal).
     pub kick: Option<ErrorBody>,
     /// Transient signals (typing indicators), encoded; a few at most: a
@@ -234,6 +236,13 @@ impl Hub {
     /// Tells a device its KeyPackage stock is low.
     pub fn key_packages_low(&self, device: &DeviceRef, remaining: u32) {
         self.each(std::slice::from_ref(device), |p| p.key_packages_low = Some(remaining));
+    }
+
+    /// Tells every live connection the operator wrote a notice (each that
+    /// asked for notices reads the new ones).
+    pub fn wake_notices(&self) {
+        let devices: Vec<DeviceRef> = self.devices.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        self.each(&devices, |p| p.notices = true);
     }
 
     /// Closes every connection of the account's devices.

@@ -47,6 +47,7 @@ fn real_main() -> Result<()> {
         Some(Command::Ban(h)) => rt.block_on(ban(&h, true)),
         Some(Command::Unban(h)) => rt.block_on(ban(&h, false)),
         Some(Command::Stats(d)) => rt.block_on(stats(&d.data)),
+        Some(Command::Announce(a)) => rt.block_on(announce(&a)),
         Some(Command::Config { action: ConfigAction::Check { file } }) => check_config(&file),
     }
 }

@@ -164,6 +164,7 @@ pub async fn serve(
         challenge: challenge.to_vec(),
         invite_only: !relay.config.open_registration,
         max_blob_bytes: relay.config.max_blob_bytes,
+        notices: true,
     };
     if send(&mut socket, &ServerMessage::Hello(hello)).await.is_err() {
         return;
@@ -185,9 +186,17 @@ pub async fn serve(
         a.authenticated();
     }
     tracing::debug!(device = %me, "logged in");
-    let _ = Session { relay: &relay, me, synced: false, sent_upto: HashMap::new(), welcome_upto: 0, remote }
-        .run(&mut socket)
-        .await;
+    let _ = Session {
+        relay: &relay,
+        me,
+        synced: false,
+        sent_upto: HashMap::new(),
+        welcome_upto: 0,
+        notices_upto: None,
+        remote,
+    }
+    .run(&mut socket)
+    .await;
 }
 
 async fn authenticate(socket: &mut WebSocket, relay: &Relay, challenge: &[u8]) -> Option<DeviceRef> {
@@ -245,6 +254,9 @@ struct Session<'a> {
     sent_upto: HashMap<Vec<u8>, u64>,
     /// Highest welcome id pushed on this connection.
     welcome_upto: u64,
+    /// Highest operator notice sent on this connection; `None` until the
+    /// client asked for notices (then new ones are pushed).
+    notices_upto: Option<u64>,
     /// The client's address.
     remote: std::net::SocketAddr,
 }
@@ -321,7 +333,13 @@ impl Session<'_> {
                                 while let Some((pid, result)) = inflight.next().await {
                                     self.answer(socket, &info, pid, result).await?;
                                 }
-                                if request == Request::Sync {
+                                if let Request::Notices { after } = request {
+                                    let notices = self
+                                        .store(move |s| s.notices_after(after, sotto_proto::limits::MAX_NOTICES))
+                                        .await?;
+                                    self.notices_upto = Some(notices.iter().map(|n| n.id).max().unwrap_or(after));
+                                    respond(socket, id, Ok(Response::Notices { notices })).await?;
+                                } else if request == Request::Sync {
                                     respond(socket, id, Ok(Response::Done)).await?;
                                     self.synced = true;
                                     self.drain_everything(socket).await?;
@@ -339,6 +357,9 @@ impl Session<'_> {
                     if let Some(reason) = pending.kick {
                         goodbye(socket, reason).await;
                         return Ok(());
+                    }
+                    if let (true, Some(after)) = (pending.notices, self.notices_upto) {
+                        self.push_notices(socket, after).await?;
                     }
                     if let Some(remaining) = pending.key_packages_low {
                         self.push(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
@@ -434,6 +455,16 @@ impl Session<'_> {
             let upto = self.sent_upto.entry(m.group_id.clone()).or_insert(0);
             *upto = (*upto).max(m.cursor);
             self.drain_group(socket, &m.group_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes the operator's notices this connection has not had.
+    async fn push_notices(&mut self, socket: &mut WebSocket, after: u64) -> Result<(), Gone> {
+        let notices = self.store(move |s| s.notices_after(after, sotto_proto::limits::MAX_NOTICES)).await?;
+        for n in notices {
+            self.notices_upto = Some(n.id);
+            self.push(socket, &ServerMessage::Push(Push::Notice(n))).await?;
         }
         Ok(())
     }

@@ -355,6 +355,14 @@ impl OperatorViews for Faulty {
     fn stats(&self) -> StoreResult<StoreStats> {
         self.inner.stats()
     }
+
+    fn add_notice(&self, text: &str, now: i64) -> StoreResult<u64> {
+        self.inner.add_notice(text, now)
+    }
+
+    fn notices_after(&self, after: u64, limit: usize) -> StoreResult<Vec<sotto_proto::Notice>> {
+        self.inner.notices_after(after, limit)
+    }
 }
 
 /// Every injected failure reaches the client as a retryable error, never

@@ -86,6 +86,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/describe text", "set this group's description"),
     ("/search text", "search all history (↑/↓ and Enter open a result)"),
     ("/members", "who is in this conversation (and who is admin)"),
+    ("/notices", "the server operator's notices (not end-to-end encrypted)"),
     ("/mute, /unmute", "no bell or hotlist for this conversation (mentions still call)"),
     ("/confirm @h DIGITS", "mark @h verified: the safety number they read out"),
     ("/trust @h", "accept @h's changed key"),
@@ -429,6 +430,10 @@ impl App {
                 Some(conversation) => Some(Command::Mute { conversation, muted: cmd == "/mute" }),
                 None => usage(self, "/mute (in a conversation)"),
             },
+            "/notices" => {
+                self.notice = Some(super::attention::operator_notices(&self.model.notices));
+                None
+            }
             "/members" => match self.model.current.clone() {
                 Some(conversation) => Some(Command::Members { conversation }),
                 None => usage(self, "/members (in a conversation)"),

@@ -304,7 +304,7 @@ fn the_whole_safety_number_shows_at_any_width_and_members_in_a_box() {
     let mut app = App::default();
     app.on_net(Event::Message(Box::new(msg("#crew", "bob", "hi", 1))));
     let number = "12345 67890 12345 67890 12345 67890 12345 67890 12345 67890 12345 67890";
-    let sn = Outcome::SafetyNumber { handle: "bob".into(), number: number.into() };
+    let sn = Outcome::SafetyNumber { handle: "bob".into(), number: number.into(), verified: false, key_changed: false };
     app.on_net(Event::Outcome { request: 1, outcome: sn });
     for width in [40u16, 60, 100] {
         let screen = drawn(&app, width, 24);

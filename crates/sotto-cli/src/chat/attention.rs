@@ -65,18 +65,26 @@ impl App {
                     self.alert = Some(format!("{who}: {}", text.chars().take(120).collect::<String>()));
                 }
             }
+            Event::ServerNotice { notice, fresh: true } => {
+                self.alert = Some(format!("notice from the server's operator: {}", notice.text.replace('\n', " ")));
+                self.notice = Some(operator_notices(std::slice::from_ref(notice)));
+            }
             Event::Outcome { outcome, .. } => match outcome {
-                Outcome::SafetyNumber { handle, number } => {
-                    self.notice = Some(Notice {
-                        title: format!(" safety number with @{handle} "),
-                        lines: vec![
-                            number.clone(),
-                            String::new(),
-                            format!("Compare it with what @{handle}'s screen shows, in person or on a call."),
-                            format!("If it is the same: /confirm @{handle} followed by the digits they read out."),
-                            "Esc closes this.".into(),
-                        ],
-                    })
+                Outcome::SafetyNumber { handle, number, verified, key_changed } => {
+                    let mut lines = vec![number.clone(), String::new()];
+                    if *key_changed {
+                        lines.push(format!("@{handle}'s key changed: messages with them wait until you accept it."));
+                        lines.push(format!("Compare this number with them first, then /trust @{handle}."));
+                    } else if *verified {
+                        lines.push(format!("@{handle} is verified: you compared this number before."));
+                    } else {
+                        lines.push(format!("Compare it with what @{handle}'s screen shows, in person or on a call."));
+                        lines.push(format!(
+                            "If it is the same: /confirm @{handle} followed by the digits they read out."
+                        ));
+                    }
+                    lines.push("Esc closes this.".into());
+                    self.notice = Some(Notice { title: format!(" safety number with @{handle} "), lines })
                 }
                 Outcome::Members { conversation, members } => {
                     let mut lines: Vec<String> = members.iter().map(|m| m.describe()).collect();
@@ -165,4 +173,27 @@ impl App {
             c.messages.get(first).map(|m| m.id.clone())
         });
     }
+}
+
+/// The box for notices from the server's operator: plainly marked as not
+/// from anyone in a conversation and not end-to-end encrypted.
+pub(super) fn operator_notices(notices: &[sotto_core::ServerNotice]) -> Notice {
+    let mut lines = vec![
+        "From the operator of this server, to everyone on it.".to_owned(),
+        "Not end-to-end encrypted: the server can read (and write) it.".to_owned(),
+        String::new(),
+    ];
+    if notices.is_empty() {
+        lines.push("No notices.".into());
+    }
+    for n in notices {
+        let when = chrono::DateTime::from_timestamp_millis(n.sent_at)
+            .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        lines.push(format!("{when}  {}", n.text.lines().next().unwrap_or_default()));
+        lines.extend(n.text.lines().skip(1).map(str::to_owned));
+    }
+    lines.push(String::new());
+    lines.push("/notices shows them again. Esc closes this.".into());
+    Notice { title: " server notice ".into(), lines }
 }

@@ -63,6 +63,22 @@ pub enum Command {
         #[serde(default = "yes")]
         muted: bool,
     },
+    /// Send again a text of this person's that was not sent (the server
+    /// refused it); it replaces the one that failed.
+    Retry {
+        /// The message's id (hex).
+        id: String,
+    },
+    /// Remember a front end's preference for this person on this device
+    /// (a draft, the notification switch, recent emoji) in the encrypted
+    /// profile; an empty value forgets it.
+    Preference {
+        /// Its name, e.g. `draft.@bob`, `notify`, `emoji.recent`.
+        name: String,
+        /// Its value.
+        #[serde(default)]
+        value: String,
+    },
     /// Who is in a conversation, and who of them is admin.
     Members {
         /// `@handle` or `#group`.

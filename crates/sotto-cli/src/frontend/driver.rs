@@ -11,12 +11,12 @@ use sotto_core::{Event as CoreEvent, Messenger};
 use tokio::sync::{mpsc, watch};
 
 use super::event::{DeviceEntry, RequestEntry};
-use super::local::{confirm, export, members, mute, search, trust, verify};
+use super::local::{confirm, export, members, mute, preference, retry, search, trust, verify};
 use super::{Command, Event, GroupChange, Link, Outcome, Request, Transfer};
 
 pub(super) type Events = mpsc::UnboundedSender<Event>;
 
-fn history(m: &Messenger, ev: &Events, conversation: &str) {
+pub(super) fn history(m: &Messenger, ev: &Events, conversation: &str) {
     if let Ok(messages) = m.history(conversation) {
         let _ = ev.send(Event::History { conversation: conversation.to_owned(), messages });
     }
@@ -65,6 +65,13 @@ fn forward(m: &Messenger, ev: &Events, events: Vec<CoreEvent>) {
             }
             CoreEvent::Warning { conversation, text } => {
                 let _ = ev.send(Event::Notice { conversation, text });
+            }
+            CoreEvent::Muted { conversation, muted } => {
+                let _ = ev.send(Event::Muted { conversation, muted });
+            }
+            CoreEvent::Notice(notice) => {
+                let _ = m.take_unshown_notices();
+                let _ = ev.send(Event::ServerNotice { notice, fresh: true });
             }
             CoreEvent::Profile { handle } => profile(m, ev, &handle),
             CoreEvent::Typing { conversation, handle, typing } => {
@@ -127,6 +134,12 @@ fn offline_command(m: &Messenger, ev: &Events, command: Command) -> Outcome {
         Command::Search { text, conversation } => search(m, text, conversation).unwrap_or_else(error),
         Command::Members { conversation } => members(m, conversation).unwrap_or_else(error),
         Command::Mute { conversation, muted } => mute(m, ev, conversation, muted).unwrap_or_else(error),
+        Command::Preference { name, value } => preference(m, ev, name, value).unwrap_or_else(error),
+        // Into the outbox; it goes when the connection returns.
+        Command::Retry { id } => match retry(m, ev, &id) {
+            Ok(conversation) => Outcome::Queued { conversation },
+            Err(e) => error(e),
+        },
         // Kept here and told to this account's other devices when the
         // connection returns.
         Command::Confirm { handle, digits } => confirm(m, handle, &digits).unwrap_or_else(error),
@@ -350,7 +363,20 @@ async fn run_command(
         }
         Command::Search { text, conversation } => search(m, text, conversation)?,
         Command::Members { conversation } => members(m, conversation)?,
-        Command::Mute { conversation, muted } => mute(m, ev, conversation, muted)?,
+        Command::Preference { name, value } => preference(m, ev, name, value)?,
+        Command::Retry { id } => {
+            let conversation = retry(m, ev, &id)?;
+            let sent = s.flush_outbox().await;
+            history(m, ev, &conversation);
+            sent.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            Outcome::Sent { conversation }
+        }
+        Command::Mute { conversation, muted } => {
+            let outcome = mute(m, ev, conversation, muted)?;
+            // This person's other devices hear of it now.
+            s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
+            outcome
+        }
         Command::Confirm { handle, digits } => {
             let outcome = confirm(m, handle, &digits)?;
             s.flush_outbox().await.map_err(|e| SessionError::Queued(Box::new(e)))?;
@@ -423,6 +449,16 @@ pub async fn run(
     }
     for c in m.contacts().unwrap_or_default() {
         profile(m, &ev, &c.handle);
+    }
+    // The operator's recent notices (they are kept in the profile; the
+    // newest show again at each start, marked as not encrypted).
+    for (name, value) in m.preferences().unwrap_or_default() {
+        let _ = ev.send(Event::Preference { name, value });
+    }
+    let unshown: Vec<u64> = m.take_unshown_notices().unwrap_or_default().iter().map(|n| n.id).collect();
+    for notice in m.notices(crate::frontend::model::NOTICES_SHOWN).unwrap_or_default() {
+        let fresh = unshown.contains(&notice.id);
+        let _ = ev.send(Event::ServerNotice { notice, fresh });
     }
     let mut backoff = Duration::from_secs(1);
     let mut first = true;

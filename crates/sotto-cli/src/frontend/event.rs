@@ -74,6 +74,10 @@ pub enum Outcome {
         handle: String,
         /// Grouped for reading aloud.
         number: String,
+        /// Compared before and confirmed.
+        verified: bool,
+        /// Their key changed: messages wait until it is accepted.
+        key_changed: bool,
     },
     /// A conversation was written to a file.
     Exported {
@@ -143,6 +147,11 @@ pub enum Outcome {
         /// The messages.
         hits: Vec<SearchHit>,
     },
+    /// A preference was kept (nothing to say about it).
+    Remembered {
+        /// Its name.
+        name: String,
+    },
     /// The message requests waiting.
     Requests {
         /// Oldest first.
@@ -178,7 +187,7 @@ impl Outcome {
             Self::Saved { path } => format!("saved {path}"),
             Self::Broadcast { count } => format!("broadcast to {count} contacts"),
             Self::GroupChanged { conversation, change } => format!("{change} {conversation}: done"),
-            Self::SafetyNumber { handle, number } => format!("safety number with @{handle}: {number}"),
+            Self::SafetyNumber { handle, number, .. } => format!("safety number with @{handle}: {number}"),
             Self::Exported { path } => format!("exported to {path}"),
             Self::Presence => "contacts: ● online, ○ offline (in the list on the left)".into(),
             Self::Signalled => String::new(),
@@ -223,6 +232,7 @@ impl Outcome {
                 other => format!("{other} in {conversation}: done"),
             },
             Self::RequestDeclined { conversation } => format!("declined {conversation}; its messages are deleted"),
+            Self::Remembered { .. } => String::new(),
             Self::Error { message } => format!("error: {message}"),
         }
     }
@@ -395,6 +405,14 @@ pub enum Event {
         /// Media type and bytes; `None` when it has none.
         picture: Option<(String, Vec<u8>)>,
     },
+    /// A front end's preference for this person on this device (sent for
+    /// each at start, then for each change; empty: forgotten).
+    Preference {
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
     /// A conversation is muted on this device, or not any more.
     Muted {
         /// Which.
@@ -440,6 +458,15 @@ pub enum Event {
         conversation: Option<String>,
         /// What.
         text: String,
+    },
+    /// A notice from the server's operator to every user: not end-to-end
+    /// encrypted, in no conversation; front ends show it apart and say so.
+    ServerNotice {
+        /// The notice.
+        notice: sotto_core::ServerNotice,
+        /// Not shown to this person before (front ends call attention to
+        /// it); older ones come again at each start, for reference.
+        fresh: bool,
     },
     /// How request N ended.
     Outcome {

@@ -65,6 +65,11 @@ pub fn event_json(ev: &Event) -> Value {
             json!({"type": "progress", "request": request, "transfer": transfer, "done": done, "total": total})
         }
         Event::Notice { conversation, text } => json!({"type": "notice", "conversation": conversation, "text": text}),
+        Event::Preference { name, value } => json!({"type": "preference", "name": name, "value": value}),
+        Event::ServerNotice { notice: n, fresh } => json!({
+            "type": "server_notice", "id": n.id, "text": n.text, "sent_at": n.sent_at,
+            "from": "operator", "encrypted": false, "fresh": fresh,
+        }),
         Event::Outcome { request, outcome } => json!({"type": "outcome", "request": request, "outcome": outcome}),
     }
 }

@@ -48,7 +48,9 @@ pub(super) fn search(m: &Messenger, text: String, conversation: Option<String>) 
 pub(super) fn verify(m: &Messenger, handle: &str) -> Result<Outcome, SessionError> {
     let handle = handle.trim_start_matches('@').to_owned();
     let n = m.safety_number(&handle)?;
-    Ok(Outcome::SafetyNumber { handle, number: sotto_core::trust::grouped(&n) })
+    let contact = m.contacts()?.into_iter().find(|c| c.handle == handle);
+    let (verified, key_changed) = contact.map(|c| (c.verified, c.key_changed)).unwrap_or_default();
+    Ok(Outcome::SafetyNumber { handle, number: sotto_core::trust::grouped(&n), verified, key_changed })
 }
 
 pub(super) fn export(m: &Messenger, conversation: &str) -> Result<Outcome, SessionError> {
@@ -72,4 +74,31 @@ pub(super) fn mute(
     m.set_muted(&conversation, muted)?;
     let _ = ev.send(Event::Muted { conversation: conversation.clone(), muted });
     Ok(Outcome::Changed { conversation, change: if muted { "mute" } else { "unmute" } })
+}
+
+/// Keeps a front end's preference in the profile; every front end is told.
+pub(super) fn preference(
+    m: &Messenger,
+    ev: &super::driver::Events,
+    name: String,
+    value: String,
+) -> Result<Outcome, SessionError> {
+    m.set_preference(&name, &value)?;
+    let _ = ev.send(Event::Preference { name: name.clone(), value });
+    Ok(Outcome::Remembered { name })
+}
+
+/// Puts a text that was not sent back in the outbox as a new message; the
+/// conversation's history is sent again (the failed one is gone from it).
+/// Returns the conversation.
+pub(super) fn retry(m: &Messenger, ev: &super::driver::Events, id_hex: &str) -> Result<String, SessionError> {
+    let id = hex::decode(id_hex.trim()).map_err(|_| SessionError::Other(format!("{id_hex:?} is not a message id")))?;
+    let conversation = m
+        .message(&id)?
+        .map(|msg| msg.conversation)
+        .ok_or_else(|| SessionError::Other("no such message on this device".into()))?;
+    m.retry(&id)?;
+    let _ = ev.send(Event::Removed { conversation: conversation.clone(), id });
+    super::driver::history(m, ev, &conversation);
+    Ok(conversation)
 }

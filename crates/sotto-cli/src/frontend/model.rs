@@ -63,7 +63,14 @@ pub struct Model {
     pub names: std::collections::HashMap<String, String>,
     /// People's pictures (media type, bytes), as they shared them.
     pub avatars: std::collections::HashMap<String, (String, Vec<u8>)>,
+    /// The newest notices from the server's operator, oldest first.
+    pub notices: Vec<sotto_core::ServerNotice>,
+    /// Front-end preferences kept in the profile (drafts and the like).
+    pub preferences: BTreeMap<String, String>,
 }
+
+/// How many operator notices a front end keeps at hand.
+pub const NOTICES_SHOWN: usize = 20;
 
 impl Model {
     /// Applies one event.
@@ -142,6 +149,21 @@ impl Model {
                     if let Some(c) = self.conversations.get_mut(&format!("@{h}")) {
                         c.online = on;
                     }
+                }
+            }
+            Event::Preference { name, value } => {
+                if value.is_empty() {
+                    self.preferences.remove(&name);
+                } else {
+                    self.preferences.insert(name, value);
+                }
+            }
+            Event::ServerNotice { notice: n, .. } => {
+                if !self.notices.iter().any(|x| x.id == n.id) {
+                    self.notices.push(n);
+                    self.notices.sort_by_key(|n| n.id);
+                    let over = self.notices.len().saturating_sub(NOTICES_SHOWN);
+                    self.notices.drain(..over);
                 }
             }
             Event::Notice { conversation, text } => {

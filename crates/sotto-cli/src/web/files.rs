@@ -111,6 +111,30 @@ async fn staged_file(path: &std::path::Path) -> std::io::Result<tokio::fs::File>
 #[derive(Deserialize)]
 pub(super) struct IdQuery {
     id: String,
+    /// Present (`view=1`): show the picture in the page instead of saving it.
+    view: Option<String>,
+}
+
+/// A picture's preview, from the message it came in (decrypted already:
+/// nothing is fetched).
+pub(super) async fn thumbnail(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<IdQuery>) -> Response {
+    guard!(s, headers, None);
+    let Ok(id) = hex::decode(&q.id) else {
+        return (StatusCode::BAD_REQUEST, "id: a message id in hex").into_response();
+    };
+    let jpeg = {
+        let app = s.model.lock().unwrap_or_else(|p| p.into_inner());
+        app.conversations.values().flat_map(|c| c.messages.iter()).find(|m| m.id == id).and_then(|m| match &m.body {
+            sotto_core::Body::File { file, .. } => file.thumbnail.as_ref().map(|t| t.jpeg.clone()),
+            _ => None,
+        })
+    };
+    let Some(jpeg) = jpeg else { return (StatusCode::NOT_FOUND, "that message has no preview").into_response() };
+    let mut r = Response::new(Body::from(jpeg));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    r
 }
 
 /// Fetches and verifies a received file, then hands it to the browser.
@@ -133,10 +157,27 @@ pub(super) async fn download(State(s): State<Arc<Shared>>, headers: HeaderMap, Q
     };
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    // Shown in the page only when its first bytes say it is a PNG, JPEG,
+    // GIF or WebP picture (never SVG, never what its name claims), and
+    // the browser is told not to guess otherwise.
+    let mut head = [0u8; 16];
+    let read = {
+        use tokio::io::AsyncReadExt;
+        let mut f = file;
+        let n = f.read(&mut head).await.unwrap_or(0);
+        match tokio::io::AsyncSeekExt::rewind(&mut f).await {
+            Ok(_) => (f, n),
+            Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file").into_response(),
+        }
+    };
+    let (file, n) = read;
+    let shown = if q.view.is_some() { sotto_core::content::image_type(&head[..n]) } else { None };
     let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"")) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(shown.unwrap_or("application/octet-stream")));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let disposition = if shown.is_some() { "inline" } else { "attachment" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{ascii}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r

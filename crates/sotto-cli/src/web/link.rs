@@ -32,7 +32,7 @@ pub(super) struct LinkForm {
 }
 
 /// The code as an SVG QR code, drawn by the `qrcode` crate (no script).
-fn qr_svg(code: &str) -> String {
+pub(super) fn qr_svg(code: &str) -> String {
     match qrcode::QrCode::new(code.as_bytes()) {
         Ok(q) => q.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build(),
         Err(_) => String::new(),

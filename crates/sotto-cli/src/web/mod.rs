@@ -78,7 +78,12 @@ impl Shared {
 fn outcome_response(id: u64, outcome: &Outcome) -> Response {
     let status =
         if matches!(outcome, Outcome::Error { .. }) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    (status, Json(json!({"request": id, "outcome": outcome}))).into_response()
+    let mut body = json!({"request": id, "outcome": outcome});
+    if let Outcome::SafetyNumber { number, .. } = outcome {
+        // The digits as a QR code, for the verification screen.
+        body["outcome"]["qr"] = json!(link::qr_svg(&number.replace(' ', "")));
+    }
+    (status, Json(body)).into_response()
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap, query_token: Option<&str>) -> bool {
@@ -161,7 +166,7 @@ macro_rules! guard {
 mod files;
 mod link;
 
-use files::{download, upload};
+use files::{download, thumbnail, upload};
 
 async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     guard!(s, headers, q.token.as_deref());
@@ -212,6 +217,7 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
         "me": app.me, "server": app.server,
         "link": app.link.clone().unwrap_or(crate::frontend::Link::Connecting),
         "conversations": conversations, "profiles": profiles, "people": people, "info": app.info,
+        "notices": app.notices, "preferences": app.preferences,
     }))
     .into_response()
 }
@@ -387,6 +393,7 @@ pub async fn run(first: std::rc::Rc<Messenger>, port: u16, open: bool, profiles:
         .route("/api/upload", post(upload))
         .route("/api/link", post(link::link))
         .route("/api/download", get(download))
+        .route("/api/thumbnail", get(thumbnail))
         .route("/api/export", get(export))
         .route("/api/events", get(event_stream))
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -269,3 +269,12 @@ pub fn finish_link(mut child: Child, mut out: BufReader<ChildStdout>) -> String 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
+
+/// Links `new` as another device of `existing`'s account; returns what
+/// the new device printed.
+pub fn link(new: &User, existing: &User, server: &Server, name: &str) -> String {
+    let (child, code, out) = start_link(new, server, name);
+    let added = existing.ok(&["device", "add", &code, "--yes"]);
+    assert!(added.contains(&format!("(\"{name}\")")), "{added}");
+    finish_link(child, out)
+}

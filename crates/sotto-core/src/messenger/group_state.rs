@@ -167,11 +167,18 @@ impl Messenger {
     /// counted in unread totals), or unmutes it. Kept in the encrypted
     /// profile: which conversations someone mutes says whom they talk to.
     pub fn set_muted(&self, conversation: &str, muted: bool) -> CoreResult<()> {
-        let n = self.conn.exec("UPDATE groups SET muted=? WHERE conversation=?", params![muted, conversation])?;
-        if n == 0 {
-            return Err(CoreError::NotFound(format!("no conversation {conversation}")));
-        }
-        Ok(())
+        self.tx(|me| {
+            let n = me.conn.exec("UPDATE groups SET muted=? WHERE conversation=?", params![muted, conversation])?;
+            if n == 0 {
+                return Err(CoreError::NotFound(format!("no conversation {conversation}")));
+            }
+            // This person's other devices mute it too (they know the
+            // conversation by its group, not by this device's name for it).
+            if let Some(group_id) = me.conversation_group(conversation)? {
+                me.tell_own_devices(Body::Mute { group_id: ByteBuf::from(group_id), muted })?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether a conversation is muted on this device.

@@ -145,6 +145,17 @@ pub enum Event {
         /// Typing now, or stopped.
         typing: bool,
     },
+    /// This person muted or unmuted a conversation on another of their
+    /// devices; it is now the same here.
+    Muted {
+        /// Which.
+        conversation: String,
+        /// Muted now, or no longer.
+        muted: bool,
+    },
+    /// The server's operator wrote to every user (not end-to-end
+    /// encrypted; in no conversation).
+    Notice(super::ServerNotice),
     /// Something the person should know (a marker is also in history).
     Warning {
         /// Where, if anywhere.

@@ -292,6 +292,27 @@ impl Messenger {
         self.prepare_content(conversation, &content)
     }
 
+    /// Sends again a text that was not sent (the server refused it, or the
+    /// device was out of the group then): a new message with the same
+    /// text (and the same reply) replaces it, in the outbox at once. Only
+    /// for texts; a file is sent again from its file.
+    pub fn retry(&self, id: &[u8]) -> CoreResult<OutboxItem> {
+        let m = self.message(id)?.ok_or_else(|| CoreError::NotFound("no such message on this device".into()))?;
+        if !m.outgoing || m.state != MessageState::NotSent {
+            return Err(CoreError::Invalid("only a message of yours that was not sent can be sent again".into()));
+        }
+        let Body::Text { text } = &m.body else {
+            return Err(CoreError::Invalid("only a text can be sent again this way; send the file again".into()));
+        };
+        let mut content = Content::text(self.new_id(), text, self.now())?;
+        content.in_reply_to = m.detail.reply_to.clone().map(ByteBuf::from);
+        self.tx(|me| {
+            let item = me.prepare_content(&m.conversation, &content)?;
+            me.conn.exec("DELETE FROM messages WHERE id=?", [id])?;
+            Ok(item)
+        })
+    }
+
     pub(crate) fn prepare_content(&self, conversation: &str, content: &Content) -> CoreResult<OutboxItem> {
         if let Some(handle) = conversation.strip_prefix('@') {
             if !content.body.is_control() && self.is_blocked(handle)? {

@@ -59,6 +59,15 @@ impl Messenger {
                 self.set_blocked(&handle, blocked)?;
                 Ok(vec![])
             }
+            Body::Mute { group_id, muted } => {
+                let conversation: Option<String> = self
+                    .conn
+                    .row("SELECT conversation FROM groups WHERE group_id=?", [group_id.as_slice()], |r| r.get(0))
+                    .optional()?;
+                let Some(conversation) = conversation.filter(|c| c != OWN_CONVERSATION) else { return Ok(vec![]) };
+                self.conn.exec("UPDATE groups SET muted=? WHERE conversation=?", params![muted, conversation])?;
+                Ok(vec![Event::Muted { conversation, muted }])
+            }
             Body::History { device_id, file, secret, days } if device_id == self.identity.device_id => {
                 self.set_setting("history_offer", &cbor(&HistoryOffer { file, secret, days }))?;
                 Ok(vec![])

@@ -145,6 +145,17 @@ CREATE TABLE IF NOT EXISTS own_devices(
     name TEXT NOT NULL,
     added_at INTEGER NOT NULL
 );
+-- Notices from a server's operator (not end-to-end encrypted, in no
+-- conversation), by server address and the server's id for them.
+CREATE TABLE IF NOT EXISTS server_notices(
+    server TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    shown INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(server, id)
+);
 CREATE TABLE IF NOT EXISTS outbox(
     client_id BLOB PRIMARY KEY,
     group_id BLOB NOT NULL,

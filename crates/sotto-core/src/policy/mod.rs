@@ -435,6 +435,7 @@ impl Policy {
                 }
             }
             Push::SyncDone => {}
+            Push::Notice(notice) => self.events.extend(m.receive_notices(vec![notice])?),
             Push::Signal { group_id, sender, payload } => {
                 self.events.extend(m.open_signal(&group_id, &sender, &payload));
             }

@@ -33,6 +33,10 @@ pub(crate) enum Command {
     Unban(HandleArg),
     /// What the server stores and how many are connected.
     Stats(DataArg),
+    /// Send a notice to every user: shown apart from conversations, marked
+    /// as from this server's operator and NOT end-to-end encrypted. Users
+    /// offline now get it when they next connect.
+    Announce(AnnounceArgs),
     /// Check a configuration file and explain each mistake.
     Config {
         #[command(subcommand)]
@@ -112,6 +116,14 @@ pub(crate) struct DataArg {
 pub(crate) struct HandleArg {
     /// The account.
     pub(crate) handle: String,
+    #[command(flatten)]
+    pub(crate) data: DataArg,
+}
+
+#[derive(Args)]
+pub(crate) struct AnnounceArgs {
+    /// The notice (plain text, at most 2000 bytes).
+    pub(crate) text: String,
     #[command(flatten)]
     pub(crate) data: DataArg,
 }

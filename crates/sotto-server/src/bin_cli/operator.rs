@@ -156,3 +156,21 @@ pub(crate) fn check_config(file: &Path) -> Result<()> {
         }
     }
 }
+
+pub(crate) async fn announce(a: &AnnounceArgs) -> Result<()> {
+    let store = existing_store(&a.data.data)?;
+    let text = a.text.trim();
+    let max = sotto_proto::limits::MAX_NOTICE_BYTES;
+    if text.is_empty() || text.len() > max {
+        bail!("a notice has 1 to {max} bytes of text (this one has {})", text.len());
+    }
+    let id = store.add_notice(text, now_ms())?;
+    match admin::request(&a.data.data, json!({"cmd": "notices"})).await {
+        Some(live) => println!(
+            "notice {id} sent: {} connected devices have it now; the others get it when they connect",
+            live["connections"]
+        ),
+        None => println!("notice {id} kept: the server is not running; users get it when they connect"),
+    }
+    Ok(())
+}

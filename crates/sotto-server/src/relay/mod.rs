@@ -332,6 +332,7 @@ impl Relay {
                 Err(ErrorBody::new(ErrorCode::AlreadyAuthenticated))
             }
             Request::Sync => Err(bad("sync is handled by the session")),
+            Request::Notices { .. } => Err(bad("notices are handled by the session")),
             Request::DeleteAccount => self.delete_account(me).await,
             Request::UploadKeyPackages { packages, last_resort } => {
                 self.upload_key_packages(me, packages, last_resort).await

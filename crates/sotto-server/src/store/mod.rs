@@ -459,7 +459,20 @@ pub trait OperatorViews: Send + Sync + 'static {
 
     /// Counts.
     fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Keeps an operator notice for every user; returns its id (ids only
+    /// grow, also after old notices are dropped). The newest
+    /// [`KEPT_NOTICES`] are kept.
+    fn add_notice(&self, text: &str, now: i64) -> StoreResult<u64>;
+
+    /// Notices with ids above `after`, oldest first, at most `limit` (the
+    /// newest ones when there are more).
+    fn notices_after(&self, after: u64, limit: usize) -> StoreResult<Vec<sotto_proto::Notice>>;
 }
+
+/// How many operator notices a store keeps (a device offline for longer
+/// than it takes the operator to write this many misses the oldest).
+pub const KEPT_NOTICES: u64 = 100;
 
 /// A whole backend: every domain. The relay holds an `Arc<dyn Store>`; a
 /// backend implements the five domain traits (each small, each with its

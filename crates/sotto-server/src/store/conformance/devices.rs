@@ -115,3 +115,28 @@ pub fn a_fetch_waits_for_the_welcome_into_the_group(s: &impl Store) {
         "then the log from the new join point"
     );
 }
+
+/// Operator notices: ids grow, a device gets what it has not seen, oldest
+/// first, only the newest when it asks for few; the store keeps a bounded
+/// number and never reuses an id; empty or oversized text is refused.
+pub fn operator_notices(s: &impl Store) {
+    assert!(s.notices_after(0, 10).unwrap().is_empty());
+    let a = s.add_notice("maintenance tonight at 22:00", NOW).unwrap();
+    let b = s.add_notice("back up", NOW + 1).unwrap();
+    assert!(b > a);
+    let all = s.notices_after(0, 10).unwrap();
+    assert_eq!(all.iter().map(|n| n.text.as_str()).collect::<Vec<_>>(), ["maintenance tonight at 22:00", "back up"]);
+    assert_eq!((all[1].id, all[1].sent_at), (b, NOW + 1));
+    assert_eq!(s.notices_after(a, 10).unwrap().len(), 1, "only what the device has not seen");
+    assert!(s.notices_after(b, 10).unwrap().is_empty());
+    assert!(matches!(s.add_notice("  ", NOW), Err(StoreError::Invalid(_))));
+    let long = "x".repeat(sotto_proto::limits::MAX_NOTICE_BYTES + 1);
+    assert!(matches!(s.add_notice(&long, NOW), Err(StoreError::Invalid(_))));
+    let mut last = b;
+    for i in 0..KEPT_NOTICES + 5 {
+        last = s.add_notice(&format!("n{i}"), NOW).unwrap();
+    }
+    let newest = s.notices_after(0, 3).unwrap();
+    assert_eq!(newest.iter().map(|n| n.id).collect::<Vec<_>>(), [last - 2, last - 1, last], "the newest, oldest first");
+    assert_eq!(s.notices_after(0, 1000).unwrap().len() as u64, KEPT_NOTICES, "a bounded number is kept");
+}

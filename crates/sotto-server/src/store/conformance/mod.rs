@@ -130,6 +130,10 @@ macro_rules! store_conformance {
             $crate::store::conformance::a_fetch_waits_for_the_welcome_into_the_group(&$make);
         }
         #[test]
+        fn operator_notices() {
+            $crate::store::conformance::operator_notices(&$make);
+        }
+        #[test]
         fn devices_are_added_capped_and_revoked_for_good() {
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
         }

@@ -76,4 +76,36 @@ impl OperatorViews for SqliteStore {
             })
         })
     }
+
+    fn add_notice(&self, text: &str, now: i64) -> StoreResult<u64> {
+        if text.trim().is_empty() || text.len() > sotto_proto::limits::MAX_NOTICE_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "a notice has 1 to {} bytes of text",
+                sotto_proto::limits::MAX_NOTICE_BYTES
+            )));
+        }
+        self.with_tx(|tx| {
+            tx.exec("INSERT INTO notices(text, created_at) VALUES(?,?)", rusqlite::params![text, now])
+                .map_err(backend)?;
+            let id = tx.last_insert_rowid();
+            tx.exec("DELETE FROM notices WHERE id <= ?", [id - KEPT_NOTICES as i64]).map_err(backend)?;
+            Ok(id as u64)
+        })
+    }
+
+    fn notices_after(&self, after: u64, limit: usize) -> StoreResult<Vec<sotto_proto::Notice>> {
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT id, text, created_at FROM notices WHERE id > ? ORDER BY id DESC LIMIT ?")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(rusqlite::params![after as i64, limit as i64], |r| {
+                    Ok(sotto_proto::Notice { id: r.get::<_, i64>(0)? as u64, text: r.get(1)?, sent_at: r.get(2)? })
+                })
+                .map_err(backend)?;
+            let mut list: Vec<sotto_proto::Notice> = rows.collect::<Result<_, _>>().map_err(backend)?;
+            list.reverse();
+            Ok(list)
+        })
+    }
 }

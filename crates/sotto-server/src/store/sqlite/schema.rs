@@ -156,6 +156,13 @@ CREATE TABLE IF NOT EXISTS blob_readers(
 );
 -- The groups a blob was shared with: a blob shared only with groups that
 -- have a disappearing timer goes with the timer.
+-- Operator notices to every user (`sotto-server announce`); AUTOINCREMENT
+-- so an id is never reused after old ones are dropped.
+CREATE TABLE IF NOT EXISTS notices(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS blob_groups(
     blob_id BLOB NOT NULL,
     group_id BLOB NOT NULL,
