@@ -143,12 +143,19 @@ function renderConversations() {
   }));
 }
 
+// What this person wrote that waits to be sent, by message id.
+const waiting = new Set();
+let lastLink = null;
 function showLink(link) {
+  lastLink = link;
   $('link').textContent = link.state === 'online' ? 'online' : link.state === 'reconnecting' ? 'reconnecting…' : 'connecting…';
-  // Offline said plainly, and gone by itself when the connection is back.
+  // Offline said plainly, with what waits, and gone by itself when the
+  // connection is back.
   const banner = $('banner');
   if (link.state === 'reconnecting') {
-    banner.textContent = `Offline: ${link.reason}. What you send waits on this computer and goes when the connection returns.`;
+    const n = waiting.size;
+    const what = n === 0 ? 'What you send waits' : n === 1 ? '1 message waits' : `${n} messages wait`;
+    banner.textContent = `Offline: ${link.reason}. ${what} on this computer and ${n === 1 ? 'goes' : 'go'} when the connection returns.`;
     banner.hidden = false;
   } else {
     banner.hidden = true;
@@ -268,6 +275,8 @@ async function refresh() {
   state = await api('/api/state');
   loaded = true;
   prefs = { ...(state.preferences || {}) };
+  waiting.clear();
+  for (const id of state.waiting || []) waiting.add(id);
   applyNotifyPref();
   recentEmoji.splice(0, recentEmoji.length, ...(prefs['emoji.recent'] || '').split(' ').filter(Boolean));
   notices = state.notices || [];
@@ -755,18 +764,41 @@ async function open(name, show = true) {
 }
 
 // The "new messages" line above the first unread one, and a button to
-// it when it is out of sight.
+// it when it is out of sight, also when it is on a page not loaded yet
+// (more unread than a page holds): the button fetches pages up to it.
+let unreadAtOpen = 0;
 function markNew(unread) {
+  unreadAtOpen = unread;
+  $('to-new').textContent = '↑ new messages';
   if (!unread) return;
   const incoming = [...document.querySelectorAll('#messages li.in[data-id]')];
-  const first = incoming[Math.max(0, incoming.length - unread)];
-  if (!first) return;
-  const line = el('li', { class: 'new-line', id: 'new-line' }, 'new messages');
-  first.before(line);
-  const ol = $('messages');
-  if (line.offsetTop < ol.scrollTop) $('to-new').hidden = false;
+  if (incoming.length < unread && moreHistory) {
+    $('to-new').textContent = `↑ ${unread} new messages`;
+    $('to-new').hidden = false;
+    return;
+  }
+  placeNewLine(incoming, unread);
+  const line = $('new-line');
+  if (line && line.offsetTop < $('messages').scrollTop) $('to-new').hidden = false;
 }
-$('to-new').addEventListener('click', () => {
+function placeNewLine(incoming, unread) {
+  const first = incoming[Math.max(0, incoming.length - unread)];
+  if (!first || $('new-line')) return;
+  first.before(el('li', { class: 'new-line', id: 'new-line' }, 'new messages'));
+}
+$('to-new').addEventListener('click', async () => {
+  const name = current;
+  $('to-new').disabled = true;
+  try {
+    const count = () => document.querySelectorAll('#messages li.in[data-id]').length;
+    while (!$('new-line') && moreHistory && count() < unreadAtOpen && current === name) await loadOlder();
+  } catch (e) {
+    showError(e);
+  } finally {
+    $('to-new').disabled = false;
+  }
+  if (current !== name) return;
+  placeNewLine([...document.querySelectorAll('#messages li.in[data-id]')], unreadAtOpen);
   $('new-line')?.scrollIntoView({ block: 'start' });
   $('to-new').hidden = true;
 });
@@ -774,22 +806,28 @@ $('to-new').addEventListener('click', () => {
 // Older pages of history as the reader scrolls up: the reader stays on
 // the message they were reading.
 let loadingOlder = false;
+async function loadOlder() {
+  const first = $('messages').querySelector('li[data-id]');
+  // A page already on its way: wait for it (a caller looping on this
+  // must not spin).
+  if (loadingOlder) return new Promise((r) => setTimeout(r, 50));
+  if (!first || !moreHistory || !current) return;
+  loadingOlder = true;
+  const name = current;
+  try {
+    const h = await api(`/api/history?c=${encodeURIComponent(name)}&before=${encodeURIComponent(first.dataset.id)}`);
+    if (current !== name) return;
+    moreHistory = h.more;
+    prependMessages(h.messages);
+  } finally {
+    loadingOlder = false;
+  }
+}
 $('messages').addEventListener('scroll', () => {
   const ol = $('messages');
   if (!$('to-new').hidden && $('new-line') && $('new-line').offsetTop >= ol.scrollTop) $('to-new').hidden = true;
-  if (ol.scrollTop > 300 || !moreHistory || loadingOlder || !current) return;
-  const first = ol.querySelector('li[data-id]');
-  if (!first) return;
-  loadingOlder = true;
-  const name = current;
-  api(`/api/history?c=${encodeURIComponent(name)}&before=${encodeURIComponent(first.dataset.id)}`)
-    .then((h) => {
-      if (current !== name) return;
-      moreHistory = h.more;
-      prependMessages(h.messages);
-    })
-    .catch(showError)
-    .finally(() => { loadingOlder = false; });
+  if (ol.scrollTop > 300) return;
+  loadOlder().catch(showError);
 });
 
 // --- sending ----------------------------------------------------------
@@ -1166,6 +1204,9 @@ events.onmessage = (e) => {
   switch (ev.type) {
     case 'message': {
       const m = ev.message;
+      if (m.outgoing && m.state === 'pending' && m.kind !== 'reaction' && m.kind !== 'receipt') waiting.add(m.id);
+      else if (waiting.delete(m.id) && lastLink) showLink(lastLink);
+      if (waiting.has(m.id) && lastLink) showLink(lastLink);
       const c = conversationEntry(m.conversation);
       state.conversations = [c, ...state.conversations.filter((x) => x !== c)];
       const at = Date.parse(m.sent_at);

@@ -192,6 +192,14 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
             })
         })
         .collect();
+    // What this person wrote that waits to be sent (shown while offline).
+    let waiting: Vec<String> = app
+        .conversations
+        .values()
+        .flat_map(|c| c.messages.iter())
+        .filter(|m| m.outgoing && m.state == sotto_core::MessageState::Pending && !m.detail.annotation)
+        .map(|m| hex::encode(&m.id))
+        .collect();
     let profiles: Vec<Value> = s.profiles.iter().map(|(n, d)| json!({"name": n, "detail": d})).collect();
     // People's names and pictures, as the `profile` event carries them.
     let mut people: Vec<Value> = app
@@ -217,7 +225,7 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
         "me": app.me, "server": app.server,
         "link": app.link.clone().unwrap_or(crate::frontend::Link::Connecting),
         "conversations": conversations, "profiles": profiles, "people": people, "info": app.info,
-        "notices": app.notices, "preferences": app.preferences,
+        "notices": app.notices, "preferences": app.preferences, "waiting": waiting,
     }))
     .into_response()
 }
