@@ -16,6 +16,7 @@ mod proxy;
 mod relay;
 mod search;
 mod soak;
+mod thumbnail;
 
 use std::time::Duration;
 
@@ -176,6 +177,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<std::path::PathBuf>,
     },
+    /// Making a picture's preview on the sender's side, for camera sizes.
+    Thumbnail {
+        /// Runs per size (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     Devices {
         /// Texts sent in each one-to-one.
         #[arg(long, default_value_t = 500)]
@@ -325,6 +332,15 @@ fn main() -> Result<()> {
             for (q, hits, ms, cli_ms) in &r.queries {
                 let cli = cli_ms.map(|ms| format!(" cli_ms={ms:.1}")).unwrap_or_default();
                 println!("query={q:?} hits={hits} in_process_ms={ms:.2}{cli}");
+            }
+            Ok(())
+        }
+        Command::Thumbnail { runs } => {
+            for r in thumbnail::run(runs)? {
+                println!(
+                    "thumbnail {}x{} source_bytes={} median_ms={:.1} preview_bytes={}",
+                    r.width, r.height, r.source_bytes, r.median_ms, r.preview_bytes
+                );
             }
             Ok(())
         }

@@ -169,7 +169,7 @@ pub fn message_line(m: &StoredMessage) -> String {
     }
     let mut mark = match m.state {
         MessageState::Pending => " (not yet sent)".to_owned(),
-        MessageState::NotSent => " (not sent: you were removed from the conversation first)".to_owned(),
+        MessageState::NotSent => " (not sent: it did not reach the conversation)".to_owned(),
         _ => String::new(),
     };
     if m.detail.edited_at.is_some() {

@@ -345,7 +345,7 @@ fn replies_reactions_edits_deletes_receipts_and_typing_in_the_terminal_ui() {
 #[test]
 fn hotlist_search_members_safety_numbers_and_new_groups_in_a_narrow_terminal_ui() {
     let root = tempfile::tempdir().unwrap();
-    let (_server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
+    let (server, u) = server_with(root.path(), &["alice", "bob", "carol"]);
     let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
     alice.ok(&["send", "@bob", "the kayak trip is on saturday"]);
     // 50 columns: no conversation list on the left.
@@ -390,4 +390,19 @@ fn hotlist_search_members_safety_numbers_and_new_groups_in_a_narrow_terminal_ui(
     tui.keys(&["Enter"]);
     let s = tui.wait_for("found in @alice");
     assert!(s.contains("the kayak trip is on saturday"), "{s}");
+
+    // A notice from the server's operator: in a box of its own, marked as
+    // not end-to-end encrypted; /notices shows it again.
+    let out = std::process::Command::new(server_bin())
+        .args(["announce", "Upgrade tonight at 22:00", "--data", server.data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = tui.wait_for("Upgrade tonight at 22:00");
+    assert!(s.contains("server notice") && s.contains("Not end-to-end"), "{s}");
+    tui.keys(&["Escape"]);
+    tui.line("/notices");
+    let s = tui.wait_for("/notices shows them again");
+    assert!(s.contains("Upgrade tonight at 22:00"), "{s}");
+    tui.keys(&["Escape"]);
 }

@@ -87,6 +87,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/search text", "search all history (↑/↓ and Enter open a result)"),
     ("/members", "who is in this conversation (and who is admin)"),
     ("/notices", "the server operator's notices (not end-to-end encrypted)"),
+    ("/retry", "send again your newest text here that was not sent"),
     ("/mute, /unmute", "no bell or hotlist for this conversation (mentions still call)"),
     ("/confirm @h DIGITS", "mark @h verified: the safety number they read out"),
     ("/trust @h", "accept @h's changed key"),
@@ -433,6 +434,22 @@ impl App {
             "/notices" => {
                 self.notice = Some(super::attention::operator_notices(&self.model.notices));
                 None
+            }
+            "/retry" => {
+                let failed = self.model.current.as_ref().and_then(|c| self.model.conversations.get(c)).and_then(|c| {
+                    c.messages.iter().rev().find(|m| {
+                        m.outgoing
+                            && m.state == sotto_core::MessageState::NotSent
+                            && matches!(m.body, sotto_core::Body::Text { .. })
+                    })
+                });
+                match failed {
+                    Some(m) => Some(Command::Retry { id: hex::encode(&m.id) }),
+                    None => {
+                        self.model.info = "nothing here waits for a retry: every text of yours was sent".into();
+                        None
+                    }
+                }
             }
             "/members" => match self.model.current.clone() {
                 Some(conversation) => Some(Command::Members { conversation }),

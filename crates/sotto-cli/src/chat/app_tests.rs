@@ -357,3 +357,34 @@ fn a_muted_conversation_rings_only_for_a_mention() {
     assert_eq!(out, b"\x07", "a mention still calls");
     assert_eq!(app.hotlist(), vec![("#crew".into(), 2, true)]);
 }
+
+#[test]
+fn a_text_not_sent_is_marked_and_retry_sends_it_again_and_operator_notices_show_apart() {
+    let mut app = App::default();
+    app.on_net(Event::Message(Box::new(msg("#crew", "bob", "hi", 1))));
+    typed(&mut app, "/retry");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None, "nothing to retry");
+    assert!(app.model.info.contains("nothing here waits for a retry"), "{}", app.model.info);
+    let mut failed = msg("#crew", "me", "see you at eight", 2);
+    failed.state = sotto_core::MessageState::NotSent;
+    app.on_net(Event::Message(Box::new(failed)));
+    assert!(drawn(&app, 80, 20).contains("not sent"), "{}", drawn(&app, 80, 20));
+    typed(&mut app, "/retry");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), Some(Command::Retry { id: "02".into() }));
+
+    let notice = sotto_core::ServerNotice { id: 1, text: "Upgrade at 22:00".into(), sent_at: 1_700_000_000_000 };
+    app.on_net(Event::ServerNotice { notice: notice.clone(), fresh: false });
+    assert!(app.notice.is_none(), "an old notice shown before does not pop up again");
+    app.on_net(Event::ServerNotice { notice: sotto_core::ServerNotice { id: 2, ..notice }, fresh: true });
+    let screen = drawn(&app, 60, 20);
+    assert!(screen.contains("server notice") && screen.contains("Not end-to-end encrypted"), "{screen}");
+    assert!(screen.contains("Upgrade at 22:00"), "{screen}");
+    app.on_key(key(KeyCode::Esc));
+    typed(&mut app, "/notices");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.model.notices.len(), 2);
+    assert!(app
+        .notice
+        .as_ref()
+        .is_some_and(|n| n.lines.iter().filter(|l| l.contains("Upgrade at 22:00")).count() == 2));
+}

@@ -118,7 +118,7 @@ fn message_rows(app: &App, width: usize) -> (Vec<Line<'static>>, Option<usize>) 
             (_, "read") => " ✓✓ read".to_owned(),
             (_, "delivered") => " ✓✓".to_owned(),
             (MessageState::Sent, _) => " ✓".to_owned(),
-            (MessageState::NotSent, _) => " ✗ not sent (you were removed)".to_owned(),
+            (MessageState::NotSent, _) => " ✗ not sent (/retry sends it again)".to_owned(),
             _ => String::new(),
         };
         if m.detail.edited_at.is_some() && !m.detail.deleted {
