@@ -46,10 +46,7 @@ fn a_picture_arrives_with_a_small_preview_inside_the_message_and_other_files_wit
 }
 
 fn announce(server: &Server, text: &str) -> std::process::Output {
-    std::process::Command::new(server_bin())
-        .args(["announce", text, "--data", server.data.to_str().unwrap()])
-        .output()
-        .unwrap()
+    announce_at(&server.data, text)
 }
 
 #[test]

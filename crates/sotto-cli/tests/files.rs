@@ -198,10 +198,17 @@ fn hostile_names_limits_and_strangers() {
     let id = file_id(&got);
     let saved = PathBuf::from(bob.ok(&["download", &id]).trim().strip_prefix("saved: ").unwrap());
     assert_eq!(saved, bob.profile.join("downloads").join("[31mredline.txt"));
-    // Downloading again never overwrites: the server already forgot it, so
-    // it fails, and the first copy is untouched.
-    assert!(!bob.run(&["download", &id]).status.success());
+    // Downloading again gives the copy already there (checked against the
+    // file's hash), not a second one.
+    let again = bob.ok(&["download", &id]);
+    assert_eq!(again.trim().strip_prefix("saved: "), saved.to_str());
     assert!(same_bytes(&nasty, &saved));
+    assert_eq!(std::fs::read_dir(saved.parent().unwrap()).unwrap().count(), 1, "one copy");
+    // A copy that changed is not the file: the server already forgot it,
+    // so the download fails, and the changed copy is never overwritten.
+    std::fs::write(&saved, b"changed by hand").unwrap();
+    assert!(!bob.run(&["download", &id]).status.success());
+    assert_eq!(std::fs::read(&saved).unwrap(), b"changed by hand");
     // -o to an existing file is refused.
     alice.ok(&["send", "@bob", "--file", nasty.to_str().unwrap()]);
     let id2 = file_id(&bob.receive_json());
