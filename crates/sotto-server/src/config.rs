@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub struct FileConfig {
     /// Data directory.
     pub data: Option<PathBuf>,
+    /// Where the state lives: absent for the embedded SQLite in the data
+    /// directory, or a PostgreSQL connection string shared by every node.
+    pub store: Option<String>,
     /// Listen address.
     pub listen: Option<String>,
     /// Anyone may register.
@@ -72,6 +75,9 @@ pub struct FileConfig {
 pub struct Settings {
     /// Data directory.
     pub data: PathBuf,
+    /// A PostgreSQL connection string (`postgresql://...`), or `None` for
+    /// the embedded SQLite store.
+    pub store: Option<String>,
     /// Listen address.
     pub listen: SocketAddr,
     /// Anyone may register.
@@ -124,6 +130,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             data: PathBuf::from("./sotto-data"),
+            store: None,
             listen: "0.0.0.0:7443".parse().expect("address"),
             open_registration: false,
             public_host: None,
@@ -178,6 +185,12 @@ impl Settings {
         };
         if let Some(v) = &f.data {
             self.data = v.clone();
+        }
+        if let Some(v) = &f.store {
+            match store_url(v) {
+                Ok(url) => self.store = url,
+                Err(e) => errors.push(e),
+            }
         }
         if let Some(a) = addr("listen", &f.listen, &mut errors) {
             self.listen = a;
@@ -308,9 +321,32 @@ pub fn check(text: &str) -> Result<Settings, Vec<String>> {
     Settings::default().apply(&parse(text)?)
 }
 
+/// What `store` (in the file or `--store`) says: `sqlite` (or empty) for
+/// the embedded store, a `postgresql://` or `postgres://` URL, or a
+/// key=value connection string with `host=`.
+pub fn store_url(v: &str) -> Result<Option<String>, String> {
+    let v = v.trim();
+    if v.is_empty() || v == "sqlite" {
+        return Ok(None);
+    }
+    if v.starts_with("postgresql://") || v.starts_with("postgres://") || v.contains("host=") {
+        return Ok(Some(v.to_owned()));
+    }
+    Err(format!("store = {v:?}: use \"sqlite\" or a PostgreSQL address such as postgresql://sotto@db.example/sotto"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_is_sqlite_or_a_postgresql_address() {
+        assert_eq!(check("store = \"sqlite\"\n").unwrap().store, None);
+        let s = check("store = \"postgresql://sotto@db.example/sotto\"\n").unwrap();
+        assert_eq!(s.store.as_deref(), Some("postgresql://sotto@db.example/sotto"));
+        let e = check("store = \"mysql://x\"\n").unwrap_err().join(" ");
+        assert!(e.contains("PostgreSQL address"), "{e}");
+    }
 
     #[test]
     fn good_file_applies_and_mistakes_are_each_named() {
@@ -339,3 +375,4 @@ mod tests {
         assert!(errs[1].contains("largest frame"), "{errs:?}");
     }
 }
+

@@ -67,6 +67,9 @@ fn settings(args: &RunArgs) -> Result<Settings> {
     if let Some(v) = &args.data {
         s.data = v.clone();
     }
+    if let Some(v) = &args.store {
+        s.store = config::store_url(v).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+    }
     if let Some(v) = args.listen {
         s.listen = v;
     }
@@ -204,7 +207,10 @@ async fn run(args: RunArgs) -> Result<()> {
         max_devices: s.max_devices,
         ..Default::default()
     };
-    let node = Node::open(&s.data, config, server_id)?;
+    let node = match &s.store {
+        None => Node::open(&s.data, config, server_id)?,
+        Some(url) => tokio::task::block_in_place(|| Node::open_postgres(url, &s.data, config, server_id))?,
+    };
     let relay = node.relay();
     let metrics = match s.metrics_listen {
         Some(addr) => Some(

@@ -92,6 +92,17 @@ impl Node {
         Ok(node)
     }
 
+    /// A node on a PostgreSQL store shared with other nodes (blocks while
+    /// it connects and migrates: call it outside async code, or in
+    /// `block_in_place`). `data` still holds this node's own files.
+    pub fn open_postgres(url: &str, data: &Path, config: RelayConfig, server_id: Vec<u8>) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(data).map_err(|source| DataDirError::Io { path: data.to_owned(), source })?;
+        data_dir::private(data, 0o700)?;
+        let store =
+            crate::store::PgStore::open(url).map_err(|source| NodeError::Store { dir: data.to_owned(), source })?;
+        Self::with_store(Arc::new(store), data, config, server_id)
+    }
+
     /// A node on any store (a test's fault-injecting one, another backend).
     pub fn with_store(
         store: Arc<dyn Store>,

@@ -61,6 +61,10 @@ pub(crate) struct RunArgs {
     /// Data directory (database, TLS key, files) [default: ./sotto-data].
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
+    /// Keep the state in PostgreSQL (postgresql://user@host/db), shared by
+    /// several nodes, instead of the embedded SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: Option<String>,
     /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:7443].
     #[arg(long)]
     pub(crate) listen: Option<SocketAddr>,

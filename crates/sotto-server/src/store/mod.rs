@@ -8,11 +8,15 @@
 //! durable. The relay acknowledges a client only after that.
 
 pub mod conformance;
+pub mod pg;
+mod queued;
+mod roles;
 pub mod sqlite;
 
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 use std::sync::Arc;
 
+pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in a store call. The domain variants map one to one

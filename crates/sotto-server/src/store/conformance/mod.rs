@@ -138,6 +138,143 @@ macro_rules! store_conformance {
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
         }
     };
+    // A backend that may be missing on this machine: each test first asks
+    // `$ready` (which says why it skips).
+    ($make:expr, if $ready:expr) => {
+        #[test]
+        fn registration_and_invites() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::registration_and_invites(&$make);
+        }
+        #[test]
+        fn key_packages_are_claimed_once() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::key_packages_are_claimed_once(std::sync::Arc::new($make));
+        }
+        #[test]
+        fn concurrent_appends() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::concurrent_appends(std::sync::Arc::new($make));
+        }
+        #[test]
+        fn group_log_rules() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::group_log_rules(&$make);
+        }
+        #[test]
+        fn ack_then_delete() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::ack_then_delete(&$make);
+        }
+        #[test]
+        fn removed_member_reads_nothing() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::removed_member_reads_nothing(&$make);
+        }
+        #[test]
+        fn presence_follows_acceptance() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::presence_follows_acceptance(&$make);
+        }
+        #[test]
+        fn leaving() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::leaving(&$make);
+        }
+        #[test]
+        fn who_is_woken_follows_membership() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::who_is_woken_follows_membership(&$make);
+        }
+        #[test]
+        fn blobs() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::blobs(&$make);
+        }
+        #[test]
+        fn one_copy_of_a_device_at_a_time() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::one_copy_of_a_device_at_a_time(&$make);
+        }
+        #[test]
+        fn operator_views() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::operator_views(&$make);
+        }
+        #[test]
+        fn retention() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::retention(&$make);
+        }
+        #[test]
+        fn roles_in_named_groups() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::roles_in_named_groups(&$make);
+        }
+        #[test]
+        fn group_retention() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::group_retention(&$make);
+        }
+        #[test]
+        fn welcome_ids_are_never_handed_out_twice() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::welcome_ids_are_never_handed_out_twice(&$make);
+        }
+        #[test]
+        fn a_fetch_waits_for_the_welcome_into_the_group() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::a_fetch_waits_for_the_welcome_into_the_group(&$make);
+        }
+        #[test]
+        fn operator_notices() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::operator_notices(&$make);
+        }
+        #[test]
+        fn devices_are_added_capped_and_revoked_for_good() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
+        }
+    };
 }
 
 /// Data written through one store value is there after reopening with `open`.

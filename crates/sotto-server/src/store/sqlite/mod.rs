@@ -20,8 +20,9 @@ mod operator;
 mod schema;
 mod writer;
 
+use super::queued::OwnedMessage;
 use schema::SCHEMA;
-use writer::{writer, Job, OwnedMessage};
+use writer::{writer, Job};
 
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
 /// writers anyway, and one connection makes every call one transaction with

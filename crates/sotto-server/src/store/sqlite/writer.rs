@@ -6,52 +6,9 @@ use super::*;
 
 /// An append waiting for the writer.
 pub(super) struct Job {
-    pub(super) msg: OwnedMessage,
+    pub(super) msg: crate::store::queued::OwnedMessage,
     pub(super) now: i64,
     pub(super) reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
-}
-
-/// A [`NewMessage`] that owns its bytes, to cross to the writer thread.
-pub(super) struct OwnedMessage {
-    pub(super) group_id: Vec<u8>,
-    pub(super) sender: DeviceRef,
-    pub(super) epoch: u64,
-    pub(super) kind: MessageKind,
-    pub(super) client_id: Vec<u8>,
-    pub(super) payload: Vec<u8>,
-    pub(super) added: Vec<DeviceRef>,
-    pub(super) removed: Vec<DeviceRef>,
-    pub(super) welcome: Option<Vec<u8>>,
-}
-
-impl OwnedMessage {
-    pub(super) fn new(m: &NewMessage<'_>) -> Self {
-        Self {
-            group_id: m.group_id.to_vec(),
-            sender: m.sender.clone(),
-            epoch: m.epoch,
-            kind: m.kind,
-            client_id: m.client_id.to_vec(),
-            payload: m.payload.to_vec(),
-            added: m.added.to_vec(),
-            removed: m.removed.to_vec(),
-            welcome: m.welcome.map(<[u8]>::to_vec),
-        }
-    }
-
-    pub(super) fn view(&self) -> NewMessage<'_> {
-        NewMessage {
-            group_id: &self.group_id,
-            sender: &self.sender,
-            epoch: self.epoch,
-            kind: self.kind,
-            client_id: &self.client_id,
-            payload: &self.payload,
-            added: &self.added,
-            removed: &self.removed,
-            welcome: self.welcome.as_deref(),
-        }
-    }
 }
 
 /// Most appends committed together.
@@ -295,12 +252,8 @@ pub(super) fn append_in(
     Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
 }
 
-/// In a group with roles, a commit from someone who is not an admin may
-/// not remove another person who is still in the group, nor add someone
-/// new unless the group lets members add. Devices of the committer's own
-/// account, and new devices of people already in the group, are theirs to
-/// add or remove; people who left are no longer routed, so removing their
-/// leftover devices is anyone's.
+/// In a group with roles, a commit's changes must be the committer's to
+/// make ([`crate::store::roles::commit_allowed`]).
 fn check_roles(tx: &Connection, m: &NewMessage<'_>, members: &[DeviceRef]) -> StoreResult<()> {
     let policy: Option<bool> = tx
         .row("SELECT members_can_add FROM group_policy WHERE group_id=?", [m.group_id], |r| r.get(0))
@@ -314,16 +267,5 @@ fn check_roles(tx: &Connection, m: &NewMessage<'_>, members: &[DeviceRef]) -> St
             |r| r.get(0),
         )
         .map_err(backend)?;
-    if admin {
-        return Ok(());
-    }
-    if m.removed.iter().any(|d| d.handle != m.sender.handle && members.contains(d)) {
-        return Err(StoreError::NotAdmin("only an admin of this group can remove people from it".into()));
-    }
-    let someone_new =
-        m.added.iter().any(|d| d.handle != m.sender.handle && !members.iter().any(|x| x.handle == d.handle));
-    if someone_new && !members_can_add {
-        return Err(StoreError::NotAdmin("only an admin of this group can add people to it".into()));
-    }
-    Ok(())
+    crate::store::roles::commit_allowed(m, members, admin, members_can_add)
 }

@@ -1,0 +1,278 @@
+//! The PostgreSQL store, for several server nodes sharing one database
+//! (`sotto-server --store postgresql://...`). PostgreSQL is the durable,
+//! ordered log: every rule that must hold across nodes (one sequence per
+//! group, the first commit of an epoch wins, a KeyPackage is claimed once)
+//! is decided by the database with row locks, never by a node's memory.
+//!
+//! The trait is synchronous, as for SQLite: the relay calls it from
+//! blocking threads. The `postgres` crate's client (a small runtime of
+//! its own around `tokio-postgres`) fits that; `r2d2` keeps the pool.
+
+use std::sync::mpsc;
+
+use ::postgres::{NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use sha2::{Digest, Sha256};
+use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
+
+use super::*;
+
+mod accounts;
+mod blobs;
+mod group_log;
+mod key_packages;
+mod operator;
+mod schema;
+mod writer;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// PostgreSQL-backed [`Store`].
+pub struct PgStore {
+    pool: Pool,
+    /// Appends go through one writer thread per node that commits what is
+    /// queued in one transaction (one commit for many acknowledged
+    /// messages), as the SQLite store does.
+    jobs: mpsc::Sender<writer::Job>,
+}
+
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn invite_hash(code: &str) -> Vec<u8> {
+    Sha256::digest(code.trim().as_bytes()).to_vec()
+}
+
+fn kind_code(kind: MessageKind) -> i16 {
+    match kind {
+        MessageKind::Commit => 1,
+        MessageKind::Application => 2,
+    }
+}
+
+fn kind_from(code: i16) -> MessageKind {
+    if code == 1 {
+        MessageKind::Commit
+    } else {
+        MessageKind::Application
+    }
+}
+
+/// PostgreSQL has no unsigned integers: sequence numbers, epochs and device
+/// numbers are stored as BIGINT.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn dev_id(d: &DeviceRef) -> i64 {
+    i64::from(d.device_id)
+}
+
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn device_number(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgresql://user@host/db`, or `host=/run/pg
+    /// user=sotto dbname=sotto`), brings the schema up to date and starts
+    /// the writer. Call it outside an async context (it blocks).
+    pub fn open(url: &str) -> StoreResult<Self> {
+        Self::open_in(url, None)
+    }
+
+    /// As [`PgStore::open`], with every table in `schema` (created if
+    /// missing): for tests, which each get an empty store in one database.
+    pub fn open_in(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let mut config: ::postgres::Config =
+            url.parse().map_err(|e| StoreError::Backend(format!("not a PostgreSQL address ({e})")))?;
+        if let Some(schema) = schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Invalid("a schema name is letters, digits and _".into()));
+            }
+            let mut admin = config.connect(NoTls).map_err(backend)?;
+            admin.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).map_err(backend)?;
+            config.options(&format!("-c search_path={schema}"));
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .map_err(backend)?;
+        migrate(&mut *pool.get().map_err(backend)?)?;
+        let (jobs, rx) = mpsc::channel();
+        let client = config.connect(NoTls).map_err(backend)?;
+        std::thread::Builder::new()
+            .name("sotto-pg-writer".into())
+            .spawn(move || writer::run(client, config, rx))
+            .map_err(backend)?;
+        Ok(Self { pool, jobs })
+    }
+
+    /// Runs `f` in one transaction; it is committed only if `f` succeeds.
+    fn with_tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut client = self.pool.get().map_err(backend)?;
+        let mut tx = client.transaction().map_err(backend)?;
+        let out = f(&mut tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+/// Applies the migrations this database lacks, each in its own
+/// transaction. An advisory lock makes nodes started together take turns.
+fn migrate(client: &mut ::postgres::Client) -> StoreResult<()> {
+    let mut tx = client.transaction().map_err(backend)?;
+    tx.execute("SELECT pg_advisory_xact_lock(7427361)", &[]).map_err(backend)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations(number BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .map_err(backend)?;
+    let have: i64 =
+        tx.query_one("SELECT coalesce(max(number), 0) FROM schema_migrations", &[]).map_err(backend)?.get(0);
+    let known = schema::MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if have > known {
+        return Err(StoreError::Backend(format!(
+            "this database was made by a newer sotto-server (schema {have}, this one knows up to {known}); upgrade this node"
+        )));
+    }
+    for (number, sql) in schema::MIGRATIONS.iter().filter(|m| m.0 > have) {
+        tx.batch_execute(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations(number, applied_at) VALUES($1, $2)",
+            &[number, &crate::relay::now_ms()],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn devices_of(tx: &mut Transaction<'_>, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
+    let rows = tx
+        .query("SELECT device_id, device_key, certificate FROM devices WHERE handle=$1 ORDER BY device_id", &[&handle])
+        .map_err(backend)?;
+    Ok(rows
+        .iter()
+        .map(|r| DeviceInfo { device_id: device_number(r.get(0)), device_key: r.get(1), certificate: r.get(2) })
+        .collect())
+}
+
+fn members_of(tx: &mut Transaction<'_>, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
+    let rows = tx
+        .query(
+            "SELECT handle, device_id FROM members WHERE group_id=$1 AND until_seq IS NULL ORDER BY handle, device_id",
+            &[&group_id],
+        )
+        .map_err(backend)?;
+    Ok(rows.iter().map(|r| DeviceRef { handle: r.get(0), device_id: device_number(r.get(1)) }).collect())
+}
+
+/// A current member's (joined_seq, cursor).
+fn member_row(tx: &mut Transaction<'_>, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
+    Ok(reader_row(tx, group_id, device)?.filter(|r| r.2.is_none()).map(|r| (r.0, r.1)))
+}
+
+/// A device that may still read: (joined_seq, cursor, until_seq).
+fn reader_row(
+    tx: &mut Transaction<'_>,
+    group_id: &[u8],
+    device: &DeviceRef,
+) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
+    let row = tx
+        .query_opt(
+            "SELECT joined_seq, cursor, until_seq FROM members WHERE group_id=$1 AND handle=$2 AND device_id=$3",
+            &[&group_id, &device.handle, &dev_id(device)],
+        )
+        .map_err(backend)?;
+    Ok(row.map(|r| (unsigned(r.get(0)), unsigned(r.get(1)), r.get::<_, Option<i64>>(2).map(unsigned))))
+}
+
+/// A group's (epoch, last_seq); `lock` holds its row until the
+/// transaction ends, so no other node appends to it meanwhile.
+fn group_row(tx: &mut Transaction<'_>, group_id: &[u8], lock: bool) -> StoreResult<Option<(u64, u64)>> {
+    let sql = if lock {
+        "SELECT epoch, last_seq FROM groups WHERE group_id=$1 FOR UPDATE"
+    } else {
+        "SELECT epoch, last_seq FROM groups WHERE group_id=$1"
+    };
+    let row = tx.query_opt(sql, &[&group_id]).map_err(backend)?;
+    Ok(row.map(|r| (unsigned(r.get(0)), unsigned(r.get(1)))))
+}
+
+fn blob_row(tx: &mut Transaction<'_>, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+    let row = tx
+        .query_opt("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=$1", &[&id])
+        .map_err(backend)?;
+    Ok(row.map(|r| BlobRecord {
+        id: id.to_vec(),
+        owner: DeviceRef { handle: r.get(0), device_id: device_number(r.get(1)) },
+        size: unsigned(r.get(2)),
+        complete: r.get(3),
+        created_at: r.get(4),
+    }))
+}
+
+fn one_time_count(tx: &mut Transaction<'_>, device: &DeviceRef) -> StoreResult<u32> {
+    let n: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM key_packages WHERE handle=$1 AND device_id=$2 AND NOT last_resort",
+            &[&device.handle, &dev_id(device)],
+        )
+        .map_err(backend)?
+        .get(0);
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Deletes the group's messages that every member has acknowledged.
+fn delete_fully_acked(tx: &mut Transaction<'_>, group_id: &[u8]) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM messages WHERE group_id=$1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=$1)",
+        &[&group_id],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The PostgreSQL the tests use: `SOTTO_TEST_POSTGRES` (a connection
+/// string; `scripts/pg-cluster.sh` starts a throwaway cluster and prints
+/// one). Without it the PostgreSQL tests skip and say so, unless
+/// `SOTTO_REQUIRE_POSTGRES` is set (CI), where a skip would hide a gap.
+pub fn test_postgres() -> Option<String> {
+    match std::env::var("SOTTO_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("SOTTO_REQUIRE_POSTGRES").is_some() => {
+            panic!("SOTTO_REQUIRE_POSTGRES is set but SOTTO_TEST_POSTGRES is not: start one with scripts/pg-cluster.sh")
+        }
+        _ => {
+            eprintln!(
+                "skipped: no PostgreSQL for the tests (set SOTTO_TEST_POSTGRES; scripts/pg-cluster.sh starts a throwaway one)"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh, empty store: its own schema in the test database.
+    fn fresh() -> PgStore {
+        let url = test_postgres().expect("checked by the suite first");
+        let schema = format!("t{}", hex::encode(rand::random::<[u8; 8]>()));
+        PgStore::open_in(&url, Some(&schema)).unwrap()
+    }
+
+    crate::store_conformance!(fresh(), if test_postgres().is_some());
+
+    #[test]
+    fn what_was_written_is_there_after_reopening() {
+        let Some(url) = test_postgres() else { return };
+        let schema = format!("t{}", hex::encode(rand::random::<[u8; 8]>()));
+        conformance::durability(|| PgStore::open_in(&url, Some(&schema)).unwrap());
+    }
+}
