@@ -18,6 +18,7 @@ use serde_bytes::ByteBuf;
 use sotto_proto::{DeviceRef, Push, Request, Response, ServerAddress, ServerMessage};
 
 use crate::client::{Account, Conn};
+use crate::nodes::Nodes;
 use crate::proc::Proc;
 use crate::proxy::CutProxy;
 
@@ -30,6 +31,8 @@ pub struct CrashResult {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub kills: u32,
+    /// Times every node's database connections were cut (with `--nodes`).
+    pub db_cuts: u32,
     /// Connections the proxy cut (0 without `--cut`).
     pub cuts: u64,
     /// The file transfer through the cutting proxy, if asked for.
@@ -57,9 +60,11 @@ fn start(data: &Path, port: u16) -> Result<(Proc, ServerAddress)> {
     Ok((ServerAddress::parse(&p.line)?, p)).map(|(a, p)| (p, a))
 }
 
-/// Opens a connection, retrying while the server is down.
-async fn connect(address: &ServerAddress, acct: &Account, register: bool) -> Conn {
+/// Opens a connection to any of `addresses` (a random one each try, as a
+/// load balancer would pick), retrying while they are down.
+async fn connect(addresses: &[ServerAddress], acct: &Account, register: bool) -> Conn {
     loop {
+        let address = &addresses[rand::thread_rng().gen_range(0..addresses.len())];
         if let Ok(c) = Conn::open(address, acct, register).await {
             return c;
         }
@@ -67,19 +72,80 @@ async fn connect(address: &ServerAddress, acct: &Account, register: bool) -> Con
     }
 }
 
-pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u64) -> Result<CrashResult> {
+/// The servers under test: one on SQLite, or several nodes on one
+/// PostgreSQL.
+struct Servers {
+    data: std::path::PathBuf,
+    port: u16,
+    nodes: Option<Nodes>,
+    running: Vec<Mutex<Option<Proc>>>,
+}
+
+impl Servers {
+    fn count(&self) -> usize {
+        self.nodes.as_ref().map(Nodes::len).unwrap_or(1)
+    }
+
+    fn start(&self, i: usize) -> Result<ServerAddress> {
+        let (p, address) = match &self.nodes {
+            Some(n) => n.start(i)?,
+            None => {
+                let (p, a) = start(&self.data, self.port)?;
+                (p, a)
+            }
+        };
+        *self.running[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+        Ok(address)
+    }
+
+    fn kill(&self, i: usize) {
+        if let Some(mut p) = self.running[i].lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = p.child.kill(); // SIGKILL
+            let _ = p.child.wait();
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        // The nodes go before their schema is dropped.
+        for i in 0..self.running.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// `nodes`: several nodes on this PostgreSQL (a connection string) instead
+/// of one server on SQLite.
+pub async fn run(
+    kills: u32,
+    messages: u64,
+    pairs: usize,
+    cut: bool,
+    file_mib: u64,
+    nodes: Option<(String, usize)>,
+) -> Result<CrashResult> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let (server, address) = start(&data, port)?;
-    let server = Arc::new(Mutex::new(Some(server)));
+    let nodes = match &nodes {
+        Some((store, n)) => Some(Nodes::new(dir.path(), store, *n)?),
+        None => None,
+    };
+    let count = nodes.as_ref().map(Nodes::len).unwrap_or(1);
+    let servers = Arc::new(Servers { data, port, nodes, running: (0..count).map(|_| Mutex::new(None)).collect() });
+    let mut addresses = Vec::new();
+    for i in 0..count {
+        addresses.push(servers.start(i)?);
+    }
+    let address = addresses[0].clone();
 
     // Set up pairs while the server is up.
     let mut setups = Vec::new();
     for i in 0..pairs {
         let (s, r) = (Account::new(&format!("cs{i}")), Account::new(&format!("cr{i}")));
         let mut sc = Conn::open(&address, &s, true).await?;
-        Conn::open(&address, &r, true).await?;
+        Conn::open(&addresses[(i + 1) % count], &r, true).await?;
         let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
         group[0] = 2;
         sc.request(Request::CreateGroup { group_id: group.clone() }).await?;
@@ -99,7 +165,11 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
     // Clients talk through the cutting proxy when asked: each connection
     // dies after 1 to 64 KiB, a few dozen messages at most.
     let proxy = if cut { Some(CutProxy::start(([127, 0, 0, 1], port).into(), 1024..64 * 1024).await?) } else { None };
-    let address = proxy.as_ref().map(|p| via(&address, p.addr.port())).unwrap_or(address);
+    let addresses = match &proxy {
+        Some(p) => vec![via(&address, p.addr.port())],
+        None => addresses,
+    };
+    let address = addresses[0].clone();
 
     let sent = Arc::new(AtomicU64::new(0));
     let done_sending = Arc::new(AtomicBool::new(false));
@@ -109,7 +179,7 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
     let acked: Arc<Mutex<HashMap<usize, HashSet<u64>>>> = Arc::default();
     let delivered: Arc<Mutex<HashMap<usize, Vec<u64>>>> = Arc::default();
     for (i, (s, r, group)) in setups.into_iter().enumerate() {
-        let (addr, sent, acked, group2) = (address.clone(), sent.clone(), acked.clone(), group.clone());
+        let (addr, sent, acked, group2) = (addresses.clone(), sent.clone(), acked.clone(), group.clone());
         senders.push(tokio::spawn(async move {
             let address = addr;
             let mut conn = connect(&address, &s, false).await;
@@ -133,7 +203,7 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
                 }
             }
         }));
-        let (address, delivered, done) = (address.clone(), delivered.clone(), done_sending.clone());
+        let (address, delivered, done) = (addresses.clone(), delivered.clone(), done_sending.clone());
         receivers.push(tokio::spawn(async move {
             let mut last_seq = 0u64;
             let mut idle_after_done = 0;
@@ -189,37 +259,37 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
         }));
     }
 
-    // The killer.
+    // The killer: a random node at a time; with several nodes, every third
+    // time every node's database connections instead.
     let killer = {
-        let server = server.clone();
-        let data = data.clone();
+        let servers = servers.clone();
         tokio::spawn(async move {
-            let mut done = 0;
+            let (mut done, mut db_cuts) = (0, 0);
             while done < kills {
                 let wait = rand::thread_rng().gen_range(100..600);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
-                if let Some(mut p) = server.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    let _ = p.child.kill(); // SIGKILL
-                    let _ = p.child.wait();
-                }
                 done += 1;
+                if let Some(nodes) = servers.nodes.as_ref().filter(|_| done % 3 == 0) {
+                    if nodes.cut_database_connections().is_ok() {
+                        db_cuts += 1;
+                    }
+                    continue;
+                }
+                let i = rand::thread_rng().gen_range(0..servers.count());
+                servers.kill(i);
                 let down = rand::thread_rng().gen_range(20..200);
                 tokio::time::sleep(Duration::from_millis(down)).await;
-                loop {
-                    if let Ok((p, _)) = start(&data, port) {
-                        *server.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
-                        break;
-                    }
+                while servers.start(i).is_err() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            done
+            (done, db_cuts)
         })
     };
     for s in senders {
         s.await?;
     }
-    let kills_done = killer.await?;
+    let (kills_done, db_cuts) = killer.await?;
     done_sending.store(true, Ordering::Relaxed);
     for r in receivers {
         r.await?;
@@ -227,7 +297,7 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
     let cuts = proxy.as_ref().map(|p| p.stats.cuts.load(Ordering::Relaxed)).unwrap_or(0);
     let file =
         if file_mib > 0 { Some(file_through_cuts(&address, port, file_mib << 20, dir.path()).await?) } else { None };
-    drop(server);
+    drop(servers);
 
     let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let delivered = delivered.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -250,7 +320,8 @@ pub async fn run(kills: u32, messages: u64, pairs: usize, cut: bool, file_mib: u
         lost,
         duplicated,
         out_of_order,
-        kills: kills_done,
+        kills: kills_done - db_cuts,
+        db_cuts,
         cuts,
         file,
     })

@@ -11,6 +11,7 @@ mod devices;
 mod files;
 mod idle;
 mod mls;
+mod nodes;
 mod proc;
 mod proxy;
 mod relay;
@@ -82,6 +83,15 @@ enum Command {
         /// resuming after every cut (0: no file).
         #[arg(long, default_value_t = 0)]
         file_mib: u64,
+        /// Several server nodes on one PostgreSQL (needs --store): a random
+        /// node is killed each time, and every third time every node's
+        /// database connections are cut instead.
+        #[arg(long, default_value_t = 1, requires = "store", conflicts_with_all = ["cut", "file_mib"])]
+        nodes: usize,
+        /// The PostgreSQL for --nodes (a connection string); each run
+        /// works in a fresh schema of it, dropped at the end.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Idle connections plus moderate traffic for a bounded time, sampling
     /// the server's memory and descriptors.
@@ -141,6 +151,14 @@ enum Command {
         /// speed; prints the latency quantiles.
         #[arg(long)]
         rate: Option<u64>,
+        /// Keep the state in this PostgreSQL (a connection string; the run
+        /// uses a fresh schema of it) instead of SQLite.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Server nodes on that PostgreSQL; each pair's sender and receiver
+        /// sit on different nodes when there are two or more.
+        #[arg(long, default_value_t = 1, requires = "store")]
+        nodes: usize,
     },
     /// Only the idle scenario, against a fresh server.
     Idle {
@@ -206,6 +224,12 @@ enum Command {
         /// design).
         #[arg(long)]
         rate_limited: bool,
+        /// A PostgreSQL store shared with other nodes.
+        #[arg(long)]
+        store: Option<String>,
+        /// Every table in this schema of it (one run's own).
+        #[arg(long, requires = "store")]
+        schema: Option<String>,
     },
     /// Runs the minimal relay (internal).
     #[command(hide = true)]
@@ -243,11 +267,12 @@ fn main() -> Result<()> {
             );
             Ok(())
         }),
-        Command::Serve { data, port, write_timeout_secs, rate_limited } => {
-            rt.block_on(serve(&data, port, Duration::from_secs(write_timeout_secs), rate_limited))
+        Command::Serve { data, port, write_timeout_secs, rate_limited, store, schema } => {
+            let store = store.map(|url| (url, schema));
+            rt.block_on(serve(&data, port, Duration::from_secs(write_timeout_secs), rate_limited, store))
         }
-        Command::Crash { kills, messages, pairs, cut, file_mib } => rt.block_on(async {
-            let r = crash::run(kills, messages, pairs, cut, file_mib).await?;
+        Command::Crash { kills, messages, pairs, cut, file_mib, nodes, store } => rt.block_on(async {
+            let r = crash::run(kills, messages, pairs, cut, file_mib, store.map(|s| (s, nodes.max(1)))).await?;
             if let Some(f) = &r.file {
                 println!(
                     "file bytes={} upload_attempts={} download_attempts={} cuts={} identical={}",
@@ -255,8 +280,8 @@ fn main() -> Result<()> {
                 );
             }
             println!(
-                "kills={} cuts={} out_of_order={}\nsent={} acked={} delivered={} lost={} duplicated={}",
-                r.kills, r.cuts, r.out_of_order, r.sent, r.acked, r.delivered, r.lost, r.duplicated
+                "kills={} db_cuts={} cuts={} out_of_order={}\nsent={} acked={} delivered={} lost={} duplicated={}",
+                r.kills, r.db_cuts, r.cuts, r.out_of_order, r.sent, r.acked, r.delivered, r.lost, r.duplicated
             );
             if r.lost > 0 || r.duplicated > 0 || r.out_of_order > 0 {
                 anyhow::bail!("acknowledged messages were lost, duplicated or reordered");
@@ -272,15 +297,50 @@ fn main() -> Result<()> {
             println!("{}", backpressure_line(&r));
             Ok(())
         }),
-        Command::Relay { pairs, secs, window, rate } => rt.block_on(async {
+        Command::Relay { pairs, secs, window, rate, store, nodes } => rt.block_on(async {
             proc::raise_fd_limit();
             let tmp = tempfile::tempdir()?;
-            let (server, address) = start_server(tmp.path())?;
-            println!("server pid {}", server.pid());
-            let set = relay::pairs(&address, pairs, "p").await?;
-            let cpu0 = proc::cpu_secs(server.pid());
+            let deployment = match &store {
+                Some(url) => Some(nodes::Nodes::new(tmp.path(), url, nodes.max(1))?),
+                None => None,
+            };
+            let mut servers = Vec::new();
+            let mut addresses = Vec::new();
+            match &deployment {
+                Some(d) => {
+                    for i in 0..d.len() {
+                        let (p, a) = d.start(i)?;
+                        servers.push(p);
+                        addresses.push(a);
+                    }
+                }
+                None => {
+                    let (p, a) = start_server(tmp.path())?;
+                    servers.push(p);
+                    addresses.push(a);
+                }
+            }
+            let pids: Vec<u32> = servers.iter().map(proc::Proc::pid).collect();
+            println!("server pids {pids:?}");
+            let set = relay::pairs_across(&addresses, pairs, "p").await?;
+            let servers_cpu = || pids.iter().map(|p| proc::cpu_secs(*p)).sum::<f64>();
+            let db_cpu = || if store.is_some() { proc::cpu_secs_named("postgres") } else { 0.0 };
+            let (cpu0, db0, me0) = (servers_cpu(), db_cpu(), proc::cpu_secs(std::process::id()));
             let r = relay::run(set, Duration::from_secs(secs), window, rate).await?;
-            let cpu = proc::cpu_secs(server.pid()) - cpu0;
+            let cpu = servers_cpu() - cpu0;
+            if store.is_some() {
+                let (db, me) = (db_cpu() - db0, proc::cpu_secs(std::process::id()) - me0);
+                let per_k = |s: f64| s / (r.received.max(1) as f64) * 1000.0;
+                println!(
+                    "cpu_secs_per_1000_msgs nodes={:.4} postgresql={:.4} load_generator={:.4} total={:.4}",
+                    per_k(cpu),
+                    per_k(db),
+                    per_k(me),
+                    per_k(cpu + db + me)
+                );
+            }
+            drop(servers);
+            drop(deployment);
             if rate.is_some() {
                 let l = &r.latencies_ns;
                 println!(
@@ -367,10 +427,28 @@ fn main() -> Result<()> {
     }
 }
 
-async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_limited: bool) -> Result<()> {
+async fn serve(
+    data: &std::path::Path,
+    port: u16,
+    write_timeout: Duration,
+    rate_limited: bool,
+    store: Option<(String, Option<String>)>,
+) -> Result<()> {
     use sotto_server::node::{Node, Services};
     use sotto_server::relay::RelayConfig;
     sotto_server::memory::return_freed_memory_when_idle()?;
+    // Nodes on one PostgreSQL present the deployment's key, as the real
+    // binary's do.
+    let pg = match &store {
+        None => None,
+        Some((url, schema)) => {
+            let pg = tokio::task::block_in_place(|| sotto_server::store::PgStore::open_in(url, schema.as_deref()))?;
+            let fresh = sotto_server::tls::new_key_pem()?.into_bytes();
+            let key = tokio::task::block_in_place(|| pg.shared_value("tls_key", || fresh))?;
+            sotto_server::tls::adopt_key(&data.join("tls"), &String::from_utf8_lossy(&key))?;
+            Some(std::sync::Arc::new(pg))
+        }
+    };
     let tls = sotto_server::tls::self_signed(&data.join("tls"), &[])?;
     let pin = tls.pin.context("pin")?;
     let mut config = RelayConfig { open_registration: true, write_timeout, ..Default::default() };
@@ -385,7 +463,10 @@ async fn serve(data: &std::path::Path, port: u16, write_timeout: Duration, rate_
     }
     // The binary's own composition root, with what runs beside it (the
     // operator socket, hourly maintenance) left out of the measurement.
-    let node = Node::open(data, config, pin.to_vec())?;
+    let node = match pg {
+        None => Node::open(data, config, pin.to_vec())?,
+        Some(pg) => Node::with_store(pg, data, config, pin.to_vec())?,
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let address = ServerAddress {
         host: "127.0.0.1".into(),

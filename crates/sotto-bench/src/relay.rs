@@ -26,11 +26,18 @@ pub struct Pair {
 
 /// Registers `n` pairs, each in its own group, receivers synced.
 pub async fn pairs(address: &ServerAddress, n: usize, tag: &str) -> Result<Vec<Pair>> {
+    pairs_across(std::slice::from_ref(address), n, tag).await
+}
+
+/// The same over several nodes of one deployment: pair `i`'s sender on
+/// node `i`, its receiver on the next, so with two or more nodes every
+/// message crosses from one node to another.
+pub async fn pairs_across(addresses: &[ServerAddress], n: usize, tag: &str) -> Result<Vec<Pair>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let (sa, ra) = (Account::new(&format!("{tag}s{i}")), Account::new(&format!("{tag}r{i}")));
-        let mut sender = Conn::open(address, &sa, true).await?;
-        let mut receiver = Conn::open(address, &ra, true).await?;
+        let mut sender = Conn::open(&addresses[i % addresses.len()], &sa, true).await?;
+        let mut receiver = Conn::open(&addresses[(i + 1) % addresses.len()], &ra, true).await?;
         let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
         group[0] = 2;
         sender.request(Request::CreateGroup { group_id: group.clone() }).await?;

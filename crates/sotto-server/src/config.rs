@@ -19,6 +19,9 @@ pub struct FileConfig {
     /// Where the state lives: absent for the embedded SQLite in the data
     /// directory, or a PostgreSQL connection string shared by every node.
     pub store: Option<String>,
+    /// Where file bytes live (default DATA/blobs); nodes sharing a
+    /// PostgreSQL store share this folder too (a network filesystem).
+    pub blobs: Option<PathBuf>,
     /// Listen address.
     pub listen: Option<String>,
     /// Anyone may register.
@@ -78,6 +81,8 @@ pub struct Settings {
     /// A PostgreSQL connection string (`postgresql://...`), or `None` for
     /// the embedded SQLite store.
     pub store: Option<String>,
+    /// Where file bytes live; `None` for DATA/blobs.
+    pub blobs: Option<PathBuf>,
     /// Listen address.
     pub listen: SocketAddr,
     /// Anyone may register.
@@ -131,6 +136,7 @@ impl Default for Settings {
         Self {
             data: PathBuf::from("./sotto-data"),
             store: None,
+            blobs: None,
             listen: "0.0.0.0:7443".parse().expect("address"),
             open_registration: false,
             public_host: None,
@@ -191,6 +197,9 @@ impl Settings {
                 Ok(url) => self.store = url,
                 Err(e) => errors.push(e),
             }
+        }
+        if let Some(v) = &f.blobs {
+            self.blobs = Some(v.clone());
         }
         if let Some(a) = addr("listen", &f.listen, &mut errors) {
             self.listen = a;
@@ -375,4 +384,3 @@ mod tests {
         assert!(errs[1].contains("largest frame"), "{errs:?}");
     }
 }
-

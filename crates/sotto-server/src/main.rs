@@ -43,10 +43,10 @@ fn real_main() -> Result<()> {
         None => rt.block_on(run(cli.run)),
         Some(Command::Invite(a)) => invites(&a),
         Some(Command::Users(a)) => rt.block_on(users(a)),
-        Some(Command::Sessions(d)) => rt.block_on(sessions(&d.data)),
+        Some(Command::Sessions(d)) => rt.block_on(sessions(&d)),
         Some(Command::Ban(h)) => rt.block_on(ban(&h, true)),
         Some(Command::Unban(h)) => rt.block_on(ban(&h, false)),
-        Some(Command::Stats(d)) => rt.block_on(stats(&d.data)),
+        Some(Command::Stats(d)) => rt.block_on(stats(&d)),
         Some(Command::Announce(a)) => rt.block_on(announce(&a)),
         Some(Command::Config { action: ConfigAction::Check { file } }) => check_config(&file),
     }
@@ -66,6 +66,9 @@ fn settings(args: &RunArgs) -> Result<Settings> {
         .map_err(|e| anyhow::anyhow!("configuration: {} (run `sotto-server config check FILE`)", e.join("; ")))?;
     if let Some(v) = &args.data {
         s.data = v.clone();
+    }
+    if let Some(v) = &args.blobs {
+        s.blobs = Some(v.clone());
     }
     if let Some(v) = &args.store {
         s.store = config::store_url(v).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
@@ -168,17 +171,49 @@ async fn run(args: RunArgs) -> Result<()> {
         (None, true) => machine_hostname(),
         (None, false) => s.listen.ip().to_string(),
     };
+    // Several nodes on one PostgreSQL share one deployment: the first to
+    // start makes the TLS key (and server id), the others take them from
+    // the database, so every node presents the same pinned key.
+    let pg = match &s.store {
+        None => None,
+        Some(url) => Some(std::sync::Arc::new(
+            tokio::task::block_in_place(|| sotto_server::store::PgStore::open(url))
+                .map_err(|e| anyhow::anyhow!("cannot use the PostgreSQL store: {e}"))?,
+        )),
+    };
+    // The deployment's first node mints the first invite, as one server does
+    // on its first start; the nodes that join it later do not.
+    let first_start = match &pg {
+        None => first_start,
+        Some(pg) => {
+            let mine = rand::random::<[u8; 16]>().to_vec();
+            let got = tokio::task::block_in_place(|| pg.shared_value("created_by", || mine.clone()))
+                .map_err(|e| anyhow::anyhow!("cannot read the deployment from PostgreSQL: {e}"))?;
+            got == mine
+        }
+    };
+    let shared = |name: &str, make: &dyn Fn() -> Result<Vec<u8>>| -> Result<Option<Vec<u8>>> {
+        let Some(pg) = &pg else { return Ok(None) };
+        let fresh = make()?;
+        let value = tokio::task::block_in_place(|| pg.shared_value(name, || fresh))
+            .map_err(|e| anyhow::anyhow!("cannot read the deployment's {name} from PostgreSQL: {e}"))?;
+        Ok(Some(value))
+    };
     let tls = if s.insecure_http {
         None
     } else if let Some((cert, key)) = &s.tls_files {
         Some(tls::from_files(cert, key)?)
     } else {
+        if let Some(pem) = shared("tls_key", &|| Ok(tls::new_key_pem()?.into_bytes()))? {
+            tls::adopt_key(&s.data.join("tls"), &String::from_utf8_lossy(&pem))?;
+        }
         Some(tls::self_signed(&s.data.join("tls"), std::slice::from_ref(&host))?)
     };
     let pin = tls.as_ref().and_then(|t| t.pin);
-    let server_id = match pin {
-        Some(pin) => pin.to_vec(),
-        None => server_id(&s.data)?,
+    let server_id = match (pin, shared("server_id", &|| Ok(rand::random::<[u8; 32]>().to_vec()))?) {
+        (Some(pin), _) => pin.to_vec(),
+        (None, Some(id)) => id,
+        (None, None) => server_id(&s.data)?,
     };
 
     let listener = tokio::net::TcpListener::bind(s.listen)
@@ -207,9 +242,10 @@ async fn run(args: RunArgs) -> Result<()> {
         max_devices: s.max_devices,
         ..Default::default()
     };
-    let node = match &s.store {
-        None => Node::open(&s.data, config, server_id)?,
-        Some(url) => tokio::task::block_in_place(|| Node::open_postgres(url, &s.data, config, server_id))?,
+    let blobs = s.blobs.clone().unwrap_or_else(|| s.data.join("blobs"));
+    let node = match pg {
+        None => Node::open_with_blobs(&s.data, &blobs, config, server_id)?,
+        Some(pg) => Node::with_store_and_blobs(pg, &s.data, &blobs, config, server_id)?,
     };
     let relay = node.relay();
     let metrics = match s.metrics_listen {

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::data_dir::{self, DataDirError};
 use crate::relay::{now_ms, Relay, RelayConfig};
 use crate::server::{self, ListenConfig};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{LiveSession, SqliteStore, Store, StoreError};
 
 /// Why a server could not be put together.
 #[derive(Debug, thiserror::Error)]
@@ -86,21 +86,20 @@ pub fn open_store(data: &Path) -> Result<SqliteStore, NodeError> {
 impl Node {
     /// A node on the SQLite store in `data`.
     pub fn open(data: &Path, config: RelayConfig, server_id: Vec<u8>) -> Result<Self, NodeError> {
-        let store = Arc::new(open_store(data)?);
-        let mut node = Self::with_store(store.clone(), data, config, server_id)?;
-        node.sqlite = Some(store);
-        Ok(node)
+        Self::open_with_blobs(data, &data.join("blobs"), config, server_id)
     }
 
-    /// A node on a PostgreSQL store shared with other nodes (blocks while
-    /// it connects and migrates: call it outside async code, or in
-    /// `block_in_place`). `data` still holds this node's own files.
-    pub fn open_postgres(url: &str, data: &Path, config: RelayConfig, server_id: Vec<u8>) -> Result<Self, NodeError> {
-        std::fs::create_dir_all(data).map_err(|source| DataDirError::Io { path: data.to_owned(), source })?;
-        data_dir::private(data, 0o700)?;
-        let store =
-            crate::store::PgStore::open(url).map_err(|source| NodeError::Store { dir: data.to_owned(), source })?;
-        Self::with_store(Arc::new(store), data, config, server_id)
+    /// A node on the SQLite store in `data`, with file bytes in `blob_dir`.
+    pub fn open_with_blobs(
+        data: &Path,
+        blob_dir: &Path,
+        config: RelayConfig,
+        server_id: Vec<u8>,
+    ) -> Result<Self, NodeError> {
+        let store = Arc::new(open_store(data)?);
+        let mut node = Self::with_store_and_blobs(store.clone(), data, blob_dir, config, server_id)?;
+        node.sqlite = Some(store);
+        Ok(node)
     }
 
     /// A node on any store (a test's fault-injecting one, another backend).
@@ -110,7 +109,20 @@ impl Node {
         config: RelayConfig,
         server_id: Vec<u8>,
     ) -> Result<Self, NodeError> {
-        let blob_dir = data.join("blobs");
+        Self::with_store_and_blobs(store, data, &data.join("blobs"), config, server_id)
+    }
+
+    /// As [`Node::with_store`], keeping file bytes in `blob_dir`: nodes
+    /// sharing a PostgreSQL store point it at one shared folder, so a file
+    /// uploaded through one node is downloaded through any.
+    pub fn with_store_and_blobs(
+        store: Arc<dyn Store>,
+        data: &Path,
+        blob_dir: &Path,
+        config: RelayConfig,
+        server_id: Vec<u8>,
+    ) -> Result<Self, NodeError> {
+        let blob_dir = blob_dir.to_owned();
         std::fs::create_dir_all(&blob_dir).map_err(|source| DataDirError::Io { path: blob_dir.clone(), source })?;
         data_dir::private(&blob_dir, 0o700)?;
         let relay = Arc::new(Relay::new(store, config, server_id, blob_dir));
@@ -147,6 +159,25 @@ impl Node {
         if let Some(listener) = services.metrics {
             tasks.push(tokio::spawn(serve_metrics(listener, self.relay.clone())));
         }
+        // Rings from the other nodes sharing the store (PostgreSQL), and
+        // this node's connections published for the operator's view.
+        if let Some(rings) = self.relay.store.listen() {
+            let relay = self.relay.clone();
+            let _ = std::thread::Builder::new().name("sotto-rings".into()).spawn(move || follow_rings(&relay, &rings));
+        }
+        if self.relay.store.shared() {
+            // What the operator tells nodes apart by: the listen address,
+            // or the machine's name where it listens on every interface.
+            let address = match listener.local_addr() {
+                Ok(a) if a.ip().is_unspecified() => {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    format!("{}:{}", host.trim(), a.port())
+                }
+                Ok(a) => a.to_string(),
+                Err(_) => String::new(),
+            };
+            tasks.push(tokio::spawn(publish_sessions(self.relay.clone(), address)));
+        }
         if services.maintenance {
             tasks.push(tokio::spawn(remove_abandoned(self.relay.clone())));
             tasks.push(tokio::spawn(purge(self.relay.clone())));
@@ -164,7 +195,85 @@ impl Node {
         if services.admin_socket {
             let _ = std::fs::remove_file(crate::admin::socket_path(&self.data));
         }
+        if self.relay.store.shared() {
+            let relay = self.relay.clone();
+            let _ = tokio::task::spawn_blocking(move || relay.store.forget_node()).await;
+        }
         result
+    }
+}
+
+/// Wakes this node's connections for what another node committed; they
+/// then read from their cursors in the store (a ring carries no message).
+/// Runs on a thread of its own: it blocks on the rings and on the store.
+fn follow_rings(relay: &Relay, rings: &std::sync::mpsc::Receiver<crate::store::Change>) {
+    use crate::store::Change;
+    use sotto_proto::{ErrorBody, ErrorCode};
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let change = match rings.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(change) => change,
+            Err(RecvTimeoutError::Timeout) if *relay.shutdown.borrow() => return,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        match change {
+            Change::Group(g) if g.is_empty() => {}
+            Change::Group(g) => match relay.store.readers(&g) {
+                Ok(devices) => relay.hub.wake_group(&devices, &g),
+                Err(e) => tracing::warn!(error = %e, "a ring from another node: cannot read the group's members"),
+            },
+            Change::Inbox(devices) => relay.hub.wake_inbox(&devices),
+            Change::Kick(handle) => relay.hub.kick_account(&handle, ErrorBody::new(ErrorCode::Banned)),
+            Change::KickDevice(d) => relay.hub.kick_account_device(&d, ErrorBody::new(ErrorCode::DeviceRevoked)),
+            Change::Notices => relay.hub.wake_notices(),
+            Change::All => {
+                for s in relay.hub.sessions() {
+                    let device = sotto_proto::DeviceRef { handle: s.handle, device_id: s.device_id };
+                    relay.hub.wake_inbox(std::slice::from_ref(&device));
+                    for m in relay.store.memberships(&device).unwrap_or_default() {
+                        relay.hub.wake_group(std::slice::from_ref(&device), &m.group_id);
+                    }
+                }
+                relay.hub.wake_notices();
+            }
+        }
+    }
+}
+
+/// How often a node on a shared store publishes its connections.
+const PUBLISH_SESSIONS: Duration = Duration::from_secs(5);
+
+/// Publishes this node's live connections every few seconds, so the
+/// operator's `sessions` and `stats` on any node see the whole deployment
+/// (and a node that stops publishing drops out of it).
+async fn publish_sessions(relay: Arc<Relay>, address: String) {
+    let mut tick = tokio::time::interval(PUBLISH_SESSIONS);
+    loop {
+        tick.tick().await;
+        let relay = relay.clone();
+        let address = address.clone();
+        let published = tokio::task::spawn_blocking(move || {
+            let sessions: Vec<LiveSession> = relay
+                .hub
+                .sessions()
+                .into_iter()
+                .map(|s| LiveSession {
+                    // The store puts in this node's id.
+                    node: String::new(),
+                    device: sotto_proto::DeviceRef { handle: s.handle, device_id: s.device_id },
+                    remote: s.remote,
+                    since: s.since,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                })
+                .collect();
+            relay.store.publish_sessions(&address, &sessions)
+        })
+        .await;
+        if let Ok(Err(e)) = published {
+            tracing::warn!(error = %e, "could not publish this node's connections to the deployment");
+        }
     }
 }
 

@@ -64,6 +64,31 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A new private key for [`self_signed`], as PEM.
+pub fn new_key_pem() -> Result<String, TlsError> {
+    Ok(rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?.serialize_pem())
+}
+
+/// Makes `pem` the key [`self_signed`] uses in `dir` (the key every node of
+/// a deployment shares): written if the folder holds another (whose
+/// certificate then goes, to be made again for this key).
+pub fn adopt_key(dir: &Path, pem: &str) -> Result<(), TlsError> {
+    rcgen::KeyPair::from_pem(pem)
+        .map_err(|e| TlsError::Pem { path: dir.join("server-key.pem"), reason: e.to_string() })?;
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let key_path = dir.join("server-key.pem");
+    if fs::read_to_string(&key_path).ok().as_deref() == Some(pem) {
+        return Ok(());
+    }
+    let _ = fs::remove_file(&key_path);
+    write_private(&key_path, pem.as_bytes())?;
+    let cert_path = dir.join("server-cert.pem");
+    if cert_path.exists() {
+        fs::remove_file(&cert_path).map_err(io_err(&cert_path))?;
+    }
+    Ok(())
+}
+
 /// Loads the key and certificate kept in `dir`, or makes and stores them on
 /// first start. The key file is created readable by its owner only.
 pub fn self_signed(dir: &Path, names: &[String]) -> Result<TlsSetup, TlsError> {

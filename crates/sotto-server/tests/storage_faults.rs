@@ -339,6 +339,8 @@ impl Blobs for Faulty {
     }
 }
 
+impl sotto_server::store::Changes for Faulty {}
+
 impl OperatorViews for Faulty {
     fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
         self.inner.list_invites()

@@ -65,6 +65,10 @@ pub(crate) struct RunArgs {
     /// several nodes, instead of the embedded SQLite in the data directory.
     #[arg(long, value_name = "URL")]
     pub(crate) store: Option<String>,
+    /// Folder for file bytes [default: DATA/blobs]. Nodes sharing a
+    /// PostgreSQL store must share it too (a network filesystem).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) blobs: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port [default: 0.0.0.0:7443].
     #[arg(long)]
     pub(crate) listen: Option<SocketAddr>,
@@ -114,6 +118,10 @@ pub(crate) struct DataArg {
     /// Data directory of the server.
     #[arg(long, default_value = "./sotto-data", global = true)]
     pub(crate) data: PathBuf,
+    /// The deployment's PostgreSQL (as the nodes' --store), instead of the
+    /// SQLite database in the data directory.
+    #[arg(long, value_name = "URL", global = true)]
+    pub(crate) store: Option<String>,
 }
 
 #[derive(Args, Clone)]

@@ -35,6 +35,9 @@ impl Relay {
         let (store, t) = (self.store.clone(), target.clone());
         blocking_timed(&self.metrics, move || store.remove_device(&t, now_ms())).await?;
         self.hub.kick_account_device(&target, ErrorBody::new(ErrorCode::DeviceRevoked));
+        // Its connection may be on another node.
+        let (store, t) = (self.store.clone(), target.clone());
+        let _ = tokio::task::spawn_blocking(move || store.ring(&crate::store::Change::KickDevice(t))).await;
         tracing::info!(device = %target, by = me.device_id, "device removed");
         Ok(Response::Done)
     }

@@ -7,6 +7,7 @@
 //! Every method is one atomic step: when it returns `Ok`, what it wrote is
 //! durable. The relay acknowledges a client only after that.
 
+mod changes;
 pub mod conformance;
 pub mod pg;
 mod queued;
@@ -16,6 +17,7 @@ pub mod sqlite;
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 use std::sync::Arc;
 
+pub use changes::{Change, Changes, DeploymentView, LiveSession};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -485,6 +487,6 @@ pub const KEPT_NOTICES: u64 = 100;
 /// Synchronous on purpose: the server calls it from a blocking thread
 /// pool, and a synchronous trait is easy to implement for any backend.
 /// Every method is one atomic step.
-pub trait Store: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews {}
+pub trait Store: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews + Changes {}
 
-impl<T: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews> Store for T {}
+impl<T: Accounts + KeyPackages + GroupLog + Blobs + OperatorViews + Changes> Store for T {}

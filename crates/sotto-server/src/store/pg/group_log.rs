@@ -65,9 +65,8 @@ impl GroupLog for PgStore {
     }
 
     fn append(&self, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
-        self.append_queued(m, now)
-            .blocking_recv()
-            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+        let ticket = self.append_queued(m, now);
+        off_runtime(|| ticket.blocking_recv()).map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
 
     fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {

@@ -19,6 +19,7 @@ use super::*;
 
 mod accounts;
 mod blobs;
+mod changes;
 mod group_log;
 mod key_packages;
 mod operator;
@@ -29,12 +30,20 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
-    pool: Pool,
+    /// Taken out only when the store is dropped (see its `Drop`).
+    pool: Option<Pool>,
     /// Appends go through one writer thread per node that commits what is
     /// queued in one transaction (one commit for many acknowledged
     /// messages), as the SQLite store does.
     jobs: mpsc::Sender<writer::Job>,
+    /// For the listening connection (rings from other nodes).
+    config: ::postgres::Config,
+    /// This node's name on the notification channel, so it skips its own.
+    node: String,
 }
+
+/// The notification channel the nodes ring each other on.
+const CHANNEL: &str = "sotto_changes";
 
 pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -90,6 +99,11 @@ impl PgStore {
     pub fn open_in(url: &str, schema: Option<&str>) -> StoreResult<Self> {
         let mut config: ::postgres::Config =
             url.parse().map_err(|e| StoreError::Backend(format!("not a PostgreSQL address ({e})")))?;
+        // So an operator (and the crash bench) can tell the nodes' sessions
+        // in pg_stat_activity.
+        if config.get_application_name().is_none() {
+            config.application_name("sotto-server");
+        }
         if let Some(schema) = schema {
             if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(StoreError::Invalid("a schema name is letters, digits and _".into()));
@@ -106,20 +120,63 @@ impl PgStore {
         migrate(&mut *pool.get().map_err(backend)?)?;
         let (jobs, rx) = mpsc::channel();
         let client = config.connect(NoTls).map_err(backend)?;
+        let node = hex::encode(rand::random::<[u8; 8]>());
+        let (writer_config, writer_node) = (config.clone(), node.clone());
         std::thread::Builder::new()
             .name("sotto-pg-writer".into())
-            .spawn(move || writer::run(client, config, rx))
+            .spawn(move || writer::run(client, writer_config, &writer_node, rx))
             .map_err(backend)?;
-        Ok(Self { pool, jobs })
+        Ok(Self { pool: Some(pool), jobs, config, node })
+    }
+
+    /// A value every node of the deployment shares (the TLS key, the server
+    /// id): the one stored, or `make()`'s, stored by whichever node comes
+    /// first.
+    pub fn shared_value(&self, name: &str, make: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+        let fresh = make();
+        self.with_tx(|tx| {
+            tx.execute("INSERT INTO deployment(name, value) VALUES($1,$2) ON CONFLICT DO NOTHING", &[&name, &fresh])
+                .map_err(backend)?;
+            Ok(tx.query_one("SELECT value FROM deployment WHERE name=$1", &[&name]).map_err(backend)?.get(0))
+        })
+    }
+
+    fn pool(&self) -> StoreResult<&Pool> {
+        self.pool.as_ref().ok_or_else(|| StoreError::Backend("the store was closed".into()))
     }
 
     /// Runs `f` in one transaction; it is committed only if `f` succeeds.
     fn with_tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut client = self.pool.get().map_err(backend)?;
-        let mut tx = client.transaction().map_err(backend)?;
-        let out = f(&mut tx)?;
-        tx.commit().map_err(backend)?;
-        Ok(out)
+        off_runtime(|| {
+            let mut client = self.pool()?.get().map_err(backend)?;
+            let mut tx = client.transaction().map_err(backend)?;
+            let out = f(&mut tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+    }
+}
+
+impl Drop for PgStore {
+    /// Closing a connection blocks on the client's own runtime, which
+    /// cannot run on an async thread (an operator command drops its store
+    /// at the end of an `async fn`).
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
+}
+
+/// Runs blocking database work. The `postgres` client drives a runtime of
+/// its own, which cannot start on a thread already driving async code (the
+/// binary's operator commands call the store from `async fn`s): there the
+/// work moves off the async thread first. The relay's calls, on blocking
+/// threads, run as they are.
+pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -268,6 +325,82 @@ mod tests {
     }
 
     crate::store_conformance!(fresh(), if test_postgres().is_some());
+
+    #[test]
+    fn nodes_share_one_value_whoever_comes_first() {
+        let Some(url) = test_postgres() else { return };
+        let schema = format!("t{}", hex::encode(rand::random::<[u8; 8]>()));
+        let (a, b) = (PgStore::open_in(&url, Some(&schema)).unwrap(), PgStore::open_in(&url, Some(&schema)).unwrap());
+        let first = a.shared_value("tls_key", || b"made by a".to_vec()).unwrap();
+        assert_eq!(first, b"made by a");
+        assert_eq!(b.shared_value("tls_key", || b"made by b".to_vec()).unwrap(), first);
+    }
+
+    /// Two nodes on one database: of two commits on the same epoch, sent
+    /// through different nodes at once, exactly one wins; messages sent
+    /// through both get one unbroken sequence; a KeyPackage is claimed once.
+    #[test]
+    fn two_nodes_race_and_the_database_decides() {
+        let Some(url) = test_postgres() else { return };
+        let schema = format!("t{}", hex::encode(rand::random::<[u8; 8]>()));
+        let nodes = [
+            std::sync::Arc::new(PgStore::open_in(&url, Some(&schema)).unwrap()),
+            std::sync::Arc::new(PgStore::open_in(&url, Some(&schema)).unwrap()),
+        ];
+        let (alice, bob) = (conformance::dev("alice"), conformance::dev("bob"));
+        conformance::register(&*nodes[0], "alice");
+        conformance::register(&*nodes[0], "bob");
+        nodes[0].create_group(b"g-race", &alice, 0).unwrap();
+        let added = [bob.clone()];
+        let mut add = conformance::msg(b"g-race", &alice, 0, b"add", MessageKind::Commit);
+        add.added = &added;
+        nodes[1].append(&add, 0).unwrap();
+        // 20 commits on epoch 1, half through each node, all at once.
+        let handles: Vec<_> = (0..20u8)
+            .map(|i| {
+                let node = nodes[usize::from(i % 2)].clone();
+                let sender = if i % 3 == 0 { alice.clone() } else { bob.clone() };
+                std::thread::spawn(move || {
+                    let cid = [b'c', i];
+                    node.append(&conformance::msg(b"g-race", &sender, 1, &cid, MessageKind::Commit), 0)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StoreError::StaleEpoch { current: 2 }))));
+        // Then 200 messages through both nodes from several threads.
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                let node = nodes[usize::from(t % 2)].clone();
+                let sender = alice.clone();
+                std::thread::spawn(move || {
+                    (0..50u8)
+                        .map(|i| {
+                            let cid = [b'm', t, i];
+                            node.append(&conformance::msg(b"g-race", &sender, 2, &cid, MessageKind::Application), 0)
+                                .unwrap()
+                                .seq
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (3..203).collect::<Vec<u64>>(), "one unbroken sequence across nodes");
+        // One KeyPackage, claimed from both nodes at once: once.
+        nodes[0].add_key_packages(&bob, &[b"only".to_vec()], None).unwrap();
+        let claims: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let n = n.clone();
+                std::thread::spawn(move || n.claim_key_packages("bob", None))
+            })
+            .collect();
+        let got: Vec<_> = claims.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 1, "{got:?}");
+    }
 
     #[test]
     fn what_was_written_is_there_after_reopening() {

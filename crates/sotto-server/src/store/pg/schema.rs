@@ -4,7 +4,25 @@
 
 /// `(number, SQL)`, in order. Append only: a released migration never
 /// changes.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, DEPLOYMENT)];
+
+/// What every node of a deployment must share: the TLS key (so each
+/// presents the same pinned key) and the server id; and the nodes alive
+/// with their connections, for the operator's view of the deployment.
+const DEPLOYMENT: &str = r#"
+CREATE TABLE deployment(name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE nodes(node TEXT PRIMARY KEY, address TEXT NOT NULL, seen_at BIGINT NOT NULL);
+CREATE TABLE live_sessions(
+    node TEXT NOT NULL REFERENCES nodes(node) ON DELETE CASCADE,
+    handle TEXT NOT NULL,
+    device_id BIGINT NOT NULL,
+    remote TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    bytes_in BIGINT NOT NULL,
+    bytes_out BIGINT NOT NULL
+);
+CREATE INDEX live_sessions_node ON live_sessions(node);
+"#;
 
 const INITIAL: &str = r#"
 CREATE TABLE accounts(

@@ -6,6 +6,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::store::Change;
 
 /// An append waiting for the writer.
 pub(super) struct Job {
@@ -17,7 +18,7 @@ pub(super) struct Job {
 /// Most appends committed together.
 const MAX_BATCH: usize = 512;
 
-pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, jobs: mpsc::Receiver<Job>) {
+pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, node: &str, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -34,6 +35,32 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, jo
             }
         }
         let results = commit_batch(&mut client, &batch);
+        // After the commit, ring the other nodes: one notification per
+        // group that moved, and one for the devices that got welcomes.
+        let mut rings: Vec<String> = Vec::new();
+        let mut groups = std::collections::HashSet::new();
+        for (job, r) in batch.iter().zip(&results) {
+            if let Ok(a) = r {
+                if a.duplicate {
+                    continue;
+                }
+                if groups.insert(job.msg.group_id.as_slice()) {
+                    rings.extend(Change::Group(job.msg.group_id.clone()).payloads(node));
+                }
+                if !job.msg.added.is_empty() {
+                    rings.extend(Change::Inbox(job.msg.added.clone()).payloads(node));
+                }
+            }
+        }
+        if !rings.is_empty() {
+            let sent =
+                client.execute(&format!("SELECT pg_notify('{CHANNEL}', x) FROM unnest($1::text[]) x"), &[&rings]);
+            if let Err(e) = sent {
+                // The others find the entries when anything else wakes
+                // their connections; nothing is lost.
+                tracing::warn!(error = %e, "could not ring the other nodes");
+            }
+        }
         for (job, r) in batch.into_iter().zip(results) {
             let _ = job.reply.send(r);
         }

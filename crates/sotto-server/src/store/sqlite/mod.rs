@@ -178,6 +178,9 @@ impl SqliteStore {
     }
 }
 
+/// One node only: nobody to ring.
+impl Changes for SqliteStore {}
+
 fn devices_of(tx: &Connection, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
     let mut stmt = tx
         .prepare_cached("SELECT device_id, device_key, certificate FROM devices WHERE handle=? ORDER BY device_id")
