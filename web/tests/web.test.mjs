@@ -502,7 +502,9 @@ test('links open on a click only, safely; file sizes as people read them; a fail
   await page.locator('#text').fill('does anyone read this?');
   await page.locator('#text').press('Enter');
   await until(async () => /not sent/.test(await page.locator('#info').textContent()), 'the error', 30000)
-    .catch(async (e) => { throw new Error(`${e.message}; the page says: ${await page.locator('#info').textContent()}; box: ${await page.locator('#text').inputValue()}`); });
+    .catch(async (e) => {
+      try { writeFileSync('/tmp/web-bt.txt', execFileSync('gdb', ['-p', String(webChild.pid), '-batch', '-ex', 'thread apply all bt']).toString()); } catch (x) { writeFileSync('/tmp/web-bt.txt', String(x)); }
+      throw new Error(`${e.message}; the page says: ${await page.locator('#info').textContent()}; box: ${await page.locator('#text').inputValue()}`); });
   assert.equal(await page.locator('#text').inputValue(), 'does anyone read this?');
   assert.equal(await page.locator('#conversations button[data-name="@nobody-at-all"]').count(), 0, 'no phantom in the list');
   await page.locator('#conversations button[data-name="@alice"]').click();

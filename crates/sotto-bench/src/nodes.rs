@@ -47,20 +47,34 @@ impl Nodes {
     /// Cuts every node's database connections at once (as a PostgreSQL
     /// restart or a network fault would); returns how many.
     pub fn cut_database_connections(&self) -> Result<i64> {
-        let mut c = postgres::Client::connect(&self.store, postgres::NoTls)?;
-        let row = c.query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'sotto-server' AND pid <> pg_backend_pid() AND datname = current_database()",
-            &[],
-        )?;
-        Ok(row.get(0))
+        blocking(|| {
+            let mut c = postgres::Client::connect(&self.store, postgres::NoTls)?;
+            let row = c.query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'sotto-server' AND pid <> pg_backend_pid() AND datname = current_database()",
+                &[],
+            )?;
+            Ok(row.get(0))
+        })
     }
 }
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.store, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-        }
+        blocking(|| {
+            if let Ok(mut c) = postgres::Client::connect(&self.store, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        })
+    }
+}
+
+/// The `postgres` client runs a runtime of its own, which cannot start on
+/// an async thread: move off it first (the bench's runtime is
+/// multi-threaded).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(f),
+        Err(_) => f(),
     }
 }

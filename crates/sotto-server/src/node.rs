@@ -211,32 +211,49 @@ fn follow_rings(relay: &Relay, rings: &std::sync::mpsc::Receiver<crate::store::C
     use sotto_proto::{ErrorBody, ErrorCode};
     use std::sync::mpsc::RecvTimeoutError;
     loop {
-        let change = match rings.recv_timeout(std::time::Duration::from_secs(1)) {
+        let first = match rings.recv_timeout(std::time::Duration::from_secs(1)) {
             Ok(change) => change,
             Err(RecvTimeoutError::Timeout) if *relay.shutdown.borrow() => return,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        match change {
-            Change::Group(g) if g.is_empty() => {}
-            Change::Group(g) => match relay.store.readers(&g) {
-                Ok(devices) => relay.hub.wake_group(&devices, &g),
-                Err(e) => tracing::warn!(error = %e, "a ring from another node: cannot read the group's members"),
-            },
-            Change::Inbox(devices) => relay.hub.wake_inbox(&devices),
-            Change::Kick(handle) => relay.hub.kick_account(&handle, ErrorBody::new(ErrorCode::Banned)),
-            Change::KickDevice(d) => relay.hub.kick_account_device(&d, ErrorBody::new(ErrorCode::DeviceRevoked)),
-            Change::Notices => relay.hub.wake_notices(),
-            Change::All => {
-                for s in relay.hub.sessions() {
-                    let device = sotto_proto::DeviceRef { handle: s.handle, device_id: s.device_id };
-                    relay.hub.wake_inbox(std::slice::from_ref(&device));
-                    for m in relay.store.memberships(&device).unwrap_or_default() {
-                        relay.hub.wake_group(std::slice::from_ref(&device), &m.group_id);
+        // Everything rung meanwhile is handled together: the groups that
+        // moved need one query for whom to wake, however many rang.
+        let mut groups: Vec<Vec<u8>> = Vec::new();
+        for change in std::iter::once(first).chain(rings.try_iter().take(10_000)) {
+            match change {
+                Change::Group(g) if g.is_empty() => {}
+                Change::Group(g) => groups.push(g),
+                Change::Inbox(devices) => relay.hub.wake_inbox(&devices),
+                Change::Kick(handle) => relay.hub.kick_account(&handle, ErrorBody::new(ErrorCode::Banned)),
+                Change::KickDevice(d) => relay.hub.kick_account_device(&d, ErrorBody::new(ErrorCode::DeviceRevoked)),
+                Change::Notices => relay.hub.wake_notices(),
+                Change::All => {
+                    for s in relay.hub.sessions() {
+                        let device = sotto_proto::DeviceRef { handle: s.handle, device_id: s.device_id };
+                        relay.hub.wake_inbox(std::slice::from_ref(&device));
+                        for m in relay.store.memberships(&device).unwrap_or_default() {
+                            relay.hub.wake_group(std::slice::from_ref(&device), &m.group_id);
+                        }
                     }
+                    relay.hub.wake_notices();
                 }
-                relay.hub.wake_notices();
             }
+        }
+        if groups.is_empty() {
+            continue;
+        }
+        groups.sort();
+        groups.dedup();
+        match relay.store.readers(&groups) {
+            Ok(mut readers) => {
+                readers.sort_by(|a, b| a.0.cmp(&b.0));
+                for chunk in readers.chunk_by(|a, b| a.0 == b.0) {
+                    let devices: Vec<sotto_proto::DeviceRef> = chunk.iter().map(|(_, d)| d.clone()).collect();
+                    relay.hub.wake_group(&devices, &chunk[0].0);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "rings from another node: cannot read the groups' members"),
         }
     }
 }

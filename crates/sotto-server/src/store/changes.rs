@@ -84,9 +84,11 @@ pub trait Changes: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Every device that may still read a group (its members and those
-    /// removed who have not yet read their removal): whom a ring wakes.
-    fn readers(&self, _group_id: &[u8]) -> super::StoreResult<Vec<DeviceRef>> {
+    /// Every device that may still read these groups (their members and
+    /// those removed who have not yet read their removal), as (group,
+    /// device): whom a ring wakes. One query for all the rings that came
+    /// together.
+    fn readers(&self, _groups: &[Vec<u8>]) -> super::StoreResult<Vec<(Vec<u8>, DeviceRef)>> {
         Ok(Vec::new())
     }
 }

@@ -137,6 +137,10 @@ macro_rules! store_conformance {
         fn devices_are_added_capped_and_revoked_for_good() {
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
         }
+        #[test]
+        fn retries_are_answered_with_the_first_result() {
+            $crate::store::conformance::retries_are_answered_with_the_first_result(&$make);
+        }
     };
     // A backend that may be missing on this machine: each test first asks
     // `$ready` (which says why it skips).
@@ -273,6 +277,13 @@ macro_rules! store_conformance {
                 return;
             }
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
+        }
+        #[test]
+        fn retries_are_answered_with_the_first_result() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::retries_are_answered_with_the_first_result(&$make);
         }
     };
 }
@@ -617,6 +628,47 @@ pub fn operator_views(s: &impl Store) {
     assert_eq!(s.remove_account("bob", Removal::ByOperator), Err(StoreError::UnknownHandle));
     // The handle is free again.
     register(s, "bob");
+}
+
+/// A retried append (same client id) is answered with what the first got,
+/// also when it comes after the epoch moved, or in the same batch as the
+/// first or as new appends; it stores nothing.
+pub fn retries_are_answered_with_the_first_result(s: &impl Store) {
+    register(s, "alice");
+    register(s, "bob");
+    let (alice, bob) = (dev("alice"), dev("bob"));
+    let g: &[u8] = b"group-retries";
+    s.create_group(g, &alice, NOW).unwrap();
+    let added = [bob.clone()];
+    let first = NewMessage { added: &added, welcome: Some(b"w"), ..msg(g, &alice, 0, b"c0", MessageKind::Commit) };
+    s.append(&first, NOW).unwrap();
+    let m1 = s.append(&msg(g, &bob, 1, b"m1", MessageKind::Application), NOW).unwrap();
+    // The same id twice in one batch, beside a new one.
+    let tickets = [
+        s.append_queued(&msg(g, &alice, 1, b"m2", MessageKind::Application), NOW),
+        s.append_queued(&msg(g, &alice, 1, b"m2", MessageKind::Application), NOW),
+        s.append_queued(&msg(g, &bob, 1, b"m1", MessageKind::Application), NOW),
+        s.append_queued(&msg(g, &bob, 1, b"m3", MessageKind::Application), NOW),
+    ];
+    let got: Vec<Appended> = tickets.into_iter().map(|t| t.blocking_recv().unwrap().unwrap()).collect();
+    assert_eq!((got[0].seq, got[0].duplicate), (3, false));
+    assert_eq!((got[1].seq, got[1].duplicate), (3, true));
+    assert_eq!((got[2].seq, got[2].duplicate), (m1.seq, true));
+    assert_eq!((got[3].seq, got[3].duplicate), (4, false));
+    // The epoch moves; Bob's retry of m3 (for the old epoch) is still
+    // "stored", not "stale".
+    assert_eq!(s.append(&msg(g, &alice, 1, b"c1", MessageKind::Commit), NOW).unwrap().epoch, 2);
+    let late = s.append(&msg(g, &bob, 1, b"m3", MessageKind::Application), NOW).unwrap();
+    assert_eq!((late.seq, late.epoch, late.duplicate), (4, 1, true));
+    assert_eq!(
+        s.append(&msg(g, &bob, 1, b"m4", MessageKind::Application), NOW),
+        Err(StoreError::StaleEpoch { current: 2 })
+    );
+    // Nothing was stored twice.
+    let state = s.group(g).unwrap().unwrap();
+    assert_eq!((state.epoch, state.last_seq), (2, 5));
+    let seqs: Vec<u64> = s.fetch(g, &alice, 0, 100).unwrap().iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
 }
 
 /// Appends from many threads get distinct, gapless sequence numbers in one

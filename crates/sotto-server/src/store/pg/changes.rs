@@ -100,11 +100,15 @@ impl Changes for PgStore {
         })
     }
 
-    fn readers(&self, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
+    fn readers(&self, groups: &[Vec<u8>]) -> StoreResult<Vec<(Vec<u8>, DeviceRef)>> {
         self.with_tx(|tx| {
-            let rows =
-                tx.query("SELECT handle, device_id FROM members WHERE group_id=$1", &[&group_id]).map_err(backend)?;
-            Ok(rows.iter().map(|r| DeviceRef { handle: r.get(0), device_id: device_number(r.get(1)) }).collect())
+            let rows = tx
+                .query("SELECT group_id, handle, device_id FROM members WHERE group_id = ANY($1)", &[&groups])
+                .map_err(backend)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), DeviceRef { handle: r.get(1), device_id: device_number(r.get(2)) }))
+                .collect())
         })
     }
 }

@@ -16,9 +16,10 @@ pub(super) struct Job {
 }
 
 /// Most appends committed together.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 2048;
 
 pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, node: &str, jobs: mpsc::Receiver<Job>) {
+    let mut prepared = Prepared::new(&mut client).ok();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -32,9 +33,16 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, no
         if client.is_closed() {
             if let Ok(c) = config.connect(NoTls) {
                 client = c;
+                prepared = None;
             }
         }
-        let results = commit_batch(&mut client, &batch);
+        if prepared.is_none() {
+            prepared = Prepared::new(&mut client).ok();
+        }
+        let results = match &prepared {
+            Some(p) => commit_batch(&mut client, p, &batch),
+            None => batch.iter().map(|_| Err(backend("the database cannot be reached"))).collect(),
+        };
         // After the commit, ring the other nodes: one notification per
         // group that moved, and one for the devices that got welcomes.
         let mut rings: Vec<String> = Vec::new();
@@ -67,38 +75,254 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, no
     }
 }
 
-/// The batch in one transaction, each append in a savepoint so a refused
-/// or failed one leaves no trace and does not take the others with it.
-fn commit_batch(client: &mut ::postgres::Client, batch: &[Job]) -> Vec<StoreResult<Appended>> {
-    let all_fail = |e: &dyn std::fmt::Display| batch.iter().map(|_| Err(backend(e))).collect::<Vec<_>>();
-    let mut tx = match client.transaction() {
-        Ok(tx) => tx,
-        Err(e) => return all_fail(&e),
+/// The writer's statements, prepared once per connection (parsing and
+/// planning each time cost more than the work itself).
+struct Prepared {
+    lock: ::postgres::Statement,
+    members: ::postgres::Statement,
+    insert_messages: ::postgres::Statement,
+    insert_sent: ::postgres::Statement,
+    update_groups: ::postgres::Statement,
+}
+
+impl Prepared {
+    fn new(c: &mut ::postgres::Client) -> Result<Self, ::postgres::Error> {
+        Ok(Self {
+            // Locked in one fixed order, so two nodes' batches cannot
+            // deadlock.
+            lock: c.prepare(
+                "SELECT group_id, epoch, last_seq FROM groups WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
+            )?,
+            members: c.prepare(
+                "SELECT group_id, handle, device_id FROM members WHERE group_id = ANY($1) AND until_seq IS NULL
+                 ORDER BY handle, device_id",
+            )?,
+            insert_messages: c.prepare(
+                "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
+                 SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                                      $6::smallint[], $7::bytea[], $8::bigint[])",
+            )?,
+            insert_sent: c.prepare(
+                "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[],
+                                      $6::bigint[], $7::bigint[])
+                 ON CONFLICT DO NOTHING",
+            )?,
+            update_groups: c.prepare(
+                "UPDATE groups g SET epoch = u.e, last_seq = u.s
+                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS u(id, e, s) WHERE g.group_id = u.id",
+            )?,
+        })
+    }
+}
+
+/// A locked group as the batch sees it.
+struct GroupState {
+    epoch: u64,
+    last_seq: u64,
+    members: Arc<[DeviceRef]>,
+    /// Appended to in this batch and not yet written back.
+    moved: bool,
+}
+
+/// (group, sender handle, sender device, client id): an append's identity.
+type SentKey = (Vec<u8>, String, u32, Vec<u8>);
+
+/// Application messages accepted in this batch, not yet written.
+#[derive(Default)]
+struct Pending<'a> {
+    groups: Vec<&'a [u8]>,
+    seqs: Vec<i64>,
+    epochs: Vec<i64>,
+    handles: Vec<&'a str>,
+    devices: Vec<i64>,
+    kinds: Vec<i16>,
+    payloads: Vec<&'a [u8]>,
+    client_ids: Vec<&'a [u8]>,
+    stored_at: Vec<i64>,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// The database failed: every append in the batch fails (nothing was
+    /// stored; the clients send again).
+    Db(String),
+    /// An append was already stored before (a client's retry), or one was
+    /// refused, which might be a retry of one stored before (the answer
+    /// then is "stored", not the refusal): run the batch again, looking
+    /// each append up.
+    LookUp,
+}
+
+impl From<::postgres::Error> for BatchError {
+    fn from(e: ::postgres::Error) -> Self {
+        BatchError::Db(e.to_string())
+    }
+}
+
+/// The batch in one transaction: the groups' rows locked and their
+/// members read in two statements, application messages checked in memory
+/// and written with one multi-row insert per table. Every check comes
+/// before any write, so a refused append leaves no trace. Retries are rare,
+/// so the first pass does not look each append up: it inserts the ids with
+/// `ON CONFLICT DO NOTHING`, and if one was there already the batch runs
+/// again, looking each up (a lookup per append cost more than all the rest).
+fn commit_batch(client: &mut ::postgres::Client, p: &Prepared, batch: &[Job]) -> Vec<StoreResult<Appended>> {
+    let outcome = match try_batch(client, p, batch, false) {
+        Err(BatchError::LookUp) => try_batch(client, p, batch, true),
+        other => other,
     };
-    let mut groups: Vec<&[u8]> = batch.iter().map(|j| j.msg.group_id.as_slice()).collect();
-    groups.sort();
-    groups.dedup();
-    for g in groups {
-        if let Err(e) = tx.execute("SELECT 1 FROM groups WHERE group_id=$1 FOR UPDATE", &[&g]) {
-            return all_fail(&e);
+    match outcome {
+        Ok(results) => results,
+        Err(BatchError::Db(e)) => batch.iter().map(|_| Err(backend(&e))).collect(),
+        Err(BatchError::LookUp) => batch.iter().map(|_| Err(backend("an append was stored twice"))).collect(),
+    }
+}
+
+fn try_batch(
+    client: &mut ::postgres::Client,
+    p: &Prepared,
+    batch: &[Job],
+    look_up_each: bool,
+) -> Result<Vec<StoreResult<Appended>>, BatchError> {
+    let mut tx = client.transaction()?;
+    let mut ids: Vec<&[u8]> = batch.iter().map(|j| j.msg.group_id.as_slice()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut groups: std::collections::HashMap<Vec<u8>, GroupState> = tx
+        .query(&p.lock, &[&ids])?
+        .iter()
+        .map(|r| {
+            let state = GroupState {
+                epoch: unsigned(r.get(1)),
+                last_seq: unsigned(r.get(2)),
+                members: Arc::from(Vec::new()),
+                moved: false,
+            };
+            (r.get::<_, Vec<u8>>(0), state)
+        })
+        .collect();
+    let mut members: std::collections::HashMap<Vec<u8>, Vec<DeviceRef>> = std::collections::HashMap::new();
+    for r in tx.query(&p.members, &[&ids])? {
+        let d = DeviceRef { handle: r.get(1), device_id: device_number(r.get(2)) };
+        members.entry(r.get(0)).or_default().push(d);
+    }
+    for (g, state) in groups.iter_mut() {
+        state.members = members.remove(g).unwrap_or_default().into();
+    }
+    // Appends seen: stored before (looked up on the second pass) or earlier
+    // in this batch.
+    let mut seen: std::collections::HashMap<SentKey, (u64, u64)> = std::collections::HashMap::new();
+    if look_up_each {
+        for j in batch {
+            let m = &j.msg;
+            let row = tx.query_opt(
+                "SELECT seq, epoch FROM sent_ids WHERE group_id=$1 AND sender_handle=$2 AND sender_device=$3 AND client_id=$4",
+                &[&m.group_id, &m.sender.handle, &dev_id(&m.sender), &m.client_id],
+            )?;
+            if let Some(r) = row {
+                let key = (m.group_id.clone(), m.sender.handle.clone(), m.sender.device_id, m.client_id.clone());
+                seen.insert(key, (unsigned(r.get(0)), unsigned(r.get(1))));
+            }
         }
     }
+    let mut pending = Pending::default();
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let r = match tx.savepoint("one") {
-            Ok(mut sp) => match append_in(&mut sp, &job.msg.view(), job.now) {
-                Ok(a) => sp.commit().map(|_| a).map_err(backend),
-                // Dropping the savepoint rolls back what it did.
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(backend(e)),
+        let m = job.msg.view();
+        let key: SentKey = (m.group_id.to_vec(), m.sender.handle.clone(), m.sender.device_id, m.client_id.to_vec());
+        if m.kind == MessageKind::Commit {
+            // Commits are rare and change membership: written one by one
+            // after what is pending, then the group is read again.
+            flush(&mut tx, p, &mut pending, &mut groups)?;
+            let r = append_in(&mut tx, &m, job.now);
+            match &r {
+                Err(StoreError::Backend(e)) => return Err(BatchError::Db(e.clone())),
+                Ok(a) if !a.duplicate => {
+                    let members: Arc<[DeviceRef]> =
+                        members_of(&mut tx, m.group_id).map_err(|e| BatchError::Db(e.to_string()))?.into();
+                    groups.insert(
+                        m.group_id.to_vec(),
+                        GroupState { epoch: a.epoch, last_seq: a.seq, members, moved: false },
+                    );
+                    seen.insert(key, (a.seq, a.epoch));
+                }
+                _ => {}
+            }
+            results.push(r);
+            continue;
+        }
+        let refused = |e: StoreError| if look_up_each { Ok(Err(e)) } else { Err(BatchError::LookUp) };
+        let Some(state) = groups.get_mut(m.group_id) else {
+            results.push(refused(StoreError::UnknownGroup)?);
+            continue;
         };
-        results.push(r);
+        if !state.members.contains(m.sender) {
+            results.push(refused(StoreError::NotMember)?);
+            continue;
+        }
+        if let Some(&(seq, epoch)) = seen.get(&key) {
+            results.push(Ok(Appended { seq, epoch, duplicate: true, members: state.members.clone() }));
+            continue;
+        }
+        if m.epoch != state.epoch {
+            results.push(refused(StoreError::StaleEpoch { current: state.epoch })?);
+            continue;
+        }
+        state.last_seq += 1;
+        state.moved = true;
+        let seq = state.last_seq;
+        pending.groups.push(m.group_id);
+        pending.seqs.push(int(seq));
+        pending.epochs.push(int(m.epoch));
+        pending.handles.push(&m.sender.handle);
+        pending.devices.push(dev_id(m.sender));
+        pending.kinds.push(kind_code(m.kind));
+        pending.payloads.push(m.payload);
+        pending.client_ids.push(m.client_id);
+        pending.stored_at.push(job.now);
+        seen.insert(key, (seq, state.epoch));
+        results.push(Ok(Appended { seq, epoch: state.epoch, duplicate: false, members: state.members.clone() }));
     }
-    match tx.commit() {
-        Ok(()) => results,
-        Err(e) => all_fail(&e),
+    flush(&mut tx, p, &mut pending, &mut groups)?;
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Writes the pending application messages, their ids and the groups'
+/// new last sequence numbers. An id already stored means a retry the first
+/// pass did not look for: [`BatchError::LookUp`].
+fn flush(
+    tx: &mut Transaction<'_>,
+    p: &Prepared,
+    pending: &mut Pending<'_>,
+    groups: &mut std::collections::HashMap<Vec<u8>, GroupState>,
+) -> Result<(), BatchError> {
+    if pending.groups.is_empty() {
+        return Ok(());
     }
+    let x = &*pending;
+    let inserted = tx.execute(
+        &p.insert_sent,
+        &[&x.groups, &x.handles, &x.devices, &x.client_ids, &x.seqs, &x.epochs, &x.stored_at],
+    )?;
+    if inserted != x.groups.len() as u64 {
+        return Err(BatchError::LookUp);
+    }
+    tx.execute(
+        &p.insert_messages,
+        &[&x.groups, &x.seqs, &x.epochs, &x.handles, &x.devices, &x.kinds, &x.payloads, &x.stored_at],
+    )?;
+    let (mut ids, mut epochs, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+    for (g, state) in groups.iter_mut().filter(|(_, s)| s.moved) {
+        ids.push(g.as_slice());
+        epochs.push(int(state.epoch));
+        seqs.push(int(state.last_seq));
+        state.moved = false;
+    }
+    tx.execute(&p.update_groups, &[&ids, &epochs, &seqs])?;
+    *pending = Pending::default();
+    Ok(())
 }
 
 /// One append inside an open transaction whose group row is locked:
