@@ -276,6 +276,15 @@ fn a_ban_on_one_node_closes_the_connection_on_another_and_sessions_see_every_nod
         }
     }
     eprintln!("pushed across nodes {:?} after the sender's command returned", sent.elapsed());
+    // Presence across nodes: Mallory, connected to node two, shows online
+    // to Alice asking through node one.
+    let contacts = alice.ok(&["contacts", "--json"]);
+    let mallory_row: serde_json::Value = contacts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["handle"] == "mallory")
+        .unwrap_or_else(|| panic!("{contacts}"));
+    assert_eq!(mallory_row["online"], serde_json::json!(true), "{contacts}");
     let stats = String::from_utf8(d.operator(&["stats"]).stdout).unwrap();
     assert!(stats.contains("connected devices: 2") && stats.contains("nodes running: 2"), "{stats}");
 

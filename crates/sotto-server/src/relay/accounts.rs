@@ -40,9 +40,15 @@ impl Relay {
             return Err(bad("ask about at most 1000 accounts at once"));
         }
         let me = me.clone();
-        let shared = blocking_timed(&self.metrics, move || store.co_members(&me, &handles)).await?;
+        // On a deployment of several nodes, also who is connected to another.
+        let (shared, elsewhere) = blocking_timed(&self.metrics, move || {
+            let shared = store.co_members(&me, &handles)?;
+            let elsewhere = if store.shared() { store.online_elsewhere(&shared)? } else { Vec::new() };
+            Ok((shared, elsewhere))
+        })
+        .await?;
         let online = shared.into_iter().map(|h| {
-            let on = self.hub.account_online(&h);
+            let on = self.hub.account_online(&h) || elsewhere.contains(&h);
             (h, on)
         });
         Ok(Response::Presence { enabled: true, online: online.collect() })

@@ -84,6 +84,13 @@ pub trait Changes: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Which of `handles` have a connection on another node (as the nodes
+    /// last published theirs, a few seconds ago at most): presence across
+    /// a deployment.
+    fn online_elsewhere(&self, _handles: &[String]) -> super::StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Every device that may still read these groups (their members and
     /// those removed who have not yet read their removal), as (group,
     /// device): whom a ring wakes. One query for all the rings that came

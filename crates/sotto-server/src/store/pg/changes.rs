@@ -100,6 +100,20 @@ impl Changes for PgStore {
         })
     }
 
+    fn online_elsewhere(&self, handles: &[String]) -> StoreResult<Vec<String>> {
+        let alive = crate::relay::now_ms() - NODE_ALIVE_WITHIN_MS;
+        self.with_tx(|tx| {
+            let rows = tx
+                .query(
+                    "SELECT DISTINCT s.handle FROM live_sessions s JOIN nodes n ON n.node = s.node
+                     WHERE n.seen_at >= $1 AND s.node <> $2 AND s.handle = ANY($3)",
+                    &[&alive, &self.node, &handles],
+                )
+                .map_err(backend)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn readers(&self, groups: &[Vec<u8>]) -> StoreResult<Vec<(Vec<u8>, DeviceRef)>> {
         self.with_tx(|tx| {
             let rows = tx
