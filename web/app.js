@@ -159,7 +159,9 @@ function showLink(link) {
     banner.hidden = false;
   } else {
     banner.hidden = true;
-    if (link.state === 'online' && /^error: .*(connect|server|connection)/.test($('info').textContent)) $('info').textContent = '';
+    // Only a line about the connection itself goes: a message not sent
+    // (its text back in the box) stays until its own timer.
+    if (link.state === 'online' && /^error: (?!not sent).*(connect|server|connection)/.test($('info').textContent)) $('info').textContent = '';
   }
 }
 
