@@ -7,6 +7,7 @@
 //! Every method is one atomic step: when it returns `Ok`, what it wrote is
 //! durable. The relay acknowledges a client only after that.
 
+mod blob_rules;
 mod changes;
 pub mod conformance;
 pub mod pg;

@@ -16,30 +16,16 @@ impl Blobs for PgStore {
     ) -> StoreResult<BlobRecord> {
         self.with_tx(|tx| {
             if let Some(b) = blob_row(tx, id)? {
-                if &b.owner != owner {
-                    return Err(StoreError::UnknownBlob);
-                }
-                if b.size != size {
-                    return Err(StoreError::Invalid("this upload was begun with another size".into()));
-                }
-                return Ok(b);
+                return crate::store::blob_rules::resume(b, owner, size);
             }
-            if size > max_size {
-                return Err(StoreError::LimitExceeded(format!(
-                    "the file is {size} bytes; this server takes at most {max_size}"
-                )));
-            }
+            crate::store::blob_rules::size_allowed(size, max_size)?;
             // The owner's account row serialises quota checks across nodes.
             tx.execute("SELECT 1 FROM accounts WHERE handle=$1 FOR UPDATE", &[&owner.handle]).map_err(backend)?;
             let used: i64 = tx
                 .query_one("SELECT coalesce(sum(size), 0)::BIGINT FROM blobs WHERE owner_handle=$1", &[&owner.handle])
                 .map_err(backend)?
                 .get(0);
-            if unsigned(used).saturating_add(size) > quota {
-                return Err(StoreError::LimitExceeded(format!(
-                    "your storage quota ({quota} bytes) is used up until recipients fetch your files"
-                )));
-            }
+            crate::store::blob_rules::quota_allows(unsigned(used), size, quota)?;
             let inserted = tx
                 .execute(
                     "INSERT INTO blobs(id, owner_handle, owner_device, size, created_at) VALUES($1,$2,$3,$4,$5)

@@ -15,29 +15,13 @@ impl Blobs for SqliteStore {
     ) -> StoreResult<BlobRecord> {
         self.with_tx(|tx| {
             if let Some(b) = blob_row(tx, id)? {
-                if &b.owner != owner {
-                    // Someone else's: answered like an unknown id (HEAD
-                    // and GET say 404 for both), so ids cannot be probed.
-                    return Err(StoreError::UnknownBlob);
-                }
-                if b.size != size {
-                    return Err(StoreError::Invalid("this upload was begun with another size".into()));
-                }
-                return Ok(b);
+                return crate::store::blob_rules::resume(b, owner, size);
             }
-            if size > max_size {
-                return Err(StoreError::LimitExceeded(format!(
-                    "the file is {size} bytes; this server takes at most {max_size}"
-                )));
-            }
+            crate::store::blob_rules::size_allowed(size, max_size)?;
             let used: u64 = tx
                 .row("SELECT coalesce(sum(size), 0) FROM blobs WHERE owner_handle=?", [&owner.handle], |r| r.get(0))
                 .map_err(backend)?;
-            if used.saturating_add(size) > quota {
-                return Err(StoreError::LimitExceeded(format!(
-                    "your storage quota ({quota} bytes) is used up until recipients fetch your files"
-                )));
-            }
+            crate::store::blob_rules::quota_allows(used, size, quota)?;
             tx.exec(
                 "INSERT INTO blobs(id, owner_handle, owner_device, size, created_at) VALUES(?,?,?,?,?)",
                 params![id, owner.handle, owner.device_id, size, now],
