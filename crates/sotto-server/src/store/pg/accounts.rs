@@ -265,7 +265,7 @@ impl Accounts for PgStore {
     }
 }
 
-fn revoked_of(tx: &mut Transaction<'_>, handle: &str) -> StoreResult<Vec<u32>> {
+fn revoked_of(tx: &mut Tx<'_>, handle: &str) -> StoreResult<Vec<u32>> {
     let rows = tx
         .query("SELECT device_id FROM revoked_devices WHERE handle=$1 ORDER BY device_id", &[&handle])
         .map_err(backend)?;

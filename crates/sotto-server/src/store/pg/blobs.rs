@@ -163,11 +163,11 @@ impl Blobs for PgStore {
     }
 }
 
-fn blob_ids(tx: &mut Transaction<'_>, sql: &str, time: i64) -> StoreResult<Vec<Vec<u8>>> {
+fn blob_ids(tx: &mut Tx<'_>, sql: &str, time: i64) -> StoreResult<Vec<Vec<u8>>> {
     Ok(tx.query(sql, &[&time]).map_err(backend)?.iter().map(|r| r.get(0)).collect())
 }
 
-fn delete_blob(tx: &mut Transaction<'_>, id: &[u8]) -> StoreResult<()> {
+fn delete_blob(tx: &mut Tx<'_>, id: &[u8]) -> StoreResult<()> {
     tx.execute("DELETE FROM blob_readers WHERE blob_id=$1", &[&id]).map_err(backend)?;
     tx.execute("DELETE FROM blob_groups WHERE blob_id=$1", &[&id]).map_err(backend)?;
     tx.execute("DELETE FROM blobs WHERE id=$1", &[&id]).map_err(backend)?;

@@ -13,7 +13,9 @@ impl Changes for PgStore {
         let payloads = change.payloads(&self.node);
         let sent = off_runtime(|| {
             self.pool()?.get().map_err(backend).and_then(|mut c| {
-                c.execute("SELECT pg_notify($1, x) FROM unnest($2::text[]) x", &[&CHANNEL, &payloads]).map_err(backend)
+                c.client()
+                    .execute("SELECT pg_notify($1, x) FROM unnest($2::text[]) x", &[&CHANNEL, &payloads])
+                    .map_err(backend)
             })
         });
         if let Err(e) = sent {

@@ -198,17 +198,9 @@ impl GroupLog for PgStore {
 
     fn co_members(&self, device: &DeviceRef, handles: &[String]) -> StoreResult<Vec<String>> {
         self.with_tx(|tx| {
-            let stmt = tx
-                .prepare(
-                    "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
-                     JOIN accepted_groups c ON c.group_id = b.group_id AND c.handle = b.handle
-                     WHERE a.handle=$1 AND a.device_id=$2 AND b.handle=$3 AND a.until_seq IS NULL AND b.until_seq IS NULL
-                     LIMIT 1",
-                )
-                .map_err(backend)?;
             let mut out = Vec::new();
             for h in handles {
-                if tx.query_opt(&stmt, &[&device.handle, &dev_id(device), h]).map_err(backend)?.is_some() {
+                if tx.query_opt(CO_MEMBER, &[&device.handle, &dev_id(device), h]).map_err(backend)?.is_some() {
                     out.push(h.clone());
                 }
             }
@@ -403,7 +395,7 @@ impl GroupLog for PgStore {
 }
 
 /// `by` is a member device of an admin of a group that has roles.
-fn require_admin(tx: &mut Transaction<'_>, group_id: &[u8], by: &DeviceRef) -> StoreResult<()> {
+fn require_admin(tx: &mut Tx<'_>, group_id: &[u8], by: &DeviceRef) -> StoreResult<()> {
     if group_row(tx, group_id, true)?.is_none() {
         return Err(StoreError::UnknownGroup);
     }
@@ -424,3 +416,9 @@ fn require_admin(tx: &mut Transaction<'_>, group_id: &[u8], by: &DeviceRef) -> S
     }
     Ok(())
 }
+
+/// Whether two accounts share a group the other has accepted (presence).
+const CO_MEMBER: &str = "SELECT 1 FROM members a JOIN members b ON a.group_id = b.group_id
+     JOIN accepted_groups c ON c.group_id = b.group_id AND c.handle = b.handle
+     WHERE a.handle=$1 AND a.device_id=$2 AND b.handle=$3 AND a.until_seq IS NULL AND b.until_seq IS NULL
+     LIMIT 1";

@@ -20,11 +20,9 @@ impl KeyPackages for PgStore {
                     sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
                 )));
             }
-            let insert = tx
-                .prepare("INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES($1,$2,$3,$4)")
-                .map_err(backend)?;
+            let insert = "INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES($1,$2,$3,$4)";
             for p in packages {
-                tx.execute(&insert, &[&device.handle, &dev_id(device), &false, p]).map_err(backend)?;
+                tx.execute(insert, &[&device.handle, &dev_id(device), &false, p]).map_err(backend)?;
             }
             if let Some(lr) = last_resort {
                 tx.execute(
@@ -32,7 +30,7 @@ impl KeyPackages for PgStore {
                     &[&device.handle, &dev_id(device)],
                 )
                 .map_err(backend)?;
-                tx.execute(&insert, &[&device.handle, &dev_id(device), &true, &lr]).map_err(backend)?;
+                tx.execute(insert, &[&device.handle, &dev_id(device), &true, &lr]).map_err(backend)?;
             }
             one_time_count(tx, device)
         })

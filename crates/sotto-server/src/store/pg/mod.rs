@@ -10,7 +10,7 @@
 
 use std::sync::mpsc;
 
-use ::postgres::{NoTls, Transaction};
+use ::postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 use sha2::{Digest, Sha256};
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
@@ -24,9 +24,12 @@ mod group_log;
 mod key_packages;
 mod operator;
 mod schema;
+mod tx;
 mod writer;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+use tx::Tx;
+
+type Pool = r2d2::Pool<tx::Manager>;
 
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
@@ -115,9 +118,9 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .connection_timeout(std::time::Duration::from_secs(10))
-            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .build(tx::Manager(PostgresConnectionManager::new(config.clone(), NoTls)))
             .map_err(backend)?;
-        migrate(&mut *pool.get().map_err(backend)?)?;
+        migrate(pool.get().map_err(backend)?.client())?;
         let (jobs, rx) = mpsc::channel();
         let client = config.connect(NoTls).map_err(backend)?;
         let node = hex::encode(rand::random::<[u8; 8]>());
@@ -146,7 +149,7 @@ impl PgStore {
     }
 
     /// Runs `f` in one transaction; it is committed only if `f` succeeds.
-    fn with_tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn with_tx<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         off_runtime(|| {
             let mut client = self.pool()?.get().map_err(backend)?;
             let mut tx = client.transaction().map_err(backend)?;
@@ -208,7 +211,7 @@ fn migrate(client: &mut ::postgres::Client) -> StoreResult<()> {
     tx.commit().map_err(backend)
 }
 
-fn devices_of(tx: &mut Transaction<'_>, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
+fn devices_of(tx: &mut Tx<'_>, handle: &str) -> StoreResult<Vec<DeviceInfo>> {
     let rows = tx
         .query("SELECT device_id, device_key, certificate FROM devices WHERE handle=$1 ORDER BY device_id", &[&handle])
         .map_err(backend)?;
@@ -218,7 +221,7 @@ fn devices_of(tx: &mut Transaction<'_>, handle: &str) -> StoreResult<Vec<DeviceI
         .collect())
 }
 
-fn members_of(tx: &mut Transaction<'_>, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
+fn members_of(tx: &mut Tx<'_>, group_id: &[u8]) -> StoreResult<Vec<DeviceRef>> {
     let rows = tx
         .query(
             "SELECT handle, device_id FROM members WHERE group_id=$1 AND until_seq IS NULL ORDER BY handle, device_id",
@@ -229,16 +232,12 @@ fn members_of(tx: &mut Transaction<'_>, group_id: &[u8]) -> StoreResult<Vec<Devi
 }
 
 /// A current member's (joined_seq, cursor).
-fn member_row(tx: &mut Transaction<'_>, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
+fn member_row(tx: &mut Tx<'_>, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64)>> {
     Ok(reader_row(tx, group_id, device)?.filter(|r| r.2.is_none()).map(|r| (r.0, r.1)))
 }
 
 /// A device that may still read: (joined_seq, cursor, until_seq).
-fn reader_row(
-    tx: &mut Transaction<'_>,
-    group_id: &[u8],
-    device: &DeviceRef,
-) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
+fn reader_row(tx: &mut Tx<'_>, group_id: &[u8], device: &DeviceRef) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
     let row = tx
         .query_opt(
             "SELECT joined_seq, cursor, until_seq FROM members WHERE group_id=$1 AND handle=$2 AND device_id=$3",
@@ -250,7 +249,7 @@ fn reader_row(
 
 /// A group's (epoch, last_seq); `lock` holds its row until the
 /// transaction ends, so no other node appends to it meanwhile.
-fn group_row(tx: &mut Transaction<'_>, group_id: &[u8], lock: bool) -> StoreResult<Option<(u64, u64)>> {
+fn group_row(tx: &mut Tx<'_>, group_id: &[u8], lock: bool) -> StoreResult<Option<(u64, u64)>> {
     let sql = if lock {
         "SELECT epoch, last_seq FROM groups WHERE group_id=$1 FOR UPDATE"
     } else {
@@ -260,7 +259,7 @@ fn group_row(tx: &mut Transaction<'_>, group_id: &[u8], lock: bool) -> StoreResu
     Ok(row.map(|r| (unsigned(r.get(0)), unsigned(r.get(1)))))
 }
 
-fn blob_row(tx: &mut Transaction<'_>, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
+fn blob_row(tx: &mut Tx<'_>, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
     let row = tx
         .query_opt("SELECT owner_handle, owner_device, size, complete, created_at FROM blobs WHERE id=$1", &[&id])
         .map_err(backend)?;
@@ -273,7 +272,7 @@ fn blob_row(tx: &mut Transaction<'_>, id: &[u8]) -> StoreResult<Option<BlobRecor
     }))
 }
 
-fn one_time_count(tx: &mut Transaction<'_>, device: &DeviceRef) -> StoreResult<u32> {
+fn one_time_count(tx: &mut Tx<'_>, device: &DeviceRef) -> StoreResult<u32> {
     let n: i64 = tx
         .query_one(
             "SELECT count(*) FROM key_packages WHERE handle=$1 AND device_id=$2 AND NOT last_resort",
@@ -285,7 +284,7 @@ fn one_time_count(tx: &mut Transaction<'_>, device: &DeviceRef) -> StoreResult<u
 }
 
 /// Deletes the group's messages that every member has acknowledged.
-fn delete_fully_acked(tx: &mut Transaction<'_>, group_id: &[u8]) -> StoreResult<()> {
+fn delete_fully_acked(tx: &mut Tx<'_>, group_id: &[u8]) -> StoreResult<()> {
     tx.execute(
         "DELETE FROM messages WHERE group_id=$1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=$1)",
         &[&group_id],

@@ -20,6 +20,8 @@ const MAX_BATCH: usize = 2048;
 
 pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, node: &str, jobs: mpsc::Receiver<Job>) {
     let mut prepared = Prepared::new(&mut client).ok();
+    // The statements append_in prepares on this connection.
+    let mut cache = std::collections::HashMap::new();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -34,13 +36,14 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, no
             if let Ok(c) = config.connect(NoTls) {
                 client = c;
                 prepared = None;
+                cache.clear();
             }
         }
         if prepared.is_none() {
             prepared = Prepared::new(&mut client).ok();
         }
         let results = match &prepared {
-            Some(p) => commit_batch(&mut client, p, &batch),
+            Some(p) => commit_batch(&mut client, &mut cache, p, &batch),
             None => batch.iter().map(|_| Err(backend("the database cannot be reached"))).collect(),
         };
         // After the commit, ring the other nodes: one notification per
@@ -167,9 +170,14 @@ impl From<::postgres::Error> for BatchError {
 /// so the first pass does not look each append up: it inserts the ids with
 /// `ON CONFLICT DO NOTHING`, and if one was there already the batch runs
 /// again, looking each up (a lookup per append cost more than all the rest).
-fn commit_batch(client: &mut ::postgres::Client, p: &Prepared, batch: &[Job]) -> Vec<StoreResult<Appended>> {
-    let outcome = match try_batch(client, p, batch, false) {
-        Err(BatchError::LookUp) => try_batch(client, p, batch, true),
+fn commit_batch(
+    client: &mut ::postgres::Client,
+    cache: &mut Cache,
+    p: &Prepared,
+    batch: &[Job],
+) -> Vec<StoreResult<Appended>> {
+    let outcome = match try_batch(client, cache, p, batch, false) {
+        Err(BatchError::LookUp) => try_batch(client, cache, p, batch, true),
         other => other,
     };
     match outcome {
@@ -179,17 +187,21 @@ fn commit_batch(client: &mut ::postgres::Client, p: &Prepared, batch: &[Job]) ->
     }
 }
 
+type Cache = std::collections::HashMap<String, ::postgres::Statement>;
+
 fn try_batch(
     client: &mut ::postgres::Client,
+    cache: &mut Cache,
     p: &Prepared,
     batch: &[Job],
     look_up_each: bool,
 ) -> Result<Vec<StoreResult<Appended>>, BatchError> {
-    let mut tx = client.transaction()?;
+    let mut tx = super::tx::begin(client, cache)?;
     let mut ids: Vec<&[u8]> = batch.iter().map(|j| j.msg.group_id.as_slice()).collect();
     ids.sort();
     ids.dedup();
     let mut groups: std::collections::HashMap<Vec<u8>, GroupState> = tx
+        .tx
         .query(&p.lock, &[&ids])?
         .iter()
         .map(|r| {
@@ -203,7 +215,7 @@ fn try_batch(
         })
         .collect();
     let mut members: std::collections::HashMap<Vec<u8>, Vec<DeviceRef>> = std::collections::HashMap::new();
-    for r in tx.query(&p.members, &[&ids])? {
+    for r in tx.tx.query(&p.members, &[&ids])? {
         let d = DeviceRef { handle: r.get(1), device_id: device_number(r.get(2)) };
         members.entry(r.get(0)).or_default().push(d);
     }
@@ -293,7 +305,7 @@ fn try_batch(
 /// new last sequence numbers. An id already stored means a retry the first
 /// pass did not look for: [`BatchError::LookUp`].
 fn flush(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     p: &Prepared,
     pending: &mut Pending<'_>,
     groups: &mut std::collections::HashMap<Vec<u8>, GroupState>,
@@ -302,14 +314,14 @@ fn flush(
         return Ok(());
     }
     let x = &*pending;
-    let inserted = tx.execute(
+    let inserted = tx.tx.execute(
         &p.insert_sent,
         &[&x.groups, &x.handles, &x.devices, &x.client_ids, &x.seqs, &x.epochs, &x.stored_at],
     )?;
     if inserted != x.groups.len() as u64 {
         return Err(BatchError::LookUp);
     }
-    tx.execute(
+    tx.tx.execute(
         &p.insert_messages,
         &[&x.groups, &x.seqs, &x.epochs, &x.handles, &x.devices, &x.kinds, &x.payloads, &x.stored_at],
     )?;
@@ -320,14 +332,14 @@ fn flush(
         seqs.push(int(state.last_seq));
         state.moved = false;
     }
-    tx.execute(&p.update_groups, &[&ids, &epochs, &seqs])?;
+    tx.tx.execute(&p.update_groups, &[&ids, &epochs, &seqs])?;
     *pending = Pending::default();
     Ok(())
 }
 
 /// One append inside an open transaction whose group row is locked:
 /// membership, idempotency, epoch, roles, membership change, welcomes.
-pub(super) fn append_in(tx: &mut Transaction<'_>, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
+pub(super) fn append_in(tx: &mut Tx<'_>, m: &NewMessage<'_>, now: i64) -> StoreResult<Appended> {
     let (epoch, last_seq) = group_row(tx, m.group_id, true)?.ok_or(StoreError::UnknownGroup)?;
     let members: Arc<[DeviceRef]> = members_of(tx, m.group_id)?.into();
     if !members.contains(m.sender) {
@@ -419,7 +431,7 @@ pub(super) fn append_in(tx: &mut Transaction<'_>, m: &NewMessage<'_>, now: i64) 
 /// The roles of a named group, as the SQLite store applies them (see
 /// `sqlite/writer.rs`): only admins remove others or (unless members may)
 /// add someone new.
-fn check_roles(tx: &mut Transaction<'_>, m: &NewMessage<'_>, members: &[DeviceRef]) -> StoreResult<()> {
+fn check_roles(tx: &mut Tx<'_>, m: &NewMessage<'_>, members: &[DeviceRef]) -> StoreResult<()> {
     let policy =
         tx.query_opt("SELECT members_can_add FROM group_policy WHERE group_id=$1", &[&m.group_id]).map_err(backend)?;
     let Some(policy) = policy else { return Ok(()) };
