@@ -355,6 +355,10 @@ mod tests {
         assert_eq!(s.store.as_deref(), Some("postgresql://sotto@db.example/sotto"));
         let e = check("store = \"mysql://x\"\n").unwrap_err().join(" ");
         assert!(e.contains("PostgreSQL address"), "{e}");
+        // The nodes of a deployment share one blob folder.
+        let s = check("store = \"host=/run/postgresql dbname=sotto\"\nblobs = \"/srv/sotto-blobs\"\n").unwrap();
+        assert_eq!(s.blobs.as_deref(), Some(std::path::Path::new("/srv/sotto-blobs")));
+        assert_eq!(check("").unwrap().blobs, None, "DATA/blobs unless told");
     }
 
     #[test]
