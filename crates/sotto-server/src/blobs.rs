@@ -185,8 +185,8 @@ async fn upload_inner(
         tokio::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&part_path).await.map_err(io)?;
     // Nodes sharing a blob folder: one writer per blob across all of them
     // (an advisory lock on the partial file, released when it is closed).
-    let _lock = file.try_clone().await.map_err(io)?.into_std().await;
-    if _lock.try_lock().is_err() {
+    let locked = file.try_clone().await.map_err(io)?.into_std().await;
+    if locked.try_lock().is_err() {
         return Err(reply(StatusCode::CONFLICT, "this blob is being uploaded on another connection"));
     }
     let have = file.metadata().await.map_err(io)?.len();
