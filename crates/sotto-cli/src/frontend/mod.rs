@@ -18,6 +18,7 @@ pub mod event;
 pub mod json;
 mod local;
 pub mod model;
+mod online;
 
 pub use command::{Command, GroupChange};
 pub use event::{Event, Link, Outcome, Transfer};
