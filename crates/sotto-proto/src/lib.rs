@@ -21,6 +21,7 @@ pub mod limits;
 pub mod link;
 pub mod messages;
 mod push;
+mod responses;
 pub mod signing;
 
 pub use address::{ServerAddress, Transport};
