@@ -51,17 +51,7 @@ fn two_members_adding_people_at_the_same_moment() {
     // Both sessions are open and up to date; both commit an add in the same
     // epoch. Alice's reaches the server first; Bob's is refused as stale,
     // and his client re-applies the add on the new epoch by itself.
-    runtime().block_on(async {
-        let (ma, mb) = (open_profile(alice), open_profile(bob));
-        let mut sa = Session::open(&ma).await.unwrap();
-        let mut sb = Session::open(&mb).await.unwrap();
-        sa.sync().await.unwrap();
-        sb.sync().await.unwrap();
-        sa.add_to_group("#team", &["carol".into()]).await.unwrap();
-        sb.add_to_group("#team", &["dave".into()]).await.unwrap();
-        sa.close().await;
-        sb.close().await;
-    });
+    add_at_the_same_moment(alice, "carol", bob, "dave", "#team");
     let epochs = {
         let conn = rusqlite::Connection::open(server.data.join("relay.db")).unwrap();
         conn.query_row("SELECT epoch FROM groups", [], |r| r.get::<_, i64>(0)).unwrap()

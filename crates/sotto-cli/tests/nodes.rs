@@ -16,7 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sotto_client::Session;
 
 /// A new, empty database in the test cluster, as a connection string.
 fn database() -> Option<String> {
@@ -193,17 +192,7 @@ fn a_commit_race_between_nodes_is_decided_by_the_database() {
     // through node one, Bob through node two. The database takes the first
     // and refuses the second as stale; Bob's client redoes it on the new
     // epoch by itself.
-    runtime().block_on(async {
-        let (ma, mb) = (open_profile(alice), open_profile(bob));
-        let mut sa = Session::open(&ma).await.unwrap();
-        let mut sb = Session::open(&mb).await.unwrap();
-        sa.sync().await.unwrap();
-        sb.sync().await.unwrap();
-        sa.add_to_group("#team", &["carol".into()]).await.unwrap();
-        sb.add_to_group("#team", &["dave".into()]).await.unwrap();
-        sa.close().await;
-        sb.close().await;
-    });
+    add_at_the_same_moment(alice, "carol", bob, "dave", "#team");
     assert_eq!(d.sql("SELECT max(epoch) FROM groups"), 3, "create+add, carol, dave: three commits won, one was redone");
     for who in [alice, bob, carol, dave] {
         who.receive_json();

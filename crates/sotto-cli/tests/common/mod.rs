@@ -278,3 +278,20 @@ pub fn link(new: &User, existing: &User, server: &Server, name: &str) -> String 
     assert!(added.contains(&format!("(\"{name}\")")), "{added}");
     finish_link(child, out)
 }
+
+/// `a` and `b`, both open and up to date, each add someone to `group` in
+/// the same epoch: the first commit wins, the other client redoes its add
+/// on the new epoch by itself.
+pub fn add_at_the_same_moment(a: &User, a_adds: &str, b: &User, b_adds: &str, group: &str) {
+    runtime().block_on(async {
+        let (ma, mb) = (open_profile(a), open_profile(b));
+        let mut sa = sotto_client::Session::open(&ma).await.unwrap();
+        let mut sb = sotto_client::Session::open(&mb).await.unwrap();
+        sa.sync().await.unwrap();
+        sb.sync().await.unwrap();
+        sa.add_to_group(group, &[a_adds.into()]).await.unwrap();
+        sb.add_to_group(group, &[b_adds.into()]).await.unwrap();
+        sa.close().await;
+        sb.close().await;
+    });
+}
