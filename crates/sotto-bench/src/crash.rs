@@ -148,7 +148,7 @@ pub async fn run(
         Conn::open(&addresses[(i + 1) % count], &r, true).await?;
         let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
         group[0] = 2;
-        sc.request(Request::CreateGroup { group_id: group.clone() }).await?;
+        sc.request(Request::CreateGroup { group_id: group.clone(), roles: false }).await?;
         sc.request(Request::Commit {
             group_id: group.clone(),
             epoch: 0,

@@ -375,14 +375,21 @@ fn main() -> Result<()> {
             Ok(())
         }),
         Command::Mls { messages, backlog, sizes } => {
-            let m = mls::run(messages, backlog, &sizes)?;
-            println!("mls_raw_msgs_per_s={:.0}", m.raw_msgs_per_s);
-            println!("mls_msgs_per_s={:.0} backlog={} backlog_secs={:.2}", m.msgs_per_s, m.backlog, m.backlog_secs);
-            for g in &m.groups {
+            for m in mls::run(messages, backlog, &sizes)? {
+                let suite = if sotto_core::suite::is_post_quantum(m.suite) { "xwing" } else { "classical" };
+                println!("suite={suite} ({})", sotto_core::suite::describe(m.suite));
+                println!("suite={suite} key_package_bytes={}", m.key_package_bytes);
+                println!("suite={suite} mls_raw_msgs_per_s={:.0}", m.raw_msgs_per_s);
                 println!(
-                    "group size={} add_ms={:.1} join_ms={:.1} send_ms={:.2} commit_bytes={}",
-                    g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes
+                    "suite={suite} mls_msgs_per_s={:.0} backlog={} backlog_secs={:.2}",
+                    m.msgs_per_s, m.backlog, m.backlog_secs
                 );
+                for g in &m.groups {
+                    println!(
+                        "suite={suite} group size={} add_ms={:.1} join_ms={:.1} send_ms={:.2} commit_bytes={}",
+                        g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes
+                    );
+                }
             }
             Ok(())
         }

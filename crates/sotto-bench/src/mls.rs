@@ -1,26 +1,46 @@
-//! `mls`: the client's real MLS work through `sotto-core`: encrypt +
-//! decrypt of 1 KiB messages, a backlog processed into the real SQLCipher
-//! store, and adding a member to (and joining) groups of various sizes.
+//! `mls`: the client's real MLS work through `sotto-core`, for each suite
+//! (post-quantum X-Wing and classical X25519): encrypt + decrypt of 1 KiB
+//! messages, a backlog processed into the real SQLCipher store, the size of
+//! a KeyPackage, and adding a member to (and joining) groups of various
+//! sizes.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use openmls::prelude::Ciphersuite;
 use sotto_core::{Invitee, Messenger, ProfileKey};
 use sotto_proto::{ClaimedKeyPackage, Delivery, Request};
 
+/// `m` as someone to add, with a KeyPackage of the post-quantum suite.
 pub(crate) fn invitee(m: &Messenger) -> Result<Invitee> {
-    let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
+    invitee_in(m, sotto_core::suite::POST_QUANTUM)
+}
+
+/// `m` as someone to add, with a KeyPackage of `suite`.
+fn invitee_in(m: &Messenger, suite: Ciphersuite) -> Result<Invitee> {
+    let package = key_package(m, suite)?;
     Ok(Invitee {
         handle: m.identity().handle.clone(),
         account_key: m.identity().account_key(),
-        packages: vec![ClaimedKeyPackage { device: m.identity().device_info(), package: packages[0].to_vec() }],
+        packages: vec![ClaimedKeyPackage { device: m.identity().device_info(), package }],
     })
+}
+
+/// One fresh KeyPackage of `m` of `suite`, as uploaded.
+fn key_package(m: &Messenger, suite: Ciphersuite) -> Result<Vec<u8>> {
+    let Request::UploadKeyPackages { packages, .. } = m.key_package_upload(1)? else { unreachable!() };
+    let wanted = sotto_core::suite::wire(suite);
+    packages
+        .into_iter()
+        .find(|p| sotto_proto::suites::key_package_suite(p) == Some(wanted))
+        .map(|p| p.into_vec())
+        .context("the device publishes no KeyPackage of that suite")
 }
 
 /// A two-person conversation from `a` to `b`, with no server: the commit
 /// and welcome are handed over directly.
-fn pair(a: &Messenger, b: &Messenger) -> Result<Vec<u8>> {
-    let commit = a.start_direct(invitee(b)?)?;
+fn pair(a: &Messenger, b: &Messenger, suite: Ciphersuite) -> Result<Vec<u8>> {
+    let commit = a.start_direct(invitee_in(b, suite)?)?;
     a.accepted(&commit.client_id, 1)?;
     b.handle_welcome(&commit.group_id, commit.welcome.as_deref().unwrap_or_default())?;
     Ok(commit.group_id)
@@ -59,6 +79,10 @@ pub struct GroupTiming {
 }
 
 pub struct MlsResult {
+    /// The suite measured.
+    pub suite: Ciphersuite,
+    /// Bytes of one KeyPackage as uploaded.
+    pub key_package_bytes: usize,
     /// openmls alone, in memory: encrypt + decrypt of 1 KiB per second.
     pub raw_msgs_per_s: f64,
     /// The same through sotto-core: content encoding, the outbox and the
@@ -69,15 +93,21 @@ pub struct MlsResult {
     pub groups: Vec<GroupTiming>,
 }
 
-pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
+/// Both suites, post-quantum first.
+pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<Vec<MlsResult>> {
+    sotto_core::suite::SUITES.iter().map(|s| run_suite(*s, messages, backlog, sizes)).collect()
+}
+
+fn run_suite(suite: Ciphersuite, messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
     // In memory (ephemeral store): the cost of the cryptography and state.
     let (a, b) = (
         crate::bench_person(Messenger::create_ephemeral("alice", "sotto://x:1"))?,
         crate::bench_person(Messenger::create_ephemeral("bob", "sotto://x:1"))?,
     );
-    let g = pair(&a, &b)?;
+    let key_package_bytes = key_package(&a, suite)?.len();
+    let g = pair(&a, &b, suite)?;
     let msgs_per_s = exchange(&a, &b, &g, messages)?;
-    let raw_msgs_per_s = raw(messages)?;
+    let raw_msgs_per_s = raw(messages, suite)?;
 
     // Into a real SQLCipher profile on disk, one transaction per message.
     let dir = tempfile::tempdir()?;
@@ -88,7 +118,7 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         "sotto://x:1",
     ))?;
     let d = crate::bench_person(Messenger::create_ephemeral("dave", "sotto://x:1"))?;
-    let g2 = pair(&d, &c)?;
+    let g2 = pair(&d, &c, suite)?;
     // A backlog arrives on sync and is processed in batches of 256, as the
     // client does (one local commit per batch).
     let waiting = encrypt(&d, &c, &g2, backlog)?;
@@ -104,13 +134,13 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         let members: Vec<Messenger> = (1..size - 1)
             .map(|i| crate::bench_person(Messenger::create_ephemeral(&format!("m{i}"), "sotto://x:1")))
             .collect::<Result<_, _>>()?;
-        let invitees: Vec<Invitee> = members.iter().map(invitee).collect::<Result<_>>()?;
+        let invitees: Vec<Invitee> = members.iter().map(|m| invitee_in(m, suite)).collect::<Result<_>>()?;
         let commit = owner.create_group("bench", invitees)?;
         owner.accepted(&commit.client_id, 1)?;
         // The member that makes the group `size` strong.
         let last = crate::bench_person(Messenger::create_ephemeral("last", "sotto://x:1"))?;
         let t = Instant::now();
-        let add = owner.add_to_group("#bench", vec![invitee(&last)?])?.expect("someone to add");
+        let add = owner.add_to_group("#bench", vec![invitee_in(&last, suite)?])?.context("someone to add")?;
         owner.accepted(&add.client_id, 2)?;
         let add_ms = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
@@ -122,20 +152,19 @@ pub fn run(messages: u64, backlog: u64, sizes: &[usize]) -> Result<MlsResult> {
         let send_ms = t.elapsed().as_secs_f64() * 1000.0;
         groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len(), send_ms });
     }
-    Ok(MlsResult { raw_msgs_per_s, msgs_per_s, backlog, backlog_secs, groups })
+    Ok(MlsResult { suite, key_package_bytes, raw_msgs_per_s, msgs_per_s, backlog, backlog_secs, groups })
 }
 
 /// openmls by itself: two members, the same ciphersuite and padding as
 /// sotto, openmls's in-memory storage; one 1 KiB application message
 /// created by one member and processed by the other, `n` times, on this
 /// thread only.
-fn raw(n: u64) -> Result<f64> {
+fn raw(n: u64, suite: Ciphersuite) -> Result<f64> {
     use openmls::prelude::{tls_codec::*, *};
     use openmls_basic_credential::SignatureKeyPair;
-    use openmls_rust_crypto::OpenMlsRustCrypto;
-    let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
-    let member = |name: &str| -> Result<(OpenMlsRustCrypto, SignatureKeyPair, CredentialWithKey)> {
-        let provider = OpenMlsRustCrypto::default();
+    use openmls_libcrux_crypto::Provider;
+    let member = |name: &str| -> Result<(Provider, SignatureKeyPair, CredentialWithKey)> {
+        let provider = Provider::new().map_err(|e| anyhow::anyhow!("no randomness: {e:?}"))?;
         let signer = SignatureKeyPair::new(suite.signature_algorithm())?;
         signer.store(provider.storage())?;
         let credential = BasicCredential::new(name.as_bytes().to_vec());

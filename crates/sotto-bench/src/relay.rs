@@ -40,7 +40,7 @@ pub async fn pairs_across(addresses: &[ServerAddress], n: usize, tag: &str) -> R
         let mut receiver = Conn::open(&addresses[(i + 1) % addresses.len()], &ra, true).await?;
         let mut group: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
         group[0] = 2;
-        sender.request(Request::CreateGroup { group_id: group.clone() }).await?;
+        sender.request(Request::CreateGroup { group_id: group.clone(), roles: false }).await?;
         sender
             .request(Request::Commit {
                 group_id: group.clone(),

@@ -228,6 +228,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show how a conversation is encrypted: its MLS suite (post-quantum
+    /// or not), epoch and member devices. Needs no server.
+    Info {
+        /// `@handle` or `#group`.
+        conversation: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the safety number shared with a contact, or confirm it matches.
     Verify {
         /// `@handle`.

@@ -239,6 +239,7 @@ async fn command(cli: &Cli, dir: &std::path::Path) -> Result<()> {
         | Command::Read { .. } => conversation_cmds::run(cli, dir).await,
         Command::Contacts { .. }
         | Command::Groups { .. }
+        | Command::Info { .. }
         | Command::Group(..)
         | Command::Verify { .. }
         | Command::Requests { .. }

@@ -55,6 +55,28 @@ pub(crate) async fn run(cli: &Cli, dir: &std::path::Path) -> Result<()> {
                 }
             }
         }
+        Command::Info { conversation, json } => {
+            let messenger = messenger(cli, &dir).await?;
+            let info = messenger.conversation_info(&conversation_arg(conversation)?)?;
+            if *json {
+                say!("{}", serde_json::to_string(&info)?);
+            } else {
+                say!("{} ({})", info.conversation, info.kind);
+                let pq = if info.post_quantum {
+                    "yes: hybrid key exchange (ML-KEM-768 with X25519)".to_owned()
+                } else {
+                    "no: classical key exchange (X25519); someone's app here does not offer post-quantum keys"
+                        .to_owned()
+                };
+                say!("  post-quantum: {pq}");
+                say!("  suite: {} (0x{:04X})", info.suite, info.suite_id);
+                say!("  epoch: {}", info.epoch);
+                say!("  devices ({}):", info.devices.len());
+                for d in &info.devices {
+                    say!("    @{} device {}", d.handle, d.device_id);
+                }
+            }
+        }
         Command::Group(cmd) => {
             let messenger = messenger(cli, &dir).await?;
             let mut session = Session::open(&messenger).await?;

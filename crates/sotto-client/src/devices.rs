@@ -88,7 +88,7 @@ impl Session<'_> {
         // is another device to tell things.
         if info.handle == me.handle && self.messenger.identity().can_certify() && self.messenger.own_group()?.is_none()
         {
-            match self.claim_devices(&me.handle, Some(good.clone())).await {
+            match self.claim_devices(&me.handle, Some(good.clone()), sotto_core::suite::wanted()).await {
                 Ok(invitee) => {
                     let commit = self.messenger.start_own_group(invitee)?;
                     self.post_item(commit).await?;
@@ -99,7 +99,8 @@ impl Session<'_> {
             }
         }
         for (group_id, missing) in self.messenger.groups_missing_devices(&info.handle, &good)? {
-            let invitee = match self.claim_devices(&info.handle, Some(missing)).await {
+            let suite = sotto_core::suite::wire(self.messenger.group_suite(&group_id)?);
+            let invitee = match self.claim_devices(&info.handle, Some(missing), vec![suite]).await {
                 Ok(i) => i,
                 // Not online since it was linked: no keys yet. The next
                 // connection tries again.
@@ -109,7 +110,7 @@ impl Session<'_> {
             if let Some(commit) = self.messenger.queue_add_devices(&group_id, invitee)? {
                 self.post_item(commit).await?;
                 // The own group is no conversation of the person's.
-                changed += usize::from(GroupKind::of(&group_id) != GroupKind::Own);
+                changed += usize::from(self.messenger.group_kind(&group_id) != GroupKind::Own);
             }
         }
         Ok(changed)
@@ -246,7 +247,7 @@ impl Session<'_> {
         for group_id in self.messenger.groups_with_own_device(device_id)? {
             if let Some(commit) = self.messenger.queue_remove_own_device(&group_id, device_id)? {
                 self.post_item(commit).await?;
-                removed += usize::from(GroupKind::of(&group_id) != GroupKind::Own);
+                removed += usize::from(self.messenger.group_kind(&group_id) != GroupKind::Own);
             }
         }
         Ok(removed)

@@ -306,14 +306,27 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// Claims KeyPackages for every device of `handle`.
+    /// Claims KeyPackages for every device of `handle`, post-quantum when
+    /// all of them offer it.
     pub async fn claim(&mut self, handle: &str) -> SessionResult<Invitee> {
-        self.claim_devices(handle, None).await
+        self.claim_devices(handle, None, sotto_core::suite::wanted()).await
     }
 
-    /// Claims KeyPackages for some devices of `handle` (all with `None`).
-    pub async fn claim_devices(&mut self, handle: &str, devices: Option<Vec<u32>>) -> SessionResult<Invitee> {
-        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned(), devices }).await {
+    /// Claims KeyPackages for every device of `handle` that fit a group of
+    /// `suite`.
+    pub async fn claim_for(&mut self, handle: &str, suite: u16) -> SessionResult<Invitee> {
+        self.claim_devices(handle, None, vec![suite]).await
+    }
+
+    /// Claims KeyPackages for some devices of `handle` (all with `None`) of
+    /// one of `suites` (most wanted first).
+    pub async fn claim_devices(
+        &mut self,
+        handle: &str,
+        devices: Option<Vec<u32>>,
+        suites: Vec<u16>,
+    ) -> SessionResult<Invitee> {
+        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned(), devices, suites }).await {
             Ok(Response::KeyPackages { account_key, packages, .. }) => {
                 Ok(Invitee { handle: handle.to_owned(), account_key, packages })
             }
@@ -340,8 +353,13 @@ impl<'m> Session<'m> {
             return Ok(());
         }
         let invitee = self.claim(handle).await?;
+        let classical = !offers_post_quantum(&invitee);
         let commit = self.messenger.start_direct(invitee)?;
-        self.post_item(commit).await
+        self.post_item(commit).await?;
+        if classical {
+            self.messenger.note_classical(&conversation, &[handle.to_owned()])?;
+        }
+        Ok(())
     }
 
     /// Creates the group `#name` with these people.
@@ -351,15 +369,34 @@ impl<'m> Session<'m> {
         for h in handles {
             invitees.push(self.claim(h).await?);
         }
+        // One suite for everyone: when someone's app has only the classical
+        // one, the others' packages are claimed again for it.
+        let classical: Vec<String> =
+            invitees.iter().filter(|i| !offers_post_quantum(i)).map(|i| i.handle.clone()).collect();
+        if !classical.is_empty() {
+            let old = sotto_core::suite::wire(sotto_core::suite::CLASSICAL);
+            for invitee in invitees.iter_mut().filter(|i| offers_post_quantum(i)) {
+                *invitee = self.claim_for(&invitee.handle.clone(), old).await?;
+            }
+        }
         let commit = self.messenger.create_group(name, invitees)?;
-        self.post_item(commit).await
+        self.post_item(commit).await?;
+        if !classical.is_empty() {
+            self.messenger.note_classical(&format!("#{name}"), &classical)?;
+        }
+        Ok(())
     }
 
-    /// Adds people to a group.
+    /// Adds people to a group (with packages of the group's suite).
     pub async fn add_to_group(&mut self, conversation: &str, handles: &[String]) -> SessionResult<()> {
+        let group_id = self
+            .messenger
+            .conversation_group(conversation)?
+            .ok_or_else(|| SessionError::Other(format!("there is no conversation {conversation} here")))?;
+        let suite = sotto_core::suite::wire(self.messenger.group_suite(&group_id)?);
         let mut invitees = Vec::new();
         for h in handles {
-            invitees.push(self.claim(h).await?);
+            invitees.push(self.claim_for(h, suite).await?);
         }
         if let Some(commit) = self.messenger.add_to_group(conversation, invitees)? {
             self.post_item(commit).await?;
@@ -521,4 +558,12 @@ impl<'m> Session<'m> {
     pub async fn close(self) {
         self.conn.close().await;
     }
+}
+
+/// Whether every package claimed for someone is of the post-quantum suite.
+fn offers_post_quantum(invitee: &Invitee) -> bool {
+    invitee
+        .packages
+        .iter()
+        .all(|p| sotto_proto::suites::key_package_suite(&p.package) == Some(sotto_proto::suites::SUITE_XWING))
 }

@@ -172,7 +172,7 @@ impl Messenger {
         seq: u64,
         body: Body,
     ) -> CoreResult<Vec<Event>> {
-        if GroupKind::of(group_id) == GroupKind::Own {
+        if self.group_kind(group_id) == GroupKind::Own {
             return self.apply_own(sender, body);
         }
         if let Body::Timer { secs } = body {
@@ -191,7 +191,7 @@ impl Messenger {
             }
             return Ok(vec![]);
         }
-        if GroupKind::of(group_id) != GroupKind::Group {
+        if self.group_kind(group_id) != GroupKind::Group {
             // A one-to-one conversation has no name or members to manage;
             // only the peer leaving it (deleting their account) matters:
             // it is closed, so the next message starts afresh with whoever

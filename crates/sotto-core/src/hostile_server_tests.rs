@@ -12,7 +12,7 @@ use crate::messenger::{Event, Invitee, Messenger};
 /// Bob's uploaded packages: the one-time ones and the last-resort one.
 fn packages(bob: &Messenger) -> (Vec<ByteBuf>, ByteBuf) {
     match bob.key_package_upload(1).unwrap() {
-        Request::UploadKeyPackages { packages, last_resort } => (packages, last_resort.unwrap()),
+        Request::UploadKeyPackages { packages, last_resort, .. } => (packages, last_resort.unwrap()),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -24,7 +24,7 @@ fn welcome_with_group_id(mallory: &Messenger, bob_package: &[u8], group_id: &[u8
     let mut group = MlsGroup::new_with_group_id(
         &provider,
         &mallory.identity.signer(),
-        &crate::messenger::create_config(None).unwrap(),
+        &crate::messenger::create_config(None, crate::suite::POST_QUANTUM).unwrap(),
         GroupId::from_slice(group_id),
         mallory.identity.credential(),
     )

@@ -23,6 +23,7 @@ mod hostile_server_tests;
 pub mod identity;
 pub mod link;
 pub mod messenger;
+pub mod padding;
 pub mod policy;
 #[cfg(test)]
 mod policy_tests;
@@ -30,6 +31,7 @@ mod provider;
 #[cfg(test)]
 mod roles_tests;
 mod sql;
+pub mod suite;
 pub mod thumbnail;
 pub mod trust;
 
@@ -39,8 +41,8 @@ pub use error::CoreError;
 pub use groups::{validate_group_name, GroupSummary, PictureInfo};
 pub use identity::{Identity, SottoCredential};
 pub use messenger::{
-    timer_words, Annotated, Contact, Environment, Event, GroupKind, GroupRoles, Intent, Invitee, LinkCandidate,
-    MessageDetail, MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit, PersonProfile, Receipt, RoleChange,
-    RoleRight, ServerNotice, StoredMessage, MAX_TIMER_SECS,
+    timer_words, Annotated, Contact, ConversationInfo, Environment, Event, GroupKind, GroupRoles, Intent, Invitee,
+    LinkCandidate, MemberDevice, MessageDetail, MessageState, Messenger, OutboxItem, OwnDevice, PendingCommit,
+    PersonProfile, Receipt, RoleChange, RoleRight, ServerNotice, StoredMessage, MAX_TIMER_SECS,
 };
 pub use policy::{Answer, Policy, PolicyError, Step, Task};

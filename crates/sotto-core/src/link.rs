@@ -16,13 +16,13 @@ use ed25519_dalek::SigningKey;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::OpenMlsRustCrypto;
 use serde::{Deserialize, Serialize};
 use sotto_proto::{link_slot, LINK_SLOT_LEN};
 
 use crate::error::{CoreError, CoreResult};
 use crate::identity::{Identity, SottoCredential};
-use crate::messenger::{join_config, CIPHERSUITE};
+use crate::messenger::join_config;
+use crate::provider::{new_ephemeral, EphemeralProvider};
 
 /// Bytes of the code's secret (56 bits: an answer is accepted once, so a
 /// forger has one guess in 2^56).
@@ -125,7 +125,7 @@ pub fn parse_code(code: &str) -> CoreResult<([u8; LINK_SLOT_LEN], Vec<u8>)> {
 pub struct LinkRequest {
     device: SigningKey,
     name: String,
-    provider: OpenMlsRustCrypto,
+    provider: EphemeralProvider,
     key_package: Vec<u8>,
     secret: Vec<u8>,
 }
@@ -138,7 +138,7 @@ impl LinkRequest {
             return Err(CoreError::Invalid("a device name is 1 to 64 characters, no control characters".into()));
         }
         let device = SigningKey::generate(&mut rand::rngs::OsRng);
-        let provider = OpenMlsRustCrypto::default();
+        let provider = new_ephemeral()?;
         let public = device.verifying_key().to_bytes().to_vec();
         let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, device.to_bytes().to_vec(), public.clone());
         let mut identity = Vec::new();
@@ -148,8 +148,9 @@ impl LinkRequest {
             credential: BasicCredential::new(identity).into(),
             signature_key: SignaturePublicKey::from(public),
         };
-        let bundle =
-            KeyPackage::builder().build(CIPHERSUITE, &provider, &signer, credential).map_err(CoreError::mls)?;
+        let bundle = KeyPackage::builder()
+            .build(crate::suite::POST_QUANTUM, &provider, &signer, credential)
+            .map_err(CoreError::mls)?;
         let key_package = bundle.key_package().tls_serialize_detached().map_err(CoreError::mls)?;
         let secret = rand::random::<[u8; LINK_SECRET_LEN]>().to_vec();
         Ok(Self { device, name: name.to_owned(), provider, key_package, secret })

@@ -1,8 +1,9 @@
-//! The openmls provider: RustCrypto for crypto and randomness, and the
-//! profile's own SQLCipher connection for storage, so MLS state and history
-//! share one encrypted database and one transaction.
+//! The openmls provider: libcrux for crypto and randomness (the one crypto
+//! choice: it does the hybrid post-quantum suite and the classical one), and
+//! the profile's own SQLCipher connection for storage, so MLS state and
+//! history share one encrypted database and one transaction.
 
-use openmls_rust_crypto::RustCrypto;
+use crate::error::CoreError;
 use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
 use openmls_traits::OpenMlsProvider;
 use rusqlite::Connection;
@@ -43,20 +44,38 @@ impl Codec for StateCodec {
     }
 }
 
+/// The crypto provider. Changing it here changes it everywhere.
+pub type Crypto = openmls_libcrux_crypto::CryptoProvider;
+
+/// A provider with storage in memory, for MLS state that never outlives the
+/// process (a device link in progress, a one-shot handover group).
+pub type EphemeralProvider = openmls_libcrux_crypto::Provider;
+
+/// A fresh crypto provider (seeded from the operating system).
+pub fn new_crypto() -> Result<Crypto, CoreError> {
+    Crypto::new().map_err(|e| CoreError::Invalid(format!("the system gave no randomness to seed the keys: {e:?}")))
+}
+
+/// A fresh in-memory provider.
+pub fn new_ephemeral() -> Result<EphemeralProvider, CoreError> {
+    EphemeralProvider::new()
+        .map_err(|e| CoreError::Invalid(format!("the system gave no randomness to seed the keys: {e:?}")))
+}
+
 pub struct Provider<'a> {
-    crypto: &'a RustCrypto,
+    crypto: &'a Crypto,
     storage: SqliteStorageProvider<StateCodec, &'a Connection>,
 }
 
 impl<'a> Provider<'a> {
-    pub fn new(crypto: &'a RustCrypto, conn: &'a Connection) -> Self {
+    pub fn new(crypto: &'a Crypto, conn: &'a Connection) -> Self {
         Self { crypto, storage: SqliteStorageProvider::new(conn) }
     }
 }
 
 impl<'a> OpenMlsProvider for Provider<'a> {
-    type CryptoProvider = RustCrypto;
-    type RandProvider = RustCrypto;
+    type CryptoProvider = Crypto;
+    type RandProvider = Crypto;
     type StorageProvider = SqliteStorageProvider<StateCodec, &'a Connection>;
 
     fn storage(&self) -> &Self::StorageProvider {

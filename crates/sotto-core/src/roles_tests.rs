@@ -151,7 +151,7 @@ fn a_device_on_an_older_sotto_cannot_be_added_to_a_group_with_roles_and_is_told_
     let old_capabilities = Capabilities::builder().extensions(vec![ExtensionType::LastResort]).build();
     let bundle = KeyPackage::builder()
         .leaf_node_capabilities(old_capabilities)
-        .build(crate::messenger::CIPHERSUITE, &bob.provider(), &bob.identity().signer(), bob.identity().credential())
+        .build(crate::suite::POST_QUANTUM, &bob.provider(), &bob.identity().signer(), bob.identity().credential())
         .unwrap();
     let package = bundle.key_package().tls_serialize_detached().unwrap();
     let old = Invitee {

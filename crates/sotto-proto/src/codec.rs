@@ -104,10 +104,16 @@ mod tests {
             Request::UploadKeyPackages {
                 packages: vec![serde_bytes::ByteBuf::from(vec![1, 2])],
                 last_resort: Some(serde_bytes::ByteBuf::from(vec![3])),
+                other_last_resorts: vec![serde_bytes::ByteBuf::from(vec![5])],
             },
-            Request::ClaimKeyPackages { handle: "bob".into(), devices: None },
+            Request::ClaimKeyPackages { handle: "bob".into(), devices: None, suites: vec![] },
+            Request::ClaimKeyPackages {
+                handle: "bob".into(),
+                devices: Some(vec![2]),
+                suites: vec![crate::suites::SUITE_XWING, crate::suites::SUITE_CLASSICAL],
+            },
             Request::LookupUser { handle: "bob".into() },
-            Request::CreateGroup { group_id: vec![4; 16] },
+            Request::CreateGroup { group_id: vec![4; 16], roles: false },
             Request::Commit {
                 group_id: vec![4; 16],
                 epoch: 0,

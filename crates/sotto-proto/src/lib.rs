@@ -23,6 +23,7 @@ pub mod messages;
 mod push;
 mod responses;
 pub mod signing;
+pub mod suites;
 
 pub use address::{ServerAddress, Transport};
 pub use error::{ErrorBody, ErrorCode};

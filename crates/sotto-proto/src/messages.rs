@@ -150,6 +150,10 @@ pub enum Request {
         /// the previous one.
         #[serde(default)]
         last_resort: Option<serde_bytes::ByteBuf>,
+        /// Last-resort packages of the device's other suites (one per
+        /// suite; each replaces the previous one of its suite).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        other_last_resorts: Vec<serde_bytes::ByteBuf>,
     },
     /// Take one KeyPackage for every device of an account (or for the
     /// listed devices only).
@@ -160,6 +164,12 @@ pub enum Request {
         /// needs its package, not everyone's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         devices: Option<Vec<u32>>,
+        /// The MLS suites the claimer can use, most wanted first (see
+        /// [`crate::suites`]); empty means the classical suite only. The
+        /// server picks the first suite every device has a package for,
+        /// else each device's best.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suites: Vec<u16>,
     },
     /// The account key and devices of a handle.
     LookupUser {
@@ -171,6 +181,11 @@ pub enum Request {
         /// 16 random bytes chosen by the creator.
         #[serde(with = "serde_bytes")]
         group_id: Vec<u8>,
+        /// The group has roles (a named group): the server enforces them,
+        /// with the creator as first admin. Groups whose id starts with 2
+        /// (made by apps before this field) have roles too.
+        #[serde(default)]
+        roles: bool,
     },
     /// Post a commit for the group's current epoch.
     Commit {

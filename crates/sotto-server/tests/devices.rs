@@ -95,10 +95,15 @@ async fn a_device_the_server_adds_on_its_own_gets_into_no_conversation() {
     let fake = Messenger::create_ephemeral("alice", "sotto://nowhere:1").unwrap();
     let forged = DeviceInfo { device_id: 2, device_key: fake.identity().device_key(), certificate: vec![0; 64] };
     server.relay.store.add_device("alice", &forged, 8, now_ms()).unwrap();
-    let Request::UploadKeyPackages { packages, last_resort } = fake.key_package_upload(3).unwrap() else { panic!() };
-    let packages: Vec<Vec<u8>> = packages.into_iter().map(|p| p.into_vec()).collect();
+    let Request::UploadKeyPackages { packages, last_resort, other_last_resorts } = fake.key_package_upload(3).unwrap()
+    else {
+        panic!()
+    };
+    let with_suite = |p: serde_bytes::ByteBuf| (sotto_proto::suites::key_package_suite(&p).unwrap(), p.into_vec());
+    let packages: Vec<_> = packages.into_iter().map(with_suite).collect();
+    let last_resorts: Vec<_> = last_resort.into_iter().chain(other_last_resorts).map(with_suite).collect();
     let alice2 = DeviceRef { handle: "alice".into(), device_id: 2 };
-    server.relay.store.add_key_packages(&alice2, &packages, last_resort.as_deref().map(|v| &v[..])).unwrap();
+    server.relay.store.add_key_packages(&alice2, &packages, &last_resorts).unwrap();
 
     // Bob starts a conversation with alice: only her real device is in it.
     let mut s = Session::open(&bob).await.unwrap();
@@ -203,7 +208,7 @@ async fn the_device_cap_holds_and_an_exhausted_device_is_added_by_its_last_resor
     // limited); bob still reaches both devices: the laptop's last-resort
     // package is used, and the conversation works.
     for _ in 0..60 {
-        a.claim_devices("alice", Some(vec![2])).await.unwrap();
+        a.claim_devices("alice", Some(vec![2]), sotto_core::suite::wanted()).await.unwrap();
     }
     a.close().await;
     let mut b = Session::open(&bob).await.unwrap();

@@ -20,7 +20,7 @@ async fn real_client_works(server: &TestServer, handle: &str) {
     tokio::time::timeout(PATIENCE, async {
         let acct = Account::new(handle);
         let mut conn = acct.online(server).await;
-        conn.request(Request::CreateGroup { group_id: vec![7; 16] }).await.ok();
+        conn.request(Request::CreateGroup { group_id: vec![7; 16], roles: false }).await.ok();
         conn.request(Request::LookupUser { handle: handle.into() }).await.unwrap();
     })
     .await
@@ -129,12 +129,18 @@ async fn bad_requests_get_codes() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), open()).await;
     let mut conn = Account::new("alice").online(&server).await;
-    let bad_group = conn.request(Request::CreateGroup { group_id: vec![1; 3] }).await.unwrap_err();
+    let bad_group = conn.request(Request::CreateGroup { group_id: vec![1; 3], roles: false }).await.unwrap_err();
     assert_eq!(code(&bad_group), ErrorCode::BadRequest);
     let too_many = (0..101).map(|_| serde_bytes::ByteBuf::from(vec![1u8])).collect();
-    let err = conn.request(Request::UploadKeyPackages { packages: too_many, last_resort: None }).await.unwrap_err();
+    let err = conn
+        .request(Request::UploadKeyPackages { packages: too_many, last_resort: None, other_last_resorts: vec![] })
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), ErrorCode::BadRequest);
-    let err = conn.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None }).await.unwrap_err();
+    let err = conn
+        .request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None, suites: vec![] })
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), ErrorCode::UnknownHandle);
     let err = conn
         .request(Request::Commit {
@@ -266,7 +272,7 @@ async fn integers_beyond_63_bits_are_a_bad_request_not_a_server_failure() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), open()).await;
     let mut conn = Account::new("alice").online(&server).await;
-    conn.request(Request::CreateGroup { group_id: vec![7; 16] }).await.unwrap();
+    conn.request(Request::CreateGroup { group_id: vec![7; 16], roles: false }).await.unwrap();
     let huge = 1u64 << 63;
     for req in [
         Request::Fetch { group_id: vec![7; 16], after_seq: huge, limit: 10 },

@@ -172,7 +172,7 @@ async fn metrics_are_served_on_their_own_address() {
     let alice = Account::new("alice");
     let mut a = connect(&server.address).await;
     alice.register(&mut a, None).await.unwrap();
-    let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None }).await;
+    let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None, suites: vec![] }).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
@@ -205,9 +205,9 @@ async fn connection_rate_and_group_limits() {
     let alice = Account::new("alice");
     let mut a = alice.online(&server).await;
     for n in 0..2u8 {
-        a.request(Request::CreateGroup { group_id: vec![n + 1; 16] }).await.unwrap();
+        a.request(Request::CreateGroup { group_id: vec![n + 1; 16], roles: false }).await.unwrap();
     }
-    let err = a.request(Request::CreateGroup { group_id: vec![9; 16] }).await.unwrap_err();
+    let err = a.request(Request::CreateGroup { group_id: vec![9; 16], roles: false }).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::LimitExceeded));
 
     // Request rate: a burst of 10 passes, then rate_limited; others unaffected.

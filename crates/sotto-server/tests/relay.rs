@@ -14,7 +14,7 @@ fn gid(n: u8) -> Vec<u8> {
 }
 
 async fn claim(conn: &mut sotto_client::Connection, handle: &str) -> Result<Response, sotto_client::ClientError> {
-    conn.request(Request::ClaimKeyPackages { handle: handle.into(), devices: None }).await
+    conn.request(Request::ClaimKeyPackages { handle: handle.into(), devices: None, suites: vec![] }).await
 }
 
 async fn send(
@@ -121,9 +121,13 @@ async fn key_packages_are_claimed_once_even_concurrently() {
     let server = TestServer::start(dir.path(), open()).await;
     let bob = Account::new("bob");
     let mut bob_conn = bob.online(&server).await;
-    let packages: Vec<ByteBuf> = (0..20u8).map(|i| ByteBuf::from(vec![i; 32])).collect();
+    let packages: Vec<ByteBuf> = (0..20u8).map(|i| ByteBuf::from(fake_key_package(&[i; 28]))).collect();
     let r = bob_conn
-        .request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) })
+        .request(Request::UploadKeyPackages {
+            packages,
+            last_resort: Some(ByteBuf::from(LAST.to_vec())),
+            other_last_resorts: vec![],
+        })
         .await
         .unwrap();
     assert_eq!(r, Response::KeyPackagesStored { key_packages: 20 });
@@ -148,7 +152,7 @@ async fn key_packages_are_claimed_once_even_concurrently() {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let one_time: Vec<_> = all.iter().filter(|p| p.as_slice() != b"last").collect();
+    let one_time: Vec<_> = all.iter().filter(|p| p.as_slice() != LAST).collect();
     let distinct: std::collections::HashSet<_> = one_time.iter().collect();
     assert_eq!(one_time.len(), 20);
     assert_eq!(distinct.len(), 20, "no package handed out twice");
@@ -588,9 +592,13 @@ async fn one_claimer_cannot_drain_a_persons_key_packages_and_others_still_reach_
     let server = TestServer::start(dir.path(), open()).await;
     let bob = Account::new("bob");
     let mut bob_conn = bob.online(&server).await;
-    let packages: Vec<ByteBuf> = (0..50u8).map(|i| ByteBuf::from(vec![i; 32])).collect();
+    let packages: Vec<ByteBuf> = (0..50u8).map(|i| ByteBuf::from(fake_key_package(&[i; 28]))).collect();
     bob_conn
-        .request(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(b"last".to_vec())) })
+        .request(Request::UploadKeyPackages {
+            packages,
+            last_resort: Some(ByteBuf::from(LAST.to_vec())),
+            other_last_resorts: vec![],
+        })
         .await
         .unwrap();
     let mut mallory = Account::new("mallory").online(&server).await;
@@ -604,7 +612,7 @@ async fn one_claimer_cannot_drain_a_persons_key_packages_and_others_still_reach_
     // Bob's stock is mostly still there, and Alice gets a one-time package.
     let mut alice = Account::new("alice").online(&server).await;
     match claim(&mut alice, "bob").await.unwrap() {
-        Response::KeyPackages { packages, .. } => assert_ne!(packages[0].package, b"last", "a one-time package"),
+        Response::KeyPackages { packages, .. } => assert_ne!(packages[0].package, LAST, "a one-time package"),
         other => panic!("{other:?}"),
     }
     assert!(server.relay.store.key_package_count(&bob.me()).unwrap() >= 50 - limit - 1);
@@ -622,7 +630,7 @@ async fn a_stranger_cannot_fill_someones_inbox_with_welcomes() {
     let mut refused = None;
     for i in 0..limit + 5 {
         let g = [vec![0xee, (i >> 8) as u8, i as u8], vec![0; 13]].concat();
-        m.request(Request::CreateGroup { group_id: g.clone() }).await.unwrap();
+        m.request(Request::CreateGroup { group_id: g.clone(), roles: false }).await.unwrap();
         let r = m
             .request(Request::Commit {
                 group_id: g,
@@ -647,3 +655,12 @@ async fn a_stranger_cannot_fill_someones_inbox_with_welcomes() {
     let mut a = Account::new("alice").online(&server).await;
     group_with(&mut a, &gid(77), &[&bob]).await;
 }
+
+/// Bytes that pass for a KeyPackage of the classical suite (the server
+/// reads only the version and suite at the front).
+fn fake_key_package(rest: &[u8]) -> Vec<u8> {
+    [&[0, 1, 0, 1][..], rest].concat()
+}
+
+/// The fake last-resort package.
+const LAST: &[u8] = b"\x00\x01\x00\x01last";

@@ -60,8 +60,10 @@ async fn hostile_clients_do_not_stop_a_normal_conversation() {
     while !matches!(b.next_push().await.unwrap(), Push::SyncDone) {}
     let mut bk = bob.online(&server).await;
     bk.request(Request::UploadKeyPackages {
-        packages: (0..20u8).map(|i| ByteBuf::from(vec![i; 40])).collect(),
+        // Classical-suite headers: the server reads only those.
+        packages: (0..20u8).map(|i| ByteBuf::from([&[0, 1, 0, 1][..], &[i; 40]].concat())).collect(),
         last_resort: None,
+        other_last_resorts: vec![],
     })
     .await
     .unwrap();
@@ -139,7 +141,10 @@ async fn hostile_clients_do_not_stop_a_normal_conversation() {
                 // Claiming bob's key packages in a loop: they run out, then
                 // the answer is a clear error, not a crash.
                 for _ in 0..10 {
-                    match m.request(Request::ClaimKeyPackages { handle: "bob".into(), devices: None }).await {
+                    match m
+                        .request(Request::ClaimKeyPackages { handle: "bob".into(), devices: None, suites: vec![] })
+                        .await
+                    {
                         Ok(Response::KeyPackages { .. }) => {}
                         Err(e) => assert!(matches!(e.code(), Some(ErrorCode::NoKeyPackages | ErrorCode::RateLimited))),
                         Ok(other) => panic!("{other:?}"),

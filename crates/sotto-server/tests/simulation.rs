@@ -168,7 +168,11 @@ impl Sim {
         let mut invitees = Vec::new();
         for c in &clients[1..] {
             let handle = c.m.identity().handle.clone();
-            let claim = Request::ClaimKeyPackages { handle: handle.clone(), devices: None };
+            let claim = Request::ClaimKeyPackages {
+                handle: handle.clone(),
+                devices: None,
+                suites: sotto_core::suite::wanted(),
+            };
             let Response::KeyPackages { account_key, packages, .. } =
                 answer(&relay, &clients[0].me, claim).await.unwrap()
             else {
@@ -177,7 +181,9 @@ impl Sim {
             invitees.push(Invitee { handle, account_key, packages });
         }
         let commit = clients[0].m.create_group("sim", invitees).unwrap();
-        answer(&relay, &clients[0].me, Request::CreateGroup { group_id: commit.group_id.clone() }).await.unwrap();
+        answer(&relay, &clients[0].me, Request::CreateGroup { group_id: commit.group_id.clone(), roles: false })
+            .await
+            .unwrap();
         let Response::Appended { seq, .. } = answer(&relay, &clients[0].me, commit.to_request()).await.unwrap() else {
             panic!()
         };
@@ -280,7 +286,11 @@ impl Sim {
         }
         let missing = !c0.m.groups_missing_devices("c0", &[2]).unwrap().is_empty();
         let item = if missing {
-            let claim = Request::ClaimKeyPackages { handle: "c0".into(), devices: Some(vec![2]) };
+            let claim = Request::ClaimKeyPackages {
+                handle: "c0".into(),
+                devices: Some(vec![2]),
+                suites: sotto_core::suite::wanted(),
+            };
             let Ok(Response::KeyPackages { account_key, packages, .. }) = answer(&self.relay, &c0.me, claim).await
             else {
                 return;

@@ -179,24 +179,29 @@ impl KeyPackages for Faulty {
     fn add_key_packages(
         &self,
         device: &DeviceRef,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[(u16, Vec<u8>)],
+        last_resorts: &[(u16, Vec<u8>)],
     ) -> StoreResult<u32> {
-        self.inner.add_key_packages(device, packages, last_resort)
+        self.inner.add_key_packages(device, packages, last_resorts)
     }
 
     fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32> {
         self.inner.key_package_count(device)
     }
 
-    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
-        self.inner.claim_key_packages(handle, only)
+    fn claim_key_packages(
+        &self,
+        handle: &str,
+        only: Option<&[u32]>,
+        suites: &[u16],
+    ) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+        self.inner.claim_key_packages(handle, only, suites)
     }
 }
 
 impl GroupLog for Faulty {
-    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
-        self.inner.create_group(group_id, creator, now)
+    fn create_group_with(&self, group_id: &[u8], creator: &DeviceRef, roles: bool, now: i64) -> StoreResult<()> {
+        self.inner.create_group_with(group_id, creator, roles, now)
     }
 
     fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>> {

@@ -99,10 +99,15 @@ impl Messenger {
             auto_accept: self.auto_accept()?,
             history_days,
         };
-        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let provider = provider::new_ephemeral()?;
         let signer = self.identity.signer();
-        let mut group = MlsGroup::new(&provider, &signer, &create_config(None)?, self.identity.credential())
-            .map_err(CoreError::mls)?;
+        let mut group = MlsGroup::new(
+            &provider,
+            &signer,
+            &create_config(None, candidate.key_package.ciphersuite())?,
+            self.identity.credential(),
+        )
+        .map_err(CoreError::mls)?;
         let (_, welcome, _) = group
             .add_members(&provider, &signer, std::slice::from_ref(&candidate.key_package))
             .map_err(CoreError::mls)?;
@@ -155,7 +160,7 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Ok(Self::assemble(conn, identity, dir.to_owned()))
+        Self::assemble(conn, identity, dir.to_owned())
     }
 
     fn fill_linked(conn: &mut Connection, identity: &Identity, handover: &Handover) -> CoreResult<()> {

@@ -106,7 +106,7 @@ impl Messenger {
         let mut events = Vec::new();
         let text = match &content.body {
             Body::Description { text } => {
-                if GroupKind::of(group_id) != GroupKind::Group || text.len() > crate::content::MAX_DESCRIPTION_BYTES {
+                if self.group_kind(group_id) != GroupKind::Group || text.len() > crate::content::MAX_DESCRIPTION_BYTES {
                     return Ok(vec![]);
                 }
                 let changed = self.conn.exec(
@@ -123,7 +123,7 @@ impl Messenger {
                 }
             }
             Body::GroupPicture { avatar } => {
-                if GroupKind::of(group_id) != GroupKind::Group {
+                if self.group_kind(group_id) != GroupKind::Group {
                     return Ok(vec![]);
                 }
                 let changed = self.conn.exec(

@@ -155,7 +155,7 @@ impl Messenger {
                     }
                     return self.apply_control(&d.group_id, conversation, &sender.handle, d.seq, content.body);
                 }
-                if GroupKind::of(&d.group_id) == GroupKind::Own {
+                if self.group_kind(&d.group_id) == GroupKind::Own {
                     // The own group carries control messages only.
                     return Ok(vec![]);
                 }
@@ -218,7 +218,7 @@ impl Messenger {
                     None => format!("device {}", c.device_id),
                 };
                 let mut notes = Vec::new();
-                let is_group = GroupKind::of(&d.group_id) == GroupKind::Group;
+                let is_group = self.group_kind(&d.group_id) == GroupKind::Group;
                 for c in &joined {
                     if c.handle == self.identity.handle {
                         // A device of this account this one has not named
@@ -260,7 +260,7 @@ impl Messenger {
                         });
                     }
                 }
-                if GroupKind::of(&d.group_id) == GroupKind::Own {
+                if self.group_kind(&d.group_id) == GroupKind::Own {
                     // Devices coming and going show in the conversations
                     // themselves; the own group is never shown.
                     notes.clear();

@@ -15,6 +15,37 @@ impl Messenger {
         Ok(())
     }
 
+    /// What kind of conversation a group is: as recorded when it was made
+    /// or joined, or (groups from before that was recorded) as its id says.
+    pub fn group_kind(&self, group_id: &[u8]) -> GroupKind {
+        let stored: Option<Option<u8>> = self
+            .conn
+            .row("SELECT kind FROM groups WHERE group_id=?", [group_id], |r| r.get(0))
+            .optional()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read a group's kind");
+                None
+            });
+        stored
+            .flatten()
+            .and_then(GroupKind::from_stored)
+            .or_else(|| GroupKind::of_legacy_id(group_id))
+            .unwrap_or(GroupKind::Direct)
+    }
+
+    /// The MLS suite a group uses.
+    pub fn group_suite(&self, group_id: &[u8]) -> CoreResult<Ciphersuite> {
+        Ok(self.load_group(group_id)?.ciphersuite())
+    }
+
+    /// Says in a conversation that it had to fall back to the classical
+    /// suite because of these people's apps.
+    pub fn note_classical(&self, conversation: &str, handles: &[String]) -> CoreResult<()> {
+        let Some(group_id) = self.conversation_group(conversation)? else { return Ok(()) };
+        self.insert_system(conversation, &group_id, 0, &crate::suite::fallback_note(handles))?;
+        Ok(())
+    }
+
     /// The canonical group of a conversation: when both people started a
     /// chat at once there are two groups; both sides pick the smaller id, so
     /// they converge on one without talking about it.
@@ -48,10 +79,10 @@ impl Messenger {
         conversation: &str,
         invitees: Vec<Invitee>,
     ) -> CoreResult<PendingCommit> {
+        let suite = invitees_suite(&invitees)?;
         self.tx(|me| {
             let provider = me.provider();
-            let mut group_id: [u8; 16] = self.new_id();
-            group_id[0] = kind as u8;
+            let group_id = new_group_id(self.new_id(), kind, suite);
             // A named group's creator is its first admin, in the group's
             // MLS state (the server, which enforces roles, says the same).
             let roles = (kind == GroupKind::Group)
@@ -59,15 +90,15 @@ impl Messenger {
             MlsGroup::new_with_group_id(
                 &provider,
                 &me.identity.signer(),
-                &create_config(roles.as_ref())?,
+                &create_config(roles.as_ref(), suite)?,
                 GroupId::from_slice(&group_id),
                 me.identity.credential(),
             )
             .map_err(CoreError::mls)?;
             let now = self.now();
             me.conn.exec(
-                "INSERT INTO groups(group_id, conversation, last_update, created_at) VALUES(?,?,?,?)",
-                params![group_id.to_vec(), conversation, now, now],
+                "INSERT INTO groups(group_id, conversation, last_update, created_at, kind) VALUES(?,?,?,?,?)",
+                params![group_id.to_vec(), conversation, now, now, kind as u8],
             )?;
             if kind == GroupKind::Group {
                 // The creator is the group's first admin (the server,
@@ -220,19 +251,20 @@ impl Messenger {
             let mut handles: Vec<&str> = others.iter().map(|o| o.handle.as_str()).collect();
             handles.sort();
             handles.dedup();
-            if GroupKind::of(group_id) == GroupKind::Direct && handles.iter().any(|h| me.is_blocked(h).unwrap_or(false))
-            {
+            let has_roles = staged.group_context().extensions().unknown(roles_state::ROLES_EXTENSION).is_some();
+            let kind = GroupKind::of_joined(group_id, has_roles, handles.len());
+            if kind == GroupKind::Direct && handles.iter().any(|h| me.is_blocked(h).unwrap_or(false)) {
                 // A one-to-one from someone blocked (whatever the server
                 // claimed about who sent it): not joined.
                 return Err(CoreError::Blocked(handles.join(", @")));
             }
-            if GroupKind::of(group_id) == GroupKind::Own && !handles.is_empty() {
+            if kind == GroupKind::Own && !handles.is_empty() {
                 // An "own" group with other people in it is someone else's
                 // trick to read what this account tells its devices: not
                 // joined, and left on the server like a blocked sender's.
                 return Err(CoreError::Blocked(handles.join(", @")));
             }
-            let conversation = match (GroupKind::of(group_id), handles.as_slice()) {
+            let conversation = match (kind, handles.as_slice()) {
                 (GroupKind::Direct, [one]) => format!("@{one}"),
                 (GroupKind::Own, _) => OWN_CONVERSATION.to_owned(),
                 // The name arrives in the group's first message; until then
@@ -268,8 +300,9 @@ impl Messenger {
             };
             let group = staged.into_group(&provider).map_err(CoreError::mls)?;
             me.conn.exec(
-                "INSERT INTO groups(group_id, conversation, last_update, created_at, request_from) VALUES(?,?,?,?,?)",
-                params![group_id, conversation, now, now, request_from],
+                "INSERT INTO groups(group_id, conversation, last_update, created_at, request_from, kind)
+                 VALUES(?,?,?,?,?,?)",
+                params![group_id, conversation, now, now, request_from, kind as u8],
             )?;
             // The roles come in the group's state (none in older groups:
             // then in a message from whoever added this device).
@@ -283,7 +316,7 @@ impl Messenger {
         match joined {
             Err(CoreError::AlreadyJoined) => Ok(vec![]),
             // The own group is no conversation to show.
-            Ok(events) if GroupKind::of(group_id) == GroupKind::Own => {
+            Ok(events) if self.group_kind(group_id) == GroupKind::Own => {
                 Ok(events.into_iter().filter(|e| !matches!(e, Event::Joined { .. })).collect())
             }
             other => other,
@@ -414,4 +447,34 @@ impl Messenger {
             Ok(true)
         })
     }
+}
+
+/// The one suite every invitee's packages are for (see
+/// [`crate::suite::common`]).
+fn invitees_suite(invitees: &[Invitee]) -> CoreResult<Ciphersuite> {
+    let suites = invitees
+        .iter()
+        .flat_map(|i| &i.packages)
+        .filter_map(|c| sotto_proto::suites::key_package_suite(&c.package))
+        .filter_map(|n| Ciphersuite::try_from(n).ok());
+    crate::suite::common(suites).ok_or_else(|| {
+        CoreError::Invalid(
+            "these people's apps share no encryption suite (some have only the older one); add them one at a time"
+                .into(),
+        )
+    })
+}
+
+/// A new group's id. In a post-quantum group it is random through and
+/// through, so the server cannot tell a one-to-one conversation from a
+/// group by it (the kind is recorded by each member: see
+/// [`GroupKind::of_joined`]); a classical group keeps the kind in its first
+/// byte, because the apps it falls back for read it there.
+pub(crate) fn new_group_id(mut random: [u8; 16], kind: GroupKind, suite: Ciphersuite) -> [u8; 16] {
+    if crate::suite::is_post_quantum(suite) {
+        random[0] = 0;
+    } else {
+        random[0] = kind as u8;
+    }
+    random
 }

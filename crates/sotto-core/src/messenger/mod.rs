@@ -6,7 +6,6 @@ use crate::sql::Cached;
 use std::path::{Path, PathBuf};
 
 use openmls::prelude::{tls_codec::*, *};
-use openmls_rust_crypto::RustCrypto;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_bytes::ByteBuf;
 use sotto_proto::{ClaimedKeyPackage, Delivery, DeviceRef, MessageKind, Request};
@@ -26,6 +25,7 @@ mod files;
 mod group_state;
 mod history;
 mod inbound;
+mod info;
 mod membership;
 mod model;
 mod notices;
@@ -45,6 +45,7 @@ mod timer;
 pub use annotations::Annotated;
 pub use devices::{LinkCandidate, OwnDevice};
 pub use files::UploadState;
+pub use info::{ConversationInfo, MemberDevice};
 pub use model::*;
 pub use notices::ServerNotice;
 pub use outbox::*;
@@ -58,8 +59,6 @@ pub(crate) use search::register as register_search;
 pub use search::MAX_SEARCH_HITS;
 pub use timer::{timer_words, MAX_TIMER_SECS};
 
-pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
-
 /// Past epochs whose secrets are kept so that messages sent just before a
 /// commit still decrypt. The server rejects messages of old epochs, so this
 /// only covers the window between a commit being accepted and a member
@@ -67,15 +66,15 @@ pub(crate) const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES
 /// if the device is compromised.
 pub(crate) const MAX_PAST_EPOCHS: usize = 3;
 
-/// How this device makes a group; `roles` go into its MLS state (named
-/// groups).
-pub(crate) fn create_config(roles: Option<&GroupRoles>) -> CoreResult<MlsGroupCreateConfig> {
+/// How this device makes a group of `suite`; `roles` go into its MLS state
+/// (named groups).
+pub(crate) fn create_config(roles: Option<&GroupRoles>, suite: Ciphersuite) -> CoreResult<MlsGroupCreateConfig> {
     let extensions = match roles {
         Some(roles) => roles_state::with_roles(Extensions::empty(), roles)?,
         None => Extensions::empty(),
     };
     Ok(MlsGroupCreateConfig::builder()
-        .ciphersuite(CIPHERSUITE)
+        .ciphersuite(suite)
         .capabilities(roles_state::capabilities())
         .with_group_context_extensions(extensions)
         .use_ratchet_tree_extension(true)
@@ -117,7 +116,7 @@ pub(crate) fn member_credential(credential: &Credential) -> CoreResult<SottoCred
 /// The messenger of one profile.
 pub struct Messenger {
     pub(crate) conn: Connection,
-    crypto: RustCrypto,
+    crypto: provider::Crypto,
     /// How deep in `tx` we are (for nesting as savepoints).
     tx_depth: std::cell::Cell<u32>,
     pub(crate) identity: Identity,
@@ -156,15 +155,15 @@ impl std::fmt::Debug for Environment {
 impl Messenger {
     /// The one place a messenger is put together, with the system clock and
     /// id source.
-    fn assemble(conn: Connection, identity: Identity, dir: PathBuf) -> Self {
-        Self {
+    fn assemble(conn: Connection, identity: Identity, dir: PathBuf) -> CoreResult<Self> {
+        Ok(Self {
             conn,
-            crypto: RustCrypto::default(),
+            crypto: provider::new_crypto()?,
             tx_depth: Default::default(),
             identity,
             dir,
             env: Environment::system(),
-        }
+        })
     }
 
     /// Replaces the clock and id source (see [`Environment`]).
@@ -202,7 +201,7 @@ impl Messenger {
             db::remove(dir);
             return Err(e);
         }
-        Ok(Self::assemble(conn, identity, dir.to_owned()))
+        Self::assemble(conn, identity, dir.to_owned())
     }
 
     /// An ephemeral messenger: identity and history live in memory only and
@@ -216,7 +215,7 @@ impl Messenger {
         provider::migrate(&mut conn).map_err(CoreError::Mls)?;
         conn.exec("INSERT INTO settings(k, v) VALUES('identity', ?)", [identity.to_bytes()])?;
         conn.exec("INSERT INTO settings(k, v) VALUES('server', ?)", [server.as_bytes()])?;
-        Ok(Self::assemble(conn, identity, PathBuf::new()))
+        Self::assemble(conn, identity, PathBuf::new())
     }
 
     /// Re-keys the profile database under a new passphrase or key file.
@@ -246,7 +245,7 @@ impl Messenger {
             .optional()?
             .ok_or_else(|| CoreError::NoProfile(dir.display().to_string()))?;
         let identity = Identity::from_bytes(&bytes)?;
-        Ok(Self::assemble(conn, identity, dir.to_owned()))
+        Self::assemble(conn, identity, dir.to_owned())
     }
 
     /// The profile directory.
@@ -381,14 +380,14 @@ impl Messenger {
             .ok_or_else(|| CoreError::NotFound("conversation state is missing".into()))
     }
 
-    /// A request that uploads `n` fresh one-time KeyPackages and a new
-    /// last-resort one.
+    /// A request that uploads `n` fresh one-time KeyPackages of each suite
+    /// this device speaks and a new last-resort one of each.
     pub fn key_package_upload(&self, n: usize) -> CoreResult<Request> {
         self.tx(|me| {
             let provider = me.provider();
             let signer = me.identity.signer();
             let mut packages = Vec::with_capacity(n);
-            let build = |last_resort: bool| -> CoreResult<Vec<u8>> {
+            let build = |suite: Ciphersuite, last_resort: bool| -> CoreResult<Vec<u8>> {
                 // Every package says it understands the last-resort
                 // extension: a package carrying it must, or the person
                 // claiming it refuses it (and a drained person could not be
@@ -399,14 +398,23 @@ impl Messenger {
                 if last_resort {
                     b = b.mark_as_last_resort();
                 }
-                let bundle =
-                    b.build(CIPHERSUITE, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
+                let bundle = b.build(suite, &provider, &signer, me.identity.credential()).map_err(CoreError::mls)?;
                 bundle.key_package().tls_serialize_detached().map_err(CoreError::mls)
             };
-            for _ in 0..n {
-                packages.push(ByteBuf::from(build(false)?));
+            for suite in crate::suite::SUITES {
+                for _ in 0..n {
+                    packages.push(ByteBuf::from(build(suite, false)?));
+                }
             }
-            Ok(Request::UploadKeyPackages { packages, last_resort: Some(ByteBuf::from(build(true)?)) })
+            let [first, rest @ ..] = crate::suite::SUITES;
+            Ok(Request::UploadKeyPackages {
+                packages,
+                last_resort: Some(ByteBuf::from(build(first, true)?)),
+                other_last_resorts: rest
+                    .iter()
+                    .map(|s| build(*s, true).map(ByteBuf::from))
+                    .collect::<CoreResult<_>>()?,
+            })
         })
     }
 }

@@ -187,9 +187,9 @@ pub fn now_ms() -> i64 {
 }
 
 /// Whether a group is a one-to-one chat or a named group. Stored in the
-/// first byte of the group id, so a member joining by welcome knows before
-/// any message arrives. The server sees it, but it could tell from the
-/// member count anyway.
+/// first byte of a classical group's id (so apps from before the
+/// post-quantum suite know it at join); a post-quantum group's id is random
+/// and each member records the kind at creation or join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum GroupKind {
@@ -207,12 +207,36 @@ pub enum GroupKind {
 pub const OWN_CONVERSATION: &str = "~self";
 
 impl GroupKind {
-    /// The kind a group id says.
-    pub fn of(group_id: &[u8]) -> Self {
+    /// The kind an id of a classical group says in its first byte (a
+    /// post-quantum group's id says nothing: its kind is recorded in the
+    /// profile, see `Messenger::group_kind`).
+    pub fn of_legacy_id(group_id: &[u8]) -> Option<Self> {
         match group_id.first() {
-            Some(2) => Self::Group,
-            Some(3) => Self::Own,
-            _ => Self::Direct,
+            Some(1) => Some(Self::Direct),
+            Some(2) => Some(Self::Group),
+            Some(3) => Some(Self::Own),
+            _ => None,
+        }
+    }
+
+    /// The kind recorded in the profile (`groups.kind`).
+    pub(crate) fn from_stored(v: u8) -> Option<Self> {
+        Self::of_legacy_id(&[v])
+    }
+
+    /// A joined group's kind, from what every member agrees on: a named
+    /// group carries roles in its state; the account's own group has
+    /// nobody else in it; the rest are one-to-one.
+    pub(crate) fn of_joined(group_id: &[u8], has_roles: bool, others: usize) -> Self {
+        if let Some(kind) = Self::of_legacy_id(group_id) {
+            return kind;
+        }
+        if has_roles {
+            Self::Group
+        } else if others == 0 {
+            Self::Own
+        } else {
+            Self::Direct
         }
     }
 }

@@ -225,7 +225,7 @@ impl Messenger {
                     me.mirror_roles(&group, &conversation, &me.identity.handle.clone(), Some(seq))?;
                 }
             }
-            if let (Some(Intent::Remove(handles)), GroupKind::Group) = (&item.intent, GroupKind::of(&item.group_id)) {
+            if let (Some(Intent::Remove(handles)), GroupKind::Group) = (&item.intent, self.group_kind(&item.group_id)) {
                 // The device that removed someone says so too.
                 let conversation = me.conversation_of(&item.group_id)?;
                 for h in handles {
@@ -410,14 +410,14 @@ impl Messenger {
         // A one-to-one message nobody else can ever read would sit "sent"
         // for good. (A named group of one is allowed: people may be added.)
         if !content.body.is_control()
-            && GroupKind::of(group_id) == GroupKind::Direct
+            && self.group_kind(group_id) == GroupKind::Direct
             && !Self::member_handles(&group).iter().any(|(_, c)| c.handle != self.identity.handle)
         {
             return Err(CoreError::NobodyElse);
         }
         let provider = self.provider();
-        let msg =
-            group.create_message(&provider, &self.identity.signer(), &content.encode()).map_err(CoreError::mls)?;
+        let plain = crate::padding::pad_message(content.encode());
+        let msg = group.create_message(&provider, &self.identity.signer(), &plain).map_err(CoreError::mls)?;
         Ok(OutboxItem {
             client_id,
             group_id: group_id.to_vec(),

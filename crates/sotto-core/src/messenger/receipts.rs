@@ -91,7 +91,7 @@ impl Messenger {
         let mut queued = 0;
         let mut seen = std::collections::HashSet::new();
         for group_id in group_ids {
-            if !seen.insert(group_id.to_vec()) || GroupKind::of(group_id) == GroupKind::Own {
+            if !seen.insert(group_id.to_vec()) || self.group_kind(group_id) == GroupKind::Own {
                 continue;
             }
             type Row = (String, u64, u64, u64, u64, bool, Option<String>, bool);

@@ -85,7 +85,7 @@ impl Messenger {
         admins: &[String],
         members_can_add: bool,
     ) -> CoreResult<Vec<Event>> {
-        if GroupKind::of(group_id) != GroupKind::Group || admins.is_empty() {
+        if self.group_kind(group_id) != GroupKind::Group || admins.is_empty() {
             return Ok(vec![]);
         }
         let before = self.roles(group_id)?;
@@ -168,7 +168,7 @@ impl Messenger {
         added: &[SottoCredential],
         members_before: &[String],
     ) -> CoreResult<Option<String>> {
-        if GroupKind::of(group_id) != GroupKind::Group {
+        if self.group_kind(group_id) != GroupKind::Group {
             return Ok(None);
         }
         for r in removed {

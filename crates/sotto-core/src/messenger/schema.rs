@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS groups(
     roles_seq INTEGER NOT NULL DEFAULT 0,
     members_can_add INTEGER NOT NULL DEFAULT 1,
     -- Muted here: no bell, no notification, not counted in unread totals.
-    muted INTEGER NOT NULL DEFAULT 0
+    muted INTEGER NOT NULL DEFAULT 0,
+    -- The GroupKind, recorded on creation or join. NULL in groups from
+    -- before it: those say it in their id's first byte.
+    kind INTEGER
 );
 CREATE TABLE IF NOT EXISTS group_admins(
     group_id BLOB NOT NULL,
@@ -209,6 +212,9 @@ fn upgrade_columns(conn: &Connection) -> CoreResult<()> {
              ALTER TABLE groups ADD COLUMN roles_seq INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE groups ADD COLUMN members_can_add INTEGER NOT NULL DEFAULT 1;",
         )?;
+    }
+    if !has_column(conn, "groups", "kind")? {
+        conn.execute_batch("ALTER TABLE groups ADD COLUMN kind INTEGER;")?;
     }
     if !has_column(conn, "groups", "muted")? {
         conn.execute_batch("ALTER TABLE groups ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;")?;

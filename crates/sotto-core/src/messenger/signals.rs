@@ -41,7 +41,10 @@ impl Messenger {
         }
         let epoch = group.epoch().as_u64();
         let key = self.signal_key(&group, &group_id)?;
-        let plain = cbor(&Signal { handle: self.identity.handle.clone(), device_id: self.identity.device_id, typing });
+        let plain = crate::padding::pad_to(
+            cbor(&Signal { handle: self.identity.handle.clone(), device_id: self.identity.device_id, typing }),
+            crate::padding::SIGNAL_BYTES,
+        );
         let nonce: [u8; 24] = rand::random();
         let sealed = XChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| CoreError::Invalid("signal key".into()))?
@@ -63,7 +66,7 @@ impl Messenger {
     }
 
     fn try_open_signal(&self, group_id: &[u8], sender: &DeviceRef, payload: &[u8]) -> CoreResult<Option<Event>> {
-        if payload.len() < 8 + 24 + 16 || GroupKind::of(group_id) == GroupKind::Own {
+        if payload.len() < 8 + 24 + 16 || self.group_kind(group_id) == GroupKind::Own {
             return Ok(None);
         }
         let row: Option<(String, Option<String>)> = self

@@ -38,7 +38,7 @@ impl Policy {
                     m.accepted(&item.client_id, seq)?;
                     if item.kind == MessageKind::Commit {
                         if matches!(item.intent, Some(Intent::Add(_)))
-                            && GroupKind::of(&item.group_id) == GroupKind::Group
+                            && m.group_kind(&item.group_id) == GroupKind::Group
                         {
                             // New members learn the group's name from this.
                             self.push(Job::Announce { group_id: item.group_id.clone() });

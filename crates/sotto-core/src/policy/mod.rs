@@ -271,7 +271,7 @@ impl Policy {
                 if tries >= STALE_RETRIES {
                     return Err(PolicyError::KeptChanging);
                 }
-                Ok(self.post(item, tries, flush))
+                Ok(self.post(m, item, tries, flush))
             }
             Job::FlushRound { left } => {
                 let items = m.outbox()?;
@@ -444,9 +444,12 @@ impl Policy {
     }
 
     /// Posts an item, creating its group on the server first if needed.
-    fn post(&mut self, item: OutboxItem, tries: usize, flush: bool) -> Option<Step> {
+    fn post(&mut self, m: &Messenger, item: OutboxItem, tries: usize, flush: bool) -> Option<Step> {
         if item.create_group {
-            let request = Request::CreateGroup { group_id: item.group_id.clone() };
+            // The server enforces a named group's roles; it learns which
+            // groups have them from this, not from the group's id.
+            let roles = m.group_kind(&item.group_id) == GroupKind::Group;
+            let request = Request::CreateGroup { group_id: item.group_id.clone(), roles };
             return self.request(request, Awaiting::Created { item, tries, flush });
         }
         let request = item.to_request();

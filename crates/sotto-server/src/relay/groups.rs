@@ -6,7 +6,12 @@ use super::*;
 
 impl Relay {
     /// `CreateGroup`.
-    pub(super) async fn create_group(&self, me: &DeviceRef, group_id: Vec<u8>) -> Result<Response, ErrorBody> {
+    pub(super) async fn create_group(
+        &self,
+        me: &DeviceRef,
+        group_id: Vec<u8>,
+        roles: bool,
+    ) -> Result<Response, ErrorBody> {
         let store = self.store.clone();
         check_group_id(&group_id)?;
         let (s2, me2) = (store.clone(), me.clone());
@@ -18,7 +23,10 @@ impl Relay {
             ));
         }
         let me = me.clone();
-        blocking_timed(&self.metrics, move || store.create_group(&group_id, &me, now_ms())).await?;
+        blocking_timed(&self.metrics, move || {
+            store.create_group_with(&group_id, &me, roles || legacy_named(&group_id), now_ms())
+        })
+        .await?;
         Ok(Response::Done)
     }
 
@@ -171,4 +179,10 @@ impl Relay {
             members_can_add: group.members_can_add,
         })
     }
+}
+
+/// A group id from an app before `CreateGroup` said whether the group has
+/// roles: such apps marked a named group by a first byte of 2.
+fn legacy_named(group_id: &[u8]) -> bool {
+    group_id.first() == Some(&2)
 }

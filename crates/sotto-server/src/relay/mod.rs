@@ -334,12 +334,15 @@ impl Relay {
             Request::Sync => Err(bad("sync is handled by the session")),
             Request::Notices { .. } => Err(bad("notices are handled by the session")),
             Request::DeleteAccount => self.delete_account(me).await,
-            Request::UploadKeyPackages { packages, last_resort } => {
-                self.upload_key_packages(me, packages, last_resort).await
+            Request::UploadKeyPackages { packages, last_resort, other_last_resorts } => {
+                self.upload_key_packages(me, packages, last_resort.into_iter().chain(other_last_resorts).collect())
+                    .await
             }
-            Request::ClaimKeyPackages { handle, devices } => self.claim_key_packages(me, handle, devices).await,
+            Request::ClaimKeyPackages { handle, devices, suites } => {
+                self.claim_key_packages(me, handle, devices, suites).await
+            }
             Request::LookupUser { handle } => self.lookup_user(handle).await,
-            Request::CreateGroup { group_id } => self.create_group(me, group_id).await,
+            Request::CreateGroup { group_id, roles } => self.create_group(me, group_id, roles).await,
             Request::Commit { .. } | Request::Send { .. } => Err(bad("appends are queued by submit")),
             Request::Ack { group_id, seq } => self.ack(me, group_id, seq).await,
             Request::AckWelcome { welcome_id } => self.ack_welcome(me, welcome_id).await,

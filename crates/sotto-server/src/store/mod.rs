@@ -10,6 +10,7 @@
 mod blob_rules;
 mod changes;
 pub mod conformance;
+mod key_package_rules;
 pub mod pg;
 mod queued;
 mod roles;
@@ -303,30 +304,45 @@ pub trait Accounts: Send + Sync + 'static {
 
 /// KeyPackage stock per device: each one-time package is handed out once.
 pub trait KeyPackages: Send + Sync + 'static {
-    /// Adds KeyPackages (and replaces the last-resort one); returns the
-    /// one-time stock after.
+    /// Adds KeyPackages, each with the suite it is for (and replaces the
+    /// last-resort one of each suite given); returns the one-time stock
+    /// after (the scarcest suite's, see `key_package_rules::stock`).
     fn add_key_packages(
         &self,
         device: &DeviceRef,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[(u16, Vec<u8>)],
+        last_resorts: &[(u16, Vec<u8>)],
     ) -> StoreResult<u32>;
 
     /// One-time KeyPackages in stock for a device.
     fn key_package_count(&self, device: &DeviceRef) -> StoreResult<u32>;
 
     /// Takes one KeyPackage per device of the account (only of the devices
-    /// in `only`, when given): a one-time package, deleted as it is handed
-    /// out, or else the last-resort one. Returns the devices' keys with
-    /// their packages and the one-time stock each has left.
-    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
+    /// in `only`, when given) of a suite in `suites` (most wanted first;
+    /// chosen by `key_package_rules::choose_suites`): a one-time package,
+    /// deleted as it is handed out, or else that suite's last-resort one.
+    /// Returns the devices' keys with their packages and the one-time
+    /// stock each has left.
+    fn claim_key_packages(
+        &self,
+        handle: &str,
+        only: Option<&[u32]>,
+        suites: &[u16],
+    ) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>>;
 }
 
 /// Groups and their ordered logs: membership, appends with the epoch and
 /// idempotency rules, cursors, welcomes, GroupInfo, retention.
 pub trait GroupLog: Send + Sync + 'static {
-    /// Creates a group at epoch 0 with one member.
-    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()>;
+    /// Creates a group at epoch 0 with one member; with `roles`, the group
+    /// has roles and its creator is the first admin.
+    fn create_group_with(&self, group_id: &[u8], creator: &DeviceRef, roles: bool, now: i64) -> StoreResult<()>;
+
+    /// Creates a group, with roles when its id says it is a named group
+    /// (as apps before `CreateGroup { roles }` marked them).
+    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+        self.create_group_with(group_id, creator, group_id.first() == Some(&2), now)
+    }
 
     /// A group's routing state.
     fn group(&self, group_id: &[u8]) -> StoreResult<Option<GroupRecord>>;

@@ -143,7 +143,7 @@ pub fn code(e: &ClientError) -> sotto_proto::ErrorCode {
 /// Creates group `g` on `conn` (epoch 0) and adds `others` with one commit;
 /// returns the commit's sequence number.
 pub async fn group_with(conn: &mut Connection, g: &[u8], others: &[&Account]) -> u64 {
-    conn.request(Request::CreateGroup { group_id: g.to_vec() }).await.unwrap();
+    conn.request(Request::CreateGroup { group_id: g.to_vec(), roles: false }).await.unwrap();
     let r = conn
         .request(Request::Commit {
             group_id: g.to_vec(),

@@ -18,13 +18,13 @@ pub fn devices_are_added_capped_and_revoked_for_good(s: &impl Store) {
     assert_eq!(s.add_device("alice", &third, 2, NOW).unwrap_err(), StoreError::DeviceLimit(2));
     let a1 = dev("alice");
     let a2 = DeviceRef { handle: "alice".into(), device_id: 2 };
-    s.add_key_packages(&a1, &[b"a1-kp".to_vec()], None).unwrap();
-    s.add_key_packages(&a2, &[b"a2-kp".to_vec(), b"a2-kp2".to_vec()], Some(b"a2-last")).unwrap();
-    let only = s.claim_key_packages("alice", Some(&[2])).unwrap();
+    s.add_key_packages(&a1, &[(1, b"a1-kp".to_vec())], &[]).unwrap();
+    s.add_key_packages(&a2, &[(1, b"a2-kp".to_vec()), (1, b"a2-kp2".to_vec())], &[(1, b"a2-last".to_vec())]).unwrap();
+    let only = s.claim_key_packages("alice", Some(&[2]), &[1]).unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!((only[0].0.device_id, only[0].1.as_slice(), only[0].2), (2, &b"a2-kp"[..], 1));
     assert_eq!(s.key_package_count(&a1).unwrap(), 1, "the other device's stock is untouched");
-    assert!(matches!(s.claim_key_packages("alice", Some(&[7])), Err(StoreError::UnknownDevice(_))));
+    assert!(matches!(s.claim_key_packages("alice", Some(&[7]), &[1]), Err(StoreError::UnknownDevice(_))));
     // Both devices in a group; then device 2 is removed.
     s.create_group(b"g-devices", &a1, NOW).unwrap();
     let added = [a2.clone(), dev("bob")];
@@ -139,4 +139,44 @@ pub fn operator_notices(s: &impl Store) {
     let newest = s.notices_after(0, 3).unwrap();
     assert_eq!(newest.iter().map(|n| n.id).collect::<Vec<_>>(), [last - 2, last - 1, last], "the newest, oldest first");
     assert_eq!(s.notices_after(0, 1000).unwrap().len() as u64, KEPT_NOTICES, "a bounded number is kept");
+}
+
+/// KeyPackages by suite: a claim gets the suite every device has, in the
+/// claimer's order; one device without the new suite takes the whole
+/// account to the old one; an old client (asking for the classical suite)
+/// never gets a package it cannot read; last-resort packages are kept one
+/// per suite; the stock reported is the scarcest suite's.
+pub fn key_packages_are_handed_out_by_suite(s: &impl Store) {
+    use sotto_proto::suites::{SUITE_CLASSICAL as C, SUITE_XWING as X};
+    register(s, "carol");
+    let second = DeviceInfo { device_id: 2, device_key: vec![9; 32], certificate: vec![8; 64] };
+    s.add_device("carol", &second, 8, NOW).unwrap();
+    let c1 = dev("carol");
+    let c2 = DeviceRef { handle: "carol".into(), device_id: 2 };
+    let stock = s
+        .add_key_packages(
+            &c1,
+            &[(X, b"c1-x1".to_vec()), (X, b"c1-x2".to_vec()), (C, b"c1-c1".to_vec())],
+            &[(X, b"c1-x-last".to_vec()), (C, b"c1-c-last".to_vec())],
+        )
+        .unwrap();
+    assert_eq!(stock, 1, "the classical suite is the scarcer");
+    // Device 2 (an older app) has only the classical suite.
+    s.add_key_packages(&c2, &[(C, b"c2-c1".to_vec())], &[(C, b"c2-c-last".to_vec())]).unwrap();
+
+    let both = s.claim_key_packages("carol", None, &[X, C]).unwrap();
+    let got: Vec<_> = both.iter().map(|(d, p, _)| (d.device_id, p.as_slice())).collect();
+    assert_eq!(got, vec![(1, &b"c1-c1"[..]), (2, &b"c2-c1"[..])], "one suite for everyone: the one all have");
+
+    let newest = s.claim_key_packages("carol", Some(&[1]), &[X, C]).unwrap();
+    assert_eq!(newest[0].1, b"c1-x1", "alone, device 1 gives its post-quantum package");
+    let old_client = s.claim_key_packages("carol", Some(&[1]), &[C]).unwrap();
+    assert_eq!(old_client[0].1, b"c1-c-last", "the classical stock is gone: its last-resort package");
+    // A new last-resort package replaces only its own suite's.
+    s.add_key_packages(&c1, &[], &[(C, b"c1-c-last2".to_vec())]).unwrap();
+    assert_eq!(s.claim_key_packages("carol", Some(&[1]), &[C]).unwrap()[0].1, b"c1-c-last2");
+    assert_eq!(s.claim_key_packages("carol", Some(&[1]), &[X]).unwrap()[0].1, b"c1-x2");
+    assert_eq!(s.claim_key_packages("carol", Some(&[1]), &[X]).unwrap()[0].1, b"c1-x-last");
+    // Nothing of a suite nobody has.
+    assert_eq!(s.claim_key_packages("carol", Some(&[2]), &[X]).unwrap_err(), StoreError::NoKeyPackages);
 }

@@ -136,6 +136,10 @@ macro_rules! store_conformance {
             $crate::store::conformance::operator_notices(&$make);
         }
         #[test]
+        fn key_packages_are_handed_out_by_suite() {
+            $crate::store::conformance::key_packages_are_handed_out_by_suite(&$make);
+        }
+        #[test]
         fn devices_are_added_capped_and_revoked_for_good() {
             $crate::store::conformance::devices_are_added_capped_and_revoked_for_good(&$make);
         }
@@ -274,6 +278,13 @@ macro_rules! store_conformance {
             $crate::store::conformance::operator_notices(&$make);
         }
         #[test]
+        fn key_packages_are_handed_out_by_suite() {
+            if !$ready {
+                return;
+            }
+            $crate::store::conformance::key_packages_are_handed_out_by_suite(&$make);
+        }
+        #[test]
         fn devices_are_added_capped_and_revoked_for_good() {
             if !$ready {
                 return;
@@ -351,17 +362,17 @@ pub fn registration_and_invites(s: &impl Store) {
 /// at once; then the last-resort one.
 pub fn key_packages_are_claimed_once<S: Store>(s: Arc<S>) {
     register(&*s, "bob");
-    assert_eq!(s.claim_key_packages("nobody", None).unwrap_err(), StoreError::UnknownHandle);
-    assert_eq!(s.claim_key_packages("bob", None).unwrap_err(), StoreError::NoKeyPackages);
-    let packages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 8]).collect();
-    assert_eq!(s.add_key_packages(&dev("bob"), &packages, Some(b"last")).unwrap(), 40);
+    assert_eq!(s.claim_key_packages("nobody", None, &[1]).unwrap_err(), StoreError::UnknownHandle);
+    assert_eq!(s.claim_key_packages("bob", None, &[1]).unwrap_err(), StoreError::NoKeyPackages);
+    let packages: Vec<(u16, Vec<u8>)> = (0..40u8).map(|i| (1, vec![i; 8])).collect();
+    assert_eq!(s.add_key_packages(&dev("bob"), &packages, &[(1, b"last".to_vec())]).unwrap(), 40);
     // 8 threads race for 40 packages, 6 claims each: 48 claims, so exactly
     // 40 distinct one-time packages and 8 last-resort answers.
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
             std::thread::spawn(move || {
-                (0..6).map(|_| s.claim_key_packages("bob", None).unwrap()[0].1.clone()).collect::<Vec<_>>()
+                (0..6).map(|_| s.claim_key_packages("bob", None, &[1]).unwrap()[0].1.clone()).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -460,7 +471,7 @@ pub fn operator_views(s: &impl Store) {
     commit.added = &added;
     commit.welcome = Some(b"w");
     s.append(&commit, NOW).unwrap();
-    s.add_key_packages(&bob, &[vec![1]], None).unwrap();
+    s.add_key_packages(&bob, &[(1, vec![1])], &[]).unwrap();
     assert_eq!(s.groups_created(&alice).unwrap(), 1);
     assert_eq!(s.groups_created(&bob).unwrap(), 0);
     let accounts = s.list_accounts().unwrap();

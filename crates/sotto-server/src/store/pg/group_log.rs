@@ -5,7 +5,7 @@
 use super::*;
 
 impl GroupLog for PgStore {
-    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+    fn create_group_with(&self, group_id: &[u8], creator: &DeviceRef, roles: bool, now: i64) -> StoreResult<()> {
         self.with_tx(|tx| {
             let inserted = tx
                 .execute(
@@ -27,8 +27,8 @@ impl GroupLog for PgStore {
                 &[&group_id, &creator.handle],
             )
             .map_err(backend)?;
-            // A named group (kind byte 2) has roles: its creator is admin.
-            if group_id.first() == Some(&2) {
+            // A group with roles (a named group): its creator is admin.
+            if roles {
                 tx.execute("INSERT INTO group_policy(group_id) VALUES($1) ON CONFLICT DO NOTHING", &[&group_id])
                     .map_err(backend)?;
                 tx.execute(

@@ -4,33 +4,41 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::store::key_package_rules::choose_suites;
 
 impl KeyPackages for PgStore {
     fn add_key_packages(
         &self,
         device: &DeviceRef,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[(u16, Vec<u8>)],
+        last_resorts: &[(u16, Vec<u8>)],
     ) -> StoreResult<u32> {
         self.with_tx(|tx| {
-            let have = one_time_count(tx, device)? as usize;
-            if have + packages.len() > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
-                return Err(StoreError::LimitExceeded(format!(
-                    "a device may keep at most {} key packages",
-                    sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
-                )));
+            let have = suite_counts(tx, device)?;
+            for (suite, _) in packages {
+                let held = have.iter().find(|(s, _)| s == suite).map_or(0, |&(_, n)| n as usize);
+                let adding = packages.iter().filter(|(s, _)| s == suite).count();
+                if held + adding > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
+                    return Err(StoreError::LimitExceeded(format!(
+                        "a device may keep at most {} key packages of each suite",
+                        sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
+                    )));
+                }
             }
-            let insert = "INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES($1,$2,$3,$4)";
-            for p in packages {
-                tx.execute(insert, &[&device.handle, &dev_id(device), &false, p]).map_err(backend)?;
+            let insert =
+                "INSERT INTO key_packages(handle, device_id, last_resort, package, suite) VALUES($1,$2,$3,$4,$5)";
+            for (suite, p) in packages {
+                tx.execute(insert, &[&device.handle, &dev_id(device), &false, p, &i32::from(*suite)])
+                    .map_err(backend)?;
             }
-            if let Some(lr) = last_resort {
+            for (suite, lr) in last_resorts {
                 tx.execute(
-                    "DELETE FROM key_packages WHERE handle=$1 AND device_id=$2 AND last_resort",
-                    &[&device.handle, &dev_id(device)],
+                    "DELETE FROM key_packages WHERE handle=$1 AND device_id=$2 AND last_resort AND suite=$3",
+                    &[&device.handle, &dev_id(device), &i32::from(*suite)],
                 )
                 .map_err(backend)?;
-                tx.execute(insert, &[&device.handle, &dev_id(device), &true, &lr]).map_err(backend)?;
+                tx.execute(insert, &[&device.handle, &dev_id(device), &true, lr, &i32::from(*suite)])
+                    .map_err(backend)?;
             }
             one_time_count(tx, device)
         })
@@ -40,7 +48,12 @@ impl KeyPackages for PgStore {
         self.with_tx(|tx| one_time_count(tx, device))
     }
 
-    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+    fn claim_key_packages(
+        &self,
+        handle: &str,
+        only: Option<&[u32]>,
+        suites: &[u16],
+    ) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
         self.with_tx(|tx| {
             let mut devices = devices_of(tx, handle)?;
             if devices.is_empty() {
@@ -55,18 +68,27 @@ impl KeyPackages for PgStore {
                     }));
                 }
             }
+            let mut held = Vec::with_capacity(devices.len());
+            for device in &devices {
+                let dref = DeviceRef { handle: handle.to_owned(), device_id: device.device_id };
+                held.push(suite_counts(tx, &dref)?.into_iter().map(|(s, _)| s).collect::<Vec<_>>());
+            }
+            let chosen = choose_suites(suites, &held);
             let mut out = Vec::new();
-            for device in devices {
+            for (device, suite) in devices.into_iter().zip(chosen) {
+                let Some(suite) = suite else { continue };
                 let id = i64::from(device.device_id);
+                let suite = i32::from(suite);
                 // A one-time package, locked (others skip it) and deleted;
-                // failing that, the last-resort one, which stays.
+                // failing that, the suite's last-resort one, which stays.
                 let one_time = tx
                     .query_opt(
                         "DELETE FROM key_packages WHERE id = (
-                             SELECT id FROM key_packages WHERE handle=$1 AND device_id=$2 AND NOT last_resort
+                             SELECT id FROM key_packages
+                             WHERE handle=$1 AND device_id=$2 AND suite=$3 AND NOT last_resort
                              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                          RETURNING package",
-                        &[&handle, &id],
+                        &[&handle, &id, &suite],
                     )
                     .map_err(backend)?;
                 let package = match one_time {
@@ -74,9 +96,10 @@ impl KeyPackages for PgStore {
                     None => {
                         let last = tx
                             .query_opt(
-                                "SELECT package FROM key_packages WHERE handle=$1 AND device_id=$2 AND last_resort
+                                "SELECT package FROM key_packages
+                                 WHERE handle=$1 AND device_id=$2 AND suite=$3 AND last_resort
                                  ORDER BY id LIMIT 1",
-                                &[&handle, &id],
+                                &[&handle, &id, &suite],
                             )
                             .map_err(backend)?;
                         let Some(r) = last else { continue };

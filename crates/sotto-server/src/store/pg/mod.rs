@@ -273,14 +273,27 @@ fn blob_row(tx: &mut Tx<'_>, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
 }
 
 fn one_time_count(tx: &mut Tx<'_>, device: &DeviceRef) -> StoreResult<u32> {
-    let n: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM key_packages WHERE handle=$1 AND device_id=$2 AND NOT last_resort",
+    Ok(super::key_package_rules::stock(&suite_counts(tx, device)?))
+}
+
+/// `(suite, one-time packages)` for every suite the device keeps packages
+/// of (a suite with only its last-resort package counts 0).
+fn suite_counts(tx: &mut Tx<'_>, device: &DeviceRef) -> StoreResult<Vec<(u16, u32)>> {
+    let rows = tx
+        .query(
+            "SELECT suite, count(*) FILTER (WHERE NOT last_resort) FROM key_packages
+             WHERE handle=$1 AND device_id=$2 GROUP BY suite",
             &[&device.handle, &dev_id(device)],
         )
-        .map_err(backend)?
-        .get(0);
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        .map_err(backend)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let suite: i32 = r.get(0);
+            let n: i64 = r.get(1);
+            (u16::try_from(suite).unwrap_or(0), u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .collect())
 }
 
 /// Deletes the group's messages that every member has acknowledged.
@@ -389,12 +402,12 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (3..203).collect::<Vec<u64>>(), "one unbroken sequence across nodes");
         // One KeyPackage, claimed from both nodes at once: once.
-        nodes[0].add_key_packages(&bob, &[b"only".to_vec()], None).unwrap();
+        nodes[0].add_key_packages(&bob, &[(1, b"only".to_vec())], &[]).unwrap();
         let claims: Vec<_> = nodes
             .iter()
             .map(|n| {
                 let n = n.clone();
-                std::thread::spawn(move || n.claim_key_packages("bob", None))
+                std::thread::spawn(move || n.claim_key_packages("bob", None, &[1]))
             })
             .collect();
         let got: Vec<_> = claims.into_iter().map(|h| h.join().unwrap()).collect();

@@ -4,7 +4,14 @@
 
 /// `(number, SQL)`, in order. Append only: a released migration never
 /// changes.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, DEPLOYMENT)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, DEPLOYMENT), (3, KEY_PACKAGE_SUITES)];
+
+/// KeyPackages carry the MLS suite they are for (those stored before are
+/// all of the classical suite, 1).
+const KEY_PACKAGE_SUITES: &str = r#"
+ALTER TABLE key_packages ADD COLUMN suite INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX key_packages_suite ON key_packages(handle, device_id, suite, last_resort, id);
+"#;
 
 /// What every node of a deployment must share: the TLS key (so each
 /// presents the same pinned key) and the server id; and the nodes alive

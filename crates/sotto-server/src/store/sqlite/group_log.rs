@@ -4,7 +4,7 @@
 use super::*;
 
 impl GroupLog for SqliteStore {
-    fn create_group(&self, group_id: &[u8], creator: &DeviceRef, now: i64) -> StoreResult<()> {
+    fn create_group_with(&self, group_id: &[u8], creator: &DeviceRef, roles: bool, now: i64) -> StoreResult<()> {
         self.with_tx(|tx| {
             // Membership changes outside the writer: its cache must go.
             self.membership_changes.fetch_add(1, Ordering::SeqCst);
@@ -27,8 +27,8 @@ impl GroupLog for SqliteStore {
                 params![group_id, creator.handle],
             )
             .map_err(backend)?;
-            // A named group (kind byte 2) has roles: its creator is admin.
-            if group_id.first() == Some(&2) {
+            // A group with roles (a named group): its creator is admin.
+            if roles {
                 tx.exec("INSERT OR IGNORE INTO group_policy(group_id) VALUES(?)", [group_id]).map_err(backend)?;
                 tx.exec(
                     "INSERT OR IGNORE INTO group_admins(group_id, handle) VALUES(?,?)",

@@ -2,37 +2,42 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::store::key_package_rules::choose_suites;
 
 impl KeyPackages for SqliteStore {
     fn add_key_packages(
         &self,
         device: &DeviceRef,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[(u16, Vec<u8>)],
+        last_resorts: &[(u16, Vec<u8>)],
     ) -> StoreResult<u32> {
         self.with_tx(|tx| {
-            let have = one_time_count(tx, device)? as usize;
-            if have + packages.len() > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
-                return Err(StoreError::LimitExceeded(format!(
-                    "a device may keep at most {} key packages",
-                    sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
-                )));
+            let have = suite_counts(tx, device)?;
+            for (suite, _) in packages {
+                let held = have.iter().find(|(s, _)| s == suite).map_or(0, |&(_, n)| n as usize);
+                let adding = packages.iter().filter(|(s, _)| s == suite).count();
+                if held + adding > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
+                    return Err(StoreError::LimitExceeded(format!(
+                        "a device may keep at most {} key packages of each suite",
+                        sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
+                    )));
+                }
             }
-            {
-                let mut stmt = tx
-                    .prepare_cached("INSERT INTO key_packages(handle, device_id, last_resort, package) VALUES(?,?,?,?)")
-                    .map_err(backend)?;
-                for p in packages {
-                    stmt.execute(params![device.handle, device.device_id, 0, p]).map_err(backend)?;
-                }
-                if let Some(lr) = last_resort {
-                    tx.exec(
-                        "DELETE FROM key_packages WHERE handle=? AND device_id=? AND last_resort=1",
-                        params![device.handle, device.device_id],
-                    )
-                    .map_err(backend)?;
-                    stmt.execute(params![device.handle, device.device_id, 1, lr]).map_err(backend)?;
-                }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO key_packages(handle, device_id, last_resort, package, suite) VALUES(?,?,?,?,?)",
+                )
+                .map_err(backend)?;
+            for (suite, p) in packages {
+                stmt.execute(params![device.handle, device.device_id, 0, p, suite]).map_err(backend)?;
+            }
+            for (suite, lr) in last_resorts {
+                tx.exec(
+                    "DELETE FROM key_packages WHERE handle=? AND device_id=? AND last_resort=1 AND suite=?",
+                    params![device.handle, device.device_id, suite],
+                )
+                .map_err(backend)?;
+                stmt.execute(params![device.handle, device.device_id, 1, lr, suite]).map_err(backend)?;
             }
             one_time_count(tx, device)
         })
@@ -42,7 +47,12 @@ impl KeyPackages for SqliteStore {
         self.with_tx(|tx| one_time_count(tx, device))
     }
 
-    fn claim_key_packages(&self, handle: &str, only: Option<&[u32]>) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
+    fn claim_key_packages(
+        &self,
+        handle: &str,
+        only: Option<&[u32]>,
+        suites: &[u16],
+    ) -> StoreResult<Vec<(DeviceInfo, Vec<u8>, u32)>> {
         self.with_tx(|tx| {
             let mut devices = devices_of(tx, handle)?;
             if devices.is_empty() {
@@ -57,15 +67,22 @@ impl KeyPackages for SqliteStore {
                     }));
                 }
             }
+            let mut held = Vec::with_capacity(devices.len());
+            for device in &devices {
+                let dref = DeviceRef { handle: handle.to_owned(), device_id: device.device_id };
+                held.push(suite_counts(tx, &dref)?.into_iter().map(|(s, _)| s).collect::<Vec<_>>());
+            }
+            let chosen = choose_suites(suites, &held);
             let mut out = Vec::new();
-            for device in devices {
+            for (device, suite) in devices.into_iter().zip(chosen) {
+                let Some(suite) = suite else { continue };
                 // One-time packages first (oldest), the last-resort one only
                 // when none is left.
                 let row: Option<(i64, Vec<u8>, bool)> = tx
                     .row(
-                        "SELECT id, package, last_resort FROM key_packages WHERE handle=? AND device_id=?
+                        "SELECT id, package, last_resort FROM key_packages WHERE handle=? AND device_id=? AND suite=?
                          ORDER BY last_resort ASC, id ASC LIMIT 1",
-                        params![handle, device.device_id],
+                        params![handle, device.device_id, suite],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()

@@ -126,6 +126,18 @@ impl SqliteStore {
             })
             .map_err(backend)?
             > 0;
+        let packages_without_suite: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='key_packages'
+                 AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_packages') WHERE name='suite')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)?
+            > 0;
+        if packages_without_suite {
+            conn.execute_batch(schema::KEY_PACKAGE_SUITE_MIGRATION).map_err(backend)?;
+        }
         conn.execute_batch(SCHEMA).map_err(backend)?;
         if had_groups && !had_acceptance {
             // A database from before message requests: every membership
@@ -238,13 +250,23 @@ fn blob_row(tx: &Connection, id: &[u8]) -> StoreResult<Option<BlobRecord>> {
     .map_err(backend)
 }
 
+/// The one-time stock a device reports (its scarcest suite's).
 fn one_time_count(tx: &Connection, device: &DeviceRef) -> StoreResult<u32> {
-    tx.row(
-        "SELECT count(*) FROM key_packages WHERE handle=? AND device_id=? AND last_resort=0",
-        params![device.handle, device.device_id],
-        |r| r.get(0),
-    )
-    .map_err(backend)
+    Ok(super::key_package_rules::stock(&suite_counts(tx, device)?))
+}
+
+/// `(suite, one-time packages)` for every suite the device keeps packages
+/// of (a suite with only its last-resort package counts 0).
+fn suite_counts(tx: &Connection, device: &DeviceRef) -> StoreResult<Vec<(u16, u32)>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT suite, sum(last_resort=0) FROM key_packages WHERE handle=? AND device_id=? GROUP BY suite",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![device.handle, device.device_id], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, u32>(1)?)))
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }
 
 /// Deletes the group's messages that every member has acknowledged.

@@ -57,9 +57,12 @@ CREATE TABLE IF NOT EXISTS key_packages(
     handle TEXT NOT NULL,
     device_id INTEGER NOT NULL,
     last_resort INTEGER NOT NULL,
-    package BLOB NOT NULL
+    package BLOB NOT NULL,
+    -- The MLS suite the package is for (sotto_proto::suites).
+    suite INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS key_packages_device ON key_packages(handle, device_id, last_resort, id);
+DROP INDEX IF EXISTS key_packages_device;
+CREATE INDEX IF NOT EXISTS key_packages_suite ON key_packages(handle, device_id, suite, last_resort, id);
 CREATE TABLE IF NOT EXISTS groups(
     group_id BLOB PRIMARY KEY,
     epoch INTEGER NOT NULL,
@@ -168,6 +171,12 @@ CREATE TABLE IF NOT EXISTS blob_groups(
     group_id BLOB NOT NULL,
     PRIMARY KEY(blob_id, group_id)
 );
+"#;
+
+/// Run once, before [`SCHEMA`], on a database from before KeyPackages had
+/// a suite: every package stored then is of the classical suite.
+pub(super) const KEY_PACKAGE_SUITE_MIGRATION: &str = r#"
+ALTER TABLE key_packages ADD COLUMN suite INTEGER NOT NULL DEFAULT 1;
 "#;
 
 /// Run once on a database from before `accepted_groups` existed: every

@@ -1,0 +1,198 @@
+//! Post-quantum by default, against a real relay with the real client core:
+//! a new conversation is on the X-Wing suite with a group id that says
+//! nothing of its kind; a peer whose app offers only the classical suite
+//! gets a working conversation and a visible note; the sizes the server
+//! stores fall in the documented buckets.
+
+mod common;
+
+use common::*;
+use sotto_client::Session;
+use sotto_core::{Event, Messenger};
+use sotto_proto::suites::{SUITE_CLASSICAL, SUITE_XWING};
+
+async fn person(server: &TestServer, handle: &str) -> Messenger {
+    let m = Messenger::create_ephemeral(handle, &server.address.to_string()).unwrap();
+    m.set_auto_accept(true).unwrap();
+    Session::register(&m, None).await.unwrap().close().await;
+    m
+}
+
+async fn receive(m: &Messenger) -> Vec<String> {
+    let mut s = Session::open(m).await.unwrap();
+    let events = s.sync().await.unwrap();
+    s.close().await;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) if !m.outgoing && m.state != sotto_core::MessageState::System => match &m.body {
+                sotto_core::Body::Text { text } => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server's copy of a relay database, read as the operator would.
+fn relay_db(server: &TestServer) -> rusqlite::Connection {
+    rusqlite::Connection::open(server.data.join("relay.db")).unwrap()
+}
+
+/// Makes `handle`'s stock look like an app from before the post-quantum
+/// suite uploaded it: classical packages only.
+fn only_classical_packages(server: &TestServer, handle: &str) {
+    let n = relay_db(server)
+        .execute("DELETE FROM key_packages WHERE handle=?1 AND suite<>?2", rusqlite::params![handle, SUITE_CLASSICAL])
+        .unwrap();
+    assert!(n > 0, "the app had uploaded post-quantum packages");
+}
+
+#[tokio::test]
+async fn a_new_conversation_is_post_quantum_and_its_id_does_not_say_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let bob = person(&server, "bob").await;
+    let stocked: Vec<(u16, i64)> = relay_db(&server)
+        .prepare("SELECT suite, count(*) FROM key_packages WHERE handle='bob' GROUP BY suite ORDER BY suite")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stocked.len(), 2, "packages of both suites: {stocked:?}");
+    assert!(stocked.iter().any(|(s, _)| *s == SUITE_XWING));
+
+    let mut s = Session::open(&alice).await.unwrap();
+    s.send_text("@bob", "hello from the future").await.unwrap();
+    s.close().await;
+    assert_eq!(receive(&bob).await, vec!["hello from the future".to_owned()]);
+
+    for m in [&alice, &bob] {
+        let other = if std::ptr::eq(m, &alice) { "@bob" } else { "@alice" };
+        let info = m.conversation_info(other).unwrap();
+        assert!(info.post_quantum, "{info:?}");
+        assert_eq!(info.suite_id, SUITE_XWING);
+        assert_eq!(info.kind, "direct");
+        assert_eq!(info.devices.len(), 2);
+        assert!(info.suite.contains("ML-KEM-768"));
+    }
+    let group_id = alice.conversation_group("@bob").unwrap().unwrap();
+    assert_eq!(group_id[0], 0, "the id's first byte is no kind marker");
+
+    // A named group: post-quantum too, and both sides know it is a group.
+    let carol = person(&server, "carol").await;
+    let mut s = Session::open(&alice).await.unwrap();
+    s.create_group("crew", &["bob".into(), "carol".into()]).await.unwrap();
+    s.send_text("#crew", "all aboard").await.unwrap();
+    s.close().await;
+    assert_eq!(receive(&carol).await, vec!["all aboard".to_owned()]);
+    let info = carol.conversation_info("#crew").unwrap();
+    assert!(info.post_quantum);
+    assert_eq!(info.kind, "group");
+    assert_eq!(info.devices.len(), 3);
+    assert_eq!(alice.conversation_group("#crew").unwrap().unwrap()[0], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_without_the_new_suite_gets_a_classical_conversation_and_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let bob = person(&server, "bob").await;
+    let carol = person(&server, "carol").await;
+    only_classical_packages(&server, "bob");
+
+    let mut s = Session::open(&alice).await.unwrap();
+    s.send_text("@bob", "old app, still private").await.unwrap();
+    s.close().await;
+    assert_eq!(receive(&bob).await, vec!["old app, still private".to_owned()]);
+    let info = alice.conversation_info("@bob").unwrap();
+    assert!(!info.post_quantum);
+    assert_eq!(info.suite_id, SUITE_CLASSICAL);
+    let notes: Vec<String> = alice
+        .history("@bob")
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.state == sotto_core::MessageState::System)
+        .filter_map(|m| match m.body {
+            sotto_core::Body::Text { text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("Not post-quantum") && n.contains("@bob")), "{notes:?}");
+    // The fallback group keeps the kind in its id for the older app.
+    assert_eq!(alice.conversation_group("@bob").unwrap().unwrap()[0], 1);
+    // Both keep chatting.
+    let mut s = Session::open(&bob).await.unwrap();
+    s.send_text("@alice", "and back").await.unwrap();
+    s.close().await;
+    assert_eq!(receive(&alice).await, vec!["and back".to_owned()]);
+
+    // A group with bob and carol: one suite for everyone, the classical
+    // one; the note names bob only.
+    let mut s = Session::open(&alice).await.unwrap();
+    s.create_group("mixed", &["bob".into(), "carol".into()]).await.unwrap();
+    s.send_text("#mixed", "everyone reads this").await.unwrap();
+    s.close().await;
+    assert_eq!(receive(&carol).await, vec!["everyone reads this".to_owned()]);
+    assert_eq!(receive(&bob).await, vec!["everyone reads this".to_owned()]);
+    assert!(!alice.conversation_info("#mixed").unwrap().post_quantum);
+    let note = alice
+        .history("#mixed")
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m.body {
+            sotto_core::Body::Text { text } if text.contains("Not post-quantum") => Some(text),
+            _ => None,
+        })
+        .unwrap();
+    assert!(note.contains("@bob") && !note.contains("@carol"), "{note}");
+    // Carol's own conversation with alice is still post-quantum.
+    let mut s = Session::open(&carol).await.unwrap();
+    s.send_text("@alice", "just us").await.unwrap();
+    s.close().await;
+    assert!(carol.conversation_info("@alice").unwrap().post_quantum);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_stores_messages_in_size_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let _bob = person(&server, "bob").await;
+    let mut s = Session::open(&alice).await.unwrap();
+    s.send_text("@bob", "x").await.unwrap();
+    let group_id = alice.conversation_group("@bob").unwrap().unwrap();
+    // Texts of every length from 1 byte to 3 KiB (bob stays offline, so the
+    // server keeps them all).
+    let lengths: Vec<usize> = (1..=3000).step_by(37).collect();
+    for &n in &lengths {
+        s.send_text("@bob", &"y".repeat(n)).await.unwrap();
+    }
+    s.close().await;
+    let sizes: Vec<usize> = relay_db(&server)
+        .prepare("SELECT length(payload) FROM messages WHERE group_id=?1 AND kind=2 ORDER BY seq")
+        .unwrap()
+        .query_map([&group_id], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(sizes.len() > lengths.len(), "every text is stored: {}", sizes.len());
+    let mut distinct = sizes.clone();
+    distinct.sort();
+    distinct.dedup();
+    // 1..3000 bytes of text plus the message's own fields make the buckets
+    // 256, 512, 1024, 2048 and 4096: five sizes, whatever the lengths.
+    assert!(distinct.len() <= 5, "{distinct:?}");
+    // Each stored size is a bucket plus the same MLS overhead.
+    let overhead = distinct[0] - 256;
+    for d in &distinct {
+        let bucket = d - overhead;
+        assert!(bucket == 256 || bucket.is_power_of_two(), "{d} is bucket {bucket} + {overhead}: {distinct:?}");
+    }
+    server.stop().await;
+}
