@@ -114,6 +114,9 @@ function renderConversations() {
     top.append(el('span', { class: 'conv-name' }, c.name));
     if (who && who.display_name) top.append(el('span', { class: 'display-name' }, ` ${who.display_name}`));
     if (muted.has(c.name)) top.append(el('span', { class: 'muted-mark', 'aria-label': 'muted', role: 'img' }, ' 🔕'));
+    if (classical.has(c.name)) {
+      top.append(el('span', { class: 'classical-mark', title: 'Not post-quantum: someone here uses an app without it. Still end-to-end encrypted.' }, 'not PQ'));
+    }
     if (c.last) top.append(el('span', { class: 'conv-time' }, shortTime(c.last.sent_at)));
     b.append(top);
     const bottom = el('span', { class: 'conv-bottom' });
@@ -170,6 +173,8 @@ function showLink(link) {
 // in the encrypted profile (a list of whom someone talks to stays out of
 // the browser's storage); every front end hears of a change.
 const muted = new Set();
+// Conversations on classical (not post-quantum) encryption.
+const classical = new Set();
 function showMuted(conversation, on) {
   if (on) muted.add(conversation); else muted.delete(conversation);
   if (conversation === current) {
@@ -285,6 +290,8 @@ async function refresh() {
   renderNotices();
   muted.clear();
   for (const c of state.conversations) if (c.muted) muted.add(c.name);
+  classical.clear();
+  for (const c of state.conversations) if (c.classical) classical.add(c.name);
   for (const p of state.people || []) notePerson(p);
   $('me').textContent = `@${state.me}`;
   showLink(state.link);
@@ -1248,6 +1255,10 @@ events.onmessage = (e) => {
     case 'profile':
     case 'group_picture':
       notePerson(ev);
+      renderConversations();
+      break;
+    case 'encryption':
+      if (ev.post_quantum) classical.delete(ev.conversation); else classical.add(ev.conversation);
       renderConversations();
       break;
     case 'muted':

@@ -14,7 +14,7 @@ mod files;
 mod history;
 mod requests;
 mod session;
-mod tls;
+pub mod tls;
 pub mod transport;
 
 pub use connection::{connect_with_retry, Connection};

@@ -54,7 +54,7 @@ fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
@@ -169,4 +169,15 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
     }
+}
+
+/// The TLS crypto: aws-lc-rs, with the hybrid post-quantum key exchange
+/// X25519MLKEM768 preferred (a client offering it gets it), then X25519 and
+/// P-256 for clients that lack it.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::X25519MLKEM768, kx_group::X25519, kx_group::SECP256R1],
+        ..default_provider()
+    })
 }

@@ -196,3 +196,40 @@ async fn the_server_stores_messages_in_size_buckets() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tls_prefers_the_hybrid_group_and_still_serves_classical_clients() {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    use rustls::NamedGroup;
+    use sotto_client::tls::{provider, PinVerifier};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let sotto_proto::Transport::Pinned(pin) = server.address.transport.clone() else { panic!("a pinned address") };
+    let classical_only = Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1],
+        ..(*provider()).clone()
+    });
+    for (client, expected) in [(provider(), NamedGroup::X25519MLKEM768), (classical_only, NamedGroup::X25519)] {
+        let verifier = Arc::new(PinVerifier::new(pin, client.clone()));
+        let config = rustls::ClientConfig::builder_with_provider(client)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.address.port)).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let group = tls.get_ref().1.negotiated_key_exchange_group().expect("a key exchange").name();
+        assert_eq!(group, expected);
+    }
+    // And the real client, end to end, on the hybrid group.
+    let alice = person(&server, "alice").await;
+    let _bob = person(&server, "bob").await;
+    let mut s = Session::open(&alice).await.unwrap();
+    s.send_text("@bob", "over a post-quantum link").await.unwrap();
+    s.close().await;
+    server.stop().await;
+}

@@ -225,6 +225,10 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
                     Span::raw("  ")
                 };
                 let mut spans = vec![dot, Span::raw(name.clone())];
+                if c.classical {
+                    // Not post-quantum (an older app in it): a quiet mark.
+                    spans.push(Span::styled(" ⚠", Style::default().fg(Color::Yellow)));
+                }
                 if c.unread > 0 {
                     spans.push(Span::styled(
                         format!(" ({})", c.unread),
@@ -255,7 +259,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
                 .filter(|n| !n.is_empty())
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
-            format!(" {c}{name}{timer}{about} ")
+            let classical = if conv.is_some_and(|c| c.classical) { " · not post-quantum" } else { "" };
+            format!(" {c}{name}{timer}{classical}{about} ")
         }
         None => " sotto ".into(),
     };

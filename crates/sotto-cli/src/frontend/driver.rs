@@ -39,6 +39,9 @@ fn settings(m: &Messenger, ev: &Events, conversation: &str) {
     if m.is_muted(conversation).unwrap_or(false) {
         let _ = ev.send(Event::Muted { conversation: conversation.to_owned(), muted: true });
     }
+    if let Some(post_quantum) = m.is_post_quantum(conversation) {
+        let _ = ev.send(Event::Encryption { conversation: conversation.to_owned(), post_quantum });
+    }
     if conversation.starts_with('#') {
         if let Ok(text) = m.description(conversation) {
             let _ = ev.send(Event::Description { conversation: conversation.to_owned(), text });

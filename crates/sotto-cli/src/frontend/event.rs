@@ -420,6 +420,13 @@ pub enum Event {
         /// Muted now.
         muted: bool,
     },
+    /// How a conversation is encrypted (known once its state is read).
+    Encryption {
+        /// Which.
+        conversation: String,
+        /// Its key exchange is post-quantum (X-Wing).
+        post_quantum: bool,
+    },
     /// A group's description.
     Description {
         /// Which.

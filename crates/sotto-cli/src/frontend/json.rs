@@ -49,6 +49,9 @@ pub fn event_json(ev: &Event) -> Value {
         Event::Muted { conversation, muted } => {
             json!({"type": "muted", "conversation": conversation, "muted": muted})
         }
+        Event::Encryption { conversation, post_quantum } => {
+            json!({"type": "encryption", "conversation": conversation, "post_quantum": post_quantum})
+        }
         Event::Description { conversation, text } => {
             json!({"type": "description", "conversation": conversation, "text": text})
         }

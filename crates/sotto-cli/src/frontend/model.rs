@@ -30,6 +30,9 @@ pub struct Conversation {
     pub mentioned: bool,
     /// Muted on this device: no bell, no notification.
     pub muted: bool,
+    /// Known to use classical (not post-quantum) encryption: marked in
+    /// the list and the title.
+    pub classical: bool,
 }
 
 /// How long a typing line shows after the last signal.
@@ -131,6 +134,9 @@ impl Model {
             }
             Event::Description { conversation, text } => self.conversation(&conversation).description = text,
             Event::Muted { conversation, muted } => self.conversation(&conversation).muted = muted,
+            Event::Encryption { conversation, post_quantum } => {
+                self.conversation(&conversation).classical = !post_quantum
+            }
             Event::Removed { conversation, id } => {
                 if let Some(c) = self.conversations.get_mut(&conversation) {
                     c.messages.retain(|m| m.id != id);

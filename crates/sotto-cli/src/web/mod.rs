@@ -188,7 +188,7 @@ async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query
             });
             json!({
                 "name": c.name, "unread": c.unread, "online": c.online, "count": c.messages.len(), "last": last,
-                "muted": c.muted,
+                "muted": c.muted, "classical": c.classical,
             })
         })
         .collect();
