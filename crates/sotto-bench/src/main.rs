@@ -18,6 +18,7 @@ mod relay;
 mod search;
 mod soak;
 mod thumbnail;
+mod tls;
 
 use std::time::Duration;
 
@@ -159,6 +160,13 @@ enum Command {
         /// sit on different nodes when there are two or more.
         #[arg(long, default_value_t = 1, requires = "store")]
         nodes: usize,
+    },
+    /// TLS 1.3 handshakes against a fresh server: the hybrid
+    /// post-quantum X25519MLKEM768 (the default) against classical X25519.
+    Tls {
+        /// Handshakes per key exchange.
+        #[arg(long, default_value_t = 500)]
+        handshakes: usize,
     },
     /// Only the idle scenario, against a fresh server.
     Idle {
@@ -363,6 +371,17 @@ fn main() -> Result<()> {
             );
             Ok(())
         }),
+        Command::Tls { handshakes } => rt.block_on(async {
+            let tmp = tempfile::tempdir()?;
+            let (_server, address) = start_server(tmp.path())?;
+            for h in tls::run(&address, handshakes).await? {
+                println!(
+                    "tls group={} handshakes={handshakes} p50_ms={:.3} p99_ms={:.3} mean_ms={:.3}",
+                    h.group, h.p50_ms, h.p99_ms, h.mean_ms
+                );
+            }
+            Ok(())
+        }),
         Command::Idle { connections } => rt.block_on(async {
             let fd_limit = proc::raise_fd_limit();
             let tmp = tempfile::tempdir()?;
@@ -386,8 +405,8 @@ fn main() -> Result<()> {
                 );
                 for g in &m.groups {
                     println!(
-                        "suite={suite} group size={} add_ms={:.1} join_ms={:.1} send_ms={:.2} commit_bytes={}",
-                        g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes
+                        "suite={suite} group size={} add_ms={:.1} join_ms={:.1} send_ms={:.2} commit_bytes={} welcome_bytes={}",
+                        g.size, g.add_ms, g.join_ms, g.send_ms, g.commit_bytes, g.welcome_bytes
                     );
                 }
             }

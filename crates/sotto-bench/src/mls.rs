@@ -74,6 +74,8 @@ pub struct GroupTiming {
     pub add_ms: f64,
     pub join_ms: f64,
     pub commit_bytes: usize,
+    /// The Welcome the new member receives (it carries the ratchet tree).
+    pub welcome_bytes: usize,
     /// Encrypting one 1 KiB message to the whole group.
     pub send_ms: f64,
 }
@@ -150,7 +152,8 @@ fn run_suite(suite: Ciphersuite, messages: u64, backlog: u64, sizes: &[usize]) -
         let sent = owner.prepare_text("#bench", &"x".repeat(1024))?;
         owner.accepted(&sent.client_id, 3)?;
         let send_ms = t.elapsed().as_secs_f64() * 1000.0;
-        groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len(), send_ms });
+        let welcome_bytes = add.welcome.as_ref().map_or(0, Vec::len);
+        groups.push(GroupTiming { size, add_ms, join_ms, commit_bytes: add.payload.len(), welcome_bytes, send_ms });
     }
     Ok(MlsResult { suite, key_package_bytes, raw_msgs_per_s, msgs_per_s, backlog, backlog_secs, groups })
 }

@@ -107,7 +107,9 @@ impl<'m> Session<'m> {
             Err(e) => return Err(e.into()),
         };
         let mut session = Self::logged_in(messenger, conn);
-        if (stock as usize) < KEY_PACKAGE_BATCH / 2 {
+        // Low, or from before a suite this app speaks (a profile made
+        // before the post-quantum suite has only classical packages there).
+        if (stock as usize) < KEY_PACKAGE_BATCH / 2 || messenger.key_package_suites_missing()? {
             session.upload_key_packages().await?;
         }
         session.flush_outbox().await?;
@@ -183,6 +185,7 @@ impl<'m> Session<'m> {
     pub(crate) async fn upload_key_packages(&mut self) -> SessionResult<()> {
         let req = self.messenger.key_package_upload(KEY_PACKAGE_BATCH)?;
         self.conn.request(req).await?;
+        self.messenger.key_package_suites_published()?;
         Ok(())
     }
 

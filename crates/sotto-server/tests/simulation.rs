@@ -216,8 +216,9 @@ impl Sim {
         let ids = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(SECOND as u64));
         m.set_environment(Environment::new(move || clock2.load(Ordering::Relaxed), ids));
         let me = m.me();
-        for _ in 0..3 {
-            answer(&relay, &me, m.key_package_upload(100).unwrap()).await.unwrap();
+        // 50 of each suite per upload (the most one upload may carry).
+        for _ in 0..6 {
+            answer(&relay, &me, m.key_package_upload(50).unwrap()).await.unwrap();
         }
         clients.push(Client { m, me, running: None, queued: VecDeque::new(), up: None, down: None });
         Sim {

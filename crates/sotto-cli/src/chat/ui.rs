@@ -465,6 +465,19 @@ mod tests {
     }
 
     #[test]
+    fn a_conversation_that_is_not_post_quantum_is_marked_in_the_list_and_title() {
+        let mut app = sample();
+        app.on_net(Event::Encryption { conversation: "@bob".into(), post_quantum: false });
+        app.open("@bob");
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("@bob ⚠"), "marked in the list: {s}");
+        assert!(s.contains("not post-quantum"), "and in the title: {s}");
+        app.on_net(Event::Encryption { conversation: "@bob".into(), post_quantum: true });
+        let s = screen(&app, 80, 24);
+        assert!(!s.contains('⚠') && !s.contains("not post-quantum"), "{s}");
+    }
+
+    #[test]
     fn wrapping_respects_width() {
         assert_eq!(wrap("abc def ghi", 7), vec!["abc ", "def ghi"]);
         assert_eq!(wrap("abc def ghi", 6), vec!["abc ", "def ", "ghi"]);

@@ -52,7 +52,15 @@ impl Messenger {
                 if packages.is_empty() {
                     return Ok(None);
                 }
-                let (commit, welcome, _) = group.add_members(&provider, &signer, &packages).map_err(CoreError::mls)?;
+                // Without an update path (MLS allows it for an add-only
+                // commit): the commit carries the new KeyPackages and no
+                // encryption to every subtree. In a post-quantum group each
+                // such encryption is a 1,120-byte X-Wing ciphertext, so a
+                // path to a large group's blank subtrees made a 1,000-member
+                // add a megabyte and a third of a second. Key freshness
+                // comes from the periodic self-updates instead.
+                let (commit, welcome, _) =
+                    group.add_members_without_update(&provider, &signer, &packages).map_err(CoreError::mls)?;
                 (commit, Some(welcome), added, vec![])
             }
             Intent::Remove(_) | Intent::RemoveDevices(_) => {

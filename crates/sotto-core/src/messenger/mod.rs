@@ -59,6 +59,14 @@ pub(crate) use search::register as register_search;
 pub use search::MAX_SEARCH_HITS;
 pub use timer::{timer_words, MAX_TIMER_SECS};
 
+/// The setting naming the suites this device's KeyPackages were last
+/// published for.
+const PUBLISHED_SUITES: &str = "key_package_suites";
+
+fn published_suites() -> String {
+    crate::suite::wanted().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// Past epochs whose secrets are kept so that messages sent just before a
 /// commit still decrypt. The server rejects messages of old epochs, so this
 /// only covers the window between a commit being accepted and a member
@@ -270,6 +278,19 @@ impl Messenger {
     pub(crate) fn set_setting(&self, k: &str, v: &[u8]) -> CoreResult<()> {
         self.conn.exec("INSERT OR REPLACE INTO settings(k, v) VALUES(?, ?)", params![k, v])?;
         Ok(())
+    }
+
+    /// Whether this device has not yet published KeyPackages of every
+    /// suite it speaks (a profile from before the post-quantum suite: its
+    /// stock on the server is all classical until it uploads again).
+    pub fn key_package_suites_missing(&self) -> CoreResult<bool> {
+        Ok(self.setting(PUBLISHED_SUITES)?.as_deref() != Some(published_suites().as_bytes()))
+    }
+
+    /// Records that KeyPackages of every suite this device speaks are on
+    /// the server.
+    pub fn key_package_suites_published(&self) -> CoreResult<()> {
+        self.set_setting(PUBLISHED_SUITES, published_suites().as_bytes())
     }
 
     /// The server address this profile belongs to.

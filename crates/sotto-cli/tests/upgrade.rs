@@ -1,0 +1,69 @@
+//! A server and two profiles made by the previous release (a fixture kept
+//! in the repo, made by scripts/make-upgrade-fixture.sh with that release's
+//! binaries) are opened by this one: the history is all there, both people
+//! keep chatting in the one-to-one conversation and the group, their
+//! devices publish post-quantum KeyPackages, and a new conversation is
+//! post-quantum.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_server_and_profiles_from_the_previous_release_keep_every_conversation() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade-1");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, dir.path());
+    let port: u16 = std::fs::read_to_string(dir.path().join("port")).unwrap().trim().parse().unwrap();
+    let server = Server::start_on(&dir.path().join("server"), port, &[]);
+    let alice = User::new(dir.path(), "alice");
+    let bob = User::new(dir.path(), "bob");
+
+    // The history is all there.
+    let h = alice.ok(&["history", "@bob"]);
+    assert!(h.contains("written before the upgrade") && h.contains("answered before the upgrade"), "{h}");
+    let g = bob.ok(&["history", "#old"]);
+    assert!(g.contains("a group from before") && g.contains("bob in the old group"), "{g}");
+
+    // Both keep chatting, one to one and in the group.
+    alice.ok(&["send", "@bob", "written after the upgrade"]);
+    let got = texts(&without_receipts(bob.receive_json()));
+    assert!(got.iter().any(|(_, from, text)| from == "alice" && text == "written after the upgrade"), "{got:?}");
+    bob.ok(&["send", "#old", "the old group still works"]);
+    let got = texts(&without_receipts(alice.receive_json()));
+    assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "the old group still works"), "{got:?}");
+
+    // Conversations from before stay on the classical suite (moving them
+    // is not built yet) and say so.
+    let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "@bob", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], false, "{info}");
+    assert_eq!(info["suite_id"], 1);
+
+    // The upgraded devices published post-quantum packages when they came
+    // online, so a new conversation with them is post-quantum.
+    let carol = User::new(dir.path(), "carol");
+    carol.init(&server, &server.invite());
+    carol.ok(&["send", "@alice", "hello from a new app"]);
+    let got = texts(&without_receipts(alice.receive_json()));
+    assert!(got.iter().any(|(_, _, text)| text == "hello from a new app"), "{got:?}");
+    let info: serde_json::Value = serde_json::from_str(carol.ok(&["info", "@alice", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], true, "{info}");
+    let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "@carol", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], true, "{info}");
+    drop(server);
+}
