@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(message_bucket(262_145), 327_680);
         for len in [0, 1, 255, 256, 300, 4000, 70_000, 900_000] {
             let b = message_bucket(len);
-            assert!(b >= len && (b == 256 || b.is_power_of_two() || b % MESSAGE_STEP == 0));
+            assert!(b >= len && (b == 256 || b.is_power_of_two() || b.is_multiple_of(MESSAGE_STEP)));
         }
     }
 

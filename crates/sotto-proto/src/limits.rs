@@ -1,10 +1,16 @@
 //! Hard limits shared by both sides. They are checked before any decoding,
 //! so an oversized frame costs the receiver nothing but its length.
 
-/// Largest WebSocket message (one protocol frame) either side accepts.
-pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
-/// Largest MLS payload (application message, commit or welcome) in a frame.
+/// Largest WebSocket message (one protocol frame) either side accepts:
+/// room for the largest commit with its welcome.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Largest MLS application message in a frame.
 pub const MAX_PAYLOAD_BYTES: usize = 900 * 1024;
+/// Largest commit, welcome or GroupInfo. These carry the group's ratchet
+/// tree or encryptions to its subtrees, which in a post-quantum group grow
+/// by about 1.5 KiB per member (an X-Wing public key is 1,216 bytes, a
+/// ciphertext 1,120): a welcome into a group of 1,000 is 1.5 MiB.
+pub const MAX_HANDSHAKE_BYTES: usize = 1800 * 1024;
 /// Most KeyPackages one upload may carry.
 pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 100;
 /// Most KeyPackages one device may keep stocked on the server.

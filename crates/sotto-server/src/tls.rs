@@ -151,6 +151,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(path))
 }
 
+/// The TLS crypto: aws-lc-rs, with the hybrid post-quantum key exchange
+/// X25519MLKEM768 preferred (a client offering it gets it), then X25519 and
+/// P-256 for clients that lack it.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::X25519MLKEM768, kx_group::X25519, kx_group::SECP256R1],
+        ..default_provider()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,15 +180,4 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
     }
-}
-
-/// The TLS crypto: aws-lc-rs, with the hybrid post-quantum key exchange
-/// X25519MLKEM768 preferred (a client offering it gets it), then X25519 and
-/// P-256 for clients that lack it.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
-    Arc::new(rustls::crypto::CryptoProvider {
-        kx_groups: vec![kx_group::X25519MLKEM768, kx_group::X25519, kx_group::SECP256R1],
-        ..default_provider()
-    })
 }

@@ -21,7 +21,8 @@ impl Relay {
                 if let Err(e) = check_group_id(&group_id).and_then(|_| check_client_id(&client_id)) {
                     return ready(Err(e));
                 }
-                if commit.len() > MAX_PAYLOAD_BYTES || welcome.as_ref().is_some_and(|w| w.len() > MAX_PAYLOAD_BYTES) {
+                if commit.len() > MAX_HANDSHAKE_BYTES || welcome.as_ref().is_some_and(|w| w.len() > MAX_HANDSHAKE_BYTES)
+                {
                     return ready(Err(ErrorBody::new(ErrorCode::FrameTooLarge)));
                 }
                 if added.len() + removed.len() > MAX_MEMBERSHIP_CHANGE {

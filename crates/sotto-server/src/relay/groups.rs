@@ -76,7 +76,7 @@ impl Relay {
     ) -> Result<Response, ErrorBody> {
         let store = self.store.clone();
         check_group_id(&group_id)?;
-        if group_info.len() > MAX_PAYLOAD_BYTES {
+        if group_info.len() > MAX_HANDSHAKE_BYTES {
             return Err(ErrorBody::new(ErrorCode::FrameTooLarge));
         }
         let me = me.clone();

@@ -9,7 +9,8 @@ use std::time::Duration;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sotto_proto::codec;
 use sotto_proto::limits::{
-    GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE, MAX_PAYLOAD_BYTES,
+    GROUP_ID_LEN, KEY_PACKAGES_LOW_WATER, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MEMBERSHIP_CHANGE,
+    MAX_PAYLOAD_BYTES,
 };
 use sotto_proto::{
     signing, ClaimedKeyPackage, Delivery, DeviceInfo, DeviceRef, ErrorBody, ErrorCode, MessageKind, Push, Request,
@@ -269,7 +270,7 @@ fn check_integers(request: &Request) -> Result<(), ErrorBody> {
 
 /// Cuts a fetch answer so its frame stays under the protocol's frame
 /// limit (the client asks again from the last one it got). The first
-/// message always fits: a payload is at most MAX_PAYLOAD_BYTES.
+/// message always fits: a payload is at most MAX_HANDSHAKE_BYTES.
 fn within_frame(mut messages: Vec<sotto_proto::Delivery>) -> Vec<sotto_proto::Delivery> {
     // Room for the frame's own fields and each delivery's envelope.
     const ENVELOPE: usize = 256;
