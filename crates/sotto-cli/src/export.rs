@@ -221,6 +221,7 @@ mod tests {
             media_type: "image/png".into(),
             sha256: vec![4; 32],
             thumbnail: None,
+            padded: None,
         };
         let m = StoredMessage {
             id: vec![9],

@@ -296,6 +296,7 @@ fn a_file_message_is_queued_once_however_often_its_send_is_run_again() {
         media_type: "text/plain".into(),
         sha256: vec![0; 32],
         thumbnail: None,
+        padded: None,
     };
     let first = m.prepare_file("@bob", file.clone(), None).unwrap().expect("queued the first time");
     assert!(m.prepare_file("@bob", file.clone(), Some("again".into())).unwrap().is_none());

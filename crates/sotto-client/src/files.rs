@@ -63,7 +63,13 @@ impl Session<'_> {
                 return Err(other(format!("no conversation {c}; see `sotto groups`")));
             }
         }
-        let (info, key) = self.upload_path(path, &meta, progress).await?;
+        // Padded only where every reader's app reads padded files: the
+        // post-quantum conversations (older apps are never in those).
+        let mut pad = true;
+        for c in conversations {
+            pad &= self.messenger().is_post_quantum(c) == Some(true);
+        }
+        let (info, key) = self.upload_path(path, &meta, pad, progress).await?;
         for c in conversations {
             let group_id =
                 self.messenger().conversation_group(c)?.ok_or_else(|| other(format!("no conversation {c}")))?;
@@ -99,16 +105,27 @@ impl Session<'_> {
     /// of the same file begun before. Returns what a message needs to
     /// fetch and check it, and the key its upload is remembered under
     /// (forget it with `upload_done` once nothing needs to resume).
+    /// With `pad`, zeros follow the file's bytes up to its size bucket
+    /// (`padding::file_bucket`) before sealing, unless that would pass the
+    /// server's largest file.
     pub(crate) async fn upload_path(
         &mut self,
         path: &Path,
         meta: &std::fs::Metadata,
+        pad: bool,
         progress: Progress,
     ) -> SessionResult<(FileInfo, String)> {
         let size = meta.len();
         self.check_size(path, size)?;
+        let max = self.connection().hello().max_blob_bytes;
+        let sealed = match sotto_core::padding::file_bucket(size) {
+            bucket if pad && (max == 0 || cipher_size(bucket) <= max) => bucket,
+            _ => size,
+        };
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        let key = canonical.to_string_lossy().into_owned();
+        // A padded upload is another blob than an unpadded one of the
+        // same file: each resumes on its own.
+        let key = format!("{}{}", canonical.to_string_lossy(), if sealed > size { "\0padded" } else { "" });
         let mtime = meta
             .modified()
             .ok()
@@ -117,12 +134,12 @@ impl Session<'_> {
             .unwrap_or(0);
         let state = self.messenger().upload_for(&key, size, mtime)?;
         let client = self.blob_client().await?;
-        let total = cipher_size(size);
+        let total = cipher_size(sealed);
         let status = client.status(&state.blob_id).await?;
         let (stored, complete) = status.map(|s| (s.stored, s.complete)).unwrap_or((0, false));
         let start_chunk = if complete { u64::MAX } else { stored / CIPHER_CHUNK as u64 };
 
-        let cipher = ChunkCipher::new(&state.key, &state.nonce, &state.blob_id, size)?;
+        let cipher = ChunkCipher::new(&state.key, &state.nonce, &state.blob_id, sealed)?;
         let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT);
         let file_path = path.to_owned();
         let reader = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
@@ -130,17 +147,21 @@ impl Session<'_> {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; CHUNK];
             for index in 0..cipher.chunks() {
-                let want = CHUNK.min((size - index * CHUNK as u64) as usize);
-                f.read_exact(&mut buf[..want])
+                let start = index * CHUNK as u64;
+                let want = CHUNK.min((sealed - start) as usize);
+                // The file's own bytes, then (padded) zeros.
+                let real = (size.saturating_sub(start) as usize).min(want);
+                f.read_exact(&mut buf[..real])
                     .map_err(|e| format!("{}: {e} (did the file change?)", file_path.display()))?;
-                hasher.update(&buf[..want]);
+                buf[real..want].fill(0);
+                hasher.update(&buf[..real]);
                 if index >= start_chunk {
                     let sealed = cipher.seal(index, &buf[..want]).map_err(|e| e.to_string())?;
                     if tx.blocking_send(Bytes::from(sealed)).is_err() {
                         return Err("the upload stopped".into());
                     }
                 }
-                progress((index * CHUNK as u64 + want as u64).min(size), size);
+                progress((start + want as u64).min(size), size);
             }
             Ok(hasher.finalize().to_vec())
         });
@@ -176,6 +197,7 @@ impl Session<'_> {
             media_type,
             sha256,
             thumbnail,
+            padded: (sealed > size).then_some(sealed),
         };
         Ok((info, key))
     }
@@ -254,7 +276,7 @@ impl Session<'_> {
         let part = dir.join(format!(".{}.part", hex::encode(&info.blob_id)));
 
         let client = self.blob_client().await?;
-        let total = cipher_size(info.size);
+        let total = cipher_size(info.sealed_size());
         match client.status(&info.blob_id).await? {
             None => {
                 return Err(other(
@@ -308,7 +330,8 @@ impl Session<'_> {
         progress: Progress,
     ) -> Result<(), Fetch> {
         let io = |e: std::io::Error| Fetch::Interrupted(format!("{}: {e}", part.display()));
-        let cipher = ChunkCipher::new(&info.key, &info.nonce, &info.blob_id, info.size)
+        let sealed = info.sealed_size();
+        let cipher = ChunkCipher::new(&info.key, &info.nonce, &info.blob_id, sealed)
             .map_err(|e| Fetch::Integrity(e.to_string()))?;
         let mut opts = std::fs::OpenOptions::new();
         opts.create(true).truncate(false).read(true).write(true);
@@ -341,7 +364,7 @@ impl Session<'_> {
             .map_err(|e| Fetch::Interrupted(e.to_string()))?;
         let chunk_len = |i: u64| -> usize {
             if i + 1 == cipher.chunks() {
-                (info.size - i * CHUNK as u64) as usize + TAG
+                (sealed - i * CHUNK as u64) as usize + TAG
             } else {
                 CIPHER_CHUNK
             }
@@ -362,9 +385,12 @@ impl Session<'_> {
                         let n = chunk_len(index);
                         let plain = cipher.open(index, &pending[..n]).map_err(|e| Fetch::Integrity(e.to_string()))?;
                         pending.drain(..n);
-                        hasher.update(&plain);
-                        out.write_all(&plain).map_err(io)?;
-                        done += plain.len() as u64;
+                        // The file's own bytes; the padding after them is
+                        // authenticated with the rest and dropped.
+                        let real = (info.size.saturating_sub(index * CHUNK as u64) as usize).min(plain.len());
+                        hasher.update(&plain[..real]);
+                        out.write_all(&plain[..real]).map_err(io)?;
+                        done += real as u64;
                         index += 1;
                         progress(done, info.size);
                     }

@@ -39,7 +39,7 @@ impl Session<'_> {
         let (summary, secret) = m.write_history_archive(&path, since)?;
         let sent = async {
             let meta = std::fs::metadata(&path).map_err(|e| SessionError::Other(format!("{}: {e}", path.display())))?;
-            let (file, key) = self.upload_path(&path, &meta, Arc::new(|_, _| {})).await?;
+            let (file, key) = self.upload_path(&path, &meta, false, Arc::new(|_, _| {})).await?;
             let group_id =
                 m.own_group()?.ok_or_else(|| SessionError::Other("the account's own group is gone".into()))?;
             self.connection().request(Request::ShareBlob { blob_id: file.blob_id.clone(), group_id }).await?;

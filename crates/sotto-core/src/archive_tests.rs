@@ -44,6 +44,7 @@ fn file_body(id: u8, bytes: &[u8], name: &str) -> Body {
             media_type: "application/octet-stream".into(),
             sha256: Sha256::digest(bytes).to_vec(),
             thumbnail: None,
+            padded: None,
         },
         caption: None,
     }

@@ -355,6 +355,9 @@ impl Content {
         }
         // A preview this client would not show is dropped; the file stays.
         if let Body::File { file, .. } = &mut c.body {
+            if file.padded.is_some_and(|p| p < file.size || p > crate::padding::file_bucket(file.size)) {
+                return Err(CoreError::decode("message content", "a file padded beyond its bucket"));
+            }
             if file.thumbnail.as_ref().is_some_and(|t| !t.is_acceptable()) {
                 file.thumbnail = None;
             }
@@ -382,12 +385,33 @@ mod tests {
                 width: 10,
                 height: 10,
             }),
+            padded: None,
         };
         let c = Content::new([1; 16], 5, Body::File { file, caption: None });
         let back = Content::decode(&c.encode()).unwrap();
         let Body::File { file, .. } = back.body else { panic!("the file is kept") };
         assert_eq!(file.thumbnail, None);
         assert_eq!(file.name, "x.png");
+    }
+
+    #[test]
+    fn a_file_padded_beyond_its_bucket_is_refused() {
+        let file = |size: u64, padded: Option<u64>| crate::files::FileInfo {
+            blob_id: vec![1; 16],
+            key: vec![2; 32],
+            nonce: vec![3; 19],
+            size,
+            name: "x.bin".into(),
+            media_type: "application/octet-stream".into(),
+            sha256: vec![4; 32],
+            thumbnail: None,
+            padded,
+        };
+        let decode = |f| Content::decode(&Content::new([1; 16], 5, Body::File { file: f, caption: None }).encode());
+        assert!(decode(file(5000, Some(crate::padding::file_bucket(5000)))).is_ok());
+        assert!(decode(file(5000, None)).is_ok());
+        assert!(decode(file(5000, Some(4999))).is_err(), "less than the file");
+        assert!(decode(file(5000, Some(1 << 40))).is_err(), "a terabyte of zeros to download");
     }
 
     #[test]

@@ -51,6 +51,17 @@ pub struct FileInfo {
     /// one from a peer that is not acceptable is dropped on arrival).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<crate::thumbnail::Thumbnail>,
+    /// How many bytes were sealed when the file was padded (zeros after
+    /// its `size` bytes; see `padding::file_bucket`). Absent: not padded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padded: Option<u64>,
+}
+
+impl FileInfo {
+    /// The plaintext bytes sealed in the blob: the file and its padding.
+    pub fn sealed_size(&self) -> u64 {
+        self.padded.unwrap_or(self.size).max(self.size)
+    }
 }
 
 /// Number of chunks a plaintext of `size` bytes makes (an empty file is one

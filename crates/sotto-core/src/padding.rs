@@ -8,9 +8,11 @@
 //!   sees one size per bucket. Receipts and short texts share the smallest
 //!   bucket, so they look alike.
 //! - A typing signal is padded to one size.
-//!
-//! Files are not padded yet: a blob is its plaintext's size plus 16 bytes
-//! per 64 KiB chunk (docs/threat-model.md).
+//! - A file sent to post-quantum conversations only (where every app reads
+//!   padded files) is padded with zeros before it is sealed, to the next
+//!   multiple of 1/16 of its power of two (4 KiB at least): at most about
+//!   6 % more, and the server sees the bucket, not the size. Its message
+//!   says the real size; the receiver keeps only that much.
 //!
 //! The padding is zero bytes after the CBOR value: a CBOR reader stops at
 //! the end of the value, so apps from before padding read padded messages
@@ -49,6 +51,17 @@ pub fn pad_to(mut bytes: Vec<u8>, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The padded size of a file of `size` bytes: the next multiple of 1/16 of
+/// the power of two at or above it (4 KiB at least).
+pub fn file_bucket(size: u64) -> u64 {
+    const MIN: u64 = 4096;
+    if size <= MIN {
+        return MIN;
+    }
+    let step = size.next_power_of_two() / 16;
+    size.div_ceil(step) * step
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +79,19 @@ mod tests {
         for len in [0, 1, 255, 256, 300, 4000, 70_000, 900_000] {
             let b = message_bucket(len);
             assert!(b >= len && (b == 256 || b.is_power_of_two() || b.is_multiple_of(MESSAGE_STEP)));
+        }
+    }
+
+    #[test]
+    fn file_buckets_add_at_most_a_sixteenth_of_the_power_of_two() {
+        assert_eq!(file_bucket(0), 4096);
+        assert_eq!(file_bucket(4096), 4096);
+        assert_eq!(file_bucket(4097), 4608);
+        assert_eq!(file_bucket(1_000_000), 1_048_576);
+        assert_eq!(file_bucket(1_048_577), 1_179_648);
+        for size in [5000u64, 65_536, 1_000_001, 123_456_789, 2 << 30] {
+            let b = file_bucket(size);
+            assert!(b >= size && b - size <= size.next_power_of_two() / 16, "{size} -> {b}");
         }
     }
 

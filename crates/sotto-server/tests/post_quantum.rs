@@ -233,3 +233,58 @@ async fn tls_prefers_the_hybrid_group_and_still_serves_classical_clients() {
     s.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_is_padded_to_its_bucket_in_post_quantum_conversations_and_arrives_exact() {
+    use sotto_core::files::cipher_size;
+    use sotto_core::padding::file_bucket;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let bob = person(&server, "bob").await;
+    let carol = person(&server, "carol").await;
+    only_classical_packages(&server, "carol");
+    // 200,001 bytes: not a multiple of anything a bucket would be.
+    let data: Vec<u8> = (0..200_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = dir.path().join("report.bin");
+    std::fs::write(&path, &data).unwrap();
+    let blobs = dir.path().join("blobs");
+    let blob_sizes = || -> Vec<u64> {
+        let mut v: Vec<u64> = std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect();
+        v.sort();
+        v
+    };
+
+    let mut s = Session::open(&alice).await.unwrap();
+    s.send_file(&["@bob".into()], &path, None, Arc::new(|_, _| {})).await.unwrap();
+    assert_eq!(blob_sizes(), vec![cipher_size(file_bucket(200_001))], "padded: the server sees the bucket");
+    // To an older app's (classical) conversation: not padded, so it reads it.
+    s.send_file(&["@carol".into()], &path, None, Arc::new(|_, _| {})).await.unwrap();
+    let sizes = blob_sizes();
+    assert!(sizes.contains(&cipher_size(200_001)), "{sizes:?}");
+    s.close().await;
+
+    for (who, m) in [("bob", &bob), ("carol", &carol)] {
+        let mut s = Session::open(m).await.unwrap();
+        let events = s.sync().await.unwrap();
+        let id = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Message(msg) if matches!(msg.body, sotto_core::Body::File { .. }) => Some(hex::encode(&msg.id)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{who} got the file message"));
+        let out = dir.path().join(format!("{who}.bin"));
+        s.download_file(&id, Some(&out), Arc::new(|_, _| {})).await.unwrap();
+        s.close().await;
+        assert_eq!(std::fs::read(&out).unwrap(), data, "{who} has the file byte for byte, no padding");
+    }
+    server.stop().await;
+}
