@@ -197,16 +197,18 @@ fn unacknowledged_sends_are_resent_once_and_shown_once() {
 #[test]
 fn an_outbox_larger_than_the_servers_byte_budget_still_goes_out_whole() {
     let root = tempfile::tempdir().unwrap();
-    // The server takes 1 MiB at once from one connection, then 256 KiB/s.
+    // The server takes 4 MiB (its largest frame) at once from one
+    // connection, then 1 MiB/s.
     let config = root.path().join("server.toml");
-    std::fs::write(&config, "byte_rate = 262144\nbyte_burst = 1048576\n").unwrap();
+    std::fs::write(&config, "byte_rate = 1048576\nbyte_burst = 4194304\n").unwrap();
     let server = Server::start_on(&root.path().join("server"), 0, &["--config", config.to_str().unwrap()]);
     let (alice, bob) = (User::new(root.path(), "alice"), User::new(root.path(), "bob"));
     alice.init(&server, server.first_invite.as_deref().unwrap());
     bob.init(&server, &server.invite());
     alice.ok(&["send", "@bob", "first"]);
-    // Forty 40 KiB messages written while offline: 1.6 MB in one flush.
-    let lines: Vec<String> = (0..40).map(|i| format!("{i:02} {}", "x".repeat(40 * 1024))).collect();
+    // A hundred 40 KiB messages written while offline (64 KiB each once
+    // padded): 6.4 MB in one flush.
+    let lines: Vec<String> = (0..100).map(|i| format!("{i:02} {}", "x".repeat(40 * 1024))).collect();
     runtime().block_on(async {
         let m = open_profile(&alice);
         for line in &lines {
@@ -218,6 +220,6 @@ fn an_outbox_larger_than_the_servers_byte_budget_still_goes_out_whole() {
         s.close().await;
     });
     let got: Vec<String> = texts(&bob.receive_json()).into_iter().map(|(_, _, t)| t).collect();
-    assert_eq!(got.len(), 41);
+    assert_eq!(got.len(), 101);
     assert_eq!(&got[1..], &lines[..], "every message once, in order");
 }

@@ -2,8 +2,9 @@
 //! in the repo, made by scripts/make-upgrade-fixture.sh with that release's
 //! binaries) are opened by this one: the history is all there, both people
 //! keep chatting in the one-to-one conversation and the group, their
-//! devices publish post-quantum KeyPackages, and a new conversation is
-//! post-quantum.
+//! devices publish post-quantum KeyPackages, the one-to-one conversation
+//! moves to the post-quantum suite with its history as it was, and a new
+//! conversation is post-quantum.
 
 mod common;
 
@@ -40,17 +41,37 @@ fn a_server_and_profiles_from_the_previous_release_keep_every_conversation() {
     let g = bob.ok(&["history", "#old"]);
     assert!(g.contains("a group from before") && g.contains("bob in the old group"), "{g}");
 
-    // Both keep chatting, one to one and in the group.
+    // Bob's app comes online first: it publishes post-quantum packages
+    // (his stock on the server was all classical). Then alice's: hers
+    // sorts first, so it moves the one-to-one conversation to the
+    // post-quantum suite, and her message goes there.
+    assert!(texts(&without_receipts(bob.receive_json())).is_empty());
     alice.ok(&["send", "@bob", "written after the upgrade"]);
+    let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "@bob", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], true, "moved: {info}");
     let got = texts(&without_receipts(bob.receive_json()));
     assert!(got.iter().any(|(_, from, text)| from == "alice" && text == "written after the upgrade"), "{got:?}");
+    let info: serde_json::Value = serde_json::from_str(bob.ok(&["info", "@alice", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], true, "bob is in the new group too: {info}");
+    // One conversation: the history from before, the note, the new text.
+    let h = bob.ok(&["history", "@alice"]);
+    for line in [
+        "written before the upgrade",
+        "answered before the upgrade",
+        "post-quantum encryption",
+        "written after the upgrade",
+    ] {
+        assert!(h.contains(line), "{line:?} in {h}");
+    }
+    bob.ok(&["send", "@alice", "answered on the new suite"]);
+    let got = texts(&without_receipts(alice.receive_json()));
+    assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "answered on the new suite"), "{got:?}");
+
+    // The group keeps working; named groups are not moved yet.
     bob.ok(&["send", "#old", "the old group still works"]);
     let got = texts(&without_receipts(alice.receive_json()));
     assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "the old group still works"), "{got:?}");
-
-    // Conversations from before stay on the classical suite (moving them
-    // is not built yet) and say so.
-    let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "@bob", "--json"]).trim()).unwrap();
+    let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "#old", "--json"]).trim()).unwrap();
     assert_eq!(info["post_quantum"], false, "{info}");
     assert_eq!(info["suite_id"], 1);
 

@@ -14,6 +14,7 @@ mod files;
 mod history;
 mod requests;
 mod session;
+mod successor;
 pub mod tls;
 pub mod transport;
 

@@ -123,6 +123,9 @@ impl<'m> Session<'m> {
         }
         session.hand_over_owed_history().await;
         session.take_offered_history().await;
+        // One-to-one conversations from before the post-quantum suite move
+        // to it once every device in them can (at most one try an hour each).
+        session.move_to_post_quantum().await;
         Ok(session)
     }
 

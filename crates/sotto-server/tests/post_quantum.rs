@@ -150,6 +150,11 @@ async fn a_peer_without_the_new_suite_gets_a_classical_conversation_and_a_note()
         })
         .unwrap();
     assert!(note.contains("@bob") && !note.contains("@carol"), "{note}");
+    // Alice's app tries to move the conversation with bob to the new suite
+    // each time it connects (hers sorts first), but bob's app has no
+    // post-quantum keys: it stays as it is, and nothing breaks.
+    Session::open(&alice).await.unwrap().close().await;
+    assert!(!alice.conversation_info("@bob").unwrap().post_quantum);
     // Carol's own conversation with alice is still post-quantum.
     let mut s = Session::open(&carol).await.unwrap();
     s.send_text("@alice", "just us").await.unwrap();

@@ -307,6 +307,9 @@ impl Messenger {
             // The roles come in the group's state (none in older groups:
             // then in a message from whoever added this device).
             me.mirror_roles(&group, &conversation, "", None)?;
+            if kind == GroupKind::Direct && me.succeeds_classical(&conversation, group_id, &group)? {
+                me.insert_system(&conversation, group_id, 0, super::successor::MOVED_NOTE)?;
+            }
             match request_from {
                 Some(from) => events.insert(0, Event::Request { conversation, from }),
                 None => events.insert(0, Event::Joined { conversation }),

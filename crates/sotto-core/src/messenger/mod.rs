@@ -40,6 +40,7 @@ mod roles_state;
 mod schema;
 mod search;
 mod signals;
+mod successor;
 mod timer;
 
 pub use annotations::Annotated;
@@ -57,6 +58,7 @@ pub use roles::{GroupRoles, RoleChange, RoleRight};
 pub(crate) use schema::SCHEMA;
 pub(crate) use search::register as register_search;
 pub use search::MAX_SEARCH_HITS;
+pub use successor::MoveCandidate;
 pub use timer::{timer_words, MAX_TIMER_SECS};
 
 /// The setting naming the suites this device's KeyPackages were last
