@@ -379,8 +379,8 @@ mod tests {
 
     #[test]
     fn byte_budget_is_configurable_but_must_fit_the_largest_frame() {
-        let s = check("byte_rate = 262144\nbyte_burst = 2097152\n").unwrap();
-        assert_eq!((s.byte_rate, s.byte_burst), (262_144, 2_097_152));
+        let s = check("byte_rate = 262144\nbyte_burst = 8388608\n").unwrap();
+        assert_eq!((s.byte_rate, s.byte_burst), (262_144, 8_388_608));
         let defaults = check("").unwrap();
         assert_eq!(defaults.byte_burst, crate::relay::DEFAULT_BYTE_BURST);
         let errs = check("byte_rate = 0\nbyte_burst = 1000\n").unwrap_err();
