@@ -20,6 +20,22 @@ pub fn choose_suites(preference: &[u16], held: &[Vec<u16>]) -> Vec<Option<u16>> 
         .collect()
 }
 
+/// Refuses an upload that would take a suite's one-time stock past the
+/// cap; `have` is `(suite, one-time count)` per suite held.
+pub fn check_stock(have: &[(u16, u32)], packages: &[(u16, Vec<u8>)]) -> Result<(), super::StoreError> {
+    let cap = sotto_proto::limits::MAX_KEY_PACKAGES_STOCK;
+    for (suite, _) in packages {
+        let held = have.iter().find(|(s, _)| s == suite).map_or(0, |&(_, n)| n as usize);
+        let adding = packages.iter().filter(|(s, _)| s == suite).count();
+        if held + adding > cap {
+            return Err(super::StoreError::LimitExceeded(format!(
+                "a device may keep at most {cap} key packages of each suite"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The one-time stock a device reports: the smallest among the suites it
 /// keeps packages for, so the device refills before any suite runs dry.
 /// `(suite, one-time count)` per suite held.
@@ -52,6 +68,16 @@ mod tests {
     fn devices_with_nothing_usable_are_left_out_and_do_not_block_the_rest() {
         assert_eq!(choose_suites(&[X], &[vec![X], vec![C], vec![]]), vec![Some(X), None, None]);
         assert_eq!(choose_suites(&[C], &[vec![X]]), vec![None]);
+    }
+
+    #[test]
+    fn the_cap_holds_per_suite() {
+        let cap = sotto_proto::limits::MAX_KEY_PACKAGES_STOCK as u32;
+        let one = |s: u16| vec![(s, vec![0u8])];
+        assert!(check_stock(&[(X, cap - 1), (C, cap)], &one(X)).is_ok());
+        assert!(check_stock(&[(X, cap - 1), (C, cap)], &one(C)).is_err(), "the classical stock is full");
+        assert!(check_stock(&[(X, cap - 1)], &[(X, vec![1]), (X, vec![2])]).is_err());
+        assert!(check_stock(&[], &one(X)).is_ok());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use crate::store::key_package_rules::choose_suites;
+use crate::store::key_package_rules::{check_stock, choose_suites};
 
 impl KeyPackages for SqliteStore {
     fn add_key_packages(
@@ -12,17 +12,7 @@ impl KeyPackages for SqliteStore {
         last_resorts: &[(u16, Vec<u8>)],
     ) -> StoreResult<u32> {
         self.with_tx(|tx| {
-            let have = suite_counts(tx, device)?;
-            for (suite, _) in packages {
-                let held = have.iter().find(|(s, _)| s == suite).map_or(0, |&(_, n)| n as usize);
-                let adding = packages.iter().filter(|(s, _)| s == suite).count();
-                if held + adding > sotto_proto::limits::MAX_KEY_PACKAGES_STOCK {
-                    return Err(StoreError::LimitExceeded(format!(
-                        "a device may keep at most {} key packages of each suite",
-                        sotto_proto::limits::MAX_KEY_PACKAGES_STOCK
-                    )));
-                }
-            }
+            check_stock(&suite_counts(tx, device)?, packages)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO key_packages(handle, device_id, last_resort, package, suite) VALUES(?,?,?,?,?)",
