@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod blobs;
+mod claims;
 mod connection;
 mod conversation;
 pub mod devices;

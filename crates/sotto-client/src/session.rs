@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use sotto_core::policy::KEY_PACKAGE_BATCH;
-use sotto_core::{CoreError, Event, Invitee, Messenger, OutboxItem, Policy, PolicyError, Step, Task};
+use sotto_core::{CoreError, Event, Messenger, OutboxItem, Policy, PolicyError, Step, Task};
 use sotto_proto::{ErrorCode, Push, Request, Response, ServerAddress};
 
+use crate::claims::offers_post_quantum;
 use crate::{connect_with_retry, ClientError, Connection};
 /// A device refreshes its keys in each group at least this often, and on
 /// the first session after being offline longer (post-compromise security).
@@ -312,41 +313,6 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// Claims KeyPackages for every device of `handle`, post-quantum when
-    /// all of them offer it.
-    pub async fn claim(&mut self, handle: &str) -> SessionResult<Invitee> {
-        self.claim_devices(handle, None, sotto_core::suite::wanted()).await
-    }
-
-    /// Claims KeyPackages for every device of `handle` that fit a group of
-    /// `suite`.
-    pub async fn claim_for(&mut self, handle: &str, suite: u16) -> SessionResult<Invitee> {
-        self.claim_devices(handle, None, vec![suite]).await
-    }
-
-    /// Claims KeyPackages for some devices of `handle` (all with `None`) of
-    /// one of `suites` (most wanted first).
-    pub async fn claim_devices(
-        &mut self,
-        handle: &str,
-        devices: Option<Vec<u32>>,
-        suites: Vec<u16>,
-    ) -> SessionResult<Invitee> {
-        match self.conn.request(Request::ClaimKeyPackages { handle: handle.to_owned(), devices, suites }).await {
-            Ok(Response::KeyPackages { account_key, packages, .. }) => {
-                Ok(Invitee { handle: handle.to_owned(), account_key, packages })
-            }
-            Ok(other) => Err(SessionError::Other(format!("unexpected answer: {other:?}"))),
-            Err(e) if e.code() == Some(ErrorCode::UnknownHandle) => {
-                Err(SessionError::Other(format!("there is no @{handle} on this server; check the spelling")))
-            }
-            Err(e) if e.code() == Some(ErrorCode::NoKeyPackages) => Err(SessionError::Other(format!(
-                "@{handle} cannot be reached yet: their device has no key packages left; it refills when they come online"
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Makes sure a one-to-one conversation with `handle` exists, starting
     /// it if needed.
     pub async fn ensure_direct(&mut self, handle: &str) -> SessionResult<()> {
@@ -564,12 +530,4 @@ impl<'m> Session<'m> {
     pub async fn close(self) {
         self.conn.close().await;
     }
-}
-
-/// Whether every package claimed for someone is of the post-quantum suite.
-fn offers_post_quantum(invitee: &Invitee) -> bool {
-    invitee
-        .packages
-        .iter()
-        .all(|p| sotto_proto::suites::key_package_suite(&p.package) == Some(sotto_proto::suites::SUITE_XWING))
 }
