@@ -75,9 +75,10 @@ fn request(u: &mut Unstructured<'_>) -> Result<Request> {
         23 => Request::ClaimKeyPackages {
             handle: device(u)?.handle,
             devices: Some((0..u.int_in_range(0..=3)?).map(|_| u.arbitrary()).collect::<Result<_>>()?),
+            suites: (0..u.int_in_range(0..=3)?).map(|_| u.arbitrary()).collect::<Result<_>>()?,
         },
         24 => Request::AcceptGroup { group_id: group(u)?, accepted: u.arbitrary()? },
-        0 => Request::CreateGroup { group_id: group(u)? },
+        0 => Request::CreateGroup { group_id: group(u)?, roles: u.arbitrary()? },
         1 => {
             let added: Vec<DeviceRef> = (0..u.int_in_range(0..=3)?).map(|_| device(u)).collect::<Result<_>>()?;
             let removed: Vec<DeviceRef> = (0..u.int_in_range(0..=2)?).map(|_| device(u)).collect::<Result<_>>()?;
@@ -102,10 +103,11 @@ fn request(u: &mut Unstructured<'_>) -> Result<Request> {
         11 => Request::PutGroupInfo { group_id: group(u)?, epoch: small(u)?, group_info: bytes(u, 64)? },
         12 => Request::GetGroupInfo { group_id: group(u)? },
         13 => Request::UploadKeyPackages {
-            packages: (0..u.int_in_range(0..=3)?).map(|_| bytes(u, 8).map(ByteBuf::from)).collect::<Result<_>>()?,
-            last_resort: if u.arbitrary()? { Some(ByteBuf::from(bytes(u, 8)?)) } else { None },
+            packages: (0..u.int_in_range(0..=3)?).map(|_| key_package(u)).collect::<Result<_>>()?,
+            last_resort: if u.arbitrary()? { Some(key_package(u)?) } else { None },
+            other_last_resorts: (0..u.int_in_range(0..=2)?).map(|_| key_package(u)).collect::<Result<_>>()?,
         },
-        14 => Request::ClaimKeyPackages { handle: device(u)?.handle, devices: None },
+        14 => Request::ClaimKeyPackages { handle: device(u)?.handle, devices: None, suites: vec![] },
         15 => Request::LookupUser { handle: device(u)?.handle },
         16 => Request::ShareBlob { blob_id: bytes(u, 16)?, group_id: group(u)? },
         _ => Request::BlobFetched { blob_id: bytes(u, 16)? },
@@ -146,3 +148,15 @@ fuzz_target!(|data: &[u8]| {
         }
     });
 });
+
+/// Bytes that pass for a KeyPackage of one of the two suites most of the
+/// time (the server reads the version and suite at the front), or not.
+fn key_package(u: &mut Unstructured<'_>) -> Result<ByteBuf> {
+    let mut b = match u.int_in_range(0..=2)? {
+        0 => vec![0, 1, 0, 1],
+        1 => vec![0, 1, 0, 0x4D],
+        _ => vec![],
+    };
+    b.extend(bytes(u, 8)?);
+    Ok(ByteBuf::from(b))
+}
