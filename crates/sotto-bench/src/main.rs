@@ -160,6 +160,11 @@ enum Command {
         /// sit on different nodes when there are two or more.
         #[arg(long, default_value_t = 1, requires = "store")]
         nodes: usize,
+        /// Pin the server to these CPUs (a taskset list: `0`, `0,1`, `2-3`);
+        /// the load generator stays where the system puts it. The printed
+        /// server CPU share then says whether the server was the limit.
+        #[arg(long, value_name = "LIST", conflicts_with = "store")]
+        server_cpus: Option<String>,
     },
     /// TLS 1.3 handshakes against a fresh server: the hybrid
     /// post-quantum X25519MLKEM768 (the default) against classical X25519.
@@ -305,7 +310,7 @@ fn main() -> Result<()> {
             println!("{}", backpressure_line(&r));
             Ok(())
         }),
-        Command::Relay { pairs, secs, window, rate, store, nodes } => rt.block_on(async {
+        Command::Relay { pairs, secs, window, rate, store, nodes, server_cpus } => rt.block_on(async {
             proc::raise_fd_limit();
             let tmp = tempfile::tempdir()?;
             let deployment = match &store {
@@ -323,7 +328,15 @@ fn main() -> Result<()> {
                     }
                 }
                 None => {
-                    let (p, a) = start_server(tmp.path())?;
+                    let (p, a) = match &server_cpus {
+                        Some(cpus) => {
+                            let data = tmp.path().to_str().context("path")?;
+                            let p = proc::Proc::spawn_pinned(cpus, &["serve", "--data", data])?;
+                            let a = ServerAddress::parse(&p.line)?;
+                            (p, a)
+                        }
+                        None => start_server(tmp.path())?,
+                    };
                     servers.push(p);
                     addresses.push(a);
                 }
@@ -359,15 +372,22 @@ fn main() -> Result<()> {
                     relay::quantile_ms(l, 1.0)
                 );
             }
+            // CPU share of the CPUs the server may use: well under 100 %
+            // means something other than its CPU was the limit.
+            let server_cores = server_cpus
+                .as_deref()
+                .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), proc::cpus_in_list);
             println!(
-                "relay msgs_per_s={:.0} sent={} acked={} received={} lost={} duplicated={} server_cpu_percent={:.0}",
+                "relay msgs_per_s={:.0} sent={} acked={} received={} lost={} duplicated={} server_cpu_percent={:.0} \
+                 server_cores={server_cores} server_share_of_its_cores_percent={:.0}",
                 r.received as f64 / r.elapsed,
                 r.sent,
                 r.acked,
                 r.received,
                 r.lost,
                 r.duplicated,
-                cpu / r.elapsed * 100.0
+                cpu / r.elapsed * 100.0,
+                cpu / r.elapsed * 100.0 / server_cores as f64
             );
             Ok(())
         }),
@@ -512,7 +532,7 @@ async fn serve(
 /// The relay scenario with the server pinned to CPU 0 and this process to
 /// CPU 1: (msgs/s, server CPU %).
 async fn relay_pinned(dir: &std::path::Path, pairs: usize, run_for: Duration) -> Result<(f64, f64)> {
-    let p = proc::Proc::spawn_pinned(0, &["serve", "--data", dir.to_str().context("path")?])?;
+    let p = proc::Proc::spawn_pinned("0", &["serve", "--data", dir.to_str().context("path")?])?;
     let address = ServerAddress::parse(&p.line)?;
     let set = relay::pairs(&address, pairs, "q").await?;
     let cpu0 = proc::cpu_secs(p.pid());

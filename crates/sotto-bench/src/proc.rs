@@ -20,11 +20,12 @@ impl Proc {
         Self::start(Command::new(exe).args(args))
     }
 
-    /// The same, pinned to CPU `cpu` with `taskset` (util-linux).
-    pub fn spawn_pinned(cpu: usize, args: &[&str]) -> Result<Self> {
+    /// The same, pinned to the CPUs in `cpus` (a taskset list such as
+    /// `0` or `0,2-3`) with `taskset` (util-linux).
+    pub fn spawn_pinned(cpus: &str, args: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        Self::start(Command::new("taskset").arg("-c").arg(cpu.to_string()).arg(exe).args(args))
-            .context("taskset (util-linux) is needed to pin the server to one core")
+        Self::start(Command::new("taskset").arg("-c").arg(cpus).arg(exe).args(args))
+            .context("taskset (util-linux) is needed to pin the server to its CPUs")
     }
 
     fn start(command: &mut Command) -> Result<Self> {
@@ -117,4 +118,31 @@ pub fn pin_self(list: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// How many CPUs a taskset list names (`0`, `0,2-3`, …); 1 at least.
+pub fn cpus_in_list(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.trim().split_once('-') {
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 1,
+            },
+            None => 1,
+        })
+        .sum::<usize>()
+        .max(1)
+}
+
+#[cfg(test)]
+mod cpu_list_tests {
+    use super::cpus_in_list;
+
+    #[test]
+    fn taskset_lists_are_counted() {
+        assert_eq!(cpus_in_list("0"), 1);
+        assert_eq!(cpus_in_list("0,1"), 2);
+        assert_eq!(cpus_in_list("0,2-3"), 3);
+        assert_eq!(cpus_in_list(""), 1);
+    }
 }
