@@ -15,9 +15,17 @@ pub struct Proc {
 
 impl Proc {
     /// Runs `sotto-bench ARGS...` and waits for its first stdout line.
+    /// With `SOTTO_BENCH_SERVER_WRAPPER` set (say `valgrind
+    /// --tool=callgrind`), the child runs under that command, so a
+    /// profiler sees the server alone.
     pub fn spawn(args: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        Self::start(Command::new(exe).args(args))
+        let wrapper = std::env::var("SOTTO_BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        match words.next() {
+            Some(program) => Self::start(Command::new(program).args(words).arg(exe).args(args)),
+            None => Self::start(Command::new(exe).args(args)),
+        }
     }
 
     /// The same, pinned to the CPUs in `cpus` (a taskset list such as
