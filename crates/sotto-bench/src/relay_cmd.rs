@@ -1,0 +1,104 @@
+//! `relay` from the command line: one server (or several nodes on a
+//! PostgreSQL), sender/receiver pairs at full speed or a fixed rate, and
+//! what it cost the server.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sotto_proto::ServerAddress;
+
+use crate::{nodes, proc, relay, start_server};
+
+/// The command's flags.
+pub struct Options {
+    pub pairs: usize,
+    pub secs: u64,
+    pub window: usize,
+    pub rate: Option<u64>,
+    pub store: Option<String>,
+    pub nodes: usize,
+    pub server_cpus: Option<String>,
+}
+
+pub async fn run(o: Options) -> Result<()> {
+    let Options { pairs, secs, window, rate, store, nodes, server_cpus } = o;
+    proc::raise_fd_limit();
+    let tmp = tempfile::tempdir()?;
+    let deployment = match &store {
+        Some(url) => Some(nodes::Nodes::new(tmp.path(), url, nodes.max(1))?),
+        None => None,
+    };
+    let mut servers = Vec::new();
+    let mut addresses = Vec::new();
+    match &deployment {
+        Some(d) => {
+            for i in 0..d.len() {
+                let (p, a) = d.start(i)?;
+                servers.push(p);
+                addresses.push(a);
+            }
+        }
+        None => {
+            let (p, a) = match &server_cpus {
+                Some(cpus) => {
+                    let data = tmp.path().to_str().context("path")?;
+                    let p = proc::Proc::spawn_pinned(cpus, &["serve", "--data", data])?;
+                    let a = ServerAddress::parse(&p.line)?;
+                    (p, a)
+                }
+                None => start_server(tmp.path())?,
+            };
+            servers.push(p);
+            addresses.push(a);
+        }
+    }
+    let pids: Vec<u32> = servers.iter().map(proc::Proc::pid).collect();
+    println!("server pids {pids:?}");
+    let set = relay::pairs_across(&addresses, pairs, "p").await?;
+    let servers_cpu = || pids.iter().map(|p| proc::cpu_secs(*p)).sum::<f64>();
+    let db_cpu = || if store.is_some() { proc::cpu_secs_named("postgres") } else { 0.0 };
+    let (cpu0, db0, me0) = (servers_cpu(), db_cpu(), proc::cpu_secs(std::process::id()));
+    let r = relay::run(set, Duration::from_secs(secs), window, rate).await?;
+    let cpu = servers_cpu() - cpu0;
+    if store.is_some() {
+        let (db, me) = (db_cpu() - db0, proc::cpu_secs(std::process::id()) - me0);
+        let per_k = |s: f64| s / (r.received.max(1) as f64) * 1000.0;
+        println!(
+            "cpu_secs_per_1000_msgs nodes={:.4} postgresql={:.4} load_generator={:.4} total={:.4}",
+            per_k(cpu),
+            per_k(db),
+            per_k(me),
+            per_k(cpu + db + me)
+        );
+    }
+    drop(servers);
+    drop(deployment);
+    if rate.is_some() {
+        let l = &r.latencies_ns;
+        println!(
+            "latency p50={:.3} p90={:.3} p99={:.3} max={:.3} ms",
+            relay::quantile_ms(l, 0.5),
+            relay::quantile_ms(l, 0.9),
+            relay::quantile_ms(l, 0.99),
+            relay::quantile_ms(l, 1.0)
+        );
+    }
+    // CPU share of the CPUs the server may use: well under 100 %
+    // means something other than its CPU was the limit.
+    let server_cores = server_cpus
+        .as_deref()
+        .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), proc::cpus_in_list);
+    println!(
+        "relay msgs_per_s={:.0} sent={} acked={} received={} lost={} duplicated={} server_cpu_percent={:.0} \
+         server_cores={server_cores} server_share_of_its_cores_percent={:.0}",
+        r.received as f64 / r.elapsed,
+        r.sent,
+        r.acked,
+        r.received,
+        r.lost,
+        r.duplicated,
+        cpu / r.elapsed * 100.0,
+        cpu / r.elapsed * 100.0 / server_cores as f64
+    );
+    Ok(())
+}
