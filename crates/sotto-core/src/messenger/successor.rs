@@ -39,8 +39,12 @@ impl Messenger {
     pub fn conversations_to_move(&self) -> CoreResult<Vec<MoveCandidate>> {
         let rows: Vec<(Vec<u8>, String)> = {
             let mut stmt = self.conn.prepare(
+                // Post-quantum groups have ids starting with 0 (see
+                // `new_group_id`): skipped here, so opening a session does not
+                // load the state of every conversation that needs nothing.
                 "SELECT group_id, conversation FROM groups
-                 WHERE active=1 AND request_from IS NULL AND conversation LIKE '@%'",
+                 WHERE active=1 AND request_from IS NULL AND conversation LIKE '@%'
+                   AND substr(group_id, 1, 1) <> x'00'",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
