@@ -3,8 +3,8 @@
 //! binaries) are opened by this one: the history is all there, both people
 //! keep chatting in the one-to-one conversation and the group, their
 //! devices publish post-quantum KeyPackages, the one-to-one conversation
-//! moves to the post-quantum suite with its history as it was, and a new
-//! conversation is post-quantum.
+//! and the group move to the post-quantum suite with their history as it
+//! was, and a new conversation is post-quantum.
 
 mod common;
 
@@ -67,13 +67,27 @@ fn a_server_and_profiles_from_the_previous_release_keep_every_conversation() {
     let got = texts(&without_receipts(alice.receive_json()));
     assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "answered on the new suite"), "{got:?}");
 
-    // The group keeps working; named groups are not moved yet.
-    bob.ok(&["send", "#old", "the old group still works"]);
-    let got = texts(&without_receipts(alice.receive_json()));
-    assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "the old group still works"), "{got:?}");
+    // The group moved too (alice is its admin, so her app moved it): one
+    // conversation with its history, post-quantum on both sides, alice
+    // still its admin, and both keep chatting in it.
     let info: serde_json::Value = serde_json::from_str(alice.ok(&["info", "#old", "--json"]).trim()).unwrap();
-    assert_eq!(info["post_quantum"], false, "{info}");
-    assert_eq!(info["suite_id"], 1);
+    assert_eq!(info["post_quantum"], true, "{info}");
+    let info: serde_json::Value = serde_json::from_str(bob.ok(&["info", "#old", "--json"]).trim()).unwrap();
+    assert_eq!(info["post_quantum"], true, "bob is in the new group: {info}");
+    let groups: Vec<serde_json::Value> =
+        bob.ok(&["groups", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = groups.iter().map(|g| g["conversation"].as_str().unwrap()).collect();
+    assert_eq!(names, ["#old"], "one conversation, under its name: {groups:?}");
+    assert_eq!(groups[0]["admins"], serde_json::json!(["alice"]), "{groups:?}");
+    assert_eq!(groups[0]["members"], serde_json::json!(["alice", "bob"]), "{groups:?}");
+    bob.ok(&["send", "#old", "the group on the new suite"]);
+    let got = texts(&without_receipts(alice.receive_json()));
+    assert!(got.iter().any(|(_, from, text)| from == "bob" && text == "the group on the new suite"), "{got:?}");
+    let g = alice.ok(&["history", "#old"]);
+    for line in ["a group from before", "bob in the old group", "post-quantum encryption", "the group on the new suite"]
+    {
+        assert!(g.contains(line), "{line:?} in {g}");
+    }
 
     // The upgraded devices published post-quantum packages when they came
     // online, so a new conversation with them is post-quantum.

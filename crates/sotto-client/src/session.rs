@@ -396,11 +396,15 @@ impl<'m> Session<'m> {
         let item = self.messenger.leave_message(conversation)?;
         self.post_item(item).await?;
         let group_id = self.messenger.mark_left(conversation)?;
-        match self.conn.request(Request::Leave { group_id }).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(ErrorCode::NotMember) => Ok(()),
-            Err(e) => Err(e.into()),
+        // A group that moved leaves its old group behind too.
+        for group_id in std::iter::once(group_id).chain(self.messenger.close_predecessors(conversation)?) {
+            match self.conn.request(Request::Leave { group_id }).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(ErrorCode::NotMember) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(())
     }
 
     /// Deletes this account: leaves every conversation (the others see it

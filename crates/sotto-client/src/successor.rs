@@ -1,7 +1,10 @@
-//! Moving one-to-one conversations from before the post-quantum suite onto
-//! it, when this device is the one to do it (see `sotto-core`'s
-//! `messenger/successor.rs`): claim post-quantum packages for every device
-//! in the conversation, start the successor group, carry the timer over.
+//! Moving conversations from before the post-quantum suite onto it, when
+//! this device is the one to do it (see `sotto-core`'s
+//! `messenger/successor.rs` and `messenger/group_successor.rs`): claim
+//! post-quantum packages for every device in the conversation, start the
+//! successor group, carry the timer (and a group's roles) over.
+
+use sotto_proto::Request;
 
 use crate::{Session, SessionResult};
 
@@ -18,7 +21,7 @@ impl Session<'_> {
                 return 0;
             }
         };
-        let mut moved = 0;
+        let mut moved = self.move_groups().await;
         for candidate in candidates {
             if let Err(e) = self.messenger().note_move_tried(&candidate.group_id) {
                 tracing::warn!(error = %e, "could not record a move");
@@ -51,6 +54,64 @@ impl Session<'_> {
             let item = self.messenger().prepare_timer(&candidate.conversation, timer)?;
             self.post_item(item).await?;
         }
+        Ok(())
+    }
+
+    /// Moves the named groups this device is the one to move.
+    async fn move_groups(&mut self) -> usize {
+        let moves = match self.messenger().groups_to_move() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the groups to move to post-quantum encryption");
+                return 0;
+            }
+        };
+        let mut moved = 0;
+        for mv in moves {
+            if let Err(e) = self.messenger().note_group_move_tried(&mv.group_id) {
+                tracing::warn!(error = %e, "could not record a move");
+                continue;
+            }
+            match self.move_group(&mv).await {
+                Ok(()) => moved += 1,
+                Err(e) => tracing::info!(
+                    conversation = %mv.conversation,
+                    reason = %e,
+                    "group stays on classical encryption for now"
+                ),
+            }
+        }
+        moved
+    }
+
+    async fn move_group(&mut self, mv: &sotto_core::messenger::GroupMove) -> SessionResult<()> {
+        let xwing = sotto_proto::suites::SUITE_XWING;
+        let mut invitees = Vec::new();
+        for (handle, devices) in &mv.devices {
+            invitees.push(self.claim_devices(handle, Some(devices.clone()), vec![xwing]).await?);
+        }
+        let (commit, moved) = self.messenger().start_group_successor(mv, invitees)?;
+        let successor = commit.group_id.clone();
+        // The new group first, then the word in the old one: a member who
+        // reads the `Moved` first finds the group it names soon after.
+        self.post_item(commit).await?;
+        self.post_item(moved).await?;
+        let me = self.messenger().identity().handle.clone();
+        for admin in mv.roles.admins.iter().filter(|a| **a != me) {
+            let request = Request::SetRole { group_id: successor.clone(), handle: admin.clone(), admin: true };
+            if let Err(e) = self.conn.request(request).await {
+                tracing::warn!(%admin, error = %e, "the server did not take an admin of a moved group");
+            }
+        }
+        if !mv.roles.members_can_add {
+            let request = Request::SetGroupPolicy { group_id: successor.clone(), members_can_add: false };
+            if let Err(e) = self.conn.request(request).await {
+                tracing::warn!(error = %e, "the server did not take a moved group's policy");
+            }
+        }
+        let announce = self.messenger().announce(&mv.conversation)?;
+        self.post_item(announce).await?;
+        self.tell_retention().await;
         Ok(())
     }
 }

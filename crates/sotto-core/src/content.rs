@@ -187,6 +187,17 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         avatar: Option<ByteBuf>,
     },
+    /// In a classical named group: the group moved to the post-quantum
+    /// group `group_id` (same people, name, roles and timer; see
+    /// `messenger/group_successor.rs`). Sent by an admin; from then on a
+    /// message in the old group counts only from someone still in the new
+    /// one (or someone the move did not know of yet).
+    Moved {
+        /// The successor group.
+        group_id: ByteBuf,
+        /// Who the successor started with.
+        members: Vec<String>,
+    },
     /// A kind this version does not know.
     #[serde(other)]
     Unknown,
@@ -232,6 +243,7 @@ impl Body {
             Body::Pin { .. } => "pin",
             Body::Profile { .. } => "profile",
             Body::Roles { .. } => "roles",
+            Body::Moved { .. } => "moved",
             Body::Unknown => "unknown",
         }
     }
@@ -253,6 +265,7 @@ impl Body {
                 | Body::Pin { .. }
                 | Body::Profile { .. }
                 | Body::Roles { .. }
+                | Body::Moved { .. }
         )
     }
 

@@ -108,7 +108,11 @@ impl Messenger {
 
     /// Groups whose last key update by this device is older than `max_age_ms`.
     pub fn updates_due(&self, max_age_ms: i64) -> CoreResult<Vec<Vec<u8>>> {
-        let mut stmt = self.conn.prepare("SELECT group_id FROM groups WHERE active=1 AND last_update <= ?")?;
+        // A group that moved to a successor needs no fresh keys: nobody
+        // writes in it any more.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT group_id FROM groups WHERE active=1 AND successor IS NULL AND last_update <= ?")?;
         let rows = stmt.query_map([self.now() - max_age_ms], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -205,6 +209,9 @@ impl Messenger {
             return Ok(vec![]);
         }
         match body {
+            Body::Moved { group_id: successor, members } => {
+                self.apply_moved(group_id, conversation, sender, seq, &successor, &members)
+            }
             Body::GroupMeta { name } => {
                 if validate_group_name(&name).is_err() {
                     return Ok(vec![]);
@@ -220,6 +227,13 @@ impl Messenger {
                     .row("SELECT group_id FROM groups WHERE conversation=?", [&wanted], |r| r.get(0))
                     .optional()?;
                 let new_conv = match taken {
+                    // The group this one succeeds: one conversation.
+                    Some(other) if self.successor_of(&other)?.as_deref() == Some(group_id) => {
+                        if conversation != wanted {
+                            self.set_conversation(group_id, conversation, &wanted)?;
+                        }
+                        return Ok(vec![Event::Renamed { from: conversation.to_owned(), to: wanted }]);
+                    }
                     Some(other) if other != group_id => format!("{wanted}~{}", crate::messenger::short_id(group_id, 2)),
                     _ => wanted,
                 };
@@ -251,7 +265,11 @@ impl Messenger {
     /// Every group conversation with its members.
     pub fn groups(&self) -> CoreResult<Vec<GroupSummary>> {
         let mut stmt = self.conn.prepare(
-            "SELECT group_id, conversation, active, description FROM groups WHERE conversation LIKE '#%' AND request_from IS NULL ORDER BY conversation",
+            // A group that moved is listed as its successor.
+            "SELECT group_id, conversation, active, description FROM groups
+             WHERE conversation LIKE '#%' AND request_from IS NULL
+               AND NOT EXISTS (SELECT 1 FROM groups s WHERE s.group_id = groups.successor)
+             ORDER BY conversation",
         )?;
         let rows: Vec<(Vec<u8>, String, bool, String)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;

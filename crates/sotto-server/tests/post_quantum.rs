@@ -293,3 +293,114 @@ async fn a_file_is_padded_to_its_bucket_in_post_quantum_conversations_and_arrive
     }
     server.stop().await;
 }
+
+/// Takes `handle`'s post-quantum packages off the server for a while, as if
+/// their app were from before the suite; [`give_back_post_quantum`] puts
+/// them back (the app upgraded).
+fn hold_back_post_quantum(server: &TestServer, handle: &str) {
+    let db = relay_db(server);
+    db.execute(
+        &format!("CREATE TABLE held_{handle} AS SELECT * FROM key_packages WHERE handle=?1 AND suite<>?2"),
+        rusqlite::params![handle, SUITE_CLASSICAL],
+    )
+    .unwrap();
+    only_classical_packages(server, handle);
+}
+
+fn give_back_post_quantum(server: &TestServer, handle: &str) {
+    let db = relay_db(server);
+    db.execute_batch(&format!("INSERT INTO key_packages SELECT * FROM held_{handle}; DROP TABLE held_{handle};"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_group_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), open()).await;
+    let alice = person(&server, "alice").await;
+    let bob = person(&server, "bob").await;
+    let carol = person(&server, "carol").await;
+    let dave = person(&server, "dave").await;
+    // Bob's app speaks only the classical suite: the group is classical.
+    hold_back_post_quantum(&server, "bob");
+    let mut s = Session::open(&alice).await.unwrap();
+    s.create_group("team", &["bob".into(), "carol".into(), "dave".into()]).await.unwrap();
+    s.set_role("#team", "carol", true).await.unwrap();
+    let item = alice.prepare_description("#team", "the four of us").unwrap();
+    s.post_item(item).await.unwrap();
+    let item = alice.prepare_timer("#team", 86_400).unwrap();
+    s.post_item(item).await.unwrap();
+    s.send_text("#team", "before the move").await.unwrap();
+    s.close().await;
+    for m in [&bob, &carol, &dave] {
+        assert_eq!(receive(m).await, vec!["before the move".to_owned()]);
+    }
+    assert!(!alice.conversation_info("#team").unwrap().post_quantum);
+
+    // Bob's app upgrades; alice's connects next and, as the first admin,
+    // moves the group.
+    give_back_post_quantum(&server, "bob");
+    Session::open(&alice).await.unwrap().close().await;
+    assert!(alice.conversation_info("#team").unwrap().post_quantum, "moved");
+
+    // Bob wrote before he heard of the move (his app has not synced): it
+    // goes into the old group and still reaches everyone.
+    let mut s = Session::open(&bob).await.unwrap();
+    s.send_text("#team", "written on the way").await.unwrap();
+    s.close().await;
+
+    // Carol, an admin in the new group too (the server agrees), removes
+    // dave there; dave, who has not synced, writes into the old group:
+    // nobody takes it.
+    let got = receive(&carol).await;
+    assert!(got.contains(&"written on the way".to_owned()), "{got:?}");
+    let mut s = Session::open(&carol).await.unwrap();
+    s.remove_from_group("#team", &["dave".into()]).await.unwrap();
+    s.close().await;
+    let mut s = Session::open(&dave).await.unwrap();
+    s.send_text("#team", "a back door").await.unwrap();
+    s.close().await;
+
+    let got = receive(&alice).await;
+    assert!(got.contains(&"written on the way".to_owned()), "{got:?}");
+    assert!(!got.contains(&"a back door".to_owned()), "{got:?}");
+    assert!(!receive(&bob).await.contains(&"a back door".to_owned()));
+    assert!(!receive(&carol).await.contains(&"a back door".to_owned()));
+
+    for (m, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        let info = m.conversation_info("#team").unwrap();
+        assert!(info.post_quantum, "{who}: {info:?}");
+        assert_eq!(info.kind, "group", "{who}");
+        let groups = m.groups().unwrap();
+        assert_eq!(groups.len(), 1, "{who}: one conversation: {groups:?}");
+        let g = &groups[0];
+        assert_eq!(g.conversation, "#team", "{who}");
+        assert_eq!(g.members, ["alice", "bob", "carol"], "{who}");
+        assert_eq!(g.admins, ["alice", "carol"], "{who}");
+        assert_eq!(g.description, "the four of us", "{who}");
+        assert_eq!(m.timer("#team").unwrap(), 86_400, "{who}");
+        let history: Vec<String> = m
+            .history("#team")
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m.body {
+                sotto_core::Body::Text { text } => Some(text),
+                _ => None,
+            })
+            .collect();
+        for line in ["before the move", "post-quantum encryption", "written on the way"] {
+            assert!(history.iter().any(|h| h.contains(line)), "{who}: {line:?} in {history:?}");
+        }
+    }
+    // Dave is out of both: his app says so and writes nowhere.
+    receive(&dave).await;
+    assert!(dave.conversation_group("#team").unwrap().is_none());
+
+    // Everyone left keeps chatting in the new group.
+    let mut s = Session::open(&bob).await.unwrap();
+    s.send_text("#team", "on the new suite").await.unwrap();
+    s.close().await;
+    assert!(receive(&alice).await.contains(&"on the new suite".to_owned()));
+    assert!(receive(&carol).await.contains(&"on the new suite".to_owned()));
+    server.stop().await;
+}

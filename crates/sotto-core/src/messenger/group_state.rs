@@ -27,7 +27,7 @@ impl Messenger {
         Ok(self
             .conn
             .row(
-                "SELECT description FROM groups WHERE conversation=? ORDER BY description_seq DESC LIMIT 1",
+                "SELECT description FROM groups WHERE conversation=? ORDER BY active DESC, successor IS NOT NULL, group_id LIMIT 1",
                 [conversation],
                 |r| r.get(0),
             )
@@ -61,7 +61,7 @@ impl Messenger {
         let bytes: Option<Vec<u8>> = self
             .conn
             .row(
-                "SELECT picture FROM groups WHERE conversation=? ORDER BY picture_seq DESC LIMIT 1",
+                "SELECT picture FROM groups WHERE conversation=? ORDER BY active DESC, successor IS NOT NULL, group_id LIMIT 1",
                 [conversation],
                 |r| r.get(0),
             )

@@ -23,7 +23,14 @@ impl Messenger {
     pub fn handle_deliveries(&self, batch: &[Delivery]) -> CoreResult<Vec<Event>> {
         self.tx(|me| {
             let mut events = Vec::new();
-            for d in batch {
+            // Post-quantum groups' entries first (each group's own order
+            // kept; between groups there is none): a moved group's messages
+            // are then judged by its successor's newest membership in this
+            // batch, so someone removed there cannot slip a message in
+            // through the old group (`group_successor.rs`).
+            let mut order: Vec<&Delivery> = batch.iter().collect();
+            order.sort_by_key(|d| d.group_id.first() != Some(&0));
+            for d in order {
                 events.extend(me.handle_one(d)?);
             }
             me.queue_receipts(batch.iter().map(|d| d.group_id.as_slice()))?;
@@ -162,6 +169,12 @@ impl Messenger {
                 let exists: Option<i64> =
                     self.conn.row("SELECT 1 FROM messages WHERE id=?", [&content.id], |r| r.get(0)).optional()?;
                 if exists.is_some() || self.is_blocked(&sender.handle)? {
+                    return Ok(vec![]);
+                }
+                if !self.speaks_in_moved_group(&d.group_id, &sender.handle)? {
+                    // Removed from (or left) the group this one moved to:
+                    // the old group is no back door into the conversation.
+                    tracing::warn!(sender = %sender.handle, "a message in a moved group from someone no longer in it; dropped");
                     return Ok(vec![]);
                 }
                 self.store_content(d, conversation, &sender, content)

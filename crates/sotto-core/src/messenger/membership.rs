@@ -53,7 +53,11 @@ impl Messenger {
         Ok(self
             .conn
             .row(
-                "SELECT group_id FROM groups WHERE conversation=? AND active=1 ORDER BY group_id LIMIT 1",
+                // A named group that moved to a successor this device has
+                // is no longer written to (`group_successor.rs`).
+                "SELECT group_id FROM groups WHERE conversation=? AND active=1
+                   AND NOT EXISTS (SELECT 1 FROM groups s WHERE s.group_id = groups.successor)
+                 ORDER BY group_id LIMIT 1",
                 [conversation],
                 |r| r.get(0),
             )
@@ -79,14 +83,27 @@ impl Messenger {
         conversation: &str,
         invitees: Vec<Invitee>,
     ) -> CoreResult<PendingCommit> {
+        // A named group's creator is its first admin, in the group's MLS
+        // state (the server, which enforces roles, says the same).
+        let roles = (kind == GroupKind::Group)
+            .then(|| GroupRoles { admins: vec![self.identity.handle.clone()], members_can_add: true });
+        self.start_group_with_roles(kind, conversation, invitees, roles)
+    }
+
+    /// [`Messenger::start_group`] with the roles the group starts with (a
+    /// successor carries its predecessor's; the caller then tells the
+    /// server about admins other than this person).
+    pub(crate) fn start_group_with_roles(
+        &self,
+        kind: GroupKind,
+        conversation: &str,
+        invitees: Vec<Invitee>,
+        roles: Option<GroupRoles>,
+    ) -> CoreResult<PendingCommit> {
         let suite = invitees_suite(&invitees)?;
         self.tx(|me| {
             let provider = me.provider();
             let group_id = new_group_id(self.new_id(), kind, suite);
-            // A named group's creator is its first admin, in the group's
-            // MLS state (the server, which enforces roles, says the same).
-            let roles = (kind == GroupKind::Group)
-                .then(|| GroupRoles { admins: vec![me.identity.handle.clone()], members_can_add: true });
             MlsGroup::new_with_group_id(
                 &provider,
                 &me.identity.signer(),
@@ -100,10 +117,8 @@ impl Messenger {
                 "INSERT INTO groups(group_id, conversation, last_update, created_at, kind) VALUES(?,?,?,?,?)",
                 params![group_id.to_vec(), conversation, now, now, kind as u8],
             )?;
-            if kind == GroupKind::Group {
-                // The creator is the group's first admin (the server,
-                // which enforces roles, says the same).
-                me.start_roles(&group_id)?;
+            if let Some(roles) = &roles {
+                me.record_roles(&group_id, conversation, "", 0, roles)?;
             }
             let mut item = me
                 .build_commit(&group_id, Intent::Add(invitees))?
@@ -267,9 +282,14 @@ impl Messenger {
             let conversation = match (kind, handles.as_slice()) {
                 (GroupKind::Direct, [one]) => format!("@{one}"),
                 (GroupKind::Own, _) => OWN_CONVERSATION.to_owned(),
-                // The name arrives in the group's first message; until then
-                // the conversation goes by a placeholder.
-                _ => format!("#new-{}", short_id(group_id, 4)),
+                // The successor of a group this device is in takes its
+                // name; otherwise the name arrives in the group's first
+                // message, and until then the conversation goes by a
+                // placeholder.
+                _ => match me.predecessor_of(group_id)? {
+                    Some((_, name)) => name,
+                    None => format!("#new-{}", short_id(group_id, 4)),
+                },
             };
             let now = self.now();
             if known.is_some() {
@@ -307,6 +327,9 @@ impl Messenger {
             // The roles come in the group's state (none in older groups:
             // then in a message from whoever added this device).
             me.mirror_roles(&group, &conversation, "", None)?;
+            if let Some((old, _)) = me.predecessor_of(group_id)? {
+                me.fold_successor(&old, &conversation)?;
+            }
             if kind == GroupKind::Direct && me.succeeds_classical(&conversation, group_id, &group)? {
                 me.insert_system(&conversation, group_id, 0, super::successor::MOVED_NOTE)?;
             }

@@ -45,16 +45,6 @@ impl Messenger {
         })
     }
 
-    /// A new group: this person is its admin.
-    pub(crate) fn start_roles(&self, group_id: &[u8]) -> CoreResult<()> {
-        self.conn.exec("UPDATE groups SET roles_known=1, members_can_add=1 WHERE group_id=?", [group_id])?;
-        self.conn.exec(
-            "INSERT OR IGNORE INTO group_admins(group_id, handle) VALUES(?,?)",
-            params![group_id, self.identity.handle],
-        )?;
-        Ok(())
-    }
-
     /// The message telling members the roles as they are here (after a
     /// change the server accepted, or after adding people). `None` where
     /// this device knows no roles.

@@ -216,6 +216,14 @@ fn upgrade_columns(conn: &Connection) -> CoreResult<()> {
     if !has_column(conn, "groups", "kind")? {
         conn.execute_batch("ALTER TABLE groups ADD COLUMN kind INTEGER;")?;
     }
+    if !has_column(conn, "groups", "successor")? {
+        // A classical named group moved to a post-quantum one: the new
+        // group's id and who it started with (newline-separated handles).
+        conn.execute_batch(
+            "ALTER TABLE groups ADD COLUMN successor BLOB;
+             ALTER TABLE groups ADD COLUMN successor_members TEXT;",
+        )?;
+    }
     if !has_column(conn, "groups", "muted")? {
         conn.execute_batch("ALTER TABLE groups ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;")?;
     }
