@@ -22,6 +22,7 @@ impl Session<'_> {
             }
         };
         let mut moved = self.move_groups().await;
+        self.bring_along().await;
         for candidate in candidates {
             if let Err(e) = self.messenger().note_move_tried(&candidate.group_id) {
                 tracing::warn!(error = %e, "could not record a move");
@@ -55,6 +56,29 @@ impl Session<'_> {
             self.post_item(item).await?;
         }
         Ok(())
+    }
+
+    /// Adds to moved groups' successors whoever was added to the old group
+    /// while it moved. Never fatal: tried again at the next connection.
+    async fn bring_along(&mut self) {
+        let behind = match self.messenger().left_behind() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check moved groups for people left behind");
+                return;
+            }
+        };
+        for (conversation, handles) in behind {
+            let added = async {
+                self.add_to_group(&conversation, &handles).await?;
+                // They joined the old group after its `Moved`: they hear it now.
+                let item = self.messenger().remind_moved(&conversation)?;
+                self.post_item(item).await
+            };
+            if let Err(e) = added.await {
+                tracing::info!(%conversation, reason = %e, "people added while the group moved wait for the next try");
+            }
+        }
     }
 
     /// Moves the named groups this device is the one to move.
@@ -109,8 +133,8 @@ impl Session<'_> {
                 tracing::warn!(error = %e, "the server did not take a moved group's policy");
             }
         }
-        let announce = self.messenger().announce(&mv.conversation)?;
-        self.post_item(announce).await?;
+        // The name goes out on its own: the policy announces it after every
+        // commit that adds people.
         self.tell_retention().await;
         Ok(())
     }

@@ -321,6 +321,7 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
     let bob = person(&server, "bob").await;
     let carol = person(&server, "carol").await;
     let dave = person(&server, "dave").await;
+    let erin = person(&server, "erin").await;
     // Bob's app speaks only the classical suite: the group is classical.
     hold_back_post_quantum(&server, "bob");
     let mut s = Session::open(&alice).await.unwrap();
@@ -344,9 +345,12 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
     assert!(alice.conversation_info("#team").unwrap().post_quantum, "moved");
 
     // Bob wrote before he heard of the move (his app has not synced): it
-    // goes into the old group and still reaches everyone.
+    // goes into the old group and still reaches everyone. He also added
+    // erin there: she is brought along into the new group by the next
+    // admin's app that sees her left behind.
     let mut s = Session::open(&bob).await.unwrap();
     s.send_text("#team", "written on the way").await.unwrap();
+    s.add_to_group("#team", &["erin".into()]).await.unwrap();
     s.close().await;
 
     // Carol, an admin in the new group too (the server agrees), removes
@@ -367,7 +371,8 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
     assert!(!receive(&bob).await.contains(&"a back door".to_owned()));
     assert!(!receive(&carol).await.contains(&"a back door".to_owned()));
 
-    for (m, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+    assert!(!receive(&erin).await.contains(&"a back door".to_owned()));
+    for (m, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol"), (&erin, "erin")] {
         let info = m.conversation_info("#team").unwrap();
         assert!(info.post_quantum, "{who}: {info:?}");
         assert_eq!(info.kind, "group", "{who}");
@@ -375,10 +380,14 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
         assert_eq!(groups.len(), 1, "{who}: one conversation: {groups:?}");
         let g = &groups[0];
         assert_eq!(g.conversation, "#team", "{who}");
-        assert_eq!(g.members, ["alice", "bob", "carol"], "{who}");
+        assert_eq!(g.members, ["alice", "bob", "carol", "erin"], "{who}");
         assert_eq!(g.admins, ["alice", "carol"], "{who}");
-        assert_eq!(g.description, "the four of us", "{who}");
-        assert_eq!(m.timer("#team").unwrap(), 86_400, "{who}");
+        if who != "erin" {
+            // The state carried over (erin came later: a newcomer learns
+            // the name and roles, not the description, as in any group).
+            assert_eq!(g.description, "the four of us", "{who}");
+            assert_eq!(m.timer("#team").unwrap(), 86_400, "{who}");
+        }
         let history: Vec<String> = m
             .history("#team")
             .unwrap()
@@ -388,7 +397,12 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
                 _ => None,
             })
             .collect();
-        for line in ["before the move", "post-quantum encryption", "written on the way"] {
+        let lines: &[&str] = if who == "erin" {
+            &["post-quantum encryption"]
+        } else {
+            &["before the move", "post-quantum encryption", "written on the way"]
+        };
+        for line in lines {
             assert!(history.iter().any(|h| h.contains(line)), "{who}: {line:?} in {history:?}");
         }
     }
@@ -402,5 +416,6 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
     s.close().await;
     assert!(receive(&alice).await.contains(&"on the new suite".to_owned()));
     assert!(receive(&carol).await.contains(&"on the new suite".to_owned()));
+    assert!(receive(&erin).await.contains(&"on the new suite".to_owned()));
     server.stop().await;
 }

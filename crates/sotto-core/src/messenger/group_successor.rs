@@ -235,15 +235,20 @@ impl Messenger {
             params![successor, members.join("\n"), group_id],
         )?;
         let mut events = self.fold_successor(group_id, conversation)?;
+        // Under the name the fold left (it may have renamed this group).
+        let conversation: String =
+            self.conn.row("SELECT conversation FROM groups WHERE group_id=?", [group_id], |r| r.get(0))?;
         let who = if sender == self.identity.handle { "you".to_owned() } else { format!("@{sender}") };
-        let m = self.insert_system(conversation, group_id, seq, &moved_text(&who))?;
+        let m = self.insert_system(&conversation, group_id, seq, &moved_text(&who))?;
         events.push(Event::Message(Box::new(m)));
         Ok(events)
     }
 
-    /// The successor of `old`, when this device has it, takes `old`'s
-    /// conversation (it may have come in first under a placeholder or a
-    /// suffixed name) and its state where it has none of its own yet.
+    /// The successor of `old`, when this device has it, and `old` become
+    /// one conversation under the group's name (either may have come in
+    /// first under a placeholder or a suffixed name, depending on the order
+    /// things arrived in); the successor takes `old`'s state where it has
+    /// none of its own yet.
     pub(crate) fn fold_successor(&self, old: &[u8], conversation: &str) -> CoreResult<Vec<Event>> {
         let Some(successor) = self.successor_of(old)? else { return Ok(vec![]) };
         let named: Option<String> =
@@ -253,12 +258,72 @@ impl Messenger {
         if named == conversation {
             return Ok(vec![]);
         }
-        self.conn.exec("UPDATE groups SET conversation=? WHERE group_id=?", params![conversation, successor])?;
-        self.conn.exec(
-            "UPDATE messages SET conversation=? WHERE conversation=? AND group_id=?",
-            params![conversation, named, successor],
-        )?;
-        Ok(vec![Event::Renamed { from: named, to: conversation.to_owned() }])
+        let target = one_name(conversation, &named).to_owned();
+        let mut events = Vec::new();
+        for (group, was) in [(old, conversation), (successor.as_slice(), named.as_str())] {
+            if was != target {
+                self.conn.exec("UPDATE groups SET conversation=? WHERE group_id=?", params![target, group])?;
+                self.conn.exec(
+                    "UPDATE messages SET conversation=? WHERE conversation=? AND group_id=?",
+                    params![target, was, group],
+                )?;
+                events.push(Event::Renamed { from: was.to_owned(), to: target.clone() });
+            }
+        }
+        Ok(events)
+    }
+
+    /// People added to a group while it moved (in the old group, by someone
+    /// who had not heard yet): in the old group but neither in the
+    /// successor nor among those it started with. An admin of the
+    /// successor adds them there (`conversation`, handles), so they do not
+    /// stay behind in a group nobody writes to.
+    pub fn left_behind(&self) -> CoreResult<Vec<(String, Vec<String>)>> {
+        let rows: Vec<(Vec<u8>, Vec<u8>, String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT g.group_id, s.group_id, g.conversation, coalesce(g.successor_members, '')
+                 FROM groups g JOIN groups s ON s.group_id = g.successor
+                 WHERE g.active=1 AND s.active=1 AND s.broken=0",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for (old, new, conversation, started_with) in rows {
+            if !self.may(&new, &self.identity.handle, RoleRight::Add)? {
+                continue;
+            }
+            let now_in = self.members_of(&new)?;
+            let behind: Vec<String> = self
+                .members_of(&old)?
+                .into_iter()
+                .filter(|h| !now_in.contains(h) && !started_with.split('\n').any(|s| s == h))
+                .collect();
+            if !behind.is_empty() {
+                out.push((conversation, behind));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `Moved` again, in the old group of `conversation`, for those who
+    /// joined it after the first one (see [`Messenger::left_behind`]);
+    /// members who had it already find nothing new in it.
+    pub fn remind_moved(&self, conversation: &str) -> CoreResult<OutboxItem> {
+        let (old, successor, members): (Vec<u8>, Vec<u8>, String) = self
+            .conn
+            .row(
+                "SELECT group_id, successor, coalesce(successor_members, '') FROM groups
+                 WHERE conversation=? AND active=1 AND successor IS NOT NULL",
+                [conversation],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| CoreError::NotFound(format!("{conversation} did not move")))?;
+        let members = members.split('\n').filter(|h| !h.is_empty()).map(str::to_owned).collect();
+        let content =
+            Content::new(self.new_id(), self.now(), Body::Moved { group_id: ByteBuf::from(successor), members });
+        self.queue_in_group(&old, conversation, &content)
     }
 
     /// After leaving a conversation (or being removed from it): the groups
@@ -324,6 +389,20 @@ impl Messenger {
     }
 }
 
+/// The one name for a group and its successor known here as `old` and
+/// `new`: not a placeholder (`#new-…`), and not a suffixed copy (`#name~…`,
+/// given when the other already had `#name`) of the other.
+fn one_name<'a>(old: &'a str, new: &'a str) -> &'a str {
+    let suffixed = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|rest| rest.starts_with('~'));
+    if new.starts_with("#new-") || suffixed(new, old) {
+        old
+    } else if old.starts_with("#new-") || suffixed(old, new) {
+        new
+    } else {
+        old
+    }
+}
+
 /// What members see when a group moved.
 fn moved_text(who: &str) -> String {
     format!(
@@ -333,4 +412,19 @@ fn moved_text(who: &str) -> String {
 
 fn tried_key(group_id: &[u8]) -> String {
     format!("pq_group_move_tried:{}", hex::encode(group_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_name;
+
+    #[test]
+    fn a_group_and_its_successor_end_under_the_plain_name() {
+        assert_eq!(one_name("#team", "#new-0a1b2c3d"), "#team");
+        assert_eq!(one_name("#new-0a1b2c3d", "#team"), "#team");
+        assert_eq!(one_name("#team", "#team~1a2b"), "#team");
+        assert_eq!(one_name("#team~1a2b", "#team"), "#team");
+        // Renamed meanwhile: the name the old group has here.
+        assert_eq!(one_name("#crew", "#team"), "#crew");
+    }
 }
