@@ -73,7 +73,7 @@ impl GroupLog for SqliteStore {
     fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {
         let (reply, answer) = tokio::sync::oneshot::channel();
         // If the writer is gone the reply sender drops and the ticket says so.
-        let _ = self.jobs.send(Job { msg: OwnedMessage::new(m), now, reply });
+        let _ = self.jobs.send(Job::Append { msg: OwnedMessage::new(m), now, reply });
         answer
     }
 
@@ -336,32 +336,13 @@ impl GroupLog for SqliteStore {
     }
 
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
-        self.with_tx(|tx| {
-            let (_, last_seq) = group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?;
-            let (_, cursor, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
-            if let Some(until) = until {
-                if seq >= until {
-                    // A removed device has read its removal: it is gone.
-                    tx.exec(
-                        "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
-                        params![group_id, device.handle, device.device_id],
-                    )
-                    .map_err(backend)?;
-                    return delete_fully_acked(tx, group_id);
-                }
-            }
-            // Cursors only move forward, and never past the end of the log.
-            let new = seq.min(last_seq);
-            if new > cursor {
-                tx.exec(
-                    "UPDATE members SET cursor=? WHERE group_id=? AND handle=? AND device_id=?",
-                    params![new, group_id, device.handle, device.device_id],
-                )
-                .map_err(backend)?;
-                delete_fully_acked(tx, group_id)?;
-            }
-            Ok(())
-        })
+        // Through the writer, in the next batch (see `writer.rs`).
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job::Ack { group_id: group_id.to_vec(), device: device.clone(), seq, reply };
+        if self.jobs.send(job).is_err() {
+            return Err(StoreError::Backend("the store writer stopped".into()));
+        }
+        answer.blocking_recv().map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
 
     fn welcomes(&self, device: &DeviceRef) -> StoreResult<Vec<StoredWelcome>> {

@@ -1,14 +1,54 @@
-//! The SQLite store's single writer: appends queued by every session are
-//! committed together (group commit), in the order they were queued.
+//! The SQLite store's single writer: appends and acknowledgements queued by
+//! every session are committed together (group commit), in the order they
+//! were queued. An acknowledgement is as durable as before (its cursor is
+//! on disk before the device hears "done"), but it shares the batch's one
+//! fsync instead of paying its own while holding the connection.
 
 #[allow(unused_imports)]
 use super::*;
 
-/// An append waiting for the writer.
-pub(super) struct Job {
-    pub(super) msg: crate::store::queued::OwnedMessage,
-    pub(super) now: i64,
-    pub(super) reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
+/// Work waiting for the writer.
+pub(super) enum Job {
+    /// An append.
+    Append {
+        msg: crate::store::queued::OwnedMessage,
+        now: i64,
+        reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
+    },
+    /// A device read a group up to `seq`.
+    Ack { group_id: Vec<u8>, device: DeviceRef, seq: u64, reply: tokio::sync::oneshot::Sender<StoreResult<()>> },
+}
+
+/// What a job came to.
+pub(super) enum Outcome {
+    Appended(StoreResult<Appended>),
+    Acked(StoreResult<()>),
+}
+
+impl Outcome {
+    pub(super) fn failed(e: StoreError) -> Self {
+        // The kind does not matter for a failure: `reply` maps it back.
+        Outcome::Acked(Err(e))
+    }
+
+    fn is_backend_failure(&self) -> bool {
+        matches!(self, Outcome::Appended(Err(StoreError::Backend(_))) | Outcome::Acked(Err(StoreError::Backend(_))))
+    }
+}
+
+impl Job {
+    pub(super) fn reply(self, outcome: Outcome) {
+        let err = |o: Outcome| match o {
+            Outcome::Appended(Err(e)) | Outcome::Acked(Err(e)) => e,
+            _ => StoreError::Backend("the store writer mixed up its answers".into()),
+        };
+        match (self, outcome) {
+            (Job::Append { reply, .. }, Outcome::Appended(r)) => drop(reply.send(r)),
+            (Job::Append { reply, .. }, o) => drop(reply.send(Err(err(o)))),
+            (Job::Ack { reply, .. }, Outcome::Acked(r)) => drop(reply.send(r)),
+            (Job::Ack { reply, .. }, o) => drop(reply.send(Err(err(o)))),
+        }
+    }
 }
 
 /// Most appends committed together.
@@ -42,7 +82,15 @@ impl MembersCache {
     }
 }
 
-pub(super) fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>, changes: Arc<AtomicU64>) {
+/// The writer thread. With `durable` (a database on disk), each committed
+/// batch goes to the syncer, which answers it once it is on disk
+/// (`durability.rs`); without (in memory), it is answered at once.
+pub(super) fn writer(
+    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Receiver<Job>,
+    changes: Arc<AtomicU64>,
+    durable: Option<mpsc::Sender<super::durability::Committed>>,
+) {
     let mut cache = MembersCache::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -62,22 +110,29 @@ pub(super) fn writer(conn: Arc<Mutex<Connection>>, jobs: mpsc::Receiver<Job>, ch
             }
             commit_batch(&mut conn, &batch, &mut cache)
         };
-        for (job, r) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(r);
+        match &durable {
+            Some(syncer) => {
+                if let Err(mpsc::SendError((batch, _))) = syncer.send((batch, results)) {
+                    for job in batch {
+                        job.reply(Outcome::failed(StoreError::Backend("the store's syncer stopped".into())));
+                    }
+                }
+            }
+            None => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    job.reply(r);
+                }
+            }
         }
     }
 }
 
-/// Commits a batch of appends in one transaction. Nobody hears "stored"
-/// before the commit. A refused append writes nothing (see [`append_in`]),
-/// so the batch runs straight through; only if a write fails is it rolled
-/// back and run again with a savepoint around each append, so that one
-/// failing append cannot take the others down with it.
-pub(super) fn commit_batch(
-    conn: &mut Connection,
-    batch: &[Job],
-    cache: &mut MembersCache,
-) -> Vec<StoreResult<Appended>> {
+/// Commits a batch of jobs in one transaction. Nobody hears "stored" (or
+/// "done") before the commit. A refused job writes nothing (see
+/// [`append_in`], [`ack_in`]), so the batch runs straight through; only if
+/// a write fails is it rolled back and run again with a savepoint around
+/// each job, so that one failing job cannot take the others down with it.
+pub(super) fn commit_batch(conn: &mut Connection, batch: &[Job], cache: &mut MembersCache) -> Vec<Outcome> {
     if let Some(results) = commit_straight(conn, batch, cache) {
         return results;
     }
@@ -87,50 +142,131 @@ pub(super) fn commit_batch(
 }
 
 /// The fast path: `None` when a write failed and nothing was committed.
-pub(super) fn commit_straight(
-    conn: &mut Connection,
-    batch: &[Job],
-    cache: &mut MembersCache,
-) -> Option<Vec<StoreResult<Appended>>> {
+pub(super) fn commit_straight(conn: &mut Connection, batch: &[Job], cache: &mut MembersCache) -> Option<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
     let mut results = Vec::with_capacity(batch.len());
     let mut heads = GroupHeads::new();
+    // Groups whose readers moved on: what all of them read goes once, at
+    // the end of the batch, instead of after every acknowledgement.
+    let mut reclaim: HashSet<Vec<u8>> = HashSet::new();
     for job in batch {
-        match append_in(&tx, &job.msg.view(), job.now, Some((&mut *cache, &mut heads))) {
-            // Dropping the transaction rolls it back.
-            Err(StoreError::Backend(_)) => return None,
-            r => results.push(r),
+        let outcome = match job {
+            Job::Append { msg, now, .. } => {
+                Outcome::Appended(append_in(&tx, &msg.view(), *now, Some((&mut *cache, &mut heads))))
+            }
+            Job::Ack { group_id, device, seq, .. } => {
+                let last_seq = heads.get(group_id).map(|h| h.1);
+                let r = ack_in(&tx, group_id, device, *seq, last_seq);
+                if let Ok(moved) = &r {
+                    if moved.membership_changed {
+                        cache.groups.remove(group_id);
+                    }
+                    if moved.cursor_moved {
+                        reclaim.insert(group_id.clone());
+                    }
+                }
+                Outcome::Acked(r.map(drop))
+            }
+        };
+        // Dropping the transaction rolls it back.
+        if outcome.is_backend_failure() {
+            return None;
         }
+        results.push(outcome);
     }
     for (group_id, (epoch, last_seq)) in &heads {
         tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![epoch, last_seq, group_id]).ok()?;
+    }
+    for group_id in &reclaim {
+        delete_fully_acked(&tx, group_id).ok()?;
     }
     tx.commit().ok()?;
     Some(results)
 }
 
-/// Each append in its own savepoint (a failed one leaves no trace), all
+/// Each job in its own savepoint (a failed one leaves no trace), all
 /// committed at once.
-pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<StoreResult<Appended>> {
+pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<Outcome> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let msg = e.to_string();
-            return batch.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+            return batch.iter().map(|_| Outcome::failed(StoreError::Backend(msg.clone()))).collect();
         }
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let r =
-            tx.exec("SAVEPOINT one", []).map_err(backend).and_then(|_| append_in(&tx, &job.msg.view(), job.now, None));
-        let undo = if r.is_ok() { Ok(0) } else { tx.exec("ROLLBACK TO one", []) };
-        results.push(undo.and_then(|_| tx.exec("RELEASE one", [])).map_err(backend).and(r));
+        let started = tx.exec("SAVEPOINT one", []).map_err(backend);
+        let outcome = match job {
+            Job::Append { msg, now, .. } => {
+                Outcome::Appended(started.and_then(|_| append_in(&tx, &msg.view(), *now, None)))
+            }
+            Job::Ack { group_id, device, seq, .. } => Outcome::Acked(started.and_then(|_| {
+                let moved = ack_in(&tx, group_id, device, *seq, None)?;
+                if moved.cursor_moved {
+                    delete_fully_acked(&tx, group_id)?;
+                }
+                Ok(())
+            })),
+        };
+        let ok = matches!(outcome, Outcome::Appended(Ok(_)) | Outcome::Acked(Ok(_)));
+        let undo = if ok { Ok(0) } else { tx.exec("ROLLBACK TO one", []) };
+        let released = undo.and_then(|_| tx.exec("RELEASE one", [])).map_err(backend);
+        results.push(match (released, outcome) {
+            (Err(e), _) => Outcome::failed(e),
+            (Ok(_), o) => o,
+        });
     }
     if let Err(e) = tx.commit() {
         let msg = e.to_string();
-        return results.into_iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+        return results.into_iter().map(|_| Outcome::failed(StoreError::Backend(msg.clone()))).collect();
     }
     results
+}
+
+/// What an acknowledgement changed.
+pub(super) struct AckMoved {
+    /// The reader's cursor moved forward (something may be reclaimable).
+    pub(super) cursor_moved: bool,
+    /// A removed device read its removal and is gone from the group.
+    pub(super) membership_changed: bool,
+}
+
+/// One acknowledgement inside an open transaction. `last_seq` is the
+/// group's head as this batch moved it (the `groups` row is written at the
+/// batch's end). Every check comes before the one write.
+pub(super) fn ack_in(
+    tx: &Connection,
+    group_id: &[u8],
+    device: &DeviceRef,
+    seq: u64,
+    last_seq: Option<u64>,
+) -> StoreResult<AckMoved> {
+    let last_seq = match last_seq {
+        Some(s) => s,
+        None => group_row(tx, group_id)?.ok_or(StoreError::UnknownGroup)?.1,
+    };
+    let (_, cursor, until) = reader_row(tx, group_id, device)?.ok_or(StoreError::NotMember)?;
+    if until.is_some_and(|until| seq >= until) {
+        // A removed device has read its removal: it is gone.
+        tx.exec(
+            "DELETE FROM members WHERE group_id=? AND handle=? AND device_id=?",
+            params![group_id, device.handle, device.device_id],
+        )
+        .map_err(backend)?;
+        return Ok(AckMoved { cursor_moved: true, membership_changed: true });
+    }
+    // Cursors only move forward, and never past the end of the log.
+    let new = seq.min(last_seq);
+    if new <= cursor {
+        return Ok(AckMoved { cursor_moved: false, membership_changed: false });
+    }
+    tx.exec(
+        "UPDATE members SET cursor=? WHERE group_id=? AND handle=? AND device_id=?",
+        params![new, group_id, device.handle, device.device_id],
+    )
+    .map_err(backend)?;
+    Ok(AckMoved { cursor_moved: true, membership_changed: false })
 }
 
 /// One append inside an open transaction: membership, idempotency, epoch,
@@ -157,19 +293,28 @@ pub(super) fn append_in(
     if !members.contains(m.sender) {
         return Err(StoreError::NotMember);
     }
-    let seen: Option<(u64, u64)> = tx
-        .row(
-            "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
-            params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?;
-    if let Some((seq, epoch_after)) = seen {
-        return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members });
-    }
-    if m.epoch != epoch {
-        return Err(StoreError::StaleEpoch { current: epoch });
+    // Nearly every append is an application message with a new id in the
+    // current epoch, which needs no further check: it claims its id by
+    // inserting it (one look-up of the id instead of a look-up and then an
+    // insert); a duplicate inserts nothing and is found below.
+    let id_recorded = m.kind == MessageKind::Application
+        && m.epoch == epoch
+        && record_id(tx, m, last_seq + 1, epoch, now, true)? == 1;
+    if !id_recorded {
+        let seen: Option<(u64, u64)> = tx
+            .row(
+                "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
+                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((seq, epoch_after)) = seen {
+            return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members });
+        }
+        if m.epoch != epoch {
+            return Err(StoreError::StaleEpoch { current: epoch });
+        }
     }
     let seq = last_seq + 1;
     let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
@@ -224,12 +369,9 @@ pub(super) fn append_in(
         params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
     )
     .map_err(backend)?;
-    tx.exec(
-        "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-                 VALUES(?,?,?,?,?,?,?)",
-        params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, new_epoch, now],
-    )
-    .map_err(backend)?;
+    if !id_recorded {
+        record_id(tx, m, seq, new_epoch, now, false)?;
+    }
     match heads {
         Some(h) => {
             h.insert(m.group_id.to_vec(), (new_epoch, seq));
@@ -250,6 +392,27 @@ pub(super) fn append_in(
     let mut wake = members_of(tx, m.group_id)?;
     wake.extend(m.removed.iter().cloned());
     Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
+}
+
+/// Records the client's id of an append stored at `seq`; `if_new` leaves
+/// an id already there as it is. Returns the rows written (0: a duplicate).
+fn record_id(
+    tx: &Connection,
+    m: &NewMessage<'_>,
+    seq: u64,
+    epoch_after: u64,
+    now: i64,
+    if_new: bool,
+) -> StoreResult<usize> {
+    let sql = if if_new {
+        "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+         VALUES(?,?,?,?,?,?,?)"
+    } else {
+        "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+         VALUES(?,?,?,?,?,?,?)"
+    };
+    tx.exec(sql, params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, epoch_after, now])
+        .map_err(backend)
 }
 
 /// In a group with roles, a commit's changes must be the committer's to
