@@ -101,8 +101,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open(path).map_err(backend)?;
         // Checkpoints run beside the writer (`durability::checkpointer`);
-        // the writer's own only past 64 MiB of log, if that falls behind.
-        conn.execute_batch("PRAGMA wal_autocheckpoint=16384;").map_err(backend)?;
+        // the writer's own past 16 MiB of log, to bound it.
+        conn.execute_batch("PRAGMA wal_autocheckpoint=4096;").map_err(backend)?;
         let mut store = Self::setup(conn, Some(Arc::new(durability::WalSync::new(path))))?;
         let alive = Arc::new(());
         let stop = Arc::downgrade(&alive);
