@@ -40,8 +40,6 @@ pub struct SqliteStore {
     /// The write-ahead log to sync after a write outside the writer (on
     /// disk only; see `durability.rs`).
     wal: Option<Arc<durability::WalSync>>,
-    /// The checkpointer runs while this lives.
-    _checkpointer_alive: Option<Arc<()>>,
 }
 
 /// Every statement goes through the connection's statement cache. Parsing
@@ -103,16 +101,7 @@ impl SqliteStore {
         // Checkpoints run beside the writer (`durability::checkpointer`);
         // the writer's own past 16 MiB of log, to bound it.
         conn.execute_batch("PRAGMA wal_autocheckpoint=4096;").map_err(backend)?;
-        let mut store = Self::setup(conn, Some(Arc::new(durability::WalSync::new(path))))?;
-        let alive = Arc::new(());
-        let stop = Arc::downgrade(&alive);
-        let db = path.to_owned();
-        std::thread::Builder::new()
-            .name("sotto-store-checkpointer".into())
-            .spawn(move || durability::checkpointer(db, stop))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        store._checkpointer_alive = Some(alive);
-        Ok(store)
+        Self::setup(conn, Some((Arc::new(durability::WalSync::new(path)), path.to_owned())))
     }
 
     /// An in-memory database, for tests.
@@ -120,7 +109,8 @@ impl SqliteStore {
         Self::setup(Connection::open_in_memory().map_err(backend)?, None)
     }
 
-    fn setup(conn: Connection, wal: Option<Arc<durability::WalSync>>) -> StoreResult<Self> {
+    /// `disk`: the log to sync and the database's path (none in memory).
+    fn setup(conn: Connection, disk: Option<(Arc<durability::WalSync>, std::path::PathBuf)>) -> StoreResult<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
         // Room for every statement the store uses, so none is ever re-parsed.
         conn.set_prepared_statement_cache_capacity(128);
@@ -174,23 +164,29 @@ impl SqliteStore {
         let c = conn.clone();
         let membership_changes = Arc::new(AtomicU64::new(0));
         let changes = membership_changes.clone();
-        let durable = match &wal {
-            Some(wal) => {
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map(drop)
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let (durable, wal) = match disk {
+            Some((wal, db)) => {
                 let (tx, rx) = mpsc::channel();
-                let wal = wal.clone();
-                std::thread::Builder::new()
-                    .name("sotto-store-syncer".into())
-                    .spawn(move || durability::syncer(wal, rx))
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
-                Some(tx)
+                let (synced, ticks) = mpsc::sync_channel(1);
+                let w = wal.clone();
+                spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced)))?;
+                spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(db, ticks)))?;
+                (Some(tx), Some(wal))
             }
-            None => None,
+            None => (None, None),
         };
         std::thread::Builder::new()
             .name("sotto-store-writer".into())
             .spawn(move || writer(c, rx, changes, durable))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { conn, jobs, membership_changes, wal, _checkpointer_alive: None })
+        Ok(Self { conn, jobs, membership_changes, wal })
     }
 
     /// Caps the database file at about `bytes` (SQLite's page limit): past
