@@ -92,7 +92,7 @@ impl Session<'_> {
         };
         let mut moved = 0;
         for mv in moves {
-            if let Err(e) = self.messenger().note_group_move_tried(&mv.group_id) {
+            if let Err(e) = self.messenger().note_move_tried(&mv.group_id) {
                 tracing::warn!(error = %e, "could not record a move");
                 continue;
             }

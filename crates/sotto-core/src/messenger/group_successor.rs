@@ -27,10 +27,6 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// How long after a try that could not move a group the next may claim
-/// packages again (claims of someone's packages are budgeted per hour).
-const RETRY_MS: i64 = 60 * 60 * 1000;
-
 /// A classical named group this device moves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMove {
@@ -70,7 +66,6 @@ impl Messenger {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let now = self.now();
         let mut out = Vec::new();
         for (group_id, conversation) in rows {
             if self.group_kind(&group_id) != GroupKind::Group
@@ -78,8 +73,7 @@ impl Messenger {
             {
                 continue;
             }
-            let tried = self.setting(&tried_key(&group_id))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
-            if tried.is_some_and(|t| now - t < RETRY_MS) {
+            if self.move_tried_recently(&group_id)? {
                 continue;
             }
             let group = self.load_group(&group_id)?;
@@ -125,11 +119,6 @@ impl Messenger {
             out.push(GroupMove { conversation, group_id, devices, roles });
         }
         Ok(out)
-    }
-
-    /// Records a try at moving a group (the next waits an hour).
-    pub fn note_group_move_tried(&self, group_id: &[u8]) -> CoreResult<()> {
-        self.set_setting(&tried_key(group_id), &self.now().to_be_bytes())
     }
 
     /// Starts the successor of a classical named group with post-quantum
@@ -408,10 +397,6 @@ fn moved_text(who: &str) -> String {
     format!(
         "{who} moved this group to post-quantum encryption (X-Wing: ML-KEM-768 with X25519); everything before stays here"
     )
-}
-
-fn tried_key(group_id: &[u8]) -> String {
-    format!("pq_group_move_tried:{}", hex::encode(group_id))
 }
 
 #[cfg(test)]

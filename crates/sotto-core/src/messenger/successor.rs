@@ -14,9 +14,9 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// How long after a try that could not move a conversation the next may
-/// claim packages again (a claim of someone else's packages counts against
-/// a budget of 10 an hour per person).
+/// How long after a try that could not move a conversation (or group) the
+/// next may claim packages again (a claim of someone else's packages
+/// counts against a budget of 10 an hour per person).
 const RETRY_MS: i64 = 60 * 60 * 1000;
 
 /// A classical one-to-one conversation this device may move.
@@ -49,7 +49,6 @@ impl Messenger {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let now = self.now();
         let mut out = Vec::new();
         for (group_id, conversation) in rows {
             let peer = conversation[1..].to_owned();
@@ -60,8 +59,7 @@ impl Messenger {
             {
                 continue;
             }
-            let tried = self.setting(&tried_key(&group_id))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
-            if tried.is_some_and(|t| now - t < RETRY_MS) {
+            if self.move_tried_recently(&group_id)? {
                 continue;
             }
             let group = self.load_group(&group_id)?;
@@ -100,7 +98,15 @@ impl Messenger {
         Ok(others.iter().any(|g| self.load_group(g).is_ok_and(|old| !crate::suite::is_post_quantum(old.ciphersuite()))))
     }
 
-    /// Records a try at moving a conversation (so the next waits a day).
+    /// Whether moving this group (one-to-one or named) was tried within
+    /// the last [`RETRY_MS`].
+    pub(super) fn move_tried_recently(&self, group_id: &[u8]) -> CoreResult<bool> {
+        let tried = self.setting(&tried_key(group_id))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
+        Ok(tried.is_some_and(|t| self.now() - t < RETRY_MS))
+    }
+
+    /// Records a try at moving a conversation or group (so the next waits
+    /// an hour).
     pub fn note_move_tried(&self, group_id: &[u8]) -> CoreResult<()> {
         self.set_setting(&tried_key(group_id), &self.now().to_be_bytes())
     }
