@@ -73,13 +73,7 @@ impl Messenger {
             {
                 continue;
             }
-            if self.move_tried_recently(&group_id)? {
-                continue;
-            }
-            let group = self.load_group(&group_id)?;
-            if crate::suite::is_post_quantum(group.ciphersuite()) || !group.is_active() {
-                continue;
-            }
+            let Some(group) = self.still_to_move(&group_id)? else { continue };
             let members = Self::member_handles(&group);
             let mut handles: Vec<String> = members.iter().map(|(_, c)| c.handle.clone()).collect();
             handles.sort();

@@ -59,13 +59,7 @@ impl Messenger {
             {
                 continue;
             }
-            if self.move_tried_recently(&group_id)? {
-                continue;
-            }
-            let group = self.load_group(&group_id)?;
-            if crate::suite::is_post_quantum(group.ciphersuite()) || !group.is_active() {
-                continue;
-            }
+            let Some(group) = self.still_to_move(&group_id)? else { continue };
             let members = Self::member_handles(&group);
             let devices_of = |h: &str| -> Vec<u32> {
                 let mut d: Vec<u32> = members.iter().filter(|(_, c)| c.handle == h).map(|(_, c)| c.device_id).collect();
@@ -98,11 +92,16 @@ impl Messenger {
         Ok(others.iter().any(|g| self.load_group(g).is_ok_and(|old| !crate::suite::is_post_quantum(old.ciphersuite()))))
     }
 
-    /// Whether moving this group (one-to-one or named) was tried within
-    /// the last [`RETRY_MS`].
-    pub(super) fn move_tried_recently(&self, group_id: &[u8]) -> CoreResult<bool> {
+    /// The state of a classical group (one-to-one or named) to move now:
+    /// `None` when it is post-quantum already, no longer active, or a move
+    /// was tried within the last [`RETRY_MS`].
+    pub(super) fn still_to_move(&self, group_id: &[u8]) -> CoreResult<Option<MlsGroup>> {
         let tried = self.setting(&tried_key(group_id))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
-        Ok(tried.is_some_and(|t| self.now() - t < RETRY_MS))
+        if tried.is_some_and(|t| self.now() - t < RETRY_MS) {
+            return Ok(None);
+        }
+        let group = self.load_group(group_id)?;
+        Ok((!crate::suite::is_post_quantum(group.ciphersuite()) && group.is_active()).then_some(group))
     }
 
     /// Records a try at moving a conversation or group (so the next waits
