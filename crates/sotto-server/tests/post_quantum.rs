@@ -417,5 +417,22 @@ async fn a_named_group_from_before_moves_with_its_roles_and_state_and_the_old_gr
     assert!(receive(&alice).await.contains(&"on the new suite".to_owned()));
     assert!(receive(&carol).await.contains(&"on the new suite".to_owned()));
     assert!(receive(&erin).await.contains(&"on the new suite".to_owned()));
+
+    // Leaving the conversation leaves the old group on the server too
+    // (its id still starts with the classical kind byte 2).
+    let in_old_group = |handle: &str| -> i64 {
+        relay_db(&server)
+            .query_row(
+                "SELECT count(*) FROM members WHERE handle=?1 AND substr(group_id, 1, 1) = x'02'",
+                [handle],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(in_old_group("carol"), 1);
+    let mut s = Session::open(&carol).await.unwrap();
+    s.leave_group("#team").await.unwrap();
+    s.close().await;
+    assert_eq!(in_old_group("carol"), 0, "carol's device left the old group as well");
     server.stop().await;
 }

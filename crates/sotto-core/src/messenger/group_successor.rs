@@ -78,13 +78,17 @@ impl Messenger {
             let mut handles: Vec<String> = members.iter().map(|(_, c)| c.handle.clone()).collect();
             handles.sort();
             handles.dedup();
+            // The admins still in the group carry over; with none (a group
+            // from before roles, or every admin gone), everyone keeps the
+            // right they had.
             let roles = match self.roles(&group_id)? {
-                Some(r) if r.admins.iter().any(|a| handles.contains(a)) => r,
-                // No roles (a group from before them), or no admin left in
-                // it: everyone keeps the right they had.
+                Some(r) if r.admins.iter().any(|a| handles.contains(a)) => GroupRoles {
+                    admins: r.admins.into_iter().filter(|a| handles.contains(a)).collect(),
+                    members_can_add: r.members_can_add,
+                },
                 _ => GroupRoles { admins: handles.clone(), members_can_add: true },
             };
-            let mover = roles.admins.iter().filter(|a| handles.contains(a)).min();
+            let mover = roles.admins.iter().min();
             let my_first =
                 members.iter().filter(|(_, c)| c.handle == self.identity.handle).map(|(_, c)| c.device_id).min();
             if mover != Some(&self.identity.handle) || my_first != Some(self.identity.device_id) {
@@ -106,10 +110,6 @@ impl Messenger {
                 })
                 .filter(|(_, d)| !d.is_empty())
                 .collect();
-            let roles = GroupRoles {
-                admins: roles.admins.into_iter().filter(|a| handles.contains(a)).collect(),
-                members_can_add: roles.members_can_add,
-            };
             out.push(GroupMove { conversation, group_id, devices, roles });
         }
         Ok(out)
@@ -142,8 +142,6 @@ impl Messenger {
                 )));
             }
         }
-        // This account's other devices come as an invitee of their own.
-        let invitees: Vec<Invitee> = invitees.into_iter().filter(|i| !i.packages.is_empty()).collect();
         self.tx(|me| {
             let commit =
                 me.start_group_with_roles(GroupKind::Group, &mv.conversation, invitees, Some(mv.roles.clone()))?;
