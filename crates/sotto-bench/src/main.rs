@@ -6,11 +6,13 @@ mod all;
 mod backpressure;
 mod baseline;
 mod client;
+mod compare;
 mod crash;
 mod devices;
 mod files;
 mod idle;
 mod mls;
+mod mqtt;
 mod nodes;
 mod proc;
 mod proxy;
@@ -167,6 +169,26 @@ enum Command {
         #[arg(long, value_name = "LIST", conflicts_with = "store")]
         server_cpus: Option<String>,
     },
+    /// The same load as `relay` against an MQTT broker (QoS 1) and against
+    /// sotto, in interleaved rounds; prints both and the ratio.
+    CompareMqtt {
+        /// A broker already running (host:port). Without it each round
+        /// starts Debian's `mosquitto` on a free port, pinned like the server.
+        #[arg(long, value_name = "HOST:PORT")]
+        broker: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// CPUs for the server and the broker (a taskset list); `any`
+        /// leaves both unpinned.
+        #[arg(long, value_name = "LIST", default_value = "0")]
+        server_cpus: String,
+    },
     /// TLS 1.3 handshakes against a fresh server: the hybrid
     /// post-quantum X25519MLKEM768 (the default) against classical X25519.
     Tls {
@@ -313,6 +335,10 @@ fn main() -> Result<()> {
         }),
         Command::Relay { pairs, secs, window, rate, store, nodes, server_cpus } => {
             rt.block_on(relay_cmd::run(relay_cmd::Options { pairs, secs, window, rate, store, nodes, server_cpus }))
+        }
+        Command::CompareMqtt { broker, pairs, secs, window, rounds, server_cpus } => {
+            let server_cpus = (server_cpus != "any").then_some(server_cpus);
+            rt.block_on(compare::run(compare::Options { broker, pairs, secs, window, rounds, server_cpus }))
         }
         Command::Tls { handshakes } => rt.block_on(async {
             let tmp = tempfile::tempdir()?;

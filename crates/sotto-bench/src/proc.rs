@@ -142,9 +142,41 @@ pub fn cpus_in_list(list: &str) -> usize {
         .max(1)
 }
 
+/// The CPUs of this machine that are not in `list`, as a taskset list
+/// (`None` when there are none): where the load generator goes so that it
+/// does not take the pinned server's time.
+pub fn other_cpus(list: &str) -> Option<String> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut taken = vec![false; n];
+    for part in list.split(',') {
+        let (a, b) = match part.trim().split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok(), b.parse::<usize>().ok()),
+            None => (part.trim().parse().ok(), part.trim().parse().ok()),
+        };
+        if let (Some(a), Some(b)) = (a, b) {
+            taken.iter_mut().take(b + 1).skip(a).for_each(|t| *t = true);
+        }
+    }
+    let free: Vec<String> = (0..n).filter(|c| !taken[*c]).map(|c| c.to_string()).collect();
+    (!free.is_empty()).then(|| free.join(","))
+}
+
 #[cfg(test)]
 mod cpu_list_tests {
-    use super::cpus_in_list;
+    use super::{cpus_in_list, other_cpus};
+
+    #[test]
+    fn the_other_cpus_leave_out_the_list() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let all = format!("0-{}", n - 1);
+        assert_eq!(other_cpus(&all), None);
+        if n >= 2 {
+            assert_eq!(
+                other_cpus("0").as_deref(),
+                Some((1..n).map(|c| c.to_string()).collect::<Vec<_>>().join(",").as_str())
+            );
+        }
+    }
 
     #[test]
     fn taskset_lists_are_counted() {

@@ -217,7 +217,8 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
                     let req = Request::Send {
                         group_id: group.clone(),
                         epoch: 1,
-                        client_id: i.to_le_bytes().to_vec(),
+                        // Ordered like the app's (`Messenger::new_client_id`).
+                        client_id: i.to_be_bytes().to_vec(),
                         payload: payload(t0),
                     };
                     if sink.feed(frame(i, req)).await.is_err() {

@@ -20,6 +20,45 @@ pub struct Options {
     pub server_cpus: Option<String>,
 }
 
+/// A fresh server on `dir`, pinned to `cpus` when given.
+fn one_server(dir: &std::path::Path, cpus: Option<&str>) -> Result<(proc::Proc, ServerAddress)> {
+    match cpus {
+        Some(cpus) => {
+            let data = dir.to_str().context("path")?;
+            let p = proc::Proc::spawn_pinned(cpus, &["serve", "--data", data])?;
+            let a = ServerAddress::parse(&p.line)?;
+            Ok((p, a))
+        }
+        None => start_server(dir),
+    }
+}
+
+/// One full-speed run on a fresh single server, for `compare-mqtt`.
+pub struct Round {
+    pub msgs_per_s: f64,
+    pub elapsed: f64,
+    pub lost: u64,
+    pub duplicated: u64,
+    /// The server's CPU time over the run's time, in percent of one core.
+    pub cpu_percent: f64,
+}
+
+pub async fn round(pairs: usize, secs: u64, window: usize, server_cpus: Option<&str>) -> Result<Round> {
+    let tmp = tempfile::tempdir()?;
+    let (server, address) = one_server(tmp.path(), server_cpus)?;
+    let set = relay::pairs(&address, pairs, "p").await?;
+    let cpu0 = proc::cpu_secs(server.pid());
+    let r = relay::run(set, Duration::from_secs(secs), window, None).await?;
+    let cpu = proc::cpu_secs(server.pid()) - cpu0;
+    Ok(Round {
+        msgs_per_s: r.received as f64 / r.elapsed,
+        elapsed: r.elapsed,
+        lost: r.lost,
+        duplicated: r.duplicated,
+        cpu_percent: cpu / r.elapsed * 100.0,
+    })
+}
+
 pub async fn run(o: Options) -> Result<()> {
     let Options { pairs, secs, window, rate, store, nodes, server_cpus } = o;
     proc::raise_fd_limit();
@@ -39,15 +78,7 @@ pub async fn run(o: Options) -> Result<()> {
             }
         }
         None => {
-            let (p, a) = match &server_cpus {
-                Some(cpus) => {
-                    let data = tmp.path().to_str().context("path")?;
-                    let p = proc::Proc::spawn_pinned(cpus, &["serve", "--data", data])?;
-                    let a = ServerAddress::parse(&p.line)?;
-                    (p, a)
-                }
-                None => start_server(tmp.path())?,
-            };
+            let (p, a) = one_server(tmp.path(), server_cpus.as_deref())?;
             servers.push(p);
             addresses.push(a);
         }

@@ -100,7 +100,7 @@ impl Messenger {
             }
         };
         Ok(Some(OutboxItem {
-            client_id: self.new_id().to_vec(),
+            client_id: self.new_client_id(),
             group_id: group_id.to_vec(),
             epoch: group.epoch().as_u64(),
             kind: MessageKind::Commit,

@@ -409,7 +409,7 @@ impl Messenger {
                 me.mirror_roles(&group, &conversation, "", None)?;
             }
             let item = OutboxItem {
-                client_id: self.new_id().to_vec(),
+                client_id: self.new_client_id(),
                 group_id: group_id.to_vec(),
                 epoch,
                 kind: MessageKind::Commit,

@@ -373,7 +373,7 @@ impl Messenger {
                     content.expires
                 ],
             )?;
-            let item = me.encrypt(group_id, &content, self.new_id().to_vec())?;
+            let item = me.encrypt(group_id, &content, self.new_client_id())?;
             me.put_outbox(&item)?;
             Ok(item)
         })
@@ -475,7 +475,7 @@ impl Messenger {
             };
             // A fresh client id: the old one may be remembered by the server
             // with the stale epoch.
-            let new = me.encrypt(&item.group_id, &content, self.new_id().to_vec())?;
+            let new = me.encrypt(&item.group_id, &content, self.new_client_id())?;
             me.conn.exec("DELETE FROM outbox WHERE client_id=?", [client_id])?;
             me.put_outbox(&new)?;
             Ok(Some(new))
