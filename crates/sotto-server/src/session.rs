@@ -523,6 +523,7 @@ impl Session<'_> {
             };
             let Some(last) = batch.last().map(|d| d.seq) else { return Ok(()) };
             let limit = self.relay.config.write_timeout;
+            let count = batch.len();
             for delivery in batch {
                 self.relay.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
                 let push = ServerMessage::Push(Push::Deliver(delivery));
@@ -530,6 +531,12 @@ impl Session<'_> {
             }
             flush(socket, limit).await?;
             self.sent_upto.insert(group_id.to_vec(), last);
+            // A short read was the end of the log when it was read: what
+            // is appended after comes with its own wake-up (carried, or
+            // read then), so a second read here would only find nothing.
+            if (count as u32) < sotto_proto::limits::MAX_FETCH {
+                return Ok(());
+            }
         }
     }
 }
