@@ -47,6 +47,20 @@ struct Cli {
     command: Command,
 }
 
+/// The shape of a relay load (`relay`, `compare-mqtt`).
+#[derive(clap::Args)]
+struct Load {
+    /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 50)]
+    pairs: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Outstanding sends per sender.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Every scenario, then a table (and with --json a last line of JSON).
@@ -142,15 +156,8 @@ enum Command {
     },
     /// Only the relay scenario, against a fresh server (for profiling).
     Relay {
-        /// Sender/receiver pairs.
-        #[arg(long, default_value_t = 50)]
-        pairs: usize,
-        /// Seconds of sending.
-        #[arg(long, default_value_t = 10)]
-        secs: u64,
-        /// Outstanding sends per sender.
-        #[arg(long, default_value_t = 64)]
-        window: usize,
+        #[command(flatten)]
+        load: Load,
         /// A fixed rate in messages/s (all pairs together) instead of full
         /// speed; prints the latency quantiles.
         #[arg(long)]
@@ -176,12 +183,9 @@ enum Command {
         /// starts Debian's `mosquitto` on a free port, pinned like the server.
         #[arg(long, value_name = "HOST:PORT")]
         broker: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        pairs: usize,
-        #[arg(long, default_value_t = 10)]
-        secs: u64,
-        #[arg(long, default_value_t = 64)]
-        window: usize,
+        #[command(flatten)]
+        load: Load,
+        /// Rounds, each one run of the broker then one of sotto.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// CPUs for the server and the broker (a taskset list); `any`
@@ -333,10 +337,10 @@ fn main() -> Result<()> {
             println!("{}", backpressure_line(&r));
             Ok(())
         }),
-        Command::Relay { pairs, secs, window, rate, store, nodes, server_cpus } => {
+        Command::Relay { load: Load { pairs, secs, window }, rate, store, nodes, server_cpus } => {
             rt.block_on(relay_cmd::run(relay_cmd::Options { pairs, secs, window, rate, store, nodes, server_cpus }))
         }
-        Command::CompareMqtt { broker, pairs, secs, window, rounds, server_cpus } => {
+        Command::CompareMqtt { broker, load: Load { pairs, secs, window }, rounds, server_cpus } => {
             let server_cpus = (server_cpus != "any").then_some(server_cpus);
             rt.block_on(compare::run(compare::Options { broker, pairs, secs, window, rounds, server_cpus }))
         }

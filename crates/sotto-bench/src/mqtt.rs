@@ -19,25 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::relay::PAYLOAD;
-
-/// What one run against the broker came to.
-pub struct MqttResult {
-    pub elapsed: f64,
-    pub sent: u64,
-    pub acked: u64,
-    pub received: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-}
-
-#[derive(Default)]
-struct Counts {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    received: AtomicU64,
-    duplicated: AtomicU64,
-}
+use crate::relay::{self, Counts, RelayResult, PAYLOAD};
 
 /// A Mosquitto started for the comparison (killed when dropped).
 pub struct Broker {
@@ -154,7 +136,7 @@ impl MqttConn {
 }
 
 /// Runs `pairs` publisher/subscriber pairs against `broker` for `duration`.
-pub async fn run(broker: SocketAddr, pairs: usize, duration: Duration, window: usize) -> Result<MqttResult> {
+pub async fn run(broker: SocketAddr, pairs: usize, duration: Duration, window: usize) -> Result<RelayResult> {
     let run_id: u32 = rand::random();
     let mut set = Vec::with_capacity(pairs);
     for i in 0..pairs {
@@ -187,27 +169,16 @@ pub async fn run(broker: SocketAddr, pairs: usize, duration: Duration, window: u
     }
     // As in `relay`: the rate counts until every sender's window drained.
     let sending_done = t0.elapsed().as_secs_f64();
-    let drain_until = Instant::now() + Duration::from_secs(10);
-    while counts.received.load(Ordering::Relaxed) < counts.acked.load(Ordering::Relaxed) && Instant::now() < drain_until
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(1, Ordering::Relaxed);
-    for r in receivers {
-        r.await??;
-    }
-    let (sent, acked, received) = (
-        counts.sent.load(Ordering::Relaxed),
-        counts.acked.load(Ordering::Relaxed),
-        counts.received.load(Ordering::Relaxed),
-    );
-    Ok(MqttResult {
+    let (sent, acked, received) = relay::drain_and_stop(&counts, &stop, receivers).await?;
+    Ok(RelayResult {
         elapsed: sending_done,
         sent,
         acked,
         received,
         lost: acked.saturating_sub(received),
         duplicated: counts.duplicated.load(Ordering::Relaxed),
+        refused: 0,
+        latencies_ns: Vec::new(),
     })
 }
 

@@ -241,21 +241,7 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         s.await?;
     }
     let sending_done = t0.elapsed().as_secs_f64();
-    // Let the receivers drain what is in flight.
-    let drain_until = Instant::now() + Duration::from_secs(10);
-    while counts.received.load(Ordering::Relaxed) < counts.acked.load(Ordering::Relaxed) && Instant::now() < drain_until
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(1, Ordering::Relaxed);
-    for r in receivers {
-        r.await??;
-    }
-    let (sent, acked, received) = (
-        counts.sent.load(Ordering::Relaxed),
-        counts.acked.load(Ordering::Relaxed),
-        counts.received.load(Ordering::Relaxed),
-    );
+    let (sent, acked, received) = drain_and_stop(&counts, &stop, receivers).await?;
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
     lat.sort_unstable();
     Ok(RelayResult {
@@ -268,6 +254,30 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         refused: counts.refused.load(Ordering::Relaxed),
         latencies_ns: lat,
     })
+}
+
+/// Lets the receivers take what is still in flight (10 s at most), stops
+/// them, and returns (sent, acknowledged, received). Shared with
+/// `compare-mqtt`, which counts the same way.
+pub async fn drain_and_stop(
+    counts: &Counts,
+    stop: &AtomicU64,
+    receivers: Vec<tokio::task::JoinHandle<Result<()>>>,
+) -> Result<(u64, u64, u64)> {
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while counts.received.load(Ordering::Relaxed) < counts.acked.load(Ordering::Relaxed) && Instant::now() < drain_until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(1, Ordering::Relaxed);
+    for r in receivers {
+        r.await??;
+    }
+    Ok((
+        counts.sent.load(Ordering::Relaxed),
+        counts.acked.load(Ordering::Relaxed),
+        counts.received.load(Ordering::Relaxed),
+    ))
 }
 
 /// The q-th quantile of sorted latencies, in milliseconds.
