@@ -34,7 +34,10 @@ pub const MAX_FRESH_BYTES: usize = 1024 * 1024;
 
 /// Most bytes of carried entries all connections together may have
 /// waiting, so that many slow connections cannot hold `MAX_FRESH_BYTES`
-/// each: past it, every wake-up falls back to the store.
+/// each: past it, every wake-up falls back to the store. (Checked, then
+/// counted: wake-ups from several senders at once may pass it by a few
+/// entries. The frames are shared by all recipients, so the real memory
+/// is less than the count.)
 pub const MAX_FRESH_TOTAL: usize = 64 * 1024 * 1024;
 
 /// What a connection should look at when it wakes. Merging is the point:
