@@ -56,9 +56,15 @@ impl Broker {
                 "mosquitto could not be started: install it (apt-get install -y mosquitto) or pass --broker",
             )?;
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let broker = Broker { child, address, _dir: dir };
+        let mut broker = Broker { child, address, _dir: dir };
         let until = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(address).is_err() {
+            // Through taskset, a missing mosquitto shows only as an exit.
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                bail!(
+                    "mosquitto stopped at once ({status}): install it (apt-get install -y mosquitto) or pass --broker"
+                );
+            }
             if Instant::now() > until {
                 bail!("mosquitto did not start listening on {address} within 10 s");
             }
