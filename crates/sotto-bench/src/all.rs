@@ -31,7 +31,7 @@ pub(crate) async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize,
         eprintln!("relay, server on one core: skipped (this machine has one CPU)");
         (0.0, 0.0)
     } else {
-        let r = relay_pinned(&tmp.path().join("relay-one-core"), pairs, run_for).await?;
+        let r = relay_pinned(pairs, run_for).await?;
         eprintln!("relay, server on one core: {:.0} msgs/s", r.0);
         r
     };

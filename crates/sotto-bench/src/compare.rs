@@ -81,7 +81,7 @@ pub async fn run(o: Options) -> Result<()> {
         faults += m.lost + m.duplicated;
 
         let me0 = proc::cpu_secs(std::process::id());
-        let s = relay_cmd::round(o.pairs, o.secs, o.window, cpus).await?;
+        let s = relay_cmd::round(o.pairs, Duration::from_secs(o.secs), o.window, cpus).await?;
         let me = generator_percent(me0, s.elapsed);
         println!(
             "sotto round={round} msgs_per_s={:.0} lost={} duplicated={} server_cpu_percent={:.0} \

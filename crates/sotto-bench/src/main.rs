@@ -484,18 +484,13 @@ async fn serve(
 
 /// The relay scenario with the server pinned to CPU 0 and this process to
 /// CPU 1: (msgs/s, server CPU %).
-async fn relay_pinned(dir: &std::path::Path, pairs: usize, run_for: Duration) -> Result<(f64, f64)> {
-    let p = proc::Proc::spawn_pinned("0", &["serve", "--data", dir.to_str().context("path")?])?;
-    let address = ServerAddress::parse(&p.line)?;
-    let set = relay::pairs(&address, pairs, "q").await?;
-    let cpu0 = proc::cpu_secs(p.pid());
+async fn relay_pinned(pairs: usize, run_for: Duration) -> Result<(f64, f64)> {
     proc::pin_self("1");
-    let r = relay::run(set, run_for, 64, None).await;
+    let r = relay_cmd::round(pairs, run_for, 64, Some("0")).await;
     proc::pin_self("0-1023");
     let r = r?;
-    let cpu = (proc::cpu_secs(p.pid()) - cpu0) / r.elapsed * 100.0;
     anyhow::ensure!(r.lost == 0 && r.duplicated == 0, "one-core relay lost or duplicated messages");
-    Ok((r.received as f64 / r.elapsed, cpu))
+    Ok((r.msgs_per_s, r.cpu_percent))
 }
 
 async fn backpressure_on_fresh_server(

@@ -33,7 +33,8 @@ fn one_server(dir: &std::path::Path, cpus: Option<&str>) -> Result<(proc::Proc, 
     }
 }
 
-/// One full-speed run on a fresh single server, for `compare-mqtt`.
+/// One full-speed run on a fresh single server (`compare-mqtt`, `all`'s
+/// one-core row).
 pub struct Round {
     pub msgs_per_s: f64,
     pub elapsed: f64,
@@ -43,12 +44,12 @@ pub struct Round {
     pub cpu_percent: f64,
 }
 
-pub async fn round(pairs: usize, secs: u64, window: usize, server_cpus: Option<&str>) -> Result<Round> {
+pub async fn round(pairs: usize, run_for: Duration, window: usize, server_cpus: Option<&str>) -> Result<Round> {
     let tmp = tempfile::tempdir()?;
     let (server, address) = one_server(tmp.path(), server_cpus)?;
     let set = relay::pairs(&address, pairs, "p").await?;
     let cpu0 = proc::cpu_secs(server.pid());
-    let r = relay::run(set, Duration::from_secs(secs), window, None).await?;
+    let r = relay::run(set, run_for, window, None).await?;
     let cpu = proc::cpu_secs(server.pid()) - cpu0;
     Ok(Round {
         msgs_per_s: r.received as f64 / r.elapsed,
