@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use super::writer::{Job, Outcome};
 use crate::store::StoreError;
@@ -64,7 +64,7 @@ pub(super) type Committed = (Vec<Job>, Vec<Outcome>);
 /// last, then their answers. A failed sync answers every job of those
 /// batches with an error: the client sends again, and the store knows the
 /// message by its client id (so it is stored once).
-pub(super) fn syncer(wal: std::sync::Arc<WalSync>, committed: mpsc::Receiver<Committed>, synced: mpsc::SyncSender<()>) {
+pub(super) fn syncer(wal: Arc<WalSync>, committed: mpsc::Receiver<Committed>, synced: mpsc::SyncSender<()>) {
     while let Ok(first) = committed.recv() {
         let mut ready = vec![first];
         while let Ok(more) = committed.try_recv() {
@@ -88,24 +88,38 @@ pub(super) fn syncer(wal: std::sync::Arc<WalSync>, committed: mpsc::Receiver<Com
     }
 }
 
-/// The log's size past which the checkpointer folds it into the database.
-const CHECKPOINT_AT_BYTES: u64 = 4 << 20;
+/// At most one checkpoint per this time. Each pass copies what the writer
+/// added since the last, so the shorter the wait, the less is left for the
+/// one step that holds the writer ([`RESTART_AT_FRAMES`]); 20 ms rather
+/// than 100 ms took p99 at 10,000 msgs/s from 8.8-9.8 to 6.7-7.8 ms
+/// (docs/performance.md). An idle server is not polled: the syncer wakes
+/// this thread only after it synced something.
+const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// At most one look at the log's size (and checkpoint) per this time.
-const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Log frames (4 KiB pages) past which a checkpoint that could not copy
+/// everything is finished with the writer held, so that the log starts
+/// over from its beginning at the writer's next commit.
+const RESTART_AT_FRAMES: u64 = 2048;
 
 /// Checkpoints on a connection of their own, beside the writer: SQLite's
 /// automatic checkpoint ran inside whichever commit crossed the threshold,
 /// and that commit (and every append queued behind it) waited for the
 /// database file to be written and synced (issue 22: with this thread the
 /// relay went from 48,700 to 56,000 msgs/s unpinned, p90 at 10,000 msgs/s
-/// from 4.2-4.9 to 2.5 ms). A passive checkpoint never blocks the writer,
-/// but it cannot empty a log the writer keeps adding to, so the writer's
-/// own automatic checkpoint stays at 16 MiB: it bounds the log (at most
-/// 36 MB under full load, measured; at 64 MiB the relay did 7 % more and
-/// the log reached 104 MB, a poor trade on a small box).
-pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>) {
-    let wal = WalSync::new(&db).path;
+/// from 4.2-4.9 to 2.5 ms).
+///
+/// A passive checkpoint never blocks the writer, but under constant
+/// writing it never copies the whole log either (the writer adds frames
+/// while it copies), and only a complete checkpoint lets the log start
+/// over. So the writer's own checkpoint (at 16 MiB) used to be what
+/// bounded the log, several times a second at 10,000 msgs/s, each one
+/// copying what the passive ones had not reached and syncing the database
+/// inside a commit: the commits behind it waited 2-8 ms (measured per
+/// stage, docs/performance.md). Now, past [`RESTART_AT_FRAMES`], this
+/// thread holds the writer's connection for a second pass, which has only
+/// the last few milliseconds of frames left to copy; the writer's own
+/// checkpoint stays as the bound for when this thread falls behind.
+pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<Mutex<rusqlite::Connection>>) {
     let conn = match rusqlite::Connection::open(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -114,16 +128,110 @@ pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>) {
         }
     };
     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-    // Woken by the syncer after its syncs (nothing written, no wake-up: an
-    // idle server uses no CPU); ends when the syncer does.
     while synced.recv().is_ok() {
         let started = std::time::Instant::now();
-        let big = std::fs::metadata(&wal).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
-        if big {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
-            }
+        if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
+            tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
         }
         std::thread::sleep(CHECKPOINT_POLL.saturating_sub(started.elapsed()));
+    }
+}
+
+/// How far a checkpoint got: frames in the log, frames copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LogProgress {
+    pub(super) frames: u64,
+    pub(super) copied: u64,
+}
+
+/// One passive checkpoint on `conn`; if the log has `restart_at` frames or
+/// more, a second one with `writer` held, in RESTART mode: nothing can be
+/// added meanwhile, so it copies the rest, and it makes sure the writer's
+/// next commit starts the log over. (A passive checkpoint that happens to
+/// copy everything is not enough: a commit that began reading while it ran
+/// goes on appending to the old log.) Returns how far the last pass got.
+pub(super) fn checkpoint_round(
+    conn: &rusqlite::Connection,
+    writer: &Mutex<rusqlite::Connection>,
+    restart_at: u64,
+) -> rusqlite::Result<LogProgress> {
+    let checkpoint = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok(LogProgress { frames: r.get::<_, i64>(1)?.max(0) as u64, copied: r.get::<_, i64>(2)?.max(0) as u64 })
+        })
+    };
+    let first = checkpoint("PASSIVE")?;
+    if first.frames < restart_at {
+        return Ok(first);
+    }
+    // The writer's connection lock is what every write takes; nothing else
+    // waits on this thread while it is held, so this cannot deadlock. A
+    // reader still on the old log makes RESTART wait: not for long, with
+    // the writer held; the next round tries again.
+    let _held = writer.lock().unwrap_or_else(|p| p.into_inner());
+    conn.busy_timeout(RESTART_PATIENCE)?;
+    let second = checkpoint("RESTART");
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    second
+}
+
+/// How long the restarting pass waits for readers on the old log.
+const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Under constant writing, a round past the threshold copies the whole
+    /// log, and the writer's next commit starts the log over.
+    #[test]
+    fn a_round_under_constant_writing_lets_the_log_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let w = rusqlite::Connection::open(&db).unwrap();
+        w.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(x BLOB);",
+        )
+        .unwrap();
+        let writer = Arc::new(Mutex::new(w));
+        let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (w2, s2, n2) = (writer.clone(), stop.clone(), commits.clone());
+        let busy = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                let c = w2.lock().unwrap();
+                c.execute("INSERT INTO t VALUES(randomblob(3000))", []).unwrap();
+                n2.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        // Let the log grow past the threshold while the writer keeps going.
+        let restart_at = 1000;
+        let mut last = LogProgress { frames: 0, copied: 0 };
+        let salt = |wal: &Path| std::fs::read(wal).unwrap()[16..20].to_vec();
+        let wal = WalSync::new(&db).path;
+        let mut before = Vec::new();
+        for _ in 0..200 {
+            before = salt(&wal);
+            last = checkpoint_round(&conn, &writer, restart_at).unwrap();
+            if last.frames >= restart_at {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(last.frames >= restart_at, "the log grew to {} frames only", last.frames);
+        assert_eq!(last.copied, last.frames, "a round past the threshold copies everything");
+        // The writer's next commit starts the log over: SQLite changes the
+        // log header's first salt each time it does.
+        let seen = commits.load(Ordering::Relaxed);
+        while commits.load(Ordering::Relaxed) < seen + 2 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        busy.join().unwrap();
+        assert_ne!(salt(&wal), before, "the log started over");
     }
 }

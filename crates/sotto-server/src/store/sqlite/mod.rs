@@ -98,8 +98,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open(path).map_err(backend)?;
-        // Checkpoints run beside the writer (`durability::checkpointer`);
-        // the writer's own past 16 MiB of log, to bound it.
+        // Checkpoints run beside the writer (`durability::checkpointer`),
+        // which also lets the log start over; the writer's own, past 16
+        // MiB of log, bounds it only if that thread falls behind.
         conn.execute_batch("PRAGMA wal_autocheckpoint=4096;").map_err(backend)?;
         Self::setup(conn, Some((Arc::new(durability::WalSync::new(path)), path.to_owned())))
     }
@@ -176,8 +177,9 @@ impl SqliteStore {
                 let (tx, rx) = mpsc::channel();
                 let (synced, ticks) = mpsc::sync_channel(1);
                 let w = wal.clone();
+                let writer_conn = conn.clone();
                 spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced)))?;
-                spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(db, ticks)))?;
+                spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(db, ticks, writer_conn)))?;
                 (Some(tx), Some(wal))
             }
             None => (None, None),
