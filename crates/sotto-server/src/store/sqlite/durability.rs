@@ -96,6 +96,9 @@ pub(super) fn syncer(wal: Arc<WalSync>, committed: mpsc::Receiver<Committed>, sy
 /// this thread only after it synced something.
 const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The log's size below which the checkpointer leaves it alone.
+const CHECKPOINT_AT_BYTES: u64 = 4 << 20;
+
 /// Log frames (4 KiB pages) past which a checkpoint that could not copy
 /// everything is finished with the writer held, so that the log starts
 /// over from its beginning at the writer's next commit.
@@ -120,6 +123,7 @@ const RESTART_AT_FRAMES: u64 = 2048;
 /// the last few milliseconds of frames left to copy; the writer's own
 /// checkpoint stays as the bound for when this thread falls behind.
 pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<Mutex<rusqlite::Connection>>) {
+    let wal = WalSync::new(&db).path;
     let conn = match rusqlite::Connection::open(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -130,6 +134,13 @@ pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<
     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
     while synced.recv().is_ok() {
         let started = std::time::Instant::now();
+        // Below this size SQLite's own bound is far off: leave the log be
+        // (as SQLite would until 4 MiB).
+        let big = std::fs::metadata(&wal).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
+        if !big {
+            std::thread::sleep(CHECKPOINT_POLL.saturating_sub(started.elapsed()));
+            continue;
+        }
         if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
             tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
         }

@@ -101,8 +101,13 @@ impl GroupLog for SqliteStore {
             }
             let mut stmt = tx
                 .prepare_cached(
+                    // What every reader has read is gone, as far as anyone
+                    // can tell, even before the writer's next fold deletes
+                    // it (`pending.rs`).
                     "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
-                     WHERE group_id=? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                     WHERE group_id=?1 AND seq > ?2 AND seq <= ?3
+                       AND seq > (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)
+                     ORDER BY seq LIMIT ?4",
                 )
                 .map_err(backend)?;
             let limit = limit.min(sotto_proto::limits::MAX_FETCH);
@@ -320,6 +325,16 @@ impl GroupLog for SqliteStore {
             return Ok(0);
         }
         self.with_tx(|tx| {
+            // Their ids may still be only in the writer's memory
+            // (`pending.rs`): keep them known, as a fold would.
+            tx.exec(
+                "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                 SELECT m.group_id, m.sender_handle, m.sender_device, m.client_id, m.seq, m.epoch + (m.kind = 1), m.stored_at
+                 FROM group_retention r JOIN messages m ON m.group_id = r.group_id
+                 WHERE m.stored_at < ?1 - r.retention_ms AND m.client_id IS NOT NULL",
+                [now],
+            )
+            .map_err(backend)?;
             let n = tx
                 .exec(
                     "DELETE FROM messages WHERE rowid IN (

@@ -1,7 +1,7 @@
 //! The embedded default store: SQLite in WAL mode with `synchronous=FULL`,
 //! so a transaction that returned is on disk before the client hears "ok".
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -18,6 +18,7 @@ mod durability;
 mod group_log;
 mod key_packages;
 mod operator;
+mod pending;
 mod schema;
 mod writer;
 
@@ -160,6 +161,18 @@ impl SqliteStore {
         if !welcomes_sql.contains("AUTOINCREMENT") {
             conn.execute_batch(schema::WELCOME_IDS_MIGRATION).map_err(backend)?;
         }
+        let has_client_ids: bool = conn
+            .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='client_id'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)?
+            > 0;
+        if !has_client_ids {
+            conn.execute_batch(schema::MESSAGE_CLIENT_ID_MIGRATION).map_err(backend)?;
+        }
+        // Ids the writer held when the server last stopped, before anything
+        // new is appended.
+        pending::recover(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, rx) = mpsc::channel();
         let c = conn.clone();
@@ -206,6 +219,14 @@ impl SqliteStore {
     pub fn checkpoint(&self) {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    /// Has the writer fold what it holds (`pending.rs`) and waits for it.
+    fn fold(&self) -> StoreResult<()> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let stopped = || StoreError::Backend("the store writer stopped".into());
+        self.jobs.send(Job::Fold { reply }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
     }
 
     fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
@@ -349,6 +370,60 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("store.db");
             conformance::durability(|| SqliteStore::open(&path).unwrap());
+        }
+
+        /// The state a crash leaves between two folds: the append is
+        /// stored, its id only on its row. After reopening, the same id is
+        /// still a duplicate, and a database from before the id column
+        /// gets it.
+        #[test]
+        fn an_id_the_writer_had_not_folded_is_known_after_a_crash() {
+            use sotto_proto::MessageKind;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("relay.db");
+            let alice = conformance::dev("alice");
+            let g: &[u8] = b"group-crash";
+            let first = {
+                let s = SqliteStore::open(&path).unwrap();
+                conformance::register(&s, "alice");
+                s.create_group(g, &alice, 0).unwrap();
+                let first = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+                s.stats().unwrap(); // folds, so nothing is left to fold later
+                first
+            };
+            // Take the folded id out again, as if the fold had not happened.
+            let raw = Connection::open(&path).unwrap();
+            assert_eq!(raw.execute("DELETE FROM sent_ids", []).unwrap(), 1, "the fold wrote the id");
+            drop(raw);
+            let s = SqliteStore::open(&path).unwrap();
+            let again = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            assert!(again.duplicate, "known after the crash");
+            assert_eq!(again.seq, first.seq);
+            drop(s);
+            // A database from before the column: it is added, appends work.
+            Connection::open(&path).unwrap().execute_batch("ALTER TABLE messages DROP COLUMN client_id").unwrap();
+            let s = SqliteStore::open(&path).unwrap();
+            let new = s.append(&conformance::msg(g, &alice, 0, b"id-2", MessageKind::Application), 0).unwrap();
+            assert_eq!((new.seq, new.duplicate), (first.seq + 1, false));
+            let old = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            assert_eq!((old.seq, old.duplicate), (first.seq, true), "ids from before stay known");
+        }
+
+        /// An id stays known across a fold (memory, then `sent_ids`).
+        #[test]
+        fn an_id_stays_known_once_folded() {
+            use sotto_proto::MessageKind;
+            let s = on_disk();
+            let alice = conformance::dev("alice");
+            let g: &[u8] = b"group-fold";
+            conformance::register(&s, "alice");
+            s.create_group(g, &alice, 0).unwrap();
+            let first = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            let before_fold = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            assert_eq!((before_fold.seq, before_fold.duplicate), (first.seq, true));
+            s.stats().unwrap(); // folds
+            let after_fold = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            assert_eq!((after_fold.seq, after_fold.duplicate), (first.seq, true));
         }
 
         /// A database from before message requests keeps showing presence

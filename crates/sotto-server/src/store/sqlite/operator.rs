@@ -62,6 +62,9 @@ impl OperatorViews for SqliteStore {
     }
 
     fn stats(&self) -> StoreResult<StoreStats> {
+        // What every reader has read is deleted by the writer's next fold
+        // (`pending.rs`): fold now, so the count is what still waits.
+        self.fold()?;
         self.with_tx(|tx| {
             let count = |table: &str| -> StoreResult<u64> {
                 tx.row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(backend)

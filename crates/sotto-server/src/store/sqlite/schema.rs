@@ -95,6 +95,9 @@ CREATE TABLE IF NOT EXISTS messages(
     kind INTEGER NOT NULL,
     payload BLOB NOT NULL,
     stored_at INTEGER NOT NULL,
+    -- The sender's id for the append, until the writer folded it into
+    -- sent_ids (`pending.rs`); NULL on rows from before.
+    client_id BLOB,
     PRIMARY KEY(group_id, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_age ON messages(stored_at);
@@ -177,6 +180,12 @@ CREATE TABLE IF NOT EXISTS blob_groups(
 /// a suite: every package stored then is of the classical suite.
 pub(super) const KEY_PACKAGE_SUITE_MIGRATION: &str = r#"
 ALTER TABLE key_packages ADD COLUMN suite INTEGER NOT NULL DEFAULT 1;
+"#;
+
+/// Run once on a database from before appends carried their client id
+/// (`pending.rs`).
+pub(super) const MESSAGE_CLIENT_ID_MIGRATION: &str = r#"
+ALTER TABLE messages ADD COLUMN client_id BLOB;
 "#;
 
 /// Run once on a database from before `accepted_groups` existed: every

@@ -4,6 +4,7 @@
 //! on disk before the device hears "done"), but it shares the batch's one
 //! fsync instead of paying its own while holding the connection.
 
+use super::pending::{IdKey, Pending, StoredAt};
 #[allow(unused_imports)]
 use super::*;
 
@@ -17,6 +18,8 @@ pub(super) enum Job {
     },
     /// A device read a group up to `seq`.
     Ack { group_id: Vec<u8>, device: DeviceRef, seq: u64, reply: tokio::sync::oneshot::Sender<StoreResult<()>> },
+    /// Fold what the writer holds ([`Pending`]) now, before counting.
+    Fold { reply: std::sync::mpsc::SyncSender<StoreResult<()>> },
 }
 
 /// What a job came to.
@@ -47,6 +50,8 @@ impl Job {
             (Job::Append { reply, .. }, o) => drop(reply.send(Err(err(o)))),
             (Job::Ack { reply, .. }, Outcome::Acked(r)) => drop(reply.send(r)),
             (Job::Ack { reply, .. }, o) => drop(reply.send(Err(err(o)))),
+            // Answered by the writer loop itself, never in a batch.
+            (Job::Fold { reply }, o) => drop(reply.send(Err(err(o)))),
         }
     }
 }
@@ -92,39 +97,86 @@ pub(super) fn writer(
     durable: Option<mpsc::Sender<super::durability::Committed>>,
 ) {
     let mut cache = MembersCache::default();
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+    let mut pending = Pending::default();
+    loop {
+        // With ids or reclaims waiting, wake up to fold them even if no
+        // work comes (`pending.rs`).
+        let first = match pending.wait() {
+            None => jobs.recv().ok(),
+            Some(wait) => match jobs.recv_timeout(wait) {
+                Ok(j) => Some(j),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // A failure is logged inside and retried later.
+                    let _ = fold(&conn, &mut pending);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { break };
+        let mut batch = Vec::new();
+        let mut folds = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Fold { reply } => folds.push(reply),
+                job => batch.push(job),
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
             }
         }
-        let results = {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            // Read under the connection lock, which every membership change
-            // also holds: nothing can change between this and the batch.
-            let now_changes = changes.load(Ordering::SeqCst);
-            if now_changes != cache.seen_changes {
-                cache = MembersCache { seen_changes: now_changes, ..Default::default() };
-            }
-            commit_batch(&mut conn, &batch, &mut cache)
-        };
-        match &durable {
-            Some(syncer) => {
-                if let Err(mpsc::SendError((batch, _))) = syncer.send((batch, results)) {
-                    for job in batch {
-                        job.reply(Outcome::failed(StoreError::Backend("the store's syncer stopped".into())));
+        if !batch.is_empty() {
+            let results = {
+                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                // Read under the connection lock, which every membership
+                // change also holds: nothing can change between this and
+                // the batch.
+                let now_changes = changes.load(Ordering::SeqCst);
+                if now_changes != cache.seen_changes {
+                    cache = MembersCache { seen_changes: now_changes, ..Default::default() };
+                }
+                commit_batch(&mut conn, &batch, &mut cache, &mut pending)
+            };
+            match &durable {
+                Some(syncer) => {
+                    if let Err(mpsc::SendError((batch, _))) = syncer.send((batch, results)) {
+                        for job in batch {
+                            job.reply(Outcome::failed(StoreError::Backend("the store's syncer stopped".into())));
+                        }
+                    }
+                }
+                None => {
+                    for (job, r) in batch.into_iter().zip(results) {
+                        job.reply(r);
                     }
                 }
             }
-            None => {
-                for (job, r) in batch.into_iter().zip(results) {
-                    job.reply(r);
-                }
+        }
+        if !folds.is_empty() || pending.due() {
+            let r = fold(&conn, &mut pending);
+            for reply in folds {
+                let _ = reply.send(match &r {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError::Backend(e.to_string())),
+                });
             }
         }
     }
+    // The last ids and reclaims on the way out (they are safe without: the
+    // next open recovers them).
+    let _ = fold(&conn, &mut pending);
+}
+
+/// Folds under the connection lock; a failure is logged and retried at the
+/// next fold (nothing is forgotten).
+fn fold(conn: &Mutex<Connection>, pending: &mut Pending) -> StoreResult<()> {
+    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let r = pending.fold(&mut conn);
+    if let Err(e) = &r {
+        tracing::warn!(error = %e, "the store could not fold its recent ids; it tries again shortly");
+    }
+    r
 }
 
 /// Commits a batch of jobs in one transaction. Nobody hears "stored" (or
@@ -132,28 +184,41 @@ pub(super) fn writer(
 /// [`append_in`], [`ack_in`]), so the batch runs straight through; only if
 /// a write fails is it rolled back and run again with a savepoint around
 /// each job, so that one failing job cannot take the others down with it.
-pub(super) fn commit_batch(conn: &mut Connection, batch: &[Job], cache: &mut MembersCache) -> Vec<Outcome> {
-    if let Some(results) = commit_straight(conn, batch, cache) {
+pub(super) fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    cache: &mut MembersCache,
+    pending: &mut Pending,
+) -> Vec<Outcome> {
+    if let Some(results) = commit_straight(conn, batch, cache, pending) {
+        pending.batch_committed();
         return results;
     }
+    pending.batch_rolled_back();
     // Whatever the failed batch read may not be true any more.
     cache.groups.clear();
-    commit_isolated(conn, batch)
+    commit_isolated(conn, batch, pending)
 }
 
 /// The fast path: `None` when a write failed and nothing was committed.
-pub(super) fn commit_straight(conn: &mut Connection, batch: &[Job], cache: &mut MembersCache) -> Option<Vec<Outcome>> {
+pub(super) fn commit_straight(
+    conn: &mut Connection,
+    batch: &[Job],
+    cache: &mut MembersCache,
+    pending: &mut Pending,
+) -> Option<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
     let mut results = Vec::with_capacity(batch.len());
     let mut heads = GroupHeads::new();
-    // Groups whose readers moved on: what all of them read goes once, at
-    // the end of the batch, instead of after every acknowledgement.
-    let mut reclaim: HashSet<Vec<u8>> = HashSet::new();
     for job in batch {
         let outcome = match job {
-            Job::Append { msg, now, .. } => {
-                Outcome::Appended(append_in(&tx, &msg.view(), *now, Some((&mut *cache, &mut heads))))
-            }
+            Job::Append { msg, now, .. } => Outcome::Appended(append_in(
+                &tx,
+                &msg.view(),
+                *now,
+                Some((&mut *cache, &mut heads)),
+                Ids::Deferred(&mut *pending),
+            )),
             Job::Ack { group_id, device, seq, .. } => {
                 let last_seq = heads.get(group_id).map(|h| h.1);
                 let r = ack_in(&tx, group_id, device, *seq, last_seq);
@@ -161,12 +226,14 @@ pub(super) fn commit_straight(conn: &mut Connection, batch: &[Job], cache: &mut 
                     if moved.membership_changed {
                         cache.groups.remove(group_id);
                     }
+                    // What every reader read goes at the next fold.
                     if moved.cursor_moved {
-                        reclaim.insert(group_id.clone());
+                        pending.reclaim(group_id);
                     }
                 }
                 Outcome::Acked(r.map(drop))
             }
+            Job::Fold { .. } => Outcome::failed(StoreError::Backend("a fold is not part of a batch".into())),
         };
         // Dropping the transaction rolls it back.
         if outcome.is_backend_failure() {
@@ -177,16 +244,13 @@ pub(super) fn commit_straight(conn: &mut Connection, batch: &[Job], cache: &mut 
     for (group_id, (epoch, last_seq)) in &heads {
         tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![epoch, last_seq, group_id]).ok()?;
     }
-    for group_id in &reclaim {
-        delete_fully_acked(&tx, group_id).ok()?;
-    }
     tx.commit().ok()?;
     Some(results)
 }
 
 /// Each job in its own savepoint (a failed one leaves no trace), all
 /// committed at once.
-pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<Outcome> {
+pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job], pending: &mut Pending) -> Vec<Outcome> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -199,15 +263,16 @@ pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job]) -> Vec<Outco
         let started = tx.exec("SAVEPOINT one", []).map_err(backend);
         let outcome = match job {
             Job::Append { msg, now, .. } => {
-                Outcome::Appended(started.and_then(|_| append_in(&tx, &msg.view(), *now, None)))
+                Outcome::Appended(started.and_then(|_| append_in(&tx, &msg.view(), *now, None, Ids::Direct(&*pending))))
             }
             Job::Ack { group_id, device, seq, .. } => Outcome::Acked(started.and_then(|_| {
                 let moved = ack_in(&tx, group_id, device, *seq, None)?;
                 if moved.cursor_moved {
-                    delete_fully_acked(&tx, group_id)?;
+                    pending.reclaim(group_id);
                 }
                 Ok(())
             })),
+            Job::Fold { .. } => Outcome::failed(StoreError::Backend("a fold is not part of a batch".into())),
         };
         let ok = matches!(outcome, Outcome::Appended(Ok(_)) | Outcome::Acked(Ok(_)));
         let undo = if ok { Ok(0) } else { tx.exec("ROLLBACK TO one", []) };
@@ -276,6 +341,7 @@ pub(super) fn append_in(
     m: &NewMessage<'_>,
     now: i64,
     batch: Option<(&mut MembersCache, &mut GroupHeads)>,
+    mut ids: Ids<'_>,
 ) -> StoreResult<Appended> {
     let (mut cache, heads) = match batch {
         Some((c, h)) => (Some(c), Some(h)),
@@ -293,28 +359,28 @@ pub(super) fn append_in(
     if !members.contains(m.sender) {
         return Err(StoreError::NotMember);
     }
-    // Nearly every append is an application message with a new id in the
-    // current epoch, which needs no further check: it claims its id by
-    // inserting it (one look-up of the id instead of a look-up and then an
-    // insert); a duplicate inserts nothing and is found below.
-    let id_recorded = m.kind == MessageKind::Application
-        && m.epoch == epoch
-        && record_id(tx, m, last_seq + 1, epoch, now, true)? == 1;
-    if !id_recorded {
-        let seen: Option<(u64, u64)> = tx
-            .row(
+    // Exactly once: an id seen before answers with where it was stored,
+    // whatever the epoch is now. Recent ids are in the writer's memory,
+    // older ones in `sent_ids` (a read: no page is written for it).
+    let key = IdKey::new(m.group_id, m.sender, m.client_id);
+    let seen = match ids.pending().seen(&key) {
+        Some(at) => Some((at.seq, at.epoch_after)),
+        None => tx
+            .prepare_cached(
                 "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
-                params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .map_err(backend)?
+            .query_row(params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
-            .map_err(backend)?;
-        if let Some((seq, epoch_after)) = seen {
-            return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members });
-        }
-        if m.epoch != epoch {
-            return Err(StoreError::StaleEpoch { current: epoch });
-        }
+            .map_err(backend)?,
+    };
+    if let Some((seq, epoch_after)) = seen {
+        return Ok(Appended { seq, epoch: epoch_after, duplicate: true, members });
+    }
+    if m.epoch != epoch {
+        return Err(StoreError::StaleEpoch { current: epoch });
     }
     let seq = last_seq + 1;
     let new_epoch = if m.kind == MessageKind::Commit { epoch + 1 } else { epoch };
@@ -363,14 +429,28 @@ pub(super) fn append_in(
             .map_err(backend)?;
         }
     }
+    // The client's id rides on the row: if the server stops before the
+    // writer folds it into `sent_ids`, opening the store copies it there.
     tx.exec(
-        "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at)
-                 VALUES(?,?,?,?,?,?,?,?)",
-        params![m.group_id, seq, m.epoch, m.sender.handle, m.sender.device_id, kind_code(m.kind), m.payload, now],
+        "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at, client_id)
+                 VALUES(?,?,?,?,?,?,?,?,?)",
+        params![
+            m.group_id,
+            seq,
+            m.epoch,
+            m.sender.handle,
+            m.sender.device_id,
+            kind_code(m.kind),
+            m.payload,
+            now,
+            m.client_id
+        ],
     )
     .map_err(backend)?;
-    if !id_recorded {
-        record_id(tx, m, seq, new_epoch, now, false)?;
+    let at = StoredAt { seq, epoch_after: new_epoch, now };
+    match &mut ids {
+        Ids::Deferred(pending) => pending.stage(key, at),
+        Ids::Direct(_) => record_id(tx, m, at)?,
     }
     match heads {
         Some(h) => {
@@ -394,25 +474,33 @@ pub(super) fn append_in(
     Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
 }
 
-/// Records the client's id of an append stored at `seq`; `if_new` leaves
-/// an id already there as it is. Returns the rows written (0: a duplicate).
-fn record_id(
-    tx: &Connection,
-    m: &NewMessage<'_>,
-    seq: u64,
-    epoch_after: u64,
-    now: i64,
-    if_new: bool,
-) -> StoreResult<usize> {
-    let sql = if if_new {
+/// Where the exactly-once check looks and where a new id goes.
+pub(super) enum Ids<'a> {
+    /// Into the writer's memory, folded later (the batch path).
+    Deferred(&'a mut Pending),
+    /// Straight into `sent_ids` (the path that isolates each job after a
+    /// failed batch, which must not leave anything in memory half-done).
+    Direct(&'a Pending),
+}
+
+impl Ids<'_> {
+    fn pending(&self) -> &Pending {
+        match self {
+            Ids::Deferred(p) => p,
+            Ids::Direct(p) => p,
+        }
+    }
+}
+
+/// Records the client's id of an append in `sent_ids` at once.
+fn record_id(tx: &Connection, m: &NewMessage<'_>, at: StoredAt) -> StoreResult<()> {
+    tx.exec(
         "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-         VALUES(?,?,?,?,?,?,?)"
-    } else {
-        "INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-         VALUES(?,?,?,?,?,?,?)"
-    };
-    tx.exec(sql, params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, seq, epoch_after, now])
-        .map_err(backend)
+         VALUES(?,?,?,?,?,?,?)",
+        params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, at.seq, at.epoch_after, at.now],
+    )
+    .map(drop)
+    .map_err(backend)
 }
 
 /// In a group with roles, a commit's changes must be the committer's to

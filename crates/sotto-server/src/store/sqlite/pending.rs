@@ -1,0 +1,190 @@
+//! What the writer keeps between folds: the client ids of recent appends
+//! and the groups whose readers moved on.
+//!
+//! Writing each append's id into `sent_ids` and deleting what every reader
+//! had read, in the commit that stored or acknowledged it, dirtied one
+//! index page per group per commit: at 10,000 msgs/s in about 1,300
+//! commits a second that was 7 of the 19 KB the store wrote per message
+//! (docs/performance.md). The id now travels on the message row itself
+//! (`messages.client_id`, written anyway), the writer remembers it here,
+//! and every 100 ms one transaction (a *fold*) copies the ids
+//! into `sent_ids` and deletes what every reader has read, a page per
+//! group per fold instead of per commit.
+//!
+//! Nothing is lost in a crash: an id not yet folded is on its message row,
+//! and opening the store copies those into `sent_ids` before anything is
+//! appended ([`recover`]). A message is deleted only in a transaction that
+//! has its id in `sent_ids`: a fold copies the recent ids in the same
+//! transaction as its deletes, and the purge of a disappearing group's
+//! messages copies theirs first (`group_log.rs`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use sotto_proto::DeviceRef;
+
+use super::{backend, delete_fully_acked, StoreResult};
+
+/// How long an id waits in memory at most before it is folded. Every
+/// second, the fold of 10,000 ids and deletes held the writer long enough
+/// to put p99 at 10,000 msgs/s at 12-18 ms; every 20 ms it saved less
+/// (16.3 KB written per message against 14.3); 100 ms, measured between
+/// (docs/performance.md).
+pub(super) const FOLD_EVERY: Duration = Duration::from_millis(100);
+
+/// Ids past which a fold comes sooner (about 150 bytes each).
+const FOLD_AT_IDS: usize = 16_384;
+
+/// A client's id for an append, as the exactly-once check sees it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct IdKey {
+    group_id: Vec<u8>,
+    sender: DeviceRef,
+    client_id: Vec<u8>,
+}
+
+impl IdKey {
+    pub(super) fn new(group_id: &[u8], sender: &DeviceRef, client_id: &[u8]) -> Self {
+        Self { group_id: group_id.to_vec(), sender: sender.clone(), client_id: client_id.to_vec() }
+    }
+}
+
+/// Where an id's append was stored.
+#[derive(Clone, Copy)]
+pub(super) struct StoredAt {
+    pub(super) seq: u64,
+    /// The group's epoch after the append (one more for a commit).
+    pub(super) epoch_after: u64,
+    pub(super) now: i64,
+}
+
+/// The writer's memory between folds.
+#[derive(Default)]
+pub(super) struct Pending {
+    /// Ids of committed appends not yet in `sent_ids`.
+    ids: HashMap<IdKey, StoredAt>,
+    /// Ids of the batch being committed: kept only if it commits.
+    staged: HashMap<IdKey, StoredAt>,
+    /// Groups whose readers moved on since the last fold.
+    reclaim: HashSet<Vec<u8>>,
+    /// When the next fold is due (none: nothing waits).
+    fold_at: Option<Instant>,
+}
+
+impl Pending {
+    /// Where `key` was stored, if by an append not folded yet.
+    pub(super) fn seen(&self, key: &IdKey) -> Option<StoredAt> {
+        self.staged.get(key).or_else(|| self.ids.get(key)).copied()
+    }
+
+    /// Notes an append of the batch in progress.
+    pub(super) fn stage(&mut self, key: IdKey, at: StoredAt) {
+        self.staged.insert(key, at);
+    }
+
+    /// Notes a group whose reader moved on. Safe to note for a batch that
+    /// is then rolled back: a fold deletes only what every reader read.
+    pub(super) fn reclaim(&mut self, group_id: &[u8]) {
+        if !self.reclaim.contains(group_id) {
+            self.reclaim.insert(group_id.to_vec());
+        }
+        self.fold_at.get_or_insert_with(|| Instant::now() + FOLD_EVERY);
+    }
+
+    /// The batch committed: its ids are kept.
+    pub(super) fn batch_committed(&mut self) {
+        if !self.staged.is_empty() {
+            self.fold_at.get_or_insert_with(|| Instant::now() + FOLD_EVERY);
+            self.ids.extend(self.staged.drain());
+        }
+    }
+
+    /// The batch was rolled back: its ids go.
+    pub(super) fn batch_rolled_back(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Whether anything waits to be folded.
+    pub(super) fn is_empty(&self) -> bool {
+        self.fold_at.is_none()
+    }
+
+    /// How long the writer may wait for work before folding.
+    pub(super) fn wait(&self) -> Option<Duration> {
+        self.fold_at.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether a fold is due now.
+    pub(super) fn due(&self) -> bool {
+        self.ids.len() >= FOLD_AT_IDS || self.fold_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Copies the ids into `sent_ids` and deletes what every reader of
+    /// the noted groups has read, in one transaction. On failure nothing
+    /// is forgotten: the next fold tries again.
+    pub(super) fn fold(&mut self, conn: &mut Connection) -> StoreResult<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let r = self.write(conn);
+        match r {
+            Ok(()) => {
+                self.ids.clear();
+                self.reclaim.clear();
+                self.fold_at = None;
+            }
+            // Kept for the next try, a while from now rather than at once.
+            Err(_) => self.fold_at = Some(Instant::now() + FOLD_EVERY),
+        }
+        r
+    }
+
+    fn write(&self, conn: &mut Connection) -> StoreResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        // In key order: neighbouring ids share index pages.
+        let mut ids: Vec<_> = self.ids.iter().collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                     VALUES(?,?,?,?,?,?,?)",
+                )
+                .map_err(backend)?;
+            for (k, at) in ids {
+                insert
+                    .execute(params![
+                        k.group_id,
+                        k.sender.handle,
+                        k.sender.device_id,
+                        k.client_id,
+                        at.seq,
+                        at.epoch_after,
+                        at.now
+                    ])
+                    .map_err(backend)?;
+            }
+        }
+        for group_id in &self.reclaim {
+            delete_fully_acked(&tx, group_id)?;
+        }
+        tx.commit().map_err(backend)
+    }
+}
+
+/// Run when the store opens, before the writer starts: the ids of appends
+/// that were never folded (the server stopped first) go into `sent_ids`
+/// from their message rows, and what every reader has read goes.
+pub(super) fn recover(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+             SELECT group_id, sender_handle, sender_device, client_id, seq, epoch + (kind = 1), stored_at
+             FROM messages WHERE client_id IS NOT NULL;
+         DELETE FROM messages WHERE seq <= (SELECT coalesce(min(cursor), 0) FROM members
+                                            WHERE members.group_id = messages.group_id);
+         COMMIT;",
+    )
+    .map_err(backend)
+}
