@@ -4,7 +4,7 @@
 //! on disk before the device hears "done"), but it shares the batch's one
 //! fsync instead of paying its own while holding the connection.
 
-use super::pending::{IdKey, Pending, StoredAt};
+use super::pending::{IdKey, Pending, StoredAt, FOLD_GROUPS};
 #[allow(unused_imports)]
 use super::*;
 
@@ -98,16 +98,19 @@ pub(super) fn writer(
 ) {
     let mut cache = MembersCache::default();
     let mut pending = Pending::default();
+    // A job taken while a fold was under way: the next batch starts with it.
+    let mut carried: Option<Job> = None;
     loop {
         // With ids or reclaims waiting, wake up to fold them even if no
         // work comes (`pending.rs`).
-        let first = match pending.wait() {
-            None => jobs.recv().ok(),
-            Some(wait) => match jobs.recv_timeout(wait) {
+        let first = match (carried.take(), pending.wait()) {
+            (Some(job), _) => Some(job),
+            (None, None) => jobs.recv().ok(),
+            (None, Some(wait)) => match jobs.recv_timeout(wait) {
                 Ok(j) => Some(j),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     // A failure is logged inside and retried later.
-                    let _ = fold(&conn, &mut pending);
+                    let _ = fold(&conn, &mut pending, Some((&jobs, &mut carried)));
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => None,
@@ -154,7 +157,10 @@ pub(super) fn writer(
             }
         }
         if !folds.is_empty() || pending.due() {
-            let r = fold(&conn, &mut pending);
+            // Asked for (by `stats`): all of it now; otherwise a few
+            // groups at a time, yielding to queued work.
+            let yield_to = if folds.is_empty() { Some((&jobs, &mut carried)) } else { None };
+            let r = fold(&conn, &mut pending, yield_to);
             for reply in folds {
                 let _ = reply.send(match &r {
                     Ok(()) => Ok(()),
@@ -165,18 +171,35 @@ pub(super) fn writer(
     }
     // The last ids and reclaims on the way out (they are safe without: the
     // next open recovers them).
-    let _ = fold(&conn, &mut pending);
+    let _ = fold(&conn, &mut pending, None);
 }
 
-/// Folds under the connection lock; a failure is logged and retried at the
-/// next fold (nothing is forgotten).
-fn fold(conn: &Mutex<Connection>, pending: &mut Pending) -> StoreResult<()> {
-    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-    let r = pending.fold(&mut conn);
-    if let Err(e) = &r {
-        tracing::warn!(error = %e, "the store could not fold its recent ids; it tries again shortly");
+/// Folds, a few groups per transaction, each under the connection lock.
+/// With `yield_to`, stops as soon as a job is queued (it is carried to the
+/// next batch; the rest of the fold comes after that batch). A failure is
+/// logged and retried at the next fold (nothing is forgotten).
+fn fold(
+    conn: &Mutex<Connection>,
+    pending: &mut Pending,
+    mut yield_to: Option<(&mpsc::Receiver<Job>, &mut Option<Job>)>,
+) -> StoreResult<()> {
+    while !pending.is_empty() {
+        let r = {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            pending.fold_some(&mut conn, FOLD_GROUPS)
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "the store could not fold its recent ids; it tries again shortly");
+            return Err(e);
+        }
+        if let Some((jobs, carried)) = yield_to.as_mut() {
+            if let Ok(job) = jobs.try_recv() {
+                **carried = Some(job);
+                return Ok(());
+            }
+        }
     }
-    r
+    Ok(())
 }
 
 /// Commits a batch of jobs in one transaction. Nobody hears "stored" (or
