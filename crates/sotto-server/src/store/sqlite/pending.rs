@@ -226,3 +226,52 @@ pub(super) fn recover(conn: &Connection) -> StoreResult<()> {
     )
     .map_err(backend)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> IdKey {
+        IdKey::new(b"g", &DeviceRef { handle: "alice".into(), device_id: 1 }, &[n])
+    }
+
+    /// A fold that cannot write (here: a read-only database; in life, a
+    /// full or failing disk) forgets nothing and is tried again later, not
+    /// at once; the next one that can write empties the memory.
+    #[test]
+    fn a_fold_that_cannot_write_keeps_everything_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        drop(conn);
+        let mut pending = Pending::default();
+        pending.stage(key(1), StoredAt { seq: 1, epoch_after: 0, now: 0 });
+        pending.batch_committed();
+        pending.reclaim(b"g");
+
+        let mut read_only = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert!(pending.fold_some(&mut read_only, FOLD_GROUPS).is_err());
+        assert!(!pending.is_empty());
+        assert_eq!(pending.seen(&key(1)).map(|at| at.seq), Some(1), "still known");
+        assert!(!pending.due(), "tried again a while later, not in a loop");
+
+        let mut conn = Connection::open(&path).unwrap();
+        pending.fold_some(&mut conn, FOLD_GROUPS).unwrap();
+        assert!(pending.is_empty());
+        assert!(pending.seen(&key(1)).is_none(), "now in sent_ids");
+        let n: i64 = conn.query_row("SELECT count(*) FROM sent_ids", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// A batch that was rolled back leaves no id behind.
+    #[test]
+    fn a_rolled_back_batch_leaves_no_id() {
+        let mut pending = Pending::default();
+        pending.stage(key(2), StoredAt { seq: 2, epoch_after: 0, now: 0 });
+        assert!(pending.seen(&key(2)).is_some(), "seen within its own batch");
+        pending.batch_rolled_back();
+        assert!(pending.seen(&key(2)).is_none());
+        assert!(pending.is_empty());
+    }
+}
