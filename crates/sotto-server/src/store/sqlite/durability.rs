@@ -137,12 +137,10 @@ pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<
         // Below this size SQLite's own bound is far off: leave the log be
         // (as SQLite would until 4 MiB).
         let big = std::fs::metadata(&wal).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
-        if !big {
-            std::thread::sleep(CHECKPOINT_POLL.saturating_sub(started.elapsed()));
-            continue;
-        }
-        if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
-            tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
+        if big {
+            if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
+                tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
+            }
         }
         std::thread::sleep(CHECKPOINT_POLL.saturating_sub(started.elapsed()));
     }

@@ -325,24 +325,12 @@ impl GroupLog for SqliteStore {
             return Ok(0);
         }
         self.with_tx(|tx| {
+            const EXPIRED: &str = "SELECT m.rowid FROM group_retention r JOIN messages m ON m.group_id = r.group_id
+                                   WHERE m.stored_at < ?1 - r.retention_ms";
             // Their ids may still be only in the writer's memory
             // (`pending.rs`): keep them known, as a fold would.
-            tx.exec(
-                "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-                 SELECT m.group_id, m.sender_handle, m.sender_device, m.client_id, m.seq, m.epoch + (m.kind = 1), m.stored_at
-                 FROM group_retention r JOIN messages m ON m.group_id = r.group_id
-                 WHERE m.stored_at < ?1 - r.retention_ms AND m.client_id IS NOT NULL",
-                [now],
-            )
-            .map_err(backend)?;
-            let n = tx
-                .exec(
-                    "DELETE FROM messages WHERE rowid IN (
-                        SELECT m.rowid FROM group_retention r JOIN messages m ON m.group_id = r.group_id
-                        WHERE m.stored_at < ? - r.retention_ms)",
-                    [now],
-                )
-                .map_err(backend)?;
+            super::pending::copy_ids_of_rows(tx, EXPIRED, [now])?;
+            let n = tx.exec(&format!("DELETE FROM messages WHERE rowid IN ({EXPIRED})"), [now]).map_err(backend)?;
             // A group that is gone needs no setting.
             tx.exec("DELETE FROM group_retention WHERE group_id NOT IN (SELECT group_id FROM groups)", [])
                 .map_err(backend)?;

@@ -1,5 +1,5 @@
-//! The embedded default store: SQLite in WAL mode with `synchronous=FULL`,
-//! so a transaction that returned is on disk before the client hears "ok".
+//! The embedded default store: SQLite in WAL mode; a transaction is on disk
+//! (its log synced, `durability.rs`) before the client hears "ok".
 
 use std::collections::HashMap;
 use std::path::Path;

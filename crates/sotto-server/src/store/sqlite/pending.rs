@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, TransactionBehavior};
 use sotto_proto::DeviceRef;
 
-use super::{backend, delete_fully_acked, StoreResult};
+use super::{backend, delete_fully_acked, Cached, StoreResult};
 
 /// How long an id waits in memory at most before it is folded. Every
 /// second, the fold of 10,000 ids and deletes held the writer long enough
@@ -46,13 +46,12 @@ pub(super) const FOLD_GROUPS: usize = 8;
 /// A client's id for an append, as the exactly-once check sees it.
 pub(super) struct IdKey {
     group_id: Vec<u8>,
-    sender: DeviceRef,
-    client_id: Vec<u8>,
+    id: SenderId,
 }
 
 impl IdKey {
     pub(super) fn new(group_id: &[u8], sender: &DeviceRef, client_id: &[u8]) -> Self {
-        Self { group_id: group_id.to_vec(), sender: sender.clone(), client_id: client_id.to_vec() }
+        Self { group_id: group_id.to_vec(), id: (sender.clone(), client_id.to_vec()) }
     }
 }
 
@@ -92,18 +91,16 @@ pub(super) struct Pending {
 impl Pending {
     /// Where `key` was stored, if by an append not folded yet.
     pub(super) fn seen(&self, key: &IdKey) -> Option<StoredAt> {
-        // (A tuple key cannot be borrowed from the parts: build it.)
-        let id = (key.sender.clone(), key.client_id.clone());
         self.staged
             .get(&key.group_id)
-            .and_then(|g| g.get(&id))
-            .or_else(|| self.groups.get(&key.group_id).and_then(|g| g.ids.get(&id)))
+            .and_then(|g| g.get(&key.id))
+            .or_else(|| self.groups.get(&key.group_id).and_then(|g| g.ids.get(&key.id)))
             .copied()
     }
 
     /// Notes an append of the batch in progress.
     pub(super) fn stage(&mut self, key: IdKey, at: StoredAt) {
-        self.staged.entry(key.group_id).or_default().insert((key.sender, key.client_id), at);
+        self.staged.entry(key.group_id).or_default().insert(key.id, at);
     }
 
     /// Notes a group whose reader moved on. Safe to note for a batch that
@@ -177,30 +174,12 @@ impl Pending {
 
 fn write(conn: &mut Connection, groups: &[(Vec<u8>, GroupPending)]) -> StoreResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-                 VALUES(?,?,?,?,?,?,?)",
-            )
-            .map_err(backend)?;
-        for (group_id, g) in groups {
-            // In key order: neighbouring ids share index pages.
-            let mut ids: Vec<_> = g.ids.iter().collect();
-            ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for ((sender, client_id), at) in ids {
-                insert
-                    .execute(params![
-                        group_id,
-                        sender.handle,
-                        sender.device_id,
-                        client_id,
-                        at.seq,
-                        at.epoch_after,
-                        at.now
-                    ])
-                    .map_err(backend)?;
-            }
+    for (group_id, g) in groups {
+        // In key order: neighbouring ids share index pages.
+        let mut ids: Vec<_> = g.ids.iter().collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for ((sender, client_id), at) in ids {
+            insert_id(&tx, group_id, sender, client_id, *at)?;
         }
     }
     for (group_id, g) in groups {
@@ -211,20 +190,52 @@ fn write(conn: &mut Connection, groups: &[(Vec<u8>, GroupPending)]) -> StoreResu
     tx.commit().map_err(backend)
 }
 
+/// Records one id in `sent_ids` (kept as it is if there already).
+pub(super) fn insert_id(
+    tx: &Connection,
+    group_id: &[u8],
+    sender: &DeviceRef,
+    client_id: &[u8],
+    at: StoredAt,
+) -> StoreResult<()> {
+    tx.exec(
+        "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+         VALUES(?,?,?,?,?,?,?)",
+        params![group_id, sender.handle, sender.device_id, client_id, at.seq, at.epoch_after, at.now],
+    )
+    .map(drop)
+    .map_err(backend)
+}
+
+/// Copies into `sent_ids` the ids on the message rows whose rowids `rows`
+/// (a SELECT, with `params`) picks: before they are deleted by anything
+/// but a fold, and when the store opens.
+pub(super) fn copy_ids_of_rows(tx: &Connection, rows: &str, params: impl rusqlite::Params) -> StoreResult<()> {
+    tx.exec(
+        &format!(
+            "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+             SELECT group_id, sender_handle, sender_device, client_id, seq, epoch + (kind = 1), stored_at
+             FROM messages WHERE client_id IS NOT NULL AND rowid IN ({rows})"
+        ),
+        params,
+    )
+    .map(drop)
+    .map_err(backend)
+}
+
 /// Run when the store opens, before the writer starts: the ids of appends
 /// that were never folded (the server stopped first) go into `sent_ids`
 /// from their message rows, and what every reader has read goes.
 pub(super) fn recover(conn: &Connection) -> StoreResult<()> {
-    conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-             SELECT group_id, sender_handle, sender_device, client_id, seq, epoch + (kind = 1), stored_at
-             FROM messages WHERE client_id IS NOT NULL;
-         DELETE FROM messages WHERE seq <= (SELECT coalesce(min(cursor), 0) FROM members
-                                            WHERE members.group_id = messages.group_id);
-         COMMIT;",
+    let tx = conn.unchecked_transaction().map_err(backend)?;
+    copy_ids_of_rows(&tx, "SELECT rowid FROM messages", [])?;
+    tx.exec(
+        "DELETE FROM messages WHERE seq <= (SELECT coalesce(min(cursor), 0) FROM members
+                                            WHERE members.group_id = messages.group_id)",
+        [],
     )
-    .map_err(backend)
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! on disk before the device hears "done"), but it shares the batch's one
 //! fsync instead of paying its own while holding the connection.
 
-use super::pending::{IdKey, Pending, StoredAt, FOLD_GROUPS};
+use super::pending::{insert_id, IdKey, Pending, StoredAt, FOLD_GROUPS};
 #[allow(unused_imports)]
 use super::*;
 
@@ -473,7 +473,7 @@ pub(super) fn append_in(
     let at = StoredAt { seq, epoch_after: new_epoch, now };
     match &mut ids {
         Ids::Deferred(pending) => pending.stage(key, at),
-        Ids::Direct(_) => record_id(tx, m, at)?,
+        Ids::Direct(_) => insert_id(tx, m.group_id, m.sender, m.client_id, at)?,
     }
     match heads {
         Some(h) => {
@@ -513,17 +513,6 @@ impl Ids<'_> {
             Ids::Direct(p) => p,
         }
     }
-}
-
-/// Records the client's id of an append in `sent_ids` at once.
-fn record_id(tx: &Connection, m: &NewMessage<'_>, at: StoredAt) -> StoreResult<()> {
-    tx.exec(
-        "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-         VALUES(?,?,?,?,?,?,?)",
-        params![m.group_id, m.sender.handle, m.sender.device_id, m.client_id, at.seq, at.epoch_after, at.now],
-    )
-    .map(drop)
-    .map_err(backend)
 }
 
 /// In a group with roles, a commit's changes must be the committer's to
