@@ -20,6 +20,7 @@ mod relay;
 mod relay_cmd;
 mod search;
 mod soak;
+mod store_stages;
 mod thumbnail;
 mod tls;
 
@@ -472,13 +473,18 @@ async fn serve(
         port: listener.local_addr()?.port(),
         transport: sotto_proto::Transport::Pinned(pin),
     };
+    // Its own address for `/metrics`, where `relay` reads the store's
+    // stage timings (`store_stages.rs`).
+    let metrics = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    std::fs::write(data.join(store_stages::METRICS_FILE), metrics.local_addr()?.to_string())?;
     println!("{address}");
     let listen = sotto_server::server::ListenConfig {
         max_connections: 100_000,
         max_connections_per_ip: 100_000,
         ..Default::default()
     };
-    node.serve(listener, Some(tls.config), listen, Services::default(), std::future::pending()).await?;
+    let services = Services { metrics: Some(metrics), ..Services::default() };
+    node.serve(listener, Some(tls.config), listen, services, std::future::pending()).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sotto_proto::ServerAddress;
 
-use crate::{nodes, proc, relay, start_server};
+use crate::{nodes, proc, relay, start_server, store_stages};
 
 /// The command's flags.
 pub struct Options {
@@ -92,6 +92,7 @@ pub async fn run(o: Options) -> Result<()> {
     let (cpu0, db0, me0) = (servers_cpu(), db_cpu(), proc::cpu_secs(std::process::id()));
     let r = relay::run(set, Duration::from_secs(secs), window, rate).await?;
     let cpu = servers_cpu() - cpu0;
+    let stages = if deployment.is_none() { store_stages::scrape(tmp.path()).await? } else { None };
     if store.is_some() {
         let (db, me) = (db_cpu() - db0, proc::cpu_secs(std::process::id()) - me0);
         let per_k = |s: f64| s / (r.received.max(1) as f64) * 1000.0;
@@ -114,6 +115,9 @@ pub async fn run(o: Options) -> Result<()> {
             relay::quantile_ms(l, 0.99),
             relay::quantile_ms(l, 1.0)
         );
+    }
+    if let Some(stages) = stages {
+        println!("{stages}");
     }
     // CPU share of the CPUs the server may use: well under 100 %
     // means something other than its CPU was the limit.

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sotto_proto::ErrorCode;
 
+use crate::store::stage_timings::{HistogramSnapshot, BOUNDS_MICROS, STAGES};
+
 /// The server's counters and gauges.
 #[derive(Default)]
 pub struct Metrics {
@@ -49,8 +51,14 @@ impl Metrics {
         self.store_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition, with the gauges the caller knows.
-    pub fn render(&self, authenticated: usize, stats: &crate::store::StoreStats) -> String {
+    /// Prometheus text exposition, with the gauges the caller knows and the
+    /// store's stage timings when it keeps them.
+    pub fn render(
+        &self,
+        authenticated: usize,
+        stats: &crate::store::StoreStats,
+        stages: Option<&[HistogramSnapshot]>,
+    ) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP sotto_{name} {help}\n# TYPE sotto_{name} {kind}\nsotto_{name} {value}");
@@ -86,6 +94,32 @@ impl Metrics {
             let _ =
                 writeln!(out, "sotto_rejected_total{{code=\"{name}\"}} {}", self.rejected[i].load(Ordering::Relaxed));
         }
+        if let Some(stages) = stages {
+            render_stages(&mut out, stages);
+        }
         out
+    }
+}
+
+/// The store's stage timings as one Prometheus histogram, by stage.
+fn render_stages(out: &mut String, stages: &[HistogramSnapshot]) {
+    let help: Vec<String> = STAGES.iter().map(|(name, what)| format!("{name}: {what}")).collect();
+    let _ = writeln!(
+        out,
+        "# HELP sotto_store_stage_seconds Time a write spent in each stage of the store ({}).\n\
+         # TYPE sotto_store_stage_seconds histogram",
+        help.join("; ")
+    );
+    for ((name, _), h) in STAGES.iter().zip(stages) {
+        let mut cumulative = 0;
+        for (bound, n) in BOUNDS_MICROS.iter().zip(&h.buckets) {
+            cumulative += n;
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "sotto_store_stage_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {cumulative}");
+        }
+        let count = h.count();
+        let _ = writeln!(out, "sotto_store_stage_seconds_bucket{{stage=\"{name}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "sotto_store_stage_seconds_sum{{stage=\"{name}\"}} {}", h.sum_micros as f64 / 1e6);
+        let _ = writeln!(out, "sotto_store_stage_seconds_count{{stage=\"{name}\"}} {count}");
     }
 }

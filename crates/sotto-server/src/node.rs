@@ -306,7 +306,8 @@ async fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
                 let st = r.store.clone();
                 let stats =
                     tokio::task::spawn_blocking(move || st.stats()).await.ok().and_then(Result::ok).unwrap_or_default();
-                r.metrics.render(r.hub.connections(), &stats)
+                let stages = r.store.stage_timings();
+                r.metrics.render(r.hub.connections(), &stats, stages.as_deref())
             }
         }),
     );

@@ -173,6 +173,12 @@ async fn metrics_are_served_on_their_own_address() {
     let mut a = connect(&server.address).await;
     alice.register(&mut a, None).await.unwrap();
     let _ = a.request(Request::ClaimKeyPackages { handle: "nobody".into(), devices: None, suites: vec![] }).await;
+    // One append, to be timed through every stage of the store.
+    let mut group = vec![0u8; 16];
+    group[0] = 2;
+    a.request(Request::CreateGroup { group_id: group.clone(), roles: false }).await.unwrap();
+    let sent = Request::Send { group_id: group, epoch: 0, client_id: vec![7], payload: vec![1; 32] };
+    a.request(sent).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
@@ -182,6 +188,21 @@ async fn metrics_are_served_on_their_own_address() {
     assert!(text.contains("sotto_accounts 1"));
     assert!(text.contains("sotto_rejected_total{code=\"unknown_handle\"} 1"), "{text}");
     assert!(text.contains("# TYPE sotto_messages_in_total counter"));
+    // The store's stages: one append queued, committed, synced, answered.
+    assert!(text.contains("# TYPE sotto_store_stage_seconds histogram"), "{text}");
+    for stage in ["queue", "commit", "sync_wait", "sync", "durable"] {
+        let count = format!("sotto_store_stage_seconds_count{{stage=\"{stage}\"}} ");
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&count))
+            .unwrap_or_else(|| panic!("no {stage} count in {text}"))
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{stage} timed: {text}");
+        let inf = format!("sotto_store_stage_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {n}");
+        assert!(text.contains(&inf), "every observation is under +Inf: {text}");
+    }
+    assert!(text.contains("sotto_store_stage_seconds_count{stage=\"durable\"} 1\n"), "one append: {text}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ pub mod pg;
 mod queued;
 mod roles;
 pub mod sqlite;
+pub mod stage_timings;
 
 use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 use std::sync::Arc;
@@ -482,6 +483,13 @@ pub trait OperatorViews: Send + Sync + 'static {
 
     /// Counts.
     fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// How long writes spent in each stage so far, in the order of
+    /// [`stage_timings::STAGES`]; `None` for a store that does not time
+    /// them.
+    fn stage_timings(&self) -> Option<Vec<stage_timings::HistogramSnapshot>> {
+        None
+    }
 
     /// Keeps an operator notice for every user; returns its id (ids only
     /// grow, also after old notices are dropped). The newest

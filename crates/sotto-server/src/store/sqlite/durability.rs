@@ -17,8 +17,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 
-use super::writer::{Job, Outcome};
+use super::job::{Job, Outcome};
+use crate::store::stage_timings::StageTimings;
 use crate::store::StoreError;
 
 /// The database's write-ahead log, to sync.
@@ -57,28 +59,40 @@ impl WalSync {
     }
 }
 
-/// A committed batch waiting for its answers.
-pub(super) type Committed = (Vec<Job>, Vec<Outcome>);
+/// A committed batch waiting for its answers, and when it was committed.
+pub(super) type Committed = (Vec<Job>, Vec<Outcome>, Instant);
 
 /// The syncer thread: one `fdatasync` for all batches committed since the
 /// last, then their answers. A failed sync answers every job of those
 /// batches with an error: the client sends again, and the store knows the
 /// message by its client id (so it is stored once).
-pub(super) fn syncer(wal: Arc<WalSync>, committed: mpsc::Receiver<Committed>, synced: mpsc::SyncSender<()>) {
+pub(super) fn syncer(
+    wal: Arc<WalSync>,
+    committed: mpsc::Receiver<Committed>,
+    synced: mpsc::SyncSender<()>,
+    timings: Arc<StageTimings>,
+) {
     while let Ok(first) = committed.recv() {
         let mut ready = vec![first];
         while let Ok(more) = committed.try_recv() {
             ready.push(more);
         }
+        let started = Instant::now();
         let result = wal.sync();
+        let done = Instant::now();
+        timings.sync.observe(done - started);
         // Wakes the checkpointer (a wake-up already waiting is enough).
         let _ = synced.try_send(());
         let synced = result;
         if let Err(e) = &synced {
             tracing::error!(error = %e, "the store could not sync its log to disk; the messages are refused for now");
         }
-        for (jobs, outcomes) in ready {
+        for (jobs, outcomes, at) in ready {
+            timings.sync_wait.observe(started.saturating_duration_since(at));
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                if matches!(job, Job::Append { .. }) {
+                    timings.durable.observe(done.saturating_duration_since(job.queued()));
+                }
                 match &synced {
                     Ok(()) => job.reply(outcome),
                     Err(e) => job.reply(Outcome::failed(StoreError::Backend(format!("could not sync to disk: {e}")))),

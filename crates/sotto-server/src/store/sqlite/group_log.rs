@@ -73,7 +73,8 @@ impl GroupLog for SqliteStore {
     fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {
         let (reply, answer) = tokio::sync::oneshot::channel();
         // If the writer is gone the reply sender drops and the ticket says so.
-        let _ = self.jobs.send(Job::Append { msg: OwnedMessage::new(m), now, reply });
+        let _ =
+            self.jobs.send(Job::Append { msg: OwnedMessage::new(m), now, reply, queued: std::time::Instant::now() });
         answer
     }
 
@@ -341,7 +342,13 @@ impl GroupLog for SqliteStore {
     fn ack(&self, group_id: &[u8], device: &DeviceRef, seq: u64) -> StoreResult<()> {
         // Through the writer, in the next batch (see `writer.rs`).
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job::Ack { group_id: group_id.to_vec(), device: device.clone(), seq, reply };
+        let job = Job::Ack {
+            group_id: group_id.to_vec(),
+            device: device.clone(),
+            seq,
+            reply,
+            queued: std::time::Instant::now(),
+        };
         if self.jobs.send(job).is_err() {
             return Err(StoreError::Backend("the store writer stopped".into()));
         }

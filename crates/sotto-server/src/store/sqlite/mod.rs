@@ -16,6 +16,7 @@ mod accounts;
 mod blobs;
 mod durability;
 mod group_log;
+mod job;
 mod key_packages;
 mod operator;
 mod pending;
@@ -23,8 +24,10 @@ mod schema;
 mod writer;
 
 use super::queued::OwnedMessage;
+use super::stage_timings::StageTimings;
+use job::Job;
 use schema::SCHEMA;
-use writer::{writer, Job};
+use writer::writer;
 
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
 /// writers anyway, and one connection makes every call one transaction with
@@ -41,6 +44,8 @@ pub struct SqliteStore {
     /// The write-ahead log to sync after a write outside the writer (on
     /// disk only; see `durability.rs`).
     wal: Option<Arc<durability::WalSync>>,
+    /// How long writes spend in each stage (`/metrics`).
+    timings: Arc<StageTimings>,
 }
 
 /// Every statement goes through the connection's statement cache. Parsing
@@ -178,6 +183,7 @@ impl SqliteStore {
         let c = conn.clone();
         let membership_changes = Arc::new(AtomicU64::new(0));
         let changes = membership_changes.clone();
+        let timings = Arc::new(StageTimings::default());
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -191,7 +197,8 @@ impl SqliteStore {
                 let (synced, ticks) = mpsc::sync_channel(1);
                 let w = wal.clone();
                 let writer_conn = conn.clone();
-                spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced)))?;
+                let t = timings.clone();
+                spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced, t)))?;
                 spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(db, ticks, writer_conn)))?;
                 (Some(tx), Some(wal))
             }
@@ -199,9 +206,12 @@ impl SqliteStore {
         };
         std::thread::Builder::new()
             .name("sotto-store-writer".into())
-            .spawn(move || writer(c, rx, changes, durable))
+            .spawn({
+                let t = timings.clone();
+                move || writer(c, rx, changes, durable, t)
+            })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { conn, jobs, membership_changes, wal })
+        Ok(Self { conn, jobs, membership_changes, wal, timings })
     }
 
     /// Caps the database file at about `bytes` (SQLite's page limit): past

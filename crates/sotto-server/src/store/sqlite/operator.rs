@@ -4,6 +4,10 @@
 use super::*;
 
 impl OperatorViews for SqliteStore {
+    fn stage_timings(&self) -> Option<Vec<crate::store::stage_timings::HistogramSnapshot>> {
+        Some(self.timings.snapshot())
+    }
+
     fn list_invites(&self) -> StoreResult<Vec<InviteRecord>> {
         self.with_tx(|tx| {
             let mut stmt = tx

@@ -4,57 +4,13 @@
 //! on disk before the device hears "done"), but it shares the batch's one
 //! fsync instead of paying its own while holding the connection.
 
+use std::time::Instant;
+
+use super::job::{Job, Outcome};
 use super::pending::{insert_id, IdKey, Pending, StoredAt, FOLD_GROUPS};
 #[allow(unused_imports)]
 use super::*;
-
-/// Work waiting for the writer.
-pub(super) enum Job {
-    /// An append.
-    Append {
-        msg: crate::store::queued::OwnedMessage,
-        now: i64,
-        reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
-    },
-    /// A device read a group up to `seq`.
-    Ack { group_id: Vec<u8>, device: DeviceRef, seq: u64, reply: tokio::sync::oneshot::Sender<StoreResult<()>> },
-    /// Fold what the writer holds ([`Pending`]) now, before counting.
-    Fold { reply: std::sync::mpsc::SyncSender<StoreResult<()>> },
-}
-
-/// What a job came to.
-pub(super) enum Outcome {
-    Appended(StoreResult<Appended>),
-    Acked(StoreResult<()>),
-}
-
-impl Outcome {
-    pub(super) fn failed(e: StoreError) -> Self {
-        // The kind does not matter for a failure: `reply` maps it back.
-        Outcome::Acked(Err(e))
-    }
-
-    fn is_backend_failure(&self) -> bool {
-        matches!(self, Outcome::Appended(Err(StoreError::Backend(_))) | Outcome::Acked(Err(StoreError::Backend(_))))
-    }
-}
-
-impl Job {
-    pub(super) fn reply(self, outcome: Outcome) {
-        let err = |o: Outcome| match o {
-            Outcome::Appended(Err(e)) | Outcome::Acked(Err(e)) => e,
-            _ => StoreError::Backend("the store writer mixed up its answers".into()),
-        };
-        match (self, outcome) {
-            (Job::Append { reply, .. }, Outcome::Appended(r)) => drop(reply.send(r)),
-            (Job::Append { reply, .. }, o) => drop(reply.send(Err(err(o)))),
-            (Job::Ack { reply, .. }, Outcome::Acked(r)) => drop(reply.send(r)),
-            (Job::Ack { reply, .. }, o) => drop(reply.send(Err(err(o)))),
-            // Answered by the writer loop itself, never in a batch.
-            (Job::Fold { reply }, o) => drop(reply.send(Err(err(o)))),
-        }
-    }
-}
+use crate::store::stage_timings::StageTimings;
 
 /// Most appends committed together.
 pub(super) const MAX_BATCH: usize = 1024;
@@ -95,6 +51,7 @@ pub(super) fn writer(
     jobs: mpsc::Receiver<Job>,
     changes: Arc<AtomicU64>,
     durable: Option<mpsc::Sender<super::durability::Committed>>,
+    timings: Arc<StageTimings>,
 ) {
     let mut cache = MembersCache::default();
     let mut pending = Pending::default();
@@ -130,6 +87,10 @@ pub(super) fn writer(
             }
         }
         if !batch.is_empty() {
+            let started = Instant::now();
+            for job in &batch {
+                timings.queue.observe(started.saturating_duration_since(job.queued()));
+            }
             let results = {
                 let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                 // Read under the connection lock, which every membership
@@ -141,9 +102,11 @@ pub(super) fn writer(
                 }
                 commit_batch(&mut conn, &batch, &mut cache, &mut pending)
             };
+            let committed = Instant::now();
+            timings.commit.observe(committed - started);
             match &durable {
                 Some(syncer) => {
-                    if let Err(mpsc::SendError((batch, _))) = syncer.send((batch, results)) {
+                    if let Err(mpsc::SendError((batch, _, _))) = syncer.send((batch, results, committed)) {
                         for job in batch {
                             job.reply(Outcome::failed(StoreError::Backend("the store's syncer stopped".into())));
                         }
@@ -151,6 +114,9 @@ pub(super) fn writer(
                 }
                 None => {
                     for (job, r) in batch.into_iter().zip(results) {
+                        if matches!(job, Job::Append { .. }) {
+                            timings.durable.observe(committed.saturating_duration_since(job.queued()));
+                        }
                         job.reply(r);
                     }
                 }
