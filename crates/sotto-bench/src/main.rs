@@ -171,9 +171,10 @@ enum Command {
         /// sit on different nodes when there are two or more.
         #[arg(long, default_value_t = 1, requires = "store")]
         nodes: usize,
-        /// Pin the server to these CPUs (a taskset list: `0`, `0,1`, `2-3`);
-        /// the load generator stays where the system puts it. The printed
-        /// server CPU share then says whether the server was the limit.
+        /// Pin the server to these CPUs (a taskset list: `0`, `0,1`, `2-3`)
+        /// and the load generator to the others, if any (as `compare-mqtt`
+        /// and `all`'s one-core row do). The printed server CPU share then
+        /// says whether the server was the limit.
         #[arg(long, value_name = "LIST", conflicts_with = "store")]
         server_cpus: Option<String>,
     },

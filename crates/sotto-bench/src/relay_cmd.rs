@@ -63,6 +63,11 @@ pub async fn round(pairs: usize, run_for: Duration, window: usize, server_cpus: 
 pub async fn run(o: Options) -> Result<()> {
     let Options { pairs, secs, window, rate, store, nodes, server_cpus } = o;
     proc::raise_fd_limit();
+    // The load generator off the server's CPUs: unpinned, it took turns
+    // with the server on them, and the server's latency included its work.
+    if let Some(rest) = server_cpus.as_deref().and_then(proc::other_cpus) {
+        proc::pin_self(&rest);
+    }
     let tmp = tempfile::tempdir()?;
     let deployment = match &store {
         Some(url) => Some(nodes::Nodes::new(tmp.path(), url, nodes.max(1))?),
