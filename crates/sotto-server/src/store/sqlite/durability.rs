@@ -16,6 +16,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
@@ -28,6 +29,8 @@ pub(super) struct WalSync {
     db: PathBuf,
     path: PathBuf,
     file: Mutex<Option<File>>,
+    /// A sync failed: see [`WalSync::sync`].
+    failed: AtomicBool,
 }
 
 impl WalSync {
@@ -35,11 +38,24 @@ impl WalSync {
     pub(super) fn new(db: &Path) -> Self {
         let mut name = db.as_os_str().to_owned();
         name.push("-wal");
-        Self { db: db.to_owned(), path: PathBuf::from(name), file: Mutex::new(None) }
+        Self { db: db.to_owned(), path: PathBuf::from(name), file: Mutex::new(None), failed: AtomicBool::new(false) }
     }
 
     /// Everything committed so far is on disk when this returns `Ok`.
+    ///
+    /// Once a sync has failed, every later one fails too, until the server
+    /// restarts. After a failed `fdatasync` Linux forgets the pages it
+    /// could not write and reports the error once: the next sync would
+    /// succeed over a log with a hole in it, and SQLite's recovery stops at
+    /// the hole, so whatever was acknowledged after it would be lost. A
+    /// restart recovers the log up to the hole, which holds everything
+    /// acknowledged before the failure; clients send the rest again.
     pub(super) fn sync(&self) -> std::io::Result<()> {
+        if self.has_failed() {
+            return Err(std::io::Error::other(
+                "an earlier sync of the log failed, so nothing more is accepted until the server restarts",
+            ));
+        }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if file.is_none() {
             // The log exists from the first write on; it is emptied by
@@ -52,10 +68,25 @@ impl WalSync {
                 Err(e) => return Err(e),
             });
         }
-        match file.as_ref() {
+        let synced = match file.as_ref() {
             Some(f) => f.sync_data(),
             None => Ok(()),
+        };
+        if let Err(e) = &synced {
+            if !self.failed.swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    error = %e,
+                    "the disk failed to store the message log; to lose nothing already acknowledged, the server \
+                     accepts no more writes: check the disk, then restart the server"
+                );
+            }
         }
+        synced
+    }
+
+    /// Whether a sync has failed since the store opened.
+    pub(super) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 }
 
@@ -84,9 +115,6 @@ pub(super) fn syncer(
         // Wakes the checkpointer (a wake-up already waiting is enough).
         let _ = synced.try_send(());
         let synced = result;
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, "the store could not sync its log to disk; the messages are refused for now");
-        }
         for (jobs, outcomes, at) in ready {
             timings.sync_wait.observe(started.saturating_duration_since(at));
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
@@ -136,7 +164,12 @@ const RESTART_AT_FRAMES: u64 = 2048;
 /// thread holds the writer's connection for a second pass, which has only
 /// the last few milliseconds of frames left to copy; the writer's own
 /// checkpoint stays as the bound for when this thread falls behind.
-pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<Mutex<rusqlite::Connection>>) {
+pub(super) fn checkpointer(
+    db: PathBuf,
+    synced: mpsc::Receiver<()>,
+    writer: Arc<Mutex<rusqlite::Connection>>,
+    log: Arc<WalSync>,
+) {
     let wal = WalSync::new(&db).path;
     let conn = match rusqlite::Connection::open(&db) {
         Ok(c) => c,
@@ -151,6 +184,11 @@ pub(super) fn checkpointer(db: PathBuf, synced: mpsc::Receiver<()>, writer: Arc<
         // Below this size SQLite's own bound is far off: leave the log be
         // (as SQLite would until 4 MiB).
         let big = std::fs::metadata(&wal).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
+        // After a failed sync the log may have a hole: copying it into the
+        // database could spread the damage. It waits for the restart.
+        if log.has_failed() {
+            return;
+        }
         if big {
             if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
                 tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");
@@ -204,12 +242,47 @@ const RESTART_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// After a failed sync nothing is acknowledged any more, also if the
+    /// disk seems fine again: every job is answered with an error that
+    /// says to restart, and the log is not synced (or trusted) again.
+    #[test]
+    fn after_a_failed_sync_nothing_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        // A log the kernel cannot sync (procfs has no fsync): fdatasync
+        // fails, as it does on a failing disk.
+        std::os::unix::fs::symlink("/proc/self/stat", dir.path().join("t.db-wal")).unwrap();
+        let wal = Arc::new(WalSync::new(&db));
+        let (committed, rx) = mpsc::channel();
+        let (synced, _ticks) = mpsc::sync_channel(1);
+        let w = wal.clone();
+        let syncer = std::thread::spawn(move || syncer(w, rx, synced, Arc::new(StageTimings::default())));
+        let ack = || {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let device = sotto_proto::DeviceRef { handle: "alice".into(), device_id: 1 };
+            let job = Job::Ack { group_id: b"g".to_vec(), device, seq: 1, reply, queued: Instant::now() };
+            committed.send((vec![job], vec![Outcome::Acked(Ok(()))], Instant::now())).unwrap();
+            answer.blocking_recv().unwrap()
+        };
+        let first = ack().unwrap_err().to_string();
+        assert!(first.contains("could not sync to disk"), "{first}");
+        assert!(wal.has_failed());
+        for _ in 0..2 {
+            let later = ack().unwrap_err().to_string();
+            assert!(later.contains("until the server restarts"), "not synced again: {later}");
+        }
+        let direct = wal.sync().unwrap_err().to_string();
+        assert!(direct.contains("until the server restarts"), "{direct}");
+        drop(committed);
+        syncer.join().unwrap();
+    }
 
     /// Under constant writing, a round past the threshold copies the whole
     /// log, and the writer's next commit starts the log over.
     #[test]
     fn a_round_under_constant_writing_lets_the_log_start_over() {
+        use std::sync::atomic::AtomicBool;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let w = rusqlite::Connection::open(&db).unwrap();

@@ -199,7 +199,11 @@ impl SqliteStore {
                 let writer_conn = conn.clone();
                 let t = timings.clone();
                 spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced, t)))?;
-                spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(db, ticks, writer_conn)))?;
+                let log = wal.clone();
+                spawn(
+                    "sotto-store-checkpointer",
+                    Box::new(move || durability::checkpointer(db, ticks, writer_conn, log)),
+                )?;
                 (Some(tx), Some(wal))
             }
             None => (None, None),
