@@ -23,7 +23,7 @@ pub(crate) fn dev(h: &str) -> DeviceRef {
     DeviceRef { handle: h.into(), device_id: 1 }
 }
 
-fn info() -> DeviceInfo {
+pub(crate) fn info() -> DeviceInfo {
     DeviceInfo { device_id: 1, device_key: vec![7; 32], certificate: vec![8; 64] }
 }
 

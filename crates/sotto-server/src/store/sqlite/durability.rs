@@ -52,9 +52,7 @@ impl WalSync {
     /// acknowledged before the failure; clients send the rest again.
     pub(super) fn sync(&self) -> std::io::Result<()> {
         if self.has_failed() {
-            return Err(std::io::Error::other(
-                "an earlier sync of the log failed, so nothing more is accepted until the server restarts",
-            ));
+            return Err(std::io::Error::other(LOG_FAILED));
         }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if file.is_none() {
@@ -89,6 +87,10 @@ impl WalSync {
         self.failed.load(Ordering::SeqCst)
     }
 }
+
+/// Why nothing is written once a sync has failed ([`WalSync::sync`]).
+pub(super) const LOG_FAILED: &str =
+    "an earlier sync of the log failed, so nothing more is accepted until the server restarts";
 
 /// A committed batch waiting for its answers, and when it was committed.
 pub(super) type Committed = (Vec<Job>, Vec<Outcome>, Instant);

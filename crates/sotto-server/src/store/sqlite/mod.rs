@@ -204,7 +204,7 @@ impl SqliteStore {
                     "sotto-store-checkpointer",
                     Box::new(move || durability::checkpointer(db, ticks, writer_conn, log)),
                 )?;
-                (Some(tx), Some(wal))
+                (Some((tx, wal.clone())), Some(wal))
             }
             None => (None, None),
         };
@@ -250,6 +250,12 @@ impl SqliteStore {
         let before = conn.total_changes();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
         let out = f(&tx)?;
+        let failed = self.wal.as_ref().is_some_and(|w| w.has_failed());
+        if failed && tx.total_changes() != before {
+            // Nothing more goes into a log that may have a hole
+            // (`durability.rs`); dropping the transaction rolls it back.
+            return Err(StoreError::Backend(format!("could not sync to disk: {}", durability::LOG_FAILED)));
+        }
         tx.commit().map_err(backend)?;
         let wrote = conn.total_changes() != before;
         drop(conn);
@@ -421,6 +427,42 @@ mod tests {
             assert_eq!((new.seq, new.duplicate), (first.seq + 1, false));
             let old = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
             assert_eq!((old.seq, old.duplicate), (first.seq, true), "ids from before stay known");
+        }
+
+        /// Once the log failed to sync, the store acknowledges nothing and
+        /// writes nothing more into the log, and says why.
+        #[test]
+        fn after_the_log_failed_to_sync_nothing_is_written_or_acknowledged() {
+            use sotto_proto::MessageKind;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("relay.db");
+            let (alice, g) = (conformance::dev("alice"), b"group-disk");
+            {
+                let s = SqliteStore::open(&path).unwrap();
+                conformance::register(&s, "alice");
+                s.create_group(g, &alice, 0).unwrap();
+            }
+            let s = SqliteStore::open(&path).unwrap();
+            // SQLite keeps writing to the log it has open, moved aside; the
+            // store syncs the path, now a file the kernel cannot sync
+            // (procfs has no fsync), as it could not on a failing disk.
+            let log = dir.path().join("relay.db-wal");
+            let moved = dir.path().join("real-wal");
+            std::fs::rename(&log, &moved).unwrap();
+            std::os::unix::fs::symlink("/proc/self/stat", &log).unwrap();
+            let send = |id: &[u8]| {
+                s.append(&conformance::msg(g, &alice, 0, id, MessageKind::Application), 0).unwrap_err().to_string()
+            };
+            let first = send(b"a");
+            assert!(first.contains("could not sync to disk"), "not acknowledged: {first}");
+            let size = std::fs::metadata(&moved).unwrap().len();
+            for later in [send(b"b"), send(b"a")] {
+                assert!(later.contains("until the server restarts"), "{later}");
+            }
+            let registered = s.register("bob", &[2; 32], &conformance::info(), None, false, 0);
+            let e = registered.unwrap_err().to_string();
+            assert!(e.contains("until the server restarts"), "a write outside the writer neither: {e}");
+            assert_eq!(std::fs::metadata(&moved).unwrap().len(), size, "nothing more went into the log");
         }
 
         /// An id stays known across a fold (memory, then `sent_ids`).

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::durability::{WalSync, LOG_FAILED};
 use super::job::{Job, Outcome};
 use super::pending::{insert_id, IdKey, Pending, StoredAt, FOLD_GROUPS};
 #[allow(unused_imports)]
@@ -55,7 +56,7 @@ pub(super) fn writer(
     conn: Arc<Mutex<Connection>>,
     jobs: mpsc::Receiver<Job>,
     changes: Arc<AtomicU64>,
-    durable: Option<mpsc::Sender<super::durability::Committed>>,
+    durable: Option<(mpsc::Sender<super::durability::Committed>, Arc<WalSync>)>,
     timings: Arc<StageTimings>,
 ) {
     let mut cache = MembersCache::default();
@@ -63,9 +64,17 @@ pub(super) fn writer(
     // A job taken while a fold was under way: the next batch starts with it.
     let mut carried: Option<Job> = None;
     loop {
+        // After a failed sync nothing more goes into the log, which may
+        // have a hole (`durability.rs`): no batch, no fold, and no
+        // checkpoint by SQLite inside a commit made outside the writer.
+        let failed = durable.as_ref().is_some_and(|(_, log)| log.has_failed());
+        if failed {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=0;");
+        }
         // With ids or reclaims waiting, wake up to fold them even if no
         // work comes (`pending.rs`).
-        let first = match (carried.take(), pending.wait()) {
+        let first = match (carried.take(), pending.wait().filter(|_| !failed)) {
             (Some(job), _) => Some(job),
             (None, None) => jobs.recv().ok(),
             (None, Some(wait)) => match jobs.recv_timeout(wait) {
@@ -106,6 +115,17 @@ pub(super) fn writer(
                 }
             }
         }
+        // Checked again: the sync may have failed while this waited.
+        let failed = durable.as_ref().is_some_and(|(_, log)| log.has_failed());
+        if failed {
+            for job in batch {
+                job.reply(Outcome::failed(StoreError::Backend(LOG_FAILED.into())));
+            }
+            for reply in folds {
+                let _ = reply.send(Err(StoreError::Backend(LOG_FAILED.into())));
+            }
+            continue;
+        }
         if !batch.is_empty() {
             let started = Instant::now();
             for job in &batch {
@@ -125,7 +145,7 @@ pub(super) fn writer(
             let committed = Instant::now();
             timings.commit.observe(committed - started);
             match &durable {
-                Some(syncer) => {
+                Some((syncer, _)) => {
                     if let Err(mpsc::SendError((batch, _, _))) = syncer.send((batch, results, committed)) {
                         for job in batch {
                             job.reply(Outcome::failed(StoreError::Backend("the store's syncer stopped".into())));
