@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const METRICS_FILE: &str = "bench-metrics";
 
 /// Per stage, its observations and the bucket bounds holding p50 and p99
-/// (ms), as one line; none
-/// when the server keeps no stage timings (PostgreSQL) or wrote no address.
+/// (ms), as one line; none when the server keeps no stage timings
+/// (PostgreSQL) or wrote no address.
 pub async fn scrape(data: &Path) -> Result<Option<String>> {
     let Ok(address) = std::fs::read_to_string(data.join(METRICS_FILE)) else { return Ok(None) };
     let mut tcp = tokio::net::TcpStream::connect(address.trim()).await.context("the server's metrics address")?;

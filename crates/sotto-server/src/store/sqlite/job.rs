@@ -24,7 +24,7 @@ pub(super) enum Job {
         reply: tokio::sync::oneshot::Sender<StoreResult<()>>,
         queued: Instant,
     },
-    /// Fold what the writer holds ([`Pending`]) now, before counting.
+    /// Fold what the writer holds (`pending.rs`) now, before counting.
     Fold { reply: std::sync::mpsc::SyncSender<StoreResult<()>> },
 }
 

@@ -106,9 +106,9 @@ pub(super) fn writer(
                     // used to commit it alone and the rest in a second
                     // commit and sync. Yielding while that brings more (at
                     // no cost when the core is otherwise idle) took p99 at
-                    // 10,000 msgs/s on one core from 5.4-9.7 to 3.9-5.1 ms
-                    // and the server's CPU by 3-5 points; full speed did not
-                    // move (docs/performance.md).
+                    // 10,000 msgs/s on one core from 5.6-9.2 to 4.3-5.1 ms
+                    // and the server's CPU down by up to 8 points; full
+                    // speed did not move (docs/performance.md).
                     std::thread::yield_now();
                     yields += 1;
                     next = jobs.try_recv().ok();
