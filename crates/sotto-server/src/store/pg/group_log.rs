@@ -71,7 +71,12 @@ impl GroupLog for PgStore {
 
     fn append_queued(&self, m: &NewMessage<'_>, now: i64) -> AppendTicket {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let _ = self.jobs.send(writer::Job { msg: crate::store::queued::OwnedMessage::new(m), now, reply });
+        let _ = self.jobs.send(writer::Job {
+            msg: crate::store::queued::OwnedMessage::new(m),
+            now,
+            reply,
+            queued: std::time::Instant::now(),
+        });
         answer
     }
 

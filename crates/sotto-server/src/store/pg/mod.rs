@@ -43,6 +43,8 @@ pub struct PgStore {
     config: ::postgres::Config,
     /// This node's name on the notification channel, so it skips its own.
     node: String,
+    /// How long appends spend queued and committing (`/metrics`).
+    timings: Arc<crate::store::stage_timings::StageTimings>,
 }
 
 /// The notification channel the nodes ring each other on.
@@ -125,11 +127,13 @@ impl PgStore {
         let client = config.connect(NoTls).map_err(backend)?;
         let node = hex::encode(rand::random::<[u8; 8]>());
         let (writer_config, writer_node) = (config.clone(), node.clone());
+        let timings = Arc::new(crate::store::stage_timings::StageTimings::default());
+        let writer_timings = timings.clone();
         std::thread::Builder::new()
             .name("sotto-pg-writer".into())
-            .spawn(move || writer::run(client, writer_config, &writer_node, rx))
+            .spawn(move || writer::run(client, writer_config, &writer_node, rx, writer_timings))
             .map_err(backend)?;
-        Ok(Self { pool: Some(pool), jobs, config, node })
+        Ok(Self { pool: Some(pool), jobs, config, node, timings })
     }
 
     /// A value every node of the deployment shares (the TLS key, the server
@@ -337,6 +341,28 @@ mod tests {
     }
 
     crate::store_conformance!(fresh(), if test_postgres().is_some());
+
+    /// Appends are timed: queued, committed, answered; PostgreSQL syncs
+    /// inside its commit, so there is no sync stage.
+    #[test]
+    fn appends_are_timed_by_stage() {
+        if test_postgres().is_none() {
+            return;
+        }
+        let s = fresh();
+        let alice = conformance::dev("alice");
+        conformance::register(&s, "alice");
+        s.create_group(b"g-timed", &alice, 0).unwrap();
+        for i in 0..3u8 {
+            s.append(&conformance::msg(b"g-timed", &alice, 0, &[i], MessageKind::Application), 0).unwrap();
+        }
+        let t = s.stage_timings().unwrap();
+        let count =
+            |name: &str| t[crate::store::stage_timings::STAGES.iter().position(|(n, _)| *n == name).unwrap()].count();
+        assert_eq!((count("queue"), count("durable")), (3, 3));
+        assert!((1..=3).contains(&count("commit")), "{}", count("commit"));
+        assert_eq!((count("sync_wait"), count("sync")), (0, 0));
+    }
 
     #[test]
     fn nodes_share_one_value_whoever_comes_first() {

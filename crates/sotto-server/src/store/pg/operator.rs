@@ -56,6 +56,10 @@ impl OperatorViews for PgStore {
         })
     }
 
+    fn stage_timings(&self) -> Option<Vec<crate::store::stage_timings::HistogramSnapshot>> {
+        Some(self.timings.snapshot())
+    }
+
     fn stats(&self) -> StoreResult<StoreStats> {
         self.with_tx(|tx| {
             let r = tx

@@ -6,6 +6,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::store::stage_timings::StageTimings;
 use crate::store::Change;
 
 /// An append waiting for the writer.
@@ -13,12 +14,23 @@ pub(super) struct Job {
     pub(super) msg: crate::store::queued::OwnedMessage,
     pub(super) now: i64,
     pub(super) reply: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
+    /// When it was queued (`StageTimings`).
+    pub(super) queued: std::time::Instant,
 }
 
 /// Most appends committed together.
 const MAX_BATCH: usize = 2048;
 
-pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, node: &str, jobs: mpsc::Receiver<Job>) {
+/// The writer thread. `timings` gets the queue, the commit (PostgreSQL's
+/// own sync included: there is no separate sync stage) and each append's
+/// whole time.
+pub(super) fn run(
+    mut client: ::postgres::Client,
+    config: ::postgres::Config,
+    node: &str,
+    jobs: mpsc::Receiver<Job>,
+    timings: Arc<StageTimings>,
+) {
     let mut prepared = Prepared::new(&mut client).ok();
     // The statements append_in prepares on this connection.
     let mut cache = std::collections::HashMap::new();
@@ -42,10 +54,16 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, no
         if prepared.is_none() {
             prepared = Prepared::new(&mut client).ok();
         }
+        let started = std::time::Instant::now();
+        for job in &batch {
+            timings.queue.observe(started.saturating_duration_since(job.queued));
+        }
         let results = match &prepared {
             Some(p) => commit_batch(&mut client, &mut cache, p, &batch),
             None => batch.iter().map(|_| Err(backend("the database cannot be reached"))).collect(),
         };
+        let committed = std::time::Instant::now();
+        timings.commit.observe(committed - started);
         // After the commit, ring the other nodes: one notification per
         // group that moved, and one for the devices that got welcomes.
         let mut rings: Vec<String> = Vec::new();
@@ -73,6 +91,7 @@ pub(super) fn run(mut client: ::postgres::Client, config: ::postgres::Config, no
             }
         }
         for (job, r) in batch.into_iter().zip(results) {
+            timings.durable.observe(committed.saturating_duration_since(job.queued));
             let _ = job.reply.send(r);
         }
     }
