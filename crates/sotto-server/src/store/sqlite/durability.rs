@@ -166,14 +166,8 @@ const RESTART_AT_FRAMES: u64 = 2048;
 /// thread holds the writer's connection for a second pass, which has only
 /// the last few milliseconds of frames left to copy; the writer's own
 /// checkpoint stays as the bound for when this thread falls behind.
-pub(super) fn checkpointer(
-    db: PathBuf,
-    synced: mpsc::Receiver<()>,
-    writer: Arc<Mutex<rusqlite::Connection>>,
-    log: Arc<WalSync>,
-) {
-    let wal = WalSync::new(&db).path;
-    let conn = match rusqlite::Connection::open(&db) {
+pub(super) fn checkpointer(synced: mpsc::Receiver<()>, writer: Arc<Mutex<rusqlite::Connection>>, log: Arc<WalSync>) {
+    let conn = match rusqlite::Connection::open(&log.db) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "no checkpointer; the writer checkpoints by itself");
@@ -183,14 +177,14 @@ pub(super) fn checkpointer(
     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
     while synced.recv().is_ok() {
         let started = std::time::Instant::now();
-        // Below this size SQLite's own bound is far off: leave the log be
-        // (as SQLite would until 4 MiB).
-        let big = std::fs::metadata(&wal).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
         // After a failed sync the log may have a hole: copying it into the
         // database could spread the damage. It waits for the restart.
         if log.has_failed() {
             return;
         }
+        // Below this size SQLite's own bound is far off: leave the log be
+        // (as SQLite would until 4 MiB).
+        let big = std::fs::metadata(&log.path).map(|m| m.len() >= CHECKPOINT_AT_BYTES).unwrap_or(false);
         if big {
             if let Err(e) = checkpoint_round(&conn, &writer, RESTART_AT_FRAMES) {
                 tracing::warn!(error = %e, "a checkpoint did not run; the next try comes shortly");

@@ -108,7 +108,7 @@ impl SqliteStore {
         // which also lets the log start over; the writer's own, past 16
         // MiB of log, bounds it only if that thread falls behind.
         conn.execute_batch("PRAGMA wal_autocheckpoint=4096;").map_err(backend)?;
-        Self::setup(conn, Some((Arc::new(durability::WalSync::new(path)), path.to_owned())))
+        Self::setup(conn, Some(Arc::new(durability::WalSync::new(path))))
     }
 
     /// An in-memory database, for tests.
@@ -116,8 +116,8 @@ impl SqliteStore {
         Self::setup(Connection::open_in_memory().map_err(backend)?, None)
     }
 
-    /// `disk`: the log to sync and the database's path (none in memory).
-    fn setup(conn: Connection, disk: Option<(Arc<durability::WalSync>, std::path::PathBuf)>) -> StoreResult<Self> {
+    /// `disk`: the log to sync, which knows the database's path (none in memory).
+    fn setup(conn: Connection, disk: Option<Arc<durability::WalSync>>) -> StoreResult<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
         // Room for every statement the store uses, so none is ever re-parsed.
         conn.set_prepared_statement_cache_capacity(128);
@@ -192,7 +192,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(e.to_string()))
         };
         let (durable, wal) = match disk {
-            Some((wal, db)) => {
+            Some(wal) => {
                 let (tx, rx) = mpsc::channel();
                 let (synced, ticks) = mpsc::sync_channel(1);
                 let w = wal.clone();
@@ -200,10 +200,7 @@ impl SqliteStore {
                 let t = timings.clone();
                 spawn("sotto-store-syncer", Box::new(move || durability::syncer(w, rx, synced, t)))?;
                 let log = wal.clone();
-                spawn(
-                    "sotto-store-checkpointer",
-                    Box::new(move || durability::checkpointer(db, ticks, writer_conn, log)),
-                )?;
+                spawn("sotto-store-checkpointer", Box::new(move || durability::checkpointer(ticks, writer_conn, log)))?;
                 (Some((tx, wal.clone())), Some(wal))
             }
             None => (None, None),

@@ -63,14 +63,16 @@ pub(super) fn writer(
     let mut pending = Pending::default();
     // A job taken while a fold was under way: the next batch starts with it.
     let mut carried: Option<Job> = None;
+    // SQLite's own checkpoint, turned off once a sync failed.
+    let mut checkpoints_off = false;
     loop {
         // After a failed sync nothing more goes into the log, which may
         // have a hole (`durability.rs`): no batch, no fold, and no
         // checkpoint by SQLite inside a commit made outside the writer.
         let failed = durable.as_ref().is_some_and(|(_, log)| log.has_failed());
-        if failed {
+        if failed && !checkpoints_off {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = conn.execute_batch("PRAGMA wal_autocheckpoint=0;");
+            checkpoints_off = conn.execute_batch("PRAGMA wal_autocheckpoint=0;").is_ok();
         }
         // With ids or reclaims waiting, wake up to fold them even if no
         // work comes (`pending.rs`).
