@@ -99,11 +99,15 @@ async fn websocket(
     // whole records; this is only how much plaintext the WebSocket layer
     // copies at once.
     ws.max_message_size(limit).max_frame_size(limit).read_buffer_size(1024).write_buffer_size(WRITE_BUFFER).on_upgrade(
-        move |socket| async move {
-            let admission = guard.as_ref().and_then(|g| g.admission());
-            // Held for the whole session: its place under the caps.
-            let _guard = guard;
-            crate::session::serve(socket, relay, remote, admission).await
+        move |socket| {
+            // Boxed before the future that keeps it is built (see serve).
+            let socket = Box::new(socket);
+            async move {
+                let admission = guard.as_ref().and_then(|g| g.admission());
+                // Held for the whole session: its place under the caps.
+                let _guard = guard;
+                crate::session::serve(socket, relay, remote, admission).await
+            }
         },
     )
 }

@@ -149,9 +149,12 @@ fn malformed_error(e: &DecodeError) -> ErrorBody {
     ErrorBody::with_message(code, e.to_string())
 }
 
-/// Serves one WebSocket until it closes.
+/// Serves one WebSocket until it closes. The socket comes boxed: an async
+/// function's argument is stored in its future more than once (rustc does
+/// not overlap a moved argument with its local copy), and every idle
+/// connection keeps this future.
 pub async fn serve(
-    mut socket: WebSocket,
+    mut socket: Box<WebSocket>,
     relay: Arc<Relay>,
     remote: std::net::SocketAddr,
     admission: Option<crate::admission::Admission>,
@@ -166,21 +169,24 @@ pub async fn serve(
         max_blob_bytes: relay.config.max_blob_bytes,
         notices: true,
     };
-    if send(&mut socket, &ServerMessage::Hello(hello)).await.is_err() {
-        return;
-    }
-    // Until login, the server may close this connection to make room for
-    // a newer one (see admission::Unauthenticated).
-    let evicted = async {
-        match &admission {
-            Some(a) => a.evicted().await,
-            None => std::future::pending().await,
+    // Boxed: the handshake's futures are freed once it is over, so they do
+    // not stay part of the session future every idle connection keeps.
+    let me = Box::pin(async {
+        send(&mut socket, &ServerMessage::Hello(hello)).await.ok()?;
+        // Until login, the server may close this connection to make room
+        // for a newer one (see admission::Unauthenticated).
+        let evicted = async {
+            match &admission {
+                Some(a) => a.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            me = authenticate(&mut socket, &relay, &challenge) => me,
+            _ = evicted => None,
         }
-    };
-    let me = tokio::select! {
-        me = authenticate(&mut socket, &relay, &challenge) => me,
-        _ = evicted => None,
-    };
+    })
+    .await;
     let Some(me) = me else { return };
     if let Some(a) = &admission {
         a.authenticated();
@@ -194,6 +200,9 @@ pub async fn serve(
         welcome_upto: 0,
         notices_upto: None,
         remote,
+        budget: Budget::new(&relay.config),
+        last_heard: Instant::now(),
+        malformed: 0,
     }
     .run(&mut socket)
     .await;
@@ -259,138 +268,195 @@ struct Session<'a> {
     notices_upto: Option<u64>,
     /// The client's address.
     remote: std::net::SocketAddr,
+    /// The connection's request and byte budgets.
+    budget: Budget,
+    /// When the peer last sent anything.
+    last_heard: Instant,
+    /// Malformed frames so far.
+    malformed: u32,
 }
 
-impl Session<'_> {
+/// What woke a logged-in session.
+enum Event {
+    /// The oldest append in flight was answered.
+    Answered(u64, Result<Response, ErrorBody>),
+    Shutdown,
+    Received(Option<Result<Message, axum::Error>>),
+    /// Something was left in the connection's mailbox.
+    Woken,
+    Ping,
+}
+
+/// Whether the session goes on after an event.
+enum Flow {
+    Continue,
+    End,
+}
+
+impl<'a> Session<'a> {
     async fn run(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
         let registration = self.relay.hub.register(self.me.clone(), self.remote);
         let info = registration.info.clone();
-        let mut budget = Budget::new(&self.relay.config);
         let mut shutdown = self.relay.shutdown.subscribe();
         let mut ping = interval(self.relay.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
-        let mut malformed = 0;
         // Sends and commits in flight, answered in order as they become
-        // durable; the client need not wait for one before the next.
-        let relay: &Relay = self.relay;
-        let mut inflight: FuturesOrdered<Answer<'_>> = FuturesOrdered::new();
+        // durable; the client need not wait for one before the next. (Not
+        // a field: `&self` is held across awaits, and these are not Sync.)
+        let mut inflight: FuturesOrdered<Answer<'a>> = FuturesOrdered::new();
         loop {
-            tokio::select! {
-                Some((id, result)) = inflight.next(), if !inflight.is_empty() => {
-                    self.queue_answer(socket, &info, id, result).await?;
-                    // Everything else already durable goes in the same flush.
-                    while let Some(Some((id, result))) = inflight.next().now_or_never() {
-                        self.queue_answer(socket, &info, id, result).await?;
-                    }
-                    flush(socket, self.relay.config.write_timeout).await?;
-                }
-                _ = shutdown.changed() => {
-                    // Requests already taken are finished and answered first.
-                    while let Some((id, result)) = inflight.next().await {
-                        self.answer(socket, &info, id, result).await?;
-                    }
-                    goodbye(socket, ErrorBody::with_message(ErrorCode::Internal, "the server is shutting down; reconnect later")).await;
-                    return Ok(());
-                }
-                msg = socket.recv(), if inflight.len() < MAX_INFLIGHT => {
-                    last_heard = Instant::now();
-                    if let Some(Ok(m)) = &msg {
-                        let n = match m { Message::Binary(b) => b.len(), Message::Text(t) => t.len(), _ => 0 } as u64;
-                        info.bytes_in.fetch_add(n, Ordering::Relaxed);
-                        self.relay.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
-                    }
-                    let over = match &msg {
-                        Some(Ok(Message::Binary(b))) => !budget.take(b.len()),
-                        _ => false,
-                    };
-                    if over {
-                        self.relay.metrics.rejected(ErrorCode::RateLimited);
-                        let id = match classify(msg) { Incoming::Request(id, _) => id, _ => 0 };
-                        respond(socket, id, Err(ErrorBody::new(ErrorCode::RateLimited))).await?;
-                        continue;
-                    }
-                    match classify(msg) {
-                        Incoming::Closed => return Ok(()),
-                        Incoming::TooLarge => {
-                            close_too_large(socket).await;
-                            return Ok(());
-                        }
-                        Incoming::Other => {}
-                        Incoming::Malformed(e) => {
-                            malformed += 1;
-                            if malformed >= MAX_MALFORMED {
-                                goodbye(socket, malformed_error(&e)).await;
-                                return Ok(());
-                            }
-                            respond(socket, 0, Err(malformed_error(&e))).await?;
-                        }
-                        Incoming::Request(id, request) => match relay.submit(&self.me, request) {
-                            Submitted::Queued(answer) => inflight.push_back(Box::pin(async move { (id, answer.await) })),
-                            Submitted::Other(request) => {
-                                // Anything else waits for the appends before it,
-                                // so a client always sees its own messages.
-                                while let Some((pid, result)) = inflight.next().await {
-                                    self.answer(socket, &info, pid, result).await?;
-                                }
-                                if let Request::Notices { after } = request {
-                                    let notices = self
-                                        .store(move |s| s.notices_after(after, sotto_proto::limits::MAX_NOTICES))
-                                        .await?;
-                                    self.notices_upto = Some(notices.iter().map(|n| n.id).max().unwrap_or(after));
-                                    respond(socket, id, Ok(Response::Notices { notices })).await?;
-                                } else if request == Request::Sync {
-                                    respond(socket, id, Ok(Response::Done)).await?;
-                                    self.synced = true;
-                                    self.drain_everything(socket).await?;
-                                    self.push(socket, &ServerMessage::Push(Push::SyncDone)).await?;
-                                } else {
-                                    let result = relay.handle(&self.me, request).await;
-                                    self.answer(socket, &info, id, result).await?;
-                                }
-                            }
-                        },
-                    }
-                }
-                _ = registration.mailbox.wait() => {
-                    let pending = registration.mailbox.take();
-                    if let Some(reason) = pending.kick {
-                        goodbye(socket, reason).await;
-                        return Ok(());
-                    }
-                    if let (true, Some(after)) = (pending.notices, self.notices_upto) {
-                        self.push_notices(socket, after).await?;
-                    }
-                    if let Some(remaining) = pending.key_packages_low {
-                        self.push(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
-                    }
-                    if self.synced {
-                        if pending.inbox {
-                            self.drain_welcomes(socket).await?;
-                        }
-                        for (group, fresh) in pending.groups {
-                            if !self.push_fresh(socket, &group, fresh).await? {
-                                self.drain_group(socket, &group).await?;
-                            }
-                        }
-                        if !pending.signals.is_empty() {
-                            let limit = self.relay.config.write_timeout;
-                            for frame in pending.signals {
-                                feed_frame(socket, frame, &self.relay.metrics.bytes_out, limit).await?;
-                            }
-                            flush(socket, limit).await?;
-                        }
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > self.relay.config.idle_timeout {
-                        tracing::debug!(device = %self.me, "peer silent past the idle timeout; closing");
-                        return Ok(());
-                    }
-                    socket.send(Message::Ping(Vec::new().into())).await.map_err(|_| Gone)?;
-                }
+            let event = tokio::select! {
+                Some((id, result)) = inflight.next(), if !inflight.is_empty() => Event::Answered(id, result),
+                _ = shutdown.changed() => Event::Shutdown,
+                msg = socket.recv(), if inflight.len() < MAX_INFLIGHT => Event::Received(msg),
+                _ = registration.mailbox.wait() => Event::Woken,
+                _ = ping.tick() => Event::Ping,
+            };
+            // The work an event starts is boxed: an idle connection keeps
+            // only the future that waits above (the largest part of its
+            // memory was this future, sized for the deepest request).
+            match Box::pin(self.on_event(socket, &info, &registration.mailbox, &mut inflight, event)).await? {
+                Flow::Continue => {}
+                Flow::End => return Ok(()),
             }
         }
+    }
+
+    async fn on_event(
+        &mut self,
+        socket: &mut WebSocket,
+        info: &crate::hub::ConnInfo,
+        mailbox: &crate::hub::Mailbox,
+        inflight: &mut FuturesOrdered<Answer<'a>>,
+        event: Event,
+    ) -> Result<Flow, Gone> {
+        let relay: &'a Relay = self.relay;
+        match event {
+            Event::Answered(id, result) => {
+                self.queue_answer(socket, info, id, result).await?;
+                // Everything else already durable goes in the same flush.
+                while let Some(Some((id, result))) = inflight.next().now_or_never() {
+                    self.queue_answer(socket, info, id, result).await?;
+                }
+                flush(socket, relay.config.write_timeout).await?;
+            }
+            Event::Shutdown => {
+                // Requests already taken are finished and answered first.
+                while let Some((id, result)) = inflight.next().await {
+                    self.answer(socket, info, id, result).await?;
+                }
+                goodbye(
+                    socket,
+                    ErrorBody::with_message(ErrorCode::Internal, "the server is shutting down; reconnect later"),
+                )
+                .await;
+                return Ok(Flow::End);
+            }
+            Event::Received(msg) => {
+                self.last_heard = Instant::now();
+                if let Some(Ok(m)) = &msg {
+                    let n = match m {
+                        Message::Binary(b) => b.len(),
+                        Message::Text(t) => t.len(),
+                        _ => 0,
+                    } as u64;
+                    info.bytes_in.fetch_add(n, Ordering::Relaxed);
+                    relay.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
+                }
+                let over = match &msg {
+                    Some(Ok(Message::Binary(b))) => !self.budget.take(b.len()),
+                    _ => false,
+                };
+                if over {
+                    relay.metrics.rejected(ErrorCode::RateLimited);
+                    let id = match classify(msg) {
+                        Incoming::Request(id, _) => id,
+                        _ => 0,
+                    };
+                    respond(socket, id, Err(ErrorBody::new(ErrorCode::RateLimited))).await?;
+                    return Ok(Flow::Continue);
+                }
+                match classify(msg) {
+                    Incoming::Closed => return Ok(Flow::End),
+                    Incoming::TooLarge => {
+                        close_too_large(socket).await;
+                        return Ok(Flow::End);
+                    }
+                    Incoming::Other => {}
+                    Incoming::Malformed(e) => {
+                        self.malformed += 1;
+                        if self.malformed >= MAX_MALFORMED {
+                            goodbye(socket, malformed_error(&e)).await;
+                            return Ok(Flow::End);
+                        }
+                        respond(socket, 0, Err(malformed_error(&e))).await?;
+                    }
+                    Incoming::Request(id, request) => match relay.submit(&self.me, request) {
+                        Submitted::Queued(answer) => inflight.push_back(Box::pin(async move { (id, answer.await) })),
+                        Submitted::Other(request) => {
+                            // Anything else waits for the appends before it,
+                            // so a client always sees its own messages.
+                            while let Some((pid, result)) = inflight.next().await {
+                                self.answer(socket, info, pid, result).await?;
+                            }
+                            if let Request::Notices { after } = request {
+                                let notices = self
+                                    .store(move |s| s.notices_after(after, sotto_proto::limits::MAX_NOTICES))
+                                    .await?;
+                                self.notices_upto = Some(notices.iter().map(|n| n.id).max().unwrap_or(after));
+                                respond(socket, id, Ok(Response::Notices { notices })).await?;
+                            } else if request == Request::Sync {
+                                respond(socket, id, Ok(Response::Done)).await?;
+                                self.synced = true;
+                                self.drain_everything(socket).await?;
+                                self.push(socket, &ServerMessage::Push(Push::SyncDone)).await?;
+                            } else {
+                                let result = relay.handle(&self.me, request).await;
+                                self.answer(socket, info, id, result).await?;
+                            }
+                        }
+                    },
+                }
+            }
+            Event::Woken => {
+                let pending = mailbox.take();
+                if let Some(reason) = pending.kick {
+                    goodbye(socket, reason).await;
+                    return Ok(Flow::End);
+                }
+                if let (true, Some(after)) = (pending.notices, self.notices_upto) {
+                    self.push_notices(socket, after).await?;
+                }
+                if let Some(remaining) = pending.key_packages_low {
+                    self.push(socket, &ServerMessage::Push(Push::KeyPackagesLow { remaining })).await?;
+                }
+                if self.synced {
+                    if pending.inbox {
+                        self.drain_welcomes(socket).await?;
+                    }
+                    for (group, fresh) in pending.groups {
+                        if !self.push_fresh(socket, &group, fresh).await? {
+                            self.drain_group(socket, &group).await?;
+                        }
+                    }
+                    if !pending.signals.is_empty() {
+                        let limit = relay.config.write_timeout;
+                        for frame in pending.signals {
+                            feed_frame(socket, frame, &relay.metrics.bytes_out, limit).await?;
+                        }
+                        flush(socket, limit).await?;
+                    }
+                }
+            }
+            Event::Ping => {
+                if self.last_heard.elapsed() > relay.config.idle_timeout {
+                    tracing::debug!(device = %self.me, "peer silent past the idle timeout; closing");
+                    return Ok(Flow::End);
+                }
+                socket.send(Message::Ping(Vec::new().into())).await.map_err(|_| Gone)?;
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// Pushes a frame with this relay's write deadline.
