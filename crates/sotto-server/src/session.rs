@@ -60,7 +60,11 @@ async fn feed_counted(
     total: &AtomicU64,
     limit: std::time::Duration,
 ) -> Result<(), Gone> {
-    let bytes = codec::encode(msg).map_err(|_| Gone)?;
+    let size = match msg {
+        ServerMessage::Push(Push::Deliver(d)) => d.payload.len() + codec::FRAME_OVERHEAD,
+        _ => 128,
+    };
+    let bytes = codec::encode_with_capacity(msg, size).map_err(|_| Gone)?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     feed_frame(socket, bytes.into(), total, limit).await
 }

@@ -109,7 +109,8 @@ impl Relay {
                 }
                 // The entry exactly as the store would give it back, encoded
                 // once for every recipient.
-                match codec::encode(&ServerMessage::Push(Push::Deliver(delivery))) {
+                let size = delivery.payload.len() + codec::FRAME_OVERHEAD;
+                match codec::encode_with_capacity(&ServerMessage::Push(Push::Deliver(delivery)), size) {
                     Ok(frame) => {
                         let fresh = Fresh { seq: appended.seq, frame: frame.into() };
                         if added.is_empty() {
