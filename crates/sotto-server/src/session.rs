@@ -284,10 +284,13 @@ struct Session<'a> {
 enum Event {
     /// The oldest append in flight was answered.
     Answered(u64, Result<Response, ErrorBody>),
+    /// The server is shutting down.
     Shutdown,
+    /// A frame from the peer (or the end of its stream).
     Received(Option<Result<Message, axum::Error>>),
     /// Something was left in the connection's mailbox.
     Woken,
+    /// Time to check the peer is still there.
     Ping,
 }
 
@@ -326,6 +329,7 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Does what `event` asks: answers, pushes, a request, a ping.
     async fn on_event(
         &mut self,
         socket: &mut WebSocket,
