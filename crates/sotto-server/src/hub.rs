@@ -29,8 +29,12 @@ pub struct Fresh {
 /// that falls this far behind reads the store, which costs it a read and a
 /// second encoding per entry: at 256 KiB busy receivers kept falling back
 /// (three quarters of the relay's deliveries came from the store under
-/// full load); at 1 MiB nearly none do (issue 22: +5 % on one core).
-pub const MAX_FRESH_BYTES: usize = 1024 * 1024;
+/// full load); at 1 MiB one wake-up in twenty still did (a receiver on a
+/// shared core can go half a second between two looks at its mailbox, and
+/// each fallback reads hundreds of entries back); at 4 MiB none do after
+/// the first (issue 22: +5 % and then +3.5 % on one core). The memory is
+/// bounded by [`MAX_FRESH_TOTAL`] whatever this is.
+pub const MAX_FRESH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most bytes of carried entries all connections together may have
 /// waiting, so that many slow connections cannot hold `MAX_FRESH_BYTES`
