@@ -100,33 +100,72 @@ impl GroupLog for SqliteStore {
             if welcome_waits {
                 return Ok(Vec::new());
             }
+            // What every reader has read is gone, as far as anyone can
+            // tell, even before the writer's next fold deletes it
+            // (`pending.rs`).
+            let read_by_all: u64 = tx
+                .row("SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?", [group_id], |r| r.get(0))
+                .map_err(backend)?;
+            let after = after_seq.max(joined).max(read_by_all);
+            let limit = limit.min(sotto_proto::limits::MAX_FETCH) as usize;
+            let until = until.unwrap_or(u64::MAX);
+            // The entries after `after` begin either in a run that holds
+            // `after` too (the last row starting at or before it) or at
+            // the first row after it.
+            let run_holding: Option<(u64, Option<u64>)> = tx
+                .prepare_cached(
+                    "SELECT seq, last_seq FROM messages WHERE group_id=? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+                )
+                .map_err(backend)?
+                .query_row(params![group_id, after as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(backend)?;
+            let from = match run_holding {
+                Some((seq, Some(last))) if last > after => seq,
+                _ => after + 1,
+            };
             let mut stmt = tx
                 .prepare_cached(
-                    // What every reader has read is gone, as far as anyone
-                    // can tell, even before the writer's next fold deletes
-                    // it (`pending.rs`).
-                    "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at FROM messages
-                     WHERE group_id=?1 AND seq > ?2 AND seq <= ?3
-                       AND seq > (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)
+                    "SELECT seq, epoch, sender_handle, sender_device, kind, payload, stored_at, last_seq FROM messages
+                     WHERE group_id=?1 AND seq >= ?2 AND seq <= ?3
                      ORDER BY seq LIMIT ?4",
                 )
                 .map_err(backend)?;
-            let limit = limit.min(sotto_proto::limits::MAX_FETCH);
-            let until = until.map(|u| u as i64).unwrap_or(i64::MAX);
             let rows = stmt
-                .query_map(params![group_id, after_seq.max(joined), until, limit], |r| {
-                    Ok(Delivery {
-                        group_id: group_id.to_vec(),
-                        seq: r.get(0)?,
-                        epoch: r.get(1)?,
-                        sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
-                        kind: kind_from(r.get(4)?),
-                        payload: r.get(5)?,
-                        stored_at: r.get(6)?,
-                    })
+                .query_map(params![group_id, from as i64, until.min(i64::MAX as u64) as i64, limit as i64], |r| {
+                    Ok((
+                        Delivery {
+                            group_id: group_id.to_vec(),
+                            seq: r.get(0)?,
+                            epoch: r.get(1)?,
+                            sender: DeviceRef { handle: r.get(2)?, device_id: r.get(3)? },
+                            kind: kind_from(r.get(4)?),
+                            payload: r.get(5)?,
+                            stored_at: r.get(6)?,
+                        },
+                        r.get::<_, Option<u64>>(7)?,
+                    ))
                 })
                 .map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            let mut out = Vec::new();
+            for row in rows {
+                let (d, last_seq) = row.map_err(backend)?;
+                match last_seq {
+                    None => out.push(d),
+                    Some(_) => {
+                        for (seq, e) in super::runs::unpack(d.seq, &d.payload)? {
+                            if seq > after && seq <= until {
+                                out.push(super::runs::delivery(group_id, seq, e));
+                            }
+                        }
+                    }
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            out.truncate(limit);
+            Ok(out)
         })
     }
 
@@ -330,7 +369,7 @@ impl GroupLog for SqliteStore {
                                    WHERE m.stored_at < ?1 - r.retention_ms";
             // Their ids may still be only in the writer's memory
             // (`pending.rs`): keep them known, as a fold would.
-            super::pending::copy_ids_of_rows(tx, EXPIRED, [now])?;
+            super::pending::copy_ids_of_rows(tx, EXPIRED, &[&now])?;
             let n = tx.exec(&format!("DELETE FROM messages WHERE rowid IN ({EXPIRED})"), [now]).map_err(backend)?;
             // A group that is gone needs no setting.
             tx.exec("DELETE FROM group_retention WHERE group_id NOT IN (SELECT group_id FROM groups)", [])

@@ -20,6 +20,7 @@ mod job;
 mod key_packages;
 mod operator;
 mod pending;
+mod runs;
 mod schema;
 mod writer;
 
@@ -174,6 +175,15 @@ impl SqliteStore {
             > 0;
         if !has_client_ids {
             conn.execute_batch(schema::MESSAGE_CLIENT_ID_MIGRATION).map_err(backend)?;
+        }
+        let has_runs: bool = conn
+            .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='last_seq'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)?
+            > 0;
+        if !has_runs {
+            conn.execute_batch(schema::MESSAGE_RUNS_MIGRATION).map_err(backend)?;
         }
         // Ids the writer held when the server last stopped, before anything
         // new is appended.
@@ -343,10 +353,13 @@ fn suite_counts(tx: &Connection, device: &DeviceRef) -> StoreResult<Vec<(u16, u3
     rows.collect::<Result<_, _>>().map_err(backend)
 }
 
-/// Deletes the group's messages that every member has acknowledged.
+/// Deletes the group's messages that every member has acknowledged (a run
+/// once they all read its last entry).
 fn delete_fully_acked(tx: &Connection, group_id: &[u8]) -> StoreResult<()> {
     tx.exec(
-        "DELETE FROM messages WHERE group_id=?1 AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)",
+        "DELETE FROM messages WHERE group_id=?1
+           AND seq <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)
+           AND coalesce(last_seq, seq) <= (SELECT coalesce(min(cursor), 0) FROM members WHERE group_id=?1)",
         [group_id],
     )
     .map_err(backend)?;

@@ -218,19 +218,34 @@ pub(super) fn insert_id(
 }
 
 /// Copies into `sent_ids` the ids on the message rows whose rowids `rows`
-/// (a SELECT, with `params`) picks: before they are deleted by anything
-/// but a fold, and when the store opens.
-pub(super) fn copy_ids_of_rows(tx: &Connection, rows: &str, params: impl rusqlite::Params) -> StoreResult<()> {
+/// (a SELECT, with `params`) picks, runs included: before they are
+/// deleted by anything but a fold, and when the store opens.
+pub(super) fn copy_ids_of_rows(tx: &Connection, rows: &str, params: &[&dyn rusqlite::ToSql]) -> StoreResult<()> {
     tx.exec(
         &format!(
             "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
              SELECT group_id, sender_handle, sender_device, client_id, seq, epoch + (kind = 1), stored_at
-             FROM messages WHERE client_id IS NOT NULL AND rowid IN ({rows})"
+             FROM messages WHERE client_id IS NOT NULL AND last_seq IS NULL AND rowid IN ({rows})"
         ),
         params,
     )
-    .map(drop)
-    .map_err(backend)
+    .map_err(backend)?;
+    let mut stmt = tx
+        .prepare(&format!(
+            "SELECT group_id, seq, payload FROM messages WHERE last_seq IS NOT NULL AND rowid IN ({rows})"
+        ))
+        .map_err(backend)?;
+    let found = stmt
+        .query_map(params, |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u64>(1)?, r.get::<_, Vec<u8>>(2)?)))
+        .map_err(backend)?;
+    for row in found {
+        let (group_id, first, packed) = row.map_err(backend)?;
+        for (seq, e) in super::runs::unpack(first, &packed)? {
+            let sender = DeviceRef { handle: e.sender_handle, device_id: e.sender_device };
+            insert_id(tx, &group_id, &sender, &e.client_id, StoredAt { seq, epoch_after: e.epoch, now: e.stored_at })?;
+        }
+    }
+    Ok(())
 }
 
 /// Run when the store opens, before the writer starts: the ids of appends
@@ -238,10 +253,10 @@ pub(super) fn copy_ids_of_rows(tx: &Connection, rows: &str, params: impl rusqlit
 /// from their message rows, and what every reader has read goes.
 pub(super) fn recover(conn: &Connection) -> StoreResult<()> {
     let tx = conn.unchecked_transaction().map_err(backend)?;
-    copy_ids_of_rows(&tx, "SELECT rowid FROM messages", [])?;
+    copy_ids_of_rows(&tx, "SELECT rowid FROM messages", &[])?;
     tx.exec(
-        "DELETE FROM messages WHERE seq <= (SELECT coalesce(min(cursor), 0) FROM members
-                                            WHERE members.group_id = messages.group_id)",
+        "DELETE FROM messages WHERE coalesce(last_seq, seq) <= (SELECT coalesce(min(cursor), 0) FROM members
+                                                              WHERE members.group_id = messages.group_id)",
         [],
     )
     .map_err(backend)?;

@@ -96,8 +96,11 @@ CREATE TABLE IF NOT EXISTS messages(
     payload BLOB NOT NULL,
     stored_at INTEGER NOT NULL,
     -- The sender's id for the append, until the writer folded it into
-    -- sent_ids (`pending.rs`); NULL on rows from before.
+    -- sent_ids (`pending.rs`); NULL on rows from before, and on runs.
     client_id BLOB,
+    -- Set on a run (kind 3): the row holds the entries seq..=last_seq
+    -- (`runs.rs`).
+    last_seq INTEGER,
     PRIMARY KEY(group_id, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_age ON messages(stored_at);
@@ -186,6 +189,11 @@ ALTER TABLE key_packages ADD COLUMN suite INTEGER NOT NULL DEFAULT 1;
 /// (`pending.rs`).
 pub(super) const MESSAGE_CLIENT_ID_MIGRATION: &str = r#"
 ALTER TABLE messages ADD COLUMN client_id BLOB;
+"#;
+
+/// Run once on a database from before runs (`runs.rs`).
+pub(super) const MESSAGE_RUNS_MIGRATION: &str = r#"
+ALTER TABLE messages ADD COLUMN last_seq INTEGER;
 "#;
 
 /// Run once on a database from before `accepted_groups` existed: every

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::durability::{WalSync, LOG_FAILED};
 use super::job::{Job, Outcome};
 use super::pending::{insert_id, IdKey, Pending, StoredAt, FOLD_GROUPS};
+use super::runs::{Appended as RunEntry, Runs};
 #[allow(unused_imports)]
 use super::*;
 use crate::store::stage_timings::StageTimings;
@@ -241,13 +242,14 @@ pub(super) fn commit_straight(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
     let mut results = Vec::with_capacity(batch.len());
     let mut heads = GroupHeads::new();
+    let mut runs = Runs::default();
     for job in batch {
         let outcome = match job {
             Job::Append { msg, now, .. } => Outcome::Appended(append_in(
                 &tx,
                 &msg.view(),
                 *now,
-                Some((&mut *cache, &mut heads)),
+                Some((&mut *cache, &mut heads, &mut runs)),
                 Ids::Deferred(&mut *pending),
             )),
             Job::Ack { group_id, device, seq, .. } => {
@@ -272,6 +274,7 @@ pub(super) fn commit_straight(
         }
         results.push(outcome);
     }
+    runs.write(&tx).ok()?;
     for (group_id, (epoch, last_seq)) in &heads {
         tx.exec("UPDATE groups SET epoch=?, last_seq=? WHERE group_id=?", params![epoch, last_seq, group_id]).ok()?;
     }
@@ -367,16 +370,19 @@ pub(super) fn ack_in(
 
 /// One append inside an open transaction: membership, idempotency, epoch,
 /// membership change, welcomes.
-pub(super) fn append_in(
+///
+/// In a batch (`batch`), an application message joins its group's run,
+/// written when the batch ends (`runs.rs`); otherwise it is a row of its own.
+pub(super) fn append_in<'m>(
     tx: &Connection,
-    m: &NewMessage<'_>,
+    m: &NewMessage<'m>,
     now: i64,
-    batch: Option<(&mut MembersCache, &mut GroupHeads)>,
+    batch: Option<(&mut MembersCache, &mut GroupHeads, &mut Runs<'m>)>,
     mut ids: Ids<'_>,
 ) -> StoreResult<Appended> {
-    let (mut cache, heads) = match batch {
-        Some((c, h)) => (Some(c), Some(h)),
-        None => (None, None),
+    let (mut cache, heads, runs) = match batch {
+        Some((c, h, r)) => (Some(c), Some(h), Some(r)),
+        None => (None, None, None),
     };
     let head = match heads.as_deref().and_then(|h| h.get(m.group_id)) {
         Some(&head) => Some(head),
@@ -462,22 +468,20 @@ pub(super) fn append_in(
     }
     // The client's id rides on the row: if the server stops before the
     // writer folds it into `sent_ids`, opening the store copies it there.
-    tx.exec(
-        "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at, client_id)
-                 VALUES(?,?,?,?,?,?,?,?,?)",
-        params![
+    match runs {
+        Some(runs) if m.kind == MessageKind::Application => runs.push(
             m.group_id,
-            seq,
-            m.epoch,
-            m.sender.handle,
-            m.sender.device_id,
-            kind_code(m.kind),
-            m.payload,
-            now,
-            m.client_id
-        ],
-    )
-    .map_err(backend)?;
+            RunEntry {
+                seq,
+                epoch: m.epoch,
+                sender: m.sender,
+                stored_at: now,
+                client_id: m.client_id,
+                payload: m.payload,
+            },
+        ),
+        _ => insert_row(tx, m, seq, now)?,
+    }
     let at = StoredAt { seq, epoch_after: new_epoch, now };
     match &mut ids {
         Ids::Deferred(pending) => pending.stage(key, at),
@@ -503,6 +507,27 @@ pub(super) fn append_in(
     let mut wake = members_of(tx, m.group_id)?;
     wake.extend(m.removed.iter().cloned());
     Ok(Appended { seq, epoch: new_epoch, duplicate: false, members: wake.into() })
+}
+
+/// One append as a row of its own.
+fn insert_row(tx: &Connection, m: &NewMessage<'_>, seq: u64, now: i64) -> StoreResult<()> {
+    tx.exec(
+        "INSERT INTO messages(group_id, seq, epoch, sender_handle, sender_device, kind, payload, stored_at, client_id)
+         VALUES(?,?,?,?,?,?,?,?,?)",
+        params![
+            m.group_id,
+            seq,
+            m.epoch,
+            m.sender.handle,
+            m.sender.device_id,
+            kind_code(m.kind),
+            m.payload,
+            now,
+            m.client_id
+        ],
+    )
+    .map(drop)
+    .map_err(backend)
 }
 
 /// Where the exactly-once check looks and where a new id goes.
