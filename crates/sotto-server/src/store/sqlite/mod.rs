@@ -13,11 +13,13 @@ use sotto_proto::{Delivery, DeviceInfo, DeviceRef, MessageKind};
 use super::*;
 
 mod accounts;
+mod append;
 mod blobs;
 mod durability;
 mod group_log;
 mod job;
 mod key_packages;
+mod migrations;
 mod operator;
 mod pending;
 mod runs;
@@ -27,7 +29,6 @@ mod writer;
 use super::queued::OwnedMessage;
 use super::stage_timings::StageTimings;
 use job::Job;
-use schema::SCHEMA;
 use writer::writer;
 
 /// SQLite-backed [`Store`]. One connection behind a mutex: SQLite serialises
@@ -131,60 +132,7 @@ impl SqliteStore {
         // moments: keep up to 16 MiB of them in SQLite's own cache (filled
         // only as used) instead of re-reading them from the OS.
         conn.execute_batch("PRAGMA cache_size=-16384;").map_err(backend)?;
-        let had_acceptance: bool = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='accepted_groups'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(backend)?
-            > 0;
-        let had_groups: bool = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='members'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(backend)?
-            > 0;
-        let packages_without_suite: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='key_packages'
-                 AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_packages') WHERE name='suite')",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(backend)?
-            > 0;
-        if packages_without_suite {
-            conn.execute_batch(schema::KEY_PACKAGE_SUITE_MIGRATION).map_err(backend)?;
-        }
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        if had_groups && !had_acceptance {
-            // A database from before message requests: every membership
-            // then was as good as accepted, so presence stays as it was.
-            conn.execute_batch(schema::ACCEPTANCE_MIGRATION).map_err(backend)?;
-        }
-        let welcomes_sql: String = conn
-            .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='welcomes'", [], |r| r.get(0))
-            .map_err(backend)?;
-        if !welcomes_sql.contains("AUTOINCREMENT") {
-            conn.execute_batch(schema::WELCOME_IDS_MIGRATION).map_err(backend)?;
-        }
-        let has_client_ids: bool = conn
-            .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='client_id'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(backend)?
-            > 0;
-        if !has_client_ids {
-            conn.execute_batch(schema::MESSAGE_CLIENT_ID_MIGRATION).map_err(backend)?;
-        }
-        let has_runs: bool = conn
-            .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='last_seq'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(backend)?
-            > 0;
-        if !has_runs {
-            conn.execute_batch(schema::MESSAGE_RUNS_MIGRATION).map_err(backend)?;
-        }
+        migrations::create_or_migrate(&conn)?;
         // Ids the writer held when the server last stopped, before anything
         // new is appended.
         pending::recover(&conn)?;

@@ -1,0 +1,122 @@
+//! Creating the tables, and bringing a database from an earlier version
+//! up to this one (each step checks for itself whether it is needed).
+
+use rusqlite::Connection;
+
+use super::schema::{self, SCHEMA};
+use super::{backend, StoreResult};
+
+/// Creates what is missing and migrates what is old, before the store is
+/// used.
+pub(super) fn create_or_migrate(conn: &Connection) -> StoreResult<()> {
+    let had_acceptance: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='accepted_groups'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    let had_groups: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='members'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    let packages_without_suite: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='key_packages'
+             AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_packages') WHERE name='suite')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if packages_without_suite {
+        conn.execute_batch(schema::KEY_PACKAGE_SUITE_MIGRATION).map_err(backend)?;
+    }
+    conn.execute_batch(SCHEMA).map_err(backend)?;
+    if had_groups && !had_acceptance {
+        // A database from before message requests: every membership
+        // then was as good as accepted, so presence stays as it was.
+        conn.execute_batch(schema::ACCEPTANCE_MIGRATION).map_err(backend)?;
+    }
+    let welcomes_sql: String = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='welcomes'", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !welcomes_sql.contains("AUTOINCREMENT") {
+        conn.execute_batch(schema::WELCOME_IDS_MIGRATION).map_err(backend)?;
+    }
+    let has_client_ids: bool = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='client_id'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    if !has_client_ids {
+        conn.execute_batch(schema::MESSAGE_CLIENT_ID_MIGRATION).map_err(backend)?;
+    }
+    let has_runs: bool = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='last_seq'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    if !has_runs {
+        conn.execute_batch(schema::MESSAGE_RUNS_MIGRATION).map_err(backend)?;
+    }
+    let sent_ids_sql: String = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='sent_ids'", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !sent_ids_sql.contains("WITHOUT ROWID") {
+        conn.execute_batch(schema::SENT_IDS_WITHOUT_ROWID_MIGRATION).map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::store::conformance::{dev, msg, register};
+    use crate::store::{GroupLog, OperatorViews};
+    use sotto_proto::MessageKind;
+
+    /// A database whose `sent_ids` still has rowids is moved to the keyed
+    /// table on opening, and every id in it stays known.
+    #[test]
+    fn sent_ids_with_rowids_are_moved_and_stay_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let alice = dev("alice");
+        let g: &[u8] = b"group-migrate";
+        let first = {
+            let s = SqliteStore::open(&path).unwrap();
+            register(&s, "alice");
+            s.create_group(g, &alice, 0).unwrap();
+            let first = s.append(&msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            s.stats().unwrap(); // folds: the id is in sent_ids
+            first
+        };
+        // The table as an earlier version made it.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE old_ids(group_id BLOB NOT NULL, sender_handle TEXT NOT NULL, sender_device INTEGER NOT NULL,
+                 client_id BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, stored_at INTEGER NOT NULL,
+                 PRIMARY KEY(group_id, sender_handle, sender_device, client_id));
+             INSERT INTO old_ids SELECT * FROM sent_ids;
+             DROP TABLE sent_ids;
+             ALTER TABLE old_ids RENAME TO sent_ids;
+             DELETE FROM messages;",
+        )
+        .unwrap();
+        drop(raw);
+        let s = SqliteStore::open(&path).unwrap();
+        let again = s.append(&msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+        assert_eq!((again.seq, again.duplicate), (first.seq, true), "known from the moved table");
+        let sql: String = s
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT sql FROM sqlite_master WHERE name='sent_ids'", [], |r| r.get(0))
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    }
+}
