@@ -280,4 +280,113 @@ mod tests {
         s.ack(g, &bob, 62).unwrap();
         assert_eq!(s.stats().unwrap().messages, 0, "all read: all gone");
     }
+
+    /// What a batch, an acknowledgement or a read does, in a random mix.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Appends together: (sender is bob, is a commit) each.
+        Batch(Vec<(bool, bool)>),
+        /// A reader (bob or alice) acknowledges up to this share of the log.
+        Ack(bool, u8),
+        /// A reader reads from this share of the log, at most this many.
+        Fetch(bool, u8, u16),
+        /// The writer folds (deleting what everyone read).
+        Fold,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec((any::<bool>(), proptest::bool::weighted(0.05)), 1..40).prop_map(Op::Batch),
+            (any::<bool>(), 0u8..=100).prop_map(|(r, p)| Op::Ack(r, p)),
+            (any::<bool>(), 0u8..=100, 1u16..=500).prop_map(|(r, p, l)| Op::Fetch(r, p, l)),
+            Just(Op::Fold),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Whatever the mix of batches (with commits in them), reads and
+        /// acknowledgements, a reader gets exactly the messages after where
+        /// it asks from and after what everyone has read, in order, each
+        /// with its own sender, epoch and bytes: runs or plain rows alike.
+        #[test]
+        fn reads_match_the_log_whatever_the_batches(ops in proptest::collection::vec(op(), 1..30)) {
+            let (alice, bob) = (dev("alice"), dev("bob"));
+            let g: &[u8] = b"group-prop";
+            let s = SqliteStore::open_in_memory().unwrap();
+            register(&s, "alice");
+            register(&s, "bob");
+            s.create_group(g, &alice, 0).unwrap();
+            let added = [bob.clone()];
+            let add = NewMessage { added: &added, welcome: Some(b"w"), ..msg(g, &alice, 0, b"c0", MessageKind::Commit) };
+            s.append(&add, 0).unwrap();
+            s.ack_welcome(&bob, s.welcomes(&bob).unwrap()[0].id).unwrap();
+            // The model: (seq, bob sent it, epoch, kind, payload); alice
+            // read nothing yet, bob joined after seq 1.
+            let mut log: Vec<(u64, bool, u64, MessageKind, Vec<u8>)> =
+                vec![(1, false, 0, MessageKind::Commit, b"ciphertext".to_vec())];
+            let (mut epoch, mut cursors, mut n) = (1u64, [0u64, 1u64], 0u32);
+            for op in ops {
+                match op {
+                    Op::Batch(items) => {
+                        let mut owned = Vec::new();
+                        for (by_bob, commit) in items {
+                            n += 1;
+                            let kind = if commit { MessageKind::Commit } else { MessageKind::Application };
+                            owned.push((by_bob, kind, epoch, format!("id{n}").into_bytes(), format!("bytes {n}").into_bytes()));
+                            if commit {
+                                epoch += 1;
+                            }
+                        }
+                        let batch: Vec<NewMessage<'_>> = owned
+                            .iter()
+                            .map(|(by_bob, kind, e, id, payload)| NewMessage {
+                                payload,
+                                ..msg(g, if *by_bob { &bob } else { &alice }, *e, id, *kind)
+                            })
+                            .collect();
+                        let appended = append_together(&s, &batch);
+                        for ((by_bob, kind, e, _, payload), a) in owned.into_iter().zip(appended) {
+                            let seq = log.last().map(|l| l.0).unwrap_or(0) + 1;
+                            proptest::prop_assert_eq!(a.seq, seq);
+                            log.push((seq, by_bob, e, kind, payload));
+                        }
+                    }
+                    Op::Ack(by_bob, share) => {
+                        let last = log.last().map(|l| l.0).unwrap_or(0);
+                        let to = last * share as u64 / 100;
+                        let who = usize::from(by_bob);
+                        if to > cursors[who] {
+                            s.ack(g, if by_bob { &bob } else { &alice }, to).unwrap();
+                            cursors[who] = to;
+                        }
+                    }
+                    Op::Fetch(by_bob, share, limit) => {
+                        let last = log.last().map(|l| l.0).unwrap_or(0);
+                        let after = last * share as u64 / 100;
+                        let joined = if by_bob { 1 } else { 0 };
+                        let floor = after.max(joined).max(cursors[0].min(cursors[1]));
+                        let want: Vec<_> = log.iter().filter(|l| l.0 > floor).take(limit as usize).collect();
+                        let got = s.fetch(g, if by_bob { &bob } else { &alice }, after, limit as u32).unwrap();
+                        proptest::prop_assert_eq!(got.len(), want.len());
+                        for (d, w) in got.iter().zip(want) {
+                            proptest::prop_assert_eq!(d.seq, w.0);
+                            proptest::prop_assert_eq!(&d.sender, if w.1 { &bob } else { &alice });
+                            proptest::prop_assert_eq!((d.epoch, d.kind), (w.2, w.3));
+                            proptest::prop_assert_eq!(&d.payload, &w.4);
+                        }
+                    }
+                    Op::Fold => {
+                        // A run that everyone read part of is kept, and
+                        // counted, whole until its last entry is read.
+                        let left = s.stats().unwrap().messages;
+                        let read_by_all = cursors[0].min(cursors[1]);
+                        let unread = log.iter().filter(|l| l.0 > read_by_all).count() as u64;
+                        proptest::prop_assert!(left >= unread && left <= log.len() as u64, "{left} left, {unread} unread");
+                    }
+                }
+            }
+        }
+    }
 }
