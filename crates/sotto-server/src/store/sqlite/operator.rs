@@ -76,7 +76,9 @@ impl OperatorViews for SqliteStore {
             Ok(StoreStats {
                 accounts: count("accounts")?,
                 groups: count("groups")?,
-                // A run (`runs.rs`) is one row for several messages.
+                // A run (`runs.rs`) is one row for several messages; one
+                // that everyone read part of counts whole until its last
+                // entry is read.
                 messages: tx
                     .row("SELECT coalesce(sum(coalesce(last_seq, seq) - seq + 1), 0) FROM messages", [], |r| r.get(0))
                     .map_err(backend)?,
