@@ -1,7 +1,7 @@
 //! Creating the tables, and bringing a database from an earlier version
 //! up to this one (each step checks for itself whether it is needed).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::schema::{self, SCHEMA};
 use super::{backend, StoreResult};
@@ -9,67 +9,47 @@ use super::{backend, StoreResult};
 /// Creates what is missing and migrates what is old, before the store is
 /// used.
 pub(super) fn create_or_migrate(conn: &Connection) -> StoreResult<()> {
-    let had_acceptance: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='accepted_groups'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
-    let had_groups: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='members'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
-    let packages_without_suite: bool = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='key_packages'
-             AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_packages') WHERE name='suite')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(backend)?
-        > 0;
-    if packages_without_suite {
-        conn.execute_batch(schema::KEY_PACKAGE_SUITE_MIGRATION).map_err(backend)?;
+    let had_acceptance = table_sql(conn, "accepted_groups")?.is_some();
+    let had_groups = table_sql(conn, "members")?.is_some();
+    if table_sql(conn, "key_packages")?.is_some() && !has_column(conn, "key_packages", "suite")? {
+        run(conn, schema::KEY_PACKAGE_SUITE_MIGRATION)?;
     }
-    conn.execute_batch(SCHEMA).map_err(backend)?;
+    run(conn, SCHEMA)?;
     if had_groups && !had_acceptance {
         // A database from before message requests: every membership
         // then was as good as accepted, so presence stays as it was.
-        conn.execute_batch(schema::ACCEPTANCE_MIGRATION).map_err(backend)?;
+        run(conn, schema::ACCEPTANCE_MIGRATION)?;
     }
-    let welcomes_sql: String = conn
-        .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='welcomes'", [], |r| r.get(0))
-        .map_err(backend)?;
-    if !welcomes_sql.contains("AUTOINCREMENT") {
-        conn.execute_batch(schema::WELCOME_IDS_MIGRATION).map_err(backend)?;
+    if !table_sql(conn, "welcomes")?.unwrap_or_default().contains("AUTOINCREMENT") {
+        run(conn, schema::WELCOME_IDS_MIGRATION)?;
     }
-    let has_client_ids: bool = conn
-        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='client_id'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
-    if !has_client_ids {
-        conn.execute_batch(schema::MESSAGE_CLIENT_ID_MIGRATION).map_err(backend)?;
+    if !has_column(conn, "messages", "client_id")? {
+        run(conn, schema::MESSAGE_CLIENT_ID_MIGRATION)?;
     }
-    let has_runs: bool = conn
-        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name='last_seq'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
-    if !has_runs {
-        conn.execute_batch(schema::MESSAGE_RUNS_MIGRATION).map_err(backend)?;
+    if !has_column(conn, "messages", "last_seq")? {
+        run(conn, schema::MESSAGE_RUNS_MIGRATION)?;
     }
-    let sent_ids_sql: String = conn
-        .query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name='sent_ids'", [], |r| r.get(0))
-        .map_err(backend)?;
-    if !sent_ids_sql.contains("WITHOUT ROWID") {
-        conn.execute_batch(schema::SENT_IDS_WITHOUT_ROWID_MIGRATION).map_err(backend)?;
+    if !table_sql(conn, "sent_ids")?.unwrap_or_default().contains("WITHOUT ROWID") {
+        run(conn, schema::SENT_IDS_WITHOUT_ROWID_MIGRATION)?;
     }
     Ok(())
+}
+
+fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.execute_batch(sql).map_err(backend)
+}
+
+/// The statement that created `table`, if it exists.
+fn table_sql(conn: &Connection, table: &str) -> StoreResult<Option<String>> {
+    conn.query_row("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", [table], |r| r.get(0))
+        .optional()
+        .map_err(backend)
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
+    conn.query_row("SELECT count(*) FROM pragma_table_info(?) WHERE name=?", [table, column], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
+        .map_err(backend)
 }
 
 #[cfg(test)]
