@@ -11,7 +11,7 @@ pub(crate) async fn all(quick: bool, as_json: bool, pairs: usize, idle_n: usize,
     let run_for = if quick { Duration::from_secs(2) } else { Duration::from_secs(10) };
     let tmp = tempfile::tempdir()?;
     eprintln!(
-        "server: real sotto-server code, TLS 1.3 (pinned, self-signed), SQLite store in {} with synchronous=FULL",
+        "server: real sotto-server code, TLS 1.3 (pinned, self-signed), SQLite store in {} (every answer waits for an fdatasync of its log)",
         tmp.path().display()
     );
 
