@@ -64,29 +64,41 @@ pub(super) struct Appended<'a> {
     pub(super) payload: &'a [u8],
 }
 
+/// Most payload bytes in one run: a reader part-way through a run reads
+/// and decodes all of it, and a batch of large messages (up to 900 KiB
+/// each) must not become one huge row. Small messages still share a row
+/// by the hundred.
+const MAX_RUN_BYTES: usize = 256 * 1024;
+
 /// The runs of the batch being committed, by group. Borrowed from the
 /// batch's jobs, which outlive the transaction.
 #[derive(Default)]
 pub(super) struct Runs<'a> {
-    open: HashMap<&'a [u8], Vec<Appended<'a>>>,
-    /// Runs closed by a gap (a commit in between), to write at the end.
+    /// Each group's open run and its payload bytes.
+    open: HashMap<&'a [u8], (Vec<Appended<'a>>, usize)>,
+    /// Runs closed by a gap (a commit in between) or by their size, to
+    /// write at the end.
     closed: Vec<(&'a [u8], Vec<Appended<'a>>)>,
 }
 
 impl<'a> Runs<'a> {
     /// Adds an application append of the batch.
     pub(super) fn push(&mut self, group_id: &'a [u8], entry: Appended<'a>) {
-        let run = self.open.entry(group_id).or_default();
-        if run.last().is_some_and(|last| last.seq + 1 != entry.seq) {
+        let (run, bytes) = self.open.entry(group_id).or_default();
+        let gap = run.last().is_some_and(|last| last.seq + 1 != entry.seq);
+        if gap || (!run.is_empty() && *bytes + entry.payload.len() > MAX_RUN_BYTES) {
             self.closed.push((group_id, std::mem::take(run)));
+            *bytes = 0;
         }
+        *bytes += entry.payload.len();
         run.push(entry);
     }
 
     /// Writes every run of the batch: one row each (a plain row for a run
     /// of one).
     pub(super) fn write(self, tx: &Connection) -> StoreResult<()> {
-        for (group_id, run) in self.closed.into_iter().chain(self.open) {
+        let open = self.open.into_iter().map(|(g, (run, _))| (g, run));
+        for (group_id, run) in self.closed.into_iter().chain(open) {
             write_run(tx, group_id, &run)?;
         }
         Ok(())
@@ -279,6 +291,27 @@ mod tests {
         assert!(count(&s, "SELECT count(*) FROM messages WHERE kind = 3 AND seq <= 30") >= 1, "the run is kept");
         s.ack(g, &bob, 62).unwrap();
         assert_eq!(s.stats().unwrap().messages, 0, "all read: all gone");
+    }
+
+    /// Large messages close a run at its size bound; a gap closes it too.
+    #[test]
+    fn runs_close_at_a_gap_and_at_their_size() {
+        fn entry<'a>(seq: u64, sender: &'a sotto_proto::DeviceRef, payload: &'a [u8]) -> super::Appended<'a> {
+            super::Appended { seq, epoch: 0, sender, stored_at: 0, client_id: b"id", payload }
+        }
+        let alice = dev("alice");
+        let (big, small) = (vec![0u8; 100 * 1024], b"small".to_vec());
+        let mut runs = super::Runs::default();
+        for seq in 1..=5 {
+            runs.push(b"g", entry(seq, &alice, &big));
+        }
+        runs.push(b"g", entry(7, &alice, &small));
+        runs.push(b"g", entry(8, &alice, &small));
+        let mut sizes: Vec<usize> = runs.closed.iter().map(|(_, r)| r.len()).collect();
+        sizes.extend(runs.open.values().map(|(r, _)| r.len()));
+        // 100 KiB each: two fit in 256 KiB, the third starts a new run;
+        // the gap at 6 closes the last big one.
+        assert_eq!(sizes, vec![2, 2, 1, 2]);
     }
 
     /// What a batch, an acknowledgement or a read does, in a random mix.
