@@ -2,7 +2,7 @@
 //! then the writes (`writer.rs` runs these in batches).
 
 use super::pending::{insert_id, IdKey, Pending, StoredAt};
-use super::runs::{Appended as RunEntry, Runs};
+use super::runs::{RunEntry, Runs};
 use super::writer::{GroupHeads, MembersCache};
 use super::*;
 

@@ -240,7 +240,7 @@ pub(super) fn copy_ids_of_rows(tx: &Connection, rows: &str, params: &[&dyn rusql
         .map_err(backend)?;
     for row in found {
         let (group_id, first, packed) = row.map_err(backend)?;
-        for (seq, e) in super::runs::unpack(first, &packed)? {
+        for (seq, e) in super::runs::ids(first, &packed)? {
             let sender = DeviceRef { handle: e.sender_handle, device_id: e.sender_device };
             insert_id(tx, &group_id, &sender, &e.client_id, StoredAt { seq, epoch_after: e.epoch, now: e.stored_at })?;
         }

@@ -41,7 +41,7 @@ struct EntryRef<'a> {
     payload: &'a [u8],
 }
 
-/// One entry as read back.
+/// One entry as a reader gets it back (its client id is skipped).
 #[derive(Deserialize)]
 pub(super) struct Entry {
     pub(super) epoch: u64,
@@ -49,13 +49,11 @@ pub(super) struct Entry {
     pub(super) sender_device: u32,
     pub(super) stored_at: i64,
     #[serde(with = "serde_bytes")]
-    pub(super) client_id: Vec<u8>,
-    #[serde(with = "serde_bytes")]
     pub(super) payload: Vec<u8>,
 }
 
 /// An application append waiting in its batch's run.
-pub(super) struct Appended<'a> {
+pub(super) struct RunEntry<'a> {
     pub(super) seq: u64,
     pub(super) epoch: u64,
     pub(super) sender: &'a DeviceRef,
@@ -75,15 +73,15 @@ const MAX_RUN_BYTES: usize = 256 * 1024;
 #[derive(Default)]
 pub(super) struct Runs<'a> {
     /// Each group's open run and its payload bytes.
-    open: HashMap<&'a [u8], (Vec<Appended<'a>>, usize)>,
+    open: HashMap<&'a [u8], (Vec<RunEntry<'a>>, usize)>,
     /// Runs closed by a gap (a commit in between) or by their size, to
     /// write at the end.
-    closed: Vec<(&'a [u8], Vec<Appended<'a>>)>,
+    closed: Vec<(&'a [u8], Vec<RunEntry<'a>>)>,
 }
 
 impl<'a> Runs<'a> {
     /// Adds an application append of the batch.
-    pub(super) fn push(&mut self, group_id: &'a [u8], entry: Appended<'a>) {
+    pub(super) fn push(&mut self, group_id: &'a [u8], entry: RunEntry<'a>) {
         let (run, bytes) = self.open.entry(group_id).or_default();
         let gap = run.last().is_some_and(|last| last.seq + 1 != entry.seq);
         if gap || (!run.is_empty() && *bytes + entry.payload.len() > MAX_RUN_BYTES) {
@@ -105,7 +103,7 @@ impl<'a> Runs<'a> {
     }
 }
 
-fn write_run(tx: &Connection, group_id: &[u8], run: &[Appended<'_>]) -> StoreResult<()> {
+fn write_run(tx: &Connection, group_id: &[u8], run: &[RunEntry<'_>]) -> StoreResult<()> {
     let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
     if run.len() == 1 {
         return tx
@@ -165,6 +163,26 @@ fn write_run(tx: &Connection, group_id: &[u8], run: &[Appended<'_>]) -> StoreRes
 /// readers must not skip past messages they never saw.
 pub(super) fn unpack(first_seq: u64, packed: &[u8]) -> StoreResult<Vec<(u64, Entry)>> {
     let entries: Vec<Entry> = ciborium::from_reader(packed)
+        .map_err(|e| super::StoreError::Backend(format!("a stored run of messages could not be read: {e}")))?;
+    Ok(entries.into_iter().enumerate().map(|(i, e)| (first_seq + i as u64, e)).collect())
+}
+
+/// An entry's id and where it was stored, read without its payload (which
+/// CBOR lets the decoder skip): what copying a run's ids into `sent_ids`
+/// needs, when the store opens and before a purge.
+#[derive(Deserialize)]
+pub(super) struct EntryId {
+    pub(super) epoch: u64,
+    pub(super) sender_handle: String,
+    pub(super) sender_device: u32,
+    pub(super) stored_at: i64,
+    #[serde(with = "serde_bytes")]
+    pub(super) client_id: Vec<u8>,
+}
+
+/// The ids in a run's row, in order, with their seqs.
+pub(super) fn ids(first_seq: u64, packed: &[u8]) -> StoreResult<Vec<(u64, EntryId)>> {
+    let entries: Vec<EntryId> = ciborium::from_reader(packed)
         .map_err(|e| super::StoreError::Backend(format!("a stored run of messages could not be read: {e}")))?;
     Ok(entries.into_iter().enumerate().map(|(i, e)| (first_seq + i as u64, e)).collect())
 }
@@ -296,8 +314,8 @@ mod tests {
     /// Large messages close a run at its size bound; a gap closes it too.
     #[test]
     fn runs_close_at_a_gap_and_at_their_size() {
-        fn entry<'a>(seq: u64, sender: &'a sotto_proto::DeviceRef, payload: &'a [u8]) -> super::Appended<'a> {
-            super::Appended { seq, epoch: 0, sender, stored_at: 0, client_id: b"id", payload }
+        fn entry<'a>(seq: u64, sender: &'a sotto_proto::DeviceRef, payload: &'a [u8]) -> super::RunEntry<'a> {
+            super::RunEntry { seq, epoch: 0, sender, stored_at: 0, client_id: b"id", payload }
         }
         let alice = dev("alice");
         let (big, small) = (vec![0u8; 100 * 1024], b"small".to_vec());
