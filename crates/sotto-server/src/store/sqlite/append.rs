@@ -38,8 +38,11 @@ pub(super) fn append_in<'m>(
     // whatever the epoch is now. Recent ids are in the writer's memory,
     // older ones in `sent_ids` (a read: no page is written for it).
     let key = IdKey::new(m.group_id, m.sender, m.client_id);
+    let id = ids.pending().hash(&key);
     let seen = match ids.pending().seen(&key) {
         Some(at) => Some((at.seq, at.epoch_after)),
+        // Nearly every new id: the filter knows it was never stored.
+        None if !ids.pending().may_be_stored(id) => None,
         None => tx
             .prepare_cached(
                 "SELECT seq, epoch FROM sent_ids WHERE group_id=? AND sender_handle=? AND sender_device=? AND client_id=?",
@@ -122,8 +125,11 @@ pub(super) fn append_in<'m>(
     }
     let at = StoredAt { seq, epoch_after: new_epoch, now };
     match &mut ids {
-        Ids::Deferred(pending) => pending.stage(key, at),
-        Ids::Direct(_) => insert_id(tx, m.group_id, m.sender, m.client_id, at)?,
+        Ids::Deferred(pending) => pending.stage(key, id, at),
+        Ids::Direct(pending) => {
+            pending.note_stored(id, at);
+            insert_id(tx, m.group_id, m.sender, m.client_id, at)?
+        }
     }
     match heads {
         Some(h) => {
@@ -174,7 +180,7 @@ pub(super) enum Ids<'a> {
     Deferred(&'a mut Pending),
     /// Straight into `sent_ids` (the path that isolates each job after a
     /// failed batch, which must not leave anything in memory half-done).
-    Direct(&'a Pending),
+    Direct(&'a mut Pending),
 }
 
 impl Ids<'_> {

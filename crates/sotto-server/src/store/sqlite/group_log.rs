@@ -430,7 +430,7 @@ impl GroupLog for SqliteStore {
 
     fn purge_expired(&self, now: i64, retention_ms: i64) -> StoreResult<u64> {
         let cutoff = now.saturating_sub(retention_ms);
-        self.with_tx(|tx| {
+        let purged = self.with_tx(|tx| {
             let mut n = 0;
             n += tx.exec("DELETE FROM messages WHERE stored_at < ?", [cutoff]).map_err(backend)?;
             n += tx.exec("DELETE FROM welcomes WHERE stored_at < ?", [cutoff]).map_err(backend)?;
@@ -439,7 +439,11 @@ impl GroupLog for SqliteStore {
                 .exec("DELETE FROM invites WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR uses_left <= 0", [now])
                 .map_err(backend)?;
             Ok(n as u64)
-        })
+        })?;
+        // Once committed: the writer's filter of known ids may now drop
+        // what came before (`id_filter.rs`).
+        self.ids_purged.purged(cutoff);
+        Ok(purged)
     }
 }
 

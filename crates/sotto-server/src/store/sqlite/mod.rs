@@ -17,6 +17,7 @@ mod append;
 mod blobs;
 mod durability;
 mod group_log;
+mod id_filter;
 mod job;
 mod key_packages;
 mod migrations;
@@ -48,6 +49,9 @@ pub struct SqliteStore {
     wal: Option<Arc<durability::WalSync>>,
     /// How long writes spend in each stage (`/metrics`).
     timings: Arc<StageTimings>,
+    /// How far the retention purge deleted `sent_ids`, for the writer's
+    /// filter of known ids (`id_filter.rs`).
+    ids_purged: id_filter::PurgedBefore,
 }
 
 /// Every statement goes through the connection's statement cache. Parsing
@@ -136,6 +140,12 @@ impl SqliteStore {
         // Ids the writer held when the server last stopped, before anything
         // new is appended.
         pending::recover(&conn)?;
+        let ids_purged = id_filter::PurgedBefore::default();
+        let known = id_filter::IdFilter::load(&conn, ids_purged.clone()).unwrap_or_else(|e| {
+            // Safe without: every id is then looked up in `sent_ids`.
+            tracing::warn!(error = %e, "could not read the stored message ids; each new one is looked up instead");
+            id_filter::IdFilter::default()
+        });
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, rx) = mpsc::channel();
         let c = conn.clone();
@@ -167,10 +177,10 @@ impl SqliteStore {
             .name("sotto-store-writer".into())
             .spawn({
                 let t = timings.clone();
-                move || writer(c, rx, changes, durable, t)
+                move || writer(c, rx, changes, durable, t, known)
             })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { conn, jobs, membership_changes, wal, timings })
+        Ok(Self { conn, jobs, membership_changes, wal, timings, ids_purged })
     }
 
     /// Caps the database file at about `bytes` (SQLite's page limit): past
@@ -421,6 +431,43 @@ mod tests {
             let e = registered.unwrap_err().to_string();
             assert!(e.contains("until the server restarts"), "a write outside the writer neither: {e}");
             assert_eq!(std::fs::metadata(&moved).unwrap().len(), size, "nothing more went into the log");
+        }
+
+        /// An id folded into `sent_ids` is known after the store reopens
+        /// (its filter of stored ids is loaded from there), also past the
+        /// first of the filter's layers; a new id is still new.
+        #[test]
+        fn folded_ids_are_known_after_reopening() {
+            use sotto_proto::MessageKind;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("relay.db");
+            let alice = conformance::dev("alice");
+            let g: &[u8] = b"group-reopen";
+            let first = {
+                let s = SqliteStore::open(&path).unwrap();
+                conformance::register(&s, "alice");
+                s.create_group(g, &alice, 0).unwrap();
+                let first = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+                s.stats().unwrap(); // folds
+                first
+            };
+            // Many more ids than the filter's first layer holds, straight
+            // into the table.
+            let raw = Connection::open(&path).unwrap();
+            raw.execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+                 INSERT INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                 SELECT CAST('group-reopen' AS BLOB), 'alice', 1, CAST(i AS BLOB), 1, 0, 0 FROM n",
+            )
+            .unwrap();
+            drop(raw);
+            let s = SqliteStore::open(&path).unwrap();
+            let again = s.append(&conformance::msg(g, &alice, 0, b"id-1", MessageKind::Application), 0).unwrap();
+            assert_eq!((again.seq, again.duplicate), (first.seq, true), "known after reopening");
+            let late = s.append(&conformance::msg(g, &alice, 0, b"99999", MessageKind::Application), 0).unwrap();
+            assert_eq!((late.seq, late.duplicate), (1, true), "an id loaded late is known too");
+            let new = s.append(&conformance::msg(g, &alice, 0, b"id-2", MessageKind::Application), 0).unwrap();
+            assert_eq!((new.seq, new.duplicate), (first.seq + 1, false));
         }
 
         /// An id stays known across a fold (memory, then `sent_ids`).

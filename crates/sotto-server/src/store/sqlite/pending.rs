@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, TransactionBehavior};
 use sotto_proto::DeviceRef;
 
+use super::id_filter::{IdFilter, IdHash};
 use super::{backend, delete_fully_acked, Cached, StoreResult};
 
 /// How long an id waits in memory at most before it is folded. Every
@@ -92,9 +93,37 @@ pub(super) struct Pending {
     batch: u64,
     /// When the next fold is due (none: nothing waits).
     fold_at: Option<Instant>,
+    /// Every id that may be in `sent_ids` (`id_filter.rs`).
+    known: IdFilter,
 }
 
 impl Pending {
+    /// With the ids `sent_ids` held when the store opened.
+    pub(super) fn with_known(known: IdFilter) -> Self {
+        Self { known, ..Self::default() }
+    }
+
+    /// `key`'s hash for the filter of stored ids.
+    pub(super) fn hash(&self, key: &IdKey) -> IdHash {
+        self.known.hash(&key.group_id, &key.id.0, &key.id.1)
+    }
+
+    /// Whether `sent_ids` may hold the id (if not, it is new unless
+    /// [`Pending::seen`] knows it).
+    pub(super) fn may_be_stored(&self, id: IdHash) -> bool {
+        self.known.may_hold(id)
+    }
+
+    /// Notes an id about to go straight into `sent_ids`.
+    pub(super) fn note_stored(&mut self, id: IdHash, at: StoredAt) {
+        self.known.insert(id, at.now);
+    }
+
+    /// Drops what the retention purge made obsolete from the filter.
+    pub(super) fn forget_purged(&mut self) {
+        self.known.forget_purged();
+    }
+
     /// Where `key` was stored, if by an append not folded yet (including
     /// one of the batch in progress).
     pub(super) fn seen(&self, key: &IdKey) -> Option<StoredAt> {
@@ -102,7 +131,10 @@ impl Pending {
     }
 
     /// Notes an append of the batch in progress.
-    pub(super) fn stage(&mut self, key: IdKey, at: StoredAt) {
+    pub(super) fn stage(&mut self, key: IdKey, id: IdHash, at: StoredAt) {
+        // Into the filter now, before the fold copies it into `sent_ids`:
+        // a rolled-back batch leaves it there, which costs a lookup.
+        self.note_stored(id, at);
         let group = self.groups.entry(key.group_id).or_default();
         if group.ids.insert(key.id, (at, self.batch)).is_none() {
             self.ids += 1;
@@ -282,7 +314,7 @@ mod tests {
         conn.execute_batch(super::super::schema::SCHEMA).unwrap();
         drop(conn);
         let mut pending = Pending::default();
-        pending.stage(key(1), StoredAt { seq: 1, epoch_after: 0, now: 0 });
+        pending.stage(key(1), pending.hash(&key(1)), StoredAt { seq: 1, epoch_after: 0, now: 0 });
         pending.batch_committed();
         pending.reclaim(b"g");
 
@@ -305,15 +337,15 @@ mod tests {
     #[test]
     fn a_rolled_back_batch_leaves_no_id() {
         let mut pending = Pending::default();
-        pending.stage(key(2), StoredAt { seq: 2, epoch_after: 0, now: 0 });
+        pending.stage(key(2), pending.hash(&key(2)), StoredAt { seq: 2, epoch_after: 0, now: 0 });
         assert!(pending.seen(&key(2)).is_some(), "seen within its own batch");
         pending.batch_rolled_back();
         assert!(pending.seen(&key(2)).is_none());
         assert!(pending.is_empty());
 
-        pending.stage(key(3), StoredAt { seq: 3, epoch_after: 0, now: 0 });
+        pending.stage(key(3), pending.hash(&key(3)), StoredAt { seq: 3, epoch_after: 0, now: 0 });
         pending.batch_committed();
-        pending.stage(key(4), StoredAt { seq: 4, epoch_after: 0, now: 0 });
+        pending.stage(key(4), pending.hash(&key(4)), StoredAt { seq: 4, epoch_after: 0, now: 0 });
         pending.batch_rolled_back();
         assert_eq!(pending.seen(&key(3)).map(|at| at.seq), Some(3), "committed before: kept");
         assert!(pending.seen(&key(4)).is_none());

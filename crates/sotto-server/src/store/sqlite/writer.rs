@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::append::{append_in, Ids};
 use super::durability::{WalSync, LOG_FAILED};
+use super::id_filter::IdFilter;
 use super::job::{Job, Outcome};
 use super::pending::{Pending, FOLD_GROUPS};
 use super::runs::Runs;
@@ -60,9 +61,10 @@ pub(super) fn writer(
     changes: Arc<AtomicU64>,
     durable: Option<(mpsc::Sender<super::durability::Committed>, Arc<WalSync>)>,
     timings: Arc<StageTimings>,
+    known: IdFilter,
 ) {
     let mut cache = MembersCache::default();
-    let mut pending = Pending::default();
+    let mut pending = Pending::with_known(known);
     // A job taken while a fold was under way: the next batch starts with it.
     let mut carried: Option<Job> = None;
     // SQLite's own checkpoint, turned off once a sync failed.
@@ -193,6 +195,7 @@ fn fold(
     pending: &mut Pending,
     mut yield_to: Option<(&mpsc::Receiver<Job>, &mut Option<Job>)>,
 ) -> StoreResult<()> {
+    pending.forget_purged();
     while !pending.is_empty() {
         let r = {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,9 +300,9 @@ pub(super) fn commit_isolated(conn: &mut Connection, batch: &[Job], pending: &mu
     for job in batch {
         let started = tx.exec("SAVEPOINT one", []).map_err(backend);
         let outcome = match job {
-            Job::Append { msg, now, .. } => {
-                Outcome::Appended(started.and_then(|_| append_in(&tx, &msg.view(), *now, None, Ids::Direct(&*pending))))
-            }
+            Job::Append { msg, now, .. } => Outcome::Appended(
+                started.and_then(|_| append_in(&tx, &msg.view(), *now, None, Ids::Direct(&mut *pending))),
+            ),
             Job::Ack { group_id, device, seq, .. } => Outcome::Acked(started.and_then(|_| {
                 let moved = ack_in(&tx, group_id, device, *seq, None)?;
                 if moved.cursor_moved {
