@@ -216,12 +216,27 @@ impl Pending {
 
 fn write(conn: &mut Connection, groups: &[(Vec<u8>, GroupPending)]) -> StoreResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-    for (group_id, g) in groups {
-        // In key order: neighbouring ids share index pages.
-        let mut ids: Vec<_> = g.ids.iter().collect();
-        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for ((sender, client_id), (at, _)) in ids {
-            insert_id(&tx, group_id, sender, client_id, *at)?;
+    {
+        // One statement for every id of the fold: looking it up in the
+        // statement cache per id was about 2 % of the writer's time.
+        let mut insert = tx.prepare_cached(INSERT_ID).map_err(backend)?;
+        for (group_id, g) in groups {
+            // In key order: neighbouring ids share index pages.
+            let mut ids: Vec<_> = g.ids.iter().collect();
+            ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for ((sender, client_id), (at, _)) in ids {
+                insert
+                    .execute(params![
+                        group_id,
+                        sender.handle,
+                        sender.device_id,
+                        client_id,
+                        at.seq,
+                        at.epoch_after,
+                        at.now
+                    ])
+                    .map_err(backend)?;
+            }
         }
     }
     for (group_id, g) in groups {
@@ -232,6 +247,11 @@ fn write(conn: &mut Connection, groups: &[(Vec<u8>, GroupPending)]) -> StoreResu
     tx.commit().map_err(backend)
 }
 
+/// Records one id in `sent_ids`, kept as it is if there already.
+const INSERT_ID: &str =
+    "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
+                         VALUES(?,?,?,?,?,?,?)";
+
 /// Records one id in `sent_ids` (kept as it is if there already).
 pub(super) fn insert_id(
     tx: &Connection,
@@ -240,13 +260,9 @@ pub(super) fn insert_id(
     client_id: &[u8],
     at: StoredAt,
 ) -> StoreResult<()> {
-    tx.exec(
-        "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-         VALUES(?,?,?,?,?,?,?)",
-        params![group_id, sender.handle, sender.device_id, client_id, at.seq, at.epoch_after, at.now],
-    )
-    .map(drop)
-    .map_err(backend)
+    tx.exec(INSERT_ID, params![group_id, sender.handle, sender.device_id, client_id, at.seq, at.epoch_after, at.now])
+        .map(drop)
+        .map_err(backend)
 }
 
 /// Copies into `sent_ids` the ids on the message rows whose rowids `rows`
