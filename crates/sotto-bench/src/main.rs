@@ -177,6 +177,11 @@ enum Command {
         /// says whether the server was the limit.
         #[arg(long, value_name = "LIST", conflicts_with = "store")]
         server_cpus: Option<String>,
+        /// Each sender also acknowledges its own messages, as a real client
+        /// does, so the store reclaims what both members read (without it
+        /// the store keeps every message for the whole run).
+        #[arg(long)]
+        sender_acks: bool,
     },
     /// The same load as `relay` against an MQTT broker (QoS 1) and against
     /// sotto, in interleaved rounds; prints both and the ratio.
@@ -339,9 +344,17 @@ fn main() -> Result<()> {
             println!("{}", backpressure_line(&r));
             Ok(())
         }),
-        Command::Relay { load: Load { pairs, secs, window }, rate, store, nodes, server_cpus } => {
-            rt.block_on(relay_cmd::run(relay_cmd::Options { pairs, secs, window, rate, store, nodes, server_cpus }))
-        }
+        Command::Relay { load: Load { pairs, secs, window }, rate, store, nodes, server_cpus, sender_acks } => rt
+            .block_on(relay_cmd::run(relay_cmd::Options {
+                pairs,
+                secs,
+                window,
+                rate,
+                store,
+                nodes,
+                server_cpus,
+                sender_acks,
+            })),
         Command::CompareMqtt { broker, load: Load { pairs, secs, window }, rounds, server_cpus } => {
             let server_cpus = (server_cpus != "any").then_some(server_cpus);
             rt.block_on(compare::run(compare::Options { broker, pairs, secs, window, rounds, server_cpus }))

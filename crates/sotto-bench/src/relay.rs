@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use sotto_proto::{codec, Push, Request, ServerAddress, ServerMessage};
+use sotto_proto::{codec, Push, Request, Response, ServerAddress, ServerMessage};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -144,6 +144,20 @@ pub struct RelayResult {
 /// Runs the pairs for `duration`: at full speed with `window` outstanding
 /// sends per sender, or at `rate` messages/s in all when given.
 pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Option<u64>) -> Result<RelayResult> {
+    run_with(pairs, duration, window, rate, false).await
+}
+
+/// [`run`]; with `own_acks`, each sender also acknowledges its own stored
+/// messages (every 64), as a real client does when its own messages come
+/// back to it: the store can then reclaim what both members read, which
+/// it never does in [`run`] (the sender's cursor stays at the start).
+pub async fn run_with(
+    pairs: Vec<Pair>,
+    duration: Duration,
+    window: usize,
+    rate: Option<u64>,
+    own_acks: bool,
+) -> Result<RelayResult> {
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -164,13 +178,24 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         let permits = Arc::new(Semaphore::new(window));
         let c2 = counts.clone();
         let p2 = permits.clone();
+        // The newest sequence number the store gave this sender's messages.
+        let stored = Arc::new(AtomicU64::new(0));
+        let stored2 = stored.clone();
         // Responses come back on the stream: each frees a window slot.
         let reader = tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
                 if let Message::Binary(b) = m {
-                    // Every answer frees a window slot; only successes count
-                    // as acknowledged.
+                    // Every answer to a send frees a window slot; only
+                    // successes count as acknowledged. The answer to an own
+                    // acknowledgement (`Done`) is not a send's.
                     if let Ok(ServerMessage::Response { result, .. }) = codec::decode_server(&b) {
+                        match &result {
+                            Ok(Response::Appended { seq, .. }) => {
+                                stored2.fetch_max(*seq, Ordering::Relaxed);
+                            }
+                            Ok(Response::Done) => continue,
+                            _ => {}
+                        }
                         if result.is_ok() {
                             c2.acked.fetch_add(1, Ordering::Relaxed);
                         } else {
@@ -186,6 +211,7 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
         senders.push(tokio::spawn(async move {
             let deadline = t0 + duration;
             let mut i: u64 = 0;
+            let mut acked_own = 0u64;
             let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r as f64));
             let mut tick = interval.map(|iv| {
                 // Senders are spread evenly over the interval: independent
@@ -212,7 +238,17 @@ pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Opti
                     }
                 }
                 let mut ok = true;
+                let newest = stored.load(Ordering::Relaxed);
+                if own_acks && newest >= acked_own + 64 {
+                    acked_own = newest;
+                    // Ids from the top down: they never meet a send's.
+                    let ack = Request::Ack { group_id: group.clone(), seq: newest };
+                    ok = sink.feed(frame(u64::MAX - newest, ack)).await.is_ok();
+                }
                 for _ in 0..burst {
+                    if !ok {
+                        break;
+                    }
                     i += 1;
                     let req = Request::Send {
                         group_id: group.clone(),

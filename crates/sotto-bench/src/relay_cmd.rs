@@ -18,6 +18,8 @@ pub struct Options {
     pub store: Option<String>,
     pub nodes: usize,
     pub server_cpus: Option<String>,
+    /// Senders acknowledge their own messages (`relay::run_with`).
+    pub sender_acks: bool,
 }
 
 /// A fresh server on `dir`, pinned to `cpus` when given.
@@ -61,7 +63,7 @@ pub async fn round(pairs: usize, run_for: Duration, window: usize, server_cpus: 
 }
 
 pub async fn run(o: Options) -> Result<()> {
-    let Options { pairs, secs, window, rate, store, nodes, server_cpus } = o;
+    let Options { pairs, secs, window, rate, store, nodes, server_cpus, sender_acks } = o;
     proc::raise_fd_limit();
     // The load generator off the server's CPUs: unpinned, it took turns
     // with the server on them, and the server's latency included its work.
@@ -95,7 +97,7 @@ pub async fn run(o: Options) -> Result<()> {
     let servers_cpu = || pids.iter().map(|p| proc::cpu_secs(*p)).sum::<f64>();
     let db_cpu = || if store.is_some() { proc::cpu_secs_named("postgres") } else { 0.0 };
     let (cpu0, db0, me0) = (servers_cpu(), db_cpu(), proc::cpu_secs(std::process::id()));
-    let r = relay::run(set, Duration::from_secs(secs), window, rate).await?;
+    let r = relay::run_with(set, Duration::from_secs(secs), window, rate, sender_acks).await?;
     let cpu = servers_cpu() - cpu0;
     // The run's figures stand without them: a failed read is only noted.
     let stages = match &deployment {
