@@ -249,8 +249,8 @@ fn write(conn: &mut Connection, groups: &[(Vec<u8>, GroupPending)]) -> StoreResu
 
 /// Records one id in `sent_ids`, kept as it is if there already.
 const INSERT_ID: &str =
-    "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, stored_at)
-                         VALUES(?,?,?,?,?,?,?)";
+    "INSERT OR IGNORE INTO sent_ids(group_id, sender_handle, sender_device, client_id, seq, epoch, \
+                         stored_at) VALUES(?,?,?,?,?,?,?)";
 
 /// Records one id in `sent_ids` (kept as it is if there already).
 pub(super) fn insert_id(
