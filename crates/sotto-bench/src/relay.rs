@@ -141,6 +141,10 @@ pub struct RelayResult {
     pub latencies_ns: Vec<u64>,
 }
 
+/// Request ids of a sender's own acknowledgements (`run_with`): far above
+/// any send's, which count up from 1.
+const OWN_ACK_IDS: u64 = 1 << 62;
+
 /// Runs the pairs for `duration`: at full speed with `window` outstanding
 /// sends per sender, or at `rate` messages/s in all when given.
 pub async fn run(pairs: Vec<Pair>, duration: Duration, window: usize, rate: Option<u64>) -> Result<RelayResult> {
@@ -186,15 +190,17 @@ pub async fn run_with(
             while let Some(Ok(m)) = stream.next().await {
                 if let Message::Binary(b) = m {
                     // Every answer to a send frees a window slot; only
-                    // successes count as acknowledged. The answer to an own
-                    // acknowledgement (`Done`) is not a send's.
-                    if let Ok(ServerMessage::Response { result, .. }) = codec::decode_server(&b) {
-                        match &result {
-                            Ok(Response::Appended { seq, .. }) => {
-                                stored2.fetch_max(*seq, Ordering::Relaxed);
+                    // successes count as acknowledged. Answers to own
+                    // acknowledgements (ids from the top) are not sends'.
+                    if let Ok(ServerMessage::Response { id, result }) = codec::decode_server(&b) {
+                        if id >= OWN_ACK_IDS {
+                            if result.is_err() {
+                                c2.refused.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(Response::Done) => continue,
-                            _ => {}
+                            continue;
+                        }
+                        if let Ok(Response::Appended { seq, .. }) = &result {
+                            stored2.fetch_max(*seq, Ordering::Relaxed);
                         }
                         if result.is_ok() {
                             c2.acked.fetch_add(1, Ordering::Relaxed);
@@ -241,9 +247,8 @@ pub async fn run_with(
                 let newest = stored.load(Ordering::Relaxed);
                 if own_acks && newest >= acked_own + 64 {
                     acked_own = newest;
-                    // Ids from the top down: they never meet a send's.
                     let ack = Request::Ack { group_id: group.clone(), seq: newest };
-                    ok = sink.feed(frame(u64::MAX - newest, ack)).await.is_ok();
+                    ok = sink.feed(frame(OWN_ACK_IDS + newest, ack)).await.is_ok();
                 }
                 for _ in 0..burst {
                     if !ok {
