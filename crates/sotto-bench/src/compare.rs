@@ -17,6 +17,8 @@ pub struct Options {
     pub rounds: usize,
     /// `None`: unpinned.
     pub server_cpus: Option<String>,
+    /// sotto's senders acknowledge their own messages (`relay::run_with`).
+    pub sender_acks: bool,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -81,7 +83,7 @@ pub async fn run(o: Options) -> Result<()> {
         faults += m.lost + m.duplicated;
 
         let me0 = proc::cpu_secs(std::process::id());
-        let s = relay_cmd::round(o.pairs, Duration::from_secs(o.secs), o.window, cpus).await?;
+        let s = relay_cmd::round(o.pairs, Duration::from_secs(o.secs), o.window, cpus, o.sender_acks).await?;
         let me = generator_percent(me0, s.elapsed);
         println!(
             "sotto round={round} msgs_per_s={:.0} lost={} duplicated={} server_cpu_percent={:.0} \
@@ -93,12 +95,13 @@ pub async fn run(o: Options) -> Result<()> {
     }
     let (t, u) = (median(&mut theirs), median(&mut ours));
     println!(
-        "compare-mqtt pairs={} window={} payload={} server_cpus={} mqtt_median={t:.0} sotto_median={u:.0} \
-         ratio_sotto_to_mqtt={:.2}",
+        "compare-mqtt pairs={} window={} payload={} server_cpus={} sender_acks={} mqtt_median={t:.0} \
+         sotto_median={u:.0} ratio_sotto_to_mqtt={:.2}",
         o.pairs,
         o.window,
         crate::relay::PAYLOAD,
         cpus.unwrap_or("any"),
+        o.sender_acks,
         if t > 0.0 { u / t } else { 0.0 }
     );
     if faults > 0 {

@@ -199,6 +199,10 @@ enum Command {
         /// leaves both unpinned.
         #[arg(long, value_name = "LIST", default_value = "0")]
         server_cpus: String,
+        /// sotto's senders also acknowledge their own messages, so its
+        /// store reclaims them (as the broker drops what was delivered).
+        #[arg(long)]
+        sender_acks: bool,
     },
     /// TLS 1.3 handshakes against a fresh server: the hybrid
     /// post-quantum X25519MLKEM768 (the default) against classical X25519.
@@ -355,9 +359,17 @@ fn main() -> Result<()> {
                 server_cpus,
                 sender_acks,
             })),
-        Command::CompareMqtt { broker, load: Load { pairs, secs, window }, rounds, server_cpus } => {
+        Command::CompareMqtt { broker, load: Load { pairs, secs, window }, rounds, server_cpus, sender_acks } => {
             let server_cpus = (server_cpus != "any").then_some(server_cpus);
-            rt.block_on(compare::run(compare::Options { broker, pairs, secs, window, rounds, server_cpus }))
+            rt.block_on(compare::run(compare::Options {
+                broker,
+                pairs,
+                secs,
+                window,
+                rounds,
+                server_cpus,
+                sender_acks,
+            }))
         }
         Command::Tls { handshakes } => rt.block_on(async {
             let tmp = tempfile::tempdir()?;
@@ -506,7 +518,7 @@ async fn serve(
 /// CPU 1: (msgs/s, server CPU %).
 async fn relay_pinned(pairs: usize, run_for: Duration) -> Result<(f64, f64)> {
     proc::pin_self("1");
-    let r = relay_cmd::round(pairs, run_for, 64, Some("0")).await;
+    let r = relay_cmd::round(pairs, run_for, 64, Some("0"), false).await;
     proc::pin_self("0-1023");
     let r = r?;
     anyhow::ensure!(r.lost == 0 && r.duplicated == 0, "one-core relay lost or duplicated messages");

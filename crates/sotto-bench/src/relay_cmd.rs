@@ -46,12 +46,20 @@ pub struct Round {
     pub cpu_percent: f64,
 }
 
-pub async fn round(pairs: usize, run_for: Duration, window: usize, server_cpus: Option<&str>) -> Result<Round> {
+/// One full-speed run against a fresh server; with `sender_acks`, senders
+/// acknowledge their own messages (`relay::run_with`).
+pub async fn round(
+    pairs: usize,
+    run_for: Duration,
+    window: usize,
+    server_cpus: Option<&str>,
+    sender_acks: bool,
+) -> Result<Round> {
     let tmp = tempfile::tempdir()?;
     let (server, address) = one_server(tmp.path(), server_cpus)?;
     let set = relay::pairs(&address, pairs, "p").await?;
     let cpu0 = proc::cpu_secs(server.pid());
-    let r = relay::run(set, run_for, window, None).await?;
+    let r = relay::run_with(set, run_for, window, None, sender_acks).await?;
     let cpu = proc::cpu_secs(server.pid()) - cpu0;
     Ok(Round {
         msgs_per_s: r.received as f64 / r.elapsed,
