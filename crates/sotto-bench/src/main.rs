@@ -156,33 +156,7 @@ enum Command {
         unlimited: bool,
     },
     /// Only the relay scenario, against a fresh server (for profiling).
-    Relay {
-        #[command(flatten)]
-        load: Load,
-        /// A fixed rate in messages/s (all pairs together) instead of full
-        /// speed; prints the latency quantiles.
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Keep the state in this PostgreSQL (a connection string; the run
-        /// uses a fresh schema of it) instead of SQLite.
-        #[arg(long, value_name = "URL")]
-        store: Option<String>,
-        /// Server nodes on that PostgreSQL; each pair's sender and receiver
-        /// sit on different nodes when there are two or more.
-        #[arg(long, default_value_t = 1, requires = "store")]
-        nodes: usize,
-        /// Pin the server to these CPUs (a taskset list: `0`, `0,1`, `2-3`)
-        /// and the load generator to the others, if any (as `compare-mqtt`
-        /// and `all`'s one-core row do). The printed server CPU share then
-        /// says whether the server was the limit.
-        #[arg(long, value_name = "LIST", conflicts_with = "store")]
-        server_cpus: Option<String>,
-        /// Each sender also acknowledges its own messages, as a real client
-        /// does, so the store reclaims what both members read (without it
-        /// the store keeps every message for the whole run).
-        #[arg(long)]
-        sender_acks: bool,
-    },
+    Relay(relay_cmd::Options),
     /// The same load as `relay` against an MQTT broker (QoS 1) and against
     /// sotto, in interleaved rounds; prints both and the ratio.
     CompareMqtt {
@@ -348,17 +322,7 @@ fn main() -> Result<()> {
             println!("{}", backpressure_line(&r));
             Ok(())
         }),
-        Command::Relay { load: Load { pairs, secs, window }, rate, store, nodes, server_cpus, sender_acks } => rt
-            .block_on(relay_cmd::run(relay_cmd::Options {
-                pairs,
-                secs,
-                window,
-                rate,
-                store,
-                nodes,
-                server_cpus,
-                sender_acks,
-            })),
+        Command::Relay(o) => rt.block_on(relay_cmd::run(o)),
         Command::CompareMqtt { broker, load: Load { pairs, secs, window }, rounds, server_cpus, sender_acks } => {
             let server_cpus = (server_cpus != "any").then_some(server_cpus);
             rt.block_on(compare::run(compare::Options {

@@ -10,15 +10,32 @@ use sotto_proto::ServerAddress;
 use crate::{nodes, proc, relay, start_server, store_stages};
 
 /// The command's flags.
+#[derive(clap::Args)]
 pub struct Options {
-    pub pairs: usize,
-    pub secs: u64,
-    pub window: usize,
+    #[command(flatten)]
+    pub load: crate::Load,
+    /// A fixed rate in messages/s (all pairs together) instead of full
+    /// speed; prints the latency quantiles.
+    #[arg(long)]
     pub rate: Option<u64>,
+    /// Keep the state in this PostgreSQL (a connection string; the run
+    /// uses a fresh schema of it) instead of SQLite.
+    #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Server nodes on that PostgreSQL; each pair's sender and receiver
+    /// sit on different nodes when there are two or more.
+    #[arg(long, default_value_t = 1, requires = "store")]
     pub nodes: usize,
+    /// Pin the server to these CPUs (a taskset list: `0`, `0,1`, `2-3`)
+    /// and the load generator to the others, if any (as `compare-mqtt`
+    /// and `all`'s one-core row do). The printed server CPU share then
+    /// says whether the server was the limit.
+    #[arg(long, value_name = "LIST", conflicts_with = "store")]
     pub server_cpus: Option<String>,
-    /// Senders acknowledge their own messages (`relay::run_with`).
+    /// Each sender also acknowledges its own messages, as a real client
+    /// does, so the store reclaims what both members read (without it
+    /// the store keeps every message for the whole run).
+    #[arg(long)]
     pub sender_acks: bool,
 }
 
@@ -71,7 +88,7 @@ pub async fn round(
 }
 
 pub async fn run(o: Options) -> Result<()> {
-    let Options { pairs, secs, window, rate, store, nodes, server_cpus, sender_acks } = o;
+    let Options { load: crate::Load { pairs, secs, window }, rate, store, nodes, server_cpus, sender_acks } = o;
     proc::raise_fd_limit();
     // The load generator off the server's CPUs: unpinned, it took turns
     // with the server on them, and the server's latency included its work.
