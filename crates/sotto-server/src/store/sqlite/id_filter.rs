@@ -94,8 +94,10 @@ impl IdFilter {
     /// `pending::recover` copied the unfolded ones there).
     pub(super) fn load(conn: &Connection, purged: PurgedBefore) -> StoreResult<Self> {
         let mut filter = Self { purged, ..Self::default() };
-        let count: i64 = conn.query_row("SELECT count(*) FROM sent_ids", [], |r| r.get(0)).map_err(backend)?;
-        filter.layers.push(filter.layer(usize::try_from(count).unwrap_or(0).saturating_add(FIRST_LAYER)));
+        // One pass over the table: the hashes first (8 bytes each, for a
+        // moment), so the layer is sized without counting the rows in a
+        // second pass.
+        let (mut hashes, mut newest) = (Vec::new(), i64::MIN);
         let mut stmt = conn
             .prepare("SELECT group_id, sender_handle, sender_device, client_id, stored_at FROM sent_ids")
             .map_err(backend)?;
@@ -104,8 +106,13 @@ impl IdFilter {
             let group_id: Vec<u8> = r.get(0).map_err(backend)?;
             let sender = DeviceRef { handle: r.get(1).map_err(backend)?, device_id: r.get(2).map_err(backend)? };
             let client_id: Vec<u8> = r.get(3).map_err(backend)?;
-            let hash = filter.hash(&group_id, &sender, &client_id);
-            filter.insert(hash, r.get(4).map_err(backend)?);
+            hashes.push(filter.hash(&group_id, &sender, &client_id));
+            newest = newest.max(r.get(4).map_err(backend)?);
+        }
+        let layer = filter.layer(hashes.len().saturating_add(FIRST_LAYER));
+        filter.layers.push(layer);
+        for id in hashes {
+            filter.insert(id, newest);
         }
         Ok(filter)
     }
